@@ -1,0 +1,86 @@
+import { HsmBridgeError } from '../errors.js';
+import { keyTypes, type KeyFamily, type KeyPurpose, type KeyType } from '../keys/types.js';
+import type { HashName } from './hashes.js';
+
+/**
+ * The algorithm registry: everything about each algorithm in one place. The core checks requests
+ * against it; adapters read it to pick mechanisms. Names follow JOSE (RFC 7518) where JOSE has one.
+ */
+export const signAlgorithms = {
+  RS256: { scheme: 'pkcs1', hash: 'sha256', family: 'rsa' },
+  RS384: { scheme: 'pkcs1', hash: 'sha384', family: 'rsa' },
+  RS512: { scheme: 'pkcs1', hash: 'sha512', family: 'rsa' },
+  /** RSASSA-PSS with MGF1 over the same hash and a salt as long as the hash (RFC 7518 §3.5). */
+  PS256: { scheme: 'pss', hash: 'sha256', family: 'rsa' },
+  PS384: { scheme: 'pss', hash: 'sha384', family: 'rsa' },
+  PS512: { scheme: 'pss', hash: 'sha512', family: 'rsa' },
+  /** ECDSA; the signature is raw r||s (JWS form), not DER. */
+  ES256: { scheme: 'ecdsa', hash: 'sha256', family: 'ec', keyType: 'EC_P256' },
+  ES384: { scheme: 'ecdsa', hash: 'sha384', family: 'ec', keyType: 'EC_P384' },
+  /** Pure Ed25519 (RFC 8037): signs the message itself, so it cannot sign a precomputed digest. */
+  EdDSA: { scheme: 'eddsa', hash: null, family: 'okp', keyType: 'ED25519' },
+} as const satisfies Record<string, SignAlgorithmInfo>;
+
+export const encryptAlgorithms = {
+  /** AES-GCM with a 96-bit random IV and a 128-bit tag; AES-128 or AES-256 keys. */
+  AES_GCM: { family: 'aes', ivLength: 12, tagLength: 16 },
+  /** RSAES-OAEP with SHA-256 and MGF1-SHA-256, empty label (RFC 8017; JOSE's RSA-OAEP-256). */
+  RSA_OAEP_SHA256: { family: 'rsa', hash: 'sha256' },
+} as const satisfies Record<string, EncryptAlgorithmInfo>;
+
+export const macAlgorithms = {
+  HMAC_SHA256: { family: 'hmac', hash: 'sha256', length: 32 },
+} as const satisfies Record<string, MacAlgorithmInfo>;
+
+export type SignAlgorithm = keyof typeof signAlgorithms;
+export type EncryptAlgorithm = keyof typeof encryptAlgorithms;
+export type MacAlgorithm = keyof typeof macAlgorithms;
+
+export interface SignAlgorithmInfo {
+  readonly scheme: 'pkcs1' | 'pss' | 'ecdsa' | 'eddsa';
+  readonly hash: HashName | null;
+  readonly family: KeyFamily;
+  /** Set when only one key type fits (the curve is part of the algorithm). */
+  readonly keyType?: KeyType;
+}
+export interface EncryptAlgorithmInfo {
+  readonly family: KeyFamily;
+  readonly ivLength?: number;
+  readonly tagLength?: number;
+  readonly hash?: HashName;
+}
+export interface MacAlgorithmInfo {
+  readonly family: KeyFamily;
+  readonly hash: HashName;
+  readonly length: number;
+}
+
+export const allSignAlgorithms = Object.keys(signAlgorithms) as SignAlgorithm[];
+export const allEncryptAlgorithms = Object.keys(encryptAlgorithms) as EncryptAlgorithm[];
+export const allMacAlgorithms = Object.keys(macAlgorithms) as MacAlgorithm[];
+
+function parseFrom<T extends string>(table: Record<string, unknown>, value: unknown, what: string): T {
+  if (typeof value !== 'string' || !Object.hasOwn(table, value)) {
+    throw new HsmBridgeError('UNSUPPORTED_ALGORITHM', `unknown ${what} algorithm; expected one of ${Object.keys(table).join(', ')}`);
+  }
+  return value as T;
+}
+
+export const parseSignAlgorithm = (v: unknown) => parseFrom<SignAlgorithm>(signAlgorithms, v, 'signature');
+export const parseEncryptAlgorithm = (v: unknown) => parseFrom<EncryptAlgorithm>(encryptAlgorithms, v, 'encryption');
+export const parseMacAlgorithm = (v: unknown) => parseFrom<MacAlgorithm>(macAlgorithms, v, 'MAC');
+
+/** The algorithms a key type can use for a purpose; empty when none. */
+export function algorithmsFor(type: KeyType, purpose: KeyPurpose): string[] {
+  const family = keyTypes[type].family;
+  const fits = (info: { family: KeyFamily; keyType?: KeyType }) =>
+    info.family === family && (info.keyType === undefined || info.keyType === type);
+  const table: Record<string, { family: KeyFamily; keyType?: KeyType }> =
+    purpose === 'sign' ? signAlgorithms : purpose === 'encrypt' ? encryptAlgorithms : macAlgorithms;
+  return Object.entries(table).filter(([, info]) => fits(info)).map(([name]) => name);
+}
+
+/** The default algorithm for a key, used when a request names none. */
+export function defaultAlgorithm(type: KeyType, purpose: KeyPurpose): string | undefined {
+  return algorithmsFor(type, purpose)[0];
+}

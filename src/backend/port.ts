@@ -1,0 +1,89 @@
+/**
+ * The backend port: the one interface every adapter (PKCS#11, KMIP, software, a vendor's own) implements.
+ * It speaks in keys and operations, never in PKCS#11 or KMIP terms. Keys are addressed by name and
+ * version; the backend stores all key metadata itself, so any number of replicas can share it.
+ *
+ * The core (src/operations/keyService.ts) validates every request before it reaches a backend: the key
+ * exists and is enabled, the algorithm fits the key's type and purpose, the version exists, sizes are
+ * within limits, digests have the hash's length. A backend may therefore trust its arguments, and should
+ * spend its checks on what only it can know (its own mechanisms, its device's state).
+ */
+import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../algorithms/registry.js';
+import type { KeyName, KeyVersion } from '../keys/names.js';
+import type { KeyMetadata, KeyPurpose, KeyState, KeyType } from '../keys/types.js';
+
+/** A resolved key version, as the core hands it to an operation. */
+export interface KeyRef {
+  readonly name: KeyName;
+  readonly version: KeyVersion;
+  readonly type: KeyType;
+}
+
+export interface NewKey {
+  readonly name: KeyName;
+  readonly type: KeyType;
+  readonly purpose: KeyPurpose;
+}
+
+/** Sign either a message (the backend hashes it) or a digest the caller computed with the algorithm's hash. */
+export type SignInput =
+  | { readonly kind: 'message'; readonly data: Buffer }
+  | { readonly kind: 'digest'; readonly data: Buffer };
+
+/**
+ * A ciphertext as the algorithm produces it, without hsm-bridge's envelope.
+ * AES_GCM: iv is the 12-byte IV and data is ciphertext || 16-byte tag. RSA_OAEP_SHA256: data only.
+ */
+export interface RawCiphertext {
+  readonly iv?: Buffer;
+  readonly data: Buffer;
+}
+
+export interface Capabilities {
+  readonly keyTypes: readonly KeyType[];
+  readonly sign: readonly SignAlgorithm[];
+  readonly encrypt: readonly EncryptAlgorithm[];
+  readonly mac: readonly MacAlgorithm[];
+  /** The sign algorithms for which sign/verify accept a precomputed digest (input kind 'digest'). */
+  readonly signDigest: readonly SignAlgorithm[];
+  readonly random: boolean;
+}
+
+export interface BackendHealth {
+  readonly ready: boolean;
+  /** A short reason when not ready; never a secret. */
+  readonly detail?: string;
+}
+
+export interface Backend {
+  /** A short name for logs and metrics: 'pkcs11', 'software', 'kmip'. */
+  readonly kind: string;
+
+  /** What this backend can do. Constant for the life of the backend (discovered at start). */
+  capabilities(): Capabilities;
+  health(): Promise<BackendHealth>;
+  /** Releases sessions, connections and files. The backend is unusable afterwards. */
+  close(): Promise<void>;
+
+  // Key lifecycle. Each throws HsmBridgeError: KEY_NOT_FOUND, KEY_ALREADY_EXISTS, BACKEND_UNAVAILABLE.
+  /** Creates version 1 of a new key, enabled. */
+  createKey(key: NewKey): Promise<KeyMetadata>;
+  /** Creates the next version of an existing key, which becomes primary; older versions stay usable. */
+  rotateKey(name: KeyName): Promise<KeyMetadata>;
+  setKeyState(name: KeyName, state: KeyState): Promise<KeyMetadata>;
+  /** Destroys every version of the key in the backend. Irreversible. */
+  destroyKey(name: KeyName): Promise<void>;
+  describeKey(name: KeyName): Promise<KeyMetadata>;
+  listKeys(): Promise<KeyMetadata[]>;
+
+  // Operations. The key is resolved and checked by the core; see the file comment.
+  sign(key: KeyRef, algorithm: SignAlgorithm, input: SignInput): Promise<Buffer>;
+  verify(key: KeyRef, algorithm: SignAlgorithm, input: SignInput, signature: Buffer): Promise<boolean>;
+  encrypt(key: KeyRef, algorithm: EncryptAlgorithm, plaintext: Buffer, aad?: Buffer): Promise<RawCiphertext>;
+  /** Throws DECRYPTION_FAILED, and nothing more specific, when the ciphertext does not decrypt. */
+  decrypt(key: KeyRef, algorithm: EncryptAlgorithm, ciphertext: RawCiphertext, aad?: Buffer): Promise<Buffer>;
+  mac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer>;
+  /** Compares in constant time (or inside the HSM). */
+  verifyMac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean>;
+  randomBytes(length: number): Promise<Buffer>;
+}

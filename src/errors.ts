@@ -1,0 +1,87 @@
+/**
+ * Every error a caller can see. One table says, for each stable code, the HTTP status and the gRPC
+ * status it maps to, so that REST and gRPC never disagree. Messages name what was wrong; they never
+ * carry key material, plaintext, PINs or HSM PINs.
+ */
+
+/** gRPC status codes we use (values from the gRPC spec, kept here so the core does not import grpc-js). */
+export const GrpcStatus = {
+  INVALID_ARGUMENT: 3,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+} as const;
+export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
+
+const table = {
+  /** The request is malformed: a missing field, bad base64, a value out of range. */
+  INVALID_ARGUMENT: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  /** The algorithm name is not one hsm-bridge knows. */
+  UNSUPPORTED_ALGORITHM: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  /** hsm-bridge knows the algorithm or key type, but the configured backend cannot do it (see capabilities). */
+  UNSUPPORTED_BY_BACKEND: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  /** The key exists but its type or purpose cannot do this operation or algorithm. */
+  INCOMPATIBLE_KEY: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  /** Decryption failed: wrong key, tampered ciphertext, AAD mismatch. Deliberately says no more. */
+  DECRYPTION_FAILED: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
+  /** The request body is not JSON (REST only). */
+  UNSUPPORTED_MEDIA_TYPE: { http: 415, grpc: GrpcStatus.INVALID_ARGUMENT },
+  /** The request body or a field in it is larger than the configured limit. */
+  PAYLOAD_TOO_LARGE: { http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED },
+  KEY_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND },
+  KEY_VERSION_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND },
+  /** No such route (REST only). */
+  NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND },
+  KEY_ALREADY_EXISTS: { http: 409, grpc: GrpcStatus.ALREADY_EXISTS },
+  KEY_DISABLED: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION },
+  /** Destroying a key needs it disabled first, so that a key in use is never destroyed by accident. */
+  KEY_NOT_DISABLED: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION },
+  /** The HSM or key manager cannot be reached or is not logged in; retry later. */
+  BACKEND_UNAVAILABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE },
+  /** A bug or an unexpected backend answer. The message is generic; the log has the detail. */
+  INTERNAL: { http: 500, grpc: GrpcStatus.INTERNAL },
+} as const satisfies Record<string, { http: number; grpc: GrpcStatusCode }>;
+
+export type ErrorCode = keyof typeof table;
+
+export class HsmBridgeError extends Error {
+  override readonly name = 'HsmBridgeError';
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  get httpStatus(): number {
+    return table[this.code].http;
+  }
+
+  get grpcStatus(): GrpcStatusCode {
+    return table[this.code].grpc;
+  }
+}
+
+export function isHsmBridgeError(e: unknown): e is HsmBridgeError {
+  return e instanceof HsmBridgeError;
+}
+
+export const errorCodes = Object.keys(table) as ErrorCode[];
+
+export function httpStatusOf(code: ErrorCode): number {
+  return table[code].http;
+}
+
+/** Turns anything thrown into an HsmBridgeError; unknown errors become INTERNAL with a generic message. */
+export function toHsmBridgeError(e: unknown): HsmBridgeError {
+  if (e instanceof HsmBridgeError) return e;
+  return new HsmBridgeError('INTERNAL', 'internal error', { cause: e });
+}
+
+/** Shorthand for argument checks. */
+export function invalid(message: string): HsmBridgeError {
+  return new HsmBridgeError('INVALID_ARGUMENT', message);
+}

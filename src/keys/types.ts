@@ -1,0 +1,91 @@
+import { HsmBridgeError } from '../errors.js';
+import type { KeyName, KeyVersion } from './names.js';
+
+/**
+ * The key type registry: every key type hsm-bridge can create, with what it is made of and which
+ * purposes it may serve. Adapters map these to their own terms (PKCS#11 key types, KMIP enums).
+ */
+export const keyTypes = {
+  RSA_2048: { family: 'rsa', bits: 2048, purposes: ['sign', 'encrypt'] },
+  RSA_3072: { family: 'rsa', bits: 3072, purposes: ['sign', 'encrypt'] },
+  RSA_4096: { family: 'rsa', bits: 4096, purposes: ['sign', 'encrypt'] },
+  EC_P256: { family: 'ec', curve: 'P-256', bits: 256, purposes: ['sign'] },
+  EC_P384: { family: 'ec', curve: 'P-384', bits: 384, purposes: ['sign'] },
+  ED25519: { family: 'okp', curve: 'Ed25519', bits: 256, purposes: ['sign'] },
+  AES_128: { family: 'aes', bits: 128, purposes: ['encrypt'] },
+  AES_256: { family: 'aes', bits: 256, purposes: ['encrypt'] },
+  /** Double-length TDES (K1, K2, K1); payment keys use it. */
+  TDES_2KEY: { family: 'tdes', bits: 128, purposes: ['encrypt'] },
+  TDES_3KEY: { family: 'tdes', bits: 192, purposes: ['encrypt'] },
+  /** A 256-bit generic secret for HMAC. */
+  HMAC_256: { family: 'hmac', bits: 256, purposes: ['mac'] },
+} as const satisfies Record<string, KeyTypeInfo>;
+
+export type KeyType = keyof typeof keyTypes;
+export type KeyFamily = 'rsa' | 'ec' | 'okp' | 'aes' | 'tdes' | 'hmac';
+
+/**
+ * What a key is for, fixed at creation (one purpose per key, as AWS KMS and most HSM policies have it):
+ * sign = sign and verify; encrypt = encrypt and decrypt; mac = generate and verify MACs.
+ */
+export type KeyPurpose = 'sign' | 'encrypt' | 'mac';
+export const keyPurposes: readonly KeyPurpose[] = ['sign', 'encrypt', 'mac'];
+
+export interface KeyTypeInfo {
+  readonly family: KeyFamily;
+  readonly bits: number;
+  readonly curve?: 'P-256' | 'P-384' | 'Ed25519';
+  readonly purposes: readonly KeyPurpose[];
+}
+
+export const allKeyTypes = Object.keys(keyTypes) as KeyType[];
+
+export function keyTypeInfo(type: KeyType): KeyTypeInfo {
+  return keyTypes[type];
+}
+
+export function isAsymmetric(type: KeyType): boolean {
+  const f = keyTypes[type].family;
+  return f === 'rsa' || f === 'ec' || f === 'okp';
+}
+
+export function parseKeyType(value: unknown): KeyType {
+  if (typeof value !== 'string' || !Object.hasOwn(keyTypes, value)) {
+    throw new HsmBridgeError('INVALID_ARGUMENT', `unknown key type; expected one of ${allKeyTypes.join(', ')}`);
+  }
+  return value as KeyType;
+}
+
+export function parseKeyPurpose(value: unknown, type: KeyType): KeyPurpose {
+  const allowed = keyTypes[type].purposes as readonly KeyPurpose[];
+  if (value === undefined) return allowed[0] as KeyPurpose;
+  if (typeof value !== 'string' || !(keyPurposes as readonly string[]).includes(value)) {
+    throw new HsmBridgeError('INVALID_ARGUMENT', `unknown key purpose; expected one of ${keyPurposes.join(', ')}`);
+  }
+  if (!allowed.includes(value as KeyPurpose)) {
+    throw new HsmBridgeError('INCOMPATIBLE_KEY', `a ${type} key cannot have purpose ${value}; allowed: ${allowed.join(', ')}`);
+  }
+  return value as KeyPurpose;
+}
+
+export type KeyState = 'enabled' | 'disabled';
+
+export interface KeyVersionInfo {
+  readonly version: KeyVersion;
+  readonly createdAt: string;
+  /** SubjectPublicKeyInfo DER of this version's public key; asymmetric keys only. */
+  readonly publicKeySpki?: Buffer;
+}
+
+/** What a backend knows about a key. The backend stores it, so replicas sharing an HSM agree. */
+export interface KeyMetadata {
+  readonly name: KeyName;
+  readonly type: KeyType;
+  readonly purpose: KeyPurpose;
+  readonly state: KeyState;
+  readonly createdAt: string;
+  /** The version that signs, encrypts and MACs: the newest. Older versions still verify and decrypt. */
+  readonly primaryVersion: KeyVersion;
+  /** Every version that exists, oldest first. */
+  readonly versions: readonly KeyVersionInfo[];
+}

@@ -150,7 +150,7 @@ export class KeyService {
     const algorithm = this.pickAlgorithm(meta, 'sign', req.algorithm, parseSignAlgorithm) as SignAlgorithm;
     const input = this.checkSignInput(algorithm, req);
     const key = this.ref(meta, meta.primaryVersion);
-    const signature = await this.backend.sign(key, algorithm, input);
+    const signature = await this.run(key, () => this.backend.sign(key, algorithm, input));
     return { keyVersion: key.version, algorithm, signature };
   }
 
@@ -160,7 +160,7 @@ export class KeyService {
     const input = this.checkSignInput(algorithm, req);
     this.checkSize('signature', req.signature);
     const key = this.ref(meta, await this.version(meta, req.keyVersion));
-    const valid = await this.backend.verify(key, algorithm, input, req.signature);
+    const valid = await this.run(key, () => this.backend.verify(key, algorithm, input, req.signature));
     return { keyVersion: key.version, algorithm, valid };
   }
 
@@ -175,7 +175,7 @@ export class KeyService {
       if (req.plaintext.length > max) throw invalid(`plaintext is too long for RSA-OAEP with this key (at most ${max} bytes)`);
     }
     const key = this.ref(meta, meta.primaryVersion);
-    const raw = await this.backend.encrypt(key, algorithm, req.plaintext, req.aad);
+    const raw = await this.run(key, () => this.backend.encrypt(key, algorithm, req.plaintext, req.aad));
     return { keyVersion: key.version, algorithm, ciphertext: sealEnvelope(algorithm, key.version, raw) };
   }
 
@@ -197,7 +197,7 @@ export class KeyService {
     }
     if (algorithm === 'RSA_OAEP_SHA256' && req.aad) throw invalid('RSA_OAEP_SHA256 takes no aad');
     const key = this.ref(meta, await this.version(meta, version));
-    const plaintext = await this.backend.decrypt(key, algorithm, raw, req.aad);
+    const plaintext = await this.run(key, () => this.backend.decrypt(key, algorithm, raw, req.aad));
     return { keyVersion: key.version, algorithm, plaintext };
   }
 
@@ -206,7 +206,7 @@ export class KeyService {
     const algorithm = this.pickAlgorithm(meta, 'mac', req.algorithm, parseMacAlgorithm) as MacAlgorithm;
     this.checkSize('data', req.data);
     const key = this.ref(meta, meta.primaryVersion);
-    return { keyVersion: key.version, algorithm, mac: await this.backend.mac(key, algorithm, req.data) };
+    return { keyVersion: key.version, algorithm, mac: await this.run(key, () => this.backend.mac(key, algorithm, req.data)) };
   }
 
   async verifyMac(req: VerifyMacRequest): Promise<VerifyMacResult> {
@@ -215,7 +215,7 @@ export class KeyService {
     this.checkSize('data', req.data);
     const key = this.ref(meta, await this.version(meta, req.keyVersion));
     // A MAC of the wrong length is simply not valid; the backend compares equal lengths in constant time.
-    const valid = req.mac.length === macAlgorithms[algorithm].length && (await this.backend.verifyMac(key, algorithm, req.data, req.mac));
+    const valid = req.mac.length === macAlgorithms[algorithm].length && (await this.run(key, () => this.backend.verifyMac(key, algorithm, req.data, req.mac)));
     return { keyVersion: key.version, algorithm, valid };
   }
 
@@ -294,6 +294,16 @@ export class KeyService {
       throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${meta.name} has no version ${version}`);
     }
     return version;
+  }
+
+  /** Runs a backend operation; a key the backend no longer has (destroyed by another replica) leaves the cache. */
+  private async run<T>(key: KeyRef, operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (e) {
+      if (e instanceof HsmBridgeError && (e.code === 'KEY_NOT_FOUND' || e.code === 'KEY_VERSION_NOT_FOUND')) this.cache.forget(key.name);
+      throw e;
+    }
   }
 
   private ref(meta: KeyMetadata, version: KeyVersion): KeyRef {

@@ -1,0 +1,99 @@
+/**
+ * The service configuration: its JSON Schema (the single source of defaults and rules) and its type.
+ * Each backend's own section is described by that backend's factory (BackendFactory.configSchema).
+ */
+
+export interface ListenConfig {
+  enabled: boolean;
+  host: string;
+  port: number;
+}
+
+export interface ServiceConfig {
+  rest: ListenConfig;
+  grpc: ListenConfig;
+  limits: {
+    /** Largest REST body or gRPC message, in bytes. */
+    maxRequestBytes: number;
+    /** Largest decoded message, plaintext, ciphertext or MAC input, in bytes. */
+    maxDataBytes: number;
+    maxRandomBytes: number;
+  };
+  keys: {
+    /** How long key metadata is cached in each replica; 0 turns the cache off. */
+    metadataCacheTtlMs: number;
+  };
+  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  backend: {
+    /** A built-in backend ('software', 'pkcs11') or 'module' for an adapter module of your own. */
+    type: string;
+    /** The section of the chosen backend; the others are ignored. */
+    [section: string]: unknown;
+  };
+}
+
+const listen = (port: number) => ({
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  properties: {
+    enabled: { type: 'boolean', default: true },
+    host: { type: 'string', minLength: 1, default: '127.0.0.1' },
+    port: { type: 'integer', minimum: 0, maximum: 65535, default: port },
+  },
+});
+
+export const serviceConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    rest: listen(8080),
+    grpc: listen(50051),
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxRequestBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024, default: 1024 * 1024 },
+        maxDataBytes: { type: 'integer', minimum: 1, maximum: 48 * 1024 * 1024, default: 512 * 1024 },
+        maxRandomBytes: { type: 'integer', minimum: 1, maximum: 65536, default: 1024 },
+      },
+    },
+    keys: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        metadataCacheTtlMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 2000 },
+      },
+    },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+      },
+    },
+    backend: {
+      type: 'object',
+      default: {},
+      properties: {
+        type: { type: 'string', minLength: 1, default: 'software' },
+      },
+    },
+  },
+} as const;
+
+/** The `backend.module` section: an adapter module of your own, loaded with import(). */
+export const moduleBackendSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['path'],
+  properties: {
+    /** A path (relative to the working directory) or package name whose default export is a BackendFactory. */
+    path: { type: 'string', minLength: 1 },
+    /** That factory's own configuration, checked against its configSchema. */
+    config: { type: 'object', default: {} },
+  },
+} as const;

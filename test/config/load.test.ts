@@ -1,0 +1,75 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { applyEnvOverrides, ConfigError, loadServiceConfig } from '../../src/config/load.js';
+import { resolveBackend } from '../../src/backends.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'hsmb-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const file = (name: string, text: string) => {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+};
+
+describe('loadServiceConfig', () => {
+  it('has sane defaults without a file: loopback listeners, the software backend', () => {
+    const c = loadServiceConfig({ env: {} });
+    expect(c.rest).toEqual({ enabled: true, host: '127.0.0.1', port: 8080 });
+    expect(c.grpc).toEqual({ enabled: true, host: '127.0.0.1', port: 50051 });
+    expect(c.backend.type).toBe('software');
+    expect(c.limits.maxRequestBytes).toBe(1024 * 1024);
+  });
+
+  it('reads YAML and JSON files', () => {
+    const yaml = file('a.yaml', 'rest:\n  port: 9090\nbackend:\n  type: pkcs11\n  pkcs11:\n    library: /usr/lib/softhsm/libsofthsm2.so\n');
+    expect(loadServiceConfig({ file: yaml, env: {} }).rest.port).toBe(9090);
+    const json = file('a.json', '{"grpc": {"enabled": false}}');
+    expect(loadServiceConfig({ file: json, env: {} }).grpc.enabled).toBe(false);
+  });
+
+  it('applies HSMB_ overrides with camelCase fields and typed values, and ignores secrets without "__"', () => {
+    const env = { HSMB_REST__PORT: '7000', HSMB_GRPC__ENABLED: 'false', HSMB_KEYS__METADATA_CACHE_TTL_MS: '0', HSMB_MASTER_KEY: 'secret', HSMB_PKCS11_PIN: '1234' };
+    const c = loadServiceConfig({ env });
+    expect(c.rest.port).toBe(7000);
+    expect(c.grpc.enabled).toBe(false);
+    expect(c.keys.metadataCacheTtlMs).toBe(0);
+  });
+
+  it('names the bad field', () => {
+    expect(() => loadServiceConfig({ env: { HSMB_REST__PORT: '70000' } })).toThrow(/\/rest\/port must be <= 65535/);
+    expect(() => loadServiceConfig({ env: { HSMB_REST__PROT: '1' } })).toThrow(/\/rest\/prot is not a known field/);
+    expect(() => loadServiceConfig({ file: file('b.yaml', 'log:\n  level: loud\n'), env: {} })).toThrow(/\/log\/level must be equal to one of/);
+    expect(() => loadServiceConfig({ file: join(dir, 'missing.yaml'), env: {} })).toThrow(ConfigError);
+    expect(() => loadServiceConfig({ file: file('c.yaml', 'rest: [\n'), env: {} })).toThrow(/not valid YAML/);
+  });
+
+  it('does not change the document it is given', () => {
+    const doc = { rest: { port: 1 } };
+    applyEnvOverrides(doc, { HSMB_REST__PORT: '2' });
+    expect(doc.rest.port).toBe(1);
+  });
+});
+
+describe('backend section', () => {
+  it('refuses an unknown backend type, naming the choices', async () => {
+    const c = loadServiceConfig({ env: { HSMB_BACKEND__TYPE: 'vault' } });
+    await expect(resolveBackend(c)).rejects.toThrow(/\/backend\/type must be one of software, pkcs11, module/);
+  });
+
+  it("checks the chosen backend's section against that adapter's schema", async () => {
+    const c = loadServiceConfig({ file: file('p.yaml', 'backend:\n  type: pkcs11\n  pkcs11:\n    library: /x.so\n    tokenLabel: t\n    pin: "1234"\n'), env: {} });
+    await expect(resolveBackend(c)).rejects.toThrow(/\/backend\/pkcs11\/pin is not a known field/);
+  });
+
+  it('loads an adapter module of your own and checks its config', async () => {
+    const mod = file('my-adapter.mjs', `export default { kind: 'mine', configSchema: { type: 'object', additionalProperties: false, required: ['url'], properties: { url: { type: 'string' } } }, create: async () => ({}) };\n`);
+    const ok = loadServiceConfig({ env: { HSMB_BACKEND__TYPE: 'module', HSMB_BACKEND__MODULE__PATH: mod, HSMB_BACKEND__MODULE__CONFIG__URL: 'https://kms' } });
+    expect((await resolveBackend(ok)).factory.kind).toBe('mine');
+    const bad = loadServiceConfig({ env: { HSMB_BACKEND__TYPE: 'module', HSMB_BACKEND__MODULE__PATH: mod } });
+    await expect(resolveBackend(bad)).rejects.toThrow(/\/backend\/module\/config must have required property 'url'/);
+    const notFactory = file('nf.mjs', 'export default 42;\n');
+    await expect(resolveBackend(loadServiceConfig({ env: { HSMB_BACKEND__TYPE: 'module', HSMB_BACKEND__MODULE__PATH: notFactory } }))).rejects.toThrow(/no default export that is a BackendFactory/);
+  });
+});

@@ -1,0 +1,252 @@
+/**
+ * The software backend: keys generated and used with node:crypto inside this process, persisted in a
+ * keystore file sealed under a master key. For trying hsm-bridge out on a machine with no HSM; the keys
+ * live in process memory, which is exactly what an HSM exists to prevent.
+ *
+ * Every change is written to the file (atomically) before the in-memory state changes and before the
+ * promise resolves, and changes run one at a time, so the file and memory never disagree.
+ */
+import { randomBytes, type KeyObject } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import { allSignAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
+import type { Backend, BackendHealth, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput } from '../../src/backend/port.js';
+import { HsmBridgeError } from '../../src/errors.js';
+import type { KeyName, KeyVersion } from '../../src/keys/names.js';
+import { allKeyTypes, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
+import { writeFileAtomic } from './atomicWrite.js';
+import { aesGcmDecrypt, aesGcmEncrypt, hmacSha256, rsaOaepDecrypt, rsaOaepEncrypt, verifyHmacSha256 } from './ciphers.js';
+import { generateKeys, type VersionKeys } from './keyMaterial.js';
+import {
+  readKeystore,
+  sealVersion,
+  serializeKeystore,
+  toMetadata,
+  unsealKeystore,
+  type KeyEntry,
+  type StoredKey,
+} from './keystoreFile.js';
+import { acquireLock, type HeldLock } from './lockFile.js';
+import { loadMasterKey } from './masterKey.js';
+import { makeMasterKeyCheck, type Sealed } from './sealing.js';
+import { digestSignAlgorithms, sign, verify } from './signing.js';
+
+const randomBytesAsync = promisify(randomBytes);
+
+export interface SoftwareBackendOptions {
+  /** Absolute path of the keystore file. */
+  readonly keystorePath: string;
+  readonly masterKeyEnv: string;
+  readonly masterKeyFile: string;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+const capabilities: Capabilities = {
+  keyTypes: allKeyTypes,
+  sign: allSignAlgorithms,
+  signDigest: digestSignAlgorithms,
+  encrypt: ['AES_GCM', 'RSA_OAEP_SHA256'],
+  mac: ['HMAC_SHA256'],
+  random: true,
+};
+
+export async function openSoftwareBackend(options: SoftwareBackendOptions, logger: Logger): Promise<Backend> {
+  await mkdir(dirname(options.keystorePath), { recursive: true, mode: 0o700 });
+  const lock = await acquireLock(`${options.keystorePath}.lock`);
+  try {
+    const doc = await readKeystore(options.keystorePath);
+    const masterKey = await loadMasterKey(
+      { env: options.env, envName: options.masterKeyEnv, file: options.masterKeyFile, keystoreExists: doc !== undefined },
+      logger,
+    );
+    const backend = new SoftwareBackend(options.keystorePath, masterKey, doc?.masterKeyCheck ?? makeMasterKeyCheck(masterKey), lock, logger);
+    if (doc) backend.entries = unsealKeystore(options.keystorePath, doc, masterKey);
+    else await backend.persist(backend.entries); // a new keystore exists, with its master key check, from the first start
+    logger.info({ keystorePath: options.keystorePath, keys: backend.entries.size }, 'software backend: keystore opened');
+    return backend;
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+class SoftwareBackend implements Backend {
+  readonly kind = 'software';
+  entries: ReadonlyMap<KeyName, KeyEntry> = new Map();
+  private writes: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly masterKey: KeyObject,
+    private readonly masterKeyCheck: Sealed,
+    private readonly lock: HeldLock,
+    private readonly logger: Logger,
+  ) {}
+
+  capabilities(): Capabilities {
+    return capabilities;
+  }
+
+  async health(): Promise<BackendHealth> {
+    return this.closed ? { ready: false, detail: 'the software backend is closed' } : { ready: true };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.writes.catch(() => undefined);
+    this.entries = new Map();
+    await this.lock.release();
+  }
+
+  // --- lifecycle ---------------------------------------------------------------------------------
+
+  async createKey(key: NewKey): Promise<KeyMetadata> {
+    this.checkOpen();
+    const live = await generateKeys(key.type);
+    return this.change((entries) => {
+      if (entries.has(key.name)) throw new HsmBridgeError('KEY_ALREADY_EXISTS', `key ${key.name} already exists`);
+      const version = sealVersion(this.masterKey, key, 1, live);
+      const stored: StoredKey = { name: key.name, type: key.type, purpose: key.purpose, state: 'enabled', createdAt: version.createdAt, versions: [version] };
+      entries.set(key.name, { stored, keys: new Map([[1, live]]) });
+      return stored;
+    });
+  }
+
+  async rotateKey(name: KeyName): Promise<KeyMetadata> {
+    const { stored } = this.entry(name);
+    const live = await generateKeys(stored.type);
+    return this.change((entries) => {
+      const current = this.entryIn(entries, name); // it may have changed while the key was generated
+      const next = current.stored.versions[current.stored.versions.length - 1]!.version + 1;
+      const version = sealVersion(this.masterKey, current.stored, next, live);
+      const updated: StoredKey = { ...current.stored, versions: [...current.stored.versions, version] };
+      entries.set(name, { stored: updated, keys: new Map([...current.keys, [next, live]]) });
+      return updated;
+    });
+  }
+
+  setKeyState(name: KeyName, state: KeyState): Promise<KeyMetadata> {
+    return this.change((entries) => {
+      const current = this.entryIn(entries, name);
+      const updated: StoredKey = { ...current.stored, state };
+      entries.set(name, { ...current, stored: updated });
+      return updated;
+    });
+  }
+
+  async destroyKey(name: KeyName): Promise<void> {
+    await this.change((entries) => {
+      this.entryIn(entries, name);
+      entries.delete(name);
+      return undefined;
+    });
+  }
+
+  async describeKey(name: KeyName): Promise<KeyMetadata> {
+    return toMetadata(this.entry(name).stored);
+  }
+
+  async listKeys(): Promise<KeyMetadata[]> {
+    this.checkOpen();
+    return [...this.entries.values()].map((e) => toMetadata(e.stored));
+  }
+
+  // --- operations ----------------------------------------------------------------------------------
+
+  sign(key: KeyRef, algorithm: SignAlgorithm, input: SignInput): Promise<Buffer> {
+    return sign(algorithm, this.pair(key).privateKey, input);
+  }
+
+  verify(key: KeyRef, algorithm: SignAlgorithm, input: SignInput, signature: Buffer): Promise<boolean> {
+    return verify(algorithm, this.pair(key).publicKey, input, signature);
+  }
+
+  async encrypt(key: KeyRef, algorithm: EncryptAlgorithm, plaintext: Buffer, aad?: Buffer): Promise<RawCiphertext> {
+    return algorithm === 'AES_GCM' ? aesGcmEncrypt(this.secret(key), plaintext, aad) : rsaOaepEncrypt(this.pair(key).publicKey, plaintext);
+  }
+
+  async decrypt(key: KeyRef, algorithm: EncryptAlgorithm, ciphertext: RawCiphertext, aad?: Buffer): Promise<Buffer> {
+    return algorithm === 'AES_GCM' ? aesGcmDecrypt(this.secret(key), ciphertext, aad) : rsaOaepDecrypt(this.pair(key).privateKey, ciphertext);
+  }
+
+  async mac(key: KeyRef, _algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
+    return hmacSha256(this.secret(key), data);
+  }
+
+  async verifyMac(key: KeyRef, _algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean> {
+    return verifyHmacSha256(this.secret(key), data, mac);
+  }
+
+  async randomBytes(length: number): Promise<Buffer> {
+    this.checkOpen();
+    return randomBytesAsync(length);
+  }
+
+  // --- internals -----------------------------------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.closed) throw new HsmBridgeError('BACKEND_UNAVAILABLE', 'the software backend is closed');
+  }
+
+  private entry(name: KeyName): KeyEntry {
+    this.checkOpen();
+    return this.entryIn(this.entries, name);
+  }
+
+  private entryIn(entries: ReadonlyMap<KeyName, KeyEntry>, name: KeyName): KeyEntry {
+    const e = entries.get(name);
+    if (!e) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${name} does not exist`);
+    return e;
+  }
+
+  private versionKeys(ref: KeyRef): VersionKeys {
+    const keys = this.entry(ref.name).keys.get(ref.version);
+    if (!keys) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${ref.name} has no version ${ref.version}`);
+    return keys;
+  }
+
+  private pair(ref: KeyRef): Extract<VersionKeys, { kind: 'pair' }> {
+    const keys = this.versionKeys(ref);
+    if (keys.kind !== 'pair') throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${ref.name} is not a key pair`);
+    return keys;
+  }
+
+  private secret(ref: KeyRef): KeyObject {
+    const keys = this.versionKeys(ref);
+    if (keys.kind !== 'secret') throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${ref.name} is not a secret key`);
+    return keys.secretKey;
+  }
+
+  /**
+   * Applies `edit` to a copy of the keys, writes the copy to the file, and only then makes it current.
+   * Changes are queued, so each edit sees the result of the one before it.
+   */
+  private change(edit: (entries: Map<KeyName, KeyEntry>) => StoredKey): Promise<KeyMetadata>;
+  private change(edit: (entries: Map<KeyName, KeyEntry>) => undefined): Promise<undefined>;
+  private change(edit: (entries: Map<KeyName, KeyEntry>) => StoredKey | undefined): Promise<KeyMetadata | undefined> {
+    const run = async () => {
+      this.checkOpen();
+      const draft = new Map(this.entries);
+      const changed = edit(draft);
+      await this.persist(draft);
+      this.entries = draft;
+      return changed && toMetadata(changed);
+    };
+    const result = this.writes.then(run, run);
+    this.writes = result.catch(() => undefined);
+    return result;
+  }
+
+  async persist(entries: ReadonlyMap<KeyName, KeyEntry>): Promise<void> {
+    try {
+      await writeFileAtomic(this.path, serializeKeystore(this.masterKeyCheck, entries.values()));
+    } catch (e) {
+      this.logger.error({ err: e, keystorePath: this.path }, 'software backend: cannot write the keystore');
+      throw new HsmBridgeError('BACKEND_UNAVAILABLE', 'the software keystore cannot be written', { cause: e });
+    }
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Key material for every key type: generation, the bytes that are sealed into the keystore (PKCS#8 DER
+ * for key pairs, raw bytes for secrets), and the reverse, which checks that what comes back out of the
+ * keystore really is a key of the recorded type.
+ */
+import { createPrivateKey, createPublicKey, createSecretKey, generateKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
+import { keyTypes, type KeyType } from '../../src/keys/types.js';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+const generateKeyAsync = promisify(generateKey);
+const randomBytesAsync = promisify(randomBytes);
+
+/** The keys of one key version, ready for node:crypto. */
+export type VersionKeys =
+  | { readonly kind: 'pair'; readonly privateKey: KeyObject; readonly publicKey: KeyObject }
+  | { readonly kind: 'secret'; readonly secretKey: KeyObject };
+
+const curveNames = { 'P-256': 'prime256v1', 'P-384': 'secp384r1' } as const;
+
+/** Sets each byte's lowest bit so the byte has an odd number of one bits (the DES key parity rule). */
+export function setOddParity(key: Buffer): Buffer {
+  for (let i = 0; i < key.length; i++) {
+    const high = key[i]! & 0xfe;
+    key[i] = high | (popCount(high) % 2 === 0 ? 1 : 0);
+  }
+  return key;
+}
+
+export function hasOddParity(key: Buffer): boolean {
+  return key.every((b) => popCount(b) % 2 === 1);
+}
+
+function popCount(b: number): number {
+  let n = 0;
+  for (let x = b; x; x >>= 1) n += x & 1;
+  return n;
+}
+
+/** A TDES key whose 8-byte parts all differ: equal parts would make it single DES. */
+async function generateTdesKey(length: 16 | 24): Promise<KeyObject> {
+  for (;;) {
+    const raw = setOddParity(await randomBytesAsync(length));
+    const parts = Array.from({ length: length / 8 }, (_, i) => raw.subarray(i * 8, i * 8 + 8));
+    const distinct = parts.every((p, i) => parts.every((q, j) => i === j || !p.equals(q)));
+    if (distinct) {
+      const key = createSecretKey(raw);
+      raw.fill(0);
+      return key;
+    }
+    raw.fill(0);
+  }
+}
+
+/** Generates a new key of `type`, off the event loop where node:crypto allows it. */
+export async function generateKeys(type: KeyType): Promise<VersionKeys> {
+  const info = keyTypes[type];
+  switch (info.family) {
+    case 'rsa':
+      return pair(await generateKeyPairAsync('rsa', { modulusLength: info.bits, publicExponent: 0x10001 }));
+    case 'ec':
+      return pair(await generateKeyPairAsync('ec', { namedCurve: curveNames[info.curve] }));
+    case 'okp':
+      return pair(await generateKeyPairAsync('ed25519'));
+    case 'aes':
+      return { kind: 'secret', secretKey: await generateKeyAsync('aes', { length: info.bits }) };
+    case 'hmac':
+      return { kind: 'secret', secretKey: await generateKeyAsync('hmac', { length: info.bits }) };
+    case 'tdes':
+      return { kind: 'secret', secretKey: await generateTdesKey(info.bits === 128 ? 16 : 24) };
+  }
+}
+
+function pair(k: { privateKey: KeyObject; publicKey: KeyObject }): VersionKeys {
+  return { kind: 'pair', privateKey: k.privateKey, publicKey: k.publicKey };
+}
+
+/** The secret bytes to seal. The caller zeroes them once sealed. */
+export function exportSecretMaterial(keys: VersionKeys): Buffer {
+  return keys.kind === 'pair' ? keys.privateKey.export({ format: 'der', type: 'pkcs8' }) : keys.secretKey.export();
+}
+
+export function publicKeySpki(keys: VersionKeys): Buffer | undefined {
+  return keys.kind === 'pair' ? keys.publicKey.export({ format: 'der', type: 'spki' }) : undefined;
+}
+
+/**
+ * Rebuilds the keys from unsealed bytes and zeroes those bytes. Throws a plain Error (no key bytes in it)
+ * when the bytes are not a key of `type`.
+ */
+export function importSecretMaterial(type: KeyType, material: Buffer): VersionKeys {
+  try {
+    const info = keyTypes[type];
+    if (info.family === 'aes' || info.family === 'hmac' || info.family === 'tdes') {
+      if (material.length * 8 !== info.bits) throw new Error(`expected ${info.bits / 8} bytes of ${type} key`);
+      if (info.family === 'tdes' && !hasOddParity(material)) throw new Error('TDES key parity is wrong');
+      return { kind: 'secret', secretKey: createSecretKey(material) };
+    }
+    const privateKey = createPrivateKey({ key: material, format: 'der', type: 'pkcs8' });
+    const details = privateKey.asymmetricKeyDetails;
+    const fits =
+      info.family === 'rsa'
+        ? privateKey.asymmetricKeyType === 'rsa' && details?.modulusLength === info.bits
+        : info.family === 'ec'
+          ? privateKey.asymmetricKeyType === 'ec' && details?.namedCurve === curveNames[info.curve as 'P-256' | 'P-384']
+          : privateKey.asymmetricKeyType === 'ed25519';
+    if (!fits) throw new Error(`the private key is not a ${type} key`);
+    return { kind: 'pair', privateKey, publicKey: createPublicKey(privateKey) };
+  } finally {
+    material.fill(0);
+  }
+}

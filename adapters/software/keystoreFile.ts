@@ -1,0 +1,214 @@
+/**
+ * The keystore file: one JSON document holding every key's metadata in clear and each version's secret
+ * material sealed under the master key (see sealing.ts). Reading it opens every record, so a wrong
+ * master key or an altered record stops the backend at start rather than at the first request.
+ *
+ * {
+ *   "format": "hsm-bridge-software-keystore", "formatVersion": 1,
+ *   "masterKeyCheck": { "iv": b64, "data": b64 },
+ *   "keys": [ { "name", "type", "purpose", "state", "createdAt",
+ *               "versions": [ { "version", "createdAt", "publicKeySpki"?: b64 DER, "material": { "iv", "data" } } ] } ]
+ * }
+ */
+import type { KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { Ajv } from 'ajv';
+import { parseKeyName, type KeyName, type KeyVersion } from '../../src/keys/names.js';
+import {
+  allKeyTypes,
+  isAsymmetric,
+  keyPurposes,
+  parseKeyPurpose,
+  type KeyMetadata,
+  type KeyPurpose,
+  type KeyState,
+  type KeyType,
+} from '../../src/keys/types.js';
+import { exportSecretMaterial, importSecretMaterial, publicKeySpki, type VersionKeys } from './keyMaterial.js';
+import { masterKeyCheckPasses, openRecord, sealRecord, type Sealed } from './sealing.js';
+
+const FORMAT = 'hsm-bridge-software-keystore';
+const FORMAT_VERSION = 1;
+
+export interface StoredVersion {
+  readonly version: number;
+  readonly createdAt: string;
+  readonly publicKeySpki?: string;
+  readonly material: Sealed;
+}
+
+export interface StoredKey {
+  readonly name: string;
+  readonly type: KeyType;
+  readonly purpose: KeyPurpose;
+  readonly state: KeyState;
+  readonly createdAt: string;
+  readonly versions: readonly StoredVersion[];
+}
+
+export interface KeystoreDocument {
+  readonly format: typeof FORMAT;
+  readonly formatVersion: typeof FORMAT_VERSION;
+  readonly masterKeyCheck: Sealed;
+  readonly keys: readonly StoredKey[];
+}
+
+/** A key as the backend holds it: the stored record (rewritten as is) and its versions' live keys. */
+export interface KeyEntry {
+  readonly stored: StoredKey;
+  readonly keys: ReadonlyMap<number, VersionKeys>;
+}
+
+const sealedSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['iv', 'data'],
+  properties: { iv: { type: 'string' }, data: { type: 'string' } },
+};
+const documentSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['format', 'formatVersion', 'masterKeyCheck', 'keys'],
+  properties: {
+    format: { const: FORMAT },
+    formatVersion: { const: FORMAT_VERSION },
+    masterKeyCheck: sealedSchema,
+    keys: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'type', 'purpose', 'state', 'createdAt', 'versions'],
+        properties: {
+          name: { type: 'string' },
+          type: { enum: allKeyTypes },
+          purpose: { enum: keyPurposes },
+          state: { enum: ['enabled', 'disabled'] },
+          createdAt: { type: 'string' },
+          versions: {
+            type: 'array',
+            minItems: 1,
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['version', 'createdAt', 'material'],
+              properties: {
+                version: { type: 'integer', minimum: 1, maximum: 0x7fffffff },
+                createdAt: { type: 'string' },
+                publicKeySpki: { type: 'string' },
+                material: sealedSchema,
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+const validateDocument = new Ajv({ allErrors: false, strict: false }).compile<KeystoreDocument>(documentSchema);
+
+export class KeystoreError extends Error {
+  override readonly name = 'KeystoreError';
+  constructor(path: string, problem: string) {
+    super(`software backend: keystore ${path}: ${problem}`);
+  }
+}
+
+/** The parsed document, or undefined when there is no keystore yet. */
+export async function readKeystore(path: string): Promise<KeystoreDocument | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new KeystoreError(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new KeystoreError(path, 'is not valid JSON');
+  }
+  if (!validateDocument(doc)) {
+    const e = validateDocument.errors?.[0];
+    throw new KeystoreError(path, `is malformed: ${e?.instancePath || '/'} ${e?.message ?? 'is invalid'}`);
+  }
+  return doc;
+}
+
+/** Opens every record of the document; throws KeystoreError on a wrong master key or any altered record. */
+export function unsealKeystore(path: string, doc: KeystoreDocument, masterKey: KeyObject): Map<KeyName, KeyEntry> {
+  if (!masterKeyCheckPasses(masterKey, doc.masterKeyCheck)) {
+    throw new KeystoreError(path, 'the master key does not open this keystore (a different master key, or the file was altered)');
+  }
+  const entries = new Map<KeyName, KeyEntry>();
+  for (const stored of doc.keys) {
+    const name = checked(path, () => parseKeyName(stored.name), 'has a key with an invalid name');
+    const where = `key ${name}`;
+    if (entries.has(name)) throw new KeystoreError(path, `${where} appears twice`);
+    checked(path, () => parseKeyPurpose(stored.purpose, stored.type), `${where} has a purpose its type cannot have`);
+    const keys = new Map<number, VersionKeys>();
+    let previous = 0;
+    for (const v of stored.versions) {
+      if (v.version <= previous) throw new KeystoreError(path, `${where} has versions out of order`);
+      previous = v.version;
+      const binding = { name, version: v.version, type: stored.type, purpose: stored.purpose };
+      const material = openRecord(masterKey, binding, v.material);
+      if (!material) throw new KeystoreError(path, `${where} version ${v.version} fails authentication (altered, or moved from another key)`);
+      const live = checked(path, () => importSecretMaterial(stored.type, material), `${where} version ${v.version} does not hold a ${stored.type} key`);
+      // The public key is stored in clear for describeKey; it must be the one of the sealed private key.
+      const spki = publicKeySpki(live)?.toString('base64');
+      if (spki !== v.publicKeySpki) throw new KeystoreError(path, `${where} version ${v.version} has a public key that does not match its private key`);
+      keys.set(v.version, live);
+    }
+    entries.set(name, { stored, keys });
+  }
+  return entries;
+}
+
+function checked<T>(path: string, f: () => T, problem: string): T {
+  try {
+    return f();
+  } catch {
+    throw new KeystoreError(path, problem);
+  }
+}
+
+/** Seals a new version's material into its stored form; the exported secret bytes are zeroed. */
+export function sealVersion(masterKey: KeyObject, key: Pick<StoredKey, 'name' | 'type' | 'purpose'>, version: number, keys: VersionKeys): StoredVersion {
+  const material = exportSecretMaterial(keys);
+  try {
+    const sealed = sealRecord(masterKey, { name: key.name, version, type: key.type, purpose: key.purpose }, material);
+    const spki = publicKeySpki(keys);
+    return { version, createdAt: new Date().toISOString(), ...(spki ? { publicKeySpki: spki.toString('base64') } : {}), material: sealed };
+  } finally {
+    material.fill(0);
+  }
+}
+
+export function serializeKeystore(masterKeyCheck: Sealed, entries: Iterable<KeyEntry>): Buffer {
+  const doc: KeystoreDocument = {
+    format: FORMAT,
+    formatVersion: FORMAT_VERSION,
+    masterKeyCheck,
+    keys: [...entries].map((e) => e.stored),
+  };
+  return Buffer.from(`${JSON.stringify(doc, null, 2)}\n`);
+}
+
+export function toMetadata(stored: StoredKey): KeyMetadata {
+  const versions = stored.versions.map((v) => ({
+    version: v.version as KeyVersion,
+    createdAt: v.createdAt,
+    ...(v.publicKeySpki !== undefined && isAsymmetric(stored.type) ? { publicKeySpki: Buffer.from(v.publicKeySpki, 'base64') } : {}),
+  }));
+  return {
+    name: stored.name as KeyName,
+    type: stored.type,
+    purpose: stored.purpose,
+    state: stored.state,
+    createdAt: stored.createdAt,
+    primaryVersion: versions[versions.length - 1]!.version,
+    versions,
+  };
+}

@@ -1,0 +1,65 @@
+/**
+ * Sealing key material under the master key: AES-256-GCM, a fresh 12-byte IV per record, and AAD that
+ * binds the record to its key name, version, type and purpose, so that a sealed record copied into
+ * another key (or another version) fails authentication instead of silently becoming that key.
+ */
+import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto';
+import type { KeyPurpose, KeyType } from '../../src/keys/types.js';
+
+const IV_LENGTH = 12;
+const TAG_LENGTH = 16;
+
+/** A sealed value as stored: base64 of the IV and of ciphertext || tag. */
+export interface Sealed {
+  readonly iv: string;
+  readonly data: string;
+}
+
+export interface RecordBinding {
+  readonly name: string;
+  readonly version: number;
+  readonly type: KeyType;
+  readonly purpose: KeyPurpose;
+}
+
+/** JSON of a fixed-order array: unambiguous, since no field can smuggle a separator into another. */
+const recordAad = (b: RecordBinding) =>
+  Buffer.from(JSON.stringify(['hsm-bridge software keystore record v1', b.name, b.version, b.type, b.purpose]));
+/** The master key check seals nothing under its own AAD: its tag alone tells whether the master key is the right one. */
+const CHECK_AAD = Buffer.from('hsm-bridge software keystore master key check v1');
+
+function seal(masterKey: KeyObject, aad: Buffer, plaintext: Buffer): Sealed {
+  const iv = randomBytes(IV_LENGTH);
+  const cipher = createCipheriv('aes-256-gcm', masterKey, iv, { authTagLength: TAG_LENGTH });
+  cipher.setAAD(aad);
+  const data = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+  return { iv: iv.toString('base64'), data: data.toString('base64') };
+}
+
+/** The plaintext, or undefined when the master key is wrong or the record or its binding was altered. */
+function open(masterKey: KeyObject, aad: Buffer, sealed: Sealed): Buffer | undefined {
+  const iv = Buffer.from(sealed.iv, 'base64');
+  const data = Buffer.from(sealed.data, 'base64');
+  if (iv.length !== IV_LENGTH || data.length < TAG_LENGTH) return undefined;
+  const decipher = createDecipheriv('aes-256-gcm', masterKey, iv, { authTagLength: TAG_LENGTH });
+  decipher.setAAD(aad);
+  decipher.setAuthTag(data.subarray(data.length - TAG_LENGTH));
+  const plaintext = decipher.update(data.subarray(0, data.length - TAG_LENGTH));
+  try {
+    decipher.final();
+    return plaintext;
+  } catch {
+    plaintext.fill(0);
+    return undefined;
+  }
+}
+
+export const sealRecord = (masterKey: KeyObject, binding: RecordBinding, material: Buffer): Sealed =>
+  seal(masterKey, recordAad(binding), material);
+
+export const openRecord = (masterKey: KeyObject, binding: RecordBinding, sealed: Sealed): Buffer | undefined =>
+  open(masterKey, recordAad(binding), sealed);
+
+export const makeMasterKeyCheck = (masterKey: KeyObject): Sealed => seal(masterKey, CHECK_AAD, Buffer.alloc(0));
+
+export const masterKeyCheckPasses = (masterKey: KeyObject, check: Sealed): boolean => open(masterKey, CHECK_AAD, check) !== undefined;

@@ -187,7 +187,9 @@ export class KeyService {
     let version: KeyVersion;
     let raw;
     if (req.keyVersion === undefined) {
-      if (req.algorithm !== undefined) throw invalid('algorithm goes with keyVersion, for a raw ciphertext; an envelope names its own');
+      if (req.algorithm !== undefined && req.algorithm !== '') {
+        throw invalid('algorithm goes with keyVersion, for a raw ciphertext; an envelope names its own');
+      }
       ({ algorithm, version, raw } = openEnvelope(req.ciphertext));
       this.checkAlgorithmFits(meta, 'encrypt', algorithm);
     } else {

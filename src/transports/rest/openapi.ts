@@ -1,0 +1,135 @@
+/**
+ * The OpenAPI 3.0 document, built from the routes as fastify registers them (onRoute hook): the paths,
+ * request and response schemas are the objects fastify validates and serialises with, and each route's
+ * error responses list exactly the codes it can return. Nothing here is written by hand twice.
+ */
+import type { HTTPMethods, RouteOptions } from 'fastify';
+import { errorCodes, httpStatusOf, type ErrorCode } from '../../errors.js';
+import { namedSchemas } from './schemas.js';
+
+/** What a route adds to its schemas for the document. */
+export interface RouteDoc {
+  readonly operationId: string;
+  readonly summary: string;
+  /** Error codes specific to this route; those every route can return are added by the document. */
+  readonly errors: readonly ErrorCode[];
+  /** Success responses without a body, e.g. { 204: 'Destroyed' }. */
+  readonly emptyResponses?: Readonly<Record<number, string>>;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    doc?: RouteDoc;
+  }
+}
+
+type Json = Record<string, unknown>;
+
+interface CollectedRoute {
+  readonly method: string;
+  readonly url: string;
+  readonly schema: { params?: Json; body?: Json; response?: Record<string, Json> };
+  readonly doc: RouteDoc;
+}
+
+const refs = new Map<unknown, string>(Object.entries(namedSchemas).map(([name, schema]) => [schema, `#/components/schemas/${name}`]));
+
+/** A copy of a schema in which the shared objects are $refs to components. */
+function publish(value: unknown, top = false): unknown {
+  const ref = top ? undefined : refs.get(value);
+  if (ref) return { $ref: ref };
+  if (Array.isArray(value)) return value.map((v) => publish(v));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, publish(v)]));
+  }
+  return value;
+}
+
+function errorResponse(codes: readonly ErrorCode[]): Json {
+  return {
+    description: codes.join(', '),
+    content: {
+      'application/json': {
+        schema: {
+          type: 'object',
+          required: ['error'],
+          properties: {
+            error: {
+              type: 'object',
+              required: ['code', 'message'],
+              properties: { code: { type: 'string', enum: [...codes] }, message: { type: 'string' } },
+            },
+          },
+        },
+      },
+    },
+  };
+}
+
+/** The codes a route can return: its own, plus those that come from the transport itself. */
+function routeErrors(route: CollectedRoute): ErrorCode[] {
+  const codes = new Set<ErrorCode>(route.doc.errors);
+  if (route.schema.params || route.schema.body) codes.add('INVALID_ARGUMENT');
+  if (route.schema.body) {
+    codes.add('PAYLOAD_TOO_LARGE');
+    codes.add('UNSUPPORTED_MEDIA_TYPE');
+  }
+  codes.add('INTERNAL');
+  return errorCodes.filter((c) => codes.has(c));
+}
+
+function operation(route: CollectedRoute): Json {
+  const responses: Record<string, Json> = {};
+  for (const [status, schema] of Object.entries(route.schema.response ?? {})) {
+    responses[status] = { description: status.startsWith('2') ? 'Success' : 'See schema', content: { 'application/json': { schema: publish(schema) } } };
+  }
+  for (const [status, description] of Object.entries(route.doc.emptyResponses ?? {})) responses[status] = { description };
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of routeErrors(route)) byStatus.set(httpStatusOf(code), [...(byStatus.get(httpStatusOf(code)) ?? []), code]);
+  for (const [status, codes] of [...byStatus].sort(([a], [b]) => a - b)) responses[String(status)] ??= errorResponse(codes);
+
+  const params = route.schema.params?.properties as Record<string, Json> | undefined;
+  return {
+    operationId: route.doc.operationId,
+    summary: route.doc.summary,
+    ...(params
+      ? { parameters: Object.entries(params).map(([name, schema]) => ({ name, in: 'path', required: true, schema: publish(schema) })) }
+      : {}),
+    ...(route.schema.body
+      ? { requestBody: { required: true, content: { 'application/json': { schema: publish(route.schema.body) } } } }
+      : {}),
+    responses,
+  };
+}
+
+export class OpenApiCollector {
+  private readonly routes: CollectedRoute[] = [];
+  private document: Json | undefined;
+
+  /** The onRoute hook: records every documented route. */
+  readonly onRoute = (options: RouteOptions): void => {
+    const doc = options.config?.doc;
+    if (!doc) return;
+    const methods: HTTPMethods[] = Array.isArray(options.method) ? options.method : [options.method];
+    for (const method of methods) {
+      this.routes.push({ method: method.toLowerCase(), url: options.url, schema: (options.schema ?? {}) as CollectedRoute['schema'], doc });
+    }
+  };
+
+  /** Built on first use, after every route is registered. */
+  build(info: { title: string; version: string }): Json {
+    if (this.document) return this.document;
+    const paths: Record<string, Record<string, Json>> = {};
+    for (const route of this.routes) {
+      const path = route.url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+      (paths[path] ??= {})[route.method] = operation(route);
+    }
+    this.document = {
+      openapi: '3.0.3',
+      info,
+      paths,
+      components: { schemas: Object.fromEntries(Object.entries(namedSchemas).map(([name, schema]) => [name, publish(schema, true)])) },
+    };
+    return this.document;
+  }
+}

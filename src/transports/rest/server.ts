@@ -1,0 +1,93 @@
+/**
+ * The REST transport: fastify with strict JSON-Schema validation (unknown fields are refused, nothing is
+ * coerced), one error envelope for every failure, and one log line per request that never holds a body.
+ */
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { parseKeyName } from '../../keys/names.js';
+import type { KeyService } from '../../operations/keyService.js';
+import { isStrictBase64 } from './base64.js';
+import { errorHandler, notFoundHandler } from './errors.js';
+import { OpenApiCollector } from './openapi.js';
+import { keyRoutes } from './routes/keys.js';
+import { operationRoutes } from './routes/operations.js';
+import { systemRoutes } from './routes/system.js';
+
+export interface RestServerOptions {
+  readonly service: KeyService;
+  readonly logger: Logger;
+  /** Largest request body; larger ones get 413 PAYLOAD_TOO_LARGE before they are parsed. */
+  readonly maxRequestBytes: number;
+}
+
+export const API_INFO = { title: 'hsm-bridge', version: '1' } as const;
+
+/** The key name a request is about, for the log; only a well-formed name is logged, never raw input. */
+function keyNameOf(request: FastifyRequest): string | undefined {
+  const fromPath = (request.params as { name?: unknown } | undefined)?.name;
+  const fromBody = request.routeOptions.url === '/v1/keys' ? (request.body as { name?: unknown } | undefined)?.name : undefined;
+  try {
+    return parseKeyName(fromPath ?? fromBody);
+  } catch {
+    return undefined;
+  }
+}
+
+function logRequest(request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  request.log.info(
+    {
+      method: request.method,
+      route: request.routeOptions.url ?? 'unmatched',
+      status: reply.statusCode,
+      durationMs: Math.round(reply.elapsedTime * 10) / 10,
+      keyName: keyNameOf(request),
+    },
+    'request',
+  );
+  done();
+}
+
+/** Builds the server without listening; the caller calls listen({ host, port }). */
+export async function buildRestServer(opts: RestServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    // fastify's own request lines include headers and URLs; ours (logRequest) has a fixed set of fields.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.maxRequestBytes,
+    exposeHeadRoutes: false,
+    // Long enough that an over-long key name reaches the core and gets its INVALID_ARGUMENT, not a 404.
+    routerOptions: { maxParamLength: 256 },
+    // A malformed URL (bad %-escape) is reported here, before routing and the error handler.
+    frameworkErrors: (error, request, reply) => void errorHandler(error, request, reply),
+    ajv: {
+      customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
+      // After ajv-formats, whose own 'byte' requires padding and accepts non-canonical text.
+      onCreate: (ajv) => {
+        ajv.addFormat('byte', { type: 'string', validate: isStrictBase64 });
+      },
+    },
+  }) as unknown as FastifyInstance; // typed with pino's Logger; callers need only the plain surface
+
+  // JSON only: fastify also parses text/plain by default.
+  app.removeContentTypeParser('text/plain');
+  // An empty JSON body counts as no body, so routes without one (rotate, enable...) accept what generic
+  // clients send; routes that need a body still refuse it through their schema.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body.length === 0) done(null, undefined);
+    else parseJson(request, body as string, done);
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+  app.addHook('onResponse', logRequest);
+
+  const openapi = new OpenApiCollector();
+  app.addHook('onRoute', openapi.onRoute);
+  keyRoutes(app, opts.service);
+  operationRoutes(app, opts.service);
+  systemRoutes(app, opts.service, () => openapi.build(API_INFO));
+
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,111 @@
+/**
+ * /openapi.json: an OpenAPI 3 document of exactly the contract's routes, generated from the schemas the
+ * server validates with, listing each route's error codes. Served by the real server on the software backend
+ * (the document does not depend on the backend).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorCodes, httpStatusOf } from '../../../src/errors.js';
+import { signBody } from '../../../src/transports/rest/schemas.js';
+import { restTargets, startRest, type RestFixture } from './restFixture.js';
+
+/** The wire contract's routes, written out independently of the server. */
+const contract: Array<[string, string]> = [
+  ['post', '/v1/keys'], ['get', '/v1/keys'], ['get', '/v1/keys/{name}'], ['post', '/v1/keys/{name}/rotate'],
+  ['post', '/v1/keys/{name}/enable'], ['post', '/v1/keys/{name}/disable'], ['delete', '/v1/keys/{name}'],
+  ['post', '/v1/keys/{name}/sign'], ['post', '/v1/keys/{name}/verify'], ['post', '/v1/keys/{name}/encrypt'],
+  ['post', '/v1/keys/{name}/decrypt'], ['post', '/v1/keys/{name}/mac'], ['post', '/v1/keys/{name}/mac/verify'],
+  ['post', '/v1/random'], ['get', '/v1/capabilities'], ['get', '/health/live'], ['get', '/health/ready'], ['get', '/openapi.json'],
+];
+
+type Json = Record<string, any>;
+
+function collectRefs(value: unknown, into: string[] = []): string[] {
+  if (Array.isArray(value)) value.forEach((v) => collectRefs(v, into));
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === '$ref') into.push(v as string);
+      else collectRefs(v, into);
+    }
+  }
+  return into;
+}
+
+describe('OpenAPI document', () => {
+  let rest: RestFixture;
+  let doc: Json;
+  const op = (method: string, path: string): Json => doc.paths[path][method];
+  const codesAt = (o: Json, status: number): string[] => o.responses[String(status)].content['application/json'].schema.properties.error.properties.code.enum;
+
+  beforeAll(async () => {
+    rest = await startRest(restTargets.find((t) => t.label === 'software')!);
+    const r = await rest.call('GET', '/openapi.json');
+    expect(r.status).toBe(200);
+    doc = r.body;
+  });
+  afterAll(async () => {
+    await rest?.close();
+  });
+
+  it('is an OpenAPI 3 document listing exactly the contract routes, each with a unique operationId', () => {
+    expect(doc.openapi).toMatch(/^3\.\d+\.\d+$/);
+    expect(doc.info).toMatchObject({ title: 'hsm-bridge', version: expect.any(String) });
+    const listed = Object.entries(doc.paths as Json).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`));
+    expect(listed.sort()).toEqual(contract.map(([m, p]) => `${m} ${p}`).sort());
+    const ids = listed.map((l) => { const [m, p] = l.split(' '); return op(m!, p!).operationId; });
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('every $ref resolves inside the document', () => {
+    const refs = collectRefs(doc);
+    expect(refs.length).toBeGreaterThan(0);
+    for (const ref of refs) {
+      const target = ref.replace(/^#\//, '').split('/').reduce<any>((node, part) => node?.[part], doc);
+      expect(target, ref).toBeTypeOf('object');
+    }
+  });
+
+  it('publishes the same request schema the server validates with', () => {
+    expect(op('post', '/v1/keys/{name}/sign').requestBody.content['application/json'].schema).toEqual(signBody);
+    expect(op('post', '/v1/keys/{name}/sign').requestBody.content['application/json'].schema.properties.message.format).toBe('byte');
+    expect(op('post', '/v1/keys/{name}/sign').parameters).toEqual([expect.objectContaining({ name: 'name', in: 'path', required: true })]);
+  });
+
+  it('lists each route\'s error codes under their HTTP status, in the error envelope', () => {
+    for (const [method, path] of contract) {
+      const o = op(method, path);
+      expect(codesAt(o, 500), `${method} ${path}`).toEqual(['INTERNAL']);
+      for (const [status, response] of Object.entries(o.responses as Json)) {
+        if (Number(status) < 400 || (path === '/health/ready' && status === '503')) continue;
+        for (const code of codesAt(o, Number(status))) {
+          expect(errorCodes).toContain(code);
+          expect(httpStatusOf(code as never), `${code} under ${status}`).toBe(Number(status));
+        }
+        expect(response.description).toBeTruthy();
+      }
+      if (o.requestBody) {
+        expect(codesAt(o, 400)).toContain('INVALID_ARGUMENT');
+        expect(codesAt(o, 413)).toEqual(['PAYLOAD_TOO_LARGE']);
+        expect(codesAt(o, 415)).toEqual(['UNSUPPORTED_MEDIA_TYPE']);
+        expect(o.requestBody.content['application/json'].schema.additionalProperties).toBe(false);
+      }
+    }
+    const sign = op('post', '/v1/keys/{name}/sign');
+    expect(codesAt(sign, 400)).toEqual(expect.arrayContaining(['UNSUPPORTED_ALGORITHM', 'INCOMPATIBLE_KEY', 'INVALID_ARGUMENT']));
+    expect(codesAt(sign, 404)).toEqual(['KEY_NOT_FOUND']);
+    expect(codesAt(sign, 409)).toEqual(['KEY_DISABLED']);
+    expect(codesAt(op('post', '/v1/keys/{name}/decrypt'), 400)).toContain('DECRYPTION_FAILED');
+    expect(codesAt(op('post', '/v1/keys/{name}/verify'), 404)).toEqual(['KEY_NOT_FOUND', 'KEY_VERSION_NOT_FOUND']);
+    expect(codesAt(op('post', '/v1/keys'), 409)).toEqual(['KEY_ALREADY_EXISTS']);
+    const destroy = op('delete', '/v1/keys/{name}');
+    expect(destroy.responses['204']).toBeDefined();
+    expect(codesAt(destroy, 409)).toEqual(['KEY_NOT_DISABLED']);
+  });
+
+  it('describes the Key and the success responses', () => {
+    expect(doc.components.schemas.Key.properties).toHaveProperty('versions');
+    expect(doc.components.schemas.Error.properties.error.properties.code.enum).toEqual(errorCodes);
+    expect(op('get', '/v1/keys/{name}').responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Key' });
+    expect(op('post', '/v1/keys').responses['201'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Key' });
+    expect(op('get', '/health/ready').responses['503']).toBeDefined();
+  });
+});

@@ -1,0 +1,106 @@
+/**
+ * The REST server on the real KeyService and a real backend, for end-to-end tests through fastify's
+ * inject(). One target per adapter: the software backend on a temp keystore and PKCS#11 on a fresh
+ * SoftHSM token. Adapters are imported when a target opens, so one target's module never loads the other's.
+ */
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import type { Backend } from '../../../src/backend/port.js';
+import { KeyService, type KeyServiceLimits } from '../../../src/operations/keyService.js';
+import { buildRestServer } from '../../../src/transports/rest/server.js';
+
+const silent = pino({ level: 'silent' });
+
+export interface RestTarget {
+  readonly label: string;
+  open(): Promise<{ backend: Backend; cleanup(): Promise<void> }>;
+}
+
+export const restTargets: RestTarget[] = [
+  {
+    label: 'software',
+    async open() {
+      const { softwareBackendFactory } = await import('../../../adapters/software/index.js');
+      const { createSoftwareBackendConfig } = await import('../../helpers/software.js');
+      const harness = await createSoftwareBackendConfig();
+      return { backend: await softwareBackendFactory.create(harness.config, { logger: silent }), cleanup: () => harness.cleanup() };
+    },
+  },
+  {
+    label: 'pkcs11 (SoftHSM)',
+    async open() {
+      const { pkcs11BackendFactory } = await import('../../../adapters/pkcs11/index.js');
+      const { createSoftHsmToken } = await import('../../helpers/softhsm.js');
+      const token = await createSoftHsmToken();
+      return { backend: await pkcs11BackendFactory.create(token.backendConfig(), { logger: silent }), cleanup: () => token.cleanup() };
+    },
+  },
+];
+
+export interface Reply {
+  status: number;
+  /** Parsed JSON; tests check it field by field. */
+  body: any;
+  raw: string;
+  headers: Record<string, unknown>;
+}
+
+export interface RestFixture {
+  readonly app: FastifyInstance;
+  readonly service: KeyService;
+  readonly backend: Backend;
+  /** Every log line the server wrote, parsed. */
+  readonly logs: Array<Record<string, unknown>>;
+  /** The raw log text, to search for anything that must never be logged. */
+  logText(): string;
+  call(method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown): Promise<Reply>;
+  /** A request with a payload and headers exactly as given (for content-type and JSON syntax tests). */
+  send(method: 'GET' | 'POST' | 'DELETE', url: string, payload: string | Buffer, headers: Record<string, string>): Promise<Reply>;
+  close(): Promise<void>;
+}
+
+export const testLimits: KeyServiceLimits = { maxDataBytes: 4096, maxRandomBytes: 256 };
+
+export async function startRest(target: RestTarget, maxRequestBytes = 16 * 1024): Promise<RestFixture> {
+  const { backend, cleanup } = await target.open();
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      done();
+    },
+  });
+  const logger = pino({ level: 'info' }, sink);
+  const service = new KeyService(backend, { limits: testLimits, metadataCacheTtlMs: 1000 });
+  const app = await buildRestServer({ service, logger, maxRequestBytes });
+  const toReply = (r: { statusCode: number; body: string; headers: Record<string, unknown> }): Reply => ({
+    status: r.statusCode,
+    body: r.body === '' ? undefined : JSON.parse(r.body),
+    raw: r.body,
+    headers: r.headers,
+  });
+  return {
+    app,
+    service,
+    backend,
+    get logs() {
+      return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    logText: () => lines.join('\n'),
+    call: async (method, url, body) => toReply(await app.inject({ method, url, ...(body === undefined ? {} : { payload: body as object }) })),
+    send: async (method, url, payload, headers) => toReply(await app.inject({ method, url, payload, headers })),
+    async close() {
+      await app.close();
+      await backend.close();
+      await cleanup();
+    },
+  };
+}
+
+export const b64 = (data: Buffer | string): string => Buffer.from(data).toString('base64');
+export const unb64 = (text: string): Buffer => Buffer.from(text, 'base64');
+
+let seq = 0;
+/** A key name no other test uses. */
+export const freshName = (stem: string): string => `${stem}-${process.pid}-${seq++}`;

@@ -1,0 +1,110 @@
+/**
+ * Attribute templates for generating each key type. Every private and secret key is a token object,
+ * private (visible only after login), sensitive and not extractable, and may do only what its purpose
+ * needs: all other usage flags are set false explicitly, because token defaults differ between vendors.
+ */
+import pkcs11js from 'pkcs11js';
+import type { KeyPurpose, KeyType } from '../../src/keys/types.js';
+import { keyTypes } from '../../src/keys/types.js';
+import { CKM } from './mechanisms.js';
+
+export const CKK_EC_EDWARDS = 0x40;
+
+/**
+ * CKA_EC_PARAMS: DER of the curve's OID. For Ed25519 SoftHSM 2.6.1 accepts both the OID 1.3.101.112
+ * and PKCS#11 3.0's PrintableString "edwards25519"; the OID is what most vendors also take.
+ */
+export const ecParams = {
+  'P-256': Buffer.from('06082a8648ce3d030107', 'hex'),
+  'P-384': Buffer.from('06052b81040022', 'hex'),
+  Ed25519: Buffer.from('06032b6570', 'hex'),
+} as const;
+
+export type Generation =
+  | { readonly kind: 'pair'; readonly mechanism: number; readonly publicKey: pkcs11js.Template; readonly privateKey: pkcs11js.Template }
+  | { readonly kind: 'secret'; readonly mechanism: number; readonly secretKey: pkcs11js.Template };
+
+/** Usage attributes, all present, true only where the purpose needs them. */
+function usage(allowed: readonly number[], all: readonly number[]): pkcs11js.Template {
+  return all.map((type) => ({ type, value: allowed.includes(type) }));
+}
+
+const A = pkcs11js;
+const PRIVATE_USAGE = [A.CKA_SIGN, A.CKA_DECRYPT, A.CKA_UNWRAP, A.CKA_DERIVE, A.CKA_SIGN_RECOVER];
+const PUBLIC_USAGE = [A.CKA_VERIFY, A.CKA_ENCRYPT, A.CKA_WRAP, A.CKA_DERIVE, A.CKA_VERIFY_RECOVER];
+const SECRET_USAGE = [A.CKA_SIGN, A.CKA_VERIFY, A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_WRAP, A.CKA_UNWRAP, A.CKA_DERIVE];
+
+/** Attributes shared by every object of a key version: where it lives and how it is found. */
+function common(label: string, id: Buffer): pkcs11js.Template {
+  return [
+    { type: A.CKA_TOKEN, value: true },
+    { type: A.CKA_PRIVATE, value: true },
+    { type: A.CKA_LABEL, value: label },
+    { type: A.CKA_ID, value: id },
+  ];
+}
+
+const protectedKey: pkcs11js.Template = [
+  { type: A.CKA_SENSITIVE, value: true },
+  { type: A.CKA_EXTRACTABLE, value: false },
+];
+
+export function generationFor(type: KeyType, purpose: KeyPurpose, label: string, id: Buffer): Generation {
+  const info = keyTypes[type];
+  const base = common(label, id);
+  const signs = purpose === 'sign';
+  switch (info.family) {
+    case 'rsa':
+    case 'ec':
+    case 'okp': {
+      const keyType = info.family === 'rsa' ? A.CKK_RSA : info.family === 'ec' ? A.CKK_EC : CKK_EC_EDWARDS;
+      const shape: pkcs11js.Template =
+        info.family === 'rsa'
+          ? [
+              { type: A.CKA_MODULUS_BITS, value: info.bits },
+              { type: A.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+            ]
+          : [{ type: A.CKA_EC_PARAMS, value: ecParams[info.curve!] }];
+      return {
+        kind: 'pair',
+        mechanism: info.family === 'rsa' ? CKM.RSA_PKCS_KEY_PAIR_GEN : info.family === 'ec' ? CKM.EC_KEY_PAIR_GEN : CKM.EC_EDWARDS_KEY_PAIR_GEN,
+        publicKey: [
+          { type: A.CKA_CLASS, value: A.CKO_PUBLIC_KEY },
+          { type: A.CKA_KEY_TYPE, value: keyType },
+          ...base,
+          ...shape,
+          ...usage(signs ? [A.CKA_VERIFY] : [A.CKA_ENCRYPT], PUBLIC_USAGE),
+        ],
+        privateKey: [
+          { type: A.CKA_CLASS, value: A.CKO_PRIVATE_KEY },
+          { type: A.CKA_KEY_TYPE, value: keyType },
+          ...base,
+          ...protectedKey,
+          ...usage(signs ? [A.CKA_SIGN] : [A.CKA_DECRYPT], PRIVATE_USAGE),
+        ],
+      };
+    }
+    case 'aes':
+    case 'tdes':
+    case 'hmac': {
+      const keyType = info.family === 'aes' ? A.CKK_AES : info.family === 'hmac' ? A.CKK_GENERIC_SECRET : info.bits === 128 ? A.CKK_DES2 : A.CKK_DES3;
+      const mechanism =
+        info.family === 'aes' ? CKM.AES_KEY_GEN : info.family === 'hmac' ? CKM.GENERIC_SECRET_KEY_GEN : info.bits === 128 ? CKM.DES2_KEY_GEN : CKM.DES3_KEY_GEN;
+      // DES key generation fixes the length; CKA_VALUE_LEN there is an error on some tokens.
+      const length: pkcs11js.Template = info.family === 'tdes' ? [] : [{ type: A.CKA_VALUE_LEN, value: info.bits / 8 }];
+      const allowed = purpose === 'mac' ? [A.CKA_SIGN, A.CKA_VERIFY] : [A.CKA_ENCRYPT, A.CKA_DECRYPT];
+      return {
+        kind: 'secret',
+        mechanism,
+        secretKey: [
+          { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY },
+          { type: A.CKA_KEY_TYPE, value: keyType },
+          ...base,
+          ...length,
+          ...protectedKey,
+          ...usage(allowed, SECRET_USAGE),
+        ],
+      };
+    }
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Resilience on a real SoftHSM token. An HSM restart is simulated by closing every session of the
+ * process on the token (C_CloseAllSessions through an independent pkcs11js handle, which also logs the
+ * user out); an HSM that stays away by hiding the token's directory while the adapter reinitializes.
+ */
+import { createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { readdir, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
+import type { Backend, KeyRef } from '../../../src/backend/port.js';
+import { parseKeyName, type KeyVersion } from '../../../src/keys/names.js';
+import { createSoftHsmToken, type SoftHsmToken } from '../../helpers/softhsm.js';
+import { TokenInspector } from './tokenInspector.js';
+
+const logger = pino({ level: 'silent' });
+let token: SoftHsmToken;
+let backend: Backend;
+let inspector: TokenInspector;
+let key: KeyRef;
+let publicKey: ReturnType<typeof createPublicKey>;
+const message = Buffer.from('still signing after the HSM came back');
+
+async function signsAndVerifies(): Promise<boolean> {
+  const signature = await backend.sign(key, 'ES256', { kind: 'message', data: message });
+  return nodeVerify('sha256', message, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature);
+}
+
+beforeAll(async () => {
+  token = await createSoftHsmToken();
+  backend = await pkcs11BackendFactory.create(token.backendConfig({ sessionPoolSize: 2 }), { logger });
+  inspector = new TokenInspector(token.library, token.tokenLabel, token.pin);
+  const name = parseKeyName('recovery-key');
+  const meta = await backend.createKey({ name, type: 'EC_P256', purpose: 'sign' });
+  key = { name, type: 'EC_P256', version: 1 as KeyVersion };
+  publicKey = createPublicKey({ key: meta.versions[0]!.publicKeySpki!, format: 'der', type: 'spki' });
+});
+afterAll(async () => {
+  await backend?.close();
+  await token?.cleanup();
+});
+
+describe('pkcs11 backend resilience', () => {
+  it('sessions closed under it (an HSM restart): reconnects, logs in again and the call succeeds', async () => {
+    expect(await signsAndVerifies()).toBe(true);
+    inspector.closeAllSessions();
+    // Several calls at once: one reconnect serves them all, each retried once.
+    const results = await Promise.all(Array.from({ length: 6 }, () => signsAndVerifies()));
+    expect(results).toEqual(Array(6).fill(true));
+    expect(await backend.health()).toEqual({ ready: true });
+    expect((await backend.describeKey(key.name)).primaryVersion).toBe(1);
+  });
+
+  it('an HSM that stays away: fail fast with BACKEND_UNAVAILABLE, not ready, then recovers by itself', async () => {
+    const tokensDir = join(token.dir, 'tokens');
+    const entries = await readdir(tokensDir);
+    const hidden = join(token.dir, 'hidden');
+    // Find this token's directory: the only one, since this file's process made one token.
+    expect(entries).toHaveLength(1);
+    inspector.closeAllSessions();
+    await rename(join(tokensDir, entries[0]!), hidden);
+    try {
+      await expect(signsAndVerifies()).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+      const health = await backend.health();
+      expect(health.ready).toBe(false);
+      expect(health.detail).toMatch(/HSM unavailable|reconnecting/);
+      const started = Date.now();
+      await expect(backend.randomBytes(8)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+      expect(Date.now() - started).toBeLessThan(100); // fails fast, no waiting on a dead device
+    } finally {
+      await rename(hidden, join(tokensDir, entries[0]!));
+    }
+    const deadline = Date.now() + 15_000;
+    while (!(await backend.health()).ready) {
+      if (Date.now() > deadline) throw new Error('the backend did not recover within 15 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await signsAndVerifies()).toBe(true);
+  });
+});

@@ -1,0 +1,91 @@
+/** Pure logic of the session pool (sessions are plain numbers here; the SoftHSM suites use real ones). */
+import { describe, expect, it } from 'vitest';
+import { PoolClosedError, SessionPool } from '../../../adapters/pkcs11/sessionPool.js';
+
+function pool(size: number, acquireTimeoutMs = 1000) {
+  let next = 0;
+  const opened: number[] = [];
+  const closed: number[] = [];
+  const events: string[] = [];
+  const p = new SessionPool<number>({
+    size,
+    acquireTimeoutMs,
+    open: () => {
+      const s = ++next;
+      opened.push(s);
+      events.push(`open ${s}`);
+      return s;
+    },
+    close: (s) => {
+      closed.push(s);
+      events.push(`close ${s}`);
+    },
+  });
+  return { p, opened, closed, events };
+}
+
+describe('SessionPool', () => {
+  it('opens every session up front and lends each to one caller at a time', async () => {
+    const { p, opened } = pool(3);
+    expect(opened).toEqual([1, 2, 3]);
+    const lent = await Promise.all([p.acquire(), p.acquire(), p.acquire()]);
+    expect(new Set(lent).size).toBe(3);
+    expect(p.inUse).toBe(3);
+  });
+
+  it('serves waiters in FIFO order', async () => {
+    const { p } = pool(1);
+    const first = await p.acquire();
+    const order: number[] = [];
+    const waiting = [1, 2, 3].map((i) => p.acquire().then((s) => { order.push(i); p.release(s); }));
+    p.release(first);
+    await Promise.all(waiting);
+    expect(order).toEqual([1, 2, 3]);
+    expect(p.inUse).toBe(0);
+  });
+
+  it('fails a waiter with BACKEND_UNAVAILABLE after the acquire timeout, and forgets it', async () => {
+    const { p } = pool(1, 30);
+    const s = await p.acquire();
+    await expect(p.acquire()).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+    p.release(s);
+    expect(await p.acquire()).toBe(s); // the timed-out waiter did not take it
+  });
+
+  it('replaces a broken session, opening the new one before closing the old', async () => {
+    const { p, events } = pool(1);
+    const s = await p.acquire();
+    p.release(s, true);
+    expect(events.slice(-2)).toEqual(['open 2', 'close 1']);
+    expect(await p.acquire()).toBe(2);
+  });
+
+  it('close fails the waiters, closes idle sessions and waits for lent ones', async () => {
+    const { p, closed } = pool(2);
+    const a = await p.acquire();
+    const b = await p.acquire();
+    const waiter = p.acquire();
+    let done = false;
+    const closing = p.close(5000).then(() => { done = true; });
+    await expect(waiter).rejects.toBeInstanceOf(PoolClosedError);
+    p.release(a);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(done).toBe(false);
+    p.release(b);
+    await closing;
+    expect(closed.sort()).toEqual([1, 2]);
+    await expect(p.acquire()).rejects.toBeInstanceOf(PoolClosedError);
+  });
+
+  it('a pool whose sessions cannot all be opened closes the ones it opened and throws', () => {
+    let n = 0;
+    const closed: number[] = [];
+    expect(() => new SessionPool<number>({
+      size: 3,
+      acquireTimeoutMs: 10,
+      open: () => { if (n === 2) throw new Error('CKR_SESSION_COUNT'); return ++n; },
+      close: (s) => closed.push(s),
+    })).toThrow('CKR_SESSION_COUNT');
+    expect(closed).toEqual([1, 2]);
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * The hsmbridge.v1.KeyService handlers: each decodes its request message into the KeyService input,
+ * calls the core (which validates everything) and encodes the result. No checks here beyond what the
+ * wire format itself needs: proto3 cannot tell an empty string from an absent one, so an empty
+ * algorithm or purpose means "not given", as the contract says.
+ */
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { publicKeyForms } from '../../keys/publicKey.js';
+import type { KeyMetadata } from '../../keys/types.js';
+import type { KeyService } from '../../operations/keyService.js';
+import { unaryCall } from './calls.js';
+import type * as m from './messages.js';
+import { KEY_SERVICE_NAME, type SecretResponseFields } from './protos.js';
+
+/** Responses whose bytes are secret, wiped once encoded (see protos.ts). */
+export const secretResponseFields: SecretResponseFields = { Decrypt: ['plaintext'], GenerateRandom: ['random'] };
+
+const given = (value: string): string | undefined => (value === '' ? undefined : value);
+
+export function keyMessage(meta: KeyMetadata): m.KeyMessage {
+  return {
+    name: meta.name,
+    type: meta.type,
+    purpose: meta.purpose,
+    state: meta.state,
+    createdAt: meta.createdAt,
+    primaryVersion: meta.primaryVersion,
+    versions: meta.versions.map((version) => {
+      const forms = publicKeyForms(meta, version);
+      return {
+        version: version.version,
+        createdAt: version.createdAt,
+        ...(forms ? { publicKeyPem: forms.pem, publicKeyJwk: JSON.stringify(forms.jwk) } : {}),
+      };
+    }),
+  };
+}
+
+export function keyServiceHandlers(service: KeyService, logger: Logger): UntypedServiceImplementation {
+  const rpc = <Req, Res>(method: string, handle: (request: Req) => Promise<Res>) =>
+    unaryCall<Req, Res>(`${KEY_SERVICE_NAME}/${method}`, logger, handle);
+
+  const keyCall = (change: (name: string) => Promise<KeyMetadata>) =>
+    async (r: m.KeyNameRequest): Promise<m.KeyMessage> => keyMessage(await change(r.name));
+
+  return {
+    CreateKey: rpc('CreateKey', async (r: m.CreateKeyRequest): Promise<m.KeyMessage> =>
+      keyMessage(await service.createKey({ name: r.name, type: r.type, purpose: given(r.purpose) }))),
+
+    ListKeys: rpc('ListKeys', async (): Promise<m.ListKeysResponse> => ({ keys: (await service.listKeys()).map(keyMessage) })),
+    GetKey: rpc('GetKey', keyCall((name) => service.getKey(name))),
+    RotateKey: rpc('RotateKey', keyCall((name) => service.rotateKey(name))),
+    EnableKey: rpc('EnableKey', keyCall((name) => service.enableKey(name))),
+    DisableKey: rpc('DisableKey', keyCall((name) => service.disableKey(name))),
+    DestroyKey: rpc('DestroyKey', async (r: m.KeyNameRequest): Promise<m.DestroyKeyResponse> => {
+      await service.destroyKey(r.name);
+      return {};
+    }),
+
+    Sign: rpc('Sign', async (r: m.SignRequest): Promise<m.SignResponse> => {
+      const result = await service.sign({ name: r.name, algorithm: given(r.algorithm), message: r.message, digest: r.digest });
+      return { keyName: r.name, ...result };
+    }),
+
+    Verify: rpc('Verify', async (r: m.VerifyRequest): Promise<m.VerifyResponse> => {
+      const result = await service.verify({
+        name: r.name,
+        algorithm: given(r.algorithm),
+        keyVersion: r.keyVersion,
+        message: r.message,
+        digest: r.digest,
+        signature: r.signature,
+      });
+      return { keyName: r.name, ...result };
+    }),
+
+    Encrypt: rpc('Encrypt', async (r: m.EncryptRequest): Promise<m.EncryptResponse> => {
+      try {
+        const result = await service.encrypt({ name: r.name, algorithm: given(r.algorithm), plaintext: r.plaintext, aad: r.aad });
+        return { keyName: r.name, ...result };
+      } finally {
+        r.plaintext.fill(0);
+      }
+    }),
+
+    Decrypt: rpc('Decrypt', async (r: m.DecryptRequest): Promise<m.DecryptResponse> => {
+      const result = await service.decrypt({
+        name: r.name,
+        ciphertext: r.ciphertext,
+        aad: r.aad,
+        keyVersion: r.keyVersion,
+        algorithm: given(r.algorithm),
+      });
+      return { keyName: r.name, ...result };
+    }),
+
+    GenerateMac: rpc('GenerateMac', async (r: m.GenerateMacRequest): Promise<m.GenerateMacResponse> => {
+      const result = await service.mac({ name: r.name, algorithm: given(r.algorithm), data: r.data });
+      return { keyName: r.name, ...result };
+    }),
+
+    VerifyMac: rpc('VerifyMac', async (r: m.VerifyMacRequest): Promise<m.VerifyMacResponse> => {
+      const result = await service.verifyMac({
+        name: r.name,
+        algorithm: given(r.algorithm),
+        keyVersion: r.keyVersion,
+        data: r.data,
+        mac: r.mac,
+      });
+      return { keyName: r.name, ...result };
+    }),
+
+    GenerateRandom: rpc('GenerateRandom', async (r: m.GenerateRandomRequest): Promise<m.GenerateRandomResponse> => ({
+      random: await service.randomBytes(r.length),
+    })),
+
+    GetCapabilities: rpc('GetCapabilities', async (): Promise<m.CapabilitiesMessage> => {
+      const caps = service.capabilities();
+      return {
+        keyTypes: [...caps.keyTypes],
+        sign: [...caps.sign],
+        encrypt: [...caps.encrypt],
+        mac: [...caps.mac],
+        signDigest: [...caps.signDigest],
+        random: caps.random,
+      };
+    }),
+  };
+}

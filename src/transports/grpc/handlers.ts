@@ -6,9 +6,9 @@
  */
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { publicKeyForms } from '../../keys/publicKey.js';
 import type { KeyMetadata } from '../../keys/types.js';
 import type { KeyService } from '../../operations/keyService.js';
+import { keyView } from '../keyView.js';
 import { unaryCall } from './calls.js';
 import type * as m from './messages.js';
 import { KEY_SERVICE_NAME, type SecretResponseFields } from './protos.js';
@@ -18,22 +18,13 @@ export const secretResponseFields: SecretResponseFields = { Decrypt: ['plaintext
 
 const given = (value: string): string | undefined => (value === '' ? undefined : value);
 
+/** The shared Key view, with each JWK as a JSON string (proto has no free-form object). */
 export function keyMessage(meta: KeyMetadata): m.KeyMessage {
+  const view = keyView(meta);
   return {
-    name: meta.name,
-    type: meta.type,
-    purpose: meta.purpose,
-    state: meta.state,
-    createdAt: meta.createdAt,
-    primaryVersion: meta.primaryVersion,
-    versions: meta.versions.map((version) => {
-      const forms = publicKeyForms(meta, version);
-      return {
-        version: version.version,
-        createdAt: version.createdAt,
-        ...(forms ? { publicKeyPem: forms.pem, publicKeyJwk: JSON.stringify(forms.jwk) } : {}),
-      };
-    }),
+    ...view,
+    versions: view.versions.map(({ publicKeyJwk, ...version }) =>
+      publicKeyJwk ? { ...version, publicKeyJwk: JSON.stringify(publicKeyJwk) } : version),
   };
 }
 

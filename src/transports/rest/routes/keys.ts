@@ -1,7 +1,7 @@
 /** Key lifecycle routes: create, list, get, rotate, enable, disable, destroy. */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { KeyService } from '../../../operations/keyService.js';
-import { keyView } from '../keyRepresentation.js';
+import { keyView } from '../../keyView.js';
 import { createKeyBody, keyListSchema, keyNameParams, keySchema } from '../schemas.js';
 
 type Named = FastifyRequest<{ Params: { name: string } }>;

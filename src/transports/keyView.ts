@@ -1,6 +1,6 @@
 import type { JsonWebKey } from 'node:crypto';
-import { publicKeyForms } from '../../keys/publicKey.js';
-import type { KeyMetadata } from '../../keys/types.js';
+import { publicKeyForms } from '../keys/publicKey.js';
+import type { KeyMetadata } from '../keys/types.js';
 
 /**
  * The Key as callers see it, the same on every transport: metadata plus each version's public key as

@@ -9,17 +9,43 @@ import type { ServiceConfig } from './config/schema.js';
 import { KeyService } from './operations/keyService.js';
 import { startGrpcServer } from './transports/grpc/server.js';
 import { buildRestServer } from './transports/rest/server.js';
+import { loadTlsMaterial, type TlsMaterial } from './transports/tls.js';
 
 export interface RunningApp {
   readonly service: KeyService;
-  /** e.g. http://127.0.0.1:8080; undefined when REST is off. */
+  /** e.g. http://127.0.0.1:8080, or https://... with rest.tls; undefined when REST is off. */
   readonly restUrl?: string;
   /** The bound gRPC port; undefined when gRPC is off. */
   readonly grpcPort?: number;
   close(): Promise<void>;
 }
 
+/** The listener's TLS files, read and checked; undefined for plain TCP or a listener that is off. */
+function tlsFor(listener: ServiceConfig['rest'], field: string, logger: Logger): TlsMaterial | undefined {
+  if (!listener.enabled || !listener.tls) return undefined;
+  const material = loadTlsMaterial(listener.tls, field);
+  if (listener.tls.caFile && !listener.tls.requireClientCert) {
+    logger.warn({ field: `${field}/caFile` }, `${field}/caFile is set but ${field}/requireClientCert is false: client certificates are not asked for`);
+  }
+  return material;
+}
+
+const tlsLog = (tls: TlsMaterial | undefined) =>
+  tls
+    ? { tls: true, clientCert: tls.requireClientCert ? 'required' : 'off', certSubject: tls.subject, certValidTo: tls.validTo.toISOString() }
+    : { tls: false };
+
 export async function startApp(config: ServiceConfig, logger: Logger, backend?: Backend): Promise<RunningApp> {
+  // Before the backend opens, so that a bad certificate path fails without touching the HSM.
+  let restTls: TlsMaterial | undefined;
+  let grpcTls: TlsMaterial | undefined;
+  try {
+    restTls = tlsFor(config.rest, '/rest/tls', logger);
+    grpcTls = tlsFor(config.grpc, '/grpc/tls', logger);
+  } catch (e) {
+    await backend?.close(); // a backend given to startApp is closed on failure, as below
+    throw e;
+  }
   const theBackend = backend ?? (await createBackend(config, { logger }));
   const service = new KeyService(theBackend, {
     limits: config.limits,
@@ -33,13 +59,13 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
     let restUrl: string | undefined;
     let grpcPort: number | undefined;
     if (config.rest.enabled) {
-      const rest = await buildRestServer({ service, logger, maxRequestBytes: config.limits.maxRequestBytes });
+      const rest = await buildRestServer({ service, logger, maxRequestBytes: config.limits.maxRequestBytes, tls: restTls });
       closers.push(() => rest.close());
       await rest.listen({ host: config.rest.host, port: config.rest.port });
       const address = rest.server.address();
       const port = typeof address === 'object' && address ? address.port : config.rest.port;
-      restUrl = `http://${config.rest.host.includes(':') ? `[${config.rest.host}]` : config.rest.host}:${port}`;
-      logger.info({ url: restUrl }, 'REST listening');
+      restUrl = `${restTls ? 'https' : 'http'}://${config.rest.host.includes(':') ? `[${config.rest.host}]` : config.rest.host}:${port}`;
+      logger.info({ url: restUrl, ...tlsLog(restTls) }, 'REST listening');
     }
     if (config.grpc.enabled) {
       const grpc = await startGrpcServer({
@@ -48,10 +74,11 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
         host: config.grpc.host,
         port: config.grpc.port,
         maxMessageBytes: config.limits.maxRequestBytes,
+        tls: grpcTls,
       });
       closers.push(() => grpc.close());
       grpcPort = grpc.port;
-      logger.info({ host: config.grpc.host, port: grpcPort }, 'gRPC listening');
+      logger.info({ host: config.grpc.host, port: grpcPort, ...tlsLog(grpcTls) }, 'gRPC listening');
     }
     return { service, restUrl, grpcPort, close };
   } catch (e) {

@@ -3,10 +3,23 @@
  * Each backend's own section is described by that backend's factory (BackendFactory.configSchema).
  */
 
+/** TLS for one listener; absent means plain TCP. Files are PEM and are read once, at start. */
+export interface TlsConfig {
+  /** The server certificate, optionally followed by its intermediates. */
+  certFile: string;
+  /** The server certificate's private key, unencrypted. */
+  keyFile: string;
+  /** The CA certificates that client certificates must chain to; required with requireClientCert. */
+  caFile?: string;
+  /** Mutual TLS: refuse, during the handshake, any client without a certificate from caFile's CAs. Default false. */
+  requireClientCert: boolean;
+}
+
 export interface ListenConfig {
   enabled: boolean;
   host: string;
   port: number;
+  tls?: TlsConfig;
 }
 
 export interface ServiceConfig {
@@ -32,6 +45,21 @@ export interface ServiceConfig {
   };
 }
 
+const tls = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['certFile', 'keyFile'],
+  properties: {
+    certFile: { type: 'string', minLength: 1 },
+    keyFile: { type: 'string', minLength: 1 },
+    caFile: { type: 'string', minLength: 1 },
+    requireClientCert: { type: 'boolean', default: false },
+  },
+  // Client certificates are checked against caFile only: never against the system's public CAs.
+  if: { properties: { requireClientCert: { const: true } }, required: ['requireClientCert'] },
+  then: { required: ['caFile'] },
+} as const;
+
 const listen = (port: number) => ({
   type: 'object',
   additionalProperties: false,
@@ -40,6 +68,7 @@ const listen = (port: number) => ({
     enabled: { type: 'boolean', default: true },
     host: { type: 'string', minLength: 1, default: '127.0.0.1' },
     port: { type: 'integer', minimum: 0, maximum: 65535, default: port },
+    tls,
   },
 });
 

@@ -52,6 +52,54 @@ describe('loadServiceConfig', () => {
   });
 });
 
+describe('rest.tls and grpc.tls', () => {
+  it('are off by default', () => {
+    const c = loadServiceConfig({ env: {} });
+    expect(c.rest.tls).toBeUndefined();
+    expect(c.grpc.tls).toBeUndefined();
+  });
+
+  it('read from a file, with requireClientCert defaulting to false', () => {
+    const c = loadServiceConfig({
+      file: file('tls.yaml', 'rest:\n  tls:\n    certFile: /etc/hsmb/server.pem\n    keyFile: /etc/hsmb/server.key\ngrpc:\n  tls:\n    certFile: /etc/hsmb/server.pem\n    keyFile: /etc/hsmb/server.key\n    caFile: /etc/hsmb/clients-ca.pem\n    requireClientCert: true\n'),
+      env: {},
+    });
+    expect(c.rest.tls).toEqual({ certFile: '/etc/hsmb/server.pem', keyFile: '/etc/hsmb/server.key', requireClientCert: false });
+    expect(c.grpc.tls).toEqual({ certFile: '/etc/hsmb/server.pem', keyFile: '/etc/hsmb/server.key', caFile: '/etc/hsmb/clients-ca.pem', requireClientCert: true });
+  });
+
+  it('set from the environment', () => {
+    const c = loadServiceConfig({
+      env: {
+        HSMB_GRPC__TLS__CERT_FILE: '/c.pem',
+        HSMB_GRPC__TLS__KEY_FILE: '/k.pem',
+        HSMB_GRPC__TLS__CA_FILE: '/ca.pem',
+        HSMB_GRPC__TLS__REQUIRE_CLIENT_CERT: 'true',
+      },
+    });
+    expect(c.grpc.tls).toEqual({ certFile: '/c.pem', keyFile: '/k.pem', caFile: '/ca.pem', requireClientCert: true });
+    expect(c.rest.tls).toBeUndefined();
+  });
+
+  it('names the bad field', () => {
+    expect(() => loadServiceConfig({ env: { HSMB_REST__TLS__CERT_FILE: '/c.pem' } })).toThrow(/\/rest\/tls must have required property 'keyFile'/);
+    expect(() => loadServiceConfig({ env: { HSMB_GRPC__TLS__KEY_FILE: '/k.pem' } })).toThrow(/\/grpc\/tls must have required property 'certFile'/);
+    expect(() => loadServiceConfig({ env: { HSMB_REST__TLS__CERT_FILE: '', HSMB_REST__TLS__KEY_FILE: '/k.pem' } })).toThrow(/\/rest\/tls\/certFile must NOT have fewer than 1 characters/);
+    expect(() => loadServiceConfig({ env: { HSMB_REST__TLS__CERT_FILE: '/c.pem', HSMB_REST__TLS__KEY_FILE: '/k.pem', HSMB_REST__TLS__REQUIRE_CLIENT_CERT: 'yes' } }))
+      .toThrow(/\/rest\/tls\/requireClientCert must be boolean/);
+    expect(() => loadServiceConfig({ env: { HSMB_REST__TLS__CERT_FILE: '/c.pem', HSMB_REST__TLS__KEY_FILE: '/k.pem', HSMB_REST__TLS__MIN_VERSION: 'TLSv1' } }))
+      .toThrow(/\/rest\/tls\/minVersion is not a known field/);
+  });
+
+  it('refuses requireClientCert without caFile, naming caFile', () => {
+    const env = { HSMB_REST__TLS__CERT_FILE: '/c.pem', HSMB_REST__TLS__KEY_FILE: '/k.pem', HSMB_REST__TLS__REQUIRE_CLIENT_CERT: 'true' };
+    expect(() => loadServiceConfig({ env })).toThrow(ConfigError);
+    expect(() => loadServiceConfig({ env })).toThrow(/\/rest\/tls must have required property 'caFile'/);
+    // caFile without requireClientCert is allowed (startApp warns that it has no effect).
+    expect(loadServiceConfig({ env: { ...env, HSMB_REST__TLS__REQUIRE_CLIENT_CERT: 'false', HSMB_REST__TLS__CA_FILE: '/ca.pem' } }).rest.tls?.caFile).toBe('/ca.pem');
+  });
+});
+
 describe('backend section', () => {
   it('refuses an unknown backend type, naming the choices', async () => {
     const c = loadServiceConfig({ env: { HSMB_BACKEND__TYPE: 'vault' } });

@@ -1,7 +1,6 @@
 /**
  * The gRPC transport: hsmbridge.v1.KeyService and grpc.health.v1.Health on one grpc-js server.
- * Plaintext HTTP/2 only: TLS is terminated in front of the service (mesh sidecar or load balancer),
- * as for REST.
+ * Plaintext HTTP/2, or TLS (optionally mutual) when given TLS material (../tls.ts).
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -9,6 +8,7 @@ import type { KeyService } from '../../operations/keyService.js';
 import { keyServiceHandlers, secretResponseFields } from './handlers.js';
 import { createHealthService } from './health.js';
 import { loadServices } from './protos.js';
+import { grpcServerCredentials, type TlsMaterial } from '../tls.js';
 
 export interface GrpcServerOptions {
   readonly service: KeyService;
@@ -20,6 +20,8 @@ export interface GrpcServerOptions {
   readonly maxMessageBytes: number;
   /** How often health Watch streams re-check the backend; default 5 s. */
   readonly healthPollMs?: number;
+  /** Serve TLS (and with requireClientCert, mutual TLS) instead of plaintext; see loadTlsMaterial. */
+  readonly tls?: TlsMaterial;
 }
 
 export interface RunningGrpcServer {
@@ -45,9 +47,10 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   server.addService(services.keyService, keyServiceHandlers(opts.service, logger));
   server.addService(services.health, health.handlers);
 
+  const credentials = opts.tls ? grpcServerCredentials(opts.tls) : ServerCredentials.createInsecure();
   const address = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+    server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolve(bound)));
   });
 
   let closing: Promise<void> | undefined;

@@ -12,12 +12,15 @@ import { OpenApiCollector } from './openapi.js';
 import { keyRoutes } from './routes/keys.js';
 import { operationRoutes } from './routes/operations.js';
 import { systemRoutes } from './routes/system.js';
+import { httpsServerOptions, type TlsMaterial } from '../tls.js';
 
 export interface RestServerOptions {
   readonly service: KeyService;
   readonly logger: Logger;
   /** Largest request body; larger ones get 413 PAYLOAD_TOO_LARGE before they are parsed. */
   readonly maxRequestBytes: number;
+  /** Serve HTTPS (and with requireClientCert, mutual TLS) instead of plain HTTP; see loadTlsMaterial. */
+  readonly tls?: TlsMaterial;
 }
 
 export const API_INFO = { title: 'hsm-bridge', version: '1' } as const;
@@ -50,6 +53,7 @@ function logRequest(request: FastifyRequest, reply: FastifyReply, done: () => vo
 /** Builds the server without listening; the caller calls listen({ host, port }). */
 export async function buildRestServer(opts: RestServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
+    ...(opts.tls ? { https: httpsServerOptions(opts.tls) } : {}),
     loggerInstance: opts.logger,
     // fastify's own request lines include headers and URLs; ours (logRequest) has a fixed set of fields.
     logController: new LogController({ disableRequestLogging: true }),

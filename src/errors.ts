@@ -65,10 +65,6 @@ export class HsmBridgeError extends Error {
   }
 }
 
-export function isHsmBridgeError(e: unknown): e is HsmBridgeError {
-  return e instanceof HsmBridgeError;
-}
-
 export const errorCodes = Object.keys(table) as ErrorCode[];
 
 export function httpStatusOf(code: ErrorCode): number {

@@ -4,7 +4,8 @@
  *
  * Overrides: HSMB_<SECTION>__<FIELD>[__<FIELD>...]=value, e.g. HSMB_REST__PORT=9090,
  * HSMB_BACKEND__TYPE=pkcs11, HSMB_BACKEND__PKCS11__TOKEN_LABEL=payments. Segments in UPPER_SNAKE map to
- * camelCase fields; values that parse as JSON (numbers, booleans, arrays) are taken as such.
+ * camelCase fields. Values are typed by the schema (HSMB_REST__PORT=9090 is a number, a token label
+ * of 1234 stays a string); a value that starts with '[' or '{' is read as JSON, for lists and objects.
  * Names without '__' (HSMB_PKCS11_PIN, HSMB_MASTER_KEY) are secrets read by the backends, not config.
  */
 import { readFileSync } from 'node:fs';
@@ -41,6 +42,7 @@ export function readConfigFile(path: string): Json {
 const camel = (segment: string) => segment.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 function parseValue(raw: string): unknown {
+  if (!/^\s*[[{]/.test(raw)) return raw;
   try {
     return JSON.parse(raw);
   } catch {
@@ -68,7 +70,8 @@ export function applyEnvOverrides(doc: Json, env: NodeJS.ProcessEnv): Json {
   return out;
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+// coerceTypes: environment values arrive as strings and take the type the schema gives the field.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: false });
 
 function describe(errors: ErrorObject[], prefix: string): string {
   return errors
@@ -90,5 +93,9 @@ export function validateSection<T>(schema: object, value: unknown, prefix: strin
 /** The service part of the configuration, checked and with defaults filled in. */
 export function loadServiceConfig(options: { file?: string; env: NodeJS.ProcessEnv }): ServiceConfig {
   const fromFile = options.file ? readConfigFile(options.file) : {};
-  return validateSection<ServiceConfig>(serviceConfigSchema, applyEnvOverrides(fromFile, options.env), '');
+  const config = validateSection<ServiceConfig>(serviceConfigSchema, applyEnvOverrides(fromFile, options.env), '');
+  if (config.limits.maxDataBytes > config.limits.maxRequestBytes) {
+    throw new ConfigError('config: /limits/maxDataBytes must be <= /limits/maxRequestBytes (a field cannot be larger than the request that carries it)');
+  }
+  return config;
 }

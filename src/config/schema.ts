@@ -56,7 +56,8 @@ const tls = {
     requireClientCert: { type: 'boolean', default: false },
   },
   // Client certificates are checked against caFile only: never against the system's public CAs.
-  if: { properties: { requireClientCert: { const: true } }, required: ['requireClientCert'] },
+  // 'type' first, so that an environment value "true" is coerced before it is compared.
+  if: { properties: { requireClientCert: { type: 'boolean', const: true } }, required: ['requireClientCert'] },
   then: { required: ['caFile'] },
 } as const;
 

@@ -37,6 +37,16 @@ describe('loadServiceConfig', () => {
     expect(c.keys.metadataCacheTtlMs).toBe(0);
   });
 
+  it('types environment values by the schema: a numeric token label stays a string', async () => {
+    const c = loadServiceConfig({ env: { HSMB_BACKEND__TYPE: 'pkcs11', HSMB_BACKEND__PKCS11__LIBRARY: '/x.so', HSMB_BACKEND__PKCS11__TOKEN_LABEL: '1234' } });
+    const { section } = await resolveBackend(c);
+    expect((section as { tokenLabel: unknown }).tokenLabel).toBe('1234');
+  });
+
+  it('refuses a data limit larger than the request limit', () => {
+    expect(() => loadServiceConfig({ env: { HSMB_LIMITS__MAX_DATA_BYTES: '2000000' } })).toThrow(/maxDataBytes must be <= \/limits\/maxRequestBytes/);
+  });
+
   it('names the bad field', () => {
     expect(() => loadServiceConfig({ env: { HSMB_REST__PORT: '70000' } })).toThrow(/\/rest\/port must be <= 65535/);
     expect(() => loadServiceConfig({ env: { HSMB_REST__PROT: '1' } })).toThrow(/\/rest\/prot is not a known field/);
@@ -79,6 +89,16 @@ describe('rest.tls and grpc.tls', () => {
     });
     expect(c.grpc.tls).toEqual({ certFile: '/c.pem', keyFile: '/k.pem', caFile: '/ca.pem', requireClientCert: true });
     expect(c.rest.tls).toBeUndefined();
+  });
+
+  it('types environment values by the schema: a numeric token label stays a string', async () => {
+    const c = loadServiceConfig({ env: { HSMB_BACKEND__TYPE: 'pkcs11', HSMB_BACKEND__PKCS11__LIBRARY: '/x.so', HSMB_BACKEND__PKCS11__TOKEN_LABEL: '1234' } });
+    const { section } = await resolveBackend(c);
+    expect((section as { tokenLabel: unknown }).tokenLabel).toBe('1234');
+  });
+
+  it('refuses a data limit larger than the request limit', () => {
+    expect(() => loadServiceConfig({ env: { HSMB_LIMITS__MAX_DATA_BYTES: '2000000' } })).toThrow(/maxDataBytes must be <= \/limits\/maxRequestBytes/);
   });
 
   it('names the bad field', () => {

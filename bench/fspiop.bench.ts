@@ -1,0 +1,173 @@
+/**
+ * FSPIOP signature benchmark: in one process and one run, the Mojaloop reference client
+ * (@mojaloop/sdk-standard-components JwsValidator / JwsSigner, keys in memory) against our in-process
+ * validate and our sign through KeyService (software backend and SoftHSM). Prints ops/s and ratios.
+ *
+ *   npm run bench                      (BENCH_SECONDS=3 per case by default; BENCH_CONCURRENCY=8 for our sign)
+ *
+ * Every message is checked to validate on both sides before anything is timed: measuring refusals would
+ * be meaningless. The reference validator gets the body already parsed (as its HTTP framework hands it
+ * over), so its JSON.parse is not counted; ours gets the raw bytes.
+ *
+ * Transport legs (validate over gRPC / REST) join `transportCases` below once the FSPIOP routes exist.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { pino } from 'pino';
+import { pkcs11BackendFactory } from '../adapters/pkcs11/index.js';
+import { softwareBackendFactory } from '../adapters/software/index.js';
+import type { Backend } from '../src/backend/port.js';
+import { FspiopService } from '../src/fspiop/fspiopService.js';
+import { ParticipantRegistry } from '../src/fspiop/participants.js';
+import { KeyService } from '../src/operations/keyService.js';
+import { createSoftHsmToken } from '../test/helpers/softhsm.js';
+import { createSoftwareBackendConfig } from '../test/helpers/software.js';
+
+const require = createRequire(import.meta.url);
+interface Req { method?: string; uri?: string; headers: Record<string, string>; body: unknown }
+const jws = require('@mojaloop/sdk-standard-components/src/lib/jws') as {
+  signer: new (c: { signingKey: string; logger: unknown }) => { sign(r: Req): void };
+  validator: new (c: { validationKeys: Record<string, string>; logger: unknown }) => { validate(r: Req): true };
+};
+const quiet = { debug() {}, info() {}, warn() {}, error() {}, isDebugEnabled: false };
+const refLogger = { child: () => quiet };
+const logger = pino({ level: 'silent' });
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
+const MESSAGES = 64;
+
+/** Runs `op` repeatedly for SECONDS (after a short warm-up), `inFlight` at a time; returns ops/s. */
+async function measure(op: (i: number) => unknown, inFlight = 1): Promise<number> {
+  const run = async (ms: number) => {
+    let count = 0;
+    const end = performance.now() + ms;
+    const worker = async () => {
+      while (performance.now() < end) await op(count++);
+    };
+    const start = performance.now();
+    await Promise.all(Array.from({ length: inFlight }, worker));
+    return (count * 1000) / (performance.now() - start);
+  };
+  await run(Math.min(500, SECONDS * 200));
+  return run(SECONDS * 1000);
+}
+
+interface Row { name: string; opsPerSec: number; baseline?: string }
+const rows: Row[] = [];
+const print = (row: Row) => {
+  rows.push(row);
+  const base = row.baseline ? rows.find((r) => r.name === row.baseline) : undefined;
+  const ratio = base ? `  ${(row.opsPerSec / base.opsPerSec).toFixed(2)}x the reference` : '';
+  console.log(`${row.name.padEnd(52)} ${row.opsPerSec.toFixed(0).padStart(9)} ops/s${ratio}`);
+};
+
+function transfer(i: number) {
+  return {
+    transferId: `0a3c5d2e-7f3b-4a4e-9b8e-${String(i).padStart(12, '0')}`,
+    payerFsp: 'payerfsp',
+    payeeFsp: 'payeefsp',
+    amount: { currency: 'USD', amount: `${100 + i}.45` },
+    ilpPacket: 'AYIBgQAAAAAAAASwNGxldmVsb25lLmRmc3AxLm1lci45OGZmYmU'.repeat(8),
+    condition: 'f5sqb7tBTWPd5Y8BDFdMm9BJR_MNI4isf8p8n4D5pHA',
+    expiration: '2026-12-31T23:59:59.999Z',
+    extensionList: { extension: [{ key: 'note', value: `message ${i}` }] },
+  };
+}
+
+async function openBackends(): Promise<{ label: string; backend: Backend; close(): Promise<void> }[]> {
+  const soft = await createSoftwareBackendConfig();
+  const software = await softwareBackendFactory.create(soft.config, { logger });
+  const token = await createSoftHsmToken();
+  const hsm = await pkcs11BackendFactory.create(token.backendConfig(), { logger });
+  return [
+    { label: 'software', backend: software, close: async () => { await software.close(); await soft.cleanup(); } },
+    { label: 'SoftHSM', backend: hsm, close: async () => { await hsm.close(); await token.cleanup(); } },
+  ];
+}
+
+async function main(): Promise<void> {
+  console.log(`FSPIOP bench: node ${process.version}, ${SECONDS}s per case, our sign with ${CONCURRENCY} in flight\n`);
+  const pairs = {
+    RS256: generateKeyPairSync('rsa', { modulusLength: 2048 }),
+    ES256: generateKeyPairSync('ec', { namedCurve: 'P-256' }),
+  };
+  const pem = {
+    RS256: { priv: pairs.RS256.privateKey.export({ format: 'pem', type: 'pkcs1' }).toString(), pub: pairs.RS256.publicKey.export({ format: 'pem', type: 'spki' }).toString() },
+    ES256: { priv: pairs.ES256.privateKey.export({ format: 'pem', type: 'sec1' }).toString(), pub: pairs.ES256.publicKey.export({ format: 'pem', type: 'spki' }).toString() },
+  };
+  const registry = await ParticipantRegistry.open({
+    logger,
+    participants: [{ id: 'dfsp-rs', keys: [pem.RS256.pub] }, { id: 'dfsp-es', keys: [pem.ES256.pub] }],
+  });
+  const backends = await openBackends();
+  const keyService = (b: Backend) => new KeyService(b, { limits: { maxDataBytes: 512 * 1024, maxRandomBytes: 1024 }, metadataCacheTtlMs: 2000 });
+  const validator = new jws.validator({ validationKeys: { 'dfsp-rs': pem.RS256.pub, 'dfsp-es': pem.ES256.pub }, logger: refLogger });
+  const fspiop = new FspiopService({ keyService: keyService(backends[0]!.backend), registry });
+
+  try {
+    for (const alg of ['RS256', 'ES256'] as const) {
+      const source = alg === 'RS256' ? 'dfsp-rs' : 'dfsp-es';
+      const signer = new jws.signer({ signingKey: pem[alg].priv, logger: refLogger });
+      const messages = Array.from({ length: MESSAGES }, (_, i) => {
+        const req: Req = { method: 'put', uri: `http://switch/transfers/${i}`, headers: { 'fspiop-source': source, 'fspiop-destination': 'payeefsp', date: new Date(0).toUTCString() }, body: transfer(i) };
+        signer.sign(req);
+        const text = req.body as string;
+        return { headers: req.headers, text, bytes: Buffer.from(text), parsed: JSON.parse(text) as unknown };
+      });
+      for (const m of messages) {
+        validator.validate({ headers: m.headers, body: m.parsed });
+        const ours = await fspiop.validate({ headers: m.headers, body: m.bytes });
+        if (!ours.valid) throw new Error(`bench message refused by us: ${ours.reason}`);
+      }
+      const ref = `validate ${alg}: reference JwsValidator`;
+      print({ name: ref, opsPerSec: await measure((i) => { const m = messages[i % MESSAGES]!; validator.validate({ headers: m.headers, body: m.parsed }); }) });
+      print({ name: `validate ${alg}: hsm-bridge in process`, baseline: ref, opsPerSec: await measure((i) => { const m = messages[i % MESSAGES]!; return fspiop.validate({ headers: m.headers, body: m.bytes }); }) });
+      for (const c of transportCases) print({ name: `validate ${alg}: ${c.name}`, baseline: ref, opsPerSec: await measure((i) => c.validate(messages[i % MESSAGES]!), CONCURRENCY) });
+    }
+    console.log('');
+
+    for (const alg of ['RS256', 'ES256'] as const) {
+      const refSigner = new jws.signer({ signingKey: pem[alg].priv, logger: refLogger });
+      const ref = `sign ${alg}: reference JwsSigner (key in memory)`;
+      print({
+        name: ref,
+        opsPerSec: await measure((i) => {
+          refSigner.sign({ method: 'put', uri: `http://switch/transfers/${i}`, headers: { 'fspiop-source': 'payerfsp' }, body: transfer(i % MESSAGES) });
+        }),
+      });
+      for (const b of backends) {
+        const ks = keyService(b.backend);
+        const name = `bench-${alg.toLowerCase()}`;
+        await ks.createKey({ name, type: alg === 'RS256' ? 'RSA_2048' : 'EC_P256' });
+        const service = new FspiopService({ keyService: ks, registry });
+        const sign = (i: number) => service.sign({ key: name, method: 'put', uri: `http://switch/transfers/${i}`, source: 'payerfsp', body: transfer(i % MESSAGES) });
+        print({ name: `sign ${alg}: hsm-bridge, ${b.label}, ${CONCURRENCY} in flight`, baseline: ref, opsPerSec: await measure(sign, CONCURRENCY) });
+        print({ name: `sign ${alg}: hsm-bridge, ${b.label}, 1 in flight`, baseline: ref, opsPerSec: await measure(sign, 1) });
+      }
+    }
+  } finally {
+    await registry.close();
+    for (const b of backends) await b.close();
+  }
+
+  const verdict = (['RS256', 'ES256'] as const).map((alg) => {
+    const ours = rows.find((r) => r.name === `validate ${alg}: hsm-bridge in process`)!;
+    const ref = rows.find((r) => r.name === ours.baseline)!;
+    const ratio = ours.opsPerSec / ref.opsPerSec;
+    return `${alg} ${ratio.toFixed(2)}x (${ratio >= 1.5 ? 'met' : 'NOT met'})`;
+  });
+  console.log(`\naim: in-process validation at least 1.5x the reference validator: ${verdict.join(', ')}`);
+}
+
+/** Transport legs of validation, measured against the same messages; empty until the FSPIOP routes exist. */
+interface TransportCase {
+  readonly name: string;
+  validate(message: { headers: Record<string, string>; bytes: Buffer }): Promise<unknown>;
+}
+const transportCases: TransportCase[] = [];
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exitCode = 1;
+});

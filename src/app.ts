@@ -1,11 +1,14 @@
 /**
- * The composition root: builds the backend from configuration, the core service on top of it, and the
- * REST and gRPC transports on top of that. Used by main.ts and by the end-to-end tests.
+ * The composition root: builds the backend from configuration, the core service on top of it, the JOSE
+ * and FSPIOP services on top of that, and the REST and gRPC transports that expose them all. Used by
+ * main.ts and by the end-to-end tests.
  */
 import type { Logger } from 'pino';
 import type { Backend } from './backend/port.js';
 import { createBackend } from './backends.js';
 import type { ServiceConfig } from './config/schema.js';
+import { FspiopService, ParticipantRegistry } from './fspiop/index.js';
+import { JoseService } from './jose/joseService.js';
 import { KeyService } from './operations/keyService.js';
 import { startGrpcServer } from './transports/grpc/server.js';
 import { buildRestServer } from './transports/rest/server.js';
@@ -13,6 +16,10 @@ import { loadTlsMaterial, type TlsMaterial } from './transports/tls.js';
 
 export interface RunningApp {
   readonly service: KeyService;
+  readonly jose: JoseService;
+  readonly fspiop: FspiopService;
+  /** FSPIOP participants' public keys; its directory watcher runs until close(). */
+  readonly participants: ParticipantRegistry;
   /** e.g. http://127.0.0.1:8080, or https://... with rest.tls; undefined when REST is off. */
   readonly restUrl?: string;
   /** The bound gRPC port; undefined when gRPC is off. */
@@ -56,10 +63,29 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
     for (const c of closers.splice(0).reverse()) await c().catch((e: unknown) => logger.error({ err: e }, 'error while closing'));
   };
   try {
+    const jose = new JoseService(service);
+    // Before the listeners: a bad configured participant key fails the start, naming it.
+    const participants = await ParticipantRegistry.open({
+      logger,
+      participants: config.fspiop.participants,
+      participantsDir: config.fspiop.participantsDir,
+      rescanIntervalMs: config.fspiop.rescanIntervalMs,
+    });
+    closers.push(() => participants.close());
+    if (!participants.persistent) {
+      logger.info('fspiop: no participantsDir configured; participant keys added through the API are held in memory only');
+    }
+    const fspiop = new FspiopService({
+      keyService: service,
+      registry: participants,
+      allowedAlgorithms: config.fspiop.allowedAlgorithms,
+      acceptCanonicalBody: config.fspiop.acceptCanonicalBody,
+    });
+    const extra = { jose, fspiop: { service: fspiop, participants } };
     let restUrl: string | undefined;
     let grpcPort: number | undefined;
     if (config.rest.enabled) {
-      const rest = await buildRestServer({ service, logger, maxRequestBytes: config.limits.maxRequestBytes, tls: restTls });
+      const rest = await buildRestServer({ service, ...extra, logger, maxRequestBytes: config.limits.maxRequestBytes, tls: restTls });
       closers.push(() => rest.close());
       await rest.listen({ host: config.rest.host, port: config.rest.port });
       const address = rest.server.address();
@@ -70,6 +96,7 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
     if (config.grpc.enabled) {
       const grpc = await startGrpcServer({
         service,
+        ...extra,
         logger,
         host: config.grpc.host,
         port: config.grpc.port,
@@ -80,7 +107,7 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       grpcPort = grpc.port;
       logger.info({ host: config.grpc.host, port: grpcPort, ...tlsLog(grpcTls) }, 'gRPC listening');
     }
-    return { service, restUrl, grpcPort, close };
+    return { service, jose, fspiop, participants, restUrl, grpcPort, close };
   } catch (e) {
     await close();
     throw e;

@@ -3,7 +3,7 @@
  * and version (keyObjects.ts), every crypto call runs on libuv's thread pool (the *Async calls) on a
  * session of its own (connection.ts), and object handles are cached per key version.
  */
-import { constants, createPublicKey, publicEncrypt, randomBytes as nodeRandomBytes, timingSafeEqual } from 'node:crypto';
+import { constants, createPublicKey, publicEncrypt, randomBytes as nodeRandomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import pkcs11js from 'pkcs11js';
 import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../../src/algorithms/registry.js';
@@ -13,27 +13,32 @@ import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { isAsymmetric, keyTypes, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
 import type { ResolvedPkcs11Config } from './config.js';
 import { Connection } from './connection.js';
-import { CKR, ckrOf, isDeviceGone, isHandleStale, isSignatureInvalid, toBridgeError } from './errors.js';
+import { CKR, ckrName, ckrOf, isDeviceGone, isHandleStale, isSignatureInvalid, toBridgeError } from './errors.js';
 import {
   findKeyObjects,
   findVersion,
-  keyObjectId,
   listedVersions,
   listKeyNames,
+  newKeyObjectId,
   readMetadata,
-  writeMetadata,
-  type MetadataRecord,
+  type MetadataObject,
+  type StoredMetadata,
   type VersionHandles,
 } from './keyObjects.js';
 import { CKM, CKZ_DATA_SPECIFIED, hashMechanism, signatureLength, TokenMechanisms } from './mechanisms.js';
 import type { Handle } from './module.js';
+import { aesKeyUnwrap, aesKeyWrap, ecdhSharedSecret } from './joseMechanisms.js';
 import { emeOaepDecode } from './oaep.js';
+import { probeOaepSha256 } from './oaepProbe.js';
 import { readPublicKeySpki } from './publicKey.js';
+import { backoffMs, commitRevision, CONFLICT, destroyQuietly, isAbandoned, settledCurrent, type Conflict } from './revisions.js';
 import { generationFor } from './templates.js';
 
 const A = pkcs11js;
 const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
+/** Tries of a lifecycle change that keeps losing to other replicas' changes of the same key. */
+const MAX_LIFECYCLE_ATTEMPTS = 8;
 
 /**
  * pkcs11js passes an empty Buffer as a NULL pointer, which tokens refuse (CKR_ARGUMENTS_BAD) even
@@ -47,6 +52,8 @@ const decryptionFailed = (cause?: unknown) => new HsmBridgeError('DECRYPTION_FAI
 /** Handles of one version, plus its public key once read (public keys never change). */
 interface CachedVersion extends VersionHandles {
   spki?: Buffer;
+  /** For RSA-OAEP encryption in process, without a session. */
+  publicKeyObject?: KeyObject;
 }
 
 export class Pkcs11Backend implements Backend {
@@ -62,6 +69,8 @@ export class Pkcs11Backend implements Backend {
     private readonly mechanisms: TokenMechanisms,
     private readonly caps: Capabilities,
     private readonly logger: Logger,
+    /** allowRawRsaOaepFallback, on a token that has CKM_RSA_X_509. */
+    private readonly rawRsaFallback: boolean,
   ) {}
 
   static async open(config: ResolvedPkcs11Config, logger: Logger): Promise<Pkcs11Backend> {
@@ -69,8 +78,16 @@ export class Pkcs11Backend implements Backend {
     const connection = await Connection.open(config, logger, () => backend?.handles.clear());
     try {
       const mechanisms = TokenMechanisms.discover(connection.api, connection.slot());
-      backend = new Pkcs11Backend(connection, mechanisms, mechanisms.capabilities(), logger);
-      if (!mechanisms.has(CKM.RSA_PKCS_OAEP)) backend.nativeOaepSha256 = false;
+      const rawRsaFallback = config.allowRawRsaOaepFallback && mechanisms.has(CKM.RSA_X_509);
+      let native = mechanisms.has(CKM.RSA_PKCS_OAEP) ? undefined : false;
+      let caps = mechanisms.capabilities();
+      if (!rawRsaFallback && caps.encrypt.includes('RSA_OAEP_SHA256')) {
+        // Without the fallback, RSA_OAEP_SHA256 is offered only if the token does it: find out now.
+        native ??= await connection.run((session) => probeOaepSha256(connection.api, session));
+        if (!native) caps = { ...caps, encrypt: caps.encrypt.filter((a) => a !== 'RSA_OAEP_SHA256') };
+      }
+      backend = new Pkcs11Backend(connection, mechanisms, caps, logger, rawRsaFallback);
+      backend.nativeOaepSha256 = native;
       return backend;
     } catch (e) {
       await connection.close();
@@ -95,56 +112,74 @@ export class Pkcs11Backend implements Backend {
   createKey(key: NewKey): Promise<KeyMetadata> {
     return this.lifecycle(key.name, async (session) => {
       const api = this.connection.api;
-      if (readMetadata(api, session, key.name)) throw new HsmBridgeError('KEY_ALREADY_EXISTS', `key ${key.name} already exists`);
-      // Objects under this name without metadata are left over from an interrupted create or destroy.
-      for (const o of findKeyObjects(api, session, key.name)) api.C_DestroyObject(session, o.handle);
+      const stored = readMetadata(api, session, key.name);
+      if (stored) {
+        if (settledCurrent(stored) === CONFLICT) return CONFLICT; // a create elsewhere may still withdraw
+        throw new HsmBridgeError('KEY_ALREADY_EXISTS', `key ${key.name} already exists`);
+      }
+      // Objects under this name without metadata are left over from an interrupted create or destroy,
+      // or belong to a create running on another replica right now: only the old ones go.
+      for (const o of findKeyObjects(api, session, key.name)) if (isAbandoned(o, new Set())) destroyQuietly(api, session, o.handle);
       this.forgetHandles(key.name);
       const now = new Date().toISOString();
-      const created = await this.generate(session, key.type, key.purpose, key.name, 1 as KeyVersion);
-      try {
-        writeMetadata(api, session, key.name, { revision: 0, type: key.type, purpose: key.purpose, state: 'enabled', createdAt: now, versions: { 1: now } });
-      } catch (e) {
-        for (const h of created) api.C_DestroyObject(session, h);
-        throw e;
-      }
-      return this.describe(session, key.name);
+      const id = newKeyObjectId(1 as KeyVersion);
+      const change = { type: key.type, purpose: key.purpose, state: 'enabled', createdAt: now, versions: { 1: { createdAt: now, id: id.toString('hex') } } } as const;
+      const created = await this.generate(session, key.type, key.purpose, key.name, id);
+      if (created === CONFLICT) return CONFLICT;
+      return this.commitWith(session, created, () => commitRevision(api, session, key.name, undefined, change), key.name);
     });
   }
 
   rotateKey(name: KeyName): Promise<KeyMetadata> {
     return this.lifecycle(name, async (session) => {
       const api = this.connection.api;
-      const stored = this.requireMetadata(session, name);
-      // Past every version listed or left behind, so an orphan of an interrupted rotation is never reused.
-      const next = Math.max(0, ...listedVersions(stored.record), ...findKeyObjects(api, session, name).map((o) => o.version)) + 1;
-      const version = next as KeyVersion;
-      const created = await this.generate(session, stored.record.type, stored.record.purpose, name, version);
-      try {
-        this.replaceMetadata(session, name, stored, { versions: { ...stored.record.versions, [version]: new Date().toISOString() } });
-      } catch (e) {
-        for (const h of created) api.C_DestroyObject(session, h);
-        throw e;
-      }
-      return this.describe(session, name);
+      const base = this.requireSettled(session, name);
+      if (base === CONFLICT) return CONFLICT;
+      // A version number is never reused within one key (old ciphertexts name their version); the random
+      // part of the ID keeps this writer's objects apart from a concurrent rotation's.
+      const version = (Math.max(0, ...listedVersions(base.record)) + 1) as KeyVersion;
+      const id = newKeyObjectId(version);
+      const versions = { ...base.record.versions, [version]: { createdAt: new Date().toISOString(), id: id.toString('hex') } };
+      const created = await this.generate(session, base.record.type, base.record.purpose, name, id);
+      if (created === CONFLICT) return CONFLICT;
+      return this.commitWith(session, created, () => commitRevision(api, session, name, base, { ...base.record, versions }), name);
     });
   }
 
   setKeyState(name: KeyName, state: KeyState): Promise<KeyMetadata> {
     return this.lifecycle(name, async (session) => {
-      const stored = this.requireMetadata(session, name);
-      if (stored.record.state !== state) this.replaceMetadata(session, name, stored, { state });
-      return this.describe(session, name);
+      const base = this.requireSettled(session, name);
+      if (base === CONFLICT) return CONFLICT;
+      if (base.record.state === state) return this.describe(session, name);
+      return this.commitWith(session, [], () => commitRevision(this.connection.api, session, name, base, { ...base.record, state }), name);
     });
   }
 
   destroyKey(name: KeyName): Promise<void> {
+    /** CKA_IDs listed by metadata this call has already removed (kept across retries). */
+    let removed: ReadonlySet<string> | undefined;
     return this.lifecycle(name, async (session) => {
       const api = this.connection.api;
-      const stored = this.requireMetadata(session, name);
-      // Metadata first: from that moment the key does not exist, whatever happens to the rest.
-      for (const h of stored.handles) api.C_DestroyObject(session, h);
-      this.forgetHandles(name);
-      for (const o of findKeyObjects(api, session, name)) api.C_DestroyObject(session, o.handle);
+      const stored = readMetadata(api, session, name);
+      if (!stored && !removed) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${name} not found`);
+      if (stored) {
+        const base = settledCurrent(stored);
+        if (base === CONFLICT) return CONFLICT;
+        // Checked under the name's lock, so an enable that ran just before cannot slip past it.
+        if (base.record.state !== 'disabled') throw new HsmBridgeError('KEY_NOT_DISABLED', `key ${name} must be disabled before it is destroyed`);
+        // Metadata first: from that moment the key does not exist, whatever happens to the rest.
+        for (const o of stored.objects) destroyQuietly(api, session, o.handle);
+        removed = new Set([...(removed ?? []), ...stored.objects.flatMap((o) => Object.values(o.record.versions).map((v) => v.id))]);
+        this.forgetHandles(name);
+        // A replica that committed a change (an enable) before we removed its base keeps the key alive:
+        // start again from its revision (KEY_NOT_DISABLED, or destroy that one too if still disabled).
+        if (readMetadata(api, session, name)) return CONFLICT;
+      }
+      const listed = removed!;
+      for (const o of findKeyObjects(api, session, name)) {
+        if (listed.has(o.id) || isAbandoned(o, listed)) destroyQuietly(api, session, o.handle);
+      }
+      return undefined;
     });
   }
 
@@ -161,6 +196,8 @@ export class Pkcs11Backend implements Backend {
         } catch (e) {
           if (!(e instanceof HsmBridgeError && e.code === 'KEY_NOT_FOUND')) throw e; // destroyed meanwhile, or not ours
         }
+        // The lookups are synchronous calls: let other requests run between keys.
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
       return keys;
     });
@@ -196,15 +233,13 @@ export class Pkcs11Backend implements Backend {
   }
 
   encrypt(key: KeyRef, algorithm: EncryptAlgorithm, plaintext: Buffer, aad?: Buffer): Promise<RawCiphertext> {
-    if (algorithm === 'RSA_OAEP_SHA256') {
+    if (algorithm === 'RSA_OAEP_SHA256' || algorithm === 'RSA_OAEP_SHA1') {
       // Encryption needs only the public key: node:crypto does it (SoftHSM has no OAEP with SHA-256), and
       // an RSA public-key operation is cheap enough for the event loop.
-      return this.withKey(key, async (session, h) => {
-        const spki = this.publicSpki(session, key, h);
-        const pub = createPublicKey({ key: spki, format: 'der', type: 'spki' });
-        return { data: publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, plaintext) };
-      });
+      const oaepHash = algorithm === 'RSA_OAEP_SHA1' ? 'sha1' : 'sha256';
+      return this.rsaPublicKey(key).then((pub) => ({ data: publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, plaintext) }));
     }
+    if (algorithm === 'AES_KW') return this.withKey(key, async (session, h) => ({ data: await aesKeyWrap(this.connection.api, session, h.key, plaintext) }));
     // A random 96-bit IV per message from node's CSPRNG; 2^32 messages per key stay far below the GCM bound.
     const iv = nodeRandomBytes(GCM_IV_BYTES);
     return this.withKey(key, async (session, h) => {
@@ -216,6 +251,8 @@ export class Pkcs11Backend implements Backend {
 
   decrypt(key: KeyRef, algorithm: EncryptAlgorithm, ciphertext: RawCiphertext, aad?: Buffer): Promise<Buffer> {
     if (algorithm === 'RSA_OAEP_SHA256') return this.decryptOaep(key, ciphertext.data);
+    if (algorithm === 'RSA_OAEP_SHA1') return this.decryptOaepSha1(key, ciphertext.data);
+    if (algorithm === 'AES_KW') return this.withKey(key, (session, h) => aesKeyUnwrap(this.connection.api, session, h.key, ciphertext.data));
     const iv = ciphertext.iv;
     if (!iv || iv.length !== GCM_IV_BYTES || ciphertext.data.length < GCM_TAG_BYTES) return Promise.reject(decryptionFailed());
     return this.withKey(key, async (session, h) => {
@@ -247,9 +284,12 @@ export class Pkcs11Backend implements Backend {
     });
   }
 
-  /** C_GenerateRandom has no async form in pkcs11js; it is a short call, made on a pooled session. */
+  /**
+   * C_GenerateRandom has no async form in pkcs11js; it is a short call, made on a pooled session. It
+   * fills and returns the buffer it is given: no copy of the bytes is left behind.
+   */
   randomBytes(length: number): Promise<Buffer> {
-    return this.call(async (session) => Buffer.from(this.connection.api.C_GenerateRandom(session, Buffer.alloc(length))));
+    return this.call(async (session) => this.connection.api.C_GenerateRandom(session, Buffer.alloc(length)));
   }
 
   // --- internals -----------------------------------------------------------------------------------
@@ -257,6 +297,29 @@ export class Pkcs11Backend implements Backend {
   private hmac(session: Handle, h: VersionHandles, data: Buffer): Promise<Buffer> {
     this.connection.api.C_SignInit(session, { mechanism: CKM.SHA256_HMAC }, h.key);
     return this.connection.api.C_SignAsync(session, notNull(data), Buffer.alloc(32));
+  }
+
+  /** Raw ECDH in the HSM; Z comes out through a session object (joseMechanisms.ts). The core has checked the peer key. */
+  deriveSharedSecret(key: KeyRef, peerPublicKeySpki: Buffer): Promise<Buffer> {
+    const fieldLength = Math.ceil(keyTypes[key.type].bits / 8);
+    return this.withKey(key, (session, h) => ecdhSharedSecret(this.connection.api, session, h.key, peerPublicKeySpki, fieldLength));
+  }
+
+  /** JOSE's RSA-OAEP: SHA-1 and MGF1-SHA-1, which every token with CKM_RSA_PKCS_OAEP does natively. */
+  private decryptOaepSha1(key: KeyRef, data: Buffer): Promise<Buffer> {
+    const k = keyTypes[key.type].bits / 8;
+    if (data.length !== k) return Promise.reject(decryptionFailed());
+    return this.withKey(key, async (session, h) => {
+      const api = this.connection.api;
+      try {
+        api.C_DecryptInit(session, oaepSha1, h.key);
+        return await api.C_DecryptAsync(session, data, Buffer.alloc(k));
+      } catch (e) {
+        // SoftHSM reports bad padding as CKR_GENERAL_ERROR: every failure not about the device, the handle
+        // or the key's permissions is the one answer (no padding oracle).
+        throw isDeviceGone(e) || isHandleStale(e) || ckrOf(e) === CKR.KEY_FUNCTION_NOT_PERMITTED ? e : decryptionFailed(e);
+      }
+    });
   }
 
   private decryptOaep(key: KeyRef, data: Buffer): Promise<Buffer> {
@@ -282,7 +345,7 @@ export class Pkcs11Backend implements Backend {
           }
         }
       }
-      if (!this.mechanisms.has(CKM.RSA_X_509)) throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', 'this token can decrypt neither OAEP with SHA-256 nor raw RSA');
+      if (!this.rawRsaFallback) throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', 'this token does not do RSA-OAEP with SHA-256, and allowRawRsaOaepFallback is off');
       const out = Buffer.alloc(k);
       let em: Buffer;
       try {
@@ -303,16 +366,49 @@ export class Pkcs11Backend implements Backend {
     });
   }
 
-  /** A lifecycle change: one at a time per name in this process, on one session, errors mapped. */
-  private lifecycle<T>(name: KeyName, change: (session: Handle) => Promise<T>): Promise<T> {
+  /**
+   * A lifecycle change: one at a time per name in this process, on one session, errors mapped. A change
+   * that lost to another replica (CONFLICT: it left nothing behind) runs again, from the new state,
+   * after a random pause.
+   */
+  private lifecycle<T>(name: KeyName, change: (session: Handle) => Promise<T | Conflict>): Promise<T> {
     const previous = this.locks.get(name) ?? Promise.resolve();
-    const result = previous.catch(() => undefined).then(() => this.call(change));
+    const result = previous.catch(() => undefined).then(() => this.untilSettled(name, change));
     const tail = result.catch(() => undefined);
     this.locks.set(name, tail);
     void tail.then(() => {
       if (this.locks.get(name) === tail) this.locks.delete(name);
     });
     return result;
+  }
+
+  private async untilSettled<T>(name: KeyName, change: (session: Handle) => Promise<T | Conflict>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.call(change);
+      if (outcome !== CONFLICT) return outcome;
+      this.forgetHandles(name);
+      if (attempt === MAX_LIFECYCLE_ATTEMPTS) {
+        throw new HsmBridgeError('BACKEND_UNAVAILABLE', `key ${name} is being changed by other replicas at the same time; retry`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt)));
+    }
+  }
+
+  /** Commits a change whose new key objects are `created`: removes them if the commit fails or loses. */
+  private commitWith(session: Handle, created: readonly Handle[], commit: () => boolean, name: KeyName): KeyMetadata | Conflict {
+    const api = this.connection.api;
+    let committed: boolean;
+    try {
+      committed = commit();
+    } catch (e) {
+      for (const h of created) destroyQuietly(api, session, h);
+      throw e;
+    }
+    if (!committed) {
+      for (const h of created) destroyQuietly(api, session, h);
+      return CONFLICT;
+    }
+    return this.describe(session, name);
   }
 
   /** Runs on a pooled session and maps every failure to an HsmBridgeError. */
@@ -331,7 +427,7 @@ export class Pkcs11Backend implements Backend {
    * calls invalid (the object was deleted, or recreated by another replica) is looked up once more.
    */
   private withKey<T>(key: KeyRef, operation: (session: Handle, handles: CachedVersion) => Promise<T>): Promise<T> {
-    const cacheKey = `${key.name}\u0000${key.version}`;
+    const cacheKey = handleKey(key.name, key.version);
     return this.call(async (session) => {
       for (let attempt = 0; ; attempt++) {
         let handles = this.handles.get(cacheKey);
@@ -350,12 +446,15 @@ export class Pkcs11Backend implements Backend {
     });
   }
 
+  /** The objects of the version the metadata lists under its CKA_ID (never another writer's). */
   private lookUp(session: Handle, key: KeyRef): CachedVersion {
     const api = this.connection.api;
-    const found = findVersion(api, session, key.name, key.version);
-    if (found) return found;
-    if (!readMetadata(api, session, key.name)) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${key.name} not found`);
-    throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${key.name} has no version ${key.version}`);
+    const stored = readMetadata(api, session, key.name);
+    if (!stored) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${key.name} not found`);
+    const listed = stored.current.record.versions[key.version];
+    const found = listed && findVersion(api, session, key.name, listed.id, isAsymmetric(key.type));
+    if (!found) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${key.name} has no version ${key.version}`);
+    return found;
   }
 
   private publicHandle(h: VersionHandles): Handle {
@@ -363,57 +462,80 @@ export class Pkcs11Backend implements Backend {
     return h.publicKey;
   }
 
-  private publicSpki(session: Handle, key: KeyRef, h: CachedVersion): Buffer {
-    h.spki ??= readPublicKeySpki(this.connection.api, session, this.publicHandle(h), key.type);
+  private publicSpki(session: Handle, type: KeyType, h: CachedVersion): Buffer {
+    h.spki ??= readPublicKeySpki(this.connection.api, session, this.publicHandle(h), type);
     return h.spki;
   }
 
+  /** The version's public key as a KeyObject: from the cache without touching the HSM, else read once. */
+  private async rsaPublicKey(key: KeyRef): Promise<KeyObject> {
+    const cached = this.handles.get(handleKey(key.name, key.version))?.publicKeyObject;
+    if (cached) return cached;
+    return this.withKey(key, async (session, h) => {
+      h.publicKeyObject ??= createPublicKey({ key: this.publicSpki(session, key.type, h), format: 'der', type: 'spki' });
+      return h.publicKeyObject;
+    });
+  }
+
   private forgetHandles(name: KeyName): void {
-    const prefix = `${name}\u0000`;
+    const prefix = handleKey(name, '');
     for (const k of this.handles.keys()) if (k.startsWith(prefix)) this.handles.delete(k);
   }
 
-  private requireMetadata(session: Handle, name: KeyName) {
+  private requireMetadata(session: Handle, name: KeyName): StoredMetadata {
     const stored = readMetadata(this.connection.api, session, name);
     if (!stored) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${name} not found`);
     return stored;
   }
 
-  /** Writes the next revision, then removes the older objects (readers take the highest revision). */
-  private replaceMetadata(session: Handle, name: KeyName, stored: { record: MetadataRecord; handles: readonly Handle[] }, change: Partial<MetadataRecord>): void {
-    const api = this.connection.api;
-    writeMetadata(api, session, name, { ...stored.record, ...change, revision: stored.record.revision + 1 });
-    for (const h of stored.handles) api.C_DestroyObject(session, h);
+  /** The current revision to build a change on, or CONFLICT while other replicas' writes settle. */
+  private requireSettled(session: Handle, name: KeyName): MetadataObject | Conflict {
+    return settledCurrent(this.requireMetadata(session, name));
   }
 
-  /** Generates the objects of one key version; returns their handles (for cleanup if the commit fails). */
-  private async generate(session: Handle, type: KeyType, purpose: KeyPurpose, name: KeyName, version: KeyVersion): Promise<Handle[]> {
+  /**
+   * Generates the objects of one key version under `id`; returns their handles (for cleanup if the commit
+   * fails). SoftHSM's file store answers CKR_GENERAL_ERROR when a token key is generated while another
+   * session creates or destroys token objects (replicas changing keys at once): that try is retried.
+   */
+  private async generate(session: Handle, type: KeyType, purpose: KeyPurpose, name: KeyName, id: Buffer): Promise<Handle[] | Conflict> {
     const api = this.connection.api;
-    const g = generationFor(type, purpose, name, keyObjectId(version));
-    if (g.kind === 'secret') return [await api.C_GenerateKeyAsync(session, { mechanism: g.mechanism }, g.secretKey)];
-    const pair = await api.C_GenerateKeyPairAsync(session, { mechanism: g.mechanism }, g.publicKey, g.privateKey);
-    return [pair.publicKey, pair.privateKey];
+    const g = generationFor(type, purpose, name, id, { rawRsaDecrypt: this.rawRsaFallback });
+    try {
+      if (g.kind === 'secret') return [await api.C_GenerateKeyAsync(session, { mechanism: g.mechanism }, g.secretKey)];
+      const pair = await api.C_GenerateKeyPairAsync(session, { mechanism: g.mechanism }, g.publicKey, g.privateKey);
+      return [pair.publicKey, pair.privateKey];
+    } catch (e) {
+      if (ckrOf(e) !== CKR.GENERAL_ERROR) throw e;
+      this.logger.warn({ ckr: ckrName(e) }, 'pkcs11: key generation failed while the token was being changed; retrying');
+      return CONFLICT;
+    }
   }
 
-  /** The key as stored in the token (see keyObjects.ts for what counts as existing). */
+  /**
+   * The key as stored in the token (see keyObjects.ts for what counts as existing). Handles and public
+   * keys come from the cache while the metadata still lists the same CKA_ID for the version; a changed
+   * ID (the key was destroyed and recreated elsewhere, and handles may have been reused) drops them.
+   */
   private describe(session: Handle, name: KeyName): KeyMetadata {
     const api = this.connection.api;
-    const stored = readMetadata(api, session, name);
-    if (!stored) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${name} not found`);
-    const { record } = stored;
-    const objects = findKeyObjects(api, session, name);
+    const record = this.requireMetadata(session, name).current.record;
+    const asymmetric = isAsymmetric(record.type);
     const versions: KeyVersionInfo[] = [];
     for (const version of listedVersions(record)) {
-      const mine = objects.filter((o) => o.version === version);
-      if (!mine.some((o) => o.objectClass === A.CKO_SECRET_KEY || o.objectClass === A.CKO_PRIVATE_KEY)) continue;
-      const createdAt = record.versions[version]!;
-      if (!isAsymmetric(record.type)) {
-        versions.push({ version, createdAt });
-        continue;
+      const { createdAt, id } = record.versions[version]!;
+      const cacheKey = handleKey(name, version);
+      let handles = this.handles.get(cacheKey);
+      if (handles && handles.id !== id) {
+        this.forgetHandles(name);
+        handles = undefined;
       }
-      const pub = mine.find((o) => o.objectClass === A.CKO_PUBLIC_KEY);
-      if (!pub) continue;
-      versions.push({ version, createdAt, publicKeySpki: readPublicKeySpki(api, session, pub.handle, record.type) });
+      if (!handles) {
+        handles = findVersion(api, session, name, id, asymmetric);
+        if (!handles) continue; // listed, but its objects are gone (an interrupted destroy)
+        this.handles.set(cacheKey, handles);
+      }
+      versions.push(asymmetric ? { version, createdAt, publicKeySpki: this.publicSpki(session, record.type, handles) } : { version, createdAt });
     }
     const primary = versions.at(-1);
     if (!primary) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${name} not found`);
@@ -421,11 +543,18 @@ export class Pkcs11Backend implements Backend {
   }
 }
 
+const handleKey = (name: KeyName, version: KeyVersion | '') => `${name}\u0000${version}`;
+
 function gcm(iv: Buffer, aad?: Buffer): pkcs11js.Mechanism {
   const parameter: pkcs11js.AesGCM = { type: A.CK_PARAMS_AES_GCM, iv, ivBits: GCM_IV_BYTES * 8, tagBits: GCM_TAG_BYTES * 8 };
   if (aad && aad.length > 0) parameter.aad = aad;
   return { mechanism: CKM.AES_GCM, parameter };
 }
+
+const oaepSha1: pkcs11js.Mechanism = {
+  mechanism: CKM.RSA_PKCS_OAEP,
+  parameter: { type: A.CK_PARAMS_RSA_OAEP, hashAlg: CKM.SHA_1, mgf: A.CKG_MGF1_SHA1, source: CKZ_DATA_SPECIFIED } as pkcs11js.RsaOAEP,
+};
 
 const oaepSha256: pkcs11js.Mechanism = {
   mechanism: CKM.RSA_PKCS_OAEP,

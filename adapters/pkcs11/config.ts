@@ -24,11 +24,22 @@ export interface Pkcs11Config {
   readonly acquireTimeoutMs?: number;
   /** When set, an HSM call that takes longer fails with BACKEND_UNAVAILABLE (its session is reused only once the call returns). */
   readonly operationTimeoutMs?: number;
+  /** Callers waiting for a session beyond this many fail at once with BACKEND_UNAVAILABLE. Default 4 x sessionPoolSize. */
+  readonly maxQueuedRequests?: number;
+  /**
+   * For tokens without RSA-OAEP with SHA-256: allow CKM_RSA_X_509 (raw RSA) on RSA encryption keys and
+   * remove the OAEP padding in process. Raw RSA with the private key also signs, so such a key is a
+   * raw-RSA oracle for anyone with the token PIN. Default false: RSA_OAEP_SHA256 is then offered only
+   * when the token does it natively. Applies to keys created while it is on.
+   */
+  readonly allowRawRsaOaepFallback?: boolean;
 }
 
 export const DEFAULT_PIN_ENV = 'HSMB_PKCS11_PIN';
 export const DEFAULT_POOL_SIZE = 8;
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 5000;
+/** Default queue bound: waiters per session (each holds its request, up to ~2 MiB, while it waits). */
+const QUEUE_PER_SESSION = 4;
 
 export const pkcs11ConfigSchema = {
   type: 'object',
@@ -43,6 +54,8 @@ export const pkcs11ConfigSchema = {
     sessionPoolSize: { type: 'integer', minimum: 1, maximum: 1024, default: DEFAULT_POOL_SIZE },
     acquireTimeoutMs: { type: 'integer', minimum: 1, maximum: 600_000, default: DEFAULT_ACQUIRE_TIMEOUT_MS },
     operationTimeoutMs: { type: 'integer', minimum: 1, maximum: 600_000 },
+    maxQueuedRequests: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+    allowRawRsaOaepFallback: { type: 'boolean', default: false },
   },
   oneOf: [{ required: ['tokenLabel'] }, { required: ['slot'] }],
   not: { required: ['pinEnv', 'pinFile'] },
@@ -56,6 +69,8 @@ export interface ResolvedPkcs11Config {
   readonly sessionPoolSize: number;
   readonly acquireTimeoutMs: number;
   readonly operationTimeoutMs?: number;
+  readonly maxQueuedRequests: number;
+  readonly allowRawRsaOaepFallback: boolean;
 }
 
 export type PinSource = { readonly env: string } | { readonly file: string };
@@ -72,13 +87,19 @@ export function resolveConfig(config: Pkcs11Config): ResolvedPkcs11Config {
     return v;
   };
   const operationTimeoutMs = positive(config.operationTimeoutMs, 'operationTimeoutMs');
+  const sessionPoolSize = positive(config.sessionPoolSize, 'sessionPoolSize', DEFAULT_POOL_SIZE)!;
+  const queued = config.maxQueuedRequests;
+  if (queued !== undefined && (!Number.isInteger(queued) || queued < 0)) throw bad('maxQueuedRequests must be a whole number from 0');
+  if (config.allowRawRsaOaepFallback !== undefined && typeof config.allowRawRsaOaepFallback !== 'boolean') throw bad('allowRawRsaOaepFallback must be true or false');
   return {
     library: config.library,
     token: config.tokenLabel !== undefined ? { label: config.tokenLabel } : { slot: config.slot! },
     pin: config.pinFile !== undefined ? { file: config.pinFile } : { env: config.pinEnv ?? DEFAULT_PIN_ENV },
-    sessionPoolSize: positive(config.sessionPoolSize, 'sessionPoolSize', DEFAULT_POOL_SIZE)!,
+    sessionPoolSize,
     acquireTimeoutMs: positive(config.acquireTimeoutMs, 'acquireTimeoutMs', DEFAULT_ACQUIRE_TIMEOUT_MS)!,
     ...(operationTimeoutMs !== undefined ? { operationTimeoutMs } : {}),
+    maxQueuedRequests: queued ?? QUEUE_PER_SESSION * sessionPoolSize,
+    allowRawRsaOaepFallback: config.allowRawRsaOaepFallback ?? false,
   };
 }
 

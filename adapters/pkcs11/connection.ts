@@ -17,6 +17,8 @@ const RECOVERY_FIRST_DELAY_MS = 250;
 const RECOVERY_MAX_DELAY_MS = 10_000;
 /** How long a reconnect waits for calls still running on the old sessions (they fail fast on a dead device). */
 const DRAIN_TIMEOUT_MS = 10_000;
+/** How often the token is probed for health(); probes answer from the last result. */
+const HEALTH_PROBE_INTERVAL_MS = 1000;
 
 type State =
   | { readonly kind: 'up'; readonly slot: Handle; readonly pool: SessionPool<Handle>; readonly generation: number }
@@ -28,6 +30,9 @@ export class Connection {
   private state: State = { kind: 'closed' };
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelay = RECOVERY_FIRST_DELAY_MS;
+  private healthTimer: NodeJS.Timeout | undefined;
+  /** The last device probe while up: undefined = fine, else why not. */
+  private probeFailure: string | undefined;
 
   private constructor(
     private readonly module: Pkcs11Module,
@@ -47,6 +52,10 @@ export class Connection {
       module.release();
       throw e;
     }
+    // Readiness probes come often (every replica, every orchestrator): a synchronous C_GetTokenInfo
+    // per probe would put the HSM's latency on the event loop each time. One timer does it instead.
+    connection.healthTimer = setInterval(() => connection.probe(), HEALTH_PROBE_INTERVAL_MS);
+    connection.healthTimer.unref();
     return connection;
   }
 
@@ -87,6 +96,7 @@ export class Connection {
     }
   }
 
+  /** From the connection's state and the last probe (at most HEALTH_PROBE_INTERVAL_MS old); no HSM call. */
   async health(): Promise<BackendHealth> {
     const state = this.state;
     switch (state.kind) {
@@ -97,14 +107,23 @@ export class Connection {
       case 'recovering':
         return { ready: false, detail: 'reconnecting to the HSM' };
       case 'up':
-        try {
-          // Cheap and touches the device, so an HSM that died while idle is noticed here too.
-          this.api.C_GetTokenInfo(state.slot);
-          return { ready: true };
-        } catch (e) {
-          void this.recover(state, e).catch(() => undefined);
-          return { ready: false, detail: `HSM unavailable: ${ckrName(e)}` };
-        }
+        return this.probeFailure === undefined ? { ready: true } : { ready: false, detail: this.probeFailure };
+    }
+  }
+
+  /**
+   * C_GetTokenInfo is cheap and touches the device, so an HSM that died while idle is noticed (and a
+   * reconnect started) without waiting for a request. It is synchronous: see README.md on a frozen HSM.
+   */
+  private probe(): void {
+    const state = this.state;
+    if (state.kind !== 'up') return;
+    try {
+      this.api.C_GetTokenInfo(state.slot);
+      this.probeFailure = undefined;
+    } catch (e) {
+      this.probeFailure = `HSM unavailable: ${ckrName(e)}`;
+      void this.recover(state, e).catch(() => undefined);
     }
   }
 
@@ -112,6 +131,7 @@ export class Connection {
     const state = this.state;
     if (state.kind === 'closed' && this.retryTimer === undefined) return;
     this.state = { kind: 'closed' };
+    clearInterval(this.healthTimer);
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     if (state.kind === 'recovering') await state.done.catch(() => undefined);
@@ -131,6 +151,7 @@ export class Connection {
       pool = new SessionPool<Handle>({
         size: this.config.sessionPoolSize,
         acquireTimeoutMs: this.config.acquireTimeoutMs,
+        maxQueued: this.config.maxQueuedRequests,
         open: () => openSession(api, slot),
         close: (s) => closeSession(api, s),
       });
@@ -217,6 +238,7 @@ export class Connection {
         return;
       }
       this.state = up;
+      this.probeFailure = undefined;
       this.retryDelay = RECOVERY_FIRST_DELAY_MS;
       this.logger.info('pkcs11: reconnected to the HSM');
     } catch (e) {

@@ -15,6 +15,7 @@ export const CKR = {
   ENCRYPTED_DATA_INVALID: 0x40,
   ENCRYPTED_DATA_LEN_RANGE: 0x41,
   KEY_HANDLE_INVALID: 0x60,
+  KEY_FUNCTION_NOT_PERMITTED: 0x68,
   MECHANISM_INVALID: 0x70,
   MECHANISM_PARAM_INVALID: 0x71,
   OBJECT_HANDLE_INVALID: 0x82,
@@ -92,6 +93,10 @@ export function toBridgeError(e: unknown): HsmBridgeError {
   if (DEVICE_GONE.has(code) || code === CKR.DEVICE_MEMORY) return unavailable(ckrName(e), e);
   if (code === CKR.MECHANISM_INVALID || code === CKR.MECHANISM_PARAM_INVALID) {
     return new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the HSM refused the mechanism (${ckrName(e)})`, { cause: e });
+  }
+  if (code === CKR.KEY_FUNCTION_NOT_PERMITTED) {
+    // The key's usage attributes forbid it: a key made before the operation existed (AES_KW needs CKA_WRAP).
+    return new HsmBridgeError('INCOMPATIBLE_KEY', 'the key\'s attributes in the HSM do not allow this operation (a key created before it was supported: rotate it)', { cause: e });
   }
   return new HsmBridgeError('INTERNAL', 'unexpected HSM error', { cause: e });
 }

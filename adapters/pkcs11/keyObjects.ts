@@ -2,17 +2,21 @@
  * How hsm-bridge keys map to PKCS#11 objects (see README.md, "Object mapping"):
  *
  * - Each key version is one secret key object, or one private/public key pair, with CKA_LABEL = key name
- *   and CKA_ID = "hsmb" || version (uint32 big-endian), shared by the two halves of a pair.
- * - Each key has one metadata object: CKO_DATA, CKA_APPLICATION "hsm-bridge", CKA_LABEL = key name,
- *   CKA_VALUE = JSON {format, revision, type, purpose, state, createdAt, versions: {version: createdAt}}.
- *   It is the commit point: a key exists when its metadata object does, and a version exists when the
- *   metadata lists it and its key object is present. An interrupted create, rotate or destroy therefore
- *   leaves at most unlisted objects, which the next create of that name removes.
- * - SoftHSM (and others) make a data object's CKA_VALUE read-only, so the metadata is changed by
- *   writing a new object with the next revision and destroying the old one; readers take the highest
- *   revision, so a reader never sees no metadata during an update.
+ *   and CKA_ID = "hsmb" || version (uint32 BE) || creation time (uint32 BE, Unix seconds) || 8 random
+ *   bytes, shared by the two halves of a pair. The random part makes the objects of one version, made by
+ *   one writer, distinguishable from anything another replica generates for the same name and version;
+ *   the time tells how old an unlisted object is. Keys of format 1 have the 8-byte ID "hsmb" || version.
+ * - Each key has a metadata object: CKO_DATA, CKA_APPLICATION "hsm-bridge", CKA_LABEL = key name,
+ *   CKA_VALUE = JSON {format, revision, type, purpose, state, createdAt, versions: {version: {createdAt,
+ *   id}}, basedOn, writtenAt, nonce}. It is the commit point: a key exists when its metadata object
+ *   does, and a version exists when the metadata lists it (with its CKA_ID) and that key object is present.
+ * - SoftHSM (and others) make a data object's CKA_VALUE read-only, so a change writes a new object with
+ *   the next revision (basedOn = SHA-256 of the value it changed) and then destroys the older ones.
+ *   Readers take the highest revision and, between two objects at the same revision (two replicas wrote
+ *   at once; see backend.ts for how one of them withdraws), the lowest SHA-256 of the value.
  * Objects without these markers (other applications' keys and data) are ignored.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { parseKeyVersion, type KeyName, type KeyVersion } from '../../src/keys/names.js';
 import { keyTypes, type KeyPurpose, type KeyState, type KeyType } from '../../src/keys/types.js';
@@ -21,20 +25,47 @@ import type { Handle, Pkcs11Api } from './module.js';
 const A = pkcs11js;
 export const APPLICATION = 'hsm-bridge';
 const ID_MARKER = Buffer.from('hsmb', 'latin1');
-const METADATA_FORMAT = 1;
+const LEGACY_ID_LENGTH = ID_MARKER.length + 4;
+const ID_LENGTH = LEGACY_ID_LENGTH + 4 + 8;
+const METADATA_FORMAT = 2;
 
-export function keyObjectId(version: KeyVersion): Buffer {
-  const id = Buffer.alloc(ID_MARKER.length + 4);
+/** A fresh CKA_ID for the objects of one version: unique to this writer, stamped with the time. */
+export function newKeyObjectId(version: KeyVersion, now = Date.now()): Buffer {
+  const id = Buffer.alloc(ID_LENGTH);
+  ID_MARKER.copy(id);
+  id.writeUInt32BE(version, ID_MARKER.length);
+  id.writeUInt32BE(Math.floor(now / 1000), LEGACY_ID_LENGTH);
+  randomBytes(8).copy(id, LEGACY_ID_LENGTH + 4);
+  return id;
+}
+
+/** The CKA_ID of a version written by format 1, which had no random part. */
+export function legacyKeyObjectId(version: KeyVersion): Buffer {
+  const id = Buffer.alloc(LEGACY_ID_LENGTH);
   ID_MARKER.copy(id);
   id.writeUInt32BE(version, ID_MARKER.length);
   return id;
 }
 
-/** The version a CKA_ID encodes, or undefined for an ID that is not hsm-bridge's. */
-export function versionOfId(id: Buffer): KeyVersion | undefined {
-  if (id.length !== ID_MARKER.length + 4 || !id.subarray(0, ID_MARKER.length).equals(ID_MARKER)) return undefined;
+export interface ParsedId {
+  readonly version: KeyVersion;
+  /** When the ID was made (ms); undefined for a format-1 ID. */
+  readonly createdMs?: number;
+}
+
+/** What a CKA_ID says, or undefined for an ID that is not hsm-bridge's. */
+export function parseObjectId(id: Buffer): ParsedId | undefined {
+  if ((id.length !== LEGACY_ID_LENGTH && id.length !== ID_LENGTH) || !id.subarray(0, ID_MARKER.length).equals(ID_MARKER)) return undefined;
   const v = id.readUInt32BE(ID_MARKER.length);
-  return v >= 1 && v <= 0x7fffffff ? (v as KeyVersion) : undefined;
+  if (v < 1 || v > 0x7fffffff) return undefined;
+  const version = v as KeyVersion;
+  return id.length === ID_LENGTH ? { version, createdMs: id.readUInt32BE(LEGACY_ID_LENGTH) * 1000 } : { version };
+}
+
+export interface VersionRecord {
+  readonly createdAt: string;
+  /** CKA_ID of the version's objects, hex. */
+  readonly id: string;
 }
 
 export interface MetadataRecord {
@@ -43,13 +74,22 @@ export interface MetadataRecord {
   readonly purpose: KeyPurpose;
   readonly state: KeyState;
   readonly createdAt: string;
-  /** Version -> creation time, for every committed version. */
-  readonly versions: Readonly<Record<string, string>>;
+  /** Version -> creation time and CKA_ID, for every committed version. */
+  readonly versions: Readonly<Record<string, VersionRecord>>;
+  /** Digest of the revision this one changed; absent for revision 0. */
+  readonly basedOn?: string;
+  /** When this revision was written (the writer's clock). */
+  readonly writtenAt: string;
+  /** Makes two writers' values differ even when they write the same change at the same moment. */
+  readonly nonce: string;
 }
 
 export function encodeMetadata(record: MetadataRecord): Buffer {
   return Buffer.from(JSON.stringify({ format: METADATA_FORMAT, ...record }), 'utf8');
 }
+
+const isVersionKey = (v: string) => /^[1-9][0-9]{0,9}$/.test(v);
+const isHex = (v: unknown): v is string => typeof v === 'string' && /^(?:[0-9a-f]{2})+$/.test(v);
 
 /** The record in a metadata object's value, or undefined when it is not one hsm-bridge wrote. */
 export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
@@ -59,17 +99,32 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
   } catch {
     return undefined;
   }
-  if (typeof v !== 'object' || v === null || v.format !== METADATA_FORMAT) return undefined;
+  if (typeof v !== 'object' || v === null || (v.format !== 1 && v.format !== METADATA_FORMAT)) return undefined;
   const { revision, type, purpose, state, createdAt, versions } = v;
   if (typeof revision !== 'number' || !Number.isInteger(revision) || revision < 0) return undefined;
   if (typeof type !== 'string' || !Object.hasOwn(keyTypes, type)) return undefined;
   if (typeof purpose !== 'string' || !(keyTypes[type as KeyType].purposes as readonly string[]).includes(purpose)) return undefined;
   if (state !== 'enabled' && state !== 'disabled') return undefined;
   if (typeof createdAt !== 'string' || typeof versions !== 'object' || versions === null) return undefined;
-  for (const [version, at] of Object.entries(versions)) {
-    if (typeof at !== 'string' || !/^[1-9][0-9]{0,9}$/.test(version)) return undefined;
+  const common = { revision, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt } as const;
+  const decoded: Record<string, VersionRecord> = {};
+  if (v.format === 1) {
+    // Format 1: {version: createdAt}, objects under the fixed ID; written long ago by definition.
+    for (const [version, at] of Object.entries(versions)) {
+      if (typeof at !== 'string' || !isVersionKey(version)) return undefined;
+      decoded[version] = { createdAt: at, id: legacyKeyObjectId(Number(version) as KeyVersion).toString('hex') };
+    }
+    return { ...common, versions: decoded, writtenAt: new Date(0).toISOString(), nonce: '' };
   }
-  return { revision, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt, versions: versions as Record<string, string> };
+  for (const [version, entry] of Object.entries(versions)) {
+    if (!isVersionKey(version) || typeof entry !== 'object' || entry === null) return undefined;
+    const { createdAt: at, id } = entry as Record<string, unknown>;
+    if (typeof at !== 'string' || !isHex(id)) return undefined;
+    decoded[version] = { createdAt: at, id };
+  }
+  const { basedOn, writtenAt, nonce } = v;
+  if ((basedOn !== undefined && !isHex(basedOn)) || typeof writtenAt !== 'string' || typeof nonce !== 'string') return undefined;
+  return { ...common, versions: decoded, ...(basedOn === undefined ? {} : { basedOn }), writtenAt, nonce };
 }
 
 /** Versions a record lists, oldest first. */
@@ -99,21 +154,46 @@ const metadataTemplate = (name?: KeyName): pkcs11js.Template => [
   ...(name === undefined ? [] : [{ type: A.CKA_LABEL, value: name }]),
 ];
 
-export interface StoredMetadata {
+/** One metadata object of a key. */
+export interface MetadataObject {
+  readonly handle: Handle;
   readonly record: MetadataRecord;
+  /** SHA-256 of the object's value, hex: its identity (basedOn) and the tie-break between equal revisions. */
+  readonly digest: string;
+}
+
+export interface StoredMetadata {
+  /** The record readers use: highest revision, then lowest digest. */
+  readonly current: MetadataObject;
   /** Every metadata object of the key, the current one included (more than one only mid-update). */
-  readonly handles: readonly Handle[];
+  readonly objects: readonly MetadataObject[];
+  /** Other objects at the current revision: writers racing, of which all but one will withdraw. */
+  readonly siblings: readonly MetadataObject[];
+}
+
+/** Every hsm-bridge metadata object of the name (values that do not decode are not ours, and ignored). */
+export function readMetadataObjects(api: Pkcs11Api, session: Handle, name: KeyName): MetadataObject[] {
+  const objects: MetadataObject[] = [];
+  for (const handle of findObjects(api, session, metadataTemplate(name))) {
+    const value = api.C_GetAttributeValue(session, handle, [{ type: A.CKA_VALUE }])[0]?.value;
+    const record = value && decodeMetadata(value);
+    if (record) objects.push({ handle, record, digest: createHash('sha256').update(value).digest('hex') });
+  }
+  return objects;
+}
+
+const before = (a: MetadataObject, b: MetadataObject) => a.record.revision > b.record.revision || (a.record.revision === b.record.revision && a.digest < b.digest);
+
+export function pickCurrent(objects: readonly MetadataObject[]): StoredMetadata | undefined {
+  let current: MetadataObject | undefined;
+  for (const o of objects) if (!current || before(o, current)) current = o;
+  if (!current) return undefined;
+  const siblings = objects.filter((o) => o !== current && o.record.revision === current.record.revision);
+  return { current, objects, siblings };
 }
 
 export function readMetadata(api: Pkcs11Api, session: Handle, name: KeyName): StoredMetadata | undefined {
-  const handles = findObjects(api, session, metadataTemplate(name));
-  let best: MetadataRecord | undefined;
-  for (const h of handles) {
-    const value = api.C_GetAttributeValue(session, h, [{ type: A.CKA_VALUE }])[0]?.value;
-    const record = value && decodeMetadata(value);
-    if (record && (!best || record.revision > best.revision)) best = record;
-  }
-  return best && { record: best, handles };
+  return pickCurrent(readMetadataObjects(api, session, name));
 }
 
 /** Names of every key that has a metadata object. */
@@ -126,22 +206,26 @@ export function listKeyNames(api: Pkcs11Api, session: Handle): string[] {
   return [...names].sort();
 }
 
-/** Writes a metadata object; the caller destroys the previous ones afterwards. */
-export function writeMetadata(api: Pkcs11Api, session: Handle, name: KeyName, record: MetadataRecord): Handle {
-  return api.C_CreateObject(session, [
+/** Writes a metadata object; the caller destroys the previous ones once it knows it won. */
+export function writeMetadata(api: Pkcs11Api, session: Handle, name: KeyName, record: MetadataRecord): MetadataObject {
+  const value = encodeMetadata(record);
+  const handle = api.C_CreateObject(session, [
     { type: A.CKA_CLASS, value: A.CKO_DATA },
     { type: A.CKA_TOKEN, value: true },
     { type: A.CKA_PRIVATE, value: true },
     { type: A.CKA_APPLICATION, value: APPLICATION },
     { type: A.CKA_LABEL, value: name },
-    { type: A.CKA_VALUE, value: encodeMetadata(record) },
+    { type: A.CKA_VALUE, value },
   ]);
+  return { handle, record, digest: createHash('sha256').update(value).digest('hex') };
 }
 
 export interface KeyObject {
   readonly handle: Handle;
   readonly objectClass: number;
-  readonly version: KeyVersion;
+  /** CKA_ID, hex. */
+  readonly id: string;
+  readonly parsed: ParsedId;
 }
 
 /** hsm-bridge's key objects (any class, any version) for a name. */
@@ -151,9 +235,9 @@ export function findKeyObjects(api: Pkcs11Api, session: Handle, name: KeyName): 
     // CLASS first: asking a data object (ours, or anyone's) for CKA_ID is CKR_ATTRIBUTE_TYPE_INVALID.
     const objectClass = api.C_GetAttributeValue(session, handle, [{ type: A.CKA_CLASS }])[0]?.value.readUInt32LE(0);
     if (objectClass !== A.CKO_SECRET_KEY && objectClass !== A.CKO_PRIVATE_KEY && objectClass !== A.CKO_PUBLIC_KEY) continue;
-    const id = api.C_GetAttributeValue(session, handle, [{ type: A.CKA_ID }])[0];
-    const version = id?.value && versionOfId(id.value);
-    if (version !== undefined) objects.push({ handle, objectClass, version });
+    const id = api.C_GetAttributeValue(session, handle, [{ type: A.CKA_ID }])[0]?.value;
+    const parsed = id && parseObjectId(id);
+    if (parsed) objects.push({ handle, objectClass, id: id.toString('hex'), parsed });
   }
   return objects;
 }
@@ -162,17 +246,23 @@ export function findKeyObjects(api: Pkcs11Api, session: Handle, name: KeyName): 
 export interface VersionHandles {
   readonly key: Handle;
   readonly publicKey?: Handle;
+  /** CKA_ID (hex) the handles were found under. */
+  readonly id: string;
 }
 
-export function findVersion(api: Pkcs11Api, session: Handle, name: KeyName, version: KeyVersion): VersionHandles | undefined {
+/** A version's objects, each found by one template (class + label + CKA_ID). */
+export function findVersion(api: Pkcs11Api, session: Handle, name: KeyName, id: string, asymmetric: boolean): VersionHandles | undefined {
   const find = (objectClass: number) =>
     findObjects(api, session, [
       { type: A.CKA_CLASS, value: objectClass },
       { type: A.CKA_LABEL, value: name },
-      { type: A.CKA_ID, value: keyObjectId(version) },
+      { type: A.CKA_ID, value: Buffer.from(id, 'hex') },
     ])[0];
-  const key = find(A.CKO_SECRET_KEY) ?? find(A.CKO_PRIVATE_KEY);
-  if (!key) return undefined;
-  const publicKey = find(A.CKO_PUBLIC_KEY);
-  return publicKey ? { key, publicKey } : { key };
+  if (!asymmetric) {
+    const key = find(A.CKO_SECRET_KEY);
+    return key && { key, id };
+  }
+  const key = find(A.CKO_PRIVATE_KEY);
+  const publicKey = key && find(A.CKO_PUBLIC_KEY);
+  return key && publicKey ? { key, publicKey, id } : undefined;
 }

@@ -32,6 +32,7 @@ export const CKM = {
   SHA512_RSA_PKCS_PSS: 0x45,
   DES2_KEY_GEN: 0x130,
   DES3_KEY_GEN: 0x131,
+  SHA_1: 0x220,
   SHA256: 0x250,
   SHA256_HMAC: 0x251,
   SHA384: 0x260,
@@ -41,10 +42,12 @@ export const CKM = {
   ECDSA: 0x1041,
   ECDSA_SHA256: 0x1044,
   ECDSA_SHA384: 0x1045,
+  ECDH1_DERIVE: 0x1050,
   EC_EDWARDS_KEY_PAIR_GEN: 0x1055,
   EDDSA: 0x1057,
   AES_KEY_GEN: 0x1080,
   AES_GCM: 0x1087,
+  AES_KEY_WRAP: 0x2109,
 } as const;
 
 const CKF_RNG = 0x1;
@@ -133,6 +136,9 @@ export class TokenMechanisms {
     if (family('aes') && this.has(CKM.AES_GCM)) encrypt.push('AES_GCM');
     // OAEP-SHA256 decrypts natively when the token takes SHA-256 parameters, else via CKM_RSA_X_509 (backend.ts).
     if (family('rsa') && (this.has(CKM.RSA_X_509) || this.has(CKM.RSA_PKCS_OAEP))) encrypt.push('RSA_OAEP_SHA256');
+    // OAEP with SHA-1 is what every token with CKM_RSA_PKCS_OAEP does (it is PKCS#11's default).
+    if (family('rsa') && this.has(CKM.RSA_PKCS_OAEP)) encrypt.push('RSA_OAEP_SHA1');
+    if (family('aes') && this.has(CKM.AES_KEY_WRAP)) encrypt.push('AES_KW');
     const mac: MacAlgorithm[] = types.includes('HMAC_256') ? ['HMAC_SHA256'] : [];
     return {
       keyTypes: types,
@@ -141,6 +147,7 @@ export class TokenMechanisms {
       mac,
       signDigest: sign.filter((a) => this.canSignDigest(a)),
       random: this.hasRng,
+      keyAgreement: this.has(CKM.ECDH1_DERIVE) ? types.filter((t) => keyTypes[t].family === 'ec') : [],
     };
   }
 

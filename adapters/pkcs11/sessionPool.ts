@@ -2,6 +2,7 @@
  * A fixed-size pool of PKCS#11 sessions. PKCS#11 allows one active operation per session, so each
  * session is lent to one operation at a time; callers beyond the pool size wait in FIFO order, for at
  * most `acquireTimeoutMs`, so that a saturated HSM turns into a clear BACKEND_UNAVAILABLE, not a hang.
+ * At most `maxQueued` callers wait: each holds its request in memory, so beyond that they fail at once.
  * Generic over the session type so that its logic is unit-tested without a token.
  */
 import { unavailable } from './errors.js';
@@ -9,6 +10,8 @@ import { unavailable } from './errors.js';
 export interface SessionPoolOptions<S> {
   readonly size: number;
   readonly acquireTimeoutMs: number;
+  /** Callers that may wait for a session; more fail at once with BACKEND_UNAVAILABLE. */
+  readonly maxQueued: number;
   readonly open: () => S;
   /** Must not throw; the pool calls it on sessions it no longer trusts or needs. */
   readonly close: (session: S) => void;
@@ -27,7 +30,8 @@ interface Waiter<S> {
 
 export class SessionPool<S> {
   private readonly idle: S[] = [];
-  private readonly waiters: Waiter<S>[] = [];
+  /** Insertion-ordered (FIFO), and a waiter that times out leaves in O(1). */
+  private readonly waiters = new Set<Waiter<S>>();
   private lent = 0;
   private closed = false;
   private drained: (() => void) | undefined;
@@ -53,17 +57,19 @@ export class SessionPool<S> {
       this.lent++;
       return Promise.resolve(session);
     }
+    if (this.waiters.size >= this.options.maxQueued) {
+      return Promise.reject(unavailable(`all ${this.options.size} HSM sessions are busy and ${this.waiters.size} requests are waiting`));
+    }
     return new Promise<S>((resolve, reject) => {
       const waiter: Waiter<S> = {
         resolve,
         reject,
         timer: setTimeout(() => {
-          const i = this.waiters.indexOf(waiter);
-          if (i >= 0) this.waiters.splice(i, 1);
+          this.waiters.delete(waiter);
           reject(unavailable(`no HSM session became free within ${this.options.acquireTimeoutMs} ms`));
         }, this.options.acquireTimeoutMs),
       };
-      this.waiters.push(waiter);
+      this.waiters.add(waiter);
     });
   }
 
@@ -82,8 +88,9 @@ export class SessionPool<S> {
         // Cannot open a replacement: keep the old session; if the device is gone the caller reconnects.
       }
     }
-    const waiter = this.closed ? undefined : this.waiters.shift();
+    const waiter = this.closed ? undefined : this.waiters.values().next().value;
     if (waiter) {
+      this.waiters.delete(waiter);
       clearTimeout(waiter.timer);
       waiter.resolve(next);
       return;
@@ -104,10 +111,11 @@ export class SessionPool<S> {
   async close(drainTimeoutMs: number): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const w of this.waiters.splice(0)) {
+    for (const w of this.waiters) {
       clearTimeout(w.timer);
       w.reject(new PoolClosedError('session pool closed'));
     }
+    this.waiters.clear();
     for (const s of this.idle.splice(0)) this.options.close(s);
     if (this.lent === 0) return;
     await new Promise<void>((resolve) => {

@@ -6,6 +6,7 @@
 import pkcs11js from 'pkcs11js';
 import type { KeyPurpose, KeyType } from '../../src/keys/types.js';
 import { keyTypes } from '../../src/keys/types.js';
+import { allowedMechanisms, allowedMechanismsAttribute, type AllowedMechanismOptions } from './allowedMechanisms.js';
 import { CKM } from './mechanisms.js';
 
 export const CKK_EC_EDWARDS = 0x40;
@@ -49,10 +50,14 @@ const protectedKey: pkcs11js.Template = [
   { type: A.CKA_EXTRACTABLE, value: false },
 ];
 
-export function generationFor(type: KeyType, purpose: KeyPurpose, label: string, id: Buffer): Generation {
+/** Usage of each half of a key pair by purpose. An agreement key derives (ECDH) and does nothing else; its public half is used outside the HSM only. */
+const publicUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_VERIFY], encrypt: [A.CKA_ENCRYPT], agree: [], mac: [] };
+const privateUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_SIGN], encrypt: [A.CKA_DECRYPT], agree: [A.CKA_DERIVE], mac: [] };
+
+export function generationFor(type: KeyType, purpose: KeyPurpose, label: string, id: Buffer, options: AllowedMechanismOptions = {}): Generation {
   const info = keyTypes[type];
-  const base = common(label, id);
-  const signs = purpose === 'sign';
+  // Every object of the version carries CKA_ALLOWED_MECHANISMS: usage flags alone admit raw mechanisms.
+  const base = [...common(label, id), allowedMechanismsAttribute(allowedMechanisms(type, purpose, options))];
   switch (info.family) {
     case 'rsa':
     case 'ec':
@@ -73,14 +78,14 @@ export function generationFor(type: KeyType, purpose: KeyPurpose, label: string,
           { type: A.CKA_KEY_TYPE, value: keyType },
           ...base,
           ...shape,
-          ...usage(signs ? [A.CKA_VERIFY] : [A.CKA_ENCRYPT], PUBLIC_USAGE),
+          ...usage(publicUsage[purpose], PUBLIC_USAGE),
         ],
         privateKey: [
           { type: A.CKA_CLASS, value: A.CKO_PRIVATE_KEY },
           { type: A.CKA_KEY_TYPE, value: keyType },
           ...base,
           ...protectedKey,
-          ...usage(signs ? [A.CKA_SIGN] : [A.CKA_DECRYPT], PRIVATE_USAGE),
+          ...usage(privateUsage[purpose], PRIVATE_USAGE),
         ],
       };
     }
@@ -92,7 +97,8 @@ export function generationFor(type: KeyType, purpose: KeyPurpose, label: string,
         info.family === 'aes' ? CKM.AES_KEY_GEN : info.family === 'hmac' ? CKM.GENERIC_SECRET_KEY_GEN : info.bits === 128 ? CKM.DES2_KEY_GEN : CKM.DES3_KEY_GEN;
       // DES key generation fixes the length; CKA_VALUE_LEN there is an error on some tokens.
       const length: pkcs11js.Template = info.family === 'tdes' ? [] : [{ type: A.CKA_VALUE_LEN, value: info.bits / 8 }];
-      const allowed = purpose === 'mac' ? [A.CKA_SIGN, A.CKA_VERIFY] : [A.CKA_ENCRYPT, A.CKA_DECRYPT];
+      // AES keys also wrap: AES_KW (JWE A128KW / A256KW) works on key objects only (see joseMechanisms.ts).
+      const allowed = purpose === 'mac' ? [A.CKA_SIGN, A.CKA_VERIFY] : info.family === 'aes' ? [A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_WRAP, A.CKA_UNWRAP] : [A.CKA_ENCRYPT, A.CKA_DECRYPT];
       return {
         kind: 'secret',
         mechanism,

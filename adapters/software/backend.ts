@@ -6,7 +6,7 @@
  * Every change is written to the file (atomically) before the in-memory state changes and before the
  * promise resolves, and changes run one at a time, so the file and memory never disagree.
  */
-import { randomBytes, type KeyObject } from 'node:crypto';
+import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,7 +17,18 @@ import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { allKeyTypes, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
 import { writeFileAtomic } from './atomicWrite.js';
-import { aesGcmDecrypt, aesGcmEncrypt, hmacSha256, rsaOaepDecrypt, rsaOaepEncrypt, verifyHmacSha256 } from './ciphers.js';
+import {
+  aesGcmDecrypt,
+  aesGcmEncrypt,
+  aesKeyUnwrap,
+  aesKeyWrap,
+  ecdh,
+  hmacSha256,
+  rsaOaepDecrypt,
+  rsaOaepEncrypt,
+  verifyHmacSha256,
+  type OaepHash,
+} from './ciphers.js';
 import { generateKeys, type VersionKeys } from './keyMaterial.js';
 import {
   readKeystore,
@@ -47,10 +58,13 @@ const capabilities: Capabilities = {
   keyTypes: allKeyTypes,
   sign: allSignAlgorithms,
   signDigest: digestSignAlgorithms,
-  encrypt: ['AES_GCM', 'RSA_OAEP_SHA256'],
+  encrypt: ['AES_GCM', 'RSA_OAEP_SHA256', 'RSA_OAEP_SHA1', 'AES_KW'],
   mac: ['HMAC_SHA256'],
   random: true,
+  keyAgreement: ['EC_P256', 'EC_P384'],
 };
+
+const oaepHash: Partial<Record<EncryptAlgorithm, OaepHash>> = { RSA_OAEP_SHA256: 'sha256', RSA_OAEP_SHA1: 'sha1' };
 
 export async function openSoftwareBackend(options: SoftwareBackendOptions, logger: Logger): Promise<Backend> {
   await mkdir(dirname(options.keystorePath), { recursive: true, mode: 0o700 });
@@ -140,7 +154,10 @@ class SoftwareBackend implements Backend {
 
   async destroyKey(name: KeyName): Promise<void> {
     await this.change((entries) => {
-      this.entryIn(entries, name);
+      // Checked here, in the queue of changes, so an enable queued just before cannot slip past it.
+      if (this.entryIn(entries, name).stored.state !== 'disabled') {
+        throw new HsmBridgeError('KEY_NOT_DISABLED', `key ${name} must be disabled before it is destroyed`);
+      }
       entries.delete(name);
       return undefined;
     });
@@ -166,11 +183,31 @@ class SoftwareBackend implements Backend {
   }
 
   async encrypt(key: KeyRef, algorithm: EncryptAlgorithm, plaintext: Buffer, aad?: Buffer): Promise<RawCiphertext> {
-    return algorithm === 'AES_GCM' ? aesGcmEncrypt(this.secret(key), plaintext, aad) : rsaOaepEncrypt(this.pair(key).publicKey, plaintext);
+    switch (algorithm) {
+      case 'AES_GCM':
+        return aesGcmEncrypt(this.secret(key), plaintext, aad);
+      case 'AES_KW':
+        return aesKeyWrap(this.secret(key), plaintext);
+      case 'RSA_OAEP_SHA256':
+      case 'RSA_OAEP_SHA1':
+        return rsaOaepEncrypt(this.pair(key).publicKey, plaintext, oaepHash[algorithm]!);
+    }
   }
 
   async decrypt(key: KeyRef, algorithm: EncryptAlgorithm, ciphertext: RawCiphertext, aad?: Buffer): Promise<Buffer> {
-    return algorithm === 'AES_GCM' ? aesGcmDecrypt(this.secret(key), ciphertext, aad) : rsaOaepDecrypt(this.pair(key).privateKey, ciphertext);
+    switch (algorithm) {
+      case 'AES_GCM':
+        return aesGcmDecrypt(this.secret(key), ciphertext, aad);
+      case 'AES_KW':
+        return aesKeyUnwrap(this.secret(key), ciphertext);
+      case 'RSA_OAEP_SHA256':
+      case 'RSA_OAEP_SHA1':
+        return rsaOaepDecrypt(this.pair(key).privateKey, ciphertext, oaepHash[algorithm]!);
+    }
+  }
+
+  async deriveSharedSecret(key: KeyRef, peerPublicKeySpki: Buffer): Promise<Buffer> {
+    return ecdh(this.pair(key).privateKey, createPublicKey({ key: peerPublicKeySpki, format: 'der', type: 'spki' }));
   }
 
   async mac(key: KeyRef, _algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {

@@ -1,9 +1,10 @@
-/** Encryption and MACs with node:crypto. Every decryption failure is the same DECRYPTION_FAILED, by design. */
+/** Encryption, key wrap, key agreement and MACs with node:crypto. Every decryption failure is the same DECRYPTION_FAILED, by design. */
 import {
   constants,
   createCipheriv,
   createDecipheriv,
   createHmac,
+  diffieHellman,
   privateDecrypt,
   publicEncrypt,
   randomBytes,
@@ -42,16 +43,46 @@ export function aesGcmDecrypt(key: KeyObject, ciphertext: RawCiphertext, aad?: B
   return plaintext;
 }
 
-export function rsaOaepEncrypt(publicKey: KeyObject, plaintext: Buffer): RawCiphertext {
-  return { data: publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, plaintext) };
+export type OaepHash = 'sha256' | 'sha1';
+
+export function rsaOaepEncrypt(publicKey: KeyObject, plaintext: Buffer, oaepHash: OaepHash): RawCiphertext {
+  return { data: publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, plaintext) };
 }
 
-export function rsaOaepDecrypt(privateKey: KeyObject, ciphertext: RawCiphertext): Buffer {
+export function rsaOaepDecrypt(privateKey: KeyObject, ciphertext: RawCiphertext, oaepHash: OaepHash): Buffer {
   try {
-    return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, ciphertext.data);
+    return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, ciphertext.data);
   } catch {
     throw decryptionFailed();
   }
+}
+
+/** RFC 3394's default initial value; OpenSSL's id-aes*-wrap ciphers check it on unwrap. */
+const KW_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
+const kwCipherName = (key: KeyObject) => `id-aes${key.symmetricKeySize! * 8}-wrap`;
+
+/** AES key wrap (RFC 3394). The core has checked the length: a multiple of 8 bytes, at least 16. */
+export function aesKeyWrap(key: KeyObject, plaintext: Buffer): RawCiphertext {
+  const cipher = createCipheriv(kwCipherName(key), key, KW_IV);
+  return { data: Buffer.concat([cipher.update(plaintext), cipher.final()]) };
+}
+
+export function aesKeyUnwrap(key: KeyObject, ciphertext: RawCiphertext): Buffer {
+  const decipher = createDecipheriv(kwCipherName(key), key, KW_IV);
+  let plaintext: Buffer | undefined;
+  try {
+    plaintext = decipher.update(ciphertext.data);
+    return Buffer.concat([plaintext, decipher.final()]);
+  } catch {
+    throw decryptionFailed();
+  } finally {
+    plaintext?.fill(0);
+  }
+}
+
+/** Raw ECDH: Z, the x coordinate of the shared point (fixed length for the curve). */
+export function ecdh(privateKey: KeyObject, peerPublicKey: KeyObject): Buffer {
+  return diffieHellman({ privateKey, publicKey: peerPublicKey });
 }
 
 export function hmacSha256(key: KeyObject, data: Buffer): Buffer {

@@ -21,12 +21,25 @@ export const signAlgorithms = {
   EdDSA: { scheme: 'eddsa', hash: null, family: 'okp', keyType: 'ED25519' },
 } as const satisfies Record<string, SignAlgorithmInfo>;
 
+/** The first algorithm of a family is the default for its keys, so new ones go after it. */
 export const encryptAlgorithms = {
   /** AES-GCM with a 96-bit random IV and a 128-bit tag; AES-128 or AES-256 keys. */
   AES_GCM: { family: 'aes', ivLength: 12, tagLength: 16 },
   /** RSAES-OAEP with SHA-256 and MGF1-SHA-256, empty label (RFC 8017; JOSE's RSA-OAEP-256). */
-  RSA_OAEP_SHA256: { family: 'rsa', hash: 'sha256' },
+  RSA_OAEP_SHA256: { family: 'rsa', hash: 'sha256', oaepHashLength: 32 },
+  /** RSAES-OAEP with SHA-1 and MGF1-SHA-1, empty label: JOSE's RSA-OAEP, for JWE interoperability. */
+  RSA_OAEP_SHA1: { family: 'rsa', oaepHashLength: 20 },
+  /**
+   * AES key wrap (RFC 3394, default IV A6A6A6A6A6A6A6A6): JOSE's A128KW / A256KW. The input is key
+   * material: a multiple of 8 bytes, at least 16; the output is 8 bytes longer. Deterministic, no AAD.
+   */
+  AES_KW: { family: 'aes', wrap: { blockLength: 8, minLength: 16, overhead: 8 } },
 } as const satisfies Record<string, EncryptAlgorithmInfo>;
+
+/** Key agreement: raw ECDH (SEC 1 §3.3.1); its shared secret feeds a KDF inside hsm-bridge and is never returned. */
+export const agreementAlgorithms = {
+  ECDH: { family: 'ec' },
+} as const satisfies Record<string, { readonly family: KeyFamily }>;
 
 export const macAlgorithms = {
   HMAC_SHA256: { family: 'hmac', hash: 'sha256', length: 32 },
@@ -48,6 +61,9 @@ export interface EncryptAlgorithmInfo {
   readonly ivLength?: number;
   readonly tagLength?: number;
   readonly hash?: HashName;
+  /** RSA-OAEP: the length of its hash, which bounds the plaintext (k - 2 hLen - 2 bytes). */
+  readonly oaepHashLength?: number;
+  readonly wrap?: { readonly blockLength: number; readonly minLength: number; readonly overhead: number };
 }
 export interface MacAlgorithmInfo {
   readonly family: KeyFamily;
@@ -75,8 +91,13 @@ export function algorithmsFor(type: KeyType, purpose: KeyPurpose): string[] {
   const family = keyTypes[type].family;
   const fits = (info: { family: KeyFamily; keyType?: KeyType }) =>
     info.family === family && (info.keyType === undefined || info.keyType === type);
-  const table: Record<string, { family: KeyFamily; keyType?: KeyType }> =
-    purpose === 'sign' ? signAlgorithms : purpose === 'encrypt' ? encryptAlgorithms : macAlgorithms;
+  const tables: Record<KeyPurpose, Record<string, { family: KeyFamily; keyType?: KeyType }>> = {
+    sign: signAlgorithms,
+    encrypt: encryptAlgorithms,
+    mac: macAlgorithms,
+    agree: agreementAlgorithms,
+  };
+  const table = tables[purpose];
   return Object.entries(table).filter(([, info]) => fits(info)).map(([name]) => name);
 }
 

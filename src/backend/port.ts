@@ -32,7 +32,7 @@ export type SignInput =
 
 /**
  * A ciphertext as the algorithm produces it, without hsm-bridge's envelope.
- * AES_GCM: iv is the 12-byte IV and data is ciphertext || 16-byte tag. RSA_OAEP_SHA256: data only.
+ * AES_GCM: iv is the 12-byte IV and data is ciphertext || 16-byte tag. RSA_OAEP_*, AES_KW: data only.
  */
 export interface RawCiphertext {
   readonly iv?: Buffer;
@@ -47,6 +47,8 @@ export interface Capabilities {
   /** The sign algorithms for which sign/verify accept a precomputed digest (input kind 'digest'). */
   readonly signDigest: readonly SignAlgorithm[];
   readonly random: boolean;
+  /** The key types (EC curves) whose keys of purpose 'agree' can do ECDH (deriveSharedSecret). */
+  readonly keyAgreement: readonly KeyType[];
 }
 
 export interface BackendHealth {
@@ -71,7 +73,7 @@ export interface Backend {
   /** Creates the next version of an existing key, which becomes primary; older versions stay usable. */
   rotateKey(name: KeyName): Promise<KeyMetadata>;
   setKeyState(name: KeyName, state: KeyState): Promise<KeyMetadata>;
-  /** Destroys every version of the key in the backend. Irreversible. */
+  /** Destroys every version of the key in the backend. Irreversible. KEY_NOT_DISABLED unless disabled, checked atomically with the destroy. */
   destroyKey(name: KeyName): Promise<void>;
   describeKey(name: KeyName): Promise<KeyMetadata>;
   listKeys(): Promise<KeyMetadata[]>;
@@ -86,4 +88,10 @@ export interface Backend {
   /** Compares in constant time (or inside the HSM). */
   verifyMac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean>;
   randomBytes(length: number): Promise<Buffer>;
+  /**
+   * Raw ECDH (SEC 1 §3.3.1): the x coordinate Z of d * Q, with the key's private half and the peer's
+   * public key (SPKI DER, same curve, point checked by the core). Z is secret: it exists for the core's
+   * KDF (JWE ECDH-ES) and is never returned to callers; whoever receives it zeroes it after use.
+   */
+  deriveSharedSecret(key: KeyRef, peerPublicKeySpki: Buffer): Promise<Buffer>;
 }

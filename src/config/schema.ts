@@ -2,6 +2,7 @@
  * The service configuration: its JSON Schema (the single source of defaults and rules) and its type.
  * Each backend's own section is described by that backend's factory (BackendFactory.configSchema).
  */
+import { fspiopConfigSchema, type FspiopConfig } from '../fspiop/config.js';
 
 /** TLS for one listener; absent means plain TCP. Files are PEM and are read once, at start. */
 export interface TlsConfig {
@@ -37,6 +38,8 @@ export interface ServiceConfig {
     metadataCacheTtlMs: number;
   };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  /** Mojaloop FSPIOP signatures: participant keys and validation rules; every field has a default. */
+  fspiop: FspiopConfig;
   backend: {
     /** A built-in backend ('software', 'pkcs11') or 'module' for an adapter module of your own. */
     type: string;
@@ -105,6 +108,7 @@ export const serviceConfigSchema = {
         level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
       },
     },
+    fspiop: fspiopConfigSchema,
     backend: {
       type: 'object',
       default: {},

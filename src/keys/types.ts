@@ -9,8 +9,8 @@ export const keyTypes = {
   RSA_2048: { family: 'rsa', bits: 2048, purposes: ['sign', 'encrypt'] },
   RSA_3072: { family: 'rsa', bits: 3072, purposes: ['sign', 'encrypt'] },
   RSA_4096: { family: 'rsa', bits: 4096, purposes: ['sign', 'encrypt'] },
-  EC_P256: { family: 'ec', curve: 'P-256', bits: 256, purposes: ['sign'] },
-  EC_P384: { family: 'ec', curve: 'P-384', bits: 384, purposes: ['sign'] },
+  EC_P256: { family: 'ec', curve: 'P-256', bits: 256, purposes: ['sign', 'agree'] },
+  EC_P384: { family: 'ec', curve: 'P-384', bits: 384, purposes: ['sign', 'agree'] },
   ED25519: { family: 'okp', curve: 'Ed25519', bits: 256, purposes: ['sign'] },
   AES_128: { family: 'aes', bits: 128, purposes: ['encrypt'] },
   AES_256: { family: 'aes', bits: 256, purposes: ['encrypt'] },
@@ -26,10 +26,11 @@ export type KeyFamily = 'rsa' | 'ec' | 'okp' | 'aes' | 'tdes' | 'hmac';
 
 /**
  * What a key is for, fixed at creation (one purpose per key, as AWS KMS and most HSM policies have it):
- * sign = sign and verify; encrypt = encrypt and decrypt; mac = generate and verify MACs.
+ * sign = sign and verify; encrypt = encrypt and decrypt; mac = generate and verify MACs;
+ * agree = ECDH key agreement (used inside hsm-bridge, for JWE ECDH-ES; the shared secret is never returned).
  */
-export type KeyPurpose = 'sign' | 'encrypt' | 'mac';
-export const keyPurposes: readonly KeyPurpose[] = ['sign', 'encrypt', 'mac'];
+export type KeyPurpose = 'sign' | 'encrypt' | 'mac' | 'agree';
+export const keyPurposes: readonly KeyPurpose[] = ['sign', 'encrypt', 'mac', 'agree'];
 
 export interface KeyTypeInfo {
   readonly family: KeyFamily;

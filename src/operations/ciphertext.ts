@@ -9,12 +9,13 @@ import type { RawCiphertext } from '../backend/port.js';
  *
  *   'H' 'B' | format 0x01 | algorithm id (1 byte) | key version (uint32 BE) | body
  *
- * body: AES_GCM = IV (12) || ciphertext || tag (16); RSA_OAEP_SHA256 = the RSA ciphertext.
+ * body: AES_GCM = IV (12) || ciphertext || tag (16); RSA_OAEP_SHA256 / RSA_OAEP_SHA1 = the RSA
+ * ciphertext; AES_KW = the wrapped key (RFC 3394 output).
  */
 const MAGIC = Buffer.from('HB', 'latin1');
 const FORMAT = 1;
 const HEADER_LENGTH = 8;
-const algorithmIds: Record<EncryptAlgorithm, number> = { AES_GCM: 1, RSA_OAEP_SHA256: 2 };
+const algorithmIds: Record<EncryptAlgorithm, number> = { AES_GCM: 1, RSA_OAEP_SHA256: 2, RSA_OAEP_SHA1: 3, AES_KW: 4 };
 
 export interface OpenedCiphertext {
   readonly algorithm: EncryptAlgorithm;

@@ -3,23 +3,26 @@
  * (sign() -> checks -> backend.sign()), so every backend gets the same validation and the same errors.
  * Transports (REST, gRPC) decode their wire format into the plain inputs below and call these methods.
  */
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import {
   algorithmsFor,
   defaultAlgorithm,
+  encryptAlgorithms,
   macAlgorithms,
   parseEncryptAlgorithm,
   parseMacAlgorithm,
   parseSignAlgorithm,
   signAlgorithms,
   type EncryptAlgorithm,
+  type EncryptAlgorithmInfo,
   type MacAlgorithm,
   type SignAlgorithm,
 } from '../algorithms/registry.js';
-import { hashes } from '../algorithms/hashes.js';
 import type { Backend, Capabilities, KeyRef, SignInput } from '../backend/port.js';
+import { hashes } from '../algorithms/hashes.js';
 import { HsmBridgeError, invalid } from '../errors.js';
 import { parseKeyName, parseKeyVersion, type KeyName, type KeyVersion } from '../keys/names.js';
-import { keyTypes, parseKeyPurpose, parseKeyType, type KeyMetadata, type KeyPurpose } from '../keys/types.js';
+import { keyTypes, parseKeyPurpose, parseKeyType, type KeyMetadata, type KeyPurpose, type KeyType, type KeyVersionInfo } from '../keys/types.js';
 import { openEnvelope, sealEnvelope, splitRaw } from './ciphertext.js';
 import { MetadataCache } from './metadataCache.js';
 
@@ -37,13 +40,17 @@ export interface KeyServiceOptions {
 }
 
 export interface CreateKeyInput { name: unknown; type: unknown; purpose?: unknown }
-export interface SignRequest { name: unknown; algorithm?: unknown; message?: Buffer; digest?: Buffer }
-export interface VerifyRequest extends SignRequest { keyVersion?: unknown; signature: Buffer }
-export interface EncryptRequest { name: unknown; algorithm?: unknown; plaintext: Buffer; aad?: Buffer }
+/** keyVersion: sign with this (existing) version rather than the primary, e.g. a JWS that named its kid first. */
+export interface SignRequest { name: unknown; algorithm?: unknown; message?: Buffer; digest?: Buffer; keyVersion?: unknown }
+export interface VerifyRequest extends SignRequest { signature: Buffer }
+/** keyVersion: encrypt under this (existing) version rather than the primary. */
+export interface EncryptRequest { name: unknown; algorithm?: unknown; plaintext: Buffer; aad?: Buffer; keyVersion?: unknown }
 /** Without keyVersion the ciphertext is an hsm-bridge envelope; with it, the algorithm's raw output. */
 export interface DecryptRequest { name: unknown; ciphertext: Buffer; aad?: Buffer; keyVersion?: unknown; algorithm?: unknown }
 export interface MacRequest { name: unknown; algorithm?: unknown; data: Buffer }
 export interface VerifyMacRequest extends MacRequest { keyVersion?: unknown; mac: Buffer }
+/** The peer's public key: a KeyObject, or SPKI DER. */
+export interface SharedSecretRequest { name: unknown; keyVersion?: unknown; peerPublicKey: KeyObject | Buffer }
 
 export interface SignResult { keyVersion: KeyVersion; algorithm: SignAlgorithm; signature: Buffer }
 export interface VerifyResult { keyVersion: KeyVersion; algorithm: SignAlgorithm; valid: boolean }
@@ -51,6 +58,10 @@ export interface EncryptResult { keyVersion: KeyVersion; algorithm: EncryptAlgor
 export interface DecryptResult { keyVersion: KeyVersion; algorithm: EncryptAlgorithm; plaintext: Buffer }
 export interface MacResult { keyVersion: KeyVersion; algorithm: MacAlgorithm; mac: Buffer }
 export interface VerifyMacResult { keyVersion: KeyVersion; algorithm: MacAlgorithm; valid: boolean }
+/** sharedSecret is secret: the caller zeroes it as soon as its KDF has run. */
+export interface SharedSecretResult { keyVersion: KeyVersion; sharedSecret: Buffer }
+
+const curveOfKeyType: Partial<Record<KeyType, string>> = { EC_P256: 'prime256v1', EC_P384: 'secp384r1' };
 
 export class KeyService {
   private readonly cache: MetadataCache;
@@ -143,13 +154,26 @@ export class KeyService {
     }
   }
 
+  /**
+   * An enabled key of `purpose` and one of its versions (the primary one by default), from the metadata
+   * cache: for work done in process with a version's public key (JWS verification, encryption to a key),
+   * with the same checks and errors as the operations below.
+   */
+  async usableKeyVersion(name: unknown, purpose: KeyPurpose, keyVersion?: unknown): Promise<{ meta: KeyMetadata; version: KeyVersionInfo }> {
+    const meta = await this.usableKey(name, purpose);
+    const wanted = await this.version(meta, keyVersion);
+    const found = meta.versions.find((v) => v.version === wanted) ?? (await this.cache.refresh(meta.name)).versions.find((v) => v.version === wanted);
+    if (!found) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${meta.name} has no version ${wanted}`);
+    return { meta, version: found };
+  }
+
   // --- operations ----------------------------------------------------------------------------------
 
   async sign(req: SignRequest): Promise<SignResult> {
     const meta = await this.usableKey(req.name, 'sign');
     const algorithm = this.pickAlgorithm(meta, 'sign', req.algorithm, parseSignAlgorithm) as SignAlgorithm;
     const input = this.checkSignInput(algorithm, req);
-    const key = this.ref(meta, meta.primaryVersion);
+    const key = this.ref(meta, await this.version(meta, req.keyVersion));
     const signature = await this.run(key, () => this.backend.sign(key, algorithm, input));
     return { keyVersion: key.version, algorithm, signature };
   }
@@ -169,12 +193,16 @@ export class KeyService {
     const algorithm = this.pickAlgorithm(meta, 'encrypt', req.algorithm, parseEncryptAlgorithm) as EncryptAlgorithm;
     this.checkSize('plaintext', req.plaintext);
     if (req.aad) this.checkSize('aad', req.aad);
-    if (algorithm === 'RSA_OAEP_SHA256') {
-      if (req.aad) throw invalid('RSA_OAEP_SHA256 takes no aad');
-      const max = keyTypes[meta.type].bits / 8 - 2 * hashes.sha256.length - 2;
+    this.checkNoAad(algorithm, req.aad);
+    const info: EncryptAlgorithmInfo = encryptAlgorithms[algorithm];
+    if (info.oaepHashLength !== undefined) {
+      const max = keyTypes[meta.type].bits / 8 - 2 * info.oaepHashLength - 2;
       if (req.plaintext.length > max) throw invalid(`plaintext is too long for RSA-OAEP with this key (at most ${max} bytes)`);
     }
-    const key = this.ref(meta, meta.primaryVersion);
+    if (info.wrap && (req.plaintext.length < info.wrap.minLength || req.plaintext.length % info.wrap.blockLength !== 0)) {
+      throw invalid(`${algorithm} wraps key material: a multiple of ${info.wrap.blockLength} bytes, at least ${info.wrap.minLength}`);
+    }
+    const key = this.ref(meta, await this.version(meta, req.keyVersion));
     const raw = await this.run(key, () => this.backend.encrypt(key, algorithm, req.plaintext, req.aad));
     return { keyVersion: key.version, algorithm, ciphertext: sealEnvelope(algorithm, key.version, raw) };
   }
@@ -197,7 +225,11 @@ export class KeyService {
       version = parseKeyVersion(req.keyVersion);
       raw = splitRaw(algorithm, req.ciphertext);
     }
-    if (algorithm === 'RSA_OAEP_SHA256' && req.aad) throw invalid('RSA_OAEP_SHA256 takes no aad');
+    this.checkNoAad(algorithm, req.aad);
+    const wrap = (encryptAlgorithms[algorithm] as EncryptAlgorithmInfo).wrap;
+    if (wrap && (raw.data.length < wrap.minLength + wrap.overhead || raw.data.length % wrap.blockLength !== 0)) {
+      throw invalid(`an ${algorithm} ciphertext is a multiple of ${wrap.blockLength} bytes, at least ${wrap.minLength + wrap.overhead}`);
+    }
     const key = this.ref(meta, await this.version(meta, version));
     const plaintext = await this.run(key, () => this.backend.decrypt(key, algorithm, raw, req.aad));
     return { keyVersion: key.version, algorithm, plaintext };
@@ -221,6 +253,24 @@ export class KeyService {
     return { keyVersion: key.version, algorithm, valid };
   }
 
+  /**
+   * ECDH with a key of purpose 'agree' and a peer's public key on the same curve. For hsm-bridge's own
+   * key-agreement schemes (JWE ECDH-ES) only: it is deliberately not an API operation, since the raw
+   * shared secret must not be handed to callers. The peer key is checked here (curve, point on the
+   * curve: node:crypto refuses a point off the curve when it parses the key) before the backend sees it.
+   */
+  async deriveSharedSecret(req: SharedSecretRequest): Promise<SharedSecretResult> {
+    const meta = await this.usableKey(req.name, 'agree');
+    this.checkAlgorithmFits(meta, 'agree', 'ECDH');
+    const peer = this.peerPublicKey(req.peerPublicKey);
+    if (peer.asymmetricKeyType !== 'ec' || peer.asymmetricKeyDetails?.namedCurve !== curveOfKeyType[meta.type]) {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `the peer public key is not on the curve of ${meta.type} key ${meta.name}`);
+    }
+    const spki = peer.export({ format: 'der', type: 'spki' });
+    const key = this.ref(meta, await this.version(meta, req.keyVersion));
+    return { keyVersion: key.version, sharedSecret: await this.run(key, () => this.backend.deriveSharedSecret(key, spki)) };
+  }
+
   async randomBytes(length: unknown): Promise<Buffer> {
     const max = this.options.limits.maxRandomBytes;
     if (typeof length !== 'number' || !Number.isInteger(length) || length < 1 || length > max) {
@@ -241,6 +291,22 @@ export class KeyService {
     return meta;
   }
 
+  private checkNoAad(algorithm: EncryptAlgorithm, aad: Buffer | undefined): void {
+    if (aad && algorithm !== 'AES_GCM') throw invalid(`${algorithm} takes no aad`);
+  }
+
+  private peerPublicKey(peer: KeyObject | Buffer): KeyObject {
+    if (!Buffer.isBuffer(peer)) {
+      if (peer.type !== 'public') throw invalid('the peer key must be a public key');
+      return peer;
+    }
+    try {
+      return createPublicKey({ key: peer, format: 'der', type: 'spki' });
+    } catch {
+      throw invalid('the peer public key is not a valid SubjectPublicKeyInfo (or its point is not on the curve)');
+    }
+  }
+
   private checkEnabled(meta: KeyMetadata): void {
     if (meta.state !== 'enabled') throw new HsmBridgeError('KEY_DISABLED', `key ${meta.name} is disabled`);
   }
@@ -259,7 +325,11 @@ export class KeyService {
     if (!fitting.includes(algorithm)) {
       throw new HsmBridgeError('INCOMPATIBLE_KEY', `a ${meta.type} key cannot use ${algorithm}; it can use ${fitting.join(', ') || 'none'}`);
     }
-    const supported: readonly string[] = purpose === 'sign' ? this.caps.sign : purpose === 'encrypt' ? this.caps.encrypt : this.caps.mac;
+    const supported: readonly string[] =
+      purpose === 'sign' ? this.caps.sign
+      : purpose === 'encrypt' ? this.caps.encrypt
+      : purpose === 'mac' ? this.caps.mac
+      : this.caps.keyAgreement.includes(meta.type) ? ['ECDH'] : [];
     if (!supported.includes(algorithm)) {
       throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend does not support ${algorithm}`);
     }

@@ -9,8 +9,12 @@ describe('algorithm registry', () => {
     expect(algorithmsFor('EC_P256', 'sign')).toEqual(['ES256']);
     expect(algorithmsFor('EC_P384', 'sign')).toEqual(['ES384']);
     expect(algorithmsFor('ED25519', 'sign')).toEqual(['EdDSA']);
-    expect(algorithmsFor('AES_128', 'encrypt')).toEqual(['AES_GCM']);
-    expect(algorithmsFor('RSA_2048', 'encrypt')).toEqual(['RSA_OAEP_SHA256']);
+    expect(algorithmsFor('AES_128', 'encrypt')).toEqual(['AES_GCM', 'AES_KW']);
+    expect(algorithmsFor('RSA_2048', 'encrypt')).toEqual(['RSA_OAEP_SHA256', 'RSA_OAEP_SHA1']);
+    expect(algorithmsFor('EC_P256', 'agree')).toEqual(['ECDH']);
+    expect(algorithmsFor('RSA_2048', 'agree')).toEqual([]);
+    expect(defaultAlgorithm('AES_256', 'encrypt')).toBe('AES_GCM');
+    expect(defaultAlgorithm('RSA_4096', 'encrypt')).toBe('RSA_OAEP_SHA256');
     expect(algorithmsFor('HMAC_256', 'mac')).toEqual(['HMAC_SHA256']);
     expect(algorithmsFor('TDES_2KEY', 'encrypt')).toEqual([]);
     expect(defaultAlgorithm('RSA_2048', 'sign')).toBe('RS256');

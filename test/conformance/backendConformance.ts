@@ -8,7 +8,7 @@
  * Use from a test file:
  *   describeBackendConformance('software', async () => ({ open: () => ..., cleanup: () => ... }));
  */
-import { createHash, createPublicKey, publicEncrypt, constants, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, constants, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   allEncryptAlgorithms,
@@ -109,6 +109,10 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         }
         for (const a of c.encrypt) expect(allEncryptAlgorithms).toContain(a);
         for (const a of c.mac) expect(allMacAlgorithms).toContain(a);
+        for (const t of c.keyAgreement) {
+          expect(c.keyTypes).toContain(t);
+          expect(keyTypes[t].purposes as readonly string[]).toContain('agree');
+        }
       });
     });
 
@@ -269,6 +273,111 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         if (!has('EC_P256')) return;
         const ec = await create('EC_P256');
         await expect(service.encrypt({ name: ec, plaintext })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+      });
+    });
+
+    describe('JOSE primitives: RSA-OAEP with SHA-1, AES key wrap, ECDH, signing with a chosen version', () => {
+      const cek = Buffer.from('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'hex');
+
+      it('RSA_OAEP_SHA1: decrypts what node:crypto encrypts with SHA-1 OAEP, and its own; refuses SHA-256 OAEP', async () => {
+        if (!has('RSA_2048')) return;
+        const name = await create('RSA_2048', 'encrypt');
+        if (!caps().encrypt.includes('RSA_OAEP_SHA1')) {
+          await expect(service.encrypt({ name, algorithm: 'RSA_OAEP_SHA1', plaintext: cek })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+          return;
+        }
+        const pub = await publicKeyOf(name);
+        const external = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, cek);
+        expect((await service.decrypt({ name, ciphertext: external, keyVersion: 1, algorithm: 'RSA_OAEP_SHA1' })).plaintext).toEqual(cek);
+        const ours = await service.encrypt({ name, algorithm: 'RSA_OAEP_SHA1', plaintext: cek });
+        expect(ours.ciphertext.length).toBe(8 + 256);
+        expect((await service.decrypt({ name, ciphertext: ours.ciphertext })).plaintext).toEqual(cek);
+        const sha256 = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, cek);
+        await expect(service.decrypt({ name, ciphertext: sha256, keyVersion: 1, algorithm: 'RSA_OAEP_SHA1' })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+        await expect(service.decrypt({ name, ciphertext: flip(external, 7), keyVersion: 1, algorithm: 'RSA_OAEP_SHA1' })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+        await expect(service.encrypt({ name, algorithm: 'RSA_OAEP_SHA1', plaintext: Buffer.alloc(215) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      });
+
+      for (const type of ['AES_128', 'AES_256'] as const) {
+        it(`AES_KW with ${type}: wraps 16, 24 and 32 bytes deterministically (+8), unwraps, and refuses tampering, another key, bad lengths`, async () => {
+          if (!has(type)) return;
+          const name = await create(type);
+          if (!caps().encrypt.includes('AES_KW')) {
+            await expect(service.encrypt({ name, algorithm: 'AES_KW', plaintext: cek })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+            return;
+          }
+          for (const length of [16, 24, 32]) {
+            const data = cek.subarray(0, length);
+            const a = await service.encrypt({ name, algorithm: 'AES_KW', plaintext: data });
+            const b = await service.encrypt({ name, algorithm: 'AES_KW', plaintext: data });
+            expect(a).toMatchObject({ algorithm: 'AES_KW', keyVersion: 1 });
+            expect(a.ciphertext.length).toBe(8 + length + 8);
+            expect(a.ciphertext).toEqual(b.ciphertext); // RFC 3394 has no IV: the same key data wraps the same way
+            expect((await service.decrypt({ name, ciphertext: a.ciphertext })).plaintext).toEqual(data);
+            const raw = a.ciphertext.subarray(8);
+            expect((await service.decrypt({ name, ciphertext: raw, keyVersion: 1, algorithm: 'AES_KW' })).plaintext).toEqual(data);
+            await expect(service.decrypt({ name, ciphertext: flip(raw, 3), keyVersion: 1, algorithm: 'AES_KW' })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+            await expect(service.decrypt({ name, ciphertext: flip(raw, -1), keyVersion: 1, algorithm: 'AES_KW' })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+          }
+          const other = await create(type);
+          const wrapped = await service.encrypt({ name, algorithm: 'AES_KW', plaintext: cek });
+          await expect(service.decrypt({ name: other, ciphertext: wrapped.ciphertext })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+          for (const bad of [8, 15, 17]) {
+            await expect(service.encrypt({ name, algorithm: 'AES_KW', plaintext: Buffer.alloc(bad) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+          }
+          await expect(service.decrypt({ name, ciphertext: Buffer.alloc(20), keyVersion: 1, algorithm: 'AES_KW' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+        });
+      }
+
+      for (const [type, curve] of [['EC_P256', 'prime256v1'], ['EC_P384', 'secp384r1']] as const) {
+        it(`ECDH with ${type}: Z equals node:crypto's diffieHellman with an ephemeral key; only agreement keys agree`, async () => {
+          if (!has(type)) return;
+          const name = await create(type, 'agree');
+          const meta = await service.getKey(name);
+          expect(meta.purpose).toBe('agree');
+          await expect(service.sign({ name, message: Buffer.from('x') })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          const ephemeral = generateKeyPairSync('ec', { namedCurve: curve });
+          if (!caps().keyAgreement.includes(type)) {
+            await expect(service.deriveSharedSecret({ name, peerPublicKey: ephemeral.publicKey })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+            return;
+          }
+          const z = await service.deriveSharedSecret({ name, peerPublicKey: ephemeral.publicKey.export({ format: 'der', type: 'spki' }) });
+          expect(z.keyVersion).toBe(1);
+          expect(z.sharedSecret.length).toBe(type === 'EC_P256' ? 32 : 48);
+          expect(z.sharedSecret).toEqual(diffieHellman({ privateKey: ephemeral.privateKey, publicKey: await publicKeyOf(name) }));
+          const again = generateKeyPairSync('ec', { namedCurve: curve });
+          expect((await service.deriveSharedSecret({ name, peerPublicKey: again.publicKey })).sharedSecret).toEqual(
+            diffieHellman({ privateKey: again.privateKey, publicKey: await publicKeyOf(name) }),
+          );
+          const otherCurve = generateKeyPairSync('ec', { namedCurve: curve === 'prime256v1' ? 'secp384r1' : 'prime256v1' }).publicKey;
+          await expect(service.deriveSharedSecret({ name, peerPublicKey: otherCurve })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          const signing = await create(type);
+          await expect(service.deriveSharedSecret({ name: signing, peerPublicKey: ephemeral.publicKey })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          // after rotation the new version agrees with its own key, and version 1 still works
+          await service.rotateKey(name);
+          const v2 = await service.deriveSharedSecret({ name, peerPublicKey: ephemeral.publicKey });
+          expect(v2.keyVersion).toBe(2);
+          expect(v2.sharedSecret).toEqual(diffieHellman({ privateKey: ephemeral.privateKey, publicKey: await publicKeyOf(name, 2) }));
+          expect((await service.deriveSharedSecret({ name, keyVersion: 1, peerPublicKey: ephemeral.publicKey })).sharedSecret).toEqual(z.sharedSecret);
+        });
+      }
+
+      it('sign and encrypt with a chosen older version after rotation', async () => {
+        const type: KeyType = has('EC_P256') ? 'EC_P256' : 'RSA_2048';
+        const name = await create(type);
+        await service.rotateKey(name);
+        const message = Buffer.from('pinned');
+        const signed = await service.sign({ name, message, keyVersion: 1 });
+        expect(signed.keyVersion).toBe(1);
+        expect(nodeVerifies(signed.algorithm, await publicKeyOf(name, 1), message, signed.signature)).toBe(true);
+        await expect(service.sign({ name, message, keyVersion: 3 })).rejects.toMatchObject({ code: 'KEY_VERSION_NOT_FOUND' });
+        if (has('AES_256') && caps().encrypt.includes('AES_GCM')) {
+          const enc = await create('AES_256');
+          await service.rotateKey(enc);
+          const old = await service.encrypt({ name: enc, plaintext: message, keyVersion: 1 });
+          expect(old.keyVersion).toBe(1);
+          expect(await service.decrypt({ name: enc, ciphertext: old.ciphertext })).toMatchObject({ keyVersion: 1, plaintext: message });
+        }
       });
     });
 

@@ -35,7 +35,7 @@ export interface SoftHsmToken {
   readonly dir: string;
   /** Name of the environment variable holding the user PIN. */
   readonly pinEnv: string;
-  /** A configuration for pkcs11BackendFactory.create; overrides are merged in. */
+  /** A configuration for pkcs11BackendFactory.create (allowRawRsaOaepFallback on, a deep queue); overrides are merged in. */
   backendConfig(overrides?: Partial<Pkcs11Config>): Pkcs11Config;
   /** Deletes the token and the PIN variable (the directory goes when the process exits). */
   cleanup(): Promise<void>;
@@ -101,7 +101,10 @@ export async function createSoftHsmToken(label?: string): Promise<SoftHsmToken> 
     confPath: store.confPath,
     dir: store.dir,
     pinEnv,
-    backendConfig: (overrides) => ({ library: SOFTHSM_LIBRARY, tokenLabel, pinEnv, ...overrides }),
+    // SoftHSM does OAEP only with SHA-1: tests keep RSA_OAEP_SHA256 through the (opt-in) raw-RSA fallback.
+    // Suites fire bursts of concurrent calls to prove correctness; the default queue bound (4 x pool) is
+    // tested where it is the subject (sessionPool.test.ts, backend.test.ts).
+    backendConfig: (overrides) => ({ library: SOFTHSM_LIBRARY, tokenLabel, pinEnv, allowRawRsaOaepFallback: true, maxQueuedRequests: 1024, ...overrides }),
     async cleanup() {
       if (cleaned) return;
       cleaned = true;

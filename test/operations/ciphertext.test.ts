@@ -15,6 +15,15 @@ describe('ciphertext envelope', () => {
     expect(openEnvelope(rsa)).toMatchObject({ algorithm: 'RSA_OAEP_SHA256', version: 0x01020304, raw: { data: Buffer.alloc(256, 1) } });
   });
 
+  it('names RSA_OAEP_SHA1 (id 3) and AES_KW (id 4); neither has an IV', () => {
+    const sha1 = sealEnvelope('RSA_OAEP_SHA1', v(2), { data: Buffer.alloc(256, 3) });
+    expect(sha1.subarray(0, 8).toString('hex')).toBe('4842010300000002');
+    expect(openEnvelope(sha1)).toEqual({ algorithm: 'RSA_OAEP_SHA1', version: 2, raw: { data: Buffer.alloc(256, 3) } });
+    const kw = sealEnvelope('AES_KW', v(1), { data: Buffer.alloc(40, 4) });
+    expect(kw.subarray(0, 8).toString('hex')).toBe('4842010400000001');
+    expect(openEnvelope(kw)).toEqual({ algorithm: 'AES_KW', version: 1, raw: { data: Buffer.alloc(40, 4) } });
+  });
+
   it('refuses what is not an envelope, with INVALID_ARGUMENT', () => {
     const good = sealEnvelope('AES_GCM', v(1), { iv: Buffer.alloc(12), data: Buffer.alloc(16) });
     const cases = [

@@ -5,16 +5,18 @@
 import { describe, expect, it } from 'vitest';
 import type { Backend, Capabilities } from '../../src/backend/port.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
-import type { KeyMetadata, KeyState, KeyType } from '../../src/keys/types.js';
+import { generateKeyPairSync } from 'node:crypto';
+import type { KeyMetadata, KeyPurpose, KeyState, KeyType } from '../../src/keys/types.js';
 import { KeyService } from '../../src/operations/keyService.js';
 
 const caps: Capabilities = {
   keyTypes: ['EC_P256', 'AES_256', 'RSA_2048', 'HMAC_256'],
   sign: ['ES256', 'RS256'],
   signDigest: ['RS256'],
-  encrypt: ['AES_GCM'],
+  encrypt: ['AES_GCM', 'AES_KW', 'RSA_OAEP_SHA1'],
   mac: ['HMAC_SHA256'],
   random: true,
+  keyAgreement: ['EC_P256'],
 };
 
 function recordingBackend(keys: KeyMetadata[]) {
@@ -45,22 +47,29 @@ function recordingBackend(keys: KeyMetadata[]) {
       return find(n);
     },
     listKeys: async () => keys,
-    sign: record('sign'),
+    sign: async (key) => {
+      calls.push(`sign:${key.version}`);
+      return Buffer.alloc(1);
+    },
     verify: async () => (calls.push('verify'), true),
-    encrypt: async () => (calls.push('encrypt'), { iv: Buffer.alloc(12), data: Buffer.alloc(16) }),
+    encrypt: async (key) => (calls.push(`encrypt:${key.version}`), { iv: Buffer.alloc(12), data: Buffer.alloc(16) }),
     decrypt: record('decrypt'),
     mac: record('mac'),
     verifyMac: async () => (calls.push('verifyMac'), true),
     randomBytes: record('randomBytes'),
+    deriveSharedSecret: async (key) => {
+      calls.push(`deriveSharedSecret:${key.version}`);
+      return Buffer.alloc(32);
+    },
   };
   return { backend, calls };
 }
 
-function meta(name: string, type: KeyType, state: KeyState, versions = 1): KeyMetadata {
+function meta(name: string, type: KeyType, state: KeyState, versions = 1, purpose?: KeyPurpose): KeyMetadata {
   return {
     name: name as KeyName,
     type,
-    purpose: type === 'AES_256' ? 'encrypt' : type === 'HMAC_256' ? 'mac' : 'sign',
+    purpose: purpose ?? (type === 'AES_256' ? 'encrypt' : type === 'HMAC_256' ? 'mac' : 'sign'),
     state,
     createdAt: new Date(0).toISOString(),
     primaryVersion: versions as KeyVersion,
@@ -69,9 +78,18 @@ function meta(name: string, type: KeyType, state: KeyState, versions = 1): KeyMe
 }
 
 const setup = (ttl = 60_000) => {
-  const r = recordingBackend([meta('ec', 'EC_P256', 'enabled'), meta('aes', 'AES_256', 'enabled', 2), meta('off', 'EC_P256', 'disabled'), meta('rsa', 'RSA_2048', 'enabled'), meta('hmac', 'HMAC_256', 'enabled')]);
+  const r = recordingBackend([meta('ec', 'EC_P256', 'enabled'), meta('aes', 'AES_256', 'enabled', 2), meta('off', 'EC_P256', 'disabled'), meta('rsa', 'RSA_2048', 'enabled'), meta('hmac', 'HMAC_256', 'enabled'), meta('ec2', 'EC_P256', 'enabled', 2), meta('rsaenc', 'RSA_2048', 'enabled', 1, 'encrypt'), meta('ecdh', 'EC_P256', 'enabled', 2, 'agree'), meta('ecdh384', 'EC_P384', 'enabled', 1, 'agree'), meta('ecdhoff', 'EC_P256', 'disabled', 1, 'agree')]);
   return { ...r, service: new KeyService(r.backend, { limits: { maxDataBytes: 100, maxRandomBytes: 64 }, metadataCacheTtlMs: ttl }) };
 };
+
+const p256 = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+const p256Peer = p256.publicKey.export({ format: 'der', type: 'spki' });
+const p256Private = p256.privateKey;
+const p384Peer = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).publicKey.export({ format: 'der', type: 'spki' });
+const rsaPeer = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey;
+/** The same SPKI with the point's last byte changed: (x, y') is not on P-256. */
+const offCurve = Buffer.from(p256Peer);
+offCurve[offCurve.length - 1]! ^= 1;
 
 describe('KeyService checks happen before the backend is called', () => {
   const refusals: Array<[string, (s: KeyService) => Promise<unknown>, string]> = [
@@ -97,6 +115,26 @@ describe('KeyService checks happen before the backend is called', () => {
     ['random length out of range', (s) => s.randomBytes(65), 'INVALID_ARGUMENT'],
     ['destroying an enabled key', (s) => s.destroyKey('ec'), 'KEY_NOT_DISABLED'],
     ['rotating a disabled key', (s) => s.rotateKey('off'), 'KEY_DISABLED'],
+    ['signing with a version that does not exist', (s) => s.sign({ name: 'ec2', message: Buffer.alloc(1), keyVersion: 3 }), 'KEY_VERSION_NOT_FOUND'],
+    ['signing with version 0', (s) => s.sign({ name: 'ec2', message: Buffer.alloc(1), keyVersion: 0 }), 'INVALID_ARGUMENT'],
+    ['encrypting with a version that does not exist', (s) => s.encrypt({ name: 'aes', plaintext: Buffer.alloc(1), keyVersion: 3 }), 'KEY_VERSION_NOT_FOUND'],
+    ['AES_KW of 15 bytes', (s) => s.encrypt({ name: 'aes', algorithm: 'AES_KW', plaintext: Buffer.alloc(15) }), 'INVALID_ARGUMENT'],
+    ['AES_KW of 8 bytes', (s) => s.encrypt({ name: 'aes', algorithm: 'AES_KW', plaintext: Buffer.alloc(8) }), 'INVALID_ARGUMENT'],
+    ['AES_KW of 20 bytes', (s) => s.encrypt({ name: 'aes', algorithm: 'AES_KW', plaintext: Buffer.alloc(20) }), 'INVALID_ARGUMENT'],
+    ['AES_KW with aad', (s) => s.encrypt({ name: 'aes', algorithm: 'AES_KW', plaintext: Buffer.alloc(16), aad: Buffer.alloc(1) }), 'INVALID_ARGUMENT'],
+    ['AES_KW unwrap of 20 bytes', (s) => s.decrypt({ name: 'aes', algorithm: 'AES_KW', keyVersion: 1, ciphertext: Buffer.alloc(20) }), 'INVALID_ARGUMENT'],
+    ['AES_KW unwrap of 16 bytes', (s) => s.decrypt({ name: 'aes', algorithm: 'AES_KW', keyVersion: 1, ciphertext: Buffer.alloc(16) }), 'INVALID_ARGUMENT'],
+    ['RSA_OAEP_SHA1 with aad', (s) => s.encrypt({ name: 'rsaenc', algorithm: 'RSA_OAEP_SHA1', plaintext: Buffer.alloc(1), aad: Buffer.alloc(1) }), 'INVALID_ARGUMENT'],
+    ['RSA_OAEP_SHA256 the backend lacks', (s) => s.encrypt({ name: 'rsaenc', algorithm: 'RSA_OAEP_SHA256', plaintext: Buffer.alloc(1) }), 'UNSUPPORTED_BY_BACKEND'],
+    ['key agreement with a signing key', (s) => s.deriveSharedSecret({ name: 'ec', peerPublicKey: p256Peer }), 'INCOMPATIBLE_KEY'],
+    ['key agreement with a disabled key', (s) => s.deriveSharedSecret({ name: 'ecdhoff', peerPublicKey: p256Peer }), 'KEY_DISABLED'],
+    ['key agreement with a curve the backend lacks', (s) => s.deriveSharedSecret({ name: 'ecdh384', peerPublicKey: p384Peer }), 'UNSUPPORTED_BY_BACKEND'],
+    ['key agreement with a peer on another curve', (s) => s.deriveSharedSecret({ name: 'ecdh', peerPublicKey: p384Peer }), 'INCOMPATIBLE_KEY'],
+    ['key agreement with an RSA peer', (s) => s.deriveSharedSecret({ name: 'ecdh', peerPublicKey: rsaPeer }), 'INCOMPATIBLE_KEY'],
+    ['key agreement with a peer point off the curve', (s) => s.deriveSharedSecret({ name: 'ecdh', peerPublicKey: offCurve }), 'INVALID_ARGUMENT'],
+    ['key agreement with a peer that is not SPKI', (s) => s.deriveSharedSecret({ name: 'ecdh', peerPublicKey: Buffer.from('not a key') }), 'INVALID_ARGUMENT'],
+    ['key agreement with a private key as peer', (s) => s.deriveSharedSecret({ name: 'ecdh', peerPublicKey: p256Private }), 'INVALID_ARGUMENT'],
+    ['key agreement with a version that does not exist', (s) => s.deriveSharedSecret({ name: 'ecdh', keyVersion: 3, peerPublicKey: p256Peer }), 'KEY_VERSION_NOT_FOUND'],
   ];
   for (const [what, call, code] of refusals) {
     it(`${what} -> ${code}`, async () => {
@@ -128,6 +166,23 @@ describe('KeyService metadata cache', () => {
     await service.sign({ name: 'ec', message: Buffer.alloc(1) });
     await service.sign({ name: 'ec', message: Buffer.alloc(1) });
     expect(calls.filter((c) => c === 'describeKey')).toHaveLength(2);
+  });
+
+  it('signs and encrypts with a requested existing version, the primary one by default', async () => {
+    const { service, calls } = setup();
+    expect((await service.sign({ name: 'ec2', message: Buffer.alloc(1), keyVersion: 1 })).keyVersion).toBe(1);
+    expect((await service.sign({ name: 'ec2', message: Buffer.alloc(1) })).keyVersion).toBe(2);
+    const enc = await service.encrypt({ name: 'aes', plaintext: Buffer.from('x'), keyVersion: 1 });
+    expect(enc.keyVersion).toBe(1);
+    expect(enc.ciphertext.readUInt32BE(4)).toBe(1);
+    expect(calls.filter((c) => c !== 'describeKey')).toEqual(['sign:1', 'sign:2', 'encrypt:1']);
+  });
+
+  it('key agreement reaches the backend with the checked version and a peer key as SPKI', async () => {
+    const { service, calls } = setup();
+    expect((await service.deriveSharedSecret({ name: 'ecdh', peerPublicKey: p256Peer })).keyVersion).toBe(2);
+    expect((await service.deriveSharedSecret({ name: 'ecdh', keyVersion: 1, peerPublicKey: p256.publicKey })).keyVersion).toBe(1);
+    expect(calls.filter((c) => c !== 'describeKey')).toEqual(['deriveSharedSecret:2', 'deriveSharedSecret:1']);
   });
 
   it('uses the primary version for new work and an envelope version for decryption', async () => {

@@ -16,10 +16,12 @@ export interface CallOptions {
 
 /**
  * The key name a request addresses, for the log (as `keyName`: `key` is a redacted path in src/log.ts);
- * only something short enough to be a key name.
+ * only something short enough to be a key name. KeyService requests name it `name`, JOSE and FSPIOP
+ * requests `key`.
  */
 function loggedKeyName(request: unknown): string | undefined {
-  const name = (request as { name?: unknown }).name;
+  const r = request as { name?: unknown; key?: unknown };
+  const name = typeof r.name === 'string' && r.name !== '' ? r.name : r.key;
   return typeof name === 'string' && name.length > 0 && name.length <= 64 ? name : undefined;
 }
 

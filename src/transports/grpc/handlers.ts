@@ -115,6 +115,8 @@ export function keyServiceHandlers(service: KeyService, logger: Logger): Untyped
         mac: [...caps.mac],
         signDigest: [...caps.signDigest],
         random: caps.random,
+        // An adapter module written before key agreement existed does not report it.
+        keyAgreement: [...(caps.keyAgreement ?? [])],
       };
     }),
   };

@@ -1,7 +1,8 @@
 /**
  * grpc.health.v1.Health: SERVING when the backend reports ready, NOT_SERVING otherwise, for the server
- * as a whole ("") and for hsmbridge.v1.KeyService. Watch streams share one poller that runs only while
- * someone watches, so a hundred watchers cost the HSM one health check per interval, not a hundred.
+ * as a whole ("") and for each hsmbridge.v1 service it serves (all of them depend on the backend). Watch
+ * streams share one poller that runs only while someone watches, so a hundred watchers cost the HSM one
+ * health check per interval, not a hundred.
  */
 import { type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -12,12 +13,12 @@ import { toGrpcFailure } from './errors.js';
 import type { HealthCheckRequest, HealthCheckResponse, ServingStatus } from './messages.js';
 import { HEALTH_SERVICE_NAME, KEY_SERVICE_NAME, isMalformed, type MalformedRequest } from './protos.js';
 
-const knownServices = new Set(['', KEY_SERVICE_NAME]);
-
 export interface HealthOptions {
+  /** The services served beside KeyService (e.g. hsmbridge.v1.JoseService), answered for by name. */
+  readonly services?: readonly string[];
   /** How often Watch streams re-check the backend. */
   readonly pollMs: number;
-  /** A backend health check slower than this counts as NOT_SERVING, so that a stuck HSM cannot hang a probe. */
+  /** A backend health check slower than this counts as NOT_SERVING, so that a slow asynchronous check cannot hang a probe. (An HSM that freezes inside a synchronous PKCS#11 call blocks the whole process: see adapters/pkcs11/README.md.) */
   readonly timeoutMs: number;
 }
 
@@ -67,6 +68,7 @@ export interface HealthService {
 }
 
 export function createHealthService(service: KeyService, logger: Logger, options: HealthOptions): HealthService {
+  const knownServices = new Set(['', KEY_SERVICE_NAME, ...(options.services ?? [])]);
   const probe = async (): Promise<ServingStatus> => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<ServingStatus>((resolve) => {

@@ -54,8 +54,96 @@ export interface CapabilitiesMessage {
   mac: string[];
   signDigest: string[];
   random: boolean;
+  keyAgreement: string[];
 }
 
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 export interface HealthCheckRequest { service: string }
 export interface HealthCheckResponse { status: ServingStatus }
+
+// --- hsmbridge.v1.JoseService (jose_service.proto) ------------------------------------------------------------
+
+export interface SignJwsRequest {
+  key: string;
+  algorithm: string;
+  payload: Buffer;
+  protectedHeader: string;
+  unprotectedHeader: string;
+  detached: boolean;
+  b64?: boolean;
+  serialization: string;
+}
+export interface SignJwsResponse { jws: string; kid: string; keyName: string; keyVersion: number; algorithm: string }
+export interface VerifyJwsRequest { jws: string; payload?: Buffer; algorithms: string[]; key: string }
+export interface VerifyJwsResponse {
+  valid: boolean;
+  reason?: string;
+  kid?: string;
+  keyName?: string;
+  keyVersion?: number;
+  algorithm?: string;
+  protectedHeader?: string;
+  unprotectedHeader?: string;
+  payload?: Buffer;
+}
+export interface EncryptJweRequest {
+  recipient?: 'key' | 'jwk';
+  key?: string;
+  jwk?: string;
+  keyVersion?: number;
+  alg: string;
+  enc: string;
+  plaintext: Buffer;
+  protectedHeader: string;
+  aad?: Buffer;
+  serialization: string;
+}
+export interface EncryptJweResponse { jwe: string; kid?: string; keyName?: string; keyVersion?: number }
+export interface DecryptJweRequest { jwe: string; key: string; algorithms: string[] }
+export interface DecryptJweResponse {
+  plaintext: Buffer;
+  protectedHeader: string;
+  kid: string;
+  keyName: string;
+  keyVersion: number;
+  alg: string;
+  enc: string;
+}
+export interface GetJwksResponse { jwks: string }
+
+// --- hsmbridge.v1.FspiopService (fspiop_service.proto) ----------------------------------------------------------
+
+export interface FspiopSignRequest {
+  key: string;
+  method: string;
+  uri: string;
+  source: string;
+  destination?: string | null;
+  date?: string | null;
+  body: Buffer;
+  encryptFields?: { fields: string[]; recipient: string } | null;
+}
+export interface FspiopSignResponse { headers: Record<string, string>; body: Buffer }
+export interface FspiopValidateRequest { headers: Record<string, string>; body: Buffer; decryptWith: string }
+export interface FspiopValidateResponse {
+  valid: boolean;
+  participant?: string;
+  keyId?: string;
+  algorithm?: string;
+  body?: string;
+  errorCode?: string;
+  reason?: string;
+}
+export interface ParticipantKeyMessage {
+  participant: string;
+  keyId: string;
+  use: string;
+  kty: string;
+  bits: number;
+  source: string;
+  publicKeyPem: string;
+}
+export interface ListParticipantsResponse { participants: Array<{ id: string; keys: ParticipantKeyMessage[] }> }
+export interface AddParticipantKeyRequest { id: string; publicKeyPem: string; use: string }
+export interface ParticipantKeyRequest { id: string; keyId: string }
+export type DeleteParticipantKeyResponse = Record<string, never>;

@@ -11,8 +11,12 @@ import type { MethodDefinition, ServiceDefinition, UntypedServiceImplementation 
 import { load, type Options } from '@grpc/proto-loader';
 
 const KEY_SERVICE_PROTO = 'hsmbridge/v1/key_service.proto';
+const JOSE_SERVICE_PROTO = 'hsmbridge/v1/jose_service.proto';
+const FSPIOP_SERVICE_PROTO = 'hsmbridge/v1/fspiop_service.proto';
 const HEALTH_PROTO = 'grpc/health/v1/health.proto';
 export const KEY_SERVICE_NAME = 'hsmbridge.v1.KeyService';
+export const JOSE_SERVICE_NAME = 'hsmbridge.v1.JoseService';
+export const FSPIOP_SERVICE_NAME = 'hsmbridge.v1.FspiopService';
 export const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
 
 const loaderOptions: Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
@@ -75,16 +79,30 @@ function harden(definition: ServiceDefinition, secrets: SecretResponseFields): S
 
 export interface LoadedServices {
   readonly keyService: ServiceDefinition<UntypedServiceImplementation>;
+  readonly jose: ServiceDefinition<UntypedServiceImplementation>;
+  readonly fspiop: ServiceDefinition<UntypedServiceImplementation>;
   readonly health: ServiceDefinition<UntypedServiceImplementation>;
 }
 
-export async function loadServices(secrets: SecretResponseFields, protoRoot: string = findProtoRoot()): Promise<LoadedServices> {
-  const definitions = await load([KEY_SERVICE_PROTO, HEALTH_PROTO], { ...loaderOptions, includeDirs: [protoRoot] });
+/** The secret response fields of each hsmbridge.v1 service (method names repeat across services: Sign). */
+export interface ServiceSecrets {
+  readonly keyService?: SecretResponseFields;
+  readonly jose?: SecretResponseFields;
+  readonly fspiop?: SecretResponseFields;
+}
+
+export async function loadServices(secrets: ServiceSecrets, protoRoot: string = findProtoRoot()): Promise<LoadedServices> {
+  const definitions = await load([KEY_SERVICE_PROTO, JOSE_SERVICE_PROTO, FSPIOP_SERVICE_PROTO, HEALTH_PROTO], { ...loaderOptions, includeDirs: [protoRoot] });
   const service = (name: string): ServiceDefinition => {
     const definition = definitions[name];
     // Message and enum types carry a `format`; services do not.
     if (!definition || 'format' in definition) throw new Error(`${name} is not a service in ${protoRoot}`);
     return definition as ServiceDefinition;
   };
-  return { keyService: harden(service(KEY_SERVICE_NAME), secrets), health: harden(service(HEALTH_SERVICE_NAME), {}) };
+  return {
+    keyService: harden(service(KEY_SERVICE_NAME), secrets.keyService ?? {}),
+    jose: harden(service(JOSE_SERVICE_NAME), secrets.jose ?? {}),
+    fspiop: harden(service(FSPIOP_SERVICE_NAME), secrets.fspiop ?? {}),
+    health: harden(service(HEALTH_SERVICE_NAME), {}),
+  };
 }

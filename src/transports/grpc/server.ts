@@ -1,16 +1,20 @@
 /**
- * The gRPC transport: hsmbridge.v1.KeyService and grpc.health.v1.Health on one grpc-js server.
+ * The gRPC transport: hsmbridge.v1.KeyService, JoseService and FspiopService (when given) and
+ * grpc.health.v1.Health on one grpc-js server.
  * Plaintext HTTP/2, or TLS (optionally mutual) when given TLS material (../tls.ts).
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { KeyService } from '../../operations/keyService.js';
+import { fspiopServiceHandlers } from './fspiopHandlers.js';
 import { keyServiceHandlers, secretResponseFields } from './handlers.js';
 import { createHealthService } from './health.js';
-import { loadServices } from './protos.js';
+import { joseSecretResponseFields, joseServiceHandlers } from './joseHandlers.js';
+import { FSPIOP_SERVICE_NAME, JOSE_SERVICE_NAME, loadServices } from './protos.js';
+import type { ExtraServices } from '../services.js';
 import { grpcServerCredentials, type TlsMaterial } from '../tls.js';
 
-export interface GrpcServerOptions {
+export interface GrpcServerOptions extends ExtraServices {
   readonly service: KeyService;
   readonly logger: Logger;
   readonly host: string;
@@ -35,7 +39,7 @@ const HEALTH_TIMEOUT_MS = 3000;
 
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
   const logger = opts.logger.child({ transport: 'grpc' });
-  const services = await loadServices(secretResponseFields);
+  const services = await loadServices({ keyService: secretResponseFields, jose: joseSecretResponseFields });
   const server = new Server({
     'grpc.max_receive_message_length': opts.maxMessageBytes,
     'grpc.max_send_message_length': opts.maxMessageBytes,
@@ -43,8 +47,11 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const health = createHealthService(opts.service, logger, {
     pollMs: opts.healthPollMs ?? 5000,
     timeoutMs: HEALTH_TIMEOUT_MS,
+    services: [...(opts.jose ? [JOSE_SERVICE_NAME] : []), ...(opts.fspiop ? [FSPIOP_SERVICE_NAME] : [])],
   });
   server.addService(services.keyService, keyServiceHandlers(opts.service, logger));
+  if (opts.jose) server.addService(services.jose, joseServiceHandlers(opts.jose, logger));
+  if (opts.fspiop) server.addService(services.fspiop, fspiopServiceHandlers(opts.fspiop, logger));
   server.addService(services.health, health.handlers);
 
   const credentials = opts.tls ? grpcServerCredentials(opts.tls) : ServerCredentials.createInsecure();

@@ -24,11 +24,29 @@ interface SchemaIssue {
 /** A caller-chosen name, echoed back at a bounded length. */
 const shown = (value: unknown): string => String(value).slice(0, 64);
 
+const fieldName = (issue: SchemaIssue): string => issue.instancePath.replace(/^\//, '').replaceAll('/', '.');
+
+/**
+ * A field that may take one of several types (oneOf: a JWS as a string or an object) fails every branch
+ * before the oneOf itself; naming only the first branch's type would mislead, so all of them are named.
+ */
+function describeAlternatives(issues: readonly SchemaIssue[]): string | undefined {
+  const oneOf = issues.find((i) => i.keyword === 'oneOf');
+  if (!oneOf) return undefined;
+  const types = issues.filter((i) => i.keyword === 'type' && i.instancePath === oneOf.instancePath).map((i) => String(i.params.type));
+  if (types.length === 0) return undefined;
+  const field = fieldName(oneOf);
+  return `${field === '' ? 'request body' : field} must be of type ${types.join(' or ')}`;
+}
+
 /** One readable sentence naming the field, from the first ajv issue (fastify runs ajv with allErrors off). */
-function describeSchemaIssue(context: string | undefined, issue: SchemaIssue | undefined): string {
+function describeSchemaIssue(context: string | undefined, issues: readonly SchemaIssue[]): string {
   const where = context === 'params' ? 'path parameter' : 'field';
+  const issue = issues[0];
   if (!issue) return 'request is invalid';
-  const field = issue.instancePath.replace(/^\//, '').replaceAll('/', '.');
+  const alternatives = describeAlternatives(issues);
+  if (alternatives) return alternatives;
+  const field = fieldName(issue);
   switch (issue.keyword) {
     case 'required':
       return `missing ${where} ${shown(issue.params.missingProperty)}`;
@@ -62,7 +80,7 @@ export function toRestError(error: unknown): HsmBridgeError {
   if (typeof error !== 'object' || error === null) return new HsmBridgeError('INTERNAL', 'internal error', { cause: error });
   const e = error as Partial<FastifyError> & { validation?: SchemaIssue[] };
   if (e.validation) {
-    return new HsmBridgeError('INVALID_ARGUMENT', describeSchemaIssue(e.validationContext, e.validation[0]));
+    return new HsmBridgeError('INVALID_ARGUMENT', describeSchemaIssue(e.validationContext, e.validation));
   }
   const known = e.code !== undefined ? frameworkCodes[e.code] : undefined;
   if (known) return new HsmBridgeError(known.code, known.message);

@@ -8,6 +8,8 @@ import { allEncryptAlgorithms, allMacAlgorithms, allSignAlgorithms } from '../..
 import { MAX_KEY_VERSION } from '../../keys/names.js';
 import { allKeyTypes, keyPurposes } from '../../keys/types.js';
 import { errorCodes } from '../../errors.js';
+import { fspiopAlgorithms } from '../../fspiop/config.js';
+import { jweContentEncryptions, jweKeyManagements, jwsAlgorithms } from '../../jose/registry.js';
 
 type Schema = Record<string, unknown>;
 
@@ -165,6 +167,7 @@ export const capabilitiesSchema = object(
     mac: names(allMacAlgorithms),
     signDigest: { ...names(allSignAlgorithms), description: 'Sign algorithms that accept a precomputed digest.' },
     random: { type: 'boolean' },
+    keyAgreement: { ...names(allKeyTypes), description: 'Key types that can do ECDH (purpose agree; JWE ECDH-ES).' },
   },
   ['keyTypes', 'sign', 'encrypt', 'mac', 'signDigest', 'random'],
 );
@@ -172,5 +175,229 @@ export const capabilitiesSchema = object(
 export const liveSchema = object({ status: { type: 'string', enum: ['ok'] } }, ['status']);
 export const readySchema = object({ status: { type: 'string', enum: ['ready', 'unavailable'] }, detail: { type: 'string' } }, ['status']);
 
+// --- JOSE: JWS, JWE, JWKS ---------------------------------------------------------------------------------------
+// JOSE headers and JSON serializations travel as JSON objects; compact serializations as strings.
+
+const KEY_NAME = 'A key of this service: 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit.';
+const keyName = (description: string): Schema => ({ type: 'string', description: `${description} ${KEY_NAME}` });
+const jsonObject = (description: string): Schema => ({ type: 'object', additionalProperties: true, description });
+/** A compact serialization (string) or a JSON serialization (object). */
+const stringOrObject = (description: string): Schema => ({
+  oneOf: [{ type: 'string' }, { type: 'object', additionalProperties: true }],
+  description,
+});
+const allowed = (values: readonly string[], description: string): Schema => ({
+  type: 'array',
+  minItems: 1,
+  maxItems: values.length,
+  items: { type: 'string' },
+  description: `${description} Any of ${values.join(', ')}.`,
+});
+const kid: Schema = { type: 'string', description: 'The JWKS "kid" of the key version used: "<name>:<version>".' };
+
+export const signJwsBody = object(
+  {
+    key: keyName('The signing key (purpose sign); the JWS is signed by its primary version.'),
+    algorithm: { type: 'string', description: `One of ${jwsAlgorithms.join(', ')}. Absent: the key type's default.` },
+    payload: base64('The payload bytes.'),
+    protectedHeader: jsonObject('Members added to the protected header after "alg" and "kid" (a "kid" here replaces "<name>:<version>"); not "b64" or "crit".'),
+    unprotectedHeader: jsonObject('The unprotected header; JSON serializations only.'),
+    detached: { type: 'boolean', description: 'Leave the payload out of the JWS (RFC 7515 appendix F); default false.' },
+    b64: { type: 'boolean', description: 'false: an unencoded payload (RFC 7797: adds "b64": false and "crit": ["b64"]); default true.' },
+    serialization: { type: 'string', enum: ['compact', 'flattened', 'general'], description: 'Default compact.' },
+  },
+  ['key', 'payload'],
+);
+export const signJwsResult = object(
+  {
+    jws: stringOrObject('The JWS: a string in compact serialization, an object in the JSON ones.'),
+    kid: { type: 'string', description: 'The "kid" in the protected header.' },
+    keyName: { type: 'string' },
+    keyVersion: { type: 'integer' },
+    algorithm: { type: 'string' },
+  },
+  ['jws', 'keyName', 'keyVersion', 'algorithm'],
+);
+
+export const verifyJwsBody = object(
+  {
+    jws: stringOrObject('A JWS in compact (string), flattened or general (object) serialization.'),
+    payload: base64('The payload of a detached JWS.'),
+    algorithms: allowed(jwsAlgorithms, 'The "alg" values accepted; default all.'),
+    key: keyName('The key to verify with; absent: each signature\'s "kid" ("<name>:<version>") names it.'),
+  },
+  ['jws'],
+);
+export const verifyJwsResult = object(
+  {
+    valid: { type: 'boolean', description: 'false: no signature verifies (a malformed JWS is a 400 instead).' },
+    reason: { type: 'string', description: 'Why it is not valid.' },
+    kid,
+    keyName: { type: 'string' },
+    keyVersion: { type: 'integer' },
+    algorithm: { type: 'string' },
+    protectedHeader: jsonObject('The protected header of the signature that verified.'),
+    unprotectedHeader: jsonObject('Its unprotected header, if any.'),
+    payload: base64('The payload.'),
+  },
+  ['valid'],
+);
+
+export const encryptJweBody = object(
+  {
+    recipient: object(
+      {
+        key: keyName('A key of this service (purpose encrypt, or agree for ECDH-ES).'),
+        keyVersion: { ...keyVersion, description: 'With key: the version to encrypt to; absent means the primary.' },
+        jwk: jsonObject("Instead of key: an external recipient's public JWK (RSA or EC)."),
+      },
+    ),
+    alg: { type: 'string', description: `One of ${Object.keys(jweKeyManagements).join(', ')}.` },
+    enc: { type: 'string', description: `One of ${Object.keys(jweContentEncryptions).join(', ')}.` },
+    plaintext: base64('The data to encrypt.'),
+    protectedHeader: jsonObject('Members added to the protected header; not alg, enc, epk, zip or crit.'),
+    aad: base64('Additional authenticated data (JSON serialization only).'),
+    serialization: { type: 'string', enum: ['compact', 'json'], description: 'Default compact.' },
+  },
+  ['recipient', 'alg', 'enc', 'plaintext'],
+);
+export const encryptJweResult = object(
+  {
+    jwe: stringOrObject('The JWE: a string in compact serialization, an object (flattened) in JSON.'),
+    kid: { type: 'string', description: 'With a key recipient: the "kid" of the key version encrypted to.' },
+    keyName: { type: 'string' },
+    keyVersion: { type: 'integer' },
+  },
+  ['jwe'],
+);
+
+export const decryptJweBody = object(
+  {
+    jwe: stringOrObject('A JWE in compact (string) or flattened JSON (object) serialization.'),
+    key: keyName('The key to decrypt with; absent: the recipient\'s "kid" ("<name>:<version>") names it.'),
+    algorithms: allowed(Object.keys(jweKeyManagements), 'The "alg" values accepted; default all.'),
+  },
+  ['jwe'],
+);
+export const decryptJweResult = object(
+  {
+    plaintext: base64('The decrypted data.'),
+    protectedHeader: jsonObject('The JWE protected header.'),
+    kid,
+    keyName: { type: 'string' },
+    keyVersion: { type: 'integer' },
+    alg: { type: 'string' },
+    enc: { type: 'string' },
+  },
+  ['plaintext', 'protectedHeader', 'kid', 'keyName', 'keyVersion', 'alg', 'enc'],
+);
+
+export const jwksSchema = object(
+  { keys: { type: 'array', items: jsonObject('A public JWK with "kid" ("<name>:<version>"), "use" and, where one fits, "alg".') } },
+  ['keys'],
+);
+
+// --- FSPIOP signatures (Mojaloop API Signature v1.1) and participant keys ------------------------------------------
+
+const PARTICIPANT_ID = 'An FSPIOP participant id (FspId): 1-32 characters of A-Z a-z 0-9 . _ - starting with a letter or digit.';
+const participantId = (description: string): Schema => ({ type: 'string', description: `${description} ${PARTICIPANT_ID}` });
+
+export const fspiopSignBody = object(
+  {
+    key: keyName('Our signing key: RSA (signs RS256) or EC P-256 (ES256).'),
+    method: { type: 'string', description: 'The HTTP method, e.g. PUT.' },
+    uri: { type: 'string', description: 'The request URI or path; FSPIOP-URI is the part from the resource on.' },
+    source: participantId('FSPIOP-Source.'),
+    destination: participantId('FSPIOP-Destination, when the request has that header.'),
+    date: { type: 'string', description: 'The Date header, when the request has one.' },
+    body: {
+      oneOf: [{ type: 'string' }, { type: 'object', additionalProperties: true }],
+      description: 'The request body: JSON text or a JSON object. It is signed, and returned, in canonical form.',
+    },
+    encryptFields: object(
+      {
+        fields: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'string' }, description: 'Dot paths of the fields to encrypt.' },
+        recipient: participantId('The participant whose registered encryption key the fields are encrypted to.'),
+      },
+      ['fields', 'recipient'],
+    ),
+  },
+  ['key', 'method', 'uri', 'source', 'body'],
+);
+export const fspiopSignResult = object(
+  {
+    headers: {
+      type: 'object',
+      additionalProperties: { type: 'string' },
+      description: 'Headers to send: fspiop-signature, fspiop-uri, fspiop-http-method, and fspiop-encryption when fields were encrypted.',
+    },
+    body: { type: 'string', description: 'The exact body to send (canonical JSON): the bytes the signature covers.' },
+  },
+  ['headers', 'body'],
+);
+
+export const fspiopValidateBody = object(
+  {
+    headers: {
+      type: 'object',
+      maxProperties: 128,
+      additionalProperties: { type: 'string' },
+      description: 'The request headers as received, names in any letter case (FSPIOP-Signature, FSPIOP-Source, ...).',
+    },
+    body: { type: 'string', description: 'The body as received, exactly.' },
+    decryptWith: keyName('Our RSA key (purpose encrypt) to decrypt the fields FSPIOP-Encryption lists; the result then carries the body.'),
+  },
+  ['headers', 'body'],
+);
+export const fspiopValidateResult = object(
+  {
+    valid: { type: 'boolean', description: 'A refused signature is an answer (200), not an error.' },
+    participant: { type: 'string' },
+    keyId: { type: 'string', description: "The participant key that verified (its RFC 7638 thumbprint)." },
+    algorithm: { type: 'string', enum: [...fspiopAlgorithms] },
+    body: { description: 'With decryptWith: the body, its encrypted fields decrypted.' },
+    errorCode: { type: 'string', enum: ['3105'], description: 'The FSPIOP error code to answer with.' },
+    reason: { type: 'string' },
+  },
+  ['valid'],
+);
+
+export const participantKeySchema = object(
+  {
+    participant: { type: 'string' },
+    keyId: { type: 'string', description: 'RFC 7638 JWK thumbprint (SHA-256, base64url).' },
+    use: { type: 'string', enum: ['sig', 'enc'], description: 'sig: validates the participant\'s signatures; enc: fields are encrypted to it.' },
+    kty: { type: 'string', enum: ['RSA', 'EC'] },
+    bits: { type: 'integer' },
+    source: { type: 'string', enum: ['config', 'directory', 'api'], description: 'api: held in memory only (no participantsDir).' },
+    publicKeyPem: { type: 'string' },
+  },
+  ['participant', 'keyId', 'use', 'kty', 'bits', 'source', 'publicKeyPem'],
+);
+export const participantListSchema = object(
+  {
+    participants: {
+      type: 'array',
+      items: object({ id: { type: 'string' }, keys: { type: 'array', items: participantKeySchema } }, ['id', 'keys']),
+    },
+  },
+  ['participants'],
+);
+export const addParticipantKeyBody = object(
+  {
+    id: participantId('The participant.'),
+    publicKeyPem: { type: 'string', maxLength: 65536, description: 'The public key, PEM (RSA of at least 2048 bits, or EC P-256 for sig).' },
+    use: { type: 'string', enum: ['sig', 'enc'], description: 'Default sig.' },
+  },
+  ['id', 'publicKeyPem'],
+);
+export const participantKeyParams = object(
+  {
+    id: { type: 'string', description: PARTICIPANT_ID },
+    keyId: { type: 'string', description: 'The key id (RFC 7638 thumbprint) as the participant list shows it.' },
+  },
+  ['id', 'keyId'],
+);
+
 /** Objects openapi.ts publishes once under components/schemas and refers to by $ref. */
-export const namedSchemas: Record<string, Schema> = { Key: keySchema, Error: errorEnvelopeSchema };
+export const namedSchemas: Record<string, Schema> = { Key: keySchema, Error: errorEnvelopeSchema, ParticipantKey: participantKeySchema };

@@ -9,12 +9,15 @@ import type { KeyService } from '../../operations/keyService.js';
 import { isStrictBase64 } from './base64.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { OpenApiCollector } from './openapi.js';
+import { fspiopRoutes } from './routes/fspiop.js';
+import { joseRoutes } from './routes/jose.js';
 import { keyRoutes } from './routes/keys.js';
 import { operationRoutes } from './routes/operations.js';
 import { systemRoutes } from './routes/system.js';
+import type { ExtraServices } from '../services.js';
 import { httpsServerOptions, type TlsMaterial } from '../tls.js';
 
-export interface RestServerOptions {
+export interface RestServerOptions extends ExtraServices {
   readonly service: KeyService;
   readonly logger: Logger;
   /** Largest request body; larger ones get 413 PAYLOAD_TOO_LARGE before they are parsed. */
@@ -25,10 +28,20 @@ export interface RestServerOptions {
 
 export const API_INFO = { title: 'hsm-bridge', version: '1' } as const;
 
+/** Where a route's body names the key it uses (the key routes name it in the path). */
+function bodyKeyName(url: string | undefined, body: unknown): unknown {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const b = body as { name?: unknown; key?: unknown; recipient?: { key?: unknown } | null };
+  if (url === '/v1/keys') return b.name;
+  if (url === '/v1/jwe/encrypt') return typeof b.recipient === 'object' ? b.recipient?.key : undefined;
+  if (url?.startsWith('/v1/jws/') || url?.startsWith('/v1/jwe/') || url === '/v1/fspiop/sign') return b.key;
+  return undefined;
+}
+
 /** The key name a request is about, for the log; only a well-formed name is logged, never raw input. */
 function keyNameOf(request: FastifyRequest): string | undefined {
   const fromPath = (request.params as { name?: unknown } | undefined)?.name;
-  const fromBody = request.routeOptions.url === '/v1/keys' ? (request.body as { name?: unknown } | undefined)?.name : undefined;
+  const fromBody = bodyKeyName(request.routeOptions.url, request.body);
   try {
     return parseKeyName(fromPath ?? fromBody);
   } catch {
@@ -90,6 +103,8 @@ export async function buildRestServer(opts: RestServerOptions): Promise<FastifyI
   app.addHook('onRoute', openapi.onRoute);
   keyRoutes(app, opts.service);
   operationRoutes(app, opts.service);
+  if (opts.jose) joseRoutes(app, opts.jose);
+  if (opts.fspiop) fspiopRoutes(app, opts.fspiop);
   systemRoutes(app, opts.service, () => openapi.build(API_INFO));
 
   await app.ready();

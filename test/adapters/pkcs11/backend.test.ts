@@ -60,9 +60,10 @@ describe('pkcs11 backend on SoftHSM', () => {
     expect(caps.sign.includes('EdDSA')).toBe(list.has(CKM.EDDSA));
     expect(caps.signDigest.includes('ES256')).toBe(list.has(CKM.ECDSA));
     expect(list.has(CKM.ECDSA_SHA256)).toBe(false); // hence ES256 hashes in process
-    expect(caps.encrypt).toEqual(['AES_GCM', 'RSA_OAEP_SHA256']);
+    expect(caps.encrypt).toEqual(['AES_GCM', 'RSA_OAEP_SHA256', 'RSA_OAEP_SHA1', 'AES_KW']);
     expect(caps.mac).toEqual(['HMAC_SHA256']);
     expect(caps.random).toBe(true);
+    expect(caps.keyAgreement).toEqual(list.has(CKM.ECDH1_DERIVE) ? ['EC_P256', 'EC_P384'] : []);
   });
 
   const signCases: [SignAlgorithm, KeyType][] = [
@@ -97,7 +98,7 @@ describe('pkcs11 backend on SoftHSM', () => {
   }
 
   for (const type of ['AES_128', 'AES_256'] as const) {
-    it(`AES_GCM with ${type}: node:crypto decrypts ours; tampering and wrong AAD fail with DECRYPTION_FAILED`, async () => {
+    it(`AES_GCM with ${type}: round trip (node:crypto checks are in knownKey.test.ts); tampering and wrong AAD fail with DECRYPTION_FAILED`, async () => {
       const { name } = await create(type);
       const key = ref(name, type);
       const aad = Buffer.from('transfer:42');
@@ -173,7 +174,8 @@ describe('pkcs11 backend on SoftHSM', () => {
     const publicFlags = [A.CKA_TOKEN, A.CKA_VERIFY, A.CKA_ENCRYPT, A.CKA_WRAP];
     const cases: [KeyType, KeyPurpose, number[]][] = [
       ['RSA_2048', 'sign', [A.CKA_SIGN]], ['RSA_2048', 'encrypt', [A.CKA_DECRYPT]], ['EC_P256', 'sign', [A.CKA_SIGN]],
-      ['ED25519', 'sign', [A.CKA_SIGN]], ['AES_256', 'encrypt', [A.CKA_ENCRYPT, A.CKA_DECRYPT]],
+      ['ED25519', 'sign', [A.CKA_SIGN]], ['AES_256', 'encrypt', [A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_WRAP, A.CKA_UNWRAP]],
+      ['EC_P256', 'agree', [A.CKA_DERIVE]], ['EC_P384', 'agree', [A.CKA_DERIVE]],
       ['TDES_2KEY', 'encrypt', [A.CKA_ENCRYPT, A.CKA_DECRYPT]], ['HMAC_256', 'mac', [A.CKA_SIGN, A.CKA_VERIFY]],
     ];
     for (const [type, purpose, usage] of cases) {
@@ -193,6 +195,7 @@ describe('pkcs11 backend on SoftHSM', () => {
           expect(pub[0]!.id).toEqual(objects[0]!.id); // the pair shares its CKA_ID
           expect(pub[0]!.flags.get(A.CKA_VERIFY)).toBe(purpose === 'sign');
           expect(pub[0]!.flags.get(A.CKA_ENCRYPT)).toBe(purpose === 'encrypt');
+          expect(pub[0]!.flags.get(A.CKA_VERIFY) || pub[0]!.flags.get(A.CKA_ENCRYPT)).toBe(purpose !== 'agree'); // the public half of an agreement key does nothing in the HSM
           expect(pub[0]!.flags.get(A.CKA_WRAP)).toBe(false);
         }
       });
@@ -298,6 +301,21 @@ describe('pkcs11 backend on SoftHSM', () => {
       const messages = Array.from({ length: 200 }, (_, i) => Buffer.from(`payment ${i}`));
       const sigs = await Promise.all(messages.map((m) => small.sign(ref(name, 'EC_P256'), 'ES256', { kind: 'message', data: m })));
       sigs.forEach((s, i) => expect(nodeVerifies('ES256', pub, messages[i]!, s), `signature ${i}`).toBe(true));
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('the wait queue holds 4 x sessionPoolSize by default: beyond it, calls fail at once with BACKEND_UNAVAILABLE', async () => {
+    const small = await pkcs11BackendFactory.create(token.backendConfig({ sessionPoolSize: 2, acquireTimeoutMs: 30_000, maxQueuedRequests: undefined }), { logger });
+    try {
+      const { name } = await create('RSA_4096', 'sign', small);
+      const key = ref(name, 'RSA_4096');
+      const calls = Array.from({ length: 20 }, (_, i) => small.sign(key, 'RS256', { kind: 'message', data: Buffer.from(`m${i}`) }));
+      const results = await Promise.allSettled(calls);
+      // 2 lent + 8 waiting; the other 10 were refused without waiting
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(10);
+      for (const r of results) if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
     } finally {
       await small.close();
     }

@@ -105,7 +105,7 @@ async function decryptsRoundTrip(plaintext: Buffer = message): Promise<boolean> 
 beforeAll(async () => {
   token = await createSoftHsmToken();
   server = await startP11KitServer(token);
-  backend = await pkcs11BackendFactory.create(server.backendConfig({ sessionPoolSize: 4 }), { logger });
+  backend = await pkcs11BackendFactory.create(server.backendConfig({ sessionPoolSize: 4, allowRawRsaOaepFallback: true, maxQueuedRequests: 1024 }), { logger });
   // A long metadata TTL: the hot path goes straight to the HSM operation, as in production.
   service = new KeyService(backend, { limits: { maxDataBytes: 64 * 1024, maxRandomBytes: 1024 }, metadataCacheTtlMs: 60_000 });
   const created: KeyMetadata[] = await Promise.all([

@@ -18,8 +18,18 @@ describe('TokenMechanisms', () => {
     expect(caps.keyTypes).toHaveLength(11);
     expect(caps.sign).toEqual(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA']);
     expect(caps.signDigest).toEqual(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384']);
-    expect(caps.encrypt).toEqual(['AES_GCM', 'RSA_OAEP_SHA256']);
+    expect(caps.encrypt).toEqual(['AES_GCM', 'RSA_OAEP_SHA256', 'RSA_OAEP_SHA1']);
     expect(caps.mac).toEqual(['HMAC_SHA256']);
+    expect(caps.keyAgreement).toEqual([]); // no CKM_ECDH1_DERIVE in this list
+  });
+
+  it('offers AES_KW with CKM_AES_KEY_WRAP, and key agreement for EC keys with CKM_ECDH1_DERIVE', () => {
+    const caps = TokenMechanisms.of([...softhsmLike, CKM.AES_KEY_WRAP, CKM.ECDH1_DERIVE], rsaBits).capabilities();
+    expect(caps.encrypt).toEqual(['AES_GCM', 'RSA_OAEP_SHA256', 'RSA_OAEP_SHA1', 'AES_KW']);
+    expect(caps.keyAgreement).toEqual(['EC_P256', 'EC_P384']);
+    const noEc = TokenMechanisms.of([CKM.ECDH1_DERIVE, CKM.AES_KEY_WRAP, CKM.RSA_PKCS_KEY_PAIR_GEN, CKM.RSA_X_509], rsaBits).capabilities();
+    expect(noEc.keyAgreement).toEqual([]); // ECDH without EC key generation is nothing
+    expect(noEc.encrypt).toEqual(['RSA_OAEP_SHA256']); // neither AES keys nor CKM_RSA_PKCS_OAEP
   });
 
   it('leaves out what the token lacks', () => {
@@ -31,6 +41,7 @@ describe('TokenMechanisms', () => {
     expect(caps.encrypt).toEqual([]);
     expect(caps.mac).toEqual([]);
     expect(caps.random).toBe(false);
+    expect(caps.keyAgreement).toEqual([]);
   });
 
   it('signs a message with the combined mechanism when listed, else hashes and uses the raw one', () => {

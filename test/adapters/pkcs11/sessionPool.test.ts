@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { PoolClosedError, SessionPool } from '../../../adapters/pkcs11/sessionPool.js';
 
-function pool(size: number, acquireTimeoutMs = 1000) {
+function pool(size: number, acquireTimeoutMs = 1000, maxQueued = 100) {
   let next = 0;
   const opened: number[] = [];
   const closed: number[] = [];
@@ -10,6 +10,7 @@ function pool(size: number, acquireTimeoutMs = 1000) {
   const p = new SessionPool<number>({
     size,
     acquireTimeoutMs,
+    maxQueued,
     open: () => {
       const s = ++next;
       opened.push(s);
@@ -52,6 +53,42 @@ describe('SessionPool', () => {
     expect(await p.acquire()).toBe(s); // the timed-out waiter did not take it
   });
 
+  it('queues at most maxQueued callers; the next fails at once with BACKEND_UNAVAILABLE', async () => {
+    const { p } = pool(2, 60_000, 3);
+    const held = await Promise.all([p.acquire(), p.acquire()]);
+    const queued = [p.acquire(), p.acquire(), p.acquire()];
+    const started = Date.now();
+    await expect(p.acquire()).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+    expect(Date.now() - started).toBeLessThan(50); // fail fast, not after the acquire timeout
+    for (const s of held) p.release(s);
+    const first = await Promise.race(queued.slice(0, 2));
+    p.release(first);
+    const got = await Promise.all(queued);
+    expect(got).toHaveLength(3);
+    for (const s of got) if (s !== first) p.release(s);
+    // the queue has room again
+    expect(await p.acquire()).toBeTypeOf('number');
+  });
+
+  it('maxQueued 0: no waiting at all once every session is lent', async () => {
+    const { p } = pool(1, 60_000, 0);
+    const s = await p.acquire();
+    await expect(p.acquire()).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+    p.release(s);
+    expect(await p.acquire()).toBe(s);
+  });
+
+  it('thousands of waiters that time out leave the queue in linear time', async () => {
+    const { p } = pool(1, 20, 100_000);
+    const held = await p.acquire();
+    const waiting = Array.from({ length: 20_000 }, () => p.acquire().then(() => 'got', () => 'timed out'));
+    const started = Date.now();
+    expect(new Set(await Promise.all(waiting))).toEqual(new Set(['timed out']));
+    expect(Date.now() - started).toBeLessThan(2000);
+    p.release(held);
+    expect(await p.acquire()).toBe(held);
+  });
+
   it('replaces a broken session, opening the new one before closing the old', async () => {
     const { p, events } = pool(1);
     const s = await p.acquire();
@@ -83,6 +120,7 @@ describe('SessionPool', () => {
     expect(() => new SessionPool<number>({
       size: 3,
       acquireTimeoutMs: 10,
+      maxQueued: 10,
       open: () => { if (n === 2) throw new Error('CKR_SESSION_COUNT'); return ++n; },
       close: (s) => closed.push(s),
     })).toThrow('CKR_SESSION_COUNT');

@@ -46,6 +46,7 @@ describe('persistence', () => {
     const ct = await b1.encrypt(enc, 'AES_GCM', Buffer.from('secret'));
     await b1.rotateKey(signer.name);
     await b1.setKeyState(parseKeyName('k-aes_256'), 'disabled');
+    await b1.setKeyState(parseKeyName('k-hmac_256'), 'disabled');
     await b1.destroyKey(parseKeyName('k-hmac_256'));
     const before = await b1.listKeys();
     await b1.close();

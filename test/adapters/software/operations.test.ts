@@ -9,6 +9,8 @@ import {
   createDecipheriv,
   createHash,
   createHmac,
+  diffieHellman,
+  generateKeyPairSync,
   privateDecrypt,
   publicEncrypt,
   randomBytes,
@@ -64,9 +66,10 @@ describe('capabilities', () => {
     expect(c.keyTypes).toHaveLength(11);
     expect(c.sign).toEqual(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA']);
     expect(c.signDigest).toEqual(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
-    expect(c.encrypt).toEqual(['AES_GCM', 'RSA_OAEP_SHA256']);
+    expect(c.encrypt).toEqual(['AES_GCM', 'RSA_OAEP_SHA256', 'RSA_OAEP_SHA1', 'AES_KW']);
     expect(c.mac).toEqual(['HMAC_SHA256']);
     expect(c.random).toBe(true);
+    expect(c.keyAgreement).toEqual(['EC_P256', 'EC_P384']);
   });
 });
 
@@ -225,6 +228,64 @@ describe('RSA_OAEP_SHA256', () => {
       for (const data of [sha1, garbled, Buffer.alloc(0), theirs.subarray(1), Buffer.alloc(theirs.length, 0xff)]) {
         await expect(backend.decrypt(key, 'RSA_OAEP_SHA256', { data })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
       }
+    });
+  }
+});
+
+describe('RSA_OAEP_SHA1 (JOSE RSA-OAEP)', () => {
+  it("we decrypt node:crypto's SHA-1 OAEP, node:crypto decrypts ours; SHA-256 OAEP and garbage fail", async () => {
+    const key = await createKey(backend, 'oaep1', 'RSA_2048', 'encrypt');
+    const pub = await publicKeyOf(backend, key);
+    const plaintext = randomBytes(32);
+    const theirs = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, plaintext);
+    expect(await backend.decrypt(key, 'RSA_OAEP_SHA1', { data: theirs })).toEqual(plaintext);
+    const ours = await backend.encrypt(key, 'RSA_OAEP_SHA1', plaintext);
+    const priv = privateKeyWithNode(h.config.keystorePath, masterKey(), key.name, 1);
+    expect(privateDecrypt({ key: priv, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, ours.data)).toEqual(plaintext);
+    const sha256 = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, plaintext);
+    for (const data of [sha256, theirs.subarray(1), Buffer.alloc(theirs.length, 0xff)]) {
+      await expect(backend.decrypt(key, 'RSA_OAEP_SHA1', { data })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+    }
+  });
+});
+
+describe('AES_KW (RFC 3394)', () => {
+  for (const type of ['AES_128', 'AES_256'] as const) {
+    it(`${type}: node:crypto's id-aes-wrap unwraps ours and we unwrap its; tampering is DECRYPTION_FAILED`, async () => {
+      const key = await createKey(backend, `kw-${type.toLowerCase()}`, type);
+      const secret = unsealWithNode(h.config.keystorePath, masterKey(), key.name, 1);
+      const cipher = type === 'AES_128' ? 'id-aes128-wrap' : 'id-aes256-wrap';
+      const iv = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
+      const cek = randomBytes(32);
+      const ours = await backend.encrypt(key, 'AES_KW', cek);
+      expect(ours.iv).toBeUndefined();
+      expect(ours.data).toHaveLength(40);
+      const d = createDecipheriv(cipher, secret, iv);
+      expect(Buffer.concat([d.update(ours.data), d.final()])).toEqual(cek);
+      const c = createCipheriv(cipher, secret, iv);
+      const theirs = Buffer.concat([c.update(cek), c.final()]);
+      expect(theirs).toEqual(ours.data); // key wrap is deterministic
+      expect(await backend.decrypt(key, 'AES_KW', { data: theirs })).toEqual(cek);
+      const tampered = Buffer.from(theirs);
+      tampered[5]! ^= 1;
+      for (const data of [tampered, theirs.subarray(8)]) {
+        await expect(backend.decrypt(key, 'AES_KW', { data })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+      }
+    });
+  }
+});
+
+describe('ECDH', () => {
+  for (const [type, curve] of [['EC_P256', 'prime256v1'], ['EC_P384', 'secp384r1']] as const) {
+    it(`${type}: Z equals node:crypto's diffieHellman from the other side, with an ephemeral key`, async () => {
+      const key = await createKey(backend, `ecdh-${type.toLowerCase()}`, type, 'agree');
+      const ours = await publicKeyOf(backend, key);
+      const eph = generateKeyPairSync('ec', { namedCurve: curve });
+      const z = await backend.deriveSharedSecret(key, eph.publicKey.export({ format: 'der', type: 'spki' }));
+      expect(z).toHaveLength(type === 'EC_P256' ? 32 : 48);
+      expect(z).toEqual(diffieHellman({ privateKey: eph.privateKey, publicKey: ours }));
+      const other = generateKeyPairSync('ec', { namedCurve: curve });
+      expect(await backend.deriveSharedSecret(key, other.publicKey.export({ format: 'der', type: 'spki' }))).not.toEqual(z);
     });
   }
 });

@@ -13,13 +13,27 @@ type UnaryMethod = (request: unknown, metadata: Metadata, options: { deadline: n
 export interface TestClients {
   /** Calls a KeyService rpc by its proto name ('Sign', 'GetKey', ...). */
   call<T = Record<string, any>>(method: string, request?: Record<string, unknown>): Promise<T>;
+  /** Calls a JoseService rpc ('SignJws', ...). */
+  callJose<T = Record<string, any>>(method: string, request?: Record<string, unknown>): Promise<T>;
+  /** Calls an FspiopService rpc ('Sign', 'Validate', ...). */
+  callFspiop<T = Record<string, any>>(method: string, request?: Record<string, unknown>): Promise<T>;
   health: Client & Record<string, any>;
   keyService: Client & Record<string, any>;
   close(): void;
 }
 
+function unary<T>(client: Client & Record<string, any>, method: string, request: Record<string, unknown>): Promise<T> {
+  const fn = client[method] as UnaryMethod | undefined;
+  if (!fn) throw new Error(`no rpc ${method}`);
+  return new Promise<T>((resolve, reject) => {
+    fn.call(client, request, new Metadata(), { deadline: Date.now() + 30_000 }, (error, response) =>
+      error ? reject(error) : resolve(response as T),
+    );
+  });
+}
+
 export function connect(port: number): TestClients {
-  const definition = loadSync(['hsmbridge/v1/key_service.proto', 'grpc/health/v1/health.proto'], {
+  const definition = loadSync(['hsmbridge/v1/key_service.proto', 'hsmbridge/v1/jose_service.proto', 'hsmbridge/v1/fspiop_service.proto', 'grpc/health/v1/health.proto'], {
     includeDirs: [findProtoRoot()],
     keepCase: false,
     longs: Number,
@@ -34,21 +48,19 @@ export function connect(port: number): TestClients {
   const HealthClient = grpc.grpc.health.v1.Health as ServiceClientConstructor;
   const keyService = new KeyServiceClient(address, credentials.createInsecure()) as Client & Record<string, any>;
   const health = new HealthClient(address, credentials.createInsecure()) as Client & Record<string, any>;
+  const jose = new (grpc.hsmbridge.v1.JoseService as ServiceClientConstructor)(address, credentials.createInsecure()) as Client & Record<string, any>;
+  const fspiop = new (grpc.hsmbridge.v1.FspiopService as ServiceClientConstructor)(address, credentials.createInsecure()) as Client & Record<string, any>;
   return {
     keyService,
     health,
-    call<T>(method: string, request: Record<string, unknown> = {}) {
-      const fn = keyService[method] as UnaryMethod | undefined;
-      if (!fn) throw new Error(`no rpc ${method}`);
-      return new Promise<T>((resolve, reject) => {
-        fn.call(keyService, request, new Metadata(), { deadline: Date.now() + 30_000 }, (error, response) =>
-          error ? reject(error) : resolve(response as T),
-        );
-      });
-    },
+    call: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(keyService, method, request),
+    callJose: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(jose, method, request),
+    callFspiop: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(fspiop, method, request),
     close() {
       keyService.close();
       health.close();
+      jose.close();
+      fspiop.close();
     },
   };
 }

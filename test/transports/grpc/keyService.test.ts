@@ -446,6 +446,7 @@ describe.each(targets)('gRPC transport end to end: $label', (target) => {
         mac: [...caps.mac],
         signDigest: [...caps.signDigest],
         random: caps.random,
+        keyAgreement: [...(caps.keyAgreement ?? [])],
       });
       expect(got.keyTypes).toContain('EC_P256');
     });

@@ -5,6 +5,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { joseSecretResponseFields } from '../../../src/transports/grpc/joseHandlers.js';
 import { findProtoRoot, isMalformed, loadServices } from '../../../src/transports/grpc/protos.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -22,7 +23,7 @@ describe('findProtoRoot', () => {
 
 describe('loadServices codecs', () => {
   it('turns bytes that do not decode into a malformed marker, and decodes good ones as before', async () => {
-    const { keyService } = await loadServices({});
+    const { keyService } = await loadServices({ keyService: {} });
     const getKey = keyService.GetKey!;
     expect(isMalformed(getKey.requestDeserialize(Buffer.from([0x12, 0x05, 0x61])))).toBe(true);
     const good = getKey.requestDeserialize(getKey.requestSerialize({ name: 'k1' }));
@@ -31,7 +32,7 @@ describe('loadServices codecs', () => {
   });
 
   it('wipes the declared secret fields once the response is encoded, and only those', async () => {
-    const { keyService } = await loadServices({ Decrypt: ['plaintext'] });
+    const { keyService } = await loadServices({ keyService: { Decrypt: ['plaintext'] } });
     const decrypt = keyService.Decrypt!;
     const plaintext = Buffer.from('PAN 4111111111111111');
     const response = { keyName: 'k', keyVersion: 1, algorithm: 'AES_GCM', plaintext };
@@ -42,5 +43,16 @@ describe('loadServices codecs', () => {
     const signature = Buffer.from('signature bytes');
     keyService.Sign!.responseSerialize({ keyName: 'k', keyVersion: 1, algorithm: 'ES256', signature });
     expect(signature.toString()).toBe('signature bytes');
+  });
+
+  it('wipes a decrypted JWE plaintext once encoded, and leaves fields of other services alone (the FspiopService Sign body)', async () => {
+    const { jose, fspiop } = await loadServices({ jose: joseSecretResponseFields });
+    const plaintext = Buffer.from('{"pan":"4111111111111111"}');
+    const encoded = jose.DecryptJwe!.responseSerialize({ plaintext, protectedHeader: '{}', kid: 'k:1', keyName: 'k', keyVersion: 1, alg: 'dir', enc: 'A256GCM' });
+    expect(plaintext.equals(Buffer.alloc(plaintext.length))).toBe(true);
+    expect(jose.DecryptJwe!.responseDeserialize(encoded)).toMatchObject({ plaintext: Buffer.from('{"pan":"4111111111111111"}') });
+    const body = Buffer.from('{"a":1}');
+    fspiop.Sign!.responseSerialize({ headers: {}, body });
+    expect(body.toString()).toBe('{"a":1}');
   });
 });

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorCodes, httpStatusOf } from '../../../src/errors.js';
-import { signBody } from '../../../src/transports/rest/schemas.js';
+import { fspiopValidateBody, signBody, signJwsBody } from '../../../src/transports/rest/schemas.js';
 import { restTargets, startRest, type RestFixture } from './restFixture.js';
 
 /** The wire contract's routes, written out independently of the server. */
@@ -15,6 +15,11 @@ const contract: Array<[string, string]> = [
   ['post', '/v1/keys/{name}/sign'], ['post', '/v1/keys/{name}/verify'], ['post', '/v1/keys/{name}/encrypt'],
   ['post', '/v1/keys/{name}/decrypt'], ['post', '/v1/keys/{name}/mac'], ['post', '/v1/keys/{name}/mac/verify'],
   ['post', '/v1/random'], ['get', '/v1/capabilities'], ['get', '/health/live'], ['get', '/health/ready'], ['get', '/openapi.json'],
+  // Issue 3: JOSE and FSPIOP.
+  ['post', '/v1/jws/sign'], ['post', '/v1/jws/verify'], ['post', '/v1/jwe/encrypt'], ['post', '/v1/jwe/decrypt'],
+  ['get', '/.well-known/jwks.json'], ['post', '/v1/fspiop/sign'], ['post', '/v1/fspiop/validate'],
+  ['get', '/v1/fspiop/participants'], ['post', '/v1/fspiop/participants'],
+  ['get', '/v1/fspiop/participants/{id}/keys/{keyId}'], ['delete', '/v1/fspiop/participants/{id}/keys/{keyId}'],
 ];
 
 type Json = Record<string, any>;
@@ -107,5 +112,22 @@ describe('OpenAPI document', () => {
     expect(op('get', '/v1/keys/{name}').responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Key' });
     expect(op('post', '/v1/keys').responses['201'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Key' });
     expect(op('get', '/health/ready').responses['503']).toBeDefined();
+  });
+
+  it('documents the JOSE and FSPIOP routes from their schemas, with their error codes', () => {
+    expect(op('post', '/v1/jws/sign').requestBody.content['application/json'].schema).toEqual(signJwsBody);
+    expect(op('post', '/v1/fspiop/validate').requestBody.content['application/json'].schema).toEqual(fspiopValidateBody);
+    // A JWS is a string (compact) or an object (JSON serializations).
+    expect(op('post', '/v1/jws/verify').requestBody.content['application/json'].schema.properties.jws.oneOf).toEqual([
+      { type: 'string' },
+      { type: 'object', additionalProperties: true },
+    ]);
+    expect(codesAt(op('post', '/v1/jws/sign'), 409)).toEqual(['KEY_DISABLED']);
+    expect(codesAt(op('post', '/v1/jwe/decrypt'), 400)).toEqual(expect.arrayContaining(['DECRYPTION_FAILED', 'INVALID_ARGUMENT']));
+    expect(codesAt(op('post', '/v1/fspiop/participants'), 409)).toEqual(['KEY_ALREADY_EXISTS']);
+    expect(op('post', '/v1/fspiop/participants').responses['201'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/ParticipantKey' });
+    expect(op('delete', '/v1/fspiop/participants/{id}/keys/{keyId}').responses['204']).toBeDefined();
+    expect(op('get', '/v1/fspiop/participants/{id}/keys/{keyId}').parameters.map((p: Json) => p.name)).toEqual(['id', 'keyId']);
+    expect(op('get', '/.well-known/jwks.json').responses['200'].content['application/json'].schema.required).toEqual(['keys']);
   });
 });

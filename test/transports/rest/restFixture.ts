@@ -7,6 +7,8 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { Backend } from '../../../src/backend/port.js';
+import { FspiopService, ParticipantRegistry, type ParticipantRegistryOptions } from '../../../src/fspiop/index.js';
+import { JoseService } from '../../../src/jose/joseService.js';
 import { KeyService, type KeyServiceLimits } from '../../../src/operations/keyService.js';
 import { buildRestServer } from '../../../src/transports/rest/server.js';
 
@@ -50,6 +52,8 @@ export interface RestFixture {
   readonly app: FastifyInstance;
   readonly service: KeyService;
   readonly backend: Backend;
+  /** The FSPIOP participant registry behind /v1/fspiop (in memory unless startRest was given a participantsDir). */
+  readonly participants: ParticipantRegistry;
   /** Every log line the server wrote, parsed. */
   readonly logs: Array<Record<string, unknown>>;
   /** The raw log text, to search for anything that must never be logged. */
@@ -62,7 +66,16 @@ export interface RestFixture {
 
 export const testLimits: KeyServiceLimits = { maxDataBytes: 4096, maxRandomBytes: 256 };
 
-export async function startRest(target: RestTarget, maxRequestBytes = 16 * 1024): Promise<RestFixture> {
+export interface RestOptions {
+  readonly maxRequestBytes?: number;
+  readonly limits?: KeyServiceLimits;
+  /** The participant registry's configuration (its logger is the fixture's). */
+  readonly participants?: Omit<ParticipantRegistryOptions, 'logger'>;
+}
+
+export async function startRest(target: RestTarget, maxRequestBytesOrOptions: number | RestOptions = {}): Promise<RestFixture> {
+  const options = typeof maxRequestBytesOrOptions === 'number' ? { maxRequestBytes: maxRequestBytesOrOptions } : maxRequestBytesOrOptions;
+  const maxRequestBytes = options.maxRequestBytes ?? 16 * 1024;
   const { backend, cleanup } = await target.open();
   const lines: string[] = [];
   const sink = new Writable({
@@ -72,8 +85,10 @@ export async function startRest(target: RestTarget, maxRequestBytes = 16 * 1024)
     },
   });
   const logger = pino({ level: 'info' }, sink);
-  const service = new KeyService(backend, { limits: testLimits, metadataCacheTtlMs: 1000 });
-  const app = await buildRestServer({ service, logger, maxRequestBytes });
+  const service = new KeyService(backend, { limits: options.limits ?? testLimits, metadataCacheTtlMs: 1000 });
+  const participants = await ParticipantRegistry.open({ logger, ...options.participants });
+  const fspiop = new FspiopService({ keyService: service, registry: participants });
+  const app = await buildRestServer({ service, jose: new JoseService(service), fspiop: { service: fspiop, participants }, logger, maxRequestBytes });
   const toReply = (r: { statusCode: number; body: string; headers: Record<string, unknown> }): Reply => ({
     status: r.statusCode,
     body: r.body === '' ? undefined : JSON.parse(r.body),
@@ -84,6 +99,7 @@ export async function startRest(target: RestTarget, maxRequestBytes = 16 * 1024)
     app,
     service,
     backend,
+    participants,
     get logs() {
       return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     },
@@ -92,6 +108,7 @@ export async function startRest(target: RestTarget, maxRequestBytes = 16 * 1024)
     send: async (method, url, payload, headers) => toReply(await app.inject({ method, url, payload, headers })),
     async close() {
       await app.close();
+      await participants.close();
       await backend.close();
       await cleanup();
     },

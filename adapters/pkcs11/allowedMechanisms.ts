@@ -1,0 +1,87 @@
+/**
+ * CKA_ALLOWED_MECHANISMS for each key: the mechanisms its purpose needs, and nothing else. Usage flags
+ * alone do not stop misuse: CKA_DECRYPT admits CKM_RSA_X_509 (raw RSA, which signs as well as it
+ * decrypts) and CKM_AES_ECB; CKA_SIGN on an HMAC key admits every MAC mechanism. A token that honours
+ * the attribute (SoftHSM does; check your vendor's documentation) refuses anything else with
+ * CKR_MECHANISM_INVALID, whoever holds the PIN.
+ */
+import { endianness } from 'node:os';
+import pkcs11js from 'pkcs11js';
+import { keyTypes, type KeyPurpose, type KeyType } from '../../src/keys/types.js';
+
+/** Mechanism numbers (PKCS#11 v3.0 §6). */
+const M = {
+  RSA_PKCS: 0x1,
+  RSA_X_509: 0x3,
+  RSA_PKCS_OAEP: 0x9,
+  RSA_PKCS_PSS: 0xd,
+  SHA256_RSA_PKCS: 0x40,
+  SHA384_RSA_PKCS: 0x41,
+  SHA512_RSA_PKCS: 0x42,
+  SHA256_RSA_PKCS_PSS: 0x43,
+  SHA384_RSA_PKCS_PSS: 0x44,
+  SHA512_RSA_PKCS_PSS: 0x45,
+  DES3_CBC: 0x133,
+  SHA256_HMAC: 0x251,
+  ECDSA: 0x1041,
+  ECDSA_SHA256: 0x1044,
+  ECDSA_SHA384: 0x1045,
+  ECDH1_DERIVE: 0x1050,
+  EDDSA: 0x1057,
+  AES_GCM: 0x1087,
+  AES_KEY_WRAP: 0x2109,
+} as const;
+
+export interface AllowedMechanismOptions {
+  /** RSA encryption keys also allow CKM_RSA_X_509 (the allowRawRsaOaepFallback setting). */
+  readonly rawRsaDecrypt?: boolean;
+}
+
+/** The mechanisms a key of this type and purpose may be used with (both halves of a pair). */
+export function allowedMechanisms(type: KeyType, purpose: KeyPurpose, options: AllowedMechanismOptions = {}): number[] {
+  switch (keyTypes[type].family) {
+    case 'rsa':
+      if (purpose === 'encrypt') return options.rawRsaDecrypt ? [M.RSA_PKCS_OAEP, M.RSA_X_509] : [M.RSA_PKCS_OAEP];
+      // CKM_RSA_PKCS signs a DigestInfo built in process (signing a precomputed digest).
+      return [M.RSA_PKCS, M.RSA_PKCS_PSS, M.SHA256_RSA_PKCS, M.SHA384_RSA_PKCS, M.SHA512_RSA_PKCS, M.SHA256_RSA_PKCS_PSS, M.SHA384_RSA_PKCS_PSS, M.SHA512_RSA_PKCS_PSS];
+    case 'ec':
+      return purpose === 'agree' ? [M.ECDH1_DERIVE] : [M.ECDSA, M.ECDSA_SHA256, M.ECDSA_SHA384];
+    case 'okp':
+      return [M.EDDSA];
+    case 'aes':
+      return [M.AES_GCM, M.AES_KEY_WRAP];
+    case 'tdes':
+      // No operation uses TDES keys yet; CBC is what payment key blocks and MACs build on.
+      return [M.DES3_CBC];
+    case 'hmac':
+      return [M.SHA256_HMAC];
+  }
+}
+
+/** CK_ULONG as the module expects it: 8 bytes on 64-bit Unix, 4 on Windows and 32-bit platforms. */
+const ULONG_BYTES = process.platform !== 'win32' && /64/.test(process.arch) ? 8 : 4;
+
+/** The attribute for a template: an array of CK_MECHANISM_TYPE in the platform's CK_ULONG layout. */
+export function allowedMechanismsAttribute(mechanisms: readonly number[]): pkcs11js.Attribute {
+  const value = Buffer.alloc(mechanisms.length * ULONG_BYTES);
+  const little = endianness() === 'LE';
+  mechanisms.forEach((m, i) => {
+    const at = i * ULONG_BYTES;
+    if (ULONG_BYTES === 8) {
+      if (little) value.writeBigUInt64LE(BigInt(m), at);
+      else value.writeBigUInt64BE(BigInt(m), at);
+    } else if (little) value.writeUInt32LE(m, at);
+    else value.writeUInt32BE(m, at);
+  });
+  return { type: pkcs11js.CKA_ALLOWED_MECHANISMS, value };
+}
+
+/** Reads the attribute back (for tests and diagnostics). */
+export function decodeAllowedMechanisms(value: Buffer): number[] {
+  const little = endianness() === 'LE';
+  const out: number[] = [];
+  for (let at = 0; at + ULONG_BYTES <= value.length; at += ULONG_BYTES) {
+    out.push(ULONG_BYTES === 8 ? Number(little ? value.readBigUInt64LE(at) : value.readBigUInt64BE(at)) : little ? value.readUInt32LE(at) : value.readUInt32BE(at));
+  }
+  return out;
+}

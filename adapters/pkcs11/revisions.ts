@@ -1,0 +1,85 @@
+/**
+ * Changing a key's metadata when other replicas on the same token may change it at the same moment.
+ * PKCS#11 has no transactions and no compare-and-swap, so a writer publishes the next revision, reads
+ * every metadata object of the name back, and keeps its revision only if nobody else's competes with it:
+ *
+ * - another object at the same (or a higher) revision that is not built on ours: a concurrent writer.
+ *   We withdraw (destroy our object) and the caller retries from the new state. If both writers see each
+ *   other, both withdraw and retry after a random pause; at most one can see only itself, so two
+ *   revisions are never both kept.
+ * - the revision we built on is gone: the key was destroyed meanwhile; we withdraw too.
+ * - an object built on ours: someone read ours as current, so ours stands.
+ *
+ * A writer that kept its revision removes the older ones; one that finds the current revision contested
+ * (siblings still settling) does not build on it but retries. Siblings older than SIBLING_SETTLE_MS are
+ * left over from a crashed writer and resolved by the readers' rule (lowest digest).
+ */
+import { randomBytes } from 'node:crypto';
+import type { KeyName } from '../../src/keys/names.js';
+import { ckrOf, CKR } from './errors.js';
+import { readMetadataObjects, writeMetadata, type KeyObject, type MetadataObject, type MetadataRecord, type StoredMetadata } from './keyObjects.js';
+import type { Handle, Pkcs11Api } from './module.js';
+
+/** The change lost to a concurrent writer and left nothing behind: read the state again and retry. */
+export const CONFLICT = Symbol('conflict');
+export type Conflict = typeof CONFLICT;
+
+/** A sibling revision written within this long may still be withdrawn by its writer (allows clock skew). */
+export const SIBLING_SETTLE_MS = 30_000;
+/**
+ * Unlisted key objects younger than this may belong to a create or rotate running on another replica
+ * (their ID is stamped before generation starts, and generating an RSA-4096 key can take long).
+ */
+export const ORPHAN_GRACE_MS = 10 * 60_000;
+
+export type RecordChange = Omit<MetadataRecord, 'revision' | 'basedOn' | 'writtenAt' | 'nonce'>;
+
+/** The revision to build on, or CONFLICT while racing writers of the current revision have not settled. */
+export function settledCurrent(stored: StoredMetadata, now = Date.now()): MetadataObject | Conflict {
+  const settling = stored.siblings.some((s) => now - Date.parse(s.record.writtenAt) < SIBLING_SETTLE_MS);
+  return settling ? CONFLICT : stored.current;
+}
+
+/**
+ * Publishes `change` as the revision after `base` (revision 0 without a base) and reports whether it
+ * stands. When it does not, nothing of it remains in the token; the caller removes what it generated.
+ */
+export function commitRevision(api: Pkcs11Api, session: Handle, name: KeyName, base: MetadataObject | undefined, change: RecordChange): boolean {
+  const record: MetadataRecord = {
+    ...change,
+    revision: base ? base.record.revision + 1 : 0,
+    ...(base ? { basedOn: base.digest } : {}),
+    writtenAt: new Date().toISOString(),
+    nonce: randomBytes(8).toString('hex'),
+  };
+  const ours = writeMetadata(api, session, name, record);
+  const after = readMetadataObjects(api, session, name);
+  const builtOnOurs = after.some((o) => o.record.basedOn === ours.digest);
+  const competing = after.some((o) => o.digest !== ours.digest && o.record.revision >= record.revision);
+  const baseGone = base !== undefined && !after.some((o) => o.digest === base.digest);
+  if (!builtOnOurs && (competing || baseGone)) {
+    destroyQuietly(api, session, ours.handle);
+    return false;
+  }
+  if (!builtOnOurs) for (const o of after) if (o.record.revision < record.revision) destroyQuietly(api, session, o.handle);
+  return true;
+}
+
+/** Destroys an object that another replica may have destroyed a moment earlier. */
+export function destroyQuietly(api: Pkcs11Api, session: Handle, handle: Handle): void {
+  try {
+    api.C_DestroyObject(session, handle);
+  } catch (e) {
+    if (ckrOf(e) !== CKR.OBJECT_HANDLE_INVALID) throw e;
+  }
+}
+
+/** A key object no metadata lists, old enough that no create or rotate can still be about to list it. */
+export function isAbandoned(o: KeyObject, listed: ReadonlySet<string>, now = Date.now()): boolean {
+  return !listed.has(o.id) && (o.parsed.createdMs === undefined || now - o.parsed.createdMs > ORPHAN_GRACE_MS);
+}
+
+/** A random pause before retry `attempt` (1, 2, ...), so that two replicas that collided stop colliding. */
+export function backoffMs(attempt: number): number {
+  return Math.min(500, 5 * 2 ** attempt) * (0.5 + Math.random());
+}

@@ -1,0 +1,28 @@
+/**
+ * The JWK Set (RFC 7517 §5) of this service's public keys, for GET /.well-known/jwks.json: every version
+ * of every enabled asymmetric key, so that verifiers keep working across rotations. Disabled keys are left
+ * out (disabling a key is how an operator stops its use). Each JWK has "kid" (name:version), "use"
+ * ("sig" for signing keys, "enc" for encryption and key agreement) and "alg" where exactly one fits.
+ */
+import type { JsonWebKey } from 'node:crypto';
+import { algorithmsFor } from '../algorithms/registry.js';
+import { publicKeyForms } from '../keys/publicKey.js';
+import { isAsymmetric, type KeyMetadata } from '../keys/types.js';
+
+export interface JsonWebKeySet {
+  keys: JsonWebKey[];
+}
+
+export function jwksOf(keys: readonly KeyMetadata[]): JsonWebKeySet {
+  const out: JsonWebKey[] = [];
+  for (const meta of [...keys].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (meta.state !== 'enabled' || !isAsymmetric(meta.type)) continue;
+    const signing = meta.purpose === 'sign' ? algorithmsFor(meta.type, 'sign') : [];
+    for (const version of meta.versions) {
+      const jwk = publicKeyForms(meta, version)?.jwk;
+      if (!jwk) continue;
+      out.push(signing.length === 1 ? { ...jwk, alg: signing[0] } : jwk);
+    }
+  }
+  return { keys: out };
+}

@@ -1,0 +1,75 @@
+/**
+ * Every JOSE algorithm hsm-bridge speaks, in one place: each JWS "alg" with the SignAlgorithm that makes
+ * it, each JWE "alg" (how the content encryption key, CEK, is made or protected, and which key it needs)
+ * and each JWE "enc" (content encryption: key length, IV and tag sizes). Names are RFC 7518's.
+ */
+import { signAlgorithms, type EncryptAlgorithm, type SignAlgorithm } from '../algorithms/registry.js';
+import { HsmBridgeError } from '../errors.js';
+import type { KeyType } from '../keys/types.js';
+
+/** JWS "alg" values: the same names as hsm-bridge's sign algorithms (RFC 7518 §3, RFC 8037 for EdDSA). */
+export type JwsAlgorithm = SignAlgorithm;
+export const jwsAlgorithms = Object.keys(signAlgorithms) as JwsAlgorithm[];
+
+export const jweContentEncryptions = {
+  A128GCM: { keyLength: 16, ivLength: 12, tagLength: 16, cipher: 'aes-128-gcm', dirKeyType: 'AES_128' },
+  A256GCM: { keyLength: 32, ivLength: 12, tagLength: 16, cipher: 'aes-256-gcm', dirKeyType: 'AES_256' },
+} as const satisfies Record<string, JweContentEncryptionInfo>;
+export type JweEnc = keyof typeof jweContentEncryptions;
+
+export interface JweContentEncryptionInfo {
+  readonly keyLength: number;
+  readonly ivLength: number;
+  readonly tagLength: number;
+  readonly cipher: 'aes-128-gcm' | 'aes-256-gcm';
+  /** For "dir": the backend AES key type whose key is the CEK. */
+  readonly dirKeyType: KeyType;
+}
+
+/**
+ * How each JWE "alg" gets the CEK:
+ * - rsa-oaep: a random CEK, encrypted to the recipient's RSA key (backend decrypts: `backendAlgorithm`);
+ * - ecdh-es: ECDH with an ephemeral key (epk) and the Concat KDF (RFC 7518 §4.6); `wrapKeyLength` set
+ *   means the derived key wraps a random CEK with AES-KW, unset means the derived key is the CEK;
+ * - aes-kw: a random CEK wrapped by a backend AES key of `keyType`;
+ * - dir: the backend AES key is the CEK and the backend encrypts the content itself.
+ */
+export const jweKeyManagements = {
+  'RSA-OAEP-256': { kind: 'rsa-oaep', backendAlgorithm: 'RSA_OAEP_SHA256', oaepHash: 'sha256' },
+  'RSA-OAEP': { kind: 'rsa-oaep', backendAlgorithm: 'RSA_OAEP_SHA1', oaepHash: 'sha1' },
+  'ECDH-ES': { kind: 'ecdh-es' },
+  'ECDH-ES+A128KW': { kind: 'ecdh-es', wrapKeyLength: 16 },
+  'ECDH-ES+A256KW': { kind: 'ecdh-es', wrapKeyLength: 32 },
+  A128KW: { kind: 'aes-kw', keyType: 'AES_128' },
+  A256KW: { kind: 'aes-kw', keyType: 'AES_256' },
+  dir: { kind: 'dir' },
+} as const satisfies Record<string, JweKeyManagementInfo>;
+export type JweAlg = keyof typeof jweKeyManagements;
+
+export type JweKeyManagementInfo =
+  | { readonly kind: 'rsa-oaep'; readonly backendAlgorithm: EncryptAlgorithm; readonly oaepHash: 'sha1' | 'sha256' }
+  | { readonly kind: 'ecdh-es'; readonly wrapKeyLength?: 16 | 32 }
+  | { readonly kind: 'aes-kw'; readonly keyType: KeyType }
+  | { readonly kind: 'dir' };
+
+/** The curves ECDH-ES works with here: JWK "crv" -> key type and node:crypto curve name. */
+export const ecdhCurves = {
+  'P-256': { keyType: 'EC_P256', nodeCurve: 'prime256v1' },
+  'P-384': { keyType: 'EC_P384', nodeCurve: 'secp384r1' },
+} as const satisfies Record<string, { keyType: KeyType; nodeCurve: string }>;
+
+/** RFC 3394 key wrap in node:crypto, by key length; the IV is RFC 3394's default. */
+export const aesKeyWrapCipher = { 16: 'id-aes128-wrap', 32: 'id-aes256-wrap' } as const;
+export const AES_KW_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
+
+function parseFrom<T extends string>(table: Record<string, unknown>, value: unknown, what: string): T {
+  if (typeof value !== 'string' || !Object.hasOwn(table, value)) {
+    throw new HsmBridgeError('UNSUPPORTED_ALGORITHM', `unsupported ${what}; expected one of ${Object.keys(table).join(', ')}`);
+  }
+  return value as T;
+}
+
+export const parseJwsAlgorithm = (v: unknown): JwsAlgorithm =>
+  parseFrom<JwsAlgorithm>(signAlgorithms, v, 'JWS "alg"');
+export const parseJweAlg = (v: unknown): JweAlg => parseFrom<JweAlg>(jweKeyManagements, v, 'JWE "alg"');
+export const parseJweEnc = (v: unknown): JweEnc => parseFrom<JweEnc>(jweContentEncryptions, v, 'JWE "enc"');

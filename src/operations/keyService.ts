@@ -96,6 +96,9 @@ export class KeyService {
     if (!this.caps.keyTypes.includes(type)) {
       throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend cannot create ${type} keys`);
     }
+    if (purpose === 'agree' && !this.caps.keyAgreement.includes(type)) {
+      throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend cannot do key agreement with ${type} keys`);
+    }
     const meta = await this.backend.createKey({ name, type, purpose });
     this.cache.put(meta);
     return meta;

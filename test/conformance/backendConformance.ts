@@ -224,8 +224,12 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
 
       for (const type of ['AES_128', 'AES_256'] as const) {
         it(`AES_GCM with ${type}: round trip with AAD; wrong AAD, wrong key and tampering are refused alike`, async () => {
-          if (!caps().encrypt.includes('AES_GCM') || !has(type)) return;
+          if (!has(type)) return; // the key-creation test already asserts the refusal
           const name = await create(type);
+          if (!caps().encrypt.includes('AES_GCM')) {
+            await expect(service.encrypt({ name, plaintext })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+            return;
+          }
           const aad = Buffer.from('transfer:42');
           const a = await service.encrypt({ name, plaintext, aad });
           const b = await service.encrypt({ name, plaintext, aad });
@@ -461,6 +465,29 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         expect((await service.getKey(name)).state).toBe('disabled');
         expect((await service.enableKey(name)).state).toBe('enabled');
         expect((await service.verify({ name, message, signature })).valid).toBe(true);
+      });
+
+      it('a disabled key refuses encrypt, decrypt, MAC and MAC verification too', async () => {
+        const checks: Array<Promise<void>> = [];
+        if (has('AES_256') && caps().encrypt.includes('AES_GCM')) {
+          const enc = await create('AES_256');
+          const { ciphertext } = await service.encrypt({ name: enc, plaintext: Buffer.from('p') });
+          await service.disableKey(enc);
+          checks.push(
+            expect(service.encrypt({ name: enc, plaintext: Buffer.from('p') })).rejects.toMatchObject({ code: 'KEY_DISABLED' }),
+            expect(service.decrypt({ name: enc, ciphertext })).rejects.toMatchObject({ code: 'KEY_DISABLED' }),
+          );
+        }
+        if (has('HMAC_256') && caps().mac.includes('HMAC_SHA256')) {
+          const mac = await create('HMAC_256');
+          const tag = await service.mac({ name: mac, data: Buffer.from('d') });
+          await service.disableKey(mac);
+          checks.push(
+            expect(service.mac({ name: mac, data: Buffer.from('d') })).rejects.toMatchObject({ code: 'KEY_DISABLED' }),
+            expect(service.verifyMac({ name: mac, data: Buffer.from('d'), mac: tag.mac })).rejects.toMatchObject({ code: 'KEY_DISABLED' }),
+          );
+        }
+        await Promise.all(checks);
       });
 
       it('destroy needs a disabled key, then removes every version', async () => {

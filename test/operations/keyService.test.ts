@@ -151,6 +151,16 @@ describe('KeyService checks happen before the backend is called', () => {
   });
 });
 
+describe('KeyService key agreement support', () => {
+  it('refuses an agree key on a backend that cannot do key agreement, before the backend is called', async () => {
+    const r = recordingBackend([]);
+    const noAgreement: Backend = { ...r.backend, capabilities: () => ({ ...caps, keyAgreement: [] }) };
+    const service = new KeyService(noAgreement, { limits: { maxDataBytes: 100, maxRandomBytes: 64 }, metadataCacheTtlMs: 0 });
+    await expect(service.createKey({ name: 'n', type: 'EC_P256', purpose: 'agree' })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+    expect(r.calls).toEqual([]);
+  });
+});
+
 describe('KeyService metadata cache', () => {
   it('asks the backend once per key within the TTL, and always on getKey', async () => {
     const { service, calls } = setup();

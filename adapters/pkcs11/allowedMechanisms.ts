@@ -8,29 +8,8 @@
 import { endianness } from 'node:os';
 import pkcs11js from 'pkcs11js';
 import { keyTypes, type KeyPurpose, type KeyType } from '../../src/keys/types.js';
+import { CKM as M } from './mechanisms.js';
 
-/** Mechanism numbers (PKCS#11 v3.0 §6). */
-const M = {
-  RSA_PKCS: 0x1,
-  RSA_X_509: 0x3,
-  RSA_PKCS_OAEP: 0x9,
-  RSA_PKCS_PSS: 0xd,
-  SHA256_RSA_PKCS: 0x40,
-  SHA384_RSA_PKCS: 0x41,
-  SHA512_RSA_PKCS: 0x42,
-  SHA256_RSA_PKCS_PSS: 0x43,
-  SHA384_RSA_PKCS_PSS: 0x44,
-  SHA512_RSA_PKCS_PSS: 0x45,
-  DES3_CBC: 0x133,
-  SHA256_HMAC: 0x251,
-  ECDSA: 0x1041,
-  ECDSA_SHA256: 0x1044,
-  ECDSA_SHA384: 0x1045,
-  ECDH1_DERIVE: 0x1050,
-  EDDSA: 0x1057,
-  AES_GCM: 0x1087,
-  AES_KEY_WRAP: 0x2109,
-} as const;
 
 export interface AllowedMechanismOptions {
   /** RSA encryption keys also allow CKM_RSA_X_509 (the allowRawRsaOaepFallback setting). */

@@ -14,9 +14,9 @@ import type { Logger } from 'pino';
 import { allSignAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import type { Backend, BackendHealth, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
-import type { KeyName, KeyVersion } from '../../src/keys/names.js';
+import type { KeyName } from '../../src/keys/names.js';
 import { allKeyTypes, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
-import { writeFileAtomic } from './atomicWrite.js';
+import { writeFileAtomic } from '../../src/files/writeFileAtomic.js';
 import {
   aesGcmDecrypt,
   aesGcmEncrypt,

@@ -14,13 +14,13 @@
  * A file that cannot be read or is not an acceptable public key is logged (path and reason, never its
  * content) and skipped. The lookup used on every validation is one Map read.
  */
-import { randomBytes } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { HsmBridgeError, invalid } from '../errors.js';
 import { inspectPublicKey, type KeyUse, type PublicKeyInfo } from './publicKeys.js';
+import { writeFileAtomic } from '../files/writeFileAtomic.js';
 
 /** Where a key was loaded from. API keys show as 'directory' once written there; 'api' means held in memory only. */
 export type KeySource = 'config' | 'directory' | 'api';
@@ -199,7 +199,7 @@ export class ParticipantRegistry {
     }
     const folder = use === 'enc' ? join(this.dir, participant, 'enc') : join(this.dir, participant);
     await mkdir(folder, { recursive: true });
-    await writeAtomically(join(folder, `${info.keyId}.pem`), info.pem);
+    await writeFileAtomic(join(folder, `${info.keyId}.pem`), info.pem, 0o644); // public keys; the dot-named temp file is never scanned
     await this.rescan();
     const added = this.keysFor(participant, use).find((k) => k.keyId === info.keyId);
     if (!added) throw new HsmBridgeError('INTERNAL', 'the key was written but not read back');
@@ -376,22 +376,4 @@ function configured<T>(where: string, parse: () => T): T {
 
 async function isDirectory(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isDirectory(), () => false);
-}
-
-/** Write beside the target under a dot-name (never scanned), then rename: a scan sees no half-written key. */
-async function writeAtomically(path: string, content: string): Promise<void> {
-  const temp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const handle = await open(temp, 'wx', 0o644);
-    try {
-      await handle.writeFile(content);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-  } catch (e) {
-    await unlink(temp).catch(() => undefined);
-    throw e;
-  }
 }

@@ -8,7 +8,7 @@
  * Use from a test file:
  *   describeBackendConformance('software', async () => ({ open: () => ..., cleanup: () => ... }));
  */
-import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, constants, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, constants } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   allEncryptAlgorithms,
@@ -20,6 +20,7 @@ import {
 import type { Backend } from '../../src/backend/port.js';
 import { allKeyTypes, keyTypeInfo, keyTypes, type KeyPurpose, type KeyType } from '../../src/keys/types.js';
 import { KeyService } from '../../src/operations/keyService.js';
+import { nodeVerifies } from '../helpers/nodeVerify.js';
 
 export interface ConformanceTarget {
   /** Opens a backend on this target's storage. Called again (after close) to prove keys persist in the backend. */
@@ -44,24 +45,6 @@ function flip(data: Buffer, index: number): Buffer {
   return copy;
 }
 
-/** Verifies a JWS-form signature with node:crypto: an implementation independent of every backend. */
-function nodeVerifies(algorithm: SignAlgorithm, key: KeyObject, message: Buffer, signature: Buffer): boolean {
-  const info = signAlgorithms[algorithm];
-  switch (info.scheme) {
-    case 'pkcs1':
-      return nodeVerify(info.hash, message, key, signature);
-    case 'pss':
-      return nodeVerify(info.hash, message, {
-        key,
-        padding: constants.RSA_PKCS1_PSS_PADDING,
-        saltLength: createHash(info.hash).digest().length,
-      }, signature);
-    case 'ecdsa':
-      return nodeVerify(info.hash, message, { key, dsaEncoding: 'ieee-p1363' }, signature);
-    case 'eddsa':
-      return nodeVerify(null, message, key, signature);
-  }
-}
 
 export function describeBackendConformance(label: string, makeTarget: () => Promise<ConformanceTarget>): void {
   describe(`backend conformance: ${label}`, () => {

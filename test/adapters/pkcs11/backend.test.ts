@@ -3,7 +3,7 @@
  * checked with node:crypto, key attributes read back with pkcs11js, two backends on one token acting as
  * replicas, concurrency through a small session pool, and clear start-up errors.
  */
-import { constants, createHash, createPublicKey, publicEncrypt, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { constants, createHash, createPublicKey, publicEncrypt } from 'node:crypto';
 import { pino } from 'pino';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import { parseKeyName, type KeyVersion } from '../../../src/keys/names.js';
 import { keyTypes, type KeyPurpose, type KeyType } from '../../../src/keys/types.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../../helpers/softhsm.js';
 import { TokenInspector } from './tokenInspector.js';
+import { nodeVerifies } from '../../helpers/nodeVerify.js';
 
 const logger = pino({ level: 'silent' });
 const A = pkcs11js;
@@ -32,15 +33,6 @@ async function create(type: KeyType, purpose: KeyPurpose = keyTypes[type].purpos
   return { name, meta };
 }
 
-function nodeVerifies(algorithm: SignAlgorithm, key: KeyObject, message: Buffer, signature: Buffer): boolean {
-  const info = signAlgorithms[algorithm];
-  if (info.scheme === 'eddsa') return nodeVerify(null, message, key, signature);
-  if (info.scheme === 'pss') {
-    return nodeVerify(info.hash, message, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: createHash(info.hash).digest().length }, signature);
-  }
-  if (info.scheme === 'ecdsa') return nodeVerify(info.hash, message, { key, dsaEncoding: 'ieee-p1363' }, signature);
-  return nodeVerify(info.hash, message, key, signature);
-}
 
 beforeAll(async () => {
   token = await createSoftHsmToken();

@@ -25,6 +25,7 @@ import type { Backend, KeyRef } from '../../../src/backend/port.js';
 import type { KeyType } from '../../../src/keys/types.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../../helpers/software.js';
 import { createKey, openBackend, privateKeyWithNode, publicKeyOf, unsealWithNode } from './support.js';
+import { nodeVerifies } from '../../helpers/nodeVerify.js';
 
 let h: SoftwareBackendHarness;
 let backend: Backend;
@@ -48,8 +49,6 @@ function nodeOptions(algorithm: SignAlgorithm, key: KeyObject) {
   if (info.scheme === 'ecdsa') return { key, dsaEncoding: 'ieee-p1363' as const };
   return { key };
 }
-const nodeVerifies = (algorithm: SignAlgorithm, pub: KeyObject, data: Buffer, signature: Buffer) =>
-  nodeVerify(signAlgorithms[algorithm].hash, data, nodeOptions(algorithm, pub), signature);
 
 const cases: Array<[SignAlgorithm, KeyType]> = [
   ...(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const).flatMap((a) =>

@@ -4,11 +4,12 @@
  * returns, not only with our own verify. What a backend cannot do must be refused with
  * UNSUPPORTED_BY_BACKEND, as its capabilities say: nothing is skipped silently.
  */
-import { constants, createHash, createPublicKey, publicEncrypt, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { constants, createHash, createPublicKey, publicEncrypt, type KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allEncryptAlgorithms, allSignAlgorithms, signAlgorithms, type SignAlgorithm } from '../../../src/algorithms/registry.js';
 import { allKeyTypes, isAsymmetric, type KeyType } from '../../../src/keys/types.js';
 import { b64, freshName, restTargets, startRest, unb64, type RestFixture } from './restFixture.js';
+import { nodeVerifies } from '../../helpers/nodeVerify.js';
 
 const signKeyType: Record<SignAlgorithm, KeyType> = {
   RS256: 'RSA_2048', RS384: 'RSA_2048', RS512: 'RSA_2048',
@@ -16,20 +17,6 @@ const signKeyType: Record<SignAlgorithm, KeyType> = {
   ES256: 'EC_P256', ES384: 'EC_P384', EdDSA: 'ED25519',
 };
 
-/** Verifies a JWS-form signature with node:crypto. */
-function nodeVerifies(algorithm: SignAlgorithm, key: KeyObject, message: Buffer, signature: Buffer): boolean {
-  const info = signAlgorithms[algorithm];
-  switch (info.scheme) {
-    case 'pkcs1':
-      return nodeVerify(info.hash, message, key, signature);
-    case 'pss':
-      return nodeVerify(info.hash, message, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: createHash(info.hash).digest().length }, signature);
-    case 'ecdsa':
-      return nodeVerify(info.hash, message, { key, dsaEncoding: 'ieee-p1363' }, signature);
-    case 'eddsa':
-      return nodeVerify(null, message, key, signature);
-  }
-}
 
 describe.each(restTargets)('REST API on the $label backend', (target) => {
   let rest: RestFixture;

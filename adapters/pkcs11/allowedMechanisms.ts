@@ -10,7 +10,6 @@ import pkcs11js from 'pkcs11js';
 import { keyTypes, type KeyPurpose, type KeyType } from '../../src/keys/types.js';
 import { CKM as M } from './mechanisms.js';
 
-
 export interface AllowedMechanismOptions {
   /** RSA encryption keys also allow CKM_RSA_X_509 (the allowRawRsaOaepFallback setting). */
   readonly rawRsaDecrypt?: boolean;
@@ -28,7 +27,8 @@ export function allowedMechanisms(type: KeyType, purpose: KeyPurpose, options: A
     case 'okp':
       return [M.EDDSA];
     case 'aes':
-      return [M.AES_GCM, M.AES_KEY_WRAP];
+      // A data key or a key-encryption key, never both (see templates.ts).
+      return purpose === 'wrap' ? [M.AES_KEY_WRAP] : [M.AES_GCM];
     case 'tdes':
       // No operation uses TDES keys yet; CBC is what payment key blocks and MACs build on.
       return [M.DES3_CBC];

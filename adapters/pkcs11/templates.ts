@@ -51,8 +51,20 @@ const protectedKey: pkcs11js.Template = [
 ];
 
 /** Usage of each half of a key pair by purpose. An agreement key derives (ECDH) and does nothing else; its public half is used outside the HSM only. */
-const publicUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_VERIFY], encrypt: [A.CKA_ENCRYPT], agree: [], mac: [] };
-const privateUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_SIGN], encrypt: [A.CKA_DECRYPT], agree: [A.CKA_DERIVE], mac: [] };
+const publicUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_VERIFY], encrypt: [A.CKA_ENCRYPT], agree: [], mac: [], wrap: [] };
+const privateUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_SIGN], encrypt: [A.CKA_DECRYPT], agree: [A.CKA_DERIVE], mac: [], wrap: [] };
+/**
+ * Usage of a secret key by purpose. A wrapping key (AES_KW: C_WrapKey / C_UnwrapKey, see joseMechanisms.ts)
+ * neither encrypts nor decrypts data, and a data key never wraps: one key doing both is the wrap-then-decrypt
+ * attack on tokens that let C_Decrypt use a key-wrap mechanism.
+ */
+const secretUsage: Record<KeyPurpose, number[]> = {
+  encrypt: [A.CKA_ENCRYPT, A.CKA_DECRYPT],
+  wrap: [A.CKA_WRAP, A.CKA_UNWRAP],
+  mac: [A.CKA_SIGN, A.CKA_VERIFY],
+  sign: [],
+  agree: [],
+};
 
 export function generationFor(type: KeyType, purpose: KeyPurpose, label: string, id: Buffer, options: AllowedMechanismOptions = {}): Generation {
   const info = keyTypes[type];
@@ -97,8 +109,6 @@ export function generationFor(type: KeyType, purpose: KeyPurpose, label: string,
         info.family === 'aes' ? CKM.AES_KEY_GEN : info.family === 'hmac' ? CKM.GENERIC_SECRET_KEY_GEN : info.bits === 128 ? CKM.DES2_KEY_GEN : CKM.DES3_KEY_GEN;
       // DES key generation fixes the length; CKA_VALUE_LEN there is an error on some tokens.
       const length: pkcs11js.Template = info.family === 'tdes' ? [] : [{ type: A.CKA_VALUE_LEN, value: info.bits / 8 }];
-      // AES keys also wrap: AES_KW (JWE A128KW / A256KW) works on key objects only (see joseMechanisms.ts).
-      const allowed = purpose === 'mac' ? [A.CKA_SIGN, A.CKA_VERIFY] : info.family === 'aes' ? [A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_WRAP, A.CKA_UNWRAP] : [A.CKA_ENCRYPT, A.CKA_DECRYPT];
       return {
         kind: 'secret',
         mechanism,
@@ -108,7 +118,7 @@ export function generationFor(type: KeyType, purpose: KeyPurpose, label: string,
           ...base,
           ...length,
           ...protectedKey,
-          ...usage(allowed, SECRET_USAGE),
+          ...usage(secretUsage[purpose], SECRET_USAGE),
         ],
       };
     }

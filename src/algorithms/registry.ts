@@ -21,6 +21,9 @@ export const signAlgorithms = {
   EdDSA: { scheme: 'eddsa', hash: null, family: 'okp', keyType: 'ED25519' },
 } as const satisfies Record<string, SignAlgorithmInfo>;
 
+/** The smallest RSA modulus accepted anywhere (RFC 7518 §3.3, §3.5 and §4.2; the FSPIOP signature spec). */
+export const MIN_RSA_BITS = 2048;
+
 /** The first algorithm of a family is the default for its keys, so new ones go after it. */
 export const encryptAlgorithms = {
   /** AES-GCM with a 96-bit random IV and a 128-bit tag; AES-128 or AES-256 keys. */
@@ -33,7 +36,7 @@ export const encryptAlgorithms = {
    * AES key wrap (RFC 3394, default IV A6A6A6A6A6A6A6A6): JOSE's A128KW / A256KW. The input is key
    * material: a multiple of 8 bytes, at least 16; the output is 8 bytes longer. Deterministic, no AAD.
    */
-  AES_KW: { family: 'aes', wrap: { blockLength: 8, minLength: 16, overhead: 8 } },
+  AES_KW: { family: 'aes', purpose: 'wrap', wrap: { blockLength: 8, minLength: 16, overhead: 8 } },
 } as const satisfies Record<string, EncryptAlgorithmInfo>;
 
 /** Key agreement: raw ECDH (SEC 1 §3.3.1); its shared secret feeds a KDF inside hsm-bridge and is never returned. */
@@ -58,6 +61,8 @@ export interface SignAlgorithmInfo {
 }
 export interface EncryptAlgorithmInfo {
   readonly family: KeyFamily;
+  /** The key purpose it needs: 'encrypt' unless set ('wrap' for key wrapping). */
+  readonly purpose?: 'encrypt' | 'wrap';
   readonly ivLength?: number;
   readonly tagLength?: number;
   readonly hash?: HashName;
@@ -93,13 +98,23 @@ export function algorithmsFor(type: KeyType, purpose: KeyPurpose): string[] {
     info.family === family && (info.keyType === undefined || info.keyType === type);
   const tables: Record<KeyPurpose, Record<string, { family: KeyFamily; keyType?: KeyType }>> = {
     sign: signAlgorithms,
-    encrypt: encryptAlgorithms,
+    encrypt: encryptionsOf('encrypt'),
+    wrap: encryptionsOf('wrap'),
     mac: macAlgorithms,
     agree: agreementAlgorithms,
   };
   const table = tables[purpose];
   return Object.entries(table).filter(([, info]) => fits(info)).map(([name]) => name);
 }
+
+/** The encrypt and decrypt operations serve two purposes; each algorithm belongs to one. */
+function encryptionsOf(purpose: 'encrypt' | 'wrap'): Record<string, EncryptAlgorithmInfo> {
+  const table: Record<string, EncryptAlgorithmInfo> = encryptAlgorithms;
+  return Object.fromEntries(Object.entries(table).filter(([, info]) => (info.purpose ?? 'encrypt') === purpose));
+}
+
+/** The purposes whose keys the encrypt and decrypt operations take. */
+export const cipherPurposes: readonly KeyPurpose[] = ['encrypt', 'wrap'];
 
 /** The default algorithm for a key, used when a request names none. */
 export function defaultAlgorithm(type: KeyType, purpose: KeyPurpose): string | undefined {

@@ -5,10 +5,31 @@
  * Mojaloop reference validator re-serialises a body to before it verifies the signature.
  *
  * Like JSON.stringify, members without a JSON value (undefined, functions) are dropped and array slots
- * holding one become null, and toJSON is honoured. Bigints and cycles are refused: a body is a tree of
- * JSON values.
+ * holding one become null, and toJSON is honoured. Bigints are refused, and so is nesting deeper than
+ * MAX_JSON_DEPTH (which also stops a cycle): JSON.parse builds a 100,000-level array without complaint,
+ * and a recursive writer would then overflow the stack. FSPIOP bodies are a handful of levels deep.
  */
+
+/** Containers inside containers; the outermost object or array is level 1. */
+export const MAX_JSON_DEPTH = 64;
+
+/** The value nests objects and arrays more than MAX_JSON_DEPTH levels deep. */
+export class JsonTooDeepError extends RangeError {
+  override readonly name = 'JsonTooDeepError';
+  constructor() {
+    super(`body is nested too deeply (more than ${MAX_JSON_DEPTH} levels of objects and arrays)`);
+  }
+}
+
+/** Throws JsonTooDeepError for nesting beyond MAX_JSON_DEPTH and TypeError for a value that is not JSON. */
 export function canonicalJson(value: unknown): string {
+  return write(value, 0);
+}
+
+/** `depth` counts the containers around `value`; the recursion is bounded by MAX_JSON_DEPTH. */
+function write(value: unknown, depth: number): string {
+  // A caller's object may hold a Date or similar: serialise what JSON.stringify would (toJSON once, not again on its result).
+  if (typeof value === 'object' && value !== null && typeof (value as { toJSON?: unknown }).toJSON === 'function') value = (value as { toJSON(): unknown }).toJSON();
   switch (typeof value) {
     case 'string':
       return JSON.stringify(value);
@@ -19,27 +40,26 @@ export function canonicalJson(value: unknown): string {
       return value ? 'true' : 'false';
     case 'object':
       if (value === null) return 'null';
-      // A caller's object may hold a Date or similar: serialise what JSON.stringify would.
-      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return canonicalJson((value as { toJSON(): unknown }).toJSON());
-      return Array.isArray(value) ? canonicalArray(value) : canonicalObject(value as Record<string, unknown>);
+      if (depth >= MAX_JSON_DEPTH) throw new JsonTooDeepError();
+      return Array.isArray(value) ? writeArray(value, depth + 1) : writeObject(value as Record<string, unknown>, depth + 1);
     default:
       throw new TypeError(`canonicalJson: a ${typeof value} is not a JSON value`);
   }
 }
 
-function canonicalArray(items: readonly unknown[]): string {
+function writeArray(items: readonly unknown[], depth: number): string {
   if (items.length === 0) return '[]';
-  let out = '[' + canonicalItem(items[0]);
-  for (let i = 1; i < items.length; i++) out += ',' + canonicalItem(items[i]);
+  let out = '[' + writeItem(items[0], depth);
+  for (let i = 1; i < items.length; i++) out += ',' + writeItem(items[i], depth);
   return out + ']';
 }
 
 /** As in JSON.stringify, an array slot without a JSON value is written as null. */
-function canonicalItem(item: unknown): string {
-  return item === undefined || typeof item === 'function' || typeof item === 'symbol' ? 'null' : canonicalJson(item);
+function writeItem(item: unknown, depth: number): string {
+  return item === undefined || typeof item === 'function' || typeof item === 'symbol' ? 'null' : write(item, depth);
 }
 
-function canonicalObject(object: Record<string, unknown>): string {
+function writeObject(object: Record<string, unknown>, depth: number): string {
   const keys = Object.keys(object).sort();
   let out = '{';
   let first = true;
@@ -47,7 +67,7 @@ function canonicalObject(object: Record<string, unknown>): string {
     const member = object[key];
     // JSON.parse never yields undefined; a caller's object may, and JSON drops such members.
     if (member === undefined || typeof member === 'function' || typeof member === 'symbol') continue;
-    out += (first ? '' : ',') + JSON.stringify(key) + ':' + canonicalJson(member);
+    out += (first ? '' : ',') + JSON.stringify(key) + ':' + write(member, depth);
     first = false;
   }
   return out + '}';

@@ -1,8 +1,8 @@
 /**
- * The `fspiop` section of the service configuration: its type and JSON Schema (with the defaults).
- * The lead wires it into src/config/schema.ts as `fspiop: fspiopConfigSchema`.
+ * The `fspiop` section of the service configuration (src/config/schema.ts): its type and JSON Schema,
+ * with the defaults.
  */
-import type { ParticipantConfig } from './participants.js';
+import { MAX_KEYS_PER_PARTICIPANT, type ParticipantConfig } from './participants.js';
 
 export const fspiopAlgorithms = ['RS256', 'RS384', 'RS512', 'ES256'] as const;
 export type FspiopAlgorithm = (typeof fspiopAlgorithms)[number];
@@ -23,7 +23,7 @@ export interface FspiopConfig {
   rescanIntervalMs: number;
 }
 
-const keyList = { type: 'array', maxItems: 16, items: { type: 'string', minLength: 1 } } as const;
+const keyList = { type: 'array', maxItems: MAX_KEYS_PER_PARTICIPANT, items: { type: 'string', minLength: 1 } } as const;
 
 export const fspiopConfigSchema = {
   type: 'object',

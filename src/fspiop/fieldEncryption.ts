@@ -13,9 +13,11 @@
  */
 import { constants, createCipheriv, createDecipheriv, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
 import { HsmBridgeError, invalid } from '../errors.js';
+import { decode, encode } from '../jose/base64url.js';
+import type { KeyVersion } from '../keys/names.js';
+import { keyTypes } from '../keys/types.js';
 import type { KeyService } from '../operations/keyService.js';
 import { canonicalJson } from './canonicalJson.js';
-import { fromBase64Url, isBase64Url, toBase64Url } from './encoding.js';
 
 export interface EncryptedFieldEntry {
   readonly fieldName: string;
@@ -40,7 +42,7 @@ export class FieldDecryptionError extends Error {
   }
 }
 
-const PROTECTED_HEADER = toBase64Url(JSON.stringify({ alg: 'RSA-OAEP-256', enc: 'A256GCM' }));
+const PROTECTED_HEADER = encode(JSON.stringify({ alg: 'RSA-OAEP-256', enc: 'A256GCM' }));
 const CEK_BYTES = 32;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
@@ -67,13 +69,13 @@ export function encryptFields(body: Record<string, unknown>, fields: readonly st
       cipher.setAAD(Buffer.from(PROTECTED_HEADER, 'ascii'));
       const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
       const encryptedKey = publicEncrypt({ key: recipient, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, cek);
-      parent[member] = toBase64Url(ciphertext);
+      parent[member] = encode(ciphertext);
       entries.push({
         fieldName,
-        encryptedKey: toBase64Url(encryptedKey),
+        encryptedKey: encode(encryptedKey),
         protectedHeader: PROTECTED_HEADER,
-        initializationVector: toBase64Url(iv),
-        authenticationTag: toBase64Url(cipher.getAuthTag()),
+        initializationVector: encode(iv),
+        authenticationTag: encode(cipher.getAuthTag()),
       });
     } finally {
       cek.fill(0);
@@ -99,7 +101,7 @@ export function parseEncryptionHeader(header: string): EncryptedFieldEntry[] {
   return list.map((entry: unknown, i) => {
     const e = (entry ?? {}) as Record<string, unknown>;
     const parts = ['encryptedKey', 'protectedHeader', 'initializationVector', 'authenticationTag'] as const;
-    if (typeof e.fieldName !== 'string' || e.fieldName === '' || !parts.every((p) => isBase64Url(e[p]) && e[p] !== '')) {
+    if (typeof e.fieldName !== 'string' || e.fieldName === '' || !parts.every((p) => decodesToBytes(e[p]))) {
       throw new FieldDecryptionError([], `FSPIOP-Encryption entry ${i} needs fieldName and base64url encryptedKey, protectedHeader, initializationVector, authenticationTag`);
     }
     return e as unknown as EncryptedFieldEntry;
@@ -108,61 +110,73 @@ export function parseEncryptionHeader(header: string): EncryptedFieldEntry[] {
 
 /**
  * Decrypts the listed fields of a parsed body in place. The content keys are unwrapped inside the
- * backend with our RSA key (`keyName`, purpose encrypt); each version of it is tried, newest first,
- * since the sender may have used the public key of an earlier version. Fails as a whole if any field fails.
+ * backend with our RSA key (`keyName`, purpose encrypt): its primary version, then the one before it,
+ * since a sender may still use the public key it had before our last rotation. Fails as a whole if any
+ * field fails.
  */
 export async function decryptFields(body: Record<string, unknown>, header: string, keyService: KeyService, keyName: string): Promise<Record<string, unknown>> {
   const entries = parseEncryptionHeader(header);
-  const meta = await keyService.getKey(keyName);
-  if (meta.purpose !== 'encrypt' || !meta.type.startsWith('RSA_')) {
+  // From the metadata cache: a switch decrypts on every validation and must not ask the HSM each time.
+  const { meta } = await keyService.usableKeyVersion(keyName, 'encrypt');
+  if (!meta.type.startsWith('RSA_')) {
     throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} must be an RSA key with purpose encrypt to decrypt FSPIOP fields`);
   }
-  const versions = meta.versions.map((v) => v.version).reverse();
+  const primary = meta.versions.findIndex((v) => v.version === meta.primaryVersion);
+  const versions = [meta.primaryVersion, ...(primary > 0 ? [meta.versions[primary - 1]!.version] : [])];
+  const modulusBytes = keyTypes[meta.type].bits / 8;
   const failed: string[] = [];
   for (const entry of entries) {
+    let cek: Buffer | undefined;
     try {
       const { parent, member } = locate(body, entry.fieldName);
-      const value = parent[member];
-      if (!isBase64Url(value)) throw new FieldDecryptionError([entry.fieldName], 'not base64url');
-      const cek = await unwrapKey(keyService, keyName, versions, fromBase64Url(entry.encryptedKey));
-      try {
-        parent[member] = openField(entry, cek, fromBase64Url(value));
-      } finally {
-        cek.fill(0);
-      }
+      const ciphertext = decode(parent[member], `field ${entry.fieldName}`);
+      const encryptedKey = decode(entry.encryptedKey, 'encryptedKey');
+      // An RSA ciphertext is exactly as long as the modulus: anything else is refused without asking the backend.
+      if (encryptedKey.length !== modulusBytes) throw new FieldDecryptionError([entry.fieldName], 'encryptedKey has the wrong length');
+      const unwrapped = await unwrapKey(keyService, keyName, versions, encryptedKey);
+      cek = unwrapped.cek;
+      const value = openField(entry, cek, ciphertext);
+      if (!unwrapped.ok) throw new FieldDecryptionError([entry.fieldName], 'authentication failed');
+      parent[member] = value;
     } catch (e) {
       if (e instanceof HsmBridgeError && e.code !== 'DECRYPTION_FAILED' && e.code !== 'INVALID_ARGUMENT') throw e;
       failed.push(entry.fieldName);
+    } finally {
+      cek?.fill(0);
     }
   }
   if (failed.length > 0) throw new FieldDecryptionError(failed, `field decryption failed for ${failed.join(', ')}`);
   return body;
 }
 
-async function unwrapKey(keyService: KeyService, name: string, versions: readonly number[], encryptedKey: Buffer): Promise<Buffer> {
+/**
+ * The content key, or a random one when no version unwraps it (RFC 7516 §11.5): the field then fails on
+ * its GCM tag like a tampered field, in about the same time, and the caller cannot tell which step failed.
+ */
+async function unwrapKey(keyService: KeyService, name: string, versions: readonly KeyVersion[], encryptedKey: Buffer): Promise<{ cek: Buffer; ok: boolean }> {
   for (const keyVersion of versions) {
     try {
       const { plaintext } = await keyService.decrypt({ name, ciphertext: encryptedKey, keyVersion, algorithm: 'RSA_OAEP_SHA256' });
-      if (plaintext.length === CEK_BYTES) return plaintext;
+      if (plaintext.length === CEK_BYTES) return { cek: plaintext, ok: true };
       plaintext.fill(0);
     } catch (e) {
       if (!(e instanceof HsmBridgeError) || (e.code !== 'DECRYPTION_FAILED' && e.code !== 'INVALID_ARGUMENT')) throw e;
     }
   }
-  throw new HsmBridgeError('DECRYPTION_FAILED', 'decryption failed');
+  return { cek: randomBytes(CEK_BYTES), ok: false };
 }
 
 function openField(entry: EncryptedFieldEntry, cek: Buffer, ciphertext: Buffer): unknown {
   let header: unknown;
   try {
-    header = JSON.parse(fromBase64Url(entry.protectedHeader).toString('utf8'));
+    header = JSON.parse(decode(entry.protectedHeader, 'protectedHeader').toString('utf8'));
   } catch {
     throw new FieldDecryptionError([entry.fieldName], 'protectedHeader is not JSON');
   }
   const { alg, enc } = (header ?? {}) as { alg?: unknown; enc?: unknown };
   if (alg !== 'RSA-OAEP-256' || enc !== 'A256GCM') throw new FieldDecryptionError([entry.fieldName], 'unsupported alg/enc');
-  const iv = fromBase64Url(entry.initializationVector);
-  const tag = fromBase64Url(entry.authenticationTag);
+  const iv = decode(entry.initializationVector, 'initializationVector');
+  const tag = decode(entry.authenticationTag, 'authenticationTag');
   if (!ACCEPTED_IV_BYTES.includes(iv.length) || tag.length !== TAG_BYTES) throw new FieldDecryptionError([entry.fieldName], 'bad IV or tag length');
   let plaintext: Buffer;
   try {
@@ -185,6 +199,15 @@ function openField(entry: EncryptedFieldEntry, cek: Buffer, ciphertext: Buffer):
     return text;
   } finally {
     plaintext.fill(0);
+  }
+}
+
+/** A non-empty, canonically encoded base64url string. */
+function decodesToBytes(value: unknown): boolean {
+  try {
+    return decode(value, 'part').length > 0;
+  } catch {
+    return false;
   }
 }
 

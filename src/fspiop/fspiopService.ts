@@ -7,15 +7,18 @@
  * header as the reference signer does and sign `b64url(header) "." b64url(body)` through KeyService.
  *
  * validate: the hot path of a switch. It parses only what it must, verifies with cached KeyObjects, tries
- * the received bytes first and computes the canonical form only when they do not verify.
+ * the received bytes first and computes the canonical form only when they do not verify. Whatever the
+ * message, it answers valid or refused (3105) and never throws for it: only our own key (decryptWith)
+ * can raise an error.
  */
 import { verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { HsmBridgeError, invalid } from '../errors.js';
 import type { KeyService } from '../operations/keyService.js';
-import { canonicalJson } from './canonicalJson.js';
+import { encode } from '../jose/base64url.js';
+import { canonicalJson, JsonTooDeepError } from './canonicalJson.js';
 import { fspiopAlgorithms, type FspiopAlgorithm } from './config.js';
-import { toBase64Url } from './encoding.js';
 import { decryptFields, encryptFields, FieldDecryptionError } from './fieldEncryption.js';
+import { parseJsonBody, type JsonBody } from './jsonText.js';
 import { isParticipantId, parseParticipantId, type ParticipantKey, type ParticipantRegistry } from './participants.js';
 import { buildProtectedHeader, checkSignatureHeaders, pickHeaders, type HeaderInput } from './protectedHeader.js';
 import { fspiopUri } from './uri.js';
@@ -100,6 +103,8 @@ export class FspiopService {
     if (input.date !== undefined && (typeof input.date !== 'string' || !HEADER_VALUE.test(input.date))) throw invalid('date must be an HTTP date');
 
     let body = parseBody(input.body);
+    // Canonicalised first: it refuses non-JSON values and deep nesting before anything else walks the body.
+    let canonical = canonicalBody(body);
     let encryption: string | undefined;
     if (input.encryptFields) {
       const { fields, recipient } = input.encryptFields;
@@ -109,21 +114,16 @@ export class FspiopService {
       const newest = keys[keys.length - 1]; // the most recently registered: during a rotation, the new key
       if (!newest) throw new HsmBridgeError('KEY_NOT_FOUND', `participant ${recipient} has no encryption key registered`);
       ({ body, header: encryption } = encryptFields(body as Record<string, unknown>, fields, newest.keyObject));
+      canonical = canonicalBody(body);
     }
-    let canonical: string;
-    try {
-      canonical = canonicalJson(body);
-    } catch {
-      throw invalid('body holds a value that is not JSON');
-    }
-    const payload = toBase64Url(canonical);
+    const payload = encode(canonical);
 
     const signOnce = async () => {
       const alg = await this.algorithmOf(input.key);
-      const protectedHeader = toBase64Url(buildProtectedHeader({ alg, uri, method, source, destination, date: input.date, encryption }));
-      const { signature } = await this.keyService.sign({ name: input.key, algorithm: alg, message: Buffer.from(`${protectedHeader}.${payload}`, 'ascii') });
+      const protectedHeader = encode(buildProtectedHeader({ alg, uri, method, source, destination, date: input.date, encryption }));
+      const { signature } = await this.keyService.sign({ name: input.key, algorithm: alg, message: signingInput(protectedHeader, payload) });
       // Members in the order the reference signer writes them (it sorts them: protectedHeader, signature).
-      return JSON.stringify({ protectedHeader, signature: toBase64Url(signature) });
+      return JSON.stringify({ protectedHeader, signature: encode(signature) });
     };
     let signatureHeader: string;
     try {
@@ -155,27 +155,33 @@ export class FspiopService {
     if (!isParticipantId(source)) return refused('FSPIOP-Source is not a valid participant id');
 
     const bytes = typeof input.body === 'string' ? Buffer.from(input.body, 'utf8') : input.body;
+    if (!Buffer.isBuffer(bytes)) return refused('the body must be text or bytes');
     if (bytes.length === 0) return refused('the request has no body to validate');
     const kty = alg === 'ES256' ? 'EC' : 'RSA';
-    const keys = this.registry.keysFor(source, 'sig').filter((k) => k.kty === kty);
+    const keys = this.registry.signatureKeys(source, kty);
     if (keys.length === 0) return refused(`participant ${source} has no registered ${kty} signature key`);
     if (alg === 'ES256' && parsed.signature.length !== 64) return refused('an ES256 signature is 64 bytes');
 
-    let key = verifyWithAny(keys, alg, `${parsed.protectedHeader}.${bytes.toString('base64url')}`, parsed.signature);
-    let parsedBody: unknown;
+    let key = verifyWithAny(keys, alg, signingInput(parsed.protectedHeader, bytes.toString('base64url')), parsed.signature);
+    let body: JsonBody | undefined;
     if (!key && this.acceptCanonical) {
       const text = bytes.toString('utf8');
-      parsedBody = parseJson(text);
-      if (parsedBody !== undefined) {
-        const canonical = canonicalJson(parsedBody);
-        if (canonical !== text) key = verifyWithAny(keys, alg, `${parsed.protectedHeader}.${toBase64Url(canonical)}`, parsed.signature);
+      body = parseJsonBody(text);
+      // Bytes that are not JSON have no canonical form; JSON we cannot read unambiguously is refused as such.
+      if (body.kind === 'refused') return refused(body.reason);
+      if (body.kind === 'json') {
+        const canonical = canonicalJson(body.value); // cannot throw: parsed JSON within the depth limit
+        if (canonical !== text) key = verifyWithAny(keys, alg, signingInput(parsed.protectedHeader, encode(canonical)), parsed.signature);
       }
     }
     if (!key) return refused(`the signature does not verify with any key of participant ${source}`);
 
     const result = { valid: true as const, participant: source, keyId: key.keyId, algorithm: alg };
     if (input.decryptWith === undefined) return result;
-    parsedBody ??= parseJson(bytes.toString('utf8'));
+    // The body is handed back parsed: the same rules as for the canonical form (JSON.stringify recurses too).
+    body ??= parseJsonBody(bytes.toString('utf8'));
+    if (body.kind === 'refused') return refused(body.reason);
+    const parsedBody = body.kind === 'json' ? body.value : undefined;
     if (headers.encryption === undefined) return { ...result, body: parsedBody };
     if (typeof parsedBody !== 'object' || parsedBody === null || Array.isArray(parsedBody)) return refused('an encrypted body must be a JSON object');
     try {
@@ -202,8 +208,16 @@ function refused(reason: string): FspiopValidation {
   return { valid: false, errorCode: '3105', reason };
 }
 
-function verifyWithAny(keys: readonly ParticipantKey[], alg: FspiopAlgorithm, signingInput: string, signature: Buffer): ParticipantKey | undefined {
-  const data = Buffer.from(signingInput, 'latin1');
+/** `protectedHeader "." payload`, both base64url (ASCII), written into one buffer without an intermediate string. */
+function signingInput(protectedHeader: string, payload: string): Buffer {
+  const data = Buffer.allocUnsafe(protectedHeader.length + 1 + payload.length);
+  data.write(protectedHeader, 0, 'latin1');
+  data[protectedHeader.length] = 0x2e; // '.'
+  data.write(payload, protectedHeader.length + 1, 'latin1');
+  return data;
+}
+
+function verifyWithAny(keys: readonly ParticipantKey[], alg: FspiopAlgorithm, data: Buffer, signature: Buffer): ParticipantKey | undefined {
   for (const key of keys) if (verifies(alg, key.keyObject, data, signature)) return key;
   return undefined;
 }
@@ -221,15 +235,17 @@ function verifies(alg: FspiopAlgorithm, key: KeyObject, data: Buffer, signature:
 function parseBody(body: string | object): unknown {
   if (typeof body === 'object' && body !== null) return body;
   if (typeof body !== 'string' || body === '') throw invalid('body must be JSON text or a JSON value');
-  const parsed = parseJson(body);
-  if (parsed === undefined) throw invalid('body is not valid JSON');
-  return parsed;
+  try {
+    return JSON.parse(body) as unknown;
+  } catch {
+    throw invalid('body is not valid JSON');
+  }
 }
 
-function parseJson(text: string): unknown {
+function canonicalBody(body: unknown): string {
   try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
+    return canonicalJson(body);
+  } catch (e) {
+    throw invalid(e instanceof JsonTooDeepError ? e.message : 'body holds a value that is not JSON');
   }
 }

@@ -20,5 +20,5 @@ export {
   type ParticipantRegistryOptions,
   type ParticipantView,
 } from './participants.js';
-export { inspectPublicKey, jwkThumbprint, MIN_RSA_BITS, type KeyUse, type PublicKeyInfo } from './publicKeys.js';
+export { inspectPublicKey, jwkThumbprint, type KeyUse, type PublicKeyInfo } from './publicKeys.js';
 export { fspiopUri } from './uri.js';

@@ -11,6 +11,8 @@
  *   so that they survive a restart and every replica sharing the volume sees them; otherwise held in
  *   memory only (`persistent` is false, and the service logs it at start).
  *
+ * A participant has at most MAX_KEYS_PER_PARTICIPANT keys per use, all sources together, since a failed
+ * validation tries every key: the API refuses one more, and a directory scan skips (and logs) the excess.
  * A file that cannot be read or is not an acceptable public key is logged (path and reason, never its
  * content) and skipped. The lookup used on every validation is one Map read.
  */
@@ -72,6 +74,8 @@ export interface ParticipantRegistryOptions {
 const PARTICIPANT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/;
 const PEM_FILE = /^[^.].*\.pem$/;
 const MAX_PEM_BYTES = 64 * 1024;
+/** Per participant and use: room for a rotation overlap and then some, and a bound on the work of a failed validation. */
+export const MAX_KEYS_PER_PARTICIPANT = 16;
 
 export function isParticipantId(value: unknown): value is string {
   return typeof value === 'string' && PARTICIPANT_ID.test(value);
@@ -102,6 +106,8 @@ export class ParticipantRegistry {
   private readonly memoryKeys: ParticipantKey[] = [];
   private directoryKeys: readonly ParticipantKey[] = [];
   private index: ReadonlyMap<string, readonly ParticipantKey[]> = new Map();
+  /** The signature keys again, by key type: validation tries only keys of the signature's family. */
+  private signatureIndex: ReadonlyMap<string, readonly ParticipantKey[]> = new Map();
   private readonly watchers = new Map<string, FSWatcher>();
   /** Files already reported as bad, by path + mtime + size, so a periodic rescan does not repeat the warning. */
   private reported = new Set<string>();
@@ -129,6 +135,8 @@ export class ParticipantRegistry {
             throw invalid(`config: ${where}.${field}[${j}]: cannot read ${entry}`);
           });
           const info = configured(`${where}.${field}[${j}]`, () => inspectPublicKey(pem, use));
+          const count = configKeys.filter((k) => k.participant === participant && k.use === use).length;
+          if (count >= MAX_KEYS_PER_PARTICIPANT) throw invalid(`config: ${where}: participant ${participant} has more than ${MAX_KEYS_PER_PARTICIPANT} ${field}`);
           configKeys.push({ ...info, participant, use, source: 'config', addedAt: 0 });
         }
       };
@@ -155,9 +163,14 @@ export class ParticipantRegistry {
     return this.dir !== undefined;
   }
 
-  /** The hot path: the active keys of a participant for one use. */
+  /** The active keys of a participant for one use, oldest first. */
   keysFor(participant: string, use: KeyUse = 'sig'): readonly ParticipantKey[] {
     return this.index.get(indexKey(participant, use)) ?? [];
+  }
+
+  /** The hot path: a participant's signature keys of one type. */
+  signatureKeys(participant: string, kty: 'RSA' | 'EC'): readonly ParticipantKey[] {
+    return this.signatureIndex.get(`${kty}:${participant}`) ?? [];
   }
 
   list(): ParticipantView[] {
@@ -188,9 +201,11 @@ export class ParticipantRegistry {
     const use = parseUse(useValue);
     if (typeof pem !== 'string' || pem.length > MAX_PEM_BYTES) throw invalid('publicKeyPem must be a PEM string');
     const info = inspectPublicKey(pem, use);
-    if (this.keysFor(participant, use).some((k) => k.keyId === info.keyId)) {
+    const existing = this.keysFor(participant, use);
+    if (existing.some((k) => k.keyId === info.keyId)) {
       throw new HsmBridgeError('KEY_ALREADY_EXISTS', `participant ${participant} already has key ${info.keyId} for ${use}`);
     }
+    if (existing.length >= MAX_KEYS_PER_PARTICIPANT) throw tooManyKeys(participant, use);
     if (!this.dir) {
       const key: ParticipantKey = { ...info, participant, use, source: 'api', addedAt: Date.now() };
       this.memoryKeys.push(key);
@@ -202,7 +217,12 @@ export class ParticipantRegistry {
     await writeFileAtomic(join(folder, `${info.keyId}.pem`), info.pem, 0o644); // public keys; the dot-named temp file is never scanned
     await this.rescan();
     const added = this.keysFor(participant, use).find((k) => k.keyId === info.keyId);
-    if (!added) throw new HsmBridgeError('INTERNAL', 'the key was written but not read back');
+    if (!added) {
+      // Another replica filled the last place between our check and our scan: take the file back.
+      await unlink(join(folder, `${info.keyId}.pem`)).catch(() => undefined);
+      if (this.keysFor(participant, use).length >= MAX_KEYS_PER_PARTICIPANT) throw tooManyKeys(participant, use);
+      throw new HsmBridgeError('INTERNAL', 'the key was written but not read back');
+    }
     return viewOf(added);
   }
 
@@ -267,7 +287,7 @@ export class ParticipantRegistry {
       this.logger.warn({ dir: this.dir, code: e.code }, 'fspiop: cannot read the participants directory');
       return [];
     });
-    for (const entry of entries) {
+    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
       const path = join(this.dir, entry.name);
       if (entry.isFile() && PEM_FILE.test(entry.name)) {
         await this.load(path, entry.name.slice(0, -4), 'sig', found, reported);
@@ -290,7 +310,8 @@ export class ParticipantRegistry {
 
   private async loadFolder(folder: string, participant: string, use: KeyUse, found: ParticipantKey[], reported: Set<string>): Promise<void> {
     const names = await readdir(folder).catch(() => [] as string[]);
-    for (const name of names) if (PEM_FILE.test(name)) await this.load(join(folder, name), participant, use, found, reported);
+    // Sorted, so that when a participant has too many keys every replica skips the same ones.
+    for (const name of names.sort()) if (PEM_FILE.test(name)) await this.load(join(folder, name), participant, use, found, reported);
   }
 
   private async load(path: string, participant: string, use: KeyUse, found: ParticipantKey[], reported: Set<string>): Promise<void> {
@@ -302,9 +323,12 @@ export class ParticipantRegistry {
       if (!PARTICIPANT_ID.test(participant)) throw invalid('the file name is not a valid participant id');
       if (info.size > MAX_PEM_BYTES) throw invalid(`larger than ${MAX_PEM_BYTES} bytes`);
       const key = inspectPublicKey(await readFile(path, 'utf8'), use);
-      if (!found.some((k) => k.participant === participant && k.use === use && k.keyId === key.keyId)) {
-        found.push({ ...key, participant, use, source: 'directory', path, addedAt: info.mtimeMs });
+      const same = (k: ParticipantKey) => k.participant === participant && k.use === use;
+      if (found.some((k) => same(k) && k.keyId === key.keyId) || this.configKeys.some((k) => same(k) && k.keyId === key.keyId)) return;
+      if (found.filter(same).length + this.configKeys.filter(same).length >= MAX_KEYS_PER_PARTICIPANT) {
+        throw invalid(`participant ${participant} already has ${MAX_KEYS_PER_PARTICIPANT} keys for ${use}`);
       }
+      found.push({ ...key, participant, use, source: 'directory', path, addedAt: info.mtimeMs });
     } catch (e) {
       // Deleted between readdir and read: the next scan will not see it either.
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
@@ -358,12 +382,25 @@ export class ParticipantRegistry {
     }
     // Oldest first, so that the last is the newest (the one to encrypt to); a stable sort keeps ties in load order.
     for (const list of index.values()) list.sort((a, b) => a.addedAt - b.addedAt);
+    const signatureIndex = new Map<string, ParticipantKey[]>();
+    for (const [k, list] of index) {
+      if (!k.startsWith('sig:')) continue;
+      for (const key of list) {
+        const byType = `${key.kty}:${key.participant}`;
+        signatureIndex.set(byType, [...(signatureIndex.get(byType) ?? []), key]);
+      }
+    }
     this.index = index;
+    this.signatureIndex = signatureIndex;
   }
 }
 
 function indexKey(participant: string, use: KeyUse): string {
   return `${use}:${participant}`;
+}
+
+function tooManyKeys(participant: string, use: KeyUse): HsmBridgeError {
+  return invalid(`participant ${participant} already has ${MAX_KEYS_PER_PARTICIPANT} ${use === 'sig' ? 'signature' : 'encryption'} keys: remove one first`);
 }
 
 function configured<T>(where: string, parse: () => T): T {

@@ -5,11 +5,11 @@
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { invalid } from '../errors.js';
+import { MIN_RSA_BITS } from '../algorithms/registry.js';
 
 /** What a participant's key is for, as in JWK `use`: verifying its signatures, or encrypting fields for it. */
 export type KeyUse = 'sig' | 'enc';
 
-export const MIN_RSA_BITS = 2048;
 
 export interface PublicKeyInfo {
   readonly keyObject: KeyObject;

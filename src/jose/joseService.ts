@@ -7,14 +7,14 @@
  * after use. Encryption to an external recipient's public JWK runs wholly in process.
  */
 import { constants, publicEncrypt, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { defaultAlgorithm } from '../algorithms/registry.js';
+import { defaultAlgorithm, MIN_RSA_BITS } from '../algorithms/registry.js';
 import { HsmBridgeError, invalid } from '../errors.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../keys/names.js';
 import { keyId } from '../keys/publicKey.js';
 import { keyTypes, type KeyMetadata, type KeyPurpose, type KeyVersionInfo } from '../keys/types.js';
-import { openEnvelope } from '../operations/ciphertext.js';
 import type { KeyService } from '../operations/keyService.js';
 import { encode } from './base64url.js';
+import { MAX_JWS_SIGNATURES, MAX_VERSIONS_TRIED, refuseRepeats } from './limits.js';
 import {
   decryptJweWith,
   encryptJweWith,
@@ -151,6 +151,12 @@ interface KeyVersionRef {
   readonly version: KeyVersionInfo;
 }
 
+/** A key of this service that a kid (or the caller's `key`) names; version only when the kid names one. */
+interface KeyTarget {
+  readonly name: KeyName;
+  readonly version?: KeyVersion;
+}
+
 export class JoseService {
   private readonly publicKeys = new PublicKeyCache();
 
@@ -178,16 +184,17 @@ export class JoseService {
         const kid = s.kid === false ? undefined : (s.kid ?? keyId(meta.name, version.version));
         const header = buildProtectedHeader(algorithm, kid, s.protectedHeader, b64);
         if (s.unprotectedHeader !== undefined) checkUnprotected(s.unprotectedHeader, header, compact);
-        return { name: meta.name, version: version.version, algorithm, protectedB64: encode(JSON.stringify(header)), unprotected: s.unprotectedHeader };
+        return { name: meta.name, version: version.version, algorithm, kid, protectedB64: encode(JSON.stringify(header)), unprotected: s.unprotectedHeader };
       }),
     );
-    const parts: SignedPart[] = [];
-    const signatures: JwsSignature[] = [];
-    for (const p of prepared) {
-      const signed = await this.keys.sign({ name: p.name, algorithm: p.algorithm, keyVersion: p.version, message: signingInput(p.protectedB64, req.payload, b64) });
-      parts.push({ protectedB64: p.protectedB64, signature: signed.signature, ...(p.unprotected ? { unprotectedHeader: p.unprotected } : {}) });
-      signatures.push({ keyName: p.name, keyVersion: signed.keyVersion, algorithm: p.algorithm });
-    }
+    refuseRepeats(prepared.map((p) => p.kid), 'two signers have the same "kid"');
+    // The signatures are independent: made at once, each on its own HSM session. KeyService checks the key
+    // again (a metadata cache hit): it stays the one place where every backend operation is checked.
+    const signed = await Promise.all(
+      prepared.map((p) => this.keys.sign({ name: p.name, algorithm: p.algorithm, keyVersion: p.version, message: signingInput(p.protectedB64, req.payload, b64) })),
+    );
+    const parts: SignedPart[] = prepared.map((p, i) => ({ protectedB64: p.protectedB64, signature: signed[i]!.signature, ...(p.unprotected ? { unprotectedHeader: p.unprotected } : {}) }));
+    const signatures: JwsSignature[] = prepared.map((p, i) => ({ keyName: p.name, keyVersion: signed[i]!.keyVersion, algorithm: p.algorithm }));
     return { jws: serializeJws(req.serialization, payloadText, parts), signatures };
   }
 
@@ -203,13 +210,12 @@ export class JoseService {
     const named = req.key === undefined ? undefined : parseKeyName(req.key);
     const candidates = parsed.signatures
       .map((s) => ({ s, target: targetOf(s.kid, named) }))
-      .filter((c): c is { s: ParsedSignature; target: { name: KeyName; version?: KeyVersion } } => c.target !== undefined);
+      .filter((c): c is { s: ParsedSignature; target: KeyTarget } => c.target !== undefined);
     if (candidates.length === 0) {
       throw invalid(named ? `no signature is by key ${named} (its kid names another key)` : 'no signature has a kid naming one of this service\'s keys ("name:version"); give key');
     }
     for (const { s, target } of candidates) {
-      const { meta } = await this.keys.usableKeyVersion(target.name, 'sign', target.version);
-      const versions = target.version === undefined ? [...meta.versions].reverse() : meta.versions.filter((v) => v.version === target.version);
+      const { meta, versions } = await this.versionsToTry(target, 'sign');
       for (const version of versions) {
         const key = this.publicKeys.get(meta, version);
         const mismatch = publicKeyMismatch(s.alg, key);
@@ -258,25 +264,23 @@ export class JoseService {
     const named = req.key === undefined ? undefined : parseKeyName(req.key);
     const candidates = jwe.recipients
       .map((r) => ({ r, target: targetOf(r.kid, named) }))
-      .filter((c): c is { r: ParsedRecipient; target: { name: KeyName; version?: KeyVersion } } => c.target !== undefined);
-    if (candidates.length === 0) {
+      .filter((c): c is { r: ParsedRecipient; target: KeyTarget } => c.target !== undefined);
+    // One recipient only: the first whose kid names our key, else (with `key`) the first without such a kid.
+    const chosen = candidates.find((c) => c.target.version !== undefined) ?? candidates[0];
+    if (chosen === undefined) {
       throw invalid(named ? `no recipient is key ${named} (its kid names another key)` : 'no recipient has a kid naming one of this service\'s keys ("name:version"); give key');
     }
+    const { r, target } = chosen;
+    if (allowed && !allowed.includes(r.alg)) throw invalid(`JWE alg ${r.alg} is not allowed here`);
+    const { meta, versions } = await this.versionsToTry(target, jwePurpose(r.alg));
     let failure: HsmBridgeError | undefined;
-    for (const { r, target } of candidates) {
-      if (allowed && !allowed.includes(r.alg)) throw invalid(`JWE alg ${r.alg} is not allowed here`);
-      const purpose: KeyPurpose = jweKeyManagements[r.alg].kind === 'ecdh-es' ? 'agree' : 'encrypt';
-      const { meta } = await this.keys.usableKeyVersion(target.name, purpose, target.version);
-      const versions = target.version === undefined ? [...meta.versions].reverse() : meta.versions.filter((v) => v.version === target.version);
-      for (const version of versions) {
-        const ref = { meta, version };
-        try {
-          const plaintext = await decryptJweWith(jwe, r, this.backendDecryption(r.alg, jwe, ref));
-          return { plaintext, protectedHeader: jwe.protectedHeader, alg: r.alg, enc: jwe.enc, keyName: meta.name, keyVersion: version.version };
-        } catch (e) {
-          if (!(e instanceof HsmBridgeError && e.code === 'DECRYPTION_FAILED')) throw e;
-          failure = e;
-        }
+    for (const version of versions) {
+      try {
+        const plaintext = await decryptJweWith(jwe, r, this.backendDecryption(r.alg, jwe, { meta, version }));
+        return { plaintext, protectedHeader: jwe.protectedHeader, alg: r.alg, enc: jwe.enc, keyName: meta.name, keyVersion: version.version };
+      } catch (e) {
+        if (!(e instanceof HsmBridgeError && e.code === 'DECRYPTION_FAILED')) throw e;
+        failure = e;
       }
     }
     throw failure!;
@@ -284,7 +288,7 @@ export class JoseService {
 
   // --- JWKS ------------------------------------------------------------------------------------------------
 
-  /** Every version of every enabled asymmetric key, as a JWK Set (GET /.well-known/jwks.json). */
+  /** Every version of every asymmetric key not destroyed (disabled ones too), as a JWK Set (GET /.well-known/jwks.json). */
   async jwks(): Promise<JsonWebKeySet> {
     return jwksOf(await this.keys.listKeys());
   }
@@ -297,11 +301,18 @@ export class JoseService {
     if (data.length > max) throw new HsmBridgeError('PAYLOAD_TOO_LARGE', `${field} is larger than ${max} bytes`);
   }
 
+  /** The key a kid or `key` names, and the versions to try: the one named, or the newest few. */
+  private async versionsToTry(target: KeyTarget, purpose: KeyPurpose): Promise<{ meta: KeyMetadata; versions: KeyVersionInfo[] }> {
+    const { meta, version } = await this.keys.usableKeyVersion(target.name, purpose, target.version);
+    return { meta, versions: target.version === undefined ? meta.versions.slice(-MAX_VERSIONS_TRIED).reverse() : [version] };
+  }
+
   private signersOf(req: SignJwsRequest): JwsSigner[] {
     const single = req.key !== undefined;
     if (req.signers !== undefined) {
       if (single) throw invalid('give either key (one signer) or signers, not both');
       if (!Array.isArray(req.signers) || req.signers.length === 0) throw invalid('signers must be a non-empty list');
+      if (req.signers.length > MAX_JWS_SIGNATURES) throw invalid(`a JWS carries at most ${MAX_JWS_SIGNATURES} signatures`);
       return req.signers;
     }
     if (!single) throw invalid('give key (one signer) or signers');
@@ -311,7 +322,7 @@ export class JoseService {
 
   private async backendRecipient(alg: JweAlg, enc: JweEnc, name: unknown, keyVersion: unknown): Promise<{ key: JweEncryptionKey; ref: KeyVersionRef }> {
     const km = jweKeyManagements[alg];
-    const ref = await this.keys.usableKeyVersion(name, km.kind === 'ecdh-es' ? 'agree' : 'encrypt', keyVersion);
+    const ref = await this.keys.usableKeyVersion(name, jwePurpose(alg), keyVersion);
     checkKeyFits(alg, enc, ref.meta);
     const { meta, version } = ref;
     const kid = keyId(meta.name, version.version);
@@ -320,10 +331,10 @@ export class JoseService {
       case 'rsa-oaep':
         return {
           ref,
-          key: { kid, encryptCek: async (_alg, cek) => openEnvelope((await this.keys.encrypt({ ...common, algorithm: km.backendAlgorithm, plaintext: cek })).ciphertext).raw.data },
+          key: { kid, encryptCek: async (_alg, cek) => (await this.keys.encryptRaw({ ...common, algorithm: km.backendAlgorithm, plaintext: cek })).raw.data },
         };
       case 'aes-kw':
-        return { ref, key: { kid, wrapCek: async (_alg, cek) => openEnvelope((await this.keys.encrypt({ ...common, algorithm: 'AES_KW', plaintext: cek })).ciphertext).raw.data } };
+        return { ref, key: { kid, wrapCek: async (_alg, cek) => (await this.keys.encryptRaw({ ...common, algorithm: 'AES_KW', plaintext: cek })).raw.data } };
       case 'ecdh-es':
         return { ref, key: { kid, agreementPublicKey: this.publicKeys.get(meta, version) } };
       case 'dir':
@@ -332,7 +343,7 @@ export class JoseService {
           key: {
             kid,
             encryptContent: async (_enc, plaintext, aad) => {
-              const raw = openEnvelope((await this.keys.encrypt({ ...common, algorithm: 'AES_GCM', plaintext, aad })).ciphertext).raw;
+              const { raw } = await this.keys.encryptRaw({ ...common, algorithm: 'AES_GCM', plaintext, aad });
               return { iv: raw.iv!, data: raw.data };
             },
           },
@@ -370,7 +381,7 @@ function externalRecipient(alg: JweAlg, jwk: JsonWebKey): JweEncryptionKey {
   switch (km.kind) {
     case 'rsa-oaep': {
       const bits = key.asymmetricKeyType === 'rsa' ? (key.asymmetricKeyDetails?.modulusLength ?? 0) : 0;
-      if (bits < 2048) throw new HsmBridgeError('INCOMPATIBLE_KEY', `${alg} needs an RSA key of at least 2048 bits`);
+      if (bits < MIN_RSA_BITS) throw new HsmBridgeError('INCOMPATIBLE_KEY', `${alg} needs an RSA key of at least ${MIN_RSA_BITS} bits`);
       return { ...base, encryptCek: async (_alg, cek) => publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: km.oaepHash }, cek) };
     }
     case 'ecdh-es':
@@ -384,6 +395,19 @@ function externalRecipient(alg: JweAlg, jwk: JsonWebKey): JweEncryptionKey {
 function ecKey(key: KeyObject): KeyObject {
   if (key.asymmetricKeyType !== 'ec') throw new HsmBridgeError('INCOMPATIBLE_KEY', 'ECDH-ES needs an EC public key (P-256 or P-384)');
   return key;
+}
+
+/** The purpose of the backend key each JWE alg uses. */
+function jwePurpose(alg: JweAlg): KeyPurpose {
+  switch (jweKeyManagements[alg].kind) {
+    case 'ecdh-es':
+      return 'agree';
+    case 'aes-kw':
+      return 'wrap';
+    case 'rsa-oaep':
+    case 'dir':
+      return 'encrypt';
+  }
 }
 
 /** The key types each JWE alg can use with a backend key (the purpose is checked by KeyService). */
@@ -404,7 +428,7 @@ function checkKeyFits(alg: JweAlg, enc: JweEnc, meta: KeyMetadata): void {
  * version when the kid names it, at every version when there is no kid or the kid is not of this form
  * (a kid of the caller's own), and none when the kid names another of this service's keys.
  */
-function targetOf(kid: string | undefined, named: KeyName | undefined): { name: KeyName; version?: KeyVersion } | undefined {
+function targetOf(kid: string | undefined, named: KeyName | undefined): KeyTarget | undefined {
   const parsed = kid === undefined ? undefined : parseKid(kid);
   if (named === undefined) return parsed;
   if (parsed === undefined) return { name: named };
@@ -423,8 +447,6 @@ function parseKid(kid: string): { name: KeyName; version: KeyVersion } | undefin
     return undefined;
   }
 }
-
-
 
 function checkUnprotected(header: JoseHeader, protectedHeader: JoseHeader, compact: boolean): void {
   if (compact) throw invalid('the compact serialization has no unprotected header');

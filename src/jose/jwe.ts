@@ -13,6 +13,7 @@ import { createCipheriv, createDecipheriv, createPublicKey, diffieHellman, gener
 import { HsmBridgeError, invalid } from '../errors.js';
 import { decode, encode } from './base64url.js';
 import { concatKdf } from './concatKdf.js';
+import { MAX_JWE_RECIPIENTS, refuseRepeats } from './limits.js';
 import {
   AES_KW_IV,
   aesKeyWrapCipher,
@@ -207,6 +208,7 @@ export function parseJwe(jwe: unknown): ParsedJwe {
     if (Object.hasOwn(o, 'recipients')) {
       if (Object.hasOwn(o, 'encrypted_key') || Object.hasOwn(o, 'header')) throw invalid('a JWE has either "recipients" (general) or one recipient (flattened), not both');
       if (!Array.isArray(o.recipients) || o.recipients.length === 0) throw invalid('"recipients" must be a non-empty array');
+      if (o.recipients.length > MAX_JWE_RECIPIENTS) throw invalid(`a JWE has at most ${MAX_JWE_RECIPIENTS} recipients`);
       raws = o.recipients.map((r: unknown) => {
         if (typeof r !== 'object' || r === null || Array.isArray(r)) throw invalid('each of "recipients" must be an object');
         const rr = r as Record<string, unknown>;
@@ -259,6 +261,8 @@ export function parseJwe(jwe: unknown): ParsedJwe {
     if (wrapped && encryptedKey.length !== ce.keyLength + 8) throw invalid(`${alg} with ${enc} has a ${ce.keyLength + 8}-byte encrypted key`);
     return { index, alg, kid, header, encryptedKey };
   });
+  refuseRepeats(recipients.map((r) => r.kid), 'two recipients have the same "kid"');
+  refuseRepeats(recipients.map((r) => (r.encryptedKey.length > 0 ? r.encryptedKey.toString('base64') : undefined)), 'two recipients have the same encrypted key');
   return { protectedHeader, enc, aad: jweAad(protectedB64 as string, aadB64 as string | undefined), iv, ciphertext, tag, recipients };
 }
 

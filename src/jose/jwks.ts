@@ -1,8 +1,10 @@
 /**
  * The JWK Set (RFC 7517 §5) of this service's public keys, for GET /.well-known/jwks.json: every version
- * of every enabled asymmetric key, so that verifiers keep working across rotations. Disabled keys are left
- * out (disabling a key is how an operator stops its use). Each JWK has "kid" (name:version), "use"
- * ("sig" for signing keys, "enc" for encryption and key agreement) and "alg" where exactly one fits.
+ * of every asymmetric key that has not been destroyed, disabled ones included, so that verifiers keep
+ * working across rotations and a key disabled for a while does not break the checking of what it signed.
+ * Disabling stops this service from using a key; only destroying it removes its public key from here.
+ * Each JWK has "kid" (name:version), "use" ("sig" for signing keys, "enc" for encryption and key
+ * agreement) and "alg" where exactly one fits.
  */
 import type { JsonWebKey } from 'node:crypto';
 import { algorithmsFor } from '../algorithms/registry.js';
@@ -16,7 +18,7 @@ export interface JsonWebKeySet {
 export function jwksOf(keys: readonly KeyMetadata[]): JsonWebKeySet {
   const out: JsonWebKey[] = [];
   for (const meta of [...keys].sort((a, b) => a.name.localeCompare(b.name))) {
-    if (meta.state !== 'enabled' || !isAsymmetric(meta.type)) continue;
+    if (!isAsymmetric(meta.type)) continue;
     const signing = meta.purpose === 'sign' ? algorithmsFor(meta.type, 'sign') : [];
     for (const version of meta.versions) {
       const jwk = publicKeyForms(meta, version)?.jwk;

@@ -6,9 +6,10 @@
  */
 import { constants, verify as nodeVerify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 import { hashes } from '../algorithms/hashes.js';
-import { signAlgorithms } from '../algorithms/registry.js';
+import { MIN_RSA_BITS, signAlgorithms } from '../algorithms/registry.js';
 import { HsmBridgeError, invalid } from '../errors.js';
 import { decode, encode } from './base64url.js';
+import { MAX_JWS_SIGNATURES, refuseRepeats } from './limits.js';
 import { parseJwsAlgorithm, type JwsAlgorithm } from './registry.js';
 
 export type JwsSerialization = 'compact' | 'flattened' | 'general';
@@ -131,6 +132,7 @@ export function parseJws(jws: unknown, detached?: Buffer): ParsedJws {
         throw invalid('a JWS has either "signatures" (general) or "signature" (flattened), not both');
       }
       if (!Array.isArray(o.signatures) || o.signatures.length === 0) throw invalid('"signatures" must be a non-empty array');
+      if (o.signatures.length > MAX_JWS_SIGNATURES) throw invalid(`a JWS carries at most ${MAX_JWS_SIGNATURES} signatures`);
       raws = o.signatures.map((s: unknown) => {
         if (typeof s !== 'object' || s === null || Array.isArray(s)) throw invalid('each of "signatures" must be an object');
         const r = s as Record<string, unknown>;
@@ -145,6 +147,8 @@ export function parseJws(jws: unknown, detached?: Buffer): ParsedJws {
   }
 
   const signatures = raws.map((raw, index) => parseSignatureHeaders(raw, index));
+  refuseRepeats(signatures.map((s) => s.kid), 'two signatures have the same "kid"');
+  refuseRepeats(signatures.map((s) => s.signature.toString('base64')), 'two signatures are identical');
   const b64 = signatures[0]!.b64;
   if (signatures.some((s) => s.b64 !== b64)) throw invalid('every signature of a JWS must have the same "b64" (RFC 7797 §3)');
 
@@ -238,8 +242,6 @@ function checkHeaderObject(value: unknown, what: string): void {
 // --- verification with a public key ---------------------------------------------------------------------
 
 const nodeCurve: Partial<Record<JwsAlgorithm, string>> = { ES256: 'prime256v1', ES384: 'secp384r1' };
-/** RFC 7518 §3.3 and §3.5: RSA keys of 2048 bits or more. */
-export const MIN_RSA_BITS = 2048;
 
 /** Why `key` cannot verify `alg` (wrong type, curve, or too small an RSA key), or undefined when it can. */
 export function publicKeyMismatch(alg: JwsAlgorithm, key: KeyObject): string | undefined {

@@ -12,8 +12,8 @@ export const keyTypes = {
   EC_P256: { family: 'ec', curve: 'P-256', bits: 256, purposes: ['sign', 'agree'] },
   EC_P384: { family: 'ec', curve: 'P-384', bits: 384, purposes: ['sign', 'agree'] },
   ED25519: { family: 'okp', curve: 'Ed25519', bits: 256, purposes: ['sign'] },
-  AES_128: { family: 'aes', bits: 128, purposes: ['encrypt'] },
-  AES_256: { family: 'aes', bits: 256, purposes: ['encrypt'] },
+  AES_128: { family: 'aes', bits: 128, purposes: ['encrypt', 'wrap'] },
+  AES_256: { family: 'aes', bits: 256, purposes: ['encrypt', 'wrap'] },
   /** Double-length TDES (K1, K2, K1); payment keys use it. */
   TDES_2KEY: { family: 'tdes', bits: 128, purposes: ['encrypt'] },
   TDES_3KEY: { family: 'tdes', bits: 192, purposes: ['encrypt'] },
@@ -26,11 +26,14 @@ export type KeyFamily = 'rsa' | 'ec' | 'okp' | 'aes' | 'tdes' | 'hmac';
 
 /**
  * What a key is for, fixed at creation (one purpose per key, as AWS KMS and most HSM policies have it):
- * sign = sign and verify; encrypt = encrypt and decrypt; mac = generate and verify MACs;
- * agree = ECDH key agreement (used inside hsm-bridge, for JWE ECDH-ES; the shared secret is never returned).
+ * sign = sign and verify; encrypt = encrypt and decrypt data; mac = generate and verify MACs;
+ * agree = ECDH key agreement (used inside hsm-bridge, for JWE ECDH-ES; the shared secret is never returned);
+ * wrap = AES key wrap of key material (JWE A128KW / A256KW), through the encrypt and decrypt operations.
+ * A data key never wraps and a wrapping key never encrypts data: a key that did both would let whoever
+ * can wrap a key of their choosing then decrypt with it (on tokens that allow that) or vice versa.
  */
-export type KeyPurpose = 'sign' | 'encrypt' | 'mac' | 'agree';
-export const keyPurposes: readonly KeyPurpose[] = ['sign', 'encrypt', 'mac', 'agree'];
+export type KeyPurpose = 'sign' | 'encrypt' | 'mac' | 'agree' | 'wrap';
+export const keyPurposes: readonly KeyPurpose[] = ['sign', 'encrypt', 'mac', 'agree', 'wrap'];
 
 export interface KeyTypeInfo {
   readonly family: KeyFamily;

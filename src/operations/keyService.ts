@@ -6,6 +6,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import {
   algorithmsFor,
+  cipherPurposes,
   defaultAlgorithm,
   encryptAlgorithms,
   macAlgorithms,
@@ -18,7 +19,7 @@ import {
   type MacAlgorithm,
   type SignAlgorithm,
 } from '../algorithms/registry.js';
-import type { Backend, Capabilities, KeyRef, SignInput } from '../backend/port.js';
+import type { Backend, Capabilities, KeyRef, RawCiphertext, SignInput } from '../backend/port.js';
 import { hashes } from '../algorithms/hashes.js';
 import { HsmBridgeError, invalid } from '../errors.js';
 import { parseKeyName, parseKeyVersion, type KeyName, type KeyVersion } from '../keys/names.js';
@@ -163,11 +164,7 @@ export class KeyService {
    * with the same checks and errors as the operations below.
    */
   async usableKeyVersion(name: unknown, purpose: KeyPurpose, keyVersion?: unknown): Promise<{ meta: KeyMetadata; version: KeyVersionInfo }> {
-    const meta = await this.usableKey(name, purpose);
-    const wanted = await this.version(meta, keyVersion);
-    const found = meta.versions.find((v) => v.version === wanted) ?? (await this.cache.refresh(meta.name)).versions.find((v) => v.version === wanted);
-    if (!found) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${meta.name} has no version ${wanted}`);
-    return { meta, version: found };
+    return this.findVersion(await this.usableKey(name, purpose), keyVersion);
   }
 
   // --- operations ----------------------------------------------------------------------------------
@@ -191,9 +188,16 @@ export class KeyService {
     return { keyVersion: key.version, algorithm, valid };
   }
 
+  /** Encrypts data with an `encrypt` key, or wraps key material with a `wrap` key (AES_KW); the key's purpose decides which algorithms fit. */
   async encrypt(req: EncryptRequest): Promise<EncryptResult> {
-    const meta = await this.usableKey(req.name, 'encrypt');
-    const algorithm = this.pickAlgorithm(meta, 'encrypt', req.algorithm, parseEncryptAlgorithm) as EncryptAlgorithm;
+    const { keyVersion, algorithm, raw } = await this.encryptRaw(req);
+    return { keyVersion, algorithm, ciphertext: sealEnvelope(algorithm, keyVersion, raw) };
+  }
+
+  /** As encrypt, with the algorithm's raw output rather than an envelope: for work done in process (JWE). */
+  async encryptRaw(req: EncryptRequest): Promise<{ keyVersion: KeyVersion; algorithm: EncryptAlgorithm; raw: RawCiphertext }> {
+    const meta = await this.usableKey(req.name, cipherPurposes);
+    const algorithm = this.pickAlgorithm(meta, meta.purpose, req.algorithm, parseEncryptAlgorithm) as EncryptAlgorithm;
     this.checkSize('plaintext', req.plaintext);
     if (req.aad) this.checkSize('aad', req.aad);
     this.checkNoAad(algorithm, req.aad);
@@ -207,11 +211,11 @@ export class KeyService {
     }
     const key = this.ref(meta, await this.version(meta, req.keyVersion));
     const raw = await this.run(key, () => this.backend.encrypt(key, algorithm, req.plaintext, req.aad));
-    return { keyVersion: key.version, algorithm, ciphertext: sealEnvelope(algorithm, key.version, raw) };
+    return { keyVersion: key.version, algorithm, raw };
   }
 
   async decrypt(req: DecryptRequest): Promise<DecryptResult> {
-    const meta = await this.usableKey(req.name, 'encrypt');
+    const meta = await this.usableKey(req.name, cipherPurposes);
     this.checkSize('ciphertext', req.ciphertext);
     if (req.aad) this.checkSize('aad', req.aad);
     let algorithm: EncryptAlgorithm;
@@ -222,9 +226,9 @@ export class KeyService {
         throw invalid('algorithm goes with keyVersion, for a raw ciphertext; an envelope names its own');
       }
       ({ algorithm, version, raw } = openEnvelope(req.ciphertext));
-      this.checkAlgorithmFits(meta, 'encrypt', algorithm);
+      this.checkAlgorithmFits(meta, meta.purpose, algorithm);
     } else {
-      algorithm = this.pickAlgorithm(meta, 'encrypt', req.algorithm, parseEncryptAlgorithm) as EncryptAlgorithm;
+      algorithm = this.pickAlgorithm(meta, meta.purpose, req.algorithm, parseEncryptAlgorithm) as EncryptAlgorithm;
       version = parseKeyVersion(req.keyVersion);
       raw = splitRaw(algorithm, req.ciphertext);
     }
@@ -285,11 +289,13 @@ export class KeyService {
 
   // --- checks --------------------------------------------------------------------------------------
 
-  private async usableKey(name: unknown, purpose: KeyPurpose): Promise<KeyMetadata> {
+  /** An enabled key of `purpose` (or of one of several, for the operations that serve more than one). */
+  private async usableKey(name: unknown, purpose: KeyPurpose | readonly KeyPurpose[]): Promise<KeyMetadata> {
     const meta = await this.cache.get(parseKeyName(name));
     this.checkEnabled(meta);
-    if (meta.purpose !== purpose) {
-      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} has purpose ${meta.purpose} and cannot be used to ${purpose}`);
+    const purposes = typeof purpose === 'string' ? [purpose] : purpose;
+    if (!purposes.includes(meta.purpose)) {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} has purpose ${meta.purpose} and cannot be used to ${purposes.join(' or ')}`);
     }
     return meta;
   }
@@ -330,7 +336,7 @@ export class KeyService {
     }
     const supported: readonly string[] =
       purpose === 'sign' ? this.caps.sign
-      : purpose === 'encrypt' ? this.caps.encrypt
+      : purpose === 'encrypt' || purpose === 'wrap' ? this.caps.encrypt
       : purpose === 'mac' ? this.caps.mac
       : this.caps.keyAgreement.includes(meta.type) ? ['ECDH'] : [];
     if (!supported.includes(algorithm)) {
@@ -360,15 +366,25 @@ export class KeyService {
     }
   }
 
-  /** The requested version, or the primary one. A version the cache does not know is looked up once more: another replica may have rotated. */
+  /** The requested version, or the primary one. */
   private async version(meta: KeyMetadata, requested: unknown): Promise<KeyVersion> {
-    if (requested === undefined) return meta.primaryVersion;
-    const version = parseKeyVersion(requested);
-    const has = (m: KeyMetadata) => m.versions.some((v) => v.version === version);
-    if (!has(meta) && !has(await this.cache.refresh(meta.name))) {
-      throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${meta.name} has no version ${version}`);
-    }
-    return version;
+    return requested === undefined ? meta.primaryVersion : (await this.findVersion(meta, requested)).version.version;
+  }
+
+  /**
+   * The requested version (or the primary one) and the metadata it was found in. A version the cache does
+   * not know is looked up once more, with one refresh: another replica may have rotated.
+   */
+  private async findVersion(meta: KeyMetadata, requested: unknown): Promise<{ meta: KeyMetadata; version: KeyVersionInfo }> {
+    const wanted = requested === undefined ? meta.primaryVersion : parseKeyVersion(requested);
+    const find = (m: KeyMetadata) => m.versions.find((v) => v.version === wanted);
+    const known = find(meta);
+    if (known) return { meta, version: known };
+    const current = await this.cache.refresh(meta.name);
+    this.checkEnabled(current);
+    const found = find(current);
+    if (!found) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${meta.name} has no version ${wanted}`);
+    return { meta: current, version: found };
   }
 
   /** Runs a backend operation; a key the backend no longer has (destroyed by another replica) leaves the cache. */

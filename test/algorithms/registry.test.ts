@@ -9,7 +9,11 @@ describe('algorithm registry', () => {
     expect(algorithmsFor('EC_P256', 'sign')).toEqual(['ES256']);
     expect(algorithmsFor('EC_P384', 'sign')).toEqual(['ES384']);
     expect(algorithmsFor('ED25519', 'sign')).toEqual(['EdDSA']);
-    expect(algorithmsFor('AES_128', 'encrypt')).toEqual(['AES_GCM', 'AES_KW']);
+    // A data key encrypts, a key-encryption key wraps: never the same key (review finding 4).
+    expect(algorithmsFor('AES_128', 'encrypt')).toEqual(['AES_GCM']);
+    expect(algorithmsFor('AES_256', 'wrap')).toEqual(['AES_KW']);
+    expect(defaultAlgorithm('AES_128', 'wrap')).toBe('AES_KW');
+    expect(algorithmsFor('RSA_2048', 'wrap')).toEqual([]);
     expect(algorithmsFor('RSA_2048', 'encrypt')).toEqual(['RSA_OAEP_SHA256', 'RSA_OAEP_SHA1']);
     expect(algorithmsFor('EC_P256', 'agree')).toEqual(['ECDH']);
     expect(algorithmsFor('RSA_2048', 'agree')).toEqual([]);

@@ -288,7 +288,7 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       for (const type of ['AES_128', 'AES_256'] as const) {
         it(`AES_KW with ${type}: wraps 16, 24 and 32 bytes deterministically (+8), unwraps, and refuses tampering, another key, bad lengths`, async () => {
           if (!has(type)) return;
-          const name = await create(type);
+          const name = await create(type, 'wrap');
           if (!caps().encrypt.includes('AES_KW')) {
             await expect(service.encrypt({ name, algorithm: 'AES_KW', plaintext: cek })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
             return;
@@ -306,13 +306,30 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
             await expect(service.decrypt({ name, ciphertext: flip(raw, 3), keyVersion: 1, algorithm: 'AES_KW' })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
             await expect(service.decrypt({ name, ciphertext: flip(raw, -1), keyVersion: 1, algorithm: 'AES_KW' })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
           }
-          const other = await create(type);
+          const other = await create(type, 'wrap');
           const wrapped = await service.encrypt({ name, algorithm: 'AES_KW', plaintext: cek });
           await expect(service.decrypt({ name: other, ciphertext: wrapped.ciphertext })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
           for (const bad of [8, 15, 17]) {
             await expect(service.encrypt({ name, algorithm: 'AES_KW', plaintext: Buffer.alloc(bad) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
           }
           await expect(service.decrypt({ name, ciphertext: Buffer.alloc(20), keyVersion: 1, algorithm: 'AES_KW' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+        });
+      }
+
+      for (const type of ['AES_128', 'AES_256'] as const) {
+        it(`${type}: a data (encrypt) key never wraps and a wrap key never encrypts data (INCOMPATIBLE_KEY)`, async () => {
+          if (!has(type)) return;
+          const dataKey = await create(type, 'encrypt');
+          const kek = await create(type, 'wrap');
+          expect((await service.getKey(kek)).purpose).toBe('wrap');
+          await expect(service.encrypt({ name: dataKey, algorithm: 'AES_KW', plaintext: cek })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          await expect(service.decrypt({ name: dataKey, algorithm: 'AES_KW', keyVersion: 1, ciphertext: Buffer.alloc(40) })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          await expect(service.encrypt({ name: kek, algorithm: 'AES_GCM', plaintext: cek })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          const sealed = await service.encrypt({ name: dataKey, plaintext: cek });
+          expect(sealed.algorithm).toBe('AES_GCM');
+          await expect(service.decrypt({ name: kek, ciphertext: sealed.ciphertext })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          await expect(service.sign({ name: kek, message: cek })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          if (caps().encrypt.includes('AES_KW')) expect((await service.encrypt({ name: kek, plaintext: cek })).algorithm).toBe('AES_KW');
         });
       }
 

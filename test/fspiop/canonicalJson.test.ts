@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from '../../src/fspiop/canonicalJson.js';
+import { canonicalJson, JsonTooDeepError, MAX_JSON_DEPTH } from '../../src/fspiop/canonicalJson.js';
 import { safeStableStringify } from './support.js';
 
 /** Deterministic PRNG (mulberry32) so that a failure reproduces. */
@@ -84,5 +84,21 @@ describe('canonicalJson matches safe-stable-stringify on parsed JSON', () => {
 
   it('refuses a bigint rather than inventing a form', () => {
     expect(() => canonicalJson({ n: 1n })).toThrow(TypeError);
+  });
+
+  it(`nests up to ${MAX_JSON_DEPTH} levels; deeper (100,000 levels, or a cycle) is a JsonTooDeepError, not a stack overflow`, () => {
+    const arrays = (levels: number) => JSON.parse('['.repeat(levels) + ']'.repeat(levels)) as unknown;
+    const objects = (levels: number) => JSON.parse('{"a":'.repeat(levels) + '0' + '}'.repeat(levels)) as unknown;
+    expect(canonicalJson(arrays(MAX_JSON_DEPTH))).toBe('['.repeat(MAX_JSON_DEPTH) + ']'.repeat(MAX_JSON_DEPTH));
+    expect(canonicalJson(objects(MAX_JSON_DEPTH))).toBe(safeStableStringify(objects(MAX_JSON_DEPTH)));
+    for (const value of [arrays(MAX_JSON_DEPTH + 1), objects(MAX_JSON_DEPTH + 1), arrays(100_000), objects(100_000)]) {
+      expect(() => canonicalJson(value)).toThrow(JsonTooDeepError);
+    }
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    expect(() => canonicalJson(cycle)).toThrow(JsonTooDeepError);
+    // toJSON is called once per value, as JSON.stringify does, so one returning itself cannot loop.
+    const selfish = { a: 1, toJSON() { return this; } };
+    expect(canonicalJson(selfish)).toBe(JSON.stringify(selfish));
   });
 });

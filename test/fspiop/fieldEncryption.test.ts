@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encryptFields, decryptFields, FieldDecryptionError } from '../../src/fspiop/fieldEncryption.js';
 import { FspiopService } from '../../src/fspiop/fspiopService.js';
 import { ParticipantRegistry } from '../../src/fspiop/participants.js';
+import type { Backend } from '../../src/backend/port.js';
 import type { KeyService } from '../../src/operations/keyService.js';
 import { backendsUnderTest, generateTestKeyPair, keyServiceOn, publicKeyOfPem, publicPemOf, referenceAccepts, silentLogger, transferBody, type TestKeyPair } from './support.js';
 
@@ -61,6 +62,7 @@ function signByHand(pair: TestKeyPair, source: string, body: string, encryption:
 for (const target of backendsUnderTest) {
   describe(`FSPIOP field encryption with ${target.label} keys`, () => {
     let cleanup: () => Promise<void>;
+    let backend: Backend;
     let keyService: KeyService;
     let registry: ParticipantRegistry;
     let service: FspiopService;
@@ -70,6 +72,7 @@ for (const target of backendsUnderTest) {
     beforeAll(async () => {
       const opened = await target.open();
       cleanup = opened.cleanup;
+      backend = opened.backend;
       keyService = keyServiceOn(opened.backend);
       await keyService.createKey({ name: 'fspiop-enc', type: 'RSA_2048', purpose: 'encrypt' });
       await keyService.createKey({ name: 'fspiop-sig', type: 'RSA_2048' });
@@ -200,6 +203,48 @@ for (const target of backendsUnderTest) {
       await keyService.rotateKey('fspiop-enc-rot');
       expect(await publicPemOf(keyService, 'fspiop-enc-rot')).not.toBe(v1);
       expect(await decryptFields(header.body, header.header, keyService, 'fspiop-enc-rot')).toEqual(partyBody());
+    });
+
+    it('unwraps with the primary version and the one before it, no older, with key metadata from the cache', async () => {
+      // A counting view of the same backend: which calls decryption makes, not what they return.
+      const calls = { describeKey: 0, decrypt: [] as number[] };
+      const counted = new Proxy(backend, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (prop === 'describeKey') return (...args: unknown[]) => { calls.describeKey++; return (value as (...a: unknown[]) => unknown).apply(target, args); };
+          if (prop === 'decrypt') return (key: { version: number }, ...rest: unknown[]) => { calls.decrypt.push(key.version); return (value as (...a: unknown[]) => unknown).apply(target, [key, ...rest]); };
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const keys = keyServiceOn(counted);
+      await keys.createKey({ name: 'fspiop-enc-3', type: 'RSA_2048', purpose: 'encrypt' });
+      const pems = [await publicPemOf(keys, 'fspiop-enc-3')];
+      for (let i = 0; i < 2; i++) {
+        await keys.rotateKey('fspiop-enc-3');
+        pems.push(await publicPemOf(keys, 'fspiop-enc-3'));
+      }
+      const sealedFor = (version: number) => encryptFields(partyBody(), ['ilpPacket'], publicKeyOfPem(pems[version - 1]!));
+      await keys.usableKeyVersion('fspiop-enc-3', 'encrypt'); // the cache is warm
+      calls.describeKey = 0;
+
+      for (const version of [3, 2]) {
+        calls.decrypt = [];
+        const sealed = sealedFor(version);
+        expect(await decryptFields(sealed.body, sealed.header, keys, 'fspiop-enc-3')).toEqual(partyBody());
+        expect(calls.decrypt).toEqual(version === 3 ? [3] : [3, 2]);
+      }
+      // Two rotations back is too old: tried with versions 3 and 2 only, then refused like a tampered field.
+      calls.decrypt = [];
+      const old = sealedFor(1);
+      await expect(decryptFields(old.body, old.header, keys, 'fspiop-enc-3')).rejects.toMatchObject({ name: 'FieldDecryptionError', fields: ['ilpPacket'] });
+      expect(calls.decrypt).toEqual([3, 2]);
+      // A content key of the wrong length for our modulus never reaches the backend.
+      calls.decrypt = [];
+      const short = JSON.parse(old.header) as { encryptedFields: Record<string, string>[] };
+      short.encryptedFields[0]!.encryptedKey = b64u(randomBytes(128));
+      await expect(decryptFields(old.body, JSON.stringify(short), keys, 'fspiop-enc-3')).rejects.toBeInstanceOf(FieldDecryptionError);
+      expect(calls.decrypt).toEqual([]);
+      expect(calls.describeKey).toBe(0);
     });
 
     it('encryptFields refuses what cannot round-trip', () => {

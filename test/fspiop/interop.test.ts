@@ -1,6 +1,7 @@
 /**
  * What we sign with keys in the backend (software and SoftHSM) is accepted by the reference client's
- * JwsValidator and by our validate; tampering with any protected header or the body is refused by both.
+ * JwsValidator and by our validate; tampering with any protected header or the body is refused by both,
+ * and the header presence rules (an unsigned Date, empty headers) give the same answer in both.
  */
 import { calculateJwkThumbprint } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -193,12 +194,27 @@ for (const target of backendsUnderTest) {
           expect(ours).toMatchObject({ valid: false, reason: expect.stringContaining('FSPIOP-Destination') });
         });
 
-        it('an HTTP Date the signature does not cover is refused by us (the reference lets it through)', async () => {
+        it('an HTTP Date the signature does not cover is accepted by both (a proxy may add one)', async () => {
           const { headers, body } = await signed(alg, {});
           headers.date = 'Tue, 24 Nov 2026 21:30:00 GMT';
           const { reference, ours } = await bothAccept(headers, body);
           expect(reference).toBe(true);
-          expect(ours).toMatchObject({ valid: false, reason: expect.stringContaining('Date') });
+          expect(ours).toMatchObject({ valid: true });
+        });
+
+        it('empty HTTP headers count as absent for both', async () => {
+          const unsigned = await signed(alg, {});
+          const { reference, ours } = await bothAccept({ ...unsigned.headers, 'fspiop-destination': '', date: '' }, unsigned.body);
+          expect(reference).toBe(true);
+          expect(ours).toMatchObject({ valid: true });
+          // Signed values, sent empty: missing, so refused by both.
+          for (const name of ['fspiop-destination', 'date']) {
+            const { headers, body } = await signed(alg, full);
+            headers[name] = '';
+            const both = await bothAccept(headers, body);
+            expect(both.reference, name).toBe(false);
+            expect(both.ours, name).toMatchObject({ valid: false, reason: expect.stringContaining('request has no') });
+          }
         });
       });
     }
@@ -214,6 +230,12 @@ for (const target of backendsUnderTest) {
       await expect(service.sign({ ...base, date: 'x\r\nInjected: 1' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
       await expect(service.sign({ ...base, body: '{"a":' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
       await expect(service.sign({ ...base, encryptFields: { fields: ['a'], recipient: 'nobody' } })).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
+      // A body nested 100,000 levels deep is refused before anything walks it (field encryption would clone it).
+      const deep = JSON.parse('{"a":'.repeat(100_000) + '1' + '}'.repeat(100_000)) as object;
+      for (const body of [deep, '['.repeat(100_000) + ']'.repeat(100_000)]) {
+        await expect(service.sign({ ...base, body })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('nested too deeply') });
+        await expect(service.sign({ ...base, body, encryptFields: { fields: ['a'], recipient: 'nobody' } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      }
     });
 
     it('a JSON text body is signed in its canonical form', async () => {

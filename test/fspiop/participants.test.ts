@@ -11,7 +11,7 @@ import { calculateJwkThumbprint } from 'jose';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FspiopService } from '../../src/fspiop/fspiopService.js';
-import { ParticipantRegistry } from '../../src/fspiop/participants.js';
+import { MAX_KEYS_PER_PARTICIPANT, ParticipantRegistry } from '../../src/fspiop/participants.js';
 import type { KeyService } from '../../src/operations/keyService.js';
 import { backendsUnderTest, eventually, generateTestKeyPair, keyServiceOn, referenceSigner, silentLogger, transferBody, type TestKeyPair } from './support.js';
 
@@ -201,5 +201,47 @@ describe('ParticipantRegistry', () => {
       .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('cannot read') });
     await expect(ParticipantRegistry.open({ logger: silentLogger, participants: [{ id: 'bad id', keys: [] }] }))
       .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('fspiop.participants[0]') });
+  });
+  it(`a participant has at most ${MAX_KEYS_PER_PARTICIPANT} keys per use: the API, a directory scan and the configuration all hold to it`, async () => {
+    const pairs = Array.from({ length: MAX_KEYS_PER_PARTICIPANT + 2 }, () => generateTestKeyPair('EC'));
+    const full = pairs.slice(0, MAX_KEYS_PER_PARTICIPANT);
+
+    // The API, in memory: the 17th signature key is refused; another use has its own count.
+    const memory = await open({ logger: silentLogger });
+    for (const pair of full) await memory.addKey('capfsp', pair.publicPem);
+    await expect(memory.addKey('capfsp', pairs.at(-1)!.publicPem)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`already has ${MAX_KEYS_PER_PARTICIPANT} signature keys`) });
+    expect(memory.keysFor('capfsp')).toHaveLength(MAX_KEYS_PER_PARTICIPANT);
+    await memory.addKey('capfsp', generateTestKeyPair('RSA').publicPem, 'enc');
+
+    // A directory with two keys too many: every replica keeps the same 16 (by file name) and logs the others once.
+    const dir = await tempDir();
+    await mkdir(join(dir, 'capfsp'));
+    for (const [i, pair] of pairs.entries()) await writeFile(join(dir, 'capfsp', `${String(i).padStart(2, '0')}.pem`), pair.publicPem);
+    const { logger, lines } = capturingLogger();
+    const scanned = await open({ logger, participantsDir: dir, rescanIntervalMs: 0 });
+    expect(scanned.keysFor('capfsp').map((k) => k.path!.slice(-6))).toEqual(full.map((_, i) => `${String(i).padStart(2, '0')}.pem`));
+    const skipped = lines.filter((l) => l.includes(`already has ${MAX_KEYS_PER_PARTICIPANT} keys`));
+    expect(skipped.map((l) => (JSON.parse(l) as { path: string }).path.slice(-6))).toEqual(['16.pem', '17.pem']);
+    await scanned.rescan();
+    expect(lines.filter((l) => l.includes(`already has ${MAX_KEYS_PER_PARTICIPANT} keys`))).toHaveLength(2);
+    await expect(scanned.addKey('capfsp', generateTestKeyPair('EC').publicPem)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(await readdir(join(dir, 'capfsp'))).toHaveLength(pairs.length);
+
+    // The configuration: one list, or the same participant listed twice.
+    const keys = pairs.map((p) => p.publicPem);
+    await expect(ParticipantRegistry.open({ logger: silentLogger, participants: [{ id: 'capfsp', keys: keys.slice(0, MAX_KEYS_PER_PARTICIPANT + 1) }] }))
+      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`more than ${MAX_KEYS_PER_PARTICIPANT}`) });
+    await expect(ParticipantRegistry.open({ logger: silentLogger, participants: [{ id: 'capfsp', keys: keys.slice(0, 9) }, { id: 'capfsp', keys: keys.slice(9) }] }))
+      .rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('fspiop.participants[1]') });
+  });
+
+  it('signature keys are indexed by type: validation tries only keys of the signature\'s family', async () => {
+    const rsaPair = generateTestKeyPair('RSA');
+    const ecPairs = [generateTestKeyPair('EC'), generateTestKeyPair('EC')];
+    const registry = await open({ logger: silentLogger, participants: [{ id: 'mixfsp', keys: [ecPairs[0]!.publicPem, rsaPair.publicPem] }] });
+    await registry.addKey('mixfsp', ecPairs[1]!.publicPem);
+    expect(registry.signatureKeys('mixfsp', 'RSA').map((k) => k.keyId)).toEqual([await thumbprint(rsaPair)]);
+    expect(registry.signatureKeys('mixfsp', 'EC').map((k) => k.keyId)).toEqual([await thumbprint(ecPairs[0]!), await thumbprint(ecPairs[1]!)]);
+    expect(registry.signatureKeys('nobody', 'EC')).toEqual([]);
   });
 });

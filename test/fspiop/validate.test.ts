@@ -1,6 +1,8 @@
 /**
- * What the reference client's JwsSigner signs is accepted by our validate; rotation (several keys per
- * participant), the algorithm policy, RSA key size, the canonical-body option and malformed headers.
+ * What the reference client's JwsSigner signs is accepted by our validate; the header presence rules give
+ * the reference validator's answers; rotation (several keys per participant), the algorithm policy, the
+ * canonical-body option and malformed headers. On each backend: validation itself uses only the
+ * participants' public keys, and the backend must not change that.
  */
 import { createHmac, sign as nodeSign } from 'node:crypto';
 import { calculateJwkThumbprint } from 'jose';
@@ -14,6 +16,7 @@ import {
   keyServiceOn,
   referenceAccepts,
   referenceSigner,
+  safeStableStringify,
   silentLogger,
   transferBody,
   type TestKeyPair,
@@ -34,14 +37,14 @@ function referenceSigned(pair: TestKeyPair, source: string, extra: Record<string
 
 const thumbprint = (pair: TestKeyPair) => calculateJwkThumbprint(pair.publicKey.export({ format: 'jwk' }) as never);
 
-describe('the reference JwsSigner signs, we validate', () => {
+for (const target of backendsUnderTest) describe(`the reference JwsSigner signs, we validate (${target.label})`, () => {
   let keyService: KeyService;
   let cleanup: () => Promise<void>;
   let registry: ParticipantRegistry;
   let service: FspiopService;
 
   beforeAll(async () => {
-    const opened = await backendsUnderTest[0]!.open();
+    const opened = await target.open();
     cleanup = opened.cleanup;
     keyService = keyServiceOn(opened.backend);
     registry = await ParticipantRegistry.open({
@@ -91,6 +94,41 @@ describe('the reference JwsSigner signs, we validate', () => {
       }
     });
   }
+
+  it('header presence rules give the reference validator\'s answer, both ways (an unsigned Date passes, empty counts as absent)', async () => {
+    const body = safeStableStringify(transferBody());
+    /** A request whose protected header holds `members` (beyond the mandatory ones), with `http` headers added. */
+    const request = (members: Record<string, unknown>, http: Record<string, string>) => {
+      const protectedHeader = Buffer.from(JSON.stringify({ alg: 'RS256', 'FSPIOP-URI': '/transfers/1', 'FSPIOP-HTTP-Method': 'PUT', 'FSPIOP-Source': 'dfsp-rs', ...members })).toString('base64url');
+      const signature = nodeSign('sha256', Buffer.from(`${protectedHeader}.${Buffer.from(body).toString('base64url')}`), rsa.privatePem).toString('base64url');
+      return {
+        headers: { 'fspiop-source': 'dfsp-rs', 'fspiop-uri': '/transfers/1', 'fspiop-http-method': 'PUT', 'fspiop-signature': JSON.stringify({ protectedHeader, signature }), ...http },
+        body,
+      };
+    };
+    const other = 'Wed, 25 Nov 2026 21:30:00 GMT';
+    const cases: [string, Record<string, unknown>, Record<string, string>, boolean][] = [
+      ['Date sent, not signed', {}, { date }, true],
+      ['Date signed and sent', { Date: date }, { date }, true],
+      ['Date signed, not sent', { Date: date }, {}, false],
+      ['Date signed, sent empty', { Date: date }, { date: '' }, false],
+      ['Date signed, another sent', { Date: date }, { date: other }, false],
+      ['empty Date signed, Date sent', { Date: '' }, { date }, true],
+      ['destination sent empty, not signed', {}, { 'fspiop-destination': '' }, true],
+      ['destination sent, not signed', {}, { 'fspiop-destination': 'payeefsp' }, false],
+      ['destination signed and sent', { 'FSPIOP-Destination': 'payeefsp' }, { 'fspiop-destination': 'payeefsp' }, true],
+      ['destination signed, not sent', { 'FSPIOP-Destination': 'payeefsp' }, {}, false],
+      ['destination signed, sent empty', { 'FSPIOP-Destination': 'payeefsp' }, { 'fspiop-destination': '' }, false],
+      ['empty destination signed, none sent', { 'FSPIOP-Destination': '' }, {}, true],
+      ['empty destination signed, one sent', { 'FSPIOP-Destination': '' }, { 'fspiop-destination': 'payeefsp' }, false],
+      ['destination signed, another sent', { 'FSPIOP-Destination': 'payeefsp' }, { 'fspiop-destination': 'otherfsp' }, false],
+    ];
+    for (const [label, members, http, accepted] of cases) {
+      const req = request(members, http);
+      expect(referenceAccepts({ 'dfsp-rs': rsa.publicPem }, { headers: req.headers, body: JSON.parse(body) }), `reference: ${label}`).toBe(accepted);
+      expect(await service.validate(req), label).toMatchObject(accepted ? { valid: true, participant: 'dfsp-rs' } : { valid: false, errorCode: '3105' });
+    }
+  });
 
   it('byte fidelity: the received bytes are verified as they are, the canonical form as well by default', async () => {
     // A signer that signs the exact bytes it sends (pretty-printed, unsorted): JWS-correct, and accepted.
@@ -147,6 +185,9 @@ describe('the reference JwsSigner signs, we validate', () => {
       [{ 'fspiop-signature': 'null' }, 'must hold base64url'],
       [{ 'fspiop-signature': JSON.stringify({ signature: sig.signature }) }, 'must hold base64url'],
       [{ 'fspiop-signature': JSON.stringify({ ...sig, signature: 'a+b/' }) }, 'must hold base64url'],
+      // Non-canonical base64url (stray bits in the last character) decodes to the same bytes in lenient decoders: refused.
+      [{ 'fspiop-signature': JSON.stringify({ ...sig, signature: sig.signature.slice(0, -1) + ({ A: 'B', Q: 'R', g: 'h', w: 'x' } as Record<string, string>)[sig.signature.at(-1)!] }) }, 'must hold base64url'],
+      [{ 'fspiop-signature': JSON.stringify({ ...sig, signature: `${sig.signature}==` }) }, 'must hold base64url'],
       [{ 'fspiop-signature': JSON.stringify({ ...sig, protectedHeader: enc('x').slice(0, 3) + '!' }) }, 'must hold base64url'],
       [{ 'fspiop-signature': JSON.stringify({ ...sig, protectedHeader: Buffer.from('{not json').toString('base64url') }) }, 'not base64url JSON'],
       [{ 'fspiop-signature': JSON.stringify({ ...sig, protectedHeader: enc([1]) }) }, 'not a JSON object'],
@@ -176,13 +217,13 @@ describe('the reference JwsSigner signs, we validate', () => {
   });
 });
 
-describe('several active keys per participant (rotation overlap)', () => {
+for (const target of backendsUnderTest) describe(`several active keys per participant (rotation overlap, ${target.label})`, () => {
   it('each active key validates, the key used is reported, and a removed key no longer validates', async () => {
     const oldKey = generateTestKeyPair('RSA');
     const newKey = generateTestKeyPair('RSA');
     const ecKey = generateTestKeyPair('EC');
     const registry = await ParticipantRegistry.open({ logger: silentLogger, participants: [{ id: 'rotfsp', keys: [oldKey.publicPem] }] });
-    const opened = await backendsUnderTest[0]!.open();
+    const opened = await target.open();
     try {
       const service = new FspiopService({ keyService: keyServiceOn(opened.backend), registry });
       const added = await registry.addKey('rotfsp', newKey.publicPem);

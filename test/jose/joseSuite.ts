@@ -3,7 +3,7 @@
  * independent `jose` package: what we sign, jose verifies; what jose encrypts to our keys, we decrypt;
  * what we encrypt to an external key, jose decrypts. Used by software.test.ts and softhsm.test.ts.
  */
-import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backend/port.js';
@@ -69,9 +69,17 @@ export function describeJose(label: string, makeTarget: () => Promise<JoseTarget
 
     describe('JWS', () => {
       for (const alg of Object.keys(jwsKeyType) as JwsAlgorithm[]) {
-        it(`${alg}: compact, flattened and general verify with jose; kid is name:version; we verify our own`, async () => {
-          if (!caps().sign.includes(alg)) return; // the conformance suite asserts the refusal
-          const name = await shared(jwsKeyType[alg]);
+        it(`${alg}: compact, flattened and general verify with jose; kid is name:version; we verify our own (or the backend refuses it)`, async () => {
+          const type = jwsKeyType[alg];
+          if (!caps().keyTypes.includes(type)) {
+            await expect(create(type)).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+            return;
+          }
+          const name = await shared(type);
+          if (!caps().sign.includes(alg)) {
+            await expect(service.signJws({ key: name, algorithm: alg, payload, serialization: 'compact' })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+            return;
+          }
           const pub = await publicKeyOf(name);
           const compact = await service.signJws({ key: name, algorithm: alg, payload, serialization: 'compact' });
           expect(compact.signatures).toEqual([{ keyName: name, keyVersion: 1, algorithm: alg }]);
@@ -215,6 +223,9 @@ export function describeJose(label: string, makeTarget: () => Promise<JoseTarget
         await keys.disableKey(ec);
         await expect(service.signJws({ key: ec, payload, serialization: 'compact' })).rejects.toMatchObject({ code: 'KEY_DISABLED' });
         await expect(service.verifyJws({ jws: signed.jws })).rejects.toMatchObject({ code: 'KEY_DISABLED' });
+        // the public key stays published while the key is disabled (only destroying it removes it)
+        expect((await service.jwks()).keys.map((k) => k.kid)).toContain(`${ec}:1`);
+        await keys.destroyKey(ec);
         expect((await service.jwks()).keys.map((k) => k.kid)).not.toContain(`${ec}:1`);
       });
     });
@@ -300,8 +311,12 @@ export function describeJose(label: string, makeTarget: () => Promise<JoseTarget
 
       it('ECDH-ES refusals: an epk off the curve, on another curve, or a key of another purpose', async () => {
         const name = await shared('EC_P256', 'agree');
-        if (!canAgree()) return;
         const pub = await publicKeyOf(name);
+        if (!canAgree()) {
+          const jwe = await new jose.CompactEncrypt(plaintext).setProtectedHeader({ alg: 'ECDH-ES', enc: 'A256GCM', kid: `${name}:1` }).encrypt(pub);
+          await expect(service.decryptJwe({ jwe })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+          return;
+        }
         const good = await new jose.CompactEncrypt(plaintext).setProtectedHeader({ alg: 'ECDH-ES', enc: 'A256GCM', kid: `${name}:1` }).encrypt(pub);
         const [h, ...rest] = good.split('.');
         const header = JSON.parse(decode(h, 'h').toString()) as { epk: Record<string, string> };
@@ -316,8 +331,8 @@ export function describeJose(label: string, makeTarget: () => Promise<JoseTarget
       });
 
       for (const [alg, type] of [['A256KW', 'AES_256'], ['A128KW', 'AES_128']] as const) {
-        it(`${alg} with a backend ${type} key: round trip, structure, tampering and the wrong key size`, async () => {
-          const name = await shared(type);
+        it(`${alg} with a backend ${type} wrap key: round trip, structure, tampering, the wrong key size and a data key refused`, async () => {
+          const name = await shared(type, 'wrap');
           if (!caps().encrypt.includes('AES_KW')) {
             await expect(service.encryptJwe({ recipient: { key: name }, alg, enc: 'A256GCM', plaintext, serialization: 'compact' })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
             return;
@@ -334,8 +349,12 @@ export function describeJose(label: string, makeTarget: () => Promise<JoseTarget
             await expect(service.decryptJwe({ jwe: [h, flipChar(ek, 4), iv, ct, tag].join('.') })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
             await expect(service.decryptJwe({ jwe: [h, ek, iv, flipChar(ct, 2), tag].join('.') })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
           }
-          const wrongSize = await shared(type === 'AES_256' ? 'AES_128' : 'AES_256');
+          const wrongSize = await shared(type === 'AES_256' ? 'AES_128' : 'AES_256', 'wrap');
           await expect(service.encryptJwe({ recipient: { key: wrongSize }, alg, enc: 'A256GCM', plaintext, serialization: 'compact' })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          // one purpose per key: a data key does not wrap, and a wrap key is not a "dir" content key
+          await expect(service.encryptJwe({ recipient: { key: await shared(type) }, alg, enc: 'A256GCM', plaintext, serialization: 'compact' })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          const dirEnc = type === 'AES_256' ? 'A256GCM' : 'A128GCM';
+          await expect(service.encryptJwe({ recipient: { key: name }, alg: 'dir', enc: dirEnc, plaintext, serialization: 'compact' })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
           await expect(service.encryptJwe({ recipient: { jwk: { kty: 'oct', k: encode(Buffer.alloc(32)) } }, alg, enc: 'A256GCM', plaintext, serialization: 'compact' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
         });
       }
@@ -387,8 +406,105 @@ export function describeJose(label: string, makeTarget: () => Promise<JoseTarget
       });
     });
 
+    describe('limits on the work one request can ask for (review finding 2)', () => {
+      /** A KeyService and JoseService over the same backend that count the key operations reaching it. */
+      const counting = () => {
+        const counts = { sign: 0, decrypt: 0, deriveSharedSecret: 0 };
+        const counted = new Proxy(backend, {
+          get(target, property, receiver) {
+            const value = Reflect.get(target, property, receiver) as unknown;
+            if (typeof value !== 'function') return value;
+            return (...args: unknown[]) => {
+              if (Object.hasOwn(counts, property)) counts[property as keyof typeof counts]++;
+              return (value as (...a: unknown[]) => unknown).apply(target, args);
+            };
+          },
+        });
+        const countedKeys = new KeyService(counted, { limits: { maxDataBytes: 64 * 1024, maxRandomBytes: 1024 }, metadataCacheTtlMs: 1000 });
+        return { counts, jose: new JoseService(countedKeys) };
+      };
+      const b64 = (n: number) => encode(randomBytes(n));
+
+      it('a 1,000-recipient JWE and a 1,000-signature JWS are refused at once with INVALID_ARGUMENT, before any key operation', async () => {
+        const name = await shared('RSA_2048', 'encrypt');
+        const { counts, jose: service } = counting();
+        const recipients = Array.from({ length: 1000 }, () => ({ header: { alg: 'RSA-OAEP', kid: `${name}:1` }, encrypted_key: b64(256) }));
+        const jwe = { protected: encode('{"enc":"A256GCM"}'), recipients, iv: b64(12), ciphertext: b64(16), tag: b64(16) };
+        const signatures = Array.from({ length: 1000 }, () => ({ protected: encode(JSON.stringify({ alg: 'RS256', kid: `${name}:1` })), signature: b64(256) }));
+        const started = performance.now();
+        await expect(service.decryptJwe({ jwe })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at most 16 recipients') });
+        await expect(service.decryptJwe({ jwe, key: name })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+        await expect(service.verifyJws({ jws: { payload: encode(payload), signatures } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at most 16 signatures') });
+        await expect(service.verifyJws({ jws: { payload: encode(payload), signatures }, key: name })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+        expect(performance.now() - started).toBeLessThan(500);
+        expect(counts).toEqual({ sign: 0, decrypt: 0, deriveSharedSecret: 0 });
+        // at the limit, the parse goes through (and fails later, on the content)
+        await expect(service.verifyJws({ jws: { payload: encode(payload), signatures: signatures.slice(0, 16).map((x, i) => ({ ...x, protected: encode(JSON.stringify({ alg: 'RS256', kid: `other-${i}:1` })) })) }, key: name })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('no signature is by key') });
+        const signers = Array.from({ length: 17 }, () => ({ key: name }));
+        await expect(service.signJws({ payload, serialization: 'general', signers })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+        expect(counts.sign).toBe(0);
+      });
+
+      it('repeats are refused: two recipients or signatures with one kid, two identical encrypted keys or signatures, one signer twice', async () => {
+        const name = await shared('RSA_2048', 'encrypt');
+        const { counts, jose: service } = counting();
+        const ek = b64(256);
+        const base = { protected: encode('{"enc":"A256GCM"}'), iv: b64(12), ciphertext: b64(16), tag: b64(16) };
+        const sameKid = [{ header: { alg: 'RSA-OAEP', kid: `${name}:1` }, encrypted_key: b64(256) }, { header: { alg: 'RSA-OAEP', kid: `${name}:1` }, encrypted_key: b64(256) }];
+        await expect(service.decryptJwe({ jwe: { ...base, recipients: sameKid } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('same "kid"') });
+        const sameKey = [{ header: { alg: 'RSA-OAEP' }, encrypted_key: ek }, { header: { alg: 'RSA-OAEP' }, encrypted_key: ek }];
+        await expect(service.decryptJwe({ jwe: { ...base, recipients: sameKey }, key: name })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('same encrypted key') });
+        const sig = { protected: encode(JSON.stringify({ alg: 'RS256' })), signature: b64(256) };
+        await expect(service.verifyJws({ jws: { payload: encode(payload), signatures: [sig, { ...sig }] }, key: name })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('identical') });
+        const kidSig = (alg: string) => ({ protected: encode(JSON.stringify({ alg, kid: `${name}:1` })), signature: b64(256) });
+        await expect(service.verifyJws({ jws: { payload: encode(payload), signatures: [kidSig('RS256'), kidSig('PS256')] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('same "kid"') });
+        const signer = await shared('EC_P256');
+        await expect(service.signJws({ payload, serialization: 'general', signers: [{ key: signer }, { key: signer, algorithm: 'ES256' }] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+        expect(counts).toEqual({ sign: 0, decrypt: 0, deriveSharedSecret: 0 });
+      });
+
+      it('JWE: only one recipient is tried, the first whose kid names our key, at that version only', async () => {
+        const name = await shared('RSA_2048', 'encrypt');
+        const { counts, jose: service } = counting();
+        const withKid = { protected: encode('{"enc":"A256GCM"}'), header: { alg: 'RSA-OAEP', kid: `${name}:1` }, encrypted_key: b64(256), iv: b64(12), ciphertext: b64(16), tag: b64(16) };
+        if (!caps().encrypt.includes('RSA_OAEP_SHA1')) {
+          await expect(service.decryptJwe({ jwe: withKid })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+          return;
+        }
+        const pub = await publicKeyOf(name);
+        const good = await new jose.GeneralEncrypt(payload).setProtectedHeader({ enc: 'A256GCM' })
+          .addRecipient(pub).setUnprotectedHeader({ alg: 'RSA-OAEP', kid: `${name}:1` })
+          .addRecipient(pub).setUnprotectedHeader({ alg: 'RSA-OAEP' })
+          .encrypt();
+        const [named, unnamed] = good.recipients as [jose.GeneralJWE['recipients'][number], jose.GeneralJWE['recipients'][number]];
+        // the recipient whose kid names our key has a garbage encrypted key: the good one without a kid is not tried
+        await expect(service.decryptJwe({ jwe: { ...good, recipients: [{ ...named, encrypted_key: b64(256) }, unnamed] }, key: name })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+        expect(counts.decrypt).toBe(1);
+        // the one whose kid names our key goes first, wherever it is
+        expect(await service.decryptJwe({ jwe: { ...good, recipients: [{ ...unnamed, encrypted_key: b64(256) }, named] }, key: name })).toMatchObject({ plaintext: payload, keyVersion: 1 });
+        expect(counts.decrypt).toBe(2);
+        // a kid naming a version the key does not have is refused before any decryption
+        await expect(service.decryptJwe({ jwe: { ...withKid, header: { alg: 'RSA-OAEP', kid: `${name}:9` } } })).rejects.toMatchObject({ code: 'KEY_VERSION_NOT_FOUND' });
+        expect(counts.decrypt).toBe(2);
+      });
+
+      it('JWS: without a kid the two newest versions are tried, with one only the version it names', async () => {
+        const name = await create('EC_P256');
+        const v1 = await service.signJws({ key: name, payload, serialization: 'compact', kid: false });
+        const v1WithKid = await service.signJws({ key: name, payload, serialization: 'compact' });
+        await keys.rotateKey(name);
+        const v2 = await service.signJws({ key: name, payload, serialization: 'compact', kid: false });
+        expect(await service.verifyJws({ jws: v1.jws, key: name })).toMatchObject({ valid: true, keyVersion: 1 });
+        await keys.rotateKey(name);
+        // versions 3 and 2 are tried; version 1 no longer is without a kid
+        expect(await service.verifyJws({ jws: v2.jws, key: name })).toMatchObject({ valid: true, keyVersion: 2 });
+        expect(await service.verifyJws({ jws: v1.jws, key: name })).toEqual({ valid: false });
+        expect(await service.verifyJws({ jws: v1WithKid.jws })).toMatchObject({ valid: true, keyVersion: 1 });
+      });
+    });
+
     describe('JWKS', () => {
-      it('lists every version of every enabled asymmetric key with kid, use and alg; no secret keys', async () => {
+      it('lists every version of every asymmetric key not destroyed, with kid, use and alg; no secret keys', async () => {
         const ec = await create('EC_P256');
         await keys.rotateKey(ec);
         const rsaEnc = await shared('RSA_2048', 'encrypt');

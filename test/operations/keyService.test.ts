@@ -7,6 +7,7 @@ import type { Backend, Capabilities } from '../../src/backend/port.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { generateKeyPairSync } from 'node:crypto';
 import type { KeyMetadata, KeyPurpose, KeyState, KeyType } from '../../src/keys/types.js';
+import { sealEnvelope } from '../../src/operations/ciphertext.js';
 import { KeyService } from '../../src/operations/keyService.js';
 
 const caps: Capabilities = {
@@ -78,7 +79,7 @@ function meta(name: string, type: KeyType, state: KeyState, versions = 1, purpos
 }
 
 const setup = (ttl = 60_000) => {
-  const r = recordingBackend([meta('ec', 'EC_P256', 'enabled'), meta('aes', 'AES_256', 'enabled', 2), meta('off', 'EC_P256', 'disabled'), meta('rsa', 'RSA_2048', 'enabled'), meta('hmac', 'HMAC_256', 'enabled'), meta('ec2', 'EC_P256', 'enabled', 2), meta('rsaenc', 'RSA_2048', 'enabled', 1, 'encrypt'), meta('ecdh', 'EC_P256', 'enabled', 2, 'agree'), meta('ecdh384', 'EC_P384', 'enabled', 1, 'agree'), meta('ecdhoff', 'EC_P256', 'disabled', 1, 'agree')]);
+  const r = recordingBackend([meta('ec', 'EC_P256', 'enabled'), meta('aes', 'AES_256', 'enabled', 2), meta('off', 'EC_P256', 'disabled'), meta('rsa', 'RSA_2048', 'enabled'), meta('hmac', 'HMAC_256', 'enabled'), meta('ec2', 'EC_P256', 'enabled', 2), meta('rsaenc', 'RSA_2048', 'enabled', 1, 'encrypt'), meta('ecdh', 'EC_P256', 'enabled', 2, 'agree'), meta('ecdh384', 'EC_P384', 'enabled', 1, 'agree'), meta('ecdhoff', 'EC_P256', 'disabled', 1, 'agree'), meta('kek', 'AES_256', 'enabled', 1, 'wrap')]);
   return { ...r, service: new KeyService(r.backend, { limits: { maxDataBytes: 100, maxRandomBytes: 64 }, metadataCacheTtlMs: ttl }) };
 };
 
@@ -87,6 +88,8 @@ const p256Peer = p256.publicKey.export({ format: 'der', type: 'spki' });
 const p256Private = p256.privateKey;
 const p384Peer = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).publicKey.export({ format: 'der', type: 'spki' });
 const rsaPeer = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey;
+/** An AES_GCM envelope for version 1, as an `encrypt` key's encryption makes it. */
+const gcmEnvelope = sealEnvelope('AES_GCM', 1 as KeyVersion, { iv: Buffer.alloc(12), data: Buffer.alloc(20) });
 /** The same SPKI with the point's last byte changed: (x, y') is not on P-256. */
 const offCurve = Buffer.from(p256Peer);
 offCurve[offCurve.length - 1]! ^= 1;
@@ -118,12 +121,19 @@ describe('KeyService checks happen before the backend is called', () => {
     ['signing with a version that does not exist', (s) => s.sign({ name: 'ec2', message: Buffer.alloc(1), keyVersion: 3 }), 'KEY_VERSION_NOT_FOUND'],
     ['signing with version 0', (s) => s.sign({ name: 'ec2', message: Buffer.alloc(1), keyVersion: 0 }), 'INVALID_ARGUMENT'],
     ['encrypting with a version that does not exist', (s) => s.encrypt({ name: 'aes', plaintext: Buffer.alloc(1), keyVersion: 3 }), 'KEY_VERSION_NOT_FOUND'],
-    ['AES_KW of 15 bytes', (s) => s.encrypt({ name: 'aes', algorithm: 'AES_KW', plaintext: Buffer.alloc(15) }), 'INVALID_ARGUMENT'],
-    ['AES_KW of 8 bytes', (s) => s.encrypt({ name: 'aes', algorithm: 'AES_KW', plaintext: Buffer.alloc(8) }), 'INVALID_ARGUMENT'],
-    ['AES_KW of 20 bytes', (s) => s.encrypt({ name: 'aes', algorithm: 'AES_KW', plaintext: Buffer.alloc(20) }), 'INVALID_ARGUMENT'],
-    ['AES_KW with aad', (s) => s.encrypt({ name: 'aes', algorithm: 'AES_KW', plaintext: Buffer.alloc(16), aad: Buffer.alloc(1) }), 'INVALID_ARGUMENT'],
-    ['AES_KW unwrap of 20 bytes', (s) => s.decrypt({ name: 'aes', algorithm: 'AES_KW', keyVersion: 1, ciphertext: Buffer.alloc(20) }), 'INVALID_ARGUMENT'],
-    ['AES_KW unwrap of 16 bytes', (s) => s.decrypt({ name: 'aes', algorithm: 'AES_KW', keyVersion: 1, ciphertext: Buffer.alloc(16) }), 'INVALID_ARGUMENT'],
+    ['AES_KW of 15 bytes', (s) => s.encrypt({ name: 'kek', algorithm: 'AES_KW', plaintext: Buffer.alloc(15) }), 'INVALID_ARGUMENT'],
+    ['AES_KW of 8 bytes', (s) => s.encrypt({ name: 'kek', algorithm: 'AES_KW', plaintext: Buffer.alloc(8) }), 'INVALID_ARGUMENT'],
+    ['AES_KW of 20 bytes', (s) => s.encrypt({ name: 'kek', algorithm: 'AES_KW', plaintext: Buffer.alloc(20) }), 'INVALID_ARGUMENT'],
+    ['AES_KW with aad', (s) => s.encrypt({ name: 'kek', algorithm: 'AES_KW', plaintext: Buffer.alloc(16), aad: Buffer.alloc(1) }), 'INVALID_ARGUMENT'],
+    ['AES_KW unwrap of 20 bytes', (s) => s.decrypt({ name: 'kek', algorithm: 'AES_KW', keyVersion: 1, ciphertext: Buffer.alloc(20) }), 'INVALID_ARGUMENT'],
+    ['AES_KW unwrap of 16 bytes', (s) => s.decrypt({ name: 'kek', algorithm: 'AES_KW', keyVersion: 1, ciphertext: Buffer.alloc(16) }), 'INVALID_ARGUMENT'],
+    ['AES_KW with a data (encrypt) key', (s) => s.encrypt({ name: 'aes', algorithm: 'AES_KW', plaintext: Buffer.alloc(16) }), 'INCOMPATIBLE_KEY'],
+    ['AES_KW unwrap with a data (encrypt) key', (s) => s.decrypt({ name: 'aes', algorithm: 'AES_KW', keyVersion: 1, ciphertext: Buffer.alloc(24) }), 'INCOMPATIBLE_KEY'],
+    ['AES_GCM with a wrap key', (s) => s.encrypt({ name: 'kek', algorithm: 'AES_GCM', plaintext: Buffer.alloc(16) }), 'INCOMPATIBLE_KEY'],
+    ['AES_GCM decryption with a wrap key', (s) => s.decrypt({ name: 'kek', algorithm: 'AES_GCM', keyVersion: 1, ciphertext: Buffer.alloc(40) }), 'INCOMPATIBLE_KEY'],
+    ['an AES_GCM envelope opened with a wrap key', (s) => s.decrypt({ name: 'kek', ciphertext: gcmEnvelope }), 'INCOMPATIBLE_KEY'],
+    ['a wrap purpose for an RSA key', (s) => s.createKey({ name: 'n', type: 'RSA_2048', purpose: 'wrap' }), 'INCOMPATIBLE_KEY'],
+    ['signing with a wrap key', (s) => s.sign({ name: 'kek', message: Buffer.alloc(1) }), 'INCOMPATIBLE_KEY'],
     ['RSA_OAEP_SHA1 with aad', (s) => s.encrypt({ name: 'rsaenc', algorithm: 'RSA_OAEP_SHA1', plaintext: Buffer.alloc(1), aad: Buffer.alloc(1) }), 'INVALID_ARGUMENT'],
     ['RSA_OAEP_SHA256 the backend lacks', (s) => s.encrypt({ name: 'rsaenc', algorithm: 'RSA_OAEP_SHA256', plaintext: Buffer.alloc(1) }), 'UNSUPPORTED_BY_BACKEND'],
     ['key agreement with a signing key', (s) => s.deriveSharedSecret({ name: 'ec', peerPublicKey: p256Peer }), 'INCOMPATIBLE_KEY'],
@@ -171,6 +181,16 @@ describe('KeyService metadata cache', () => {
     expect(calls.filter((c) => c === 'describeKey')).toHaveLength(2);
   });
 
+  it('a version the cache does not know costs one refresh, not two', async () => {
+    const { service, calls } = setup();
+    await service.sign({ name: 'ec', message: Buffer.alloc(1) });
+    expect(calls.filter((c) => c === 'describeKey')).toHaveLength(1);
+    await expect(service.usableKeyVersion('ec', 'sign', 5)).rejects.toMatchObject({ code: 'KEY_VERSION_NOT_FOUND' });
+    expect(calls.filter((c) => c === 'describeKey')).toHaveLength(2);
+    await expect(service.sign({ name: 'ec', message: Buffer.alloc(1), keyVersion: 5 })).rejects.toMatchObject({ code: 'KEY_VERSION_NOT_FOUND' });
+    expect(calls.filter((c) => c === 'describeKey')).toHaveLength(3);
+  });
+
   it('with TTL 0 asks every time', async () => {
     const { service, calls } = setup(0);
     await service.sign({ name: 'ec', message: Buffer.alloc(1) });
@@ -193,6 +213,13 @@ describe('KeyService metadata cache', () => {
     expect((await service.deriveSharedSecret({ name: 'ecdh', peerPublicKey: p256Peer })).keyVersion).toBe(2);
     expect((await service.deriveSharedSecret({ name: 'ecdh', keyVersion: 1, peerPublicKey: p256.publicKey })).keyVersion).toBe(1);
     expect(calls.filter((c) => c !== 'describeKey')).toEqual(['deriveSharedSecret:2', 'deriveSharedSecret:1']);
+  });
+
+  it('wraps with a wrap key by default (AES_KW: its only algorithm) and encrypts with a data key by default (AES_GCM)', async () => {
+    const { service, calls } = setup();
+    expect((await service.encrypt({ name: 'kek', plaintext: Buffer.alloc(16) })).algorithm).toBe('AES_KW');
+    expect((await service.encrypt({ name: 'aes', plaintext: Buffer.alloc(16) })).algorithm).toBe('AES_GCM');
+    expect(calls.filter((c) => c !== 'describeKey')).toEqual(['encrypt:1', 'encrypt:2']);
   });
 
   it('uses the primary version for new work and an envelope version for decryption', async () => {

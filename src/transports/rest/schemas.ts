@@ -247,7 +247,7 @@ export const encryptJweBody = object(
   {
     recipient: object(
       {
-        key: keyName('A key of this service (purpose encrypt, or agree for ECDH-ES).'),
+        key: keyName('A key of this service (purpose encrypt: RSA for RSA-OAEP*, AES for dir; wrap: AES for A128KW/A256KW; agree: EC for ECDH-ES).'),
         keyVersion: { ...keyVersion, description: 'With key: the version to encrypt to; absent means the primary.' },
         jwk: jsonObject("Instead of key: an external recipient's public JWK (RSA or EC)."),
       },

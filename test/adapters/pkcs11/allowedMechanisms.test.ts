@@ -71,7 +71,8 @@ describe('CKA_ALLOWED_MECHANISMS', () => {
     ['RSA_2048', 'encrypt', A.CKO_PRIVATE_KEY, [0x9, 0x3]], // the harness turns the fallback on
     ['EC_P256', 'sign', A.CKO_PRIVATE_KEY, [0x1041, 0x1044, 0x1045]],
     ['ED25519', 'sign', A.CKO_PRIVATE_KEY, [0x1057]],
-    ['AES_256', 'encrypt', A.CKO_SECRET_KEY, [0x1087, 0x2109]],
+    ['AES_256', 'encrypt', A.CKO_SECRET_KEY, [0x1087]],
+    ['AES_128', 'wrap', A.CKO_SECRET_KEY, [0x2109]],
     ['TDES_3KEY', 'encrypt', A.CKO_SECRET_KEY, [0x133]],
     ['HMAC_256', 'mac', A.CKO_SECRET_KEY, [0x251]],
   ];
@@ -123,6 +124,47 @@ describe('CKA_ALLOWED_MECHANISMS', () => {
     await withFallback.createKey({ name: hmac, type: 'HMAC_256', purpose: 'mac' });
     onObject(hmac, A.CKO_SECRET_KEY, (api, session, h) => {
       expect(initOutcome(() => api.C_SignInit(session, { mechanism: 0x221 /* SHA_1_HMAC */ }, h))).toBe(CKR_MECHANISM_INVALID);
+    });
+  });
+});
+
+describe('AES data keys and key-encryption keys are apart in the token', () => {
+  /** A session generic secret to wrap, and the CKR with which C_WrapKey under `kek` fails, or 'ok'. */
+  const wrapOutcome = (api: pkcs11js.PKCS11, session: Buffer, kek: Buffer) => {
+    const secret = api.C_CreateObject(session, [
+      { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_GENERIC_SECRET },
+      { type: A.CKA_TOKEN, value: false }, { type: A.CKA_SENSITIVE, value: false }, { type: A.CKA_EXTRACTABLE, value: true },
+      { type: A.CKA_VALUE, value: Buffer.alloc(32, 7) },
+    ]);
+    try {
+      return initOutcome(() => api.C_WrapKey(session, { mechanism: 0x2109 }, kek, secret, Buffer.alloc(40)));
+    } finally {
+      api.C_DestroyObject(session, secret);
+    }
+  };
+
+  it('an encrypt key has no CKA_WRAP/CKA_UNWRAP and cannot wrap; a wrap key has no CKA_ENCRYPT/CKA_DECRYPT and cannot do AES-GCM', async () => {
+    const dataKey = fresh('aes-data');
+    const kek = fresh('aes-kek');
+    await withFallback.createKey({ name: dataKey, type: 'AES_256', purpose: 'encrypt' });
+    await withFallback.createKey({ name: kek, type: 'AES_256', purpose: 'wrap' });
+    const usage = [A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_WRAP, A.CKA_UNWRAP, A.CKA_SIGN, A.CKA_DERIVE];
+    const flagsOf = (name: string) => Object.fromEntries(inspector.objects(name, A.CKO_SECRET_KEY, usage)[0]!.flags);
+    const f = (encrypt: boolean, wrap: boolean) => ({
+      [A.CKA_ENCRYPT]: encrypt, [A.CKA_DECRYPT]: encrypt, [A.CKA_WRAP]: wrap, [A.CKA_UNWRAP]: wrap, [A.CKA_SIGN]: false, [A.CKA_DERIVE]: false,
+    });
+    expect(flagsOf(dataKey)).toEqual(f(true, false));
+    expect(flagsOf(kek)).toEqual(f(false, true));
+    const gcm = { mechanism: 0x1087, parameter: { type: A.CK_PARAMS_AES_GCM, iv: Buffer.alloc(12), ivBits: 96, tagBits: 128 } as pkcs11js.AesGCM };
+    onObject(dataKey, A.CKO_SECRET_KEY, (api, session, h) => {
+      expect(REFUSED).toContain(wrapOutcome(api, session, h));
+      expect(initOutcome(() => api.C_EncryptInit(session, gcm, h))).toBe('ok');
+      api.C_Encrypt(session, Buffer.alloc(16), Buffer.alloc(32)); // ends the operation
+    });
+    onObject(kek, A.CKO_SECRET_KEY, (api, session, h) => {
+      expect(REFUSED).toContain(initOutcome(() => api.C_EncryptInit(session, gcm, h)));
+      expect(REFUSED).toContain(initOutcome(() => api.C_DecryptInit(session, gcm, h)));
+      expect(wrapOutcome(api, session, h)).toBe('ok');
     });
   });
 });

@@ -74,12 +74,14 @@ function importKey(type: KeyType, purpose: KeyPurpose, objects: pkcs11js.Templat
   return name;
 }
 
-const aesKey = (value: Buffer, wrap = true) => {
+/** An AES key of known value: a data key (encrypt) or a key-encryption key (wrap), with the usage flags of `purpose` unless `flags` says otherwise. */
+const aesKey = (value: Buffer, purpose: 'encrypt' | 'wrap', flags: { wrap: boolean } = { wrap: purpose === 'wrap' }) => {
   const type: KeyType = value.length === 16 ? 'AES_128' : 'AES_256';
-  return importKey(type, 'encrypt', [[
+  const encrypt = purpose === 'encrypt';
+  return importKey(type, purpose, [[
     { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_AES }, { type: A.CKA_VALUE, value },
     { type: A.CKA_SENSITIVE, value: true }, { type: A.CKA_EXTRACTABLE, value: false },
-    { type: A.CKA_ENCRYPT, value: true }, { type: A.CKA_DECRYPT, value: true }, { type: A.CKA_WRAP, value: wrap }, { type: A.CKA_UNWRAP, value: wrap },
+    { type: A.CKA_ENCRYPT, value: encrypt }, { type: A.CKA_DECRYPT, value: encrypt }, { type: A.CKA_WRAP, value: flags.wrap }, { type: A.CKA_UNWRAP, value: flags.wrap },
   ]]);
 };
 
@@ -123,7 +125,7 @@ function sessionSecrets(): number {
 describe('PKCS#11 JOSE mechanisms with keys of known value', () => {
   for (const v of rfc3394) {
     it(`AES_KW: the RFC 3394 vector with a ${v.kek.length * 4}-bit KEK, through C_WrapKey / C_UnwrapKey`, async () => {
-      const name = aesKey(Buffer.from(v.kek, 'hex'));
+      const name = aesKey(Buffer.from(v.kek, 'hex'), 'wrap');
       const keyData = Buffer.from(v.keyData, 'hex');
       const wrapped = await keys.encrypt({ name, algorithm: 'AES_KW', plaintext: keyData });
       expect(openEnvelope(wrapped.ciphertext).raw.data.toString('hex').toUpperCase()).toBe(v.wrapped);
@@ -135,8 +137,8 @@ describe('PKCS#11 JOSE mechanisms with keys of known value', () => {
     });
   }
 
-  it('AES_KW with a key made without CKA_WRAP (before AES_KW existed) is INCOMPATIBLE_KEY, not a failure of the HSM', async () => {
-    const name = aesKey(randomBytes(32), false);
+  it('AES_KW with a wrap key whose token object lacks CKA_WRAP/CKA_UNWRAP is INCOMPATIBLE_KEY, not a failure of the HSM', async () => {
+    const name = aesKey(randomBytes(32), 'wrap', { wrap: false });
     await expect(keys.encrypt({ name, algorithm: 'AES_KW', plaintext: randomBytes(32) })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
     await expect(keys.decrypt({ name, algorithm: 'AES_KW', keyVersion: 1, ciphertext: randomBytes(40) })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
     expect(sessionSecrets()).toBe(0);
@@ -165,21 +167,30 @@ describe('PKCS#11 JOSE mechanisms with keys of known value', () => {
   });
 
   it('RFC 7520 §5.6 (dir, A128GCM) and §5.8 (A128KW, A128GCM) decrypt with the cookbook keys in the token', async () => {
-    const dir = aesKey(decode(rfc7520.dir.k, 'k'));
+    const dir = aesKey(decode(rfc7520.dir.k, 'k'), 'encrypt');
     expect((await jose_.decryptJwe({ jwe: rfc7520.dir.compact, key: dir })).plaintext.toString()).toBe(rfc7520.plaintext);
-    const kw = aesKey(decode(rfc7520.a128kw.k, 'k'));
+    const kw = aesKey(decode(rfc7520.a128kw.k, 'k'), 'wrap');
     expect((await jose_.decryptJwe({ jwe: rfc7520.a128kw.compact, key: kw })).plaintext.toString()).toBe(rfc7520.plaintext);
-    await expect(jose_.decryptJwe({ jwe: rfc7520.a128kw.compact, key: dir })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+    const otherKek = aesKey(randomBytes(16), 'wrap');
+    await expect(jose_.decryptJwe({ jwe: rfc7520.a128kw.compact, key: otherKek })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+    // the purposes are kept apart: a data key does not unwrap, a key-encryption key is not a "dir" key
+    await expect(jose_.decryptJwe({ jwe: rfc7520.a128kw.compact, key: dir })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+    await expect(jose_.decryptJwe({ jwe: rfc7520.dir.compact, key: kw })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
     expect(sessionSecrets()).toBe(0);
   });
 
-  it('keys get the usage flags of their purpose: agreement keys derive and nothing else, AES keys wrap', async () => {
+  it('keys get the usage flags of their purpose: agreement keys derive and nothing else, AES wrap keys wrap and AES data keys do not', async () => {
     const agree = (await keys.createKey({ name: `gen-agree-${seq++}`, type: 'EC_P256', purpose: 'agree' })).name;
     const [priv] = inspector.objects(agree, A.CKO_PRIVATE_KEY, [A.CKA_DERIVE, A.CKA_SIGN, A.CKA_DECRYPT, A.CKA_UNWRAP, A.CKA_EXTRACTABLE]);
     expect(Object.fromEntries(priv!.flags)).toEqual({ [A.CKA_DERIVE]: true, [A.CKA_SIGN]: false, [A.CKA_DECRYPT]: false, [A.CKA_UNWRAP]: false, [A.CKA_EXTRACTABLE]: false });
+    const usage = [A.CKA_WRAP, A.CKA_UNWRAP, A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_SIGN, A.CKA_DERIVE];
     const aes = (await keys.createKey({ name: `gen-aes-${seq++}`, type: 'AES_256' })).name;
-    const [secret] = inspector.objects(aes, A.CKO_SECRET_KEY, [A.CKA_WRAP, A.CKA_UNWRAP, A.CKA_ENCRYPT, A.CKA_SIGN, A.CKA_DERIVE]);
-    expect(Object.fromEntries(secret!.flags)).toEqual({ [A.CKA_WRAP]: true, [A.CKA_UNWRAP]: true, [A.CKA_ENCRYPT]: true, [A.CKA_SIGN]: false, [A.CKA_DERIVE]: false });
+    expect((await keys.getKey(aes)).purpose).toBe('encrypt');
+    const [secret] = inspector.objects(aes, A.CKO_SECRET_KEY, usage);
+    expect(Object.fromEntries(secret!.flags)).toEqual({ [A.CKA_WRAP]: false, [A.CKA_UNWRAP]: false, [A.CKA_ENCRYPT]: true, [A.CKA_DECRYPT]: true, [A.CKA_SIGN]: false, [A.CKA_DERIVE]: false });
+    const kek = (await keys.createKey({ name: `gen-kek-${seq++}`, type: 'AES_128', purpose: 'wrap' })).name;
+    const [wrapping] = inspector.objects(kek, A.CKO_SECRET_KEY, usage);
+    expect(Object.fromEntries(wrapping!.flags)).toEqual({ [A.CKA_WRAP]: true, [A.CKA_UNWRAP]: true, [A.CKA_ENCRYPT]: false, [A.CKA_DECRYPT]: false, [A.CKA_SIGN]: false, [A.CKA_DERIVE]: false });
     const signing = (await keys.createKey({ name: `gen-ec-${seq++}`, type: 'EC_P256' })).name;
     const [signPriv] = inspector.objects(signing, A.CKO_PRIVATE_KEY, [A.CKA_DERIVE]);
     expect(signPriv!.flags.get(A.CKA_DERIVE)).toBe(false);

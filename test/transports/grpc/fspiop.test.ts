@@ -2,7 +2,8 @@
  * hsmbridge.v1.FspiopService end to end over a real gRPC connection, on the software backend and on
  * SoftHSM: what Sign returns validates with the Mojaloop reference JwsValidator, what the reference
  * JwsSigner signs validates through Validate (bodies as the exact bytes), the participants rpcs
- * round-trip, and bad input is INVALID_ARGUMENT (or its own status) with its code.
+ * round-trip, and bad input is INVALID_ARGUMENT (or its own status) with its code; a malformed body is
+ * refused (valid false), never INTERNAL.
  */
 import { createPublicKey } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
@@ -100,6 +101,11 @@ for (const target of restTargets) {
       for (const [call, grpcStatus, code] of cases) await expectGrpcError(call, grpcStatus, code);
       // A refused signature is an answer, not an error.
       expect(await f.client.callFspiop('Validate', { headers: {}, body: Buffer.from('{}') })).toMatchObject({ valid: false, errorCode: '3105' });
+      // So is a body nested 30,000 levels deep (a real signature over other bytes sends validate to the canonical form).
+      const req = { method: 'post', uri: '/quotes', headers: { 'fspiop-source': peerId.RS256 } as Record<string, string>, body: { quoteId: 'q' } };
+      referenceSigner(peer.RS256.privatePem).sign(req);
+      const deep = Buffer.from('['.repeat(30_000) + ']'.repeat(30_000));
+      expect(await f.client.callFspiop('Validate', { headers: req.headers, body: deep })).toMatchObject({ valid: false, errorCode: '3105', reason: expect.stringContaining('nested too deeply') });
     });
 
     it('logs one line per call, with the signing key name and never a body', async () => {

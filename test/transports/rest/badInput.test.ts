@@ -39,7 +39,7 @@ const cases: Case[] = [
   { what: 'unknown encrypt algorithm', request: (r, k) => r.call('POST', `/v1/keys/${k.aes}/encrypt`, { algorithm: 'AES_ECB', plaintext: msg }), status: 400, code: 'UNSUPPORTED_ALGORITHM' },
   { what: 'unknown MAC algorithm', request: (r, k) => r.call('POST', `/v1/keys/${k.hmac}/mac`, { algorithm: 'HMAC_MD5', data: msg }), status: 400, code: 'UNSUPPORTED_ALGORITHM' },
   { what: 'unknown key type', request: (r) => r.call('POST', '/v1/keys', { name: freshName('x'), type: 'DSA_1024' }), status: 400, code: 'INVALID_ARGUMENT', mentions: 'key type' },
-  { what: 'unknown purpose', request: (r) => r.call('POST', '/v1/keys', { name: freshName('x'), type: 'RSA_2048', purpose: 'wrap' }), status: 400, code: 'INVALID_ARGUMENT', mentions: 'purpose' },
+  { what: 'unknown purpose', request: (r) => r.call('POST', '/v1/keys', { name: freshName('x'), type: 'RSA_2048', purpose: 'decrypt' }), status: 400, code: 'INVALID_ARGUMENT', mentions: 'purpose' },
   { what: 'purpose the key type cannot have', request: (r) => r.call('POST', '/v1/keys', { name: freshName('x'), type: 'AES_256', purpose: 'sign' }), status: 400, code: 'INCOMPATIBLE_KEY' },
   // key names
   { what: 'bad key name in the path', request: (r) => r.call('POST', '/v1/keys/..%2Fetc/sign', { message: msg }), status: 400, code: 'INVALID_ARGUMENT', mentions: 'key name' },

@@ -33,7 +33,8 @@ for (const target of restTargets) {
     };
 
     beforeAll(async () => {
-      rest = await startRest(target);
+      // Production's request limit (1 MB), so that a JWE or JWS with very many parts reaches the JOSE checks.
+      rest = await startRest(target, 1024 * 1024);
       caps = (await rest.call('GET', '/v1/capabilities')).body;
     });
     afterAll(async () => {
@@ -169,7 +170,7 @@ for (const target of restTargets) {
     });
 
     describe('GET /.well-known/jwks.json', () => {
-      it('serves every version of every enabled asymmetric key; jose verifies our JWS across a rotation with it', async () => {
+      it('serves every version of every asymmetric key not destroyed (disabled ones too); jose verifies our JWS across a rotation with it', async () => {
         const name = await create('RSA_2048');
         const aes = await create('AES_256');
         const v1 = (await rest.call('POST', '/v1/jws/sign', { key: name, payload: b64('before rotation') })).body.jws;
@@ -189,8 +190,12 @@ for (const target of restTargets) {
         expect(Buffer.from((await jose.compactVerify(v1, set)).payload).toString()).toBe('before rotation');
         expect(Buffer.from((await jose.compactVerify(v2.jws, set)).payload).toString()).toBe('after rotation');
 
-        // A disabled key leaves the document.
+        // A disabled key stays in the document (what it signed still verifies); a destroyed one leaves it.
         expect((await rest.call('POST', `/v1/keys/${name}/disable`)).status).toBe(200);
+        const disabled = await rest.call('GET', '/.well-known/jwks.json');
+        expect(disabled.body.keys.map((k: { kid: string }) => k.kid)).toEqual(expect.arrayContaining([`${name}:1`, `${name}:2`]));
+        expect(Buffer.from((await jose.compactVerify(v1, jose.createLocalJWKSet(disabled.body))).payload).toString()).toBe('before rotation');
+        expect((await rest.call('DELETE', `/v1/keys/${name}`)).status).toBe(204);
         const after = await rest.call('GET', '/.well-known/jwks.json');
         expect(after.body.keys.some((k: { kid: string }) => k.kid.startsWith(`${name}:`))).toBe(false);
       });
@@ -253,12 +258,13 @@ for (const target of restTargets) {
         }
       });
 
-      it('round trips through our encrypt and decrypt: RSA-OAEP-256, A256KW and dir; compact and JSON', async () => {
+      it('round trips through our encrypt and decrypt: RSA-OAEP-256, A256KW (a wrap key) and dir (an encrypt key); compact and JSON', async () => {
         const rsa = await create('RSA_2048', 'encrypt');
         const aes = await create('AES_256');
+        const kek = await create('AES_256', 'wrap');
         const cases = [
           { key: rsa, alg: 'RSA-OAEP-256', enc: 'A256GCM' },
-          { key: aes, alg: 'A256KW', enc: 'A128GCM' },
+          { key: kek, alg: 'A256KW', enc: 'A128GCM' },
           { key: aes, alg: 'dir', enc: 'A256GCM' },
         ];
         for (const c of cases) {
@@ -285,6 +291,35 @@ for (const target of restTargets) {
             expect(unb64(d.body.plaintext)).toEqual(plaintext);
           }
         }
+      });
+
+      it('a data key refuses A256KW and a wrap key refuses dir and AES_GCM: 400 INCOMPATIBLE_KEY', async () => {
+        const aes = await create('AES_256');
+        const kek = await create('AES_256', 'wrap');
+        const encrypt = (key: string, alg: string) => rest.call('POST', '/v1/jwe/encrypt', { recipient: { key }, alg, enc: 'A256GCM', plaintext: b64(plaintext) });
+        expect(failure(await encrypt(aes, 'A256KW'))).toEqual({ status: 400, code: 'INCOMPATIBLE_KEY' });
+        expect(failure(await encrypt(kek, 'dir'))).toEqual({ status: 400, code: 'INCOMPATIBLE_KEY' });
+        expect(failure(await rest.call('POST', `/v1/keys/${kek}/encrypt`, { plaintext: b64(plaintext), algorithm: 'AES_GCM' }))).toEqual({ status: 400, code: 'INCOMPATIBLE_KEY' });
+        expect(failure(await rest.call('POST', `/v1/keys/${aes}/encrypt`, { plaintext: b64(Buffer.alloc(32)), algorithm: 'AES_KW' }))).toEqual({ status: 400, code: 'INCOMPATIBLE_KEY' });
+      });
+
+      it('a 1,000-recipient JWE and a 1,000-signature JWS get 400 INVALID_ARGUMENT at once, never a 5xx', async () => {
+        const name = freshName('rsaenc');
+        expect((await rest.call('POST', '/v1/keys', { name, type: 'RSA_2048', purpose: 'encrypt' })).status).toBe(201);
+        const signer = freshName('ec');
+        expect((await rest.call('POST', '/v1/keys', { name: signer, type: 'EC_P256' })).status).toBe(201);
+        const random = (n: number) => b64url(Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + n) & 0xff)));
+        const recipients = Array.from({ length: 1000 }, (_, i) => ({ header: { alg: 'RSA-OAEP', kid: `${name}:1` }, encrypted_key: random(200 + (i % 50)) + b64url(String(i)) }));
+        const jwe = { protected: b64url('{"enc":"A256GCM"}'), recipients, iv: random(12), ciphertext: random(16), tag: random(16) };
+        const signatures = Array.from({ length: 1000 }, (_, i) => ({ protected: b64url(JSON.stringify({ alg: 'ES256', kid: `${signer}:1` })), signature: random(64) + b64url(String(i)) }));
+        const started = performance.now();
+        const d = await rest.call('POST', '/v1/jwe/decrypt', { jwe });
+        expect(failure(d), JSON.stringify(d.body)).toEqual({ status: 400, code: 'INVALID_ARGUMENT' });
+        expect(d.body.error.message).toContain('at most 16 recipients');
+        const v = await rest.call('POST', '/v1/jws/verify', { jws: { payload: b64url('{}'), signatures } });
+        expect(failure(v), JSON.stringify(v.body)).toEqual({ status: 400, code: 'INVALID_ARGUMENT' });
+        expect(v.body.error.message).toContain('at most 16 signatures');
+        expect(performance.now() - started).toBeLessThan(1000);
       });
 
       it("encrypts to an external recipient's public JWK; jose decrypts with the private key", async () => {

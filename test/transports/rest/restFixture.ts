@@ -29,16 +29,26 @@ export const restTargets: RestTarget[] = [
       return { backend: await softwareBackendFactory.create(harness.config, { logger: silent }), cleanup: () => harness.cleanup() };
     },
   },
-  {
-    label: 'pkcs11 (SoftHSM)',
+  softHsmTarget('pkcs11 (SoftHSM)', {}),
+];
+
+/**
+ * SoftHSM as it comes: its OAEP is SHA-1 only, and without the (opt-in) raw-RSA fallback that the test
+ * harness turns on, RSA_OAEP_SHA256 is not offered. For the tests that prove the refusal.
+ */
+export const softHsmWithoutRawRsa: RestTarget = softHsmTarget('pkcs11 (SoftHSM, no raw-RSA fallback)', { allowRawRsaOaepFallback: false });
+
+function softHsmTarget(label: string, overrides: { allowRawRsaOaepFallback?: boolean }): RestTarget {
+  return {
+    label,
     async open() {
       const { pkcs11BackendFactory } = await import('../../../adapters/pkcs11/index.js');
       const { createSoftHsmToken } = await import('../../helpers/softhsm.js');
       const token = await createSoftHsmToken();
-      return { backend: await pkcs11BackendFactory.create(token.backendConfig(), { logger: silent }), cleanup: () => token.cleanup() };
+      return { backend: await pkcs11BackendFactory.create(token.backendConfig(overrides), { logger: silent }), cleanup: () => token.cleanup() };
     },
-  },
-];
+  };
+}
 
 export interface Reply {
   status: number;

@@ -157,7 +157,7 @@ export function joseRoutes(app: FastifyInstance, jose: JoseService): void {
     config: {
       doc: {
         operationId: 'getJwks',
-        summary: 'The JWK Set of the public keys of this service: every version of every enabled asymmetric key',
+        summary: 'The JWK Set of the public keys of this service: every version of every asymmetric key not destroyed, disabled ones included',
         errors: ['BACKEND_UNAVAILABLE'],
       },
     },

@@ -63,7 +63,7 @@ function certificates(field: string, path: string, pem: Buffer): X509Certificate
 
 function privateKey(field: string, path: string, pem: Buffer): KeyObject {
   const keys = [...pem.toString('latin1').matchAll(PEM_BLOCK)].filter((m) => m[1]!.endsWith('PRIVATE KEY'));
-  if (keys.length === 0) fail(field, path, 'holds no PEM private key (-----BEGIN PRIVATE KEY-----)');
+  if (keys.length === 0) fail(field, path, 'holds no PEM private key block');
   // PKCS#8 (ENCRYPTED PRIVATE KEY) or traditional OpenSSL encryption (a Proc-Type header).
   if (keys.some((m) => m[1] === 'ENCRYPTED PRIVATE KEY' || m[0].includes('Proc-Type: 4,ENCRYPTED'))) {
     fail(field, path, 'is an encrypted private key; give it unencrypted and protect the file with its permissions');

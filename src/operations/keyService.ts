@@ -72,7 +72,9 @@ export class KeyService {
     private readonly backend: Backend,
     private readonly options: KeyServiceOptions,
   ) {
-    this.caps = backend.capabilities();
+    // An adapter module written before key agreement existed does not report it: it has none.
+    const caps = backend.capabilities();
+    this.caps = { ...caps, keyAgreement: caps.keyAgreement ?? [] };
     this.cache = new MetadataCache((name) => backend.describeKey(name), options.metadataCacheTtlMs);
   }
 

@@ -169,6 +169,15 @@ describe('KeyService key agreement support', () => {
     await expect(service.createKey({ name: 'n', type: 'EC_P256', purpose: 'agree' })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
     expect(r.calls).toEqual([]);
   });
+
+  it('treats an adapter module that predates key agreement (no keyAgreement in its capabilities) as having none', async () => {
+    const r = recordingBackend([]);
+    const { keyAgreement: _omitted, ...older } = caps;
+    const oldModule = { ...r.backend, capabilities: () => older } as unknown as Backend;
+    const service = new KeyService(oldModule, { limits: { maxDataBytes: 100, maxRandomBytes: 64 }, metadataCacheTtlMs: 0 });
+    expect(service.capabilities().keyAgreement).toEqual([]);
+    await expect(service.createKey({ name: 'n', type: 'EC_P256', purpose: 'agree' })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+  });
 });
 
 describe('KeyService metadata cache', () => {

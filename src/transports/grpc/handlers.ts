@@ -115,8 +115,7 @@ export function keyServiceHandlers(service: KeyService, logger: Logger): Untyped
         mac: [...caps.mac],
         signDigest: [...caps.signDigest],
         random: caps.random,
-        // An adapter module written before key agreement existed does not report it.
-        keyAgreement: [...(caps.keyAgreement ?? [])],
+        keyAgreement: [...caps.keyAgreement],
       };
     }),
   };

@@ -12,11 +12,9 @@ import { pino } from 'pino';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
-import { encodeMetadata, newKeyObjectId } from '../../../adapters/pkcs11/keyObjects.js';
 import type { Backend } from '../../../src/backend/port.js';
 import { decode } from '../../../src/jose/base64url.js';
 import { JoseService } from '../../../src/jose/joseService.js';
-import type { KeyVersion } from '../../../src/keys/names.js';
 import type { KeyPurpose, KeyType } from '../../../src/keys/types.js';
 import { openEnvelope } from '../../../src/operations/ciphertext.js';
 import { KeyService } from '../../../src/operations/keyService.js';
@@ -47,30 +45,10 @@ afterAll(async () => {
 
 const b64u = (s: string | undefined) => Buffer.from(s!, 'base64url');
 
-/** Imports version 1 of a key from its objects' templates (without label, ID and location), with its metadata object. */
+/** Imports version 1 of a key of known value from its objects' templates, under a fresh name. */
 function importKey(type: KeyType, purpose: KeyPurpose, objects: pkcs11js.Template[]): string {
   const name = `known-${type.toLowerCase()}-${purpose}-${seq++}`;
-  const id = newKeyObjectId(1 as KeyVersion);
-  const now = new Date().toISOString();
-  inspector.withSession((api, session) => {
-    for (const template of objects) {
-      api.C_CreateObject(session, [...template, { type: A.CKA_TOKEN, value: true }, { type: A.CKA_PRIVATE, value: true }, { type: A.CKA_LABEL, value: name }, { type: A.CKA_ID, value: id }]);
-    }
-    api.C_CreateObject(session, [
-      { type: A.CKA_CLASS, value: A.CKO_DATA },
-      { type: A.CKA_TOKEN, value: true },
-      { type: A.CKA_PRIVATE, value: true },
-      { type: A.CKA_APPLICATION, value: 'hsm-bridge' },
-      { type: A.CKA_LABEL, value: name },
-      {
-        type: A.CKA_VALUE,
-        value: encodeMetadata({
-          revision: 0, type, purpose, state: 'enabled', createdAt: now,
-          versions: { 1: { createdAt: now, id: id.toString('hex') } }, writtenAt: now, nonce: randomBytes(8).toString('hex'),
-        }),
-      },
-    ]);
-  });
+  inspector.importKnownKey(name, type, purpose, objects);
   return name;
 }
 

@@ -9,7 +9,6 @@ import { pino } from 'pino';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
-import { encodeMetadata, newKeyObjectId } from '../../../adapters/pkcs11/keyObjects.js';
 import type { Backend, KeyRef } from '../../../src/backend/port.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../../src/keys/names.js';
 import type { KeyType } from '../../../src/keys/types.js';
@@ -32,41 +31,18 @@ afterAll(async () => {
   await token?.cleanup();
 });
 
-/** Imports `value` as version 1 of key `name`, with the metadata object that makes it hsm-bridge's. */
+/** Imports `value` as version 1 of key `name`, as the adapter lays keys out. */
 function importKey(name: KeyName, type: KeyType, value: Buffer): KeyRef {
-  const version = 1 as KeyVersion;
-  const id = newKeyObjectId(version);
   const mac = type === 'HMAC_256';
-  const now = new Date().toISOString();
-  inspector.withSession((api, session) => {
-    api.C_CreateObject(session, [
-      { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY },
-      { type: A.CKA_KEY_TYPE, value: mac ? A.CKK_GENERIC_SECRET : A.CKK_AES },
-      { type: A.CKA_TOKEN, value: true },
-      { type: A.CKA_PRIVATE, value: true },
-      { type: A.CKA_SENSITIVE, value: true },
-      { type: A.CKA_LABEL, value: name },
-      { type: A.CKA_ID, value: id },
-      { type: A.CKA_VALUE, value },
-      { type: mac ? A.CKA_SIGN : A.CKA_ENCRYPT, value: true },
-      { type: mac ? A.CKA_VERIFY : A.CKA_DECRYPT, value: true },
-    ]);
-    api.C_CreateObject(session, [
-      { type: A.CKA_CLASS, value: A.CKO_DATA },
-      { type: A.CKA_TOKEN, value: true },
-      { type: A.CKA_PRIVATE, value: true },
-      { type: A.CKA_APPLICATION, value: 'hsm-bridge' },
-      { type: A.CKA_LABEL, value: name },
-      {
-        type: A.CKA_VALUE,
-        value: encodeMetadata({
-          revision: 0, type, purpose: mac ? 'mac' : 'encrypt', state: 'enabled', createdAt: now,
-          versions: { 1: { createdAt: now, id: id.toString('hex') } }, writtenAt: now, nonce: randomBytes(8).toString('hex'),
-        }),
-      },
-    ]);
-  });
-  return { name, type, version };
+  inspector.importKnownKey(name, type, mac ? 'mac' : 'encrypt', [[
+    { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY },
+    { type: A.CKA_KEY_TYPE, value: mac ? A.CKK_GENERIC_SECRET : A.CKK_AES },
+    { type: A.CKA_SENSITIVE, value: true },
+    { type: A.CKA_VALUE, value },
+    { type: mac ? A.CKA_SIGN : A.CKA_ENCRYPT, value: true },
+    { type: mac ? A.CKA_VERIFY : A.CKA_DECRYPT, value: true },
+  ]]);
+  return { name, type, version: 1 as KeyVersion };
 }
 
 describe('PKCS#11 symmetric outputs against node:crypto, with a key of known value', () => {

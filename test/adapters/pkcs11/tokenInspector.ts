@@ -3,7 +3,11 @@
  * attributes back and lists objects. Cryptoki state is per process, so this shares the adapter's
  * initialization (CKR_CRYPTOKI_ALREADY_INITIALIZED is fine) and never finalizes.
  */
+import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
+import { encodeMetadata, newKeyObjectId } from '../../../adapters/pkcs11/keyObjects.js';
+import type { KeyVersion } from '../../../src/keys/names.js';
+import type { KeyPurpose, KeyType } from '../../../src/keys/types.js';
 
 const CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191;
 const CKR_USER_ALREADY_LOGGED_IN = 0x100;
@@ -24,6 +28,37 @@ export class TokenInspector {
     const slot = this.api.C_GetSlotList(true).find((s) => this.api.C_GetTokenInfo(s).label.trimEnd() === this.label);
     if (!slot) throw new Error(`token ${this.label} not found`);
     return slot;
+  }
+
+  /**
+   * Imports a key of known value as version 1 of key `name`, laid out exactly as the adapter writes keys:
+   * each object (given without token, private, label and ID) on the token under the name and a version
+   * CKA_ID, plus the metadata object that makes it hsm-bridge's. Lets tests check outputs against
+   * published vectors and node:crypto, which a key generated in the token cannot.
+   */
+  importKnownKey(name: string, type: KeyType, purpose: KeyPurpose, objects: pkcs11js.Template[]): void {
+    const id = newKeyObjectId(1 as KeyVersion);
+    const now = new Date().toISOString();
+    const A = pkcs11js;
+    this.withSession((api, session) => {
+      for (const template of objects) {
+        api.C_CreateObject(session, [...template, { type: A.CKA_TOKEN, value: true }, { type: A.CKA_PRIVATE, value: true }, { type: A.CKA_LABEL, value: name }, { type: A.CKA_ID, value: id }]);
+      }
+      api.C_CreateObject(session, [
+        { type: A.CKA_CLASS, value: A.CKO_DATA },
+        { type: A.CKA_TOKEN, value: true },
+        { type: A.CKA_PRIVATE, value: true },
+        { type: A.CKA_APPLICATION, value: 'hsm-bridge' },
+        { type: A.CKA_LABEL, value: name },
+        {
+          type: A.CKA_VALUE,
+          value: encodeMetadata({
+            revision: 0, type, purpose, state: 'enabled', createdAt: now,
+            versions: { 1: { createdAt: now, id: id.toString('hex') } }, writtenAt: now, nonce: randomBytes(8).toString('hex'),
+          }),
+        },
+      ]);
+    });
   }
 
   /** Runs fn on a fresh logged-in session, closed afterwards. */

@@ -26,6 +26,7 @@ import { findProtoRoot } from '../src/transports/grpc/protos.js';
 import { startGrpcServer } from '../src/transports/grpc/server.js';
 import { createSoftHsmToken } from '../test/helpers/softhsm.js';
 import { createSoftwareBackendConfig } from '../test/helpers/software.js';
+import { CONCURRENCY, Report, SECONDS, measure, type Row } from './measure.js';
 
 const require = createRequire(import.meta.url);
 interface Req { method?: string; uri?: string; headers: Record<string, string>; body: unknown }
@@ -37,34 +38,10 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {}, isDebugEnabled: fa
 const refLogger = { child: () => quiet };
 const logger = pino({ level: 'silent' });
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const MESSAGES = 64;
-
-/** Runs `op` repeatedly for SECONDS (after a short warm-up), `inFlight` at a time; returns ops/s. */
-async function measure(op: (i: number) => unknown, inFlight = 1): Promise<number> {
-  const run = async (ms: number) => {
-    let count = 0;
-    const end = performance.now() + ms;
-    const worker = async () => {
-      while (performance.now() < end) await op(count++);
-    };
-    const start = performance.now();
-    await Promise.all(Array.from({ length: inFlight }, worker));
-    return (count * 1000) / (performance.now() - start);
-  };
-  await run(Math.min(500, SECONDS * 200));
-  return run(SECONDS * 1000);
-}
-
-interface Row { name: string; opsPerSec: number; baseline?: string }
-const rows: Row[] = [];
-const print = (row: Row) => {
-  rows.push(row);
-  const base = row.baseline ? rows.find((r) => r.name === row.baseline) : undefined;
-  const ratio = base ? `  ${(row.opsPerSec / base.opsPerSec).toFixed(2)}x the reference` : '';
-  console.log(`${row.name.padEnd(52)} ${row.opsPerSec.toFixed(0).padStart(9)} ops/s${ratio}`);
-};
+const report = new Report('the reference');
+const print = (row: Row) => report.print(row);
+const rows = report.rows;
 
 function transfer(i: number) {
   return {

@@ -10,6 +10,7 @@ import type { ServiceConfig } from './config/schema.js';
 import { FspiopService, ParticipantRegistry } from './fspiop/index.js';
 import { JoseService } from './jose/joseService.js';
 import { KeyService } from './operations/keyService.js';
+import { createPaymentServices } from './payment/index.js';
 import { startGrpcServer } from './transports/grpc/server.js';
 import { buildRestServer } from './transports/rest/server.js';
 import { loadTlsMaterial, type TlsMaterial } from './transports/tls.js';
@@ -81,7 +82,8 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       allowedAlgorithms: config.fspiop.allowedAlgorithms,
       acceptCanonicalBody: config.fspiop.acceptCanonicalBody,
     });
-    const extra = { jose, fspiop: { service: fspiop, participants } };
+    const payment = createPaymentServices(service, jose, participants);
+    const extra = { jose, fspiop: { service: fspiop, participants }, payment };
     let restUrl: string | undefined;
     let grpcPort: number | undefined;
     if (config.rest.enabled) {

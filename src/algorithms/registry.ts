@@ -44,9 +44,30 @@ export const agreementAlgorithms = {
   ECDH: { family: 'ec' },
 } as const satisfies Record<string, { readonly family: KeyFamily }>;
 
+/**
+ * MACs. The ISO 9797-1 ones chain the block cipher in CBC mode (zero IV) over data padded by method 1
+ * (zeros, none when already whole blocks: ISO 8583 and X9.19 use it) or method 2 (0x80 then zeros: EMV).
+ * The first algorithm of a key family is its keys' default.
+ */
 export const macAlgorithms = {
   HMAC_SHA256: { family: 'hmac', hash: 'sha256', length: 32 },
+  /** SP 800-38B CMAC with an AES key; 16 bytes. */
+  AES_CMAC: { family: 'aes', length: 16 },
+  /** ISO 9797-1 MAC algorithm 1 with TDES (the full TDES CBC-MAC), padding method 1. */
+  ISO9797_ALG1: { family: 'tdes', length: 8, padding: 1 },
+  /** ISO 9797-1 MAC algorithm 3 (ANSI X9.19 retail MAC): single-DES CBC under K1, then decrypt K2, encrypt K1. Double-length keys only. */
+  ISO9797_ALG3: { family: 'tdes', length: 8, padding: 1, keyType: 'TDES_2KEY' },
+  ISO9797_ALG1_PAD2: { family: 'tdes', length: 8, padding: 2 },
+  ISO9797_ALG3_PAD2: { family: 'tdes', length: 8, padding: 2, keyType: 'TDES_2KEY' },
+  /** SP 800-38B CMAC with a TDES key; 8 bytes. */
+  TDES_CMAC: { family: 'tdes', length: 8 },
 } as const satisfies Record<string, MacAlgorithmInfo>;
+
+/**
+ * The shortest MAC verify accepts for the payment MACs (ISO 8583 messages often carry the leftmost 4 bytes);
+ * a shorter prefix is too easy to guess. HMAC is verified at full length only.
+ */
+export const MIN_TRUNCATED_MAC_BYTES = 4;
 
 export type SignAlgorithm = keyof typeof signAlgorithms;
 export type EncryptAlgorithm = keyof typeof encryptAlgorithms;
@@ -72,8 +93,12 @@ export interface EncryptAlgorithmInfo {
 }
 export interface MacAlgorithmInfo {
   readonly family: KeyFamily;
-  readonly hash: HashName;
+  readonly hash?: HashName;
   readonly length: number;
+  /** ISO 9797-1 padding method. */
+  readonly padding?: 1 | 2;
+  /** Set when only one key type fits. */
+  readonly keyType?: KeyType;
 }
 
 export const allSignAlgorithms = Object.keys(signAlgorithms) as SignAlgorithm[];
@@ -102,6 +127,10 @@ export function algorithmsFor(type: KeyType, purpose: KeyPurpose): string[] {
     wrap: encryptionsOf('wrap'),
     mac: macAlgorithms,
     agree: agreementAlgorithms,
+    // The payment kinds have operations of their own (src/payment), not generic algorithms.
+    pin: {},
+    bdk: {},
+    kbpk: {},
   };
   const table = tables[purpose];
   return Object.entries(table).filter(([, info]) => fits(info)).map(([name]) => name);

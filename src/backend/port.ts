@@ -10,7 +10,7 @@
  */
 import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../algorithms/registry.js';
 import type { KeyName, KeyVersion } from '../keys/names.js';
-import type { KeyMetadata, KeyPurpose, KeyState, KeyType } from '../keys/types.js';
+import type { KeyMetadata, KeyPurpose, KeyState, KeyType, ModeOfUse } from '../keys/types.js';
 
 /** A resolved key version, as the core hands it to an operation. */
 export interface KeyRef {
@@ -23,6 +23,44 @@ export interface NewKey {
   readonly name: KeyName;
   readonly type: KeyType;
   readonly purpose: KeyPurpose;
+  /** May leave the backend through exportKey (TR-31 export). Only TDES/AES keys of payment purposes; default false. */
+  readonly exportable?: boolean;
+  /** Set by a TR-31 import only; the backend stores it with the key and returns it in KeyMetadata. */
+  readonly modeOfUse?: ModeOfUse;
+}
+
+/**
+ * A key that the backend derived for one request (a DUKPT transaction key) and keeps for as long as the
+ * core holds it: a session object in an HSM, a closure in the software backend. Opaque to the core, which
+ * releases it (releaseTransientKey) as soon as its request is done, error or not.
+ */
+export interface TransientKey {
+  readonly transient: true;
+  readonly family: 'tdes' | 'aes';
+  readonly bits: number;
+}
+
+/** A key for the block operations: a stored key version, or a transient key. */
+export type BlockKey = KeyRef | TransientKey;
+
+/**
+ * Which DUKPT transaction key to derive from a BDK: ANSI X9.24-1:2009 TDES DUKPT (10-byte KSN; the PIN
+ * encryption variant of the current future key, double-length), or ANSI X9.24-3:2017 AES DUKPT (12-byte
+ * KSN; the PIN encryption working key of the given type, no longer than the BDK). The core checks the KSN
+ * (length, counter rules) before a backend sees it; src/payment/dukpt has the algorithms.
+ */
+export type DukptDerivation =
+  | { readonly scheme: 'tdes'; readonly ksn: Buffer }
+  | { readonly scheme: 'aes'; readonly ksn: Buffer; readonly workingKey: 'AES_128' | 'AES_192' | 'AES_256' | 'TDES_2KEY' | 'TDES_3KEY' };
+
+/** What a backend can do for payments; absent (an older adapter module) means nothing. */
+export interface PaymentCapabilities {
+  /** The DUKPT schemes deriveDukptKey serves. */
+  readonly dukpt: readonly ('tdes' | 'aes')[];
+  /** importKey works (TR-31 import). */
+  readonly importKeys: boolean;
+  /** exportKey works for keys created or imported exportable (TR-31 export). */
+  readonly exportKeys: boolean;
 }
 
 /** Sign either a message (the backend hashes it) or a digest the caller computed with the algorithm's hash. */
@@ -49,6 +87,7 @@ export interface Capabilities {
   readonly random: boolean;
   /** The key types (EC curves) whose keys of purpose 'agree' can do ECDH (deriveSharedSecret). */
   readonly keyAgreement: readonly KeyType[];
+  readonly payment?: PaymentCapabilities;
 }
 
 export interface BackendHealth {
@@ -84,6 +123,10 @@ export interface Backend {
   encrypt(key: KeyRef, algorithm: EncryptAlgorithm, plaintext: Buffer, aad?: Buffer): Promise<RawCiphertext>;
   /** Throws DECRYPTION_FAILED, and nothing more specific, when the ciphertext does not decrypt. */
   decrypt(key: KeyRef, algorithm: EncryptAlgorithm, ciphertext: RawCiphertext, aad?: Buffer): Promise<Buffer>;
+  /**
+   * Besides mac keys, the core calls this on payment keys for its own schemes: AES_CMAC of zeros on any
+   * AES payment key (its key check value) and TDES_CMAC / AES_CMAC on a KBPK (TR-31 key derivation).
+   */
   mac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer>;
   /** Compares in constant time (or inside the HSM). */
   verifyMac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean>;
@@ -94,4 +137,24 @@ export interface Backend {
    * KDF (JWE ECDH-ES) and is never returned to callers; whoever receives it zeroes it after use.
    */
   deriveSharedSecret(key: KeyRef, peerPublicKeySpki: Buffer): Promise<Buffer>;
+
+  // Payment primitives (TDES and AES keys of the payment purposes). The core builds the schemes on them
+  // (ISO 9564 PIN blocks, key check values, X9.24 DUKPT, TR-31) and never offers them as API operations:
+  // an ECB oracle on a PIN key would undo what the key is for. Backends of older modules may lack them;
+  // the core then answers UNSUPPORTED_BY_BACKEND.
+  /** ECB encryption of whole blocks (8 bytes for TDES, 16 for AES; the core checks). */
+  encryptBlocks?(key: BlockKey, data: Buffer): Promise<Buffer>;
+  /** ECB decryption of whole blocks. The result may be secret (a clear PIN block): the caller zeroes it. */
+  decryptBlocks?(key: BlockKey, data: Buffer): Promise<Buffer>;
+  /** The PIN encryption key of a DUKPT transaction, derived from a BDK (purpose bdk) inside the backend where it can. */
+  deriveDukptKey?(bdk: KeyRef, derivation: DukptDerivation): Promise<TransientKey>;
+  /** Forgets a transient key (destroys the session object). Never throws. */
+  releaseTransientKey?(key: TransientKey): Promise<void>;
+  /**
+   * Creates version 1 of a new key from clear material (a TR-31 import: the core has already checked the
+   * material's length and set DES parity). The backend zeroes nothing; the core zeroes the material.
+   */
+  importKey?(key: NewKey, material: Buffer): Promise<KeyMetadata>;
+  /** The clear material of an exportable key version, for a TR-31 export; INCOMPATIBLE_KEY when the key is not exportable. The core zeroes it. */
+  exportKey?(key: KeyRef): Promise<Buffer>;
 }

@@ -4,7 +4,9 @@
  * Transports (REST, gRPC) decode their wire format into the plain inputs below and call these methods.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import {
+  MIN_TRUNCATED_MAC_BYTES,
   algorithmsFor,
   cipherPurposes,
   defaultAlgorithm,
@@ -23,7 +25,20 @@ import type { Backend, Capabilities, KeyRef, RawCiphertext, SignInput } from '..
 import { hashes } from '../algorithms/hashes.js';
 import { HsmBridgeError, invalid } from '../errors.js';
 import { parseKeyName, parseKeyVersion, type KeyName, type KeyVersion } from '../keys/names.js';
-import { keyTypes, parseKeyPurpose, parseKeyType, type KeyMetadata, type KeyPurpose, type KeyType, type KeyVersionInfo } from '../keys/types.js';
+import {
+  isPaymentPurpose,
+  keyTypes,
+  parseKeyPurpose,
+  parseKeyType,
+  type KeyMetadata,
+  type KeyPurpose,
+  type KeyType,
+  type KeyVersionInfo,
+  type ModeOfUse,
+} from '../keys/types.js';
+import { KeyCheckValues } from '../payment/kcv.js';
+import { paymentPrimitives } from '../payment/paymentBackend.js';
+import { setOddParity } from '../payment/crypto/parity.js';
 import { openEnvelope, sealEnvelope, splitRaw } from './ciphertext.js';
 import { MetadataCache } from './metadataCache.js';
 
@@ -40,7 +55,10 @@ export interface KeyServiceOptions {
   readonly metadataCacheTtlMs: number;
 }
 
-export interface CreateKeyInput { name: unknown; type: unknown; purpose?: unknown }
+/** exportable: the key may later leave the backend in a TR-31 key block (payment keys only). */
+export interface CreateKeyInput { name: unknown; type: unknown; purpose?: unknown; exportable?: unknown }
+/** A key made from clear material by the core's own schemes (TR-31 import): already parsed. */
+export interface ImportKeyInput { name: unknown; type: KeyType; purpose: KeyPurpose; exportable: boolean; modeOfUse?: ModeOfUse }
 /** keyVersion: sign with this (existing) version rather than the primary, e.g. a JWS that named its kid first. */
 export interface SignRequest { name: unknown; algorithm?: unknown; message?: Buffer; digest?: Buffer; keyVersion?: unknown }
 export interface VerifyRequest extends SignRequest { signature: Buffer }
@@ -57,16 +75,31 @@ export interface SignResult { keyVersion: KeyVersion; algorithm: SignAlgorithm; 
 export interface VerifyResult { keyVersion: KeyVersion; algorithm: SignAlgorithm; valid: boolean }
 export interface EncryptResult { keyVersion: KeyVersion; algorithm: EncryptAlgorithm; ciphertext: Buffer }
 export interface DecryptResult { keyVersion: KeyVersion; algorithm: EncryptAlgorithm; plaintext: Buffer }
-export interface MacResult { keyVersion: KeyVersion; algorithm: MacAlgorithm; mac: Buffer }
-export interface VerifyMacResult { keyVersion: KeyVersion; algorithm: MacAlgorithm; valid: boolean }
+/** keyCheckValue: for payment keys (TDES, AES), the KCV of the version used. */
+export interface MacResult { keyVersion: KeyVersion; algorithm: MacAlgorithm; mac: Buffer; keyCheckValue?: string }
+export interface VerifyMacResult { keyVersion: KeyVersion; algorithm: MacAlgorithm; valid: boolean; keyCheckValue?: string }
+/** What a payment operation does with a key, checked against the key's X9.143 mode of use. */
+export type KeyUse = 'encrypt' | 'decrypt' | 'generate' | 'verify' | 'derive';
+/** A checked, resolved key for the payment services. */
+export interface PaymentKey { meta: KeyMetadata; version: KeyVersionInfo; ref: KeyRef; keyCheckValue: string }
 /** sharedSecret is secret: the caller zeroes it as soon as its KDF has run. */
 export interface SharedSecretResult { keyVersion: KeyVersion; sharedSecret: Buffer }
 
 const curveOfKeyType: Partial<Record<KeyType, string>> = { EC_P256: 'prime256v1', EC_P384: 'secp384r1' };
 
+/** The modes of use (X9.143) that allow each use; a key without a mode of use allows what its purpose does. */
+const modesAllowing: Record<KeyUse, readonly ModeOfUse[]> = {
+  encrypt: ['B', 'E'],
+  decrypt: ['B', 'D'],
+  generate: ['C', 'G'],
+  verify: ['C', 'V'],
+  derive: ['X'],
+};
+
 export class KeyService {
   private readonly cache: MetadataCache;
   private readonly caps: Capabilities;
+  private readonly kcvs: KeyCheckValues;
 
   constructor(
     private readonly backend: Backend,
@@ -74,8 +107,13 @@ export class KeyService {
   ) {
     // An adapter module written before key agreement existed does not report it: it has none.
     const caps = backend.capabilities();
-    this.caps = { ...caps, keyAgreement: caps.keyAgreement ?? [] };
+    this.caps = {
+      ...caps,
+      keyAgreement: caps.keyAgreement ?? [],
+      payment: caps.payment ?? { dukpt: [], importKeys: false, exportKeys: false },
+    };
     this.cache = new MetadataCache((name) => backend.describeKey(name), options.metadataCacheTtlMs);
+    this.kcvs = new KeyCheckValues(backend);
   }
 
   get limits(): KeyServiceLimits {
@@ -102,9 +140,48 @@ export class KeyService {
     if (purpose === 'agree' && !this.caps.keyAgreement.includes(type)) {
       throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend cannot do key agreement with ${type} keys`);
     }
-    const meta = await this.backend.createKey({ name, type, purpose });
+    const exportable = this.parseExportable(input.exportable, purpose);
+    const meta = await this.backend.createKey({ name, type, purpose, ...(exportable ? { exportable } : {}) });
     this.cache.put(meta);
     return meta;
+  }
+
+  /**
+   * Creates version 1 of a key from clear material that the core's own schemes produced (a TR-31 import).
+   * DES ignores parity bits, so TDES material gets odd parity first (the key, and its KCV, are unchanged).
+   * The caller zeroes the material.
+   */
+  async importKey(input: ImportKeyInput, material: Buffer): Promise<KeyMetadata> {
+    const name = parseKeyName(input.name);
+    const { type, purpose } = input;
+    if (!this.caps.keyTypes.includes(type)) {
+      throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend cannot hold ${type} keys`);
+    }
+    if (!this.caps.payment!.importKeys) throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend cannot import keys`);
+    if (!keyTypes[type].purposes.includes(purpose as never)) throw new HsmBridgeError('INCOMPATIBLE_KEY', `a ${type} key cannot have purpose ${purpose}`);
+    if (material.length * 8 !== keyTypes[type].bits) throw invalid(`a ${type} key is ${keyTypes[type].bits / 8} bytes`);
+    if (input.exportable) this.parseExportable(true, purpose);
+    if (keyTypes[type].family === 'tdes') setOddParity(material);
+    const meta = await paymentPrimitives(this.backend).importKey(
+      { name, type, purpose, ...(input.exportable ? { exportable: true } : {}), ...(input.modeOfUse ? { modeOfUse: input.modeOfUse } : {}) },
+      material,
+    );
+    this.cache.put(meta);
+    return meta;
+  }
+
+  /** The KCV of a payment key's version (its primary one by default); undefined for other keys. */
+  keyCheckValue(meta: KeyMetadata, version?: KeyVersionInfo): Promise<string | undefined> {
+    const v = version ?? meta.versions.find((x) => x.version === meta.primaryVersion);
+    return v ? this.kcvs.of(meta, v) : Promise.resolve(undefined);
+  }
+
+  private parseExportable(value: unknown, purpose: KeyPurpose): boolean {
+    if (value === undefined || value === false) return false;
+    if (value !== true) throw invalid('exportable must be true or false');
+    if (!isPaymentPurpose(purpose)) throw new HsmBridgeError('INCOMPATIBLE_KEY', `only payment keys (pin, mac, bdk, kbpk) can be exportable`);
+    if (!this.caps.payment!.exportKeys) throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend cannot export keys`);
+    return true;
   }
 
   async listKeys(): Promise<KeyMetadata[]> {
@@ -246,20 +323,72 @@ export class KeyService {
 
   async mac(req: MacRequest): Promise<MacResult> {
     const meta = await this.usableKey(req.name, 'mac');
+    this.checkModeOfUse(meta, 'generate');
     const algorithm = this.pickAlgorithm(meta, 'mac', req.algorithm, parseMacAlgorithm) as MacAlgorithm;
     this.checkSize('data', req.data);
     const key = this.ref(meta, meta.primaryVersion);
-    return { keyVersion: key.version, algorithm, mac: await this.run(key, () => this.backend.mac(key, algorithm, req.data)) };
+    const mac = await this.run(key, () => this.backend.mac(key, algorithm, req.data));
+    return { keyVersion: key.version, algorithm, mac, ...(await this.kcvOf(meta, key.version)) };
   }
 
+  /**
+   * The payment MACs may be verified truncated to their leftmost bytes (at least MIN_TRUNCATED_MAC_BYTES),
+   * as ISO 8583 messages carry them; HMAC only at full length.
+   */
   async verifyMac(req: VerifyMacRequest): Promise<VerifyMacResult> {
     const meta = await this.usableKey(req.name, 'mac');
+    this.checkModeOfUse(meta, 'verify');
     const algorithm = this.pickAlgorithm(meta, 'mac', req.algorithm, parseMacAlgorithm) as MacAlgorithm;
     this.checkSize('data', req.data);
     const key = this.ref(meta, await this.version(meta, req.keyVersion));
-    // A MAC of the wrong length is simply not valid; the backend compares equal lengths in constant time.
-    const valid = req.mac.length === macAlgorithms[algorithm].length && (await this.run(key, () => this.backend.verifyMac(key, algorithm, req.data, req.mac)));
-    return { keyVersion: key.version, algorithm, valid };
+    const full = macAlgorithms[algorithm].length;
+    const truncatable = macAlgorithms[algorithm].family !== 'hmac';
+    let valid: boolean;
+    if (req.mac.length === full) {
+      valid = await this.run(key, () => this.backend.verifyMac(key, algorithm, req.data, req.mac));
+    } else if (truncatable && req.mac.length >= MIN_TRUNCATED_MAC_BYTES && req.mac.length < full) {
+      const computed = await this.run(key, () => this.backend.mac(key, algorithm, req.data));
+      valid = timingSafeEqual(computed.subarray(0, req.mac.length), req.mac);
+    } else {
+      valid = false; // a MAC of another length is simply not valid
+    }
+    return { keyVersion: key.version, algorithm, valid, ...(await this.kcvOf(meta, key.version)) };
+  }
+
+  private async kcvOf(meta: KeyMetadata, version: KeyVersion): Promise<{ keyCheckValue?: string }> {
+    const info = meta.versions.find((v) => v.version === version);
+    const kcv = info && (await this.kcvs.of(meta, info));
+    return kcv ? { keyCheckValue: kcv } : {};
+  }
+
+  /**
+   * An enabled payment key of `purpose`, its version (the primary one by default) and KCV, after checking
+   * that its mode of use allows `use`: for the payment services (src/payment), which call the backend's
+   * payment primitives themselves.
+   */
+  async paymentKey(name: unknown, purpose: KeyPurpose, use: KeyUse, keyVersion?: unknown): Promise<PaymentKey> {
+    const { meta, version } = await this.findVersion(await this.usableKey(name, purpose), keyVersion);
+    this.checkModeOfUse(meta, use);
+    const ref = this.ref(meta, version.version);
+    const keyCheckValue = await this.run(ref, () => this.kcvs.of(meta, version));
+    if (keyCheckValue === undefined) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} is not a payment key`);
+    return { meta, version, ref, keyCheckValue };
+  }
+
+  /** The backend, for the payment services: they call its payment primitives on keys resolved by paymentKey(). */
+  backendForPayments(): Backend {
+    return this.backend;
+  }
+
+  /** Runs a backend call on a resolved key; a key another replica destroyed leaves the metadata cache. */
+  onKey<T>(key: KeyRef, operation: () => Promise<T>): Promise<T> {
+    return this.run(key, operation);
+  }
+
+  private checkModeOfUse(meta: KeyMetadata, use: KeyUse): void {
+    if (meta.modeOfUse !== undefined && !modesAllowing[use].includes(meta.modeOfUse)) {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} has mode of use ${meta.modeOfUse}, which does not allow it to ${use}`);
+    }
   }
 
   /**

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HsmBridgeError } from '../../src/errors.js';
-import { format4PanField, tdesPanField } from '../../src/pin/pan.js';
+import { HsmBridgeError } from '../../../src/errors.js';
+import { format4PanField, tdesPanField } from '../../../src/payment/pin/pan.js';
 import {
   decipherFormat4,
   decodeFormat4PinField,
@@ -11,7 +11,7 @@ import {
   encodePinBlock,
   type AesEcbBlockOperation,
   type TdesPinBlockSpec,
-} from '../../src/pin/pinBlock.js';
+} from '../../../src/payment/pin/pinBlock.js';
 
 // Independent AES-ECB (node:crypto) standing in for the backend's block operation.
 function aesEcb(keyHex: string, direction: 'encrypt' | 'decrypt'): AesEcbBlockOperation {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { HsmBridgeError, invalid } from '../errors.js';
+import { HsmBridgeError, invalid } from '../../errors.js';
 import { format4PanField, tdesPanField } from './pan.js';
 
 /**

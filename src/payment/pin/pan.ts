@@ -1,4 +1,4 @@
-import { invalid } from '../errors.js';
+import { invalid } from '../../errors.js';
 
 /**
  * The PAN fields that bind ISO 9564-1 PIN blocks to a card. A PAN is taken as a string of decimal

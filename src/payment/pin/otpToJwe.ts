@@ -1,0 +1,125 @@
+/**
+ * The POS/ATM OTP flow: an OTP typed on a PIN pad arrives as an enciphered ISO 9564 PIN block (under a
+ * zone key or from a DUKPT terminal); the switch wants it as a JWE for one recipient. The block is
+ * deciphered, the digits go straight into the JWE payload beside the request's reference fields, and the
+ * clear buffers are zeroed. Nothing of the OTP is logged or returned except inside the JWE.
+ *
+ * Payload: {"otp":"<digits>", ...references}: UTF-8 JSON, the references as given (strings only).
+ */
+import type { JsonWebKey } from 'node:crypto';
+import { HsmBridgeError, invalid } from '../../errors.js';
+import type { ParticipantRegistry } from '../../fspiop/participants.js';
+import type { JoseService } from '../../jose/joseService.js';
+import { keyTypes } from '../../keys/types.js';
+import type { KeyService } from '../../operations/keyService.js';
+import type { KeyUsed } from '../keyUsed.js';
+import type { IncomingPin, PinService } from './pinService.js';
+
+export const MAX_REFERENCES = 16;
+const MAX_REFERENCE_CHARS = 256;
+const REFERENCE_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
+
+/** A key of this service, a registered participant's encryption key (its newest, or the one keyId names), or a public JWK. */
+export type OtpRecipient =
+  | { readonly key: unknown; readonly keyVersion?: unknown }
+  | { readonly participant: unknown; readonly keyId?: unknown }
+  | { readonly jwk: unknown };
+
+export interface PinToJweRequest {
+  readonly incoming: IncomingPin;
+  readonly pinBlock: Buffer;
+  readonly recipient: OtpRecipient;
+  /** JWE alg and enc; defaults by the recipient key: RSA-OAEP-256 for RSA, ECDH-ES for EC, A256GCM. */
+  readonly alg?: unknown;
+  readonly enc?: unknown;
+  readonly references?: unknown;
+}
+
+export interface PinToJweResult {
+  /** Compact serialization. */
+  readonly jwe: string;
+  readonly incoming: KeyUsed;
+  /** The recipient's kid, when it has one. */
+  readonly kid?: string;
+}
+
+export interface OtpJweDependencies {
+  readonly keys: KeyService;
+  readonly pins: PinService;
+  readonly jose: JoseService;
+  readonly participants?: ParticipantRegistry;
+}
+
+export class OtpJweService {
+  constructor(private readonly deps: OtpJweDependencies) {}
+
+  async toJwe(req: PinToJweRequest): Promise<PinToJweResult> {
+    const { format, pan } = this.deps.pins.parseIncoming(req.incoming, req.pinBlock);
+    const references = parseReferences(req.references);
+    const recipient = await this.recipient(req.recipient);
+    const alg = req.alg ?? recipient.defaultAlg;
+    const enc = req.enc ?? 'A256GCM';
+    let jwe: string | undefined;
+    const opened = await this.deps.pins.withClearPin(req.incoming, format, pan, req.pinBlock, async (pin) => {
+      const payload = otpPayload(pin, references);
+      try {
+        const result = await this.deps.jose.encryptJwe({ recipient: recipient.jose, alg: String(alg), enc: String(enc), plaintext: payload, serialization: 'compact' });
+        jwe = result.jwe as string;
+      } finally {
+        payload.fill(0);
+      }
+    });
+    return { jwe: jwe!, incoming: opened.key, ...(recipient.kid ? { kid: recipient.kid } : {}) };
+  }
+
+  private async recipient(value: OtpRecipient): Promise<{ jose: { key: string; keyVersion?: number } | { jwk: JsonWebKey }; defaultAlg: string; kid?: string }> {
+    if (typeof value !== 'object' || value === null) throw invalid('recipient is { key }, { participant } or { jwk }');
+    const kinds = ['key', 'participant', 'jwk'].filter((k) => Object.hasOwn(value, k));
+    if (kinds.length !== 1) throw invalid('recipient is exactly one of { key }, { participant } or { jwk }');
+    if ('key' in value) {
+      const meta = await this.deps.keys.getKey(value.key);
+      const family = keyTypes[meta.type].family;
+      const keyVersion = value.keyVersion;
+      if (keyVersion !== undefined && (typeof keyVersion !== 'number' || !Number.isInteger(keyVersion))) throw invalid('recipient.keyVersion must be a whole number');
+      return {
+        jose: { key: meta.name, ...(keyVersion === undefined ? {} : { keyVersion }) },
+        defaultAlg: family === 'rsa' ? 'RSA-OAEP-256' : family === 'ec' ? 'ECDH-ES' : family === 'aes' ? (meta.type === 'AES_128' ? 'A128KW' : 'A256KW') : 'RSA-OAEP-256',
+      };
+    }
+    if ('participant' in value) {
+      const registry = this.deps.participants;
+      if (!registry) throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', 'no participant registry is configured');
+      if (typeof value.participant !== 'string') throw invalid('recipient.participant must be a participant id');
+      const keys = registry.keysFor(value.participant, 'enc');
+      const chosen = value.keyId === undefined ? keys.at(-1) : keys.find((k) => k.keyId === value.keyId);
+      if (!chosen) {
+        throw new HsmBridgeError('NOT_FOUND', value.keyId === undefined ? `participant ${value.participant} has no encryption key` : `participant ${value.participant} has no encryption key ${String(value.keyId)}`);
+      }
+      const jwk = { ...(chosen.keyObject.export({ format: 'jwk' }) as JsonWebKey), kid: chosen.keyId };
+      return { jose: { jwk }, defaultAlg: chosen.kty === 'RSA' ? 'RSA-OAEP-256' : 'ECDH-ES', kid: chosen.keyId };
+    }
+    const jwk = value.jwk;
+    if (typeof jwk !== 'object' || jwk === null) throw invalid('recipient.jwk must be a public JWK object');
+    const kty = (jwk as { kty?: unknown }).kty;
+    const kid = (jwk as { kid?: unknown }).kid;
+    return { jose: { jwk: jwk as JsonWebKey }, defaultAlg: kty === 'EC' ? 'ECDH-ES' : 'RSA-OAEP-256', ...(typeof kid === 'string' ? { kid } : {}) };
+  }
+}
+
+function parseReferences(value: unknown): Record<string, string> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid('references must be an object of strings');
+  const entries = Object.entries(value);
+  if (entries.length > MAX_REFERENCES) throw invalid(`at most ${MAX_REFERENCES} references`);
+  for (const [name, v] of entries) {
+    if (!REFERENCE_NAME.test(name) || name === 'otp') throw invalid('a reference name is 1 to 64 letters, digits, _ . - starting with a letter, and not "otp"');
+    if (typeof v !== 'string' || v.length > MAX_REFERENCE_CHARS) throw invalid(`reference ${name} must be a string of at most ${MAX_REFERENCE_CHARS} characters`);
+  }
+  return Object.fromEntries(entries) as Record<string, string>;
+}
+
+/** The payload bytes, built around the digits so that the OTP never becomes a (unzeroable) string. */
+function otpPayload(pin: Buffer, references: Record<string, string>): Buffer {
+  const rest = JSON.stringify(references).slice(1); // '}' or '"a":"b"...}'
+  return Buffer.concat([Buffer.from('{"otp":"', 'utf8'), pin, Buffer.from(rest === '}' ? '"}' : `",${rest}`, 'utf8')]);
+}

@@ -1,0 +1,131 @@
+/**
+ * Key exchange with TR-31 / ANSI X9.143 key blocks: import a key wrapped under a KBPK held in the backend,
+ * export a key wrapped under one. Version B (TDES KBPK) and D (AES KBPK).
+ *
+ * The KBPK stays in the backend: the block's encryption and authentication keys are derived from it by
+ * CMAC inside the backend. Those two derived keys, and the clear key being imported or exported, exist in
+ * this process while the block is opened or sealed (a generic HSM has no TR-31 mechanism), and are
+ * zeroed before the call returns.
+ *
+ * The header decides what an imported key may do (key usage -> purpose, algorithm -> key type, mode of
+ * use -> the uses the core allows, exportability -> whether it may be exported again), see usage.ts.
+ */
+import { HsmBridgeError, invalid } from '../../errors.js';
+import { keyTypes, isPaymentPurpose, type KeyMetadata } from '../../keys/types.js';
+import type { KeyService, PaymentKey } from '../../operations/keyService.js';
+import { keyUsed, type KeyUsed } from '../keyUsed.js';
+import { paymentPrimitives, type PaymentPrimitives } from '../paymentBackend.js';
+import { deriveKeyBlockKeys, openKeyBlock, sealKeyBlock, type KeyBlockKeys } from './keyBlock.js';
+import { parseVersion } from './header.js';
+import { assertKbpkProtects, headerForKey, keyFromHeader } from './usage.js';
+
+/** Longest key block accepted: a 3-key TDES or AES-256 key with generous optional blocks. */
+export const MAX_KEY_BLOCK_CHARS = 4096;
+
+export interface ImportTr31Request {
+  /** The name of the new key. */
+  readonly name: unknown;
+  readonly keyBlock: unknown;
+  readonly kbpk: { readonly keyName: unknown; readonly keyVersion?: unknown };
+}
+
+export interface ImportTr31Result {
+  readonly key: KeyMetadata;
+  readonly keyCheckValue: string;
+  readonly kbpk: KeyUsed;
+}
+
+export interface ExportTr31Request {
+  readonly name: unknown;
+  readonly keyVersion?: unknown;
+  readonly kbpk: { readonly keyName: unknown; readonly keyVersion?: unknown };
+  /** The block's exportability: E (the receiver may export it again under a KEK), N (never), S (sensitive). Default N. */
+  readonly exportability?: unknown;
+}
+
+export interface ExportTr31Result {
+  readonly keyBlock: string;
+  readonly keyName: string;
+  readonly keyVersion: number;
+  readonly keyCheckValue: string;
+  readonly kbpk: KeyUsed;
+}
+
+export class KeyExchangeService {
+  private readonly primitives: PaymentPrimitives;
+
+  constructor(private readonly keys: KeyService) {
+    this.primitives = paymentPrimitives(keys.backendForPayments());
+  }
+
+  async importTr31(req: ImportTr31Request): Promise<ImportTr31Result> {
+    const text = req.keyBlock;
+    if (typeof text !== 'string' || text.length === 0) throw invalid('keyBlock is required: the TR-31 key block as text');
+    if (text.length > MAX_KEY_BLOCK_CHARS) throw new HsmBridgeError('PAYLOAD_TOO_LARGE', `a key block is at most ${MAX_KEY_BLOCK_CHARS} characters`);
+    const version = parseVersion(text.slice(0, 1));
+    const kbpk = await this.keys.paymentKey(req.kbpk?.keyName, 'kbpk', 'decrypt', req.kbpk?.keyVersion);
+    checkKbpkFamily(kbpk.meta, version);
+    const blockKeys = await this.blockKeys(kbpk, version);
+    let material: Buffer | undefined;
+    try {
+      const opened = openKeyBlock(text, blockKeys);
+      material = opened.key;
+      const target = keyFromHeader(opened.header, material.length);
+      assertKbpkProtects(kbpk.meta.type, target.type);
+      const key = await this.keys.importKey({ name: req.name, ...target }, material);
+      const keyCheckValue = await this.keys.keyCheckValue(key);
+      return { key, keyCheckValue: keyCheckValue!, kbpk: keyUsed(kbpk) };
+    } finally {
+      material?.fill(0);
+      zeroKeys(blockKeys);
+    }
+  }
+
+  async exportTr31(req: ExportTr31Request): Promise<ExportTr31Result> {
+    const exportability = req.exportability ?? 'N';
+    if (exportability !== 'E' && exportability !== 'N' && exportability !== 'S') throw invalid('exportability must be E, N or S');
+    const current = await this.keys.getKey(req.name);
+    if (!isPaymentPurpose(current.purpose)) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${current.name} is not a payment key and cannot be exported`);
+    const { meta, version } = await this.keys.usableKeyVersion(current.name, current.purpose, req.keyVersion);
+    if (!meta.exportable) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} is not exportable`);
+    const kbpk = await this.keys.paymentKey(req.kbpk?.keyName, 'kbpk', 'encrypt', req.kbpk?.keyVersion);
+    if (kbpk.meta.name === meta.name) throw invalid('a key cannot be exported under itself');
+    const blockVersionFor = keyTypes[kbpk.meta.type].family === 'tdes' ? 'B' : 'D';
+    assertKbpkProtects(kbpk.meta.type, meta.type);
+    const header = headerForKey(meta, blockVersionFor, exportability);
+    const keyCheckValue = (await this.keys.keyCheckValue(meta, version))!;
+    const ref = { name: meta.name, version: version.version, type: meta.type };
+    const blockKeys = await this.blockKeys(kbpk, blockVersionFor);
+    let material: Buffer | undefined;
+    try {
+      material = await this.keys.onKey(ref, () => this.primitives.exportKey(ref));
+      const keyBlock = sealKeyBlock(header, material, blockKeys);
+      return { keyBlock, keyName: meta.name, keyVersion: version.version, keyCheckValue, kbpk: keyUsed(kbpk) };
+    } finally {
+      material?.fill(0);
+      zeroKeys(blockKeys);
+    }
+  }
+
+  /** KBEK and KBAK, each part a CMAC under the KBPK computed in the backend. */
+  private blockKeys(kbpk: PaymentKey, version: 'B' | 'D'): Promise<KeyBlockKeys> {
+    const algorithm = version === 'B' ? 'TDES_CMAC' : 'AES_CMAC';
+    const backend = this.keys.backendForPayments();
+    return deriveKeyBlockKeys(version, keyTypes[kbpk.meta.type].bits / 8, (input) => this.keys.onKey(kbpk.ref, () => backend.mac(kbpk.ref, algorithm, input)));
+  }
+}
+
+
+function checkKbpkFamily(kbpk: KeyMetadata, version: 'B' | 'D'): void {
+  const want = version === 'B' ? 'tdes' : 'aes';
+  if (keyTypes[kbpk.type].family !== want) {
+    throw new HsmBridgeError('INCOMPATIBLE_KEY', `a version ${version} key block is protected by ${want === 'tdes' ? 'a TDES' : 'an AES'} KBPK; ${kbpk.name} is ${kbpk.type}`);
+  }
+}
+
+
+function zeroKeys(keys: KeyBlockKeys): void {
+  keys.encryption.fill(0);
+  keys.authentication.fill(0);
+}
+

@@ -1,0 +1,380 @@
+/**
+ * The payment services (PIN translation, DUKPT, the OTP flow, TR-31, payment MACs) through the core's
+ * public methods, on a real backend: the same suite runs on the software backend and on SoftHSM. Every
+ * outgoing block, MAC and key block is checked with an independent computation in this file (node:crypto
+ * ECB, the published vectors), never only with the service's own inverse.
+ *
+ * Known keys are planted with KeyService.importKey (the path a TR-31 import takes), since a created key's
+ * value is unknowable by design.
+ */
+import { createCipheriv, createDecipheriv, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { compactDecrypt, importJWK } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Backend } from '../../src/backend/port.js';
+import { JoseService } from '../../src/jose/joseService.js';
+import type { KeyPurpose, KeyType } from '../../src/keys/types.js';
+import { KeyService } from '../../src/operations/keyService.js';
+import { createPaymentServices, type PaymentServices } from '../../src/payment/index.js';
+import { decodePinBlock, encodePinBlock } from '../../src/payment/pin/pinBlock.js';
+import { format4PanField } from '../../src/payment/pin/pan.js';
+import { ParticipantRegistry } from '../../src/fspiop/participants.js';
+import { pino } from 'pino';
+import { CLEAR_PIN_BLOCK, KSN_PREFIX, initialSequence, rolloverSequence } from './dukpt/tdesVectors.js';
+
+export interface PaymentTarget {
+  open(): Promise<Backend>;
+  cleanup(): Promise<void>;
+}
+
+const hex = (s: string) => Buffer.from(s, 'hex');
+const limits = { maxDataBytes: 64 * 1024, maxRandomBytes: 1024 };
+
+/** Independent ECB with node:crypto: 16-byte TDES keys are K1 K2 K1 (des-ede), AES by length. */
+function ecb(direction: 'encrypt' | 'decrypt', key: Buffer, data: Buffer, family: 'tdes' | 'aes'): Buffer {
+  const name = family === 'tdes' ? (key.length === 16 ? 'des-ede-ecb' : 'des-ede3-ecb') : `aes-${key.length * 8}-ecb`;
+  const c = direction === 'encrypt' ? createCipheriv(name, key, null) : createDecipheriv(name, key, null);
+  c.setAutoPadding(false);
+  return Buffer.concat([c.update(data), c.final()]);
+}
+
+const xor = (a: Buffer, b: Buffer) => Buffer.from(a.map((x, i) => x ^ b[i]!));
+
+/** Format 4 with node:crypto: C = E(E(PIN field) XOR PAN field); and back. */
+function format4Encrypt(key: Buffer, pinField: Buffer, pan: string): Buffer {
+  return ecb('encrypt', key, xor(ecb('encrypt', key, pinField, 'aes'), format4PanField(pan)), 'aes');
+}
+function format4DecryptPin(key: Buffer, block: Buffer, pan: string): string {
+  const field = ecb('decrypt', key, xor(ecb('decrypt', key, block, 'aes'), format4PanField(pan)), 'aes');
+  const n = field[0]! & 0x0f;
+  expect(field[0]! >> 4).toBe(4);
+  return field.subarray(1).toString('hex').slice(0, n);
+}
+/** AES KCV: CMAC of one zero block = E(K, 0 XOR K1), K1 = double(E(K, 0)) (SP 800-38B); first 3 bytes. */
+function aesKcv(key: Buffer): string {
+  const l = ecb('encrypt', key, Buffer.alloc(16), 'aes');
+  const k1 = Buffer.alloc(16);
+  for (let i = 0; i < 16; i++) k1[i] = ((l[i]! << 1) | (i < 15 ? l[i + 1]! >> 7 : 0)) & 0xff;
+  if (l[0]! & 0x80) k1[15] = k1[15]! ^ 0x87;
+  return ecb('encrypt', key, k1, 'aes').subarray(0, 3).toString('hex').toUpperCase();
+}
+
+function format4PinField(pin: string): Buffer {
+  return Buffer.concat([hex(`4${pin.length.toString(16)}${pin}`.padEnd(16, 'A')), randomBytes(8)]);
+}
+
+// Known keys (field notes §5 vectors, and fresh random ones the test keeps).
+const ZPK_TDES = Buffer.from('0B2C3D4E5F6A7B8C8C7B6A5F4E3D2C0B', 'hex');
+const ZPK_TDES_2 = Buffer.from('A1B2C3D4E5F60718293A4B5C6D7E8F91', 'hex');
+const ZPK_AES = hex('C1D0F8FB4958670DBA40AB1F3752EF0D'); // ep2 format 4 vector key
+const ZPK_AES_2 = hex('00112233445566778899AABBCCDDEEFF');
+const BDK_TDES = hex('0123456789ABCDEFFEDCBA9876543210');
+const BDK_AES = hex('FEDCBA9876543210F1F1F1F1F1F1F1F1');
+const KBPK_B = hex('DD7515F2BFC17F85CE48F3CA25CB21F6');
+const KBPK_D = hex('88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6');
+
+/** Sets DES odd parity (what importKey stores); DES ignores these bits, so encryption is unchanged. */
+function withParity(key: Buffer): Buffer {
+  return Buffer.from(key.map((b) => { const h = b & 0xfe; let n = 0; for (let x = h; x; x >>= 1) n += x & 1; return h | (n % 2 === 0 ? 1 : 0); }));
+}
+
+export function describePaymentServices(label: string, makeTarget: () => Promise<PaymentTarget>): void {
+  describe(`payment services: ${label}`, () => {
+    let target: PaymentTarget;
+    let backend: Backend;
+    let keys: KeyService;
+    let jose: JoseService;
+    let payment: PaymentServices;
+    let participants: ParticipantRegistry;
+    const run = Date.now().toString(36);
+    const n = (stem: string) => `pay-${stem}-${run}`;
+    const plant = (stem: string, type: KeyType, purpose: KeyPurpose, material: Buffer, extra: { exportable?: boolean } = {}) =>
+      keys.importKey({ name: n(stem), type, purpose, exportable: extra.exportable ?? false }, Buffer.from(material));
+
+    beforeAll(async () => {
+      target = await makeTarget();
+      backend = await target.open();
+      keys = new KeyService(backend, { limits, metadataCacheTtlMs: 1000 });
+      jose = new JoseService(keys);
+      participants = await ParticipantRegistry.open({ logger: pino({ level: 'silent' }), participants: [], rescanIntervalMs: 0 });
+      payment = createPaymentServices(keys, jose, participants);
+      await plant('zpk-t', 'TDES_2KEY', 'pin', ZPK_TDES);
+      await plant('zpk-t2', 'TDES_2KEY', 'pin', ZPK_TDES_2);
+      await plant('zpk-a', 'AES_128', 'pin', ZPK_AES);
+      await plant('zpk-a2', 'AES_128', 'pin', ZPK_AES_2);
+      await plant('bdk-t', 'TDES_2KEY', 'bdk', BDK_TDES);
+      await plant('bdk-a', 'AES_128', 'bdk', BDK_AES);
+      await plant('kbpk-b', 'TDES_2KEY', 'kbpk', KBPK_B);
+      await plant('kbpk-d', 'AES_256', 'kbpk', KBPK_D);
+      await plant('mac-t', 'TDES_2KEY', 'mac', ZPK_TDES);
+    }, 60_000);
+    afterAll(async () => {
+      await participants?.close();
+      await backend?.close();
+      await target?.cleanup();
+    });
+
+    describe('key check values', () => {
+      it('TDES: ECB of zeros (X9.24 BDK -> 08D7B4); AES: CMAC of zeros, computed independently', async () => {
+        expect(await keys.keyCheckValue(await keys.getKey(n('bdk-t')))).toBe('08D7B4');
+        expect(await keys.keyCheckValue(await keys.getKey(n('zpk-a')))).toBe(aesKcv(ZPK_AES));
+      });
+    });
+
+    describe('PIN translation', () => {
+      it('format 4 vector (ep2): the AES block deciphers to 1234 and leaves as format 0 under a TDES key', async () => {
+        const pan = '432198765432109870';
+        const r = await payment.pins.translate({
+          incoming: { keyName: n('zpk-a'), format: 'ISO_FORMAT_4', pan },
+          outgoing: { keyName: n('zpk-t'), format: 'ISO_FORMAT_0' },
+          pinBlock: hex('CC17F65586BFD0953010226C4FC5B3CA'),
+        });
+        const clear = ecb('decrypt', ZPK_TDES, r.pinBlock, 'tdes');
+        expect(decodePinBlock(clear, { format: 0, pan }).toString()).toBe('1234');
+        expect(r.incoming).toMatchObject({ keyName: n('zpk-a'), keyVersion: 1 });
+        expect(r.outgoing.keyCheckValue).toBe(ecb('encrypt', withParity(ZPK_TDES), Buffer.alloc(8), 'tdes').subarray(0, 3).toString('hex').toUpperCase());
+      });
+
+      it('TDES DUKPT vector (X9.24-1): KSN FFFF9876543210E00001 block 1B9C1845EB993A7A -> format 0 041274EDCBA9876F', async () => {
+        const r = await payment.pins.translate({
+          incoming: { keyName: n('bdk-t'), format: 'ISO_FORMAT_0', pan: '4012345678909', dukpt: { ksn: hex('FFFF9876543210E00001') } },
+          outgoing: { keyName: n('zpk-t'), format: 'ISO_FORMAT_0' },
+          pinBlock: hex('1B9C1845EB993A7A'),
+        });
+        expect(ecb('decrypt', ZPK_TDES, r.pinBlock, 'tdes').toString('hex').toUpperCase()).toBe('041274EDCBA9876F');
+        expect(r.incoming.keyCheckValue).toBe('08D7B4');
+      });
+
+      for (const [what, sequence] of [['the first 21 KSNs (X9.24-1 A.4.2)', initialSequence], ['the counter rollover past 2^20 (A.4.3)', rolloverSequence]] as const) {
+        it(`TDES DUKPT over ${what}: each published block translates to the same clear format 0 block`, async () => {
+          for (const [suffix, , block] of sequence) {
+            const r = await payment.pins.translate({
+              incoming: { keyName: n('bdk-t'), format: 'ISO_FORMAT_0', pan: '4012345678909', dukpt: { ksn: hex(KSN_PREFIX + suffix) } },
+              outgoing: { keyName: n('zpk-t'), format: 'ISO_FORMAT_0' },
+              pinBlock: hex(block),
+            });
+            expect(ecb('decrypt', ZPK_TDES, r.pinBlock, 'tdes').equals(CLEAR_PIN_BLOCK), suffix).toBe(true);
+          }
+        });
+      }
+
+      it('AES DUKPT vector (X9.24-3): counter 1, AES-128 working key, format 4 block -> PIN 1234', async () => {
+        const pan = '4111111111111111';
+        const r = await payment.pins.translate({
+          incoming: { keyName: n('bdk-a'), format: 'ISO_FORMAT_4', pan, dukpt: { ksn: hex('123456789012345600000001'), workingKey: 'AES_128' } },
+          outgoing: { keyName: n('zpk-a2'), format: 'ISO_FORMAT_4' },
+          pinBlock: hex('A912150391AB65A67E52883D81CE2D15'),
+        });
+        expect(format4DecryptPin(ZPK_AES_2, r.pinBlock, pan)).toBe('1234');
+      });
+
+      const formats = ['ISO_FORMAT_0', 'ISO_FORMAT_1', 'ISO_FORMAT_3', 'ISO_FORMAT_4'] as const;
+      const keyFor = (f: string) => (f === 'ISO_FORMAT_4' ? { name: n('zpk-a'), key: ZPK_AES, out: n('zpk-a2'), outKey: ZPK_AES_2 } : { name: n('zpk-t'), key: ZPK_TDES, out: n('zpk-t2'), outKey: ZPK_TDES_2 });
+      const number = (f: string) => Number(f.slice(-1)) as 0 | 1 | 3 | 4;
+      const encipher = (f: string, pin: string, pan: string) => {
+        const { key } = keyFor(f);
+        if (f === 'ISO_FORMAT_4') return format4Encrypt(key, format4PinField(pin), pan);
+        const k = number(f);
+        return ecb('encrypt', key, encodePinBlock(Buffer.from(pin), k === 1 ? { format: 1 } : { format: k as 0 | 3, pan }), 'tdes');
+      };
+      const decipher = (f: string, block: Buffer, pan: string) => {
+        const { outKey } = keyFor(f);
+        if (f === 'ISO_FORMAT_4') return format4DecryptPin(outKey, block, pan);
+        const k = number(f);
+        return decodePinBlock(ecb('decrypt', outKey, block, 'tdes'), k === 1 ? { format: 1 } : { format: k as 0 | 3, pan }).toString();
+      };
+      for (const from of formats) {
+        for (const to of formats) {
+          const allowed = !(from !== 'ISO_FORMAT_1' && to === 'ISO_FORMAT_1');
+          it(`${from} -> ${to}: ${allowed ? 'translated, checked with node:crypto' : 'refused (a PAN-bound PIN never loses its PAN)'}`, async () => {
+            for (const [pin, pan] of [['1234', '5555555551234567'], ['987654321098', '401234567890']] as const) {
+              const pinBlock = encipher(from, pin, pan);
+              const request = {
+                incoming: { keyName: keyFor(from).name, format: from, ...(from === 'ISO_FORMAT_1' ? {} : { pan }) },
+                outgoing: { keyName: keyFor(to).out, format: to, ...(to === 'ISO_FORMAT_1' ? {} : { pan }) },
+                pinBlock,
+              };
+              if (!allowed) {
+                await expect(payment.pins.translate(request)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+                continue;
+              }
+              const r = await payment.pins.translate(request);
+              expect(r.pinBlock.length).toBe(to === 'ISO_FORMAT_4' ? 16 : 8);
+              expect(decipher(to, r.pinBlock, pan)).toBe(pin);
+            }
+          });
+        }
+      }
+
+      it('refuses what the rules forbid, with clear errors that never echo the block or PAN', async () => {
+        const pan = '5555555551234567';
+        const block = encipher('ISO_FORMAT_0', '1234', pan);
+        const base = { incoming: { keyName: n('zpk-t'), format: 'ISO_FORMAT_0', pan }, outgoing: { keyName: n('zpk-t2'), format: 'ISO_FORMAT_3' }, pinBlock: block };
+        const cases: Array<[string, object, string]> = [
+          ['format 2', { ...base, outgoing: { ...base.outgoing, format: 'ISO_FORMAT_2' } }, 'INVALID_ARGUMENT'],
+          ['unknown format', { ...base, outgoing: { ...base.outgoing, format: 'ISO_FORMAT_9' } }, 'INVALID_ARGUMENT'],
+          ['missing PAN', { ...base, incoming: { keyName: n('zpk-t'), format: 'ISO_FORMAT_0' } }, 'INVALID_ARGUMENT'],
+          ['PAN change', { ...base, outgoing: { ...base.outgoing, pan: '4111111111111111' } }, 'INVALID_ARGUMENT'],
+          ['bad PAN', { ...base, incoming: { ...base.incoming, pan: '12345' } }, 'INVALID_ARGUMENT'],
+          ['short block', { ...base, pinBlock: block.subarray(0, 7) }, 'INVALID_ARGUMENT'],
+          ['format 4 with a TDES key', { ...base, outgoing: { keyName: n('zpk-t2'), format: 'ISO_FORMAT_4' } }, 'INCOMPATIBLE_KEY'],
+          ['a MAC key as PIN key', { ...base, outgoing: { ...base.outgoing, keyName: n('mac-t') } }, 'INCOMPATIBLE_KEY'],
+          ['a BDK without dukpt', { ...base, incoming: { ...base.incoming, keyName: n('bdk-t') } }, 'INCOMPATIBLE_KEY'],
+          ['a PIN key with dukpt', { ...base, incoming: { ...base.incoming, dukpt: { ksn: hex('FFFF9876543210E00001') } } }, 'INCOMPATIBLE_KEY'],
+          ['unknown key', { ...base, outgoing: { ...base.outgoing, keyName: n('nope') } }, 'KEY_NOT_FOUND'],
+          ['the wrong key (garbage block)', { ...base, incoming: { ...base.incoming, keyName: n('zpk-t2') } }, 'INVALID_ARGUMENT'],
+        ];
+        for (const [what, request, code] of cases) {
+          const error = await payment.pins.translate(request as never).then(() => undefined, (e: unknown) => e as { code: string; message: string });
+          expect(error, what).toMatchObject({ code });
+          expect(error!.message).not.toContain(pan);
+          expect(error!.message.toUpperCase()).not.toContain(block.toString('hex').toUpperCase());
+        }
+      });
+
+      it('refuses DUKPT KSNs that break X9.24 rules', async () => {
+        const base = { outgoing: { keyName: n('zpk-t'), format: 'ISO_FORMAT_0' }, pinBlock: hex('1B9C1845EB993A7A') };
+        for (const ksn of ['FFFF9876543210E00000', 'FFFF9876543210FFFFFF', 'FFFF9876543210E000', 'FFFF9876543210E0000100']) {
+          await expect(
+            payment.pins.translate({ ...base, incoming: { keyName: n('bdk-t'), format: 'ISO_FORMAT_0', pan: '4012345678909', dukpt: { ksn: hex(ksn) } } }),
+            ksn,
+          ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+        }
+      });
+    });
+
+    describe('OTP to JWE', () => {
+      it('a DUKPT PIN block becomes a JWE for a participant key; the payload has the OTP and the references', async () => {
+        const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+        await participants.addKey('switch', publicKey.export({ format: 'pem', type: 'spki' }).toString(), 'enc');
+        const r = await payment.otp.toJwe({
+          incoming: { keyName: n('bdk-t'), format: 'ISO_FORMAT_0', pan: '4012345678909', dukpt: { ksn: hex('FFFF9876543210E00001') } },
+          pinBlock: hex('1B9C1845EB993A7A'),
+          recipient: { participant: 'switch' },
+          references: { transactionRequestId: 'b51ec534-ee48-4575-b6a9-ead2955b8069', terminalId: 'ATM0042' },
+        });
+        const { plaintext, protectedHeader } = await compactDecrypt(r.jwe, privateKey);
+        expect(protectedHeader).toMatchObject({ alg: 'RSA-OAEP-256', enc: 'A256GCM' });
+        expect(JSON.parse(Buffer.from(plaintext).toString())).toEqual({ otp: '1234', transactionRequestId: 'b51ec534-ee48-4575-b6a9-ead2955b8069', terminalId: 'ATM0042' });
+        expect(r.incoming.keyCheckValue).toBe('08D7B4');
+      });
+
+      it('to a public JWK with ECDH-ES, and refuses bad references', async () => {
+        const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        const pan = '5555555551234567';
+        const pinBlock = ecb('encrypt', ZPK_TDES, encodePinBlock(Buffer.from('567890'), { format: 3, pan }), 'tdes');
+        const incoming = { keyName: n('zpk-t'), format: 'ISO_FORMAT_3', pan };
+        const r = await payment.otp.toJwe({ incoming, pinBlock, recipient: { jwk: publicKey.export({ format: 'jwk' }) } });
+        const { plaintext } = await compactDecrypt(r.jwe, await importJWK(privateKey.export({ format: 'jwk' }) as never, 'ECDH-ES'));
+        expect(JSON.parse(Buffer.from(plaintext).toString())).toEqual({ otp: '567890' });
+        for (const references of [{ otp: 'x' }, { 'bad name': 'x' }, { a: 1 }, []]) {
+          await expect(payment.otp.toJwe({ incoming, pinBlock, recipient: { jwk: publicKey.export({ format: 'jwk' }) }, references })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+        }
+      });
+    });
+
+    describe('TR-31', () => {
+      it('imports the TR-31:2018 A.7.2.2 version B block: KCV 57C409, a PIN key for encryption only', async () => {
+        const r = await payment.keyExchange.importTr31({
+          name: n('tr31-b'),
+          keyBlock: 'B0080P0TE00E000094B420079CC80BA3461F86FE26EFC4A3B8E4FA4C5F5341176EED7B727B8A248E',
+          kbpk: { keyName: n('kbpk-b') },
+        });
+        expect(r.keyCheckValue).toBe('57C409');
+        expect(r.key).toMatchObject({ type: 'TDES_2KEY', purpose: 'pin', modeOfUse: 'E' });
+        expect(r.kbpk.keyName).toBe(n('kbpk-b'));
+        // Mode of use E: it may encipher (outgoing) but never decipher (incoming).
+        const pan = '5555555551234567';
+        const block = ecb('encrypt', ZPK_TDES, encodePinBlock(Buffer.from('1234'), { format: 0, pan }), 'tdes');
+        await payment.pins.translate({ incoming: { keyName: n('zpk-t'), format: 'ISO_FORMAT_0', pan }, outgoing: { keyName: n('tr31-b'), format: 'ISO_FORMAT_0' }, pinBlock: block });
+        await expect(
+          payment.pins.translate({ incoming: { keyName: n('tr31-b'), format: 'ISO_FORMAT_0', pan }, outgoing: { keyName: n('zpk-t'), format: 'ISO_FORMAT_0' }, pinBlock: block }),
+        ).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+      });
+
+      it('imports the A.7.4 version D block under an AES-256 KBPK: an AES-128 PIN key of the same bytes (KCV by CMAC)', async () => {
+        const r = await payment.keyExchange.importTr31({
+          name: n('tr31-d'),
+          keyBlock: 'D0112P0AE00E0000B82679114F470F540165EDFBF7E250FCEA43F810D215F8D207E2E417C07156A27E8E31DA05F7425509593D03A457DC34',
+          kbpk: { keyName: n('kbpk-d') },
+        });
+        expect(r.keyCheckValue).toBe(aesKcv(hex('3F419E1CB7079442AA37474C2EFBF8B8')));
+        expect(r.key).toMatchObject({ type: 'AES_128', purpose: 'pin', modeOfUse: 'E' });
+      });
+
+      it('refuses a tampered block, the wrong KBPK kind, and a name that is taken', async () => {
+        const good = 'B0080P0TE00E000094B420079CC80BA3461F86FE26EFC4A3B8E4FA4C5F5341176EED7B727B8A248E';
+        const tampered = `${good.slice(0, -1)}${good.endsWith('E') ? 'F' : 'E'}`;
+        await expect(payment.keyExchange.importTr31({ name: n('t1'), keyBlock: tampered, kbpk: { keyName: n('kbpk-b') } })).rejects.toMatchObject({ code: 'DECRYPTION_FAILED' });
+        await expect(payment.keyExchange.importTr31({ name: n('t2'), keyBlock: good, kbpk: { keyName: n('kbpk-d') } })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        await expect(payment.keyExchange.importTr31({ name: n('t3'), keyBlock: good, kbpk: { keyName: n('zpk-t') } })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        await expect(payment.keyExchange.importTr31({ name: n('zpk-t'), keyBlock: good, kbpk: { keyName: n('kbpk-b') } })).rejects.toMatchObject({ code: 'KEY_ALREADY_EXISTS' });
+        await expect(keys.getKey(n('t1'))).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
+      });
+
+      it('exports an exportable key and imports it back elsewhere with the same KCV; refuses the rest', async () => {
+        for (const [kbpk, type] of [['kbpk-b', 'TDES_2KEY'], ['kbpk-d', 'AES_128'], ['kbpk-d', 'TDES_2KEY']] as const) {
+          const name = n(`exp-${kbpk}-${type}`);
+          const created = await keys.createKey({ name, type, purpose: 'pin', exportable: true });
+          expect(created.exportable).toBe(true);
+          const out = await payment.keyExchange.exportTr31({ name, kbpk: { keyName: n(kbpk) } });
+          expect(out.keyBlock[0]).toBe(kbpk === 'kbpk-b' ? 'B' : 'D');
+          expect(out.keyBlock.slice(5, 7)).toBe('P0');
+          const back = await payment.keyExchange.importTr31({ name: `${name}-copy`, keyBlock: out.keyBlock, kbpk: { keyName: n(kbpk) } });
+          expect(back.keyCheckValue).toBe(out.keyCheckValue);
+          expect(back.key.exportable ?? false).toBe(false); // exportability N by default
+        }
+        await expect(payment.keyExchange.exportTr31({ name: n('zpk-t'), kbpk: { keyName: n('kbpk-b') } })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        const aes = n('exp-aes-under-tdes');
+        await keys.createKey({ name: aes, type: 'AES_128', purpose: 'pin', exportable: true });
+        await expect(payment.keyExchange.exportTr31({ name: aes, kbpk: { keyName: n('kbpk-b') } })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        await expect(keys.createKey({ name: n('exp-sign'), type: 'EC_P256', exportable: true })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+      });
+    });
+
+    describe('payment MACs', () => {
+      it('ISO 9797-1 alg 1 and alg 3 (padding 1 and 2) and TDES-CMAC match node:crypto; truncated verify', async () => {
+        const data = Buffer.from('4E6F77206973207468652074696D6520666F7220616C6C20', 'hex'); // "Now is the time for all "
+        const pad = (d: Buffer, method: 1 | 2) => {
+          const extra = method === 2 ? Buffer.from([0x80]) : Buffer.alloc(0);
+          const m = Buffer.concat([d, extra]);
+          const len = Math.max(8, Math.ceil(m.length / 8) * 8);
+          return Buffer.concat([m, Buffer.alloc(len - m.length)]);
+        };
+        const cbcMac = (key: Buffer, d: Buffer) => {
+          const c = createCipheriv(key.length === 8 ? 'des-ede3-cbc' : 'des-ede-cbc', key.length === 8 ? Buffer.concat([key, key, key]) : key, Buffer.alloc(8));
+          c.setAutoPadding(false);
+          const out = Buffer.concat([c.update(d), c.final()]);
+          return out.subarray(-8);
+        };
+        const k1 = ZPK_TDES.subarray(0, 8);
+        const k2 = ZPK_TDES.subarray(8, 16);
+        const retail = (d: Buffer) => {
+          const h = cbcMac(k1, d);
+          return ecb('encrypt', Buffer.concat([k1, k1, k1]), ecb('decrypt', Buffer.concat([k2, k2, k2]), h, 'tdes'), 'tdes');
+        };
+        const expected = {
+          ISO9797_ALG1: cbcMac(ZPK_TDES, pad(data, 1)),
+          ISO9797_ALG1_PAD2: cbcMac(ZPK_TDES, pad(data, 2)),
+          ISO9797_ALG3: retail(pad(data, 1)),
+          ISO9797_ALG3_PAD2: retail(pad(data, 2)),
+        };
+        for (const [algorithm, mac] of Object.entries(expected)) {
+          if (!backend.capabilities().mac.includes(algorithm as never)) {
+            await expect(keys.mac({ name: n('mac-t'), algorithm, data })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+            continue;
+          }
+          const r = await keys.mac({ name: n('mac-t'), algorithm, data });
+          expect(r.mac.toString('hex'), algorithm).toBe(mac.toString('hex'));
+          expect(r.keyCheckValue).toBeDefined();
+          expect((await keys.verifyMac({ name: n('mac-t'), algorithm, data, mac })).valid).toBe(true);
+          expect((await keys.verifyMac({ name: n('mac-t'), algorithm, data, mac: mac.subarray(0, 4) })).valid).toBe(true);
+          expect((await keys.verifyMac({ name: n('mac-t'), algorithm, data, mac: mac.subarray(0, 3) })).valid).toBe(false);
+          const wrong = Buffer.from(mac);
+          wrong[0] = wrong[0]! ^ 1;
+          expect((await keys.verifyMac({ name: n('mac-t'), algorithm, data, mac: wrong })).valid).toBe(false);
+        }
+        await expect(keys.mac({ name: n('zpk-t'), algorithm: 'ISO9797_ALG1', data })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+      });
+    });
+  });
+}

@@ -161,7 +161,13 @@ export class KeyService {
     if (!keyTypes[type].purposes.includes(purpose as never)) throw new HsmBridgeError('INCOMPATIBLE_KEY', `a ${type} key cannot have purpose ${purpose}`);
     if (material.length * 8 !== keyTypes[type].bits) throw invalid(`a ${type} key is ${keyTypes[type].bits / 8} bytes`);
     if (input.exportable) this.parseExportable(true, purpose);
-    if (keyTypes[type].family === 'tdes') setOddParity(material);
+    if (keyTypes[type].family === 'tdes') {
+      setOddParity(material);
+      const parts = Array.from({ length: material.length / 8 }, (_, i) => material.subarray(i * 8, i * 8 + 8));
+      if (parts.some((p, i) => parts.some((q, j) => j > i && p.equals(q)))) {
+        throw new HsmBridgeError('INCOMPATIBLE_KEY', 'a TDES key whose parts are equal is single DES and is refused');
+      }
+    }
     const meta = await paymentPrimitives(this.backend).importKey(
       { name, type, purpose, ...(input.exportable ? { exportable: true } : {}), ...(input.modeOfUse ? { modeOfUse: input.modeOfUse } : {}) },
       material,

@@ -27,14 +27,51 @@ export function allowedMechanisms(type: KeyType, purpose: KeyPurpose, options: A
     case 'okp':
       return [M.EDDSA];
     case 'aes':
-      // A data key or a key-encryption key, never both (see templates.ts).
-      return purpose === 'wrap' ? [M.AES_KEY_WRAP] : [M.AES_GCM];
+      return aesMechanisms[purpose];
     case 'tdes':
-      // No operation uses TDES keys yet; CBC is what payment key blocks and MACs build on.
-      return [M.DES3_CBC];
+      return tdesMechanisms[purpose];
     case 'hmac':
       return [M.SHA256_HMAC];
   }
+}
+
+/**
+ * AES keys by purpose. A data key or a key-encryption key, never both (see templates.ts). A payment key
+ * allows exactly what the core asks of it (src/backend/port.ts): AES_CMAC of zeros is every AES payment
+ * key's check value; a PIN key enciphers PIN blocks (ECB); a BDK derives DUKPT keys; a KBPK derives
+ * TR-31 keys (CMAC); a MAC key computes CMACs.
+ */
+const aesMechanisms: Record<KeyPurpose, number[]> = {
+  encrypt: [M.AES_GCM],
+  wrap: [M.AES_KEY_WRAP],
+  pin: [M.AES_ECB, M.AES_CMAC],
+  mac: [M.AES_CMAC],
+  bdk: [M.AES_CBC_ENCRYPT_DATA, M.AES_CMAC],
+  kbpk: [M.AES_CMAC],
+  sign: [],
+  agree: [],
+};
+
+/**
+ * TDES keys by purpose. ECB of zeros is every TDES payment key's check value. A MAC key does ISO 9797-1
+ * algorithm 1 as a CBC encryption with a zero IV (its last block) and TDES CMAC; a KBPK derives TR-31
+ * version B keys with CMAC; a BDK encrypts the initial key's left half (ECB).
+ */
+const tdesMechanisms: Record<KeyPurpose, number[]> = {
+  pin: [M.DES3_ECB],
+  mac: [M.DES3_CBC, M.DES3_ECB, M.DES3_CMAC],
+  bdk: [M.DES3_ECB],
+  kbpk: [M.DES3_CMAC, M.DES3_ECB],
+  encrypt: [],
+  wrap: [],
+  sign: [],
+  agree: [],
+};
+
+/** A companion object of a payment key version (paymentKeys.ts): the BDK variant does ECB only; K1 of a MAC key, CBC only. */
+export function companionMechanisms(role: 'variant' | 'k1', singleDes: boolean): number[] {
+  if (role === 'variant') return [M.DES3_ECB];
+  return [singleDes ? M.DES_CBC : M.DES3_CBC];
 }
 
 /** CK_ULONG as the module expects it: 8 bytes on 64-bit Unix, 4 on Windows and 32-bit platforms. */

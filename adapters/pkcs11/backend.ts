@@ -7,13 +7,15 @@ import { constants, createPublicKey, publicEncrypt, randomBytes as nodeRandomByt
 import type { Logger } from 'pino';
 import pkcs11js from 'pkcs11js';
 import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../../src/algorithms/registry.js';
-import type { Backend, BackendHealth, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput } from '../../src/backend/port.js';
+import type { Backend, BackendHealth, BlockKey, Capabilities, DukptDerivation, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
-import { isAsymmetric, keyTypes, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
+import { isAsymmetric, keyTypes, type KeyMetadata, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
 import type { ResolvedPkcs11Config } from './config.js';
 import { Connection } from './connection.js';
 import { CKR, ckrName, ckrOf, isDeviceGone, isHandleStale, isSignatureInvalid, toBridgeError } from './errors.js';
+import { deriveAesDukpt, deriveTdesDukpt } from './dukptDerivation.js';
+import { exportKeyValue } from './keyExport.js';
 import {
   findKeyObjects,
   findVersion,
@@ -22,7 +24,9 @@ import {
   newKeyObjectId,
   readMetadata,
   type MetadataObject,
+  type MetadataRecord,
   type StoredMetadata,
+  type CompanionRole,
   type VersionHandles,
 } from './keyObjects.js';
 import { CKM, CKZ_DATA_SPECIFIED, hashMechanism, signatureLength, TokenMechanisms } from './mechanisms.js';
@@ -32,7 +36,10 @@ import { emeOaepDecode } from './oaep.js';
 import { probeOaepSha256 } from './oaepProbe.js';
 import { readPublicKeySpki } from './publicKey.js';
 import { backoffMs, commitRevision, CONFLICT, destroyQuietly, isAbandoned, settledCurrent, type Conflict } from './revisions.js';
+import { macInToken } from './paymentMacs.js';
+import { companionsFor, createVersionFromValue, probeSingleDes, randomTdesValue } from './paymentKeys.js';
 import { generationFor } from './templates.js';
+import { TransientKeys } from './transientKeys.js';
 
 const A = pkcs11js;
 const GCM_IV_BYTES = 12;
@@ -63,6 +70,7 @@ export class Pkcs11Backend implements Backend {
   private readonly locks = new Map<KeyName, Promise<unknown>>();
   /** Whether the token does OAEP with SHA-256 itself; learnt on the first RSA decryption. */
   private nativeOaepSha256: boolean | undefined;
+  private readonly transients: TransientKeys;
 
   private constructor(
     private readonly connection: Connection,
@@ -71,7 +79,11 @@ export class Pkcs11Backend implements Backend {
     private readonly logger: Logger,
     /** allowRawRsaOaepFallback, on a token that has CKM_RSA_X_509. */
     private readonly rawRsaFallback: boolean,
-  ) {}
+    /** CKM_DES_CBC works: new K1 companions are DES keys (else DES2 keys K1 K1; see paymentKeys.ts). */
+    private readonly singleDes: boolean,
+  ) {
+    this.transients = new TransientKeys(connection);
+  }
 
   static async open(config: ResolvedPkcs11Config, logger: Logger): Promise<Pkcs11Backend> {
     let backend: Pkcs11Backend | undefined;
@@ -86,7 +98,8 @@ export class Pkcs11Backend implements Backend {
         native ??= await connection.run((session) => probeOaepSha256(connection.api, session));
         if (!native) caps = { ...caps, encrypt: caps.encrypt.filter((a) => a !== 'RSA_OAEP_SHA256') };
       }
-      backend = new Pkcs11Backend(connection, mechanisms, caps, logger, rawRsaFallback);
+      const singleDes = mechanisms.has(CKM.DES_CBC) && (await connection.run(async (session) => probeSingleDes(connection.api, session)));
+      backend = new Pkcs11Backend(connection, mechanisms, caps, logger, rawRsaFallback, singleDes);
       backend.nativeOaepSha256 = native;
       return backend;
     } catch (e) {
@@ -110,6 +123,15 @@ export class Pkcs11Backend implements Backend {
   // --- lifecycle -----------------------------------------------------------------------------------
 
   createKey(key: NewKey): Promise<KeyMetadata> {
+    return this.createFirstVersion(key, undefined);
+  }
+
+  /** A TR-31 import: version 1 from clear material (the core checked its length, set parity, and zeroes it). */
+  importKey(key: NewKey, material: Buffer): Promise<KeyMetadata> {
+    return this.createFirstVersion(key, material);
+  }
+
+  private createFirstVersion(key: NewKey, material: Buffer | undefined): Promise<KeyMetadata> {
     return this.lifecycle(key.name, async (session) => {
       const api = this.connection.api;
       const stored = readMetadata(api, session, key.name);
@@ -123,10 +145,12 @@ export class Pkcs11Backend implements Backend {
       this.forgetHandles(key.name);
       const now = new Date().toISOString();
       const id = newKeyObjectId(1 as KeyVersion);
-      const change = { type: key.type, purpose: key.purpose, state: 'enabled', createdAt: now, versions: { 1: { createdAt: now, id: id.toString('hex') } } } as const;
-      const created = await this.generate(session, key.type, key.purpose, key.name, id);
+      const record = { type: key.type, purpose: key.purpose, exportable: key.exportable === true, ...(key.modeOfUse ? { modeOfUse: key.modeOfUse } : {}) };
+      const created = await this.generate(session, record, key.name, id, material);
       if (created === CONFLICT) return CONFLICT;
-      return this.commitWith(session, created, () => commitRevision(api, session, key.name, undefined, change), key.name);
+      const version = { createdAt: now, id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
+      const change = { ...withoutFalse(record), state: 'enabled', createdAt: now, versions: { 1: version } } as const;
+      return this.commitWith(session, created.handles, () => commitRevision(api, session, key.name, undefined, change), key.name);
     });
   }
 
@@ -139,10 +163,11 @@ export class Pkcs11Backend implements Backend {
       // part of the ID keeps this writer's objects apart from a concurrent rotation's.
       const version = (Math.max(0, ...listedVersions(base.record)) + 1) as KeyVersion;
       const id = newKeyObjectId(version);
-      const versions = { ...base.record.versions, [version]: { createdAt: new Date().toISOString(), id: id.toString('hex') } };
-      const created = await this.generate(session, base.record.type, base.record.purpose, name, id);
+      const created = await this.generate(session, base.record, name, id, undefined);
       if (created === CONFLICT) return CONFLICT;
-      return this.commitWith(session, created, () => commitRevision(api, session, name, base, { ...base.record, versions }), name);
+      const entry = { createdAt: new Date().toISOString(), id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
+      const versions = { ...base.record.versions, [version]: entry };
+      return this.commitWith(session, created.handles, () => commitRevision(api, session, name, base, { ...base.record, versions }), name);
     });
   }
 
@@ -194,7 +219,10 @@ export class Pkcs11Backend implements Backend {
         try {
           keys.push(this.describe(session, name as KeyName));
         } catch (e) {
-          if (!(e instanceof HsmBridgeError && e.code === 'KEY_NOT_FOUND')) throw e; // destroyed meanwhile, or not ours
+          if (!(e instanceof HsmBridgeError)) throw e;
+          // One damaged key (a companion object missing) must not hide the others; it fails on its own.
+          if (e.code === 'INTERNAL') this.logger.error({ key: name }, 'pkcs11: key objects are missing from the HSM; left out of the list');
+          else if (e.code !== 'KEY_NOT_FOUND') throw e; // KEY_NOT_FOUND: destroyed meanwhile, or not ours
         }
         // The lookups are synchronous calls: let other requests run between keys.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -268,14 +296,15 @@ export class Pkcs11Backend implements Backend {
     });
   }
 
-  mac(key: KeyRef, _algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
-    return this.withKey(key, (session, h) => this.hmac(session, h, data));
+  /** Every MAC in the token (paymentMacs.ts); on payment keys also the core's check values and TR-31 derivations. */
+  mac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
+    return this.withKey(key, (session, h) => macInToken(this.connection.api, session, h, algorithm, data));
   }
 
   /** Recomputes the MAC in the HSM and compares in constant time (the core has checked the length). */
-  verifyMac(key: KeyRef, _algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean> {
+  verifyMac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean> {
     return this.withKey(key, async (session, h) => {
-      const expected = await this.hmac(session, h, data);
+      const expected = await macInToken(this.connection.api, session, h, algorithm, data);
       try {
         return expected.length === mac.length && timingSafeEqual(expected, mac);
       } finally {
@@ -292,12 +321,82 @@ export class Pkcs11Backend implements Backend {
     return this.call(async (session) => this.connection.api.C_GenerateRandom(session, Buffer.alloc(length)));
   }
 
-  // --- internals -----------------------------------------------------------------------------------
+  // --- payment primitives (README.md, "Payment keys") ---------------------------------------------------
 
-  private hmac(session: Handle, h: VersionHandles, data: Buffer): Promise<Buffer> {
-    this.connection.api.C_SignInit(session, { mechanism: CKM.SHA256_HMAC }, h.key);
-    return this.connection.api.C_SignAsync(session, notNull(data), Buffer.alloc(32));
+  encryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer> {
+    return this.ecb(key, 'encrypt', data);
   }
+
+  decryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer> {
+    return this.ecb(key, 'decrypt', data);
+  }
+
+  deriveDukptKey(bdk: KeyRef, derivation: DukptDerivation): Promise<TransientKey> {
+    this.transients.checkRoom();
+    const api = this.connection.api;
+    return this.withKey(bdk, (session, h) => {
+      if (derivation.scheme === 'tdes') {
+        if (bdk.type !== 'TDES_2KEY') throw new HsmBridgeError('INCOMPATIBLE_KEY', 'TDES DUKPT needs a double-length (TDES_2KEY) BDK');
+        return deriveTdesDukpt(api, session, h, derivation.ksn, this.transients);
+      }
+      return deriveAesDukpt(api, session, { type: bdk.type, handle: h.key }, derivation.ksn, derivation.workingKey, this.transients);
+    });
+  }
+
+  releaseTransientKey(key: TransientKey): Promise<void> {
+    return this.transients.release(key);
+  }
+
+  exportKey(key: KeyRef): Promise<Buffer> {
+    return this.withKey(key, async (session, h) => {
+      if (!this.requireMetadata(session, key.name).current.record.exportable) {
+        throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${key.name} is not exportable`);
+      }
+      return exportKeyValue(this.connection.api, session, h.key, keyTypes[key.type].bits / 8);
+    });
+  }
+
+  /** ECB over whole blocks (the core checked the length) with a stored key version or a transient key. */
+  private ecb(key: BlockKey, direction: 'encrypt' | 'decrypt', data: Buffer): Promise<Buffer> {
+    const api = this.connection.api;
+    const run = async (session: Handle, handle: Handle, family: 'aes' | 'tdes') => {
+      const mechanism = { mechanism: family === 'aes' ? CKM.AES_ECB : CKM.DES3_ECB };
+      if (direction === 'encrypt') {
+        api.C_EncryptInit(session, mechanism, handle);
+        return api.C_EncryptAsync(session, data, Buffer.alloc(data.length));
+      }
+      api.C_DecryptInit(session, mechanism, handle);
+      return api.C_DecryptAsync(session, data, Buffer.alloc(data.length));
+    };
+    if ('transient' in key) {
+      return this.call(async (session) => {
+        try {
+          return await run(session, this.transients.handleOf(key), key.family);
+        } catch (e) {
+          // Its session was lost (an HSM reconnect): the request can be retried from the start.
+          if (isHandleStale(e)) throw new HsmBridgeError('BACKEND_UNAVAILABLE', 'the derived key was lost with its HSM session; retry', { cause: e });
+          throw e;
+        }
+      });
+    }
+    const family = keyTypes[key.type].family;
+    if (family !== 'aes' && family !== 'tdes') return Promise.reject(new HsmBridgeError('INCOMPATIBLE_KEY', 'block operations need a TDES or AES key'));
+    return this.withKey(key, async (session, h) => {
+      try {
+        return await run(session, h.key, family);
+      } catch (e) {
+        // The token has the mechanism (capabilities); the key's CKA_ALLOWED_MECHANISMS or usage refuse it:
+        // not a payment key that does ECB (an encrypt key is no ECB oracle).
+        const code = ckrOf(e);
+        if (code === CKR.MECHANISM_INVALID || code === CKR.KEY_FUNCTION_NOT_PERMITTED) {
+          throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${key.name} does not allow block operations`, { cause: e });
+        }
+        throw e;
+      }
+    });
+  }
+
+  // --- internals -----------------------------------------------------------------------------------
 
   /** Raw ECDH in the HSM; Z comes out through a session object (joseMechanisms.ts). The core has checked the peer key. */
   deriveSharedSecret(key: KeyRef, peerPublicKeySpki: Buffer): Promise<Buffer> {
@@ -452,7 +551,7 @@ export class Pkcs11Backend implements Backend {
     const stored = readMetadata(api, session, key.name);
     if (!stored) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${key.name} not found`);
     const listed = stored.current.record.versions[key.version];
-    const found = listed && findVersion(api, session, key.name, listed.id, isAsymmetric(key.type));
+    const found = listed && findVersion(api, session, key.name, listed, isAsymmetric(key.type));
     if (!found) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${key.name} has no version ${key.version}`);
     return found;
   }
@@ -494,17 +593,35 @@ export class Pkcs11Backend implements Backend {
   }
 
   /**
-   * Generates the objects of one key version under `id`; returns their handles (for cleanup if the commit
-   * fails). SoftHSM's file store answers CKR_GENERAL_ERROR when a token key is generated while another
-   * session creates or destroys token objects (replicas changing keys at once): that try is retried.
+   * Makes the objects of one key version under `id`: generated in the token, or created from `material`
+   * (an import), or, for kinds with companion objects, from the token's random bytes (paymentKeys.ts).
+   * Returns their handles (for cleanup if the commit fails). SoftHSM's file store answers
+   * CKR_GENERAL_ERROR when a token key is generated while another session creates or destroys token
+   * objects (replicas changing keys at once): that try is retried.
    */
-  private async generate(session: Handle, type: KeyType, purpose: KeyPurpose, name: KeyName, id: Buffer): Promise<Handle[] | Conflict> {
+  private async generate(
+    session: Handle,
+    key: Pick<MetadataRecord, 'type' | 'purpose' | 'exportable'>,
+    name: KeyName,
+    id: Buffer,
+    material: Buffer | undefined,
+  ): Promise<{ handles: Handle[]; companions: CompanionRole[] } | Conflict> {
     const api = this.connection.api;
-    const g = generationFor(type, purpose, name, id, { rawRsaDecrypt: this.rawRsaFallback });
+    const { type, purpose } = key;
+    const options = { rawRsaDecrypt: this.rawRsaFallback, exportable: key.exportable === true, singleDes: this.singleDes };
+    if (material || companionsFor(type, purpose).length > 0) {
+      const value = material ?? randomTdesValue(api, session, type);
+      try {
+        return createVersionFromValue(api, session, { type, purpose, name }, id, value, options);
+      } finally {
+        if (!material) value.fill(0); // the core zeroes imported material
+      }
+    }
+    const g = generationFor(type, purpose, name, id, options);
     try {
-      if (g.kind === 'secret') return [await api.C_GenerateKeyAsync(session, { mechanism: g.mechanism }, g.secretKey)];
+      if (g.kind === 'secret') return { handles: [await api.C_GenerateKeyAsync(session, { mechanism: g.mechanism }, g.secretKey)], companions: [] };
       const pair = await api.C_GenerateKeyPairAsync(session, { mechanism: g.mechanism }, g.publicKey, g.privateKey);
-      return [pair.publicKey, pair.privateKey];
+      return { handles: [pair.publicKey, pair.privateKey], companions: [] };
     } catch (e) {
       if (ckrOf(e) !== CKR.GENERAL_ERROR) throw e;
       this.logger.warn({ ckr: ckrName(e) }, 'pkcs11: key generation failed while the token was being changed; retrying');
@@ -523,7 +640,8 @@ export class Pkcs11Backend implements Backend {
     const asymmetric = isAsymmetric(record.type);
     const versions: KeyVersionInfo[] = [];
     for (const version of listedVersions(record)) {
-      const { createdAt, id } = record.versions[version]!;
+      const listed = record.versions[version]!;
+      const { createdAt, id } = listed;
       const cacheKey = handleKey(name, version);
       let handles = this.handles.get(cacheKey);
       if (handles && handles.id !== id) {
@@ -531,7 +649,7 @@ export class Pkcs11Backend implements Backend {
         handles = undefined;
       }
       if (!handles) {
-        handles = findVersion(api, session, name, id, asymmetric);
+        handles = findVersion(api, session, name, listed, asymmetric);
         if (!handles) continue; // listed, but its objects are gone (an interrupted destroy)
         this.handles.set(cacheKey, handles);
       }
@@ -539,8 +657,19 @@ export class Pkcs11Backend implements Backend {
     }
     const primary = versions.at(-1);
     if (!primary) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${name} not found`);
-    return { name, type: record.type, purpose: record.purpose, state: record.state, createdAt: record.createdAt, primaryVersion: primary.version, versions };
+    return {
+      name, type: record.type, purpose: record.purpose, state: record.state, createdAt: record.createdAt,
+      ...(record.exportable ? { exportable: true } : {}),
+      ...(record.modeOfUse ? { modeOfUse: record.modeOfUse } : {}),
+      primaryVersion: primary.version, versions,
+    };
   }
+}
+
+/** The stored record leaves out exportable: false (absent means false, and older records have none). */
+function withoutFalse<T extends { exportable: boolean }>(record: T): Omit<T, 'exportable'> & { exportable?: true } {
+  const { exportable, ...rest } = record;
+  return exportable ? { ...rest, exportable: true } : rest;
 }
 
 const handleKey = (name: KeyName, version: KeyVersion | '') => `${name}\u0000${version}`;

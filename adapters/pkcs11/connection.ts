@@ -33,6 +33,12 @@ export class Connection {
   private healthTimer: NodeJS.Timeout | undefined;
   /** The last device probe while up: undefined = fine, else why not. */
   private probeFailure: string | undefined;
+  /**
+   * Sessions that created session objects still in use (transient keys, transientKeys.ts), by handle:
+   * closing such a session would destroy its objects, so when the pool lets one go (replaced after a
+   * failed call) it stays open, out of the pool, until its last object is released.
+   */
+  private readonly holders = new Map<string, { readonly session: Handle; objects: number; retired: boolean }>();
 
   private constructor(
     private readonly module: Pkcs11Module,
@@ -96,6 +102,30 @@ export class Connection {
     }
   }
 
+  /** Keeps `session` open while a session object it created is in use (until unhold). */
+  hold(session: Handle): void {
+    const id = session.toString('hex');
+    const entry = this.holders.get(id);
+    if (entry) entry.objects++;
+    else this.holders.set(id, { session, objects: 1, retired: false });
+  }
+
+  /** The session object is gone: a session the pool has let go meanwhile is closed now. */
+  unhold(session: Handle): void {
+    const id = session.toString('hex');
+    const entry = this.holders.get(id);
+    if (!entry || entry.session !== session) return; // a session of an older connection: already gone
+    if (--entry.objects > 0) return;
+    this.holders.delete(id);
+    if (entry.retired) closeSession(this.api, session);
+  }
+
+  private closeUnlessHolding(session: Handle): void {
+    const entry = this.holders.get(session.toString('hex'));
+    if (entry && entry.session === session) entry.retired = true;
+    else closeSession(this.api, session);
+  }
+
   /** From the connection's state and the last probe (at most HEALTH_PROBE_INTERVAL_MS old); no HSM call. */
   async health(): Promise<BackendHealth> {
     const state = this.state;
@@ -146,6 +176,8 @@ export class Connection {
     const api = this.api;
     const generation = this.module.generation;
     const slot = findSlot(api, this.config.token);
+    // A new module generation: the sessions (and session objects) of the old one are gone.
+    this.holders.clear();
     let pool: SessionPool<Handle>;
     try {
       pool = new SessionPool<Handle>({
@@ -153,7 +185,7 @@ export class Connection {
         acquireTimeoutMs: this.config.acquireTimeoutMs,
         maxQueued: this.config.maxQueuedRequests,
         open: () => openSession(api, slot),
-        close: (s) => closeSession(api, s),
+        close: (s) => this.closeUnlessHolding(s),
       });
     } catch (e) {
       throw unavailable(`cannot open ${this.config.sessionPoolSize} session(s) on ${describeToken(this.config.token)} (${ckrName(e)})`, e);

@@ -14,12 +14,17 @@
  *   the next revision (basedOn = SHA-256 of the value it changed) and then destroys the older ones.
  *   Readers take the highest revision and, between two objects at the same revision (two replicas wrote
  *   at once; see backend.ts for how one of them withdraws), the lowest SHA-256 of the value.
+ * - A version may have companion objects (paymentKeys.ts: the BDK variant, K1 of a MAC key) under the
+ *   same label and CKA_ID = the version's ID || a role byte. They are found, rotated and destroyed with
+ *   the version; the metadata lists the roles a version has, and a listed companion that is missing
+ *   makes the version unusable (never a silent fallback). Nothing that lists keys sees them.
  * Objects without these markers (other applications' keys and data) are ignored.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { parseKeyVersion, type KeyName, type KeyVersion } from '../../src/keys/names.js';
-import { keyTypes, type KeyPurpose, type KeyState, type KeyType } from '../../src/keys/types.js';
+import { HsmBridgeError } from '../../src/errors.js';
+import { keyTypes, modesOfUse, type KeyPurpose, type KeyState, type KeyType, type ModeOfUse } from '../../src/keys/types.js';
 import type { Handle, Pkcs11Api } from './module.js';
 
 const A = pkcs11js;
@@ -28,6 +33,16 @@ const ID_MARKER = Buffer.from('hsmb', 'latin1');
 const LEGACY_ID_LENGTH = ID_MARKER.length + 4;
 const ID_LENGTH = LEGACY_ID_LENGTH + 4 + 8;
 const METADATA_FORMAT = 2;
+
+/** The companion objects a key version can have, and the byte that marks each one's CKA_ID. */
+export type CompanionRole = 'variant' | 'k1';
+const COMPANION_BYTE: Record<CompanionRole, number> = { variant: 1, k1: 2 };
+const companionRoles = Object.keys(COMPANION_BYTE) as CompanionRole[];
+
+/** The CKA_ID of a version's companion: the version's ID and the role's byte. */
+export function companionObjectId(versionId: Buffer, role: CompanionRole): Buffer {
+  return Buffer.concat([versionId, Buffer.from([COMPANION_BYTE[role]])]);
+}
 
 /** A fresh CKA_ID for the objects of one version: unique to this writer, stamped with the time. */
 export function newKeyObjectId(version: KeyVersion, now = Date.now()): Buffer {
@@ -51,21 +66,33 @@ export interface ParsedId {
   readonly version: KeyVersion;
   /** When the ID was made (ms); undefined for a format-1 ID. */
   readonly createdMs?: number;
+  /** Set on a companion object's ID. */
+  readonly companion?: CompanionRole;
+  /** The version's CKA_ID (the ID itself, without a companion's role byte), hex. */
+  readonly versionId: string;
 }
 
 /** What a CKA_ID says, or undefined for an ID that is not hsm-bridge's. */
 export function parseObjectId(id: Buffer): ParsedId | undefined {
+  if (id.length === ID_LENGTH + 1) {
+    const companion = companionRoles.find((r) => COMPANION_BYTE[r] === id[ID_LENGTH]);
+    const parsed = companion && parseObjectId(id.subarray(0, ID_LENGTH));
+    return parsed && { ...parsed, companion };
+  }
   if ((id.length !== LEGACY_ID_LENGTH && id.length !== ID_LENGTH) || !id.subarray(0, ID_MARKER.length).equals(ID_MARKER)) return undefined;
   const v = id.readUInt32BE(ID_MARKER.length);
   if (v < 1 || v > 0x7fffffff) return undefined;
   const version = v as KeyVersion;
-  return id.length === ID_LENGTH ? { version, createdMs: id.readUInt32BE(LEGACY_ID_LENGTH) * 1000 } : { version };
+  const versionId = id.toString('hex');
+  return id.length === ID_LENGTH ? { version, createdMs: id.readUInt32BE(LEGACY_ID_LENGTH) * 1000, versionId } : { version, versionId };
 }
 
 export interface VersionRecord {
   readonly createdAt: string;
   /** CKA_ID of the version's objects, hex. */
   readonly id: string;
+  /** The companion objects the version has (absent: none). */
+  readonly companions?: readonly CompanionRole[];
 }
 
 export interface MetadataRecord {
@@ -74,6 +101,10 @@ export interface MetadataRecord {
   readonly purpose: KeyPurpose;
   readonly state: KeyState;
   readonly createdAt: string;
+  /** May leave the token (TR-31 export); absent in older records: false. */
+  readonly exportable?: boolean;
+  /** The X9.143 mode of use a TR-31 import carried; absent: unrestricted. */
+  readonly modeOfUse?: ModeOfUse;
   /** Version -> creation time and CKA_ID, for every committed version. */
   readonly versions: Readonly<Record<string, VersionRecord>>;
   /** Digest of the revision this one changed; absent for revision 0. */
@@ -100,13 +131,19 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
     return undefined;
   }
   if (typeof v !== 'object' || v === null || (v.format !== 1 && v.format !== METADATA_FORMAT)) return undefined;
-  const { revision, type, purpose, state, createdAt, versions } = v;
+  const { revision, type, purpose, state, createdAt, versions, exportable, modeOfUse } = v;
   if (typeof revision !== 'number' || !Number.isInteger(revision) || revision < 0) return undefined;
   if (typeof type !== 'string' || !Object.hasOwn(keyTypes, type)) return undefined;
   if (typeof purpose !== 'string' || !(keyTypes[type as KeyType].purposes as readonly string[]).includes(purpose)) return undefined;
   if (state !== 'enabled' && state !== 'disabled') return undefined;
   if (typeof createdAt !== 'string' || typeof versions !== 'object' || versions === null) return undefined;
-  const common = { revision, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt } as const;
+  if (exportable !== undefined && typeof exportable !== 'boolean') return undefined;
+  if (modeOfUse !== undefined && !(modesOfUse as readonly unknown[]).includes(modeOfUse)) return undefined;
+  const common = {
+    revision, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt,
+    ...(exportable === true ? { exportable } : {}),
+    ...(modeOfUse === undefined ? {} : { modeOfUse: modeOfUse as ModeOfUse }),
+  } as const;
   const decoded: Record<string, VersionRecord> = {};
   if (v.format === 1) {
     // Format 1: {version: createdAt}, objects under the fixed ID; written long ago by definition.
@@ -118,9 +155,14 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
   }
   for (const [version, entry] of Object.entries(versions)) {
     if (!isVersionKey(version) || typeof entry !== 'object' || entry === null) return undefined;
-    const { createdAt: at, id } = entry as Record<string, unknown>;
+    const { createdAt: at, id, companions } = entry as Record<string, unknown>;
     if (typeof at !== 'string' || !isHex(id)) return undefined;
-    decoded[version] = { createdAt: at, id };
+    if (companions === undefined) {
+      decoded[version] = { createdAt: at, id };
+      continue;
+    }
+    if (!Array.isArray(companions) || !companions.every((r) => (companionRoles as unknown[]).includes(r))) return undefined;
+    decoded[version] = { createdAt: at, id, companions: companions as CompanionRole[] };
   }
   const { basedOn, writtenAt, nonce } = v;
   if ((basedOn !== undefined && !isHex(basedOn)) || typeof writtenAt !== 'string' || typeof nonce !== 'string') return undefined;
@@ -223,7 +265,7 @@ export function writeMetadata(api: Pkcs11Api, session: Handle, name: KeyName, re
 export interface KeyObject {
   readonly handle: Handle;
   readonly objectClass: number;
-  /** CKA_ID, hex. */
+  /** The CKA_ID of the version the object belongs to, hex (a companion's own ID adds a role byte). */
   readonly id: string;
   readonly parsed: ParsedId;
 }
@@ -237,9 +279,10 @@ export function findKeyObjects(api: Pkcs11Api, session: Handle, name: KeyName): 
     if (objectClass !== A.CKO_SECRET_KEY && objectClass !== A.CKO_PRIVATE_KEY && objectClass !== A.CKO_PUBLIC_KEY) continue;
     const id = api.C_GetAttributeValue(session, handle, [{ type: A.CKA_ID }])[0]?.value;
     const parsed = id && parseObjectId(id);
-    if (parsed) objects.push({ handle, objectClass, id: id.toString('hex'), parsed });
+    if (parsed) objects.push({ handle, objectClass, id: parsed.versionId, parsed });
   }
-  return objects;
+  // Companions last: a reader that finds the key object of a version being destroyed then still finds its companions.
+  return objects.sort((a, b) => Number(a.parsed.companion !== undefined) - Number(b.parsed.companion !== undefined));
 }
 
 /** The handles of one key version: the key that signs/decrypts/MACs and, for a pair, its public half. */
@@ -248,21 +291,35 @@ export interface VersionHandles {
   readonly publicKey?: Handle;
   /** CKA_ID (hex) the handles were found under. */
   readonly id: string;
+  /** The version's companion objects, by role. */
+  readonly companions?: Readonly<Partial<Record<CompanionRole, Handle>>>;
 }
 
-/** A version's objects, each found by one template (class + label + CKA_ID). */
-export function findVersion(api: Pkcs11Api, session: Handle, name: KeyName, id: string, asymmetric: boolean): VersionHandles | undefined {
-  const find = (objectClass: number) =>
+/**
+ * A version's objects, each found by one template (class + label + CKA_ID). Undefined when the key object
+ * is gone (an interrupted destroy); an error when the key is there but a companion the metadata lists is not.
+ */
+export function findVersion(api: Pkcs11Api, session: Handle, name: KeyName, listed: VersionRecord, asymmetric: boolean): VersionHandles | undefined {
+  const { id } = listed;
+  const find = (objectClass: number, objectId: Buffer) =>
     findObjects(api, session, [
       { type: A.CKA_CLASS, value: objectClass },
       { type: A.CKA_LABEL, value: name },
-      { type: A.CKA_ID, value: Buffer.from(id, 'hex') },
+      { type: A.CKA_ID, value: objectId },
     ])[0];
   if (!asymmetric) {
-    const key = find(A.CKO_SECRET_KEY);
-    return key && { key, id };
+    const key = find(A.CKO_SECRET_KEY, Buffer.from(id, 'hex'));
+    if (!key) return undefined;
+    if (!listed.companions?.length) return { key, id };
+    const companions: Partial<Record<CompanionRole, Handle>> = {};
+    for (const role of listed.companions) {
+      const handle = find(A.CKO_SECRET_KEY, companionObjectId(Buffer.from(id, 'hex'), role));
+      if (!handle) throw new HsmBridgeError('INTERNAL', `key ${name}: an object of one of its versions is missing from the HSM`);
+      companions[role] = handle;
+    }
+    return { key, id, companions };
   }
-  const key = find(A.CKO_PRIVATE_KEY);
-  const publicKey = key && find(A.CKO_PUBLIC_KEY);
+  const key = find(A.CKO_PRIVATE_KEY, Buffer.from(id, 'hex'));
+  const publicKey = key && find(A.CKO_PUBLIC_KEY, Buffer.from(id, 'hex'));
   return key && publicKey ? { key, publicKey, id } : undefined;
 }

@@ -30,9 +30,12 @@ export const CKM = {
   SHA256_RSA_PKCS_PSS: 0x43,
   SHA384_RSA_PKCS_PSS: 0x44,
   SHA512_RSA_PKCS_PSS: 0x45,
+  DES_CBC: 0x122,
   DES2_KEY_GEN: 0x130,
   DES3_KEY_GEN: 0x131,
+  DES3_ECB: 0x132,
   DES3_CBC: 0x133,
+  DES3_CMAC: 0x138,
   SHA_1: 0x220,
   SHA256: 0x250,
   SHA256_HMAC: 0x251,
@@ -47,9 +50,14 @@ export const CKM = {
   EC_EDWARDS_KEY_PAIR_GEN: 0x1055,
   EDDSA: 0x1057,
   AES_KEY_GEN: 0x1080,
+  AES_ECB: 0x1081,
   AES_GCM: 0x1087,
+  AES_CMAC: 0x108a,
+  /** CK_AES_CBC_ENCRYPT_DATA_PARAMS, which pkcs11js can pass (it cannot pass AES_ECB_ENCRYPT_DATA's CK_KEY_DERIVATION_STRING_DATA). */
+  AES_CBC_ENCRYPT_DATA: 0x1105,
   AES_KEY_WRAP: 0x2109,
 } as const;
+
 
 const CKF_RNG = 0x1;
 /** CKZ_DATA_SPECIFIED: the OAEP label comes from the (empty) source data. */
@@ -141,6 +149,16 @@ export class TokenMechanisms {
     if (family('rsa') && this.has(CKM.RSA_PKCS_OAEP)) encrypt.push('RSA_OAEP_SHA1');
     if (family('aes') && this.has(CKM.AES_KEY_WRAP)) encrypt.push('AES_KW');
     const mac: MacAlgorithm[] = types.includes('HMAC_256') ? ['HMAC_SHA256'] : [];
+    if (family('aes') && this.has(CKM.AES_CMAC)) mac.push('AES_CMAC');
+    const tdes = family('tdes');
+    if (tdes && this.has(CKM.DES3_CBC)) mac.push('ISO9797_ALG1', 'ISO9797_ALG1_PAD2');
+    // Retail MAC: single-DES CBC under K1 (a companion object: DES_CBC, or DES3_CBC with K1 K1 when the
+    // token has no single DES), then TDES ECB of the last block under the key.
+    if (types.includes('TDES_2KEY') && this.has(CKM.DES3_ECB) && this.has(CKM.DES3_CBC)) mac.push('ISO9797_ALG3', 'ISO9797_ALG3_PAD2');
+    if (tdes && this.has(CKM.DES3_CMAC)) mac.push('TDES_CMAC');
+    const dukpt: ('tdes' | 'aes')[] = [];
+    if (types.includes('TDES_2KEY') && this.has(CKM.DES3_ECB)) dukpt.push('tdes');
+    if (family('aes') && this.has(CKM.AES_CBC_ENCRYPT_DATA) && this.has(CKM.AES_ECB)) dukpt.push('aes');
     return {
       keyTypes: types,
       sign,
@@ -149,6 +167,8 @@ export class TokenMechanisms {
       signDigest: sign.filter((a) => this.canSignDigest(a)),
       random: this.hasRng,
       keyAgreement: this.has(CKM.ECDH1_DERIVE) ? types.filter((t) => keyTypes[t].family === 'ec') : [],
+      // Import is C_CreateObject, which every token has; export wraps under a session AES key (keyExport.ts).
+      payment: { dukpt, importKeys: tdes || family('aes'), exportKeys: family('aes') && this.has(CKM.AES_KEY_WRAP) },
     };
   }
 

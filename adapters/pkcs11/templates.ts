@@ -6,7 +6,8 @@
 import pkcs11js from 'pkcs11js';
 import type { KeyPurpose, KeyType } from '../../src/keys/types.js';
 import { keyTypes } from '../../src/keys/types.js';
-import { allowedMechanisms, allowedMechanismsAttribute, type AllowedMechanismOptions } from './allowedMechanisms.js';
+import { allowedMechanisms, allowedMechanismsAttribute, companionMechanisms, type AllowedMechanismOptions } from './allowedMechanisms.js';
+import type { CompanionRole } from './keyObjects.js';
 import { CKM } from './mechanisms.js';
 
 export const CKK_EC_EDWARDS = 0x40;
@@ -45,14 +46,21 @@ function common(label: string, id: Buffer): pkcs11js.Template {
   ];
 }
 
-const protectedKey: pkcs11js.Template = [
+/** Never readable; wrappable out of the token only when exportable (TR-31 export, keyExport.ts). */
+const protectedKey = (exportable = false): pkcs11js.Template => [
   { type: A.CKA_SENSITIVE, value: true },
-  { type: A.CKA_EXTRACTABLE, value: false },
+  { type: A.CKA_EXTRACTABLE, value: exportable },
 ];
 
+export interface TemplateOptions extends AllowedMechanismOptions {
+  /** CKA_EXTRACTABLE true (still sensitive): the key may be wrapped out for a TR-31 export. */
+  readonly exportable?: boolean;
+}
+
 /** Usage of each half of a key pair by purpose. An agreement key derives (ECDH) and does nothing else; its public half is used outside the HSM only. */
-const publicUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_VERIFY], encrypt: [A.CKA_ENCRYPT], agree: [], mac: [], wrap: [] };
-const privateUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_SIGN], encrypt: [A.CKA_DECRYPT], agree: [A.CKA_DERIVE], mac: [], wrap: [] };
+const noPayment = { pin: [], bdk: [], kbpk: [] };
+const publicUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_VERIFY], encrypt: [A.CKA_ENCRYPT], agree: [], mac: [], wrap: [], ...noPayment };
+const privateUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_SIGN], encrypt: [A.CKA_DECRYPT], agree: [A.CKA_DERIVE], mac: [], wrap: [], ...noPayment };
 /**
  * Usage of a secret key by purpose. A wrapping key (AES_KW: C_WrapKey / C_UnwrapKey, see joseMechanisms.ts)
  * neither encrypts nor decrypts data, and a data key never wraps: one key doing both is the wrap-then-decrypt
@@ -64,9 +72,64 @@ const secretUsage: Record<KeyPurpose, number[]> = {
   mac: [A.CKA_SIGN, A.CKA_VERIFY],
   sign: [],
   agree: [],
+  ...noPayment,
 };
 
-export function generationFor(type: KeyType, purpose: KeyPurpose, label: string, id: Buffer, options: AllowedMechanismOptions = {}): Generation {
+/**
+ * Payment keys (allowedMechanisms.ts says which mechanisms): TDES ones encrypt for their check value (ECB)
+ * and, as MAC keys, for ISO 9797-1 CBC-MACs; CMAC is a signature (AES check values, TR-31 key derivation,
+ * MACs). MACs are verified by recomputing them, so no key needs CKA_VERIFY; a BDK derives (AES) or
+ * encrypts the initial key's left half (TDES).
+ */
+const paymentUsage: Record<'aes' | 'tdes', Partial<Record<KeyPurpose, number[]>>> = {
+  aes: { pin: [A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_SIGN], mac: [A.CKA_SIGN], bdk: [A.CKA_DERIVE, A.CKA_SIGN], kbpk: [A.CKA_SIGN] },
+  tdes: { pin: [A.CKA_ENCRYPT, A.CKA_DECRYPT], mac: [A.CKA_SIGN, A.CKA_ENCRYPT], bdk: [A.CKA_ENCRYPT], kbpk: [A.CKA_SIGN, A.CKA_ENCRYPT] },
+};
+
+function secretUsageOf(type: KeyType, purpose: KeyPurpose): number[] {
+  const family = keyTypes[type].family;
+  return (family === 'aes' || family === 'tdes' ? paymentUsage[family][purpose] : undefined) ?? secretUsage[purpose];
+}
+
+/** CKK_* of a secret key type. */
+export function secretKeyType(type: KeyType): number {
+  const info = keyTypes[type];
+  if (info.family === 'aes') return A.CKK_AES;
+  if (info.family === 'hmac') return A.CKK_GENERIC_SECRET;
+  return info.bits === 128 ? A.CKK_DES2 : A.CKK_DES3;
+}
+
+/** A secret key version made from a value known in process (an import, or a key built from HSM random bytes): C_CreateObject. */
+export function secretObjectTemplate(type: KeyType, purpose: KeyPurpose, label: string, id: Buffer, value: Buffer, options: TemplateOptions = {}): pkcs11js.Template {
+  return [
+    { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY },
+    { type: A.CKA_KEY_TYPE, value: secretKeyType(type) },
+    ...common(label, id),
+    allowedMechanismsAttribute(allowedMechanisms(type, purpose, options)),
+    ...protectedKey(options.exportable),
+    ...usage(secretUsageOf(type, purpose), SECRET_USAGE),
+    { type: A.CKA_VALUE, value },
+  ];
+}
+
+/**
+ * A companion object (paymentKeys.ts): encrypts with its one mechanism and does nothing else; never
+ * extractable, even for an exportable key (the export carries the key, and the importer rebuilds these).
+ */
+export function companionTemplate(role: CompanionRole, label: string, id: Buffer, value: Buffer, singleDes: boolean): pkcs11js.Template {
+  const keyType = role === 'variant' ? A.CKK_DES2 : singleDes ? A.CKK_DES : A.CKK_DES2;
+  return [
+    { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY },
+    { type: A.CKA_KEY_TYPE, value: keyType },
+    ...common(label, id),
+    allowedMechanismsAttribute(companionMechanisms(role, singleDes)),
+    ...protectedKey(false),
+    ...usage([A.CKA_ENCRYPT], SECRET_USAGE),
+    { type: A.CKA_VALUE, value },
+  ];
+}
+
+export function generationFor(type: KeyType, purpose: KeyPurpose, label: string, id: Buffer, options: TemplateOptions = {}): Generation {
   const info = keyTypes[type];
   // Every object of the version carries CKA_ALLOWED_MECHANISMS: usage flags alone admit raw mechanisms.
   const base = [...common(label, id), allowedMechanismsAttribute(allowedMechanisms(type, purpose, options))];
@@ -96,7 +159,7 @@ export function generationFor(type: KeyType, purpose: KeyPurpose, label: string,
           { type: A.CKA_CLASS, value: A.CKO_PRIVATE_KEY },
           { type: A.CKA_KEY_TYPE, value: keyType },
           ...base,
-          ...protectedKey,
+          ...protectedKey(),
           ...usage(privateUsage[purpose], PRIVATE_USAGE),
         ],
       };
@@ -104,7 +167,7 @@ export function generationFor(type: KeyType, purpose: KeyPurpose, label: string,
     case 'aes':
     case 'tdes':
     case 'hmac': {
-      const keyType = info.family === 'aes' ? A.CKK_AES : info.family === 'hmac' ? A.CKK_GENERIC_SECRET : info.bits === 128 ? A.CKK_DES2 : A.CKK_DES3;
+      const keyType = secretKeyType(type);
       const mechanism =
         info.family === 'aes' ? CKM.AES_KEY_GEN : info.family === 'hmac' ? CKM.GENERIC_SECRET_KEY_GEN : info.bits === 128 ? CKM.DES2_KEY_GEN : CKM.DES3_KEY_GEN;
       // DES key generation fixes the length; CKA_VALUE_LEN there is an error on some tokens.
@@ -117,8 +180,8 @@ export function generationFor(type: KeyType, purpose: KeyPurpose, label: string,
           { type: A.CKA_KEY_TYPE, value: keyType },
           ...base,
           ...length,
-          ...protectedKey,
-          ...usage(secretUsage[purpose], SECRET_USAGE),
+          ...protectedKey(options.exportable),
+          ...usage(secretUsageOf(type, purpose), SECRET_USAGE),
         ],
       };
     }

@@ -11,26 +11,35 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import { allSignAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
-import type { Backend, BackendHealth, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput } from '../../src/backend/port.js';
-import { HsmBridgeError } from '../../src/errors.js';
+import {
+  allMacAlgorithms,
+  allSignAlgorithms,
+  type EncryptAlgorithm,
+  type MacAlgorithm,
+  type SignAlgorithm,
+} from '../../src/algorithms/registry.js';
+import type {
+  Backend,
+  BackendHealth,
+  BlockKey,
+  Capabilities,
+  DukptDerivation,
+  KeyRef,
+  NewKey,
+  RawCiphertext,
+  SignInput,
+  TransientKey,
+} from '../../src/backend/port.js';
+import { HsmBridgeError, invalid } from '../../src/errors.js';
 import type { KeyName } from '../../src/keys/names.js';
 import { allKeyTypes, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
 import { writeFileAtomic } from '../../src/files/writeFileAtomic.js';
+import { blockLength, ecb, type BlockFamily, type Direction } from '../../src/payment/crypto/blockCiphers.js';
+import { aesGcmDecrypt, aesGcmEncrypt, aesKeyUnwrap, aesKeyWrap, ecdh, rsaOaepDecrypt, rsaOaepEncrypt, type OaepHash } from './ciphers.js';
+import { deriveDukptPinKey } from './dukpt.js';
+import { generateKeys, importClearKey, type VersionKeys } from './keyMaterial.js';
 import {
-  aesGcmDecrypt,
-  aesGcmEncrypt,
-  aesKeyUnwrap,
-  aesKeyWrap,
-  ecdh,
-  hmacSha256,
-  rsaOaepDecrypt,
-  rsaOaepEncrypt,
-  verifyHmacSha256,
-  type OaepHash,
-} from './ciphers.js';
-import { generateKeys, type VersionKeys } from './keyMaterial.js';
-import {
+  mayBeExportable,
   readKeystore,
   sealVersion,
   serializeKeystore,
@@ -41,8 +50,11 @@ import {
 } from './keystoreFile.js';
 import { acquireLock, type HeldLock } from './lockFile.js';
 import { loadMasterKey } from './masterKey.js';
+import { computeMac, macMatches } from './macs.js';
 import { makeMasterKeyCheck, type Sealed } from './sealing.js';
+import { blockFamilyOf, checkBlockUse, checkMacUse } from './paymentKeyUse.js';
 import { digestSignAlgorithms, sign, verify } from './signing.js';
+import { TransientKeys } from './transientKeys.js';
 
 const randomBytesAsync = promisify(randomBytes);
 
@@ -59,10 +71,13 @@ const capabilities: Capabilities = {
   sign: allSignAlgorithms,
   signDigest: digestSignAlgorithms,
   encrypt: ['AES_GCM', 'RSA_OAEP_SHA256', 'RSA_OAEP_SHA1', 'AES_KW'],
-  mac: ['HMAC_SHA256'],
+  mac: allMacAlgorithms,
   random: true,
   keyAgreement: ['EC_P256', 'EC_P384'],
+  payment: { dukpt: ['tdes', 'aes'], importKeys: true, exportKeys: true },
 };
+
+const isTransient = (key: BlockKey): key is TransientKey => 'transient' in key && key.transient;
 
 const oaepHash: Partial<Record<EncryptAlgorithm, OaepHash>> = { RSA_OAEP_SHA256: 'sha256', RSA_OAEP_SHA1: 'sha1' };
 
@@ -91,6 +106,7 @@ class SoftwareBackend implements Backend {
   entries: ReadonlyMap<KeyName, KeyEntry> = new Map();
   private writes: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private readonly transientKeys = new TransientKeys();
 
   constructor(
     private readonly path: string,
@@ -120,14 +136,37 @@ class SoftwareBackend implements Backend {
 
   async createKey(key: NewKey): Promise<KeyMetadata> {
     this.checkOpen();
-    const live = await generateKeys(key.type);
+    this.checkExportable(key);
+    return this.addKey(key, await generateKeys(key.type));
+  }
+
+  async importKey(key: NewKey, material: Buffer): Promise<KeyMetadata> {
+    this.checkOpen();
+    this.checkExportable(key);
+    return this.addKey(key, importClearKey(key.type, material));
+  }
+
+  private addKey(key: NewKey, live: VersionKeys): Promise<KeyMetadata> {
     return this.change((entries) => {
       if (entries.has(key.name)) throw new HsmBridgeError('KEY_ALREADY_EXISTS', `key ${key.name} already exists`);
-      const version = sealVersion(this.masterKey, key, 1, live);
-      const stored: StoredKey = { name: key.name, type: key.type, purpose: key.purpose, state: 'enabled', createdAt: version.createdAt, versions: [version] };
+      const attributes = {
+        name: key.name,
+        type: key.type,
+        purpose: key.purpose,
+        ...(key.exportable === true ? { exportable: true } : {}),
+        ...(key.modeOfUse !== undefined ? { modeOfUse: key.modeOfUse } : {}),
+      };
+      const version = sealVersion(this.masterKey, attributes, 1, live);
+      const stored: StoredKey = { ...attributes, state: 'enabled', createdAt: version.createdAt, versions: [version] };
       entries.set(key.name, { stored, keys: new Map([[1, live]]) });
       return stored;
     });
+  }
+
+  private checkExportable(key: NewKey): void {
+    if (key.exportable === true && !mayBeExportable(key)) {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `only TDES and AES keys of a payment purpose can be exportable, not a ${key.type} key for ${key.purpose}`);
+    }
   }
 
   async rotateKey(name: KeyName): Promise<KeyMetadata> {
@@ -210,17 +249,70 @@ class SoftwareBackend implements Backend {
     return ecdh(this.pair(key).privateKey, createPublicKey({ key: peerPublicKeySpki, format: 'der', type: 'spki' }));
   }
 
-  async mac(key: KeyRef, _algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
-    return hmacSha256(this.secret(key), data);
+  async mac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
+    checkMacUse(this.entry(key.name).stored, algorithm, false);
+    return computeMac(algorithm, this.secret(key), data);
   }
 
-  async verifyMac(key: KeyRef, _algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean> {
-    return verifyHmacSha256(this.secret(key), data, mac);
+  async verifyMac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean> {
+    checkMacUse(this.entry(key.name).stored, algorithm, true);
+    return macMatches(algorithm, this.secret(key), data, mac);
   }
 
   async randomBytes(length: number): Promise<Buffer> {
     this.checkOpen();
     return randomBytesAsync(length);
+  }
+
+  // --- payment primitives ---------------------------------------------------------------------------
+
+  async encryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer> {
+    return this.blocks(key, 'encrypt', data);
+  }
+
+  async decryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer> {
+    return this.blocks(key, 'decrypt', data);
+  }
+
+  async deriveDukptKey(bdk: KeyRef, derivation: DukptDerivation): Promise<TransientKey> {
+    const { stored } = this.entry(bdk.name);
+    if (stored.purpose !== 'bdk') throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${bdk.name} is not a BDK`);
+    const derived = this.withClearKey(bdk, (clear) => deriveDukptPinKey(stored.type, clear, derivation));
+    return this.transientKeys.hold(derived.family, derived.material);
+  }
+
+  async releaseTransientKey(key: TransientKey): Promise<void> {
+    this.transientKeys.release(key);
+  }
+
+  async exportKey(key: KeyRef): Promise<Buffer> {
+    const { stored } = this.entry(key.name);
+    if (stored.exportable !== true) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${key.name} is not exportable`);
+    return this.withClearKey(key, (clear) => Buffer.from(clear));
+  }
+
+  /** ECB over whole blocks, on a stored key (as its purpose allows) or a transient one. */
+  private blocks(key: BlockKey, direction: Direction, data: Buffer): Buffer {
+    if (isTransient(key)) return this.ecbChecked(key.family, direction, this.transientKeys.material(key), data);
+    const family = checkBlockUse(this.entry(key.name).stored, direction);
+    return this.withClearKey(key, (clear) => this.ecbChecked(family, direction, clear, data));
+  }
+
+  private ecbChecked(family: BlockFamily, direction: Direction, key: Buffer, data: Buffer): Buffer {
+    const size = blockLength(family);
+    if (data.length === 0 || data.length % size !== 0) throw invalid(`data must be whole ${size}-byte blocks`);
+    return ecb(family, direction, key, data);
+  }
+
+  /** Runs `use` on a copy of a TDES or AES key version's clear bytes, zeroed as soon as it returns. */
+  private withClearKey<T>(ref: KeyRef, use: (clear: Buffer) => T): T {
+    blockFamilyOf(this.entry(ref.name).stored);
+    const clear = this.secret(ref).export();
+    try {
+      return use(clear);
+    } finally {
+      clear.fill(0);
+    }
   }
 
   // --- internals -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-/** Encryption, key wrap, key agreement and MACs with node:crypto. Every decryption failure is the same DECRYPTION_FAILED, by design. */
+/** Encryption, key wrap, key agreement and HMAC with node:crypto. Every decryption failure is the same DECRYPTION_FAILED, by design. */
 import {
   constants,
   createCipheriv,
@@ -8,7 +8,6 @@ import {
   privateDecrypt,
   publicEncrypt,
   randomBytes,
-  timingSafeEqual,
   type KeyObject,
 } from 'node:crypto';
 import { encryptAlgorithms } from '../../src/algorithms/registry.js';
@@ -87,9 +86,4 @@ export function ecdh(privateKey: KeyObject, peerPublicKey: KeyObject): Buffer {
 
 export function hmacSha256(key: KeyObject, data: Buffer): Buffer {
   return createHmac('sha256', key).update(data).digest();
-}
-
-export function verifyHmacSha256(key: KeyObject, data: Buffer, mac: Buffer): boolean {
-  const expected = hmacSha256(key, data);
-  return mac.length === expected.length && timingSafeEqual(mac, expected);
 }

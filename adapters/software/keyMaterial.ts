@@ -5,7 +5,9 @@
  */
 import { createPrivateKey, createPublicKey, createSecretKey, generateKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import { HsmBridgeError, invalid } from '../../src/errors.js';
 import { keyTypes, type KeyType } from '../../src/keys/types.js';
+import { hasOddParity, setOddParity } from '../../src/payment/crypto/parity.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 const generateKeyAsync = promisify(generateKey);
@@ -17,25 +19,6 @@ export type VersionKeys =
   | { readonly kind: 'secret'; readonly secretKey: KeyObject };
 
 const curveNames = { 'P-256': 'prime256v1', 'P-384': 'secp384r1' } as const;
-
-/** Sets each byte's lowest bit so the byte has an odd number of one bits (the DES key parity rule). */
-export function setOddParity(key: Buffer): Buffer {
-  for (let i = 0; i < key.length; i++) {
-    const high = key[i]! & 0xfe;
-    key[i] = high | (popCount(high) % 2 === 0 ? 1 : 0);
-  }
-  return key;
-}
-
-export function hasOddParity(key: Buffer): boolean {
-  return key.every((b) => popCount(b) % 2 === 1);
-}
-
-function popCount(b: number): number {
-  let n = 0;
-  for (let x = b; x; x >>= 1) n += x & 1;
-  return n;
-}
 
 /** A TDES key whose 8-byte parts all differ: equal parts would make it single DES. */
 async function generateTdesKey(length: 16 | 24): Promise<KeyObject> {
@@ -109,4 +92,20 @@ export function importSecretMaterial(type: KeyType, material: Buffer): VersionKe
   } finally {
     material.fill(0);
   }
+}
+
+/**
+ * A TDES or AES key from clear material the core supplies (a TR-31 import); `material` is left as it is
+ * (the core zeroes it). DES ignores parity bits, so a TDES key is given odd parity, the form this
+ * backend always holds (and checks when the keystore is read).
+ */
+export function importClearKey(type: KeyType, material: Buffer): VersionKeys {
+  const info = keyTypes[type];
+  if (info.family !== 'tdes' && info.family !== 'aes') {
+    throw new HsmBridgeError('INCOMPATIBLE_KEY', `only TDES and AES keys can be imported, not ${type}`);
+  }
+  if (material.length * 8 !== info.bits) throw invalid(`a ${type} key is ${info.bits / 8} bytes`);
+  const copy = Buffer.from(material);
+  if (info.family === 'tdes') setOddParity(copy);
+  return importSecretMaterial(type, copy);
 }

@@ -6,7 +6,7 @@
  * {
  *   "format": "hsm-bridge-software-keystore", "formatVersion": 1,
  *   "masterKeyCheck": { "iv": b64, "data": b64 },
- *   "keys": [ { "name", "type", "purpose", "state", "createdAt",
+ *   "keys": [ { "name", "type", "purpose", "state", "createdAt", "exportable"?: true, "modeOfUse"?: "E",
  *               "versions": [ { "version", "createdAt", "publicKeySpki"?: b64 DER, "material": { "iv", "data" } } ] } ]
  * }
  */
@@ -17,15 +17,19 @@ import { parseKeyName, type KeyName, type KeyVersion } from '../../src/keys/name
 import {
   allKeyTypes,
   isAsymmetric,
+  isPaymentPurpose,
   keyPurposes,
+  keyTypes,
+  modesOfUse,
   parseKeyPurpose,
   type KeyMetadata,
   type KeyPurpose,
   type KeyState,
   type KeyType,
+  type ModeOfUse,
 } from '../../src/keys/types.js';
 import { exportSecretMaterial, importSecretMaterial, publicKeySpki, type VersionKeys } from './keyMaterial.js';
-import { masterKeyCheckPasses, openRecord, sealRecord, type Sealed } from './sealing.js';
+import { masterKeyCheckPasses, openRecord, sealRecord, type RecordBinding, type Sealed } from './sealing.js';
 
 const FORMAT = 'hsm-bridge-software-keystore';
 const FORMAT_VERSION = 1;
@@ -43,6 +47,10 @@ export interface StoredKey {
   readonly purpose: KeyPurpose;
   readonly state: KeyState;
   readonly createdAt: string;
+  /** Absent (older keystores, and keys that may not leave) means false. */
+  readonly exportable?: boolean;
+  /** Absent means whatever the purpose allows. */
+  readonly modeOfUse?: ModeOfUse;
   readonly versions: readonly StoredVersion[];
 }
 
@@ -85,6 +93,8 @@ const documentSchema = {
           purpose: { enum: keyPurposes },
           state: { enum: ['enabled', 'disabled'] },
           createdAt: { type: 'string' },
+          exportable: { type: 'boolean' },
+          modeOfUse: { enum: modesOfUse },
           versions: {
             type: 'array',
             minItems: 1,
@@ -146,13 +156,14 @@ export function unsealKeystore(path: string, doc: KeystoreDocument, masterKey: K
     const name = checked(path, () => parseKeyName(stored.name), 'has a key with an invalid name');
     const where = `key ${name}`;
     if (entries.has(name)) throw new KeystoreError(path, `${where} appears twice`);
-    checked(path, () => parseKeyPurpose(stored.purpose, stored.type), `${where} has a purpose its type cannot have`);
+    if (!isLegacyTdesKey(stored)) checked(path, () => parseKeyPurpose(stored.purpose, stored.type), `${where} has a purpose its type cannot have`);
+    if (stored.exportable === true && !mayBeExportable(stored)) throw new KeystoreError(path, `${where} is marked exportable but is not a payment key`);
     const keys = new Map<number, VersionKeys>();
     let previous = 0;
     for (const v of stored.versions) {
       if (v.version <= previous) throw new KeystoreError(path, `${where} has versions out of order`);
       previous = v.version;
-      const binding = { name, version: v.version, type: stored.type, purpose: stored.purpose };
+      const binding = { ...bindingOf(stored), version: v.version };
       const material = openRecord(masterKey, binding, v.material);
       if (!material) throw new KeystoreError(path, `${where} version ${v.version} fails authentication (altered, or moved from another key)`);
       const live = checked(path, () => importSecretMaterial(stored.type, material), `${where} version ${v.version} does not hold a ${stored.type} key`);
@@ -166,6 +177,14 @@ export function unsealKeystore(path: string, doc: KeystoreDocument, masterKey: K
   return entries;
 }
 
+/**
+ * Before the payment purposes, TDES keys had purpose 'encrypt', which no operation ever served. Such a key
+ * still opens (its record is bound to that purpose), so the keystore does too; nothing can use it.
+ */
+function isLegacyTdesKey(stored: StoredKey): boolean {
+  return keyTypes[stored.type].family === 'tdes' && stored.purpose === 'encrypt';
+}
+
 function checked<T>(path: string, f: () => T, problem: string): T {
   try {
     return f();
@@ -174,11 +193,30 @@ function checked<T>(path: string, f: () => T, problem: string): T {
   }
 }
 
+/** Only TDES and AES keys of the payment purposes may leave the backend (in a TR-31 key block). */
+export function mayBeExportable(key: Pick<StoredKey, 'type' | 'purpose'>): boolean {
+  const family = keyTypes[key.type].family;
+  return (family === 'tdes' || family === 'aes') && isPaymentPurpose(key.purpose);
+}
+
+type KeyAttributes = Pick<StoredKey, 'name' | 'type' | 'purpose' | 'exportable' | 'modeOfUse'>;
+
+/** What a sealed record is bound to, besides its version. */
+function bindingOf(key: KeyAttributes): Omit<RecordBinding, 'version'> {
+  return {
+    name: key.name,
+    type: key.type,
+    purpose: key.purpose,
+    ...(key.exportable === true ? { exportable: true } : {}),
+    ...(key.modeOfUse !== undefined ? { modeOfUse: key.modeOfUse } : {}),
+  };
+}
+
 /** Seals a new version's material into its stored form; the exported secret bytes are zeroed. */
-export function sealVersion(masterKey: KeyObject, key: Pick<StoredKey, 'name' | 'type' | 'purpose'>, version: number, keys: VersionKeys): StoredVersion {
+export function sealVersion(masterKey: KeyObject, key: KeyAttributes, version: number, keys: VersionKeys): StoredVersion {
   const material = exportSecretMaterial(keys);
   try {
-    const sealed = sealRecord(masterKey, { name: key.name, version, type: key.type, purpose: key.purpose }, material);
+    const sealed = sealRecord(masterKey, { ...bindingOf(key), version }, material);
     const spki = publicKeySpki(keys);
     return { version, createdAt: new Date().toISOString(), ...(spki ? { publicKeySpki: spki.toString('base64') } : {}), material: sealed };
   } finally {
@@ -208,6 +246,8 @@ export function toMetadata(stored: StoredKey): KeyMetadata {
     purpose: stored.purpose,
     state: stored.state,
     createdAt: stored.createdAt,
+    ...(stored.exportable === true ? { exportable: true } : {}),
+    ...(stored.modeOfUse !== undefined ? { modeOfUse: stored.modeOfUse } : {}),
     primaryVersion: versions[versions.length - 1]!.version,
     versions,
   };

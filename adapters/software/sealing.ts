@@ -1,10 +1,11 @@
 /**
  * Sealing key material under the master key: AES-256-GCM, a fresh 12-byte IV per record, and AAD that
- * binds the record to its key name, version, type and purpose, so that a sealed record copied into
- * another key (or another version) fails authentication instead of silently becoming that key.
+ * binds the record to its key name, version, type, purpose and (when set) its payment attributes, so that
+ * a sealed record copied into another key (or another version) fails authentication instead of silently
+ * becoming that key, and an edit that makes a key exportable, or lifts its mode of use, does too.
  */
 import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto';
-import type { KeyPurpose, KeyType } from '../../src/keys/types.js';
+import type { KeyPurpose, KeyType, ModeOfUse } from '../../src/keys/types.js';
 
 const IV_LENGTH = 12;
 const TAG_LENGTH = 16;
@@ -20,11 +21,21 @@ export interface RecordBinding {
   readonly version: number;
   readonly type: KeyType;
   readonly purpose: KeyPurpose;
+  readonly exportable?: boolean;
+  readonly modeOfUse?: ModeOfUse;
 }
 
-/** JSON of a fixed-order array: unambiguous, since no field can smuggle a separator into another. */
-const recordAad = (b: RecordBinding) =>
-  Buffer.from(JSON.stringify(['hsm-bridge software keystore record v1', b.name, b.version, b.type, b.purpose]));
+/**
+ * JSON of a fixed-order array: unambiguous, since no field can smuggle a separator into another. A key
+ * without payment attributes keeps the v1 form, so keystores written before they existed still open.
+ */
+function recordAad(b: RecordBinding): Buffer {
+  const fields: unknown[] =
+    b.exportable === true || b.modeOfUse !== undefined
+      ? ['hsm-bridge software keystore record v2', b.name, b.version, b.type, b.purpose, b.exportable === true, b.modeOfUse ?? null]
+      : ['hsm-bridge software keystore record v1', b.name, b.version, b.type, b.purpose];
+  return Buffer.from(JSON.stringify(fields));
+}
 /** The master key check seals nothing under its own AAD: its tag alone tells whether the master key is the right one. */
 const CHECK_AAD = Buffer.from('hsm-bridge software keystore master key check v1');
 

@@ -73,7 +73,14 @@ describe('CKA_ALLOWED_MECHANISMS', () => {
     ['ED25519', 'sign', A.CKO_PRIVATE_KEY, [0x1057]],
     ['AES_256', 'encrypt', A.CKO_SECRET_KEY, [0x1087]],
     ['AES_128', 'wrap', A.CKO_SECRET_KEY, [0x2109]],
-    ['TDES_3KEY', 'encrypt', A.CKO_SECRET_KEY, [0x133]],
+    ['TDES_3KEY', 'pin', A.CKO_SECRET_KEY, [0x132]],
+    ['TDES_3KEY', 'mac', A.CKO_SECRET_KEY, [0x133, 0x132, 0x138]],
+    ['TDES_3KEY', 'bdk', A.CKO_SECRET_KEY, [0x132]],
+    ['TDES_2KEY', 'kbpk', A.CKO_SECRET_KEY, [0x138, 0x132]],
+    ['AES_128', 'pin', A.CKO_SECRET_KEY, [0x1081, 0x108a]],
+    ['AES_128', 'mac', A.CKO_SECRET_KEY, [0x108a]],
+    ['AES_256', 'bdk', A.CKO_SECRET_KEY, [0x1105, 0x108a]],
+    ['AES_256', 'kbpk', A.CKO_SECRET_KEY, [0x108a]],
     ['HMAC_256', 'mac', A.CKO_SECRET_KEY, [0x251]],
   ];
   for (const [type, purpose, cls, expected] of cases) {

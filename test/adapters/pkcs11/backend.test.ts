@@ -53,7 +53,9 @@ describe('pkcs11 backend on SoftHSM', () => {
     expect(caps.signDigest.includes('ES256')).toBe(list.has(CKM.ECDSA));
     expect(list.has(CKM.ECDSA_SHA256)).toBe(false); // hence ES256 hashes in process
     expect(caps.encrypt).toEqual(['AES_GCM', 'RSA_OAEP_SHA256', 'RSA_OAEP_SHA1', 'AES_KW']);
-    expect(caps.mac).toEqual(['HMAC_SHA256']);
+    // The payment MACs: retail MAC (ALG3) runs with K1 companions as DES2 K1 K1 keys when single DES is refused (paymentKeys.ts).
+    expect(caps.mac).toEqual(['HMAC_SHA256', 'AES_CMAC', 'ISO9797_ALG1', 'ISO9797_ALG1_PAD2', 'ISO9797_ALG3', 'ISO9797_ALG3_PAD2', 'TDES_CMAC']);
+    expect(caps.payment).toEqual({ dukpt: ['tdes', 'aes'], importKeys: true, exportKeys: true });
     expect(caps.random).toBe(true);
     expect(caps.keyAgreement).toEqual(list.has(CKM.ECDH1_DERIVE) ? ['EC_P256', 'EC_P384'] : []);
   });
@@ -147,7 +149,7 @@ describe('pkcs11 backend on SoftHSM', () => {
   it('TDES 2-key and 3-key keys are created', async () => {
     for (const type of ['TDES_2KEY', 'TDES_3KEY'] as const) {
       const { meta } = await create(type);
-      expect(meta).toMatchObject({ type, purpose: 'encrypt', state: 'enabled', primaryVersion: 1 });
+      expect(meta).toMatchObject({ type, purpose: 'pin', state: 'enabled', primaryVersion: 1 });
       expect(meta.versions[0]!.publicKeySpki).toBeUndefined();
     }
   });
@@ -169,7 +171,9 @@ describe('pkcs11 backend on SoftHSM', () => {
       ['ED25519', 'sign', [A.CKA_SIGN]], ['AES_256', 'encrypt', [A.CKA_ENCRYPT, A.CKA_DECRYPT]],
       ['AES_128', 'wrap', [A.CKA_WRAP, A.CKA_UNWRAP]],
       ['EC_P256', 'agree', [A.CKA_DERIVE]], ['EC_P384', 'agree', [A.CKA_DERIVE]],
-      ['TDES_2KEY', 'encrypt', [A.CKA_ENCRYPT, A.CKA_DECRYPT]], ['HMAC_256', 'mac', [A.CKA_SIGN, A.CKA_VERIFY]],
+      ['TDES_2KEY', 'pin', [A.CKA_ENCRYPT, A.CKA_DECRYPT]], ['TDES_3KEY', 'kbpk', [A.CKA_SIGN, A.CKA_ENCRYPT]],
+      ['AES_128', 'pin', [A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_SIGN]], ['AES_256', 'bdk', [A.CKA_DERIVE, A.CKA_SIGN]],
+      ['HMAC_256', 'mac', [A.CKA_SIGN, A.CKA_VERIFY]],
     ];
     for (const [type, purpose, usage] of cases) {
       it(`${type} for ${purpose}: token, private, sensitive, never extractable, usage limited to the purpose`, async () => {

@@ -1,12 +1,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import {
-  exportSecretMaterial,
-  generateKeys,
-  hasOddParity,
-  importSecretMaterial,
-  setOddParity,
-} from '../../../adapters/software/keyMaterial.js';
+import { exportSecretMaterial, generateKeys, importSecretMaterial } from '../../../adapters/software/keyMaterial.js';
+import { hasOddParity, setOddParity } from '../../../src/payment/crypto/parity.js';
 import { allKeyTypes } from '../../../src/keys/types.js';
 
 const ones = (b: number) => b.toString(2).split('').filter((c) => c === '1').length;

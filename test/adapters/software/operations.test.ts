@@ -60,15 +60,16 @@ const cases: Array<[SignAlgorithm, KeyType]> = [
 ];
 
 describe('capabilities', () => {
-  it('offers every key type and algorithm, and digest signing only for the RSA schemes', () => {
+  it('offers every key type and algorithm, the payment primitives, and digest signing only for the RSA schemes', () => {
     const c = backend.capabilities();
     expect(c.keyTypes).toHaveLength(11);
     expect(c.sign).toEqual(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA']);
     expect(c.signDigest).toEqual(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
     expect(c.encrypt).toEqual(['AES_GCM', 'RSA_OAEP_SHA256', 'RSA_OAEP_SHA1', 'AES_KW']);
-    expect(c.mac).toEqual(['HMAC_SHA256']);
+    expect(c.mac).toEqual(['HMAC_SHA256', 'AES_CMAC', 'ISO9797_ALG1', 'ISO9797_ALG3', 'ISO9797_ALG1_PAD2', 'ISO9797_ALG3_PAD2', 'TDES_CMAC']);
     expect(c.random).toBe(true);
     expect(c.keyAgreement).toEqual(['EC_P256', 'EC_P384']);
+    expect(c.payment).toEqual({ dukpt: ['tdes', 'aes'], importKeys: true, exportKeys: true });
   });
 });
 

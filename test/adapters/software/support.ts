@@ -45,19 +45,26 @@ export async function publicKeyOf(backend: Backend, ref: KeyRef): Promise<KeyObj
 }
 
 interface FileVersion { version: number; material: { iv: string; data: string }; publicKeySpki?: string }
-interface FileKey { name: string; type: KeyType; purpose: KeyPurpose; versions: FileVersion[] }
+interface FileKey { name: string; type: KeyType; purpose: KeyPurpose; exportable?: boolean; modeOfUse?: string; versions: FileVersion[] }
 export interface KeystoreJson { format: string; formatVersion: number; masterKeyCheck: { iv: string; data: string }; keys: FileKey[] }
 
 export const readKeystoreJson = (path: string): KeystoreJson => JSON.parse(readFileSync(path, 'utf8')) as KeystoreJson;
 
-/** The documented record format, decrypted with node:crypto: AES-256-GCM, AAD = JSON [label, name, version, type, purpose]. */
+/**
+ * The documented record format, decrypted with node:crypto: AES-256-GCM, AAD = JSON [label v1, name, version,
+ * type, purpose], or [label v2, name, version, type, purpose, exportable, modeOfUse or null] when either is set.
+ */
 export function unsealWithNode(path: string, masterKeyBase64: string, name: string, version: number): Buffer {
   const key = readKeystoreJson(path).keys.find((k) => k.name === name);
   const v = key?.versions.find((x) => x.version === version);
   if (!key || !v) throw new Error(`no record for ${name} v${version}`);
   const data = Buffer.from(v.material.data, 'base64');
   const decipher = createDecipheriv('aes-256-gcm', Buffer.from(masterKeyBase64, 'base64'), Buffer.from(v.material.iv, 'base64'));
-  decipher.setAAD(Buffer.from(JSON.stringify(['hsm-bridge software keystore record v1', name, version, key.type, key.purpose])));
+  const aad =
+    key.exportable === true || key.modeOfUse !== undefined
+      ? ['hsm-bridge software keystore record v2', name, version, key.type, key.purpose, key.exportable === true, key.modeOfUse ?? null]
+      : ['hsm-bridge software keystore record v1', name, version, key.type, key.purpose];
+  decipher.setAAD(Buffer.from(JSON.stringify(aad)));
   decipher.setAuthTag(data.subarray(data.length - 16));
   return Buffer.concat([decipher.update(data.subarray(0, data.length - 16)), decipher.final()]);
 }

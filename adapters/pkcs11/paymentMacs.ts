@@ -1,0 +1,87 @@
+/**
+ * MACs in the token, by algorithm (README.md, "Payment keys"): HMAC and the CMACs are one mechanism each;
+ * ISO 9797-1 algorithm 1 is a TDES CBC encryption with a zero IV of the padded data, whose last block is
+ * the MAC; algorithm 3 (retail MAC) runs single-DES CBC under K1 (the version's 'k1' companion) over all
+ * blocks but the last, giving H, then TDES-encrypts (last block XOR H) under the key: the same value as
+ * the standard's final decrypt-K2, encrypt-K1 of the single-DES chain.
+ */
+import pkcs11js from 'pkcs11js';
+import type { MacAlgorithm } from '../../src/algorithms/registry.js';
+import { macAlgorithms } from '../../src/algorithms/registry.js';
+import { HsmBridgeError } from '../../src/errors.js';
+import { xorInPlace } from '../../src/payment/crypto/blockCiphers.js';
+import { iso9797Pad } from '../../src/payment/crypto/iso9797.js';
+import type { VersionHandles } from './keyObjects.js';
+import { CKM } from './mechanisms.js';
+import type { Handle, Pkcs11Api } from './module.js';
+
+const A = pkcs11js;
+const TDES_BLOCK = 8;
+const ZERO_IV = Buffer.alloc(TDES_BLOCK);
+
+/** pkcs11js passes an empty Buffer as NULL, which tokens refuse; an empty view of a real buffer is not NULL. */
+const notNull = (b: Buffer) => (b.length > 0 ? b : Buffer.alloc(1).subarray(0, 0));
+
+/** The full-length MAC of `data` under the version's key. */
+export async function macInToken(api: Pkcs11Api, session: Handle, key: VersionHandles, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
+  const sign = (mechanism: number, length: number) => {
+    api.C_SignInit(session, { mechanism }, key.key);
+    return api.C_SignAsync(session, notNull(data), Buffer.alloc(length));
+  };
+  switch (algorithm) {
+    case 'HMAC_SHA256':
+      return sign(CKM.SHA256_HMAC, 32);
+    case 'AES_CMAC':
+      return sign(CKM.AES_CMAC, 16);
+    case 'TDES_CMAC':
+      return sign(CKM.DES3_CMAC, 8);
+    case 'ISO9797_ALG1':
+    case 'ISO9797_ALG1_PAD2':
+      return cbcMac(api, session, key.key, CKM.DES3_CBC, iso9797Pad(data, macAlgorithms[algorithm].padding, TDES_BLOCK));
+    case 'ISO9797_ALG3':
+    case 'ISO9797_ALG3_PAD2':
+      return retailMac(api, session, key, iso9797Pad(data, macAlgorithms[algorithm].padding, TDES_BLOCK));
+  }
+}
+
+/** The last block of a CBC encryption with a zero IV; zeroes `padded` and the chain. */
+async function cbcMac(api: Pkcs11Api, session: Handle, key: Handle, mechanism: number, padded: Buffer): Promise<Buffer> {
+  let chain: Buffer | undefined;
+  try {
+    api.C_EncryptInit(session, { mechanism, parameter: ZERO_IV }, key);
+    chain = await api.C_EncryptAsync(session, padded, Buffer.alloc(padded.length));
+    return Buffer.from(chain.subarray(chain.length - TDES_BLOCK));
+  } finally {
+    padded.fill(0);
+    chain?.fill(0);
+  }
+}
+
+async function retailMac(api: Pkcs11Api, session: Handle, key: VersionHandles, padded: Buffer): Promise<Buffer> {
+  const k1 = key.companions?.k1;
+  if (!k1) {
+    padded.fill(0);
+    throw new HsmBridgeError('INCOMPATIBLE_KEY', 'this key cannot compute ISO 9797-1 MAC algorithm 3 (a TDES_2KEY MAC key created before it was supported: rotate it)');
+  }
+  const last = Buffer.from(padded.subarray(padded.length - TDES_BLOCK));
+  try {
+    if (padded.length > TDES_BLOCK) {
+      const h = await cbcMac(api, session, k1, k1Mechanism(api, session, k1), Buffer.from(padded.subarray(0, padded.length - TDES_BLOCK)));
+      xorInPlace(last, h);
+      h.fill(0);
+    }
+    api.C_EncryptInit(session, { mechanism: CKM.DES3_ECB }, key.key);
+    return await api.C_EncryptAsync(session, last, Buffer.alloc(TDES_BLOCK));
+  } finally {
+    padded.fill(0);
+    last.fill(0);
+  }
+}
+
+/** A K1 companion is a DES key (CKM_DES_CBC) or, on tokens without single DES, a DES2 key K1 K1 (CKM_DES3_CBC). */
+function k1Mechanism(api: Pkcs11Api, session: Handle, k1: Handle): number {
+  const keyType = api.C_GetAttributeValue(session, k1, [{ type: A.CKA_KEY_TYPE }])[0]?.value;
+  return keyType && readUlong(keyType) === A.CKK_DES ? CKM.DES_CBC : CKM.DES3_CBC;
+}
+
+const readUlong = (b: Buffer) => (b.length >= 8 ? Number(b.readBigUInt64LE(0)) : b.readUInt32LE(0));

@@ -1,0 +1,12 @@
+import { pino } from 'pino';
+import { pkcs11BackendFactory } from '../../adapters/pkcs11/index.js';
+import { createSoftHsmToken } from '../helpers/softhsm.js';
+import { describePaymentConformance } from './paymentConformance.js';
+
+describePaymentConformance('pkcs11 (SoftHSM)', async () => {
+  const token = await createSoftHsmToken();
+  return {
+    open: () => pkcs11BackendFactory.create(token.backendConfig(), { logger: pino({ level: 'silent' }) }),
+    cleanup: () => token.cleanup(),
+  };
+});

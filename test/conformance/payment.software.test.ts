@@ -1,0 +1,12 @@
+import { pino } from 'pino';
+import { softwareBackendFactory } from '../../adapters/software/index.js';
+import { createSoftwareBackendConfig } from '../helpers/software.js';
+import { describePaymentConformance } from './paymentConformance.js';
+
+describePaymentConformance('software', async () => {
+  const h = await createSoftwareBackendConfig();
+  return {
+    open: () => softwareBackendFactory.create(h.config, { logger: pino({ level: 'silent' }) }),
+    cleanup: () => h.cleanup(),
+  };
+});

@@ -21,6 +21,8 @@ import { tdesDukptPinKeyFromIpek, tdesInitialKeyInput } from '../../src/payment/
 import type { VersionHandles } from './keyObjects.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
+import { destroyQuietly } from './revisions.js';
+import { sessionSecretKey } from './sessionObjects.js';
 import { intermediateKeyTemplate, workingKeyInfo, workingKeyTemplate, type TransientKeys, type WorkingKeyType } from './transientKeys.js';
 
 const A = pkcs11js;
@@ -114,20 +116,4 @@ const cbcEncryptData = (data: Buffer): pkcs11js.Mechanism => ({
 });
 
 /** One derived block that is read back at once (32-byte steps only). */
-const readableBlock: pkcs11js.Template = [
-  { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY },
-  { type: A.CKA_KEY_TYPE, value: A.CKK_GENERIC_SECRET },
-  { type: A.CKA_TOKEN, value: false },
-  { type: A.CKA_PRIVATE, value: true },
-  { type: A.CKA_SENSITIVE, value: false },
-  { type: A.CKA_EXTRACTABLE, value: true },
-  { type: A.CKA_VALUE_LEN, value: AES_BLOCK },
-];
-
-function destroyQuietly(api: Pkcs11Api, session: Handle, handle: Handle): void {
-  try {
-    api.C_DestroyObject(session, handle);
-  } catch {
-    // the session's end removes it anyway
-  }
-}
+const readableBlock = sessionSecretKey(A.CKK_GENERIC_SECRET, true, [{ type: A.CKA_VALUE_LEN, value: AES_BLOCK }]);

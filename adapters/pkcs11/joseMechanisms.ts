@@ -16,20 +16,13 @@ import { HsmBridgeError } from '../../src/errors.js';
 import { CKR, ckrOf, isDeviceGone, isHandleStale } from './errors.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
+import { sessionSecretKey } from './sessionObjects.js';
 
 const A = pkcs11js;
 const CKD_NULL = 1;
 
 /** A short-lived secret in this session only: readable, so that its value can be taken out and the object destroyed. */
-const sessionSecret = (extra: pkcs11js.Template = []): pkcs11js.Template => [
-  { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY },
-  { type: A.CKA_KEY_TYPE, value: A.CKK_GENERIC_SECRET },
-  { type: A.CKA_TOKEN, value: false },
-  { type: A.CKA_PRIVATE, value: true },
-  { type: A.CKA_SENSITIVE, value: false },
-  { type: A.CKA_EXTRACTABLE, value: true },
-  ...extra,
-];
+const sessionSecret = (extra: pkcs11js.Template = []): pkcs11js.Template => sessionSecretKey(A.CKK_GENERIC_SECRET, true, extra);
 
 /** Reads an object's value and destroys the object, whatever happens. */
 function takeValue(api: Pkcs11Api, session: Handle, handle: Handle): Buffer {

@@ -12,6 +12,7 @@ import { allowedMechanismsAttribute } from './allowedMechanisms.js';
 import { CKR, ckrOf } from './errors.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
+import { sessionSecretKey } from './sessionObjects.js';
 
 const A = pkcs11js;
 const RFC3394_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
@@ -23,12 +24,7 @@ export async function exportKeyValue(api: Pkcs11Api, session: Handle, key: Handl
   let wrapped: Buffer | undefined;
   try {
     kek = api.C_CreateObject(session, [
-      { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY },
-      { type: A.CKA_KEY_TYPE, value: A.CKK_AES },
-      { type: A.CKA_TOKEN, value: false },
-      { type: A.CKA_PRIVATE, value: true },
-      { type: A.CKA_SENSITIVE, value: true },
-      { type: A.CKA_EXTRACTABLE, value: false },
+      ...sessionSecretKey(A.CKK_AES, false),
       ...[A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_SIGN, A.CKA_VERIFY, A.CKA_UNWRAP, A.CKA_DERIVE].map((type) => ({ type, value: false })),
       { type: A.CKA_WRAP, value: true },
       allowedMechanismsAttribute([CKM.AES_KEY_WRAP]),

@@ -13,6 +13,7 @@ import type { Connection } from './connection.js';
 import { unavailable } from './errors.js';
 import { CKM } from './mechanisms.js';
 import type { Handle } from './module.js';
+import { sessionSecretKey } from './sessionObjects.js';
 
 const A = pkcs11js;
 /** Far longer than any request; only a key the core forgot lives this long. */
@@ -34,14 +35,7 @@ export function workingKeyInfo(type: WorkingKeyType) {
 }
 
 /** A session secret that never leaves the token. */
-const sessionKey = (keyType: number): pkcs11js.Template => [
-  { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY },
-  { type: A.CKA_KEY_TYPE, value: keyType },
-  { type: A.CKA_TOKEN, value: false },
-  { type: A.CKA_PRIVATE, value: true },
-  { type: A.CKA_SENSITIVE, value: true },
-  { type: A.CKA_EXTRACTABLE, value: false },
-];
+const sessionKey = (keyType: number): pkcs11js.Template => sessionSecretKey(keyType, false);
 
 const flags = (on: readonly number[]): pkcs11js.Template =>
   [A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_SIGN, A.CKA_VERIFY, A.CKA_WRAP, A.CKA_UNWRAP, A.CKA_DERIVE].map((type) => ({ type, value: on.includes(type) }));

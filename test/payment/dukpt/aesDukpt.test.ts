@@ -1,12 +1,14 @@
 import { createCipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HsmBridgeError } from '../../../src/errors.js';
 import {
   aesDukptPinKeySteps,
   deriveAesDukptPinKey,
   type AesDukptBdkType,
   type AesDukptWorkingKey,
 } from '../../../src/payment/dukpt/aesDukpt.js';
+import { expectHsmError } from '../../helpers/expectError.js';
+
+const expectInvalid = (run: () => unknown, message: RegExp) => expectHsmError(run, 'INVALID_ARGUMENT', { message });
 
 const h = (s: string): Buffer => Buffer.from(s, 'hex');
 const hex = (b: Buffer): string => b.toString('hex').toUpperCase();
@@ -217,17 +219,6 @@ describe('aesDukptPinKeySteps', () => {
 });
 
 describe('AES DUKPT refusals', () => {
-  function expectInvalid(run: () => unknown, message: RegExp): void {
-    let error: unknown;
-    try {
-      run();
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(HsmBridgeError);
-    expect((error as HsmBridgeError).code).toBe('INVALID_ARGUMENT');
-    expect((error as HsmBridgeError).message).toMatch(message);
-  }
 
   it('a working key stronger than the BDK', () => {
     expectInvalid(() => deriveAesDukptPinKey('AES_128', BDK_128, ksn(1), 'AES_192'), /cannot derive/);

@@ -1,20 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { HsmBridgeError } from '../../../src/errors.js';
 import { aesKsnCounter, checkAesKsn, checkTdesKsn, tdesKsnCounter } from '../../../src/payment/dukpt/ksn.js';
+import { expectHsmError } from '../../helpers/expectError.js';
+
+const expectInvalid = (run: () => unknown, message: RegExp) => expectHsmError(run, 'INVALID_ARGUMENT', { message });
 
 const h = (s: string): Buffer => Buffer.from(s, 'hex');
 
-function expectInvalid(run: () => unknown, message: RegExp): void {
-  let error: unknown;
-  try {
-    run();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(HsmBridgeError);
-  expect((error as HsmBridgeError).code).toBe('INVALID_ARGUMENT');
-  expect((error as HsmBridgeError).message).toMatch(message);
-}
 
 describe('TDES KSN (X9.24-1: 10 bytes, 21-bit counter, at most 10 one bits)', () => {
   it('reads the 21 rightmost bits as the counter, not the device ID bits above them', () => {

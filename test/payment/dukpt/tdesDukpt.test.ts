@@ -1,6 +1,5 @@
 import { createCipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HsmBridgeError } from '../../../src/errors.js';
 import {
   deriveTdesDukptPinKey,
   TDES_BDK_VARIANT,
@@ -21,6 +20,10 @@ const xor = (a: Buffer, b: Buffer) => Buffer.from(a.map((v, i) => v ^ b[i]!));
 const PIN_VARIANT = h('00000000000000FF00000000000000FF');
 
 import { BDK, CLEAR_PIN_BLOCK, IPEK, KSN_PREFIX, initialSequence, rolloverSequence } from './tdesVectors.js';
+import { expectHsmError } from '../../helpers/expectError.js';
+
+/** The message never carries key material. */
+const expectError = (run: () => unknown, code: 'INVALID_ARGUMENT' | 'INCOMPATIBLE_KEY') => expectHsmError(run, code, { secrets: ['0123456789ABCDEF'] });
 
 // ---- A second, straightforward implementation for counters without published keys: the recursive
 // definition (the key for a counter is one non-reversible step from the key for that counter with its
@@ -111,18 +114,6 @@ describe('TDES DUKPT PIN keys, X9.24-1:2009 A.4', () => {
 });
 
 describe('TDES DUKPT refusals', () => {
-  function expectError(run: () => unknown, code: string): void {
-    let error: unknown;
-    try {
-      run();
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(HsmBridgeError);
-    expect((error as HsmBridgeError).code).toBe(code);
-    // The message never carries key material.
-    expect((error as HsmBridgeError).message.toUpperCase()).not.toContain('0123456789ABCDEF');
-  }
 
   it('refuses invalid counters and KSN lengths before deriving anything', () => {
     for (const ksn of [`${KSN_PREFIX}E00000`, `${KSN_PREFIX}E007FF`, `${KSN_PREFIX}FFFC00`, `${KSN_PREFIX}EFFFFF`, 'FFFF9876543210E000', `${KSN_PREFIX}E0000100`]) {

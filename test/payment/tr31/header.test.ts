@@ -1,24 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { HsmBridgeError } from '../../../src/errors.js';
 import {
   alignedOptionalBlocks,
   encodeKeyBlockHeader,
   parseKeyBlockHeader,
   type Tr31Header,
 } from '../../../src/payment/tr31/header.js';
+import { expectHsmError } from '../../helpers/expectError.js';
 
-function expectInvalid(run: () => unknown, message: RegExp, secrets: string[] = []): void {
-  let error: unknown;
-  try {
-    run();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(HsmBridgeError);
-  expect((error as HsmBridgeError).code).toBe('INVALID_ARGUMENT');
-  expect((error as HsmBridgeError).message).toMatch(message);
-  for (const secret of secrets) expect((error as HsmBridgeError).message).not.toContain(secret);
-}
+const expectInvalid = (run: () => unknown, message: RegExp, secrets: string[] = []) => expectHsmError(run, 'INVALID_ARGUMENT', { message, secrets });
+
 
 /** A block of the right total length: `header` then hex filler (the header parser does not read the payload). */
 const blockWith = (header: string, payload = 'AB'.repeat(24)): string => {

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HsmBridgeError } from '../../../src/errors.js';
+import type { ErrorCode } from '../../../src/errors.js';
 import { cmacWithKey } from '../../../src/payment/crypto/cmac.js';
 import type { Tr31Header } from '../../../src/payment/tr31/header.js';
 import {
@@ -11,6 +11,9 @@ import {
   sealKeyBlock,
   type KeyBlockKeys,
 } from '../../../src/payment/tr31/keyBlock.js';
+import { expectHsmError } from '../../helpers/expectError.js';
+
+const expectError = (run: () => unknown, code: ErrorCode, secrets: string[] = [], message?: RegExp) => expectHsmError(run, code, { secrets, ...(message ? { message } : {}) });
 
 const hex = (b: Buffer): string => b.toString('hex').toUpperCase();
 const buf = (h: string): Buffer => Buffer.from(h, 'hex');
@@ -61,20 +64,6 @@ async function keysFor(version: 'B' | 'D', kbpkHex: string): Promise<KeyBlockKey
   return deriveKeyBlockKeys(version, kbpk.length, cmacOracle(version, kbpk));
 }
 
-function expectError(run: () => unknown, code: string, secrets: string[] = [], message?: RegExp): HsmBridgeError {
-  let error: unknown;
-  try {
-    run();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(HsmBridgeError);
-  const e = error as HsmBridgeError;
-  expect(e.code).toBe(code);
-  if (message) expect(e.message).toMatch(message);
-  for (const secret of secrets) expect(e.message.toUpperCase()).not.toContain(secret.toUpperCase());
-  return e;
-}
 
 // ---- Published vectors ----
 

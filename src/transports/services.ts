@@ -1,5 +1,6 @@
 import type { FspiopService, ParticipantRegistry } from '../fspiop/index.js';
 import type { JoseService } from '../jose/joseService.js';
+import type { PaymentServices } from '../payment/index.js';
 
 /**
  * The issue-3 services a transport may expose beside KeyService. Each is optional so that a transport can
@@ -10,6 +11,8 @@ export interface ExtraServices {
   readonly jose?: JoseService;
   /** FSPIOP signatures and the participant key registry they validate with. */
   readonly fspiop?: FspiopServices;
+  /** PIN translation, the OTP-to-JWE flow and TR-31 key exchange. */
+  readonly payment?: PaymentServices;
 }
 
 export interface FspiopServices {

@@ -93,7 +93,7 @@ export class OtpJweService {
       const keys = registry.keysFor(value.participant, 'enc');
       const chosen = value.keyId === undefined ? keys.at(-1) : keys.find((k) => k.keyId === value.keyId);
       if (!chosen) {
-        throw new HsmBridgeError('NOT_FOUND', value.keyId === undefined ? `participant ${value.participant} has no encryption key` : `participant ${value.participant} has no encryption key ${String(value.keyId)}`);
+        throw new HsmBridgeError('KEY_NOT_FOUND', value.keyId === undefined ? `participant ${value.participant} has no encryption key` : `participant ${value.participant} has no encryption key ${String(value.keyId)}`);
       }
       const jwk = { ...(chosen.keyObject.export({ format: 'jwk' }) as JsonWebKey), kid: chosen.keyId };
       return { jose: { jwk }, defaultAlg: chosen.kty === 'RSA' ? 'RSA-OAEP-256' : 'ECDH-ES', kid: chosen.keyId };

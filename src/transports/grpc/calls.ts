@@ -17,11 +17,11 @@ export interface CallOptions {
 /**
  * The key name a request addresses, for the log (as `keyName`: `key` is a redacted path in src/log.ts);
  * only something short enough to be a key name. KeyService requests name it `name`, JOSE and FSPIOP
- * requests `key`.
+ * requests `key`, PIN requests `incoming.key_name`.
  */
 function loggedKeyName(request: unknown): string | undefined {
-  const r = request as { name?: unknown; key?: unknown };
-  const name = typeof r.name === 'string' && r.name !== '' ? r.name : r.key;
+  const r = request as { name?: unknown; key?: unknown; incoming?: { keyName?: unknown } | null };
+  const name = typeof r.name === 'string' && r.name !== '' ? r.name : typeof r.key === 'string' ? r.key : r.incoming?.keyName;
   return typeof name === 'string' && name.length > 0 && name.length <= 64 ? name : undefined;
 }
 

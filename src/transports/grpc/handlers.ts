@@ -19,8 +19,8 @@ export const secretResponseFields: SecretResponseFields = { Decrypt: ['plaintext
 const given = (value: string): string | undefined => (value === '' ? undefined : value);
 
 /** The shared Key view, with each JWK as a JSON string (proto has no free-form object). */
-export function keyMessage(meta: KeyMetadata): m.KeyMessage {
-  const view = keyView(meta);
+export async function keyMessage(service: KeyService, meta: KeyMetadata): Promise<m.KeyMessage> {
+  const view = await keyView(service, meta);
   return {
     ...view,
     versions: view.versions.map(({ publicKeyJwk, ...version }) =>
@@ -33,13 +33,15 @@ export function keyServiceHandlers(service: KeyService, logger: Logger): Untyped
     unaryCall<Req, Res>(`${KEY_SERVICE_NAME}/${method}`, logger, handle);
 
   const keyCall = (change: (name: string) => Promise<KeyMetadata>) =>
-    async (r: m.KeyNameRequest): Promise<m.KeyMessage> => keyMessage(await change(r.name));
+    async (r: m.KeyNameRequest): Promise<m.KeyMessage> => keyMessage(service, await change(r.name));
 
   return {
     CreateKey: rpc('CreateKey', async (r: m.CreateKeyRequest): Promise<m.KeyMessage> =>
-      keyMessage(await service.createKey({ name: r.name, type: r.type, purpose: given(r.purpose) }))),
+      keyMessage(service, await service.createKey({ name: r.name, type: r.type, purpose: given(r.purpose), exportable: r.exportable }))),
 
-    ListKeys: rpc('ListKeys', async (): Promise<m.ListKeysResponse> => ({ keys: (await service.listKeys()).map(keyMessage) })),
+    ListKeys: rpc('ListKeys', async (): Promise<m.ListKeysResponse> => ({
+      keys: await Promise.all((await service.listKeys()).map((meta) => keyMessage(service, meta))),
+    })),
     GetKey: rpc('GetKey', keyCall((name) => service.getKey(name))),
     RotateKey: rpc('RotateKey', keyCall((name) => service.rotateKey(name))),
     EnableKey: rpc('EnableKey', keyCall((name) => service.enableKey(name))),
@@ -116,6 +118,11 @@ export function keyServiceHandlers(service: KeyService, logger: Logger): Untyped
         signDigest: [...caps.signDigest],
         random: caps.random,
         keyAgreement: [...caps.keyAgreement],
+        payment: {
+          dukpt: [...(caps.payment?.dukpt ?? [])],
+          importKeys: caps.payment?.importKeys ?? false,
+          exportKeys: caps.payment?.exportKeys ?? false,
+        },
       };
     }),
   };

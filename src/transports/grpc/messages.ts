@@ -12,6 +12,7 @@ interface KeyVersionMessage {
   publicKeyPem?: string;
   /** A JWK as a JSON string. */
   publicKeyJwk?: string;
+  keyCheckValue?: string;
 }
 
 export interface KeyMessage {
@@ -22,9 +23,11 @@ export interface KeyMessage {
   createdAt: string;
   primaryVersion: number;
   versions: KeyVersionMessage[];
+  exportable: boolean;
+  modeOfUse?: string;
 }
 
-export interface CreateKeyRequest { name: string; type: string; purpose: string }
+export interface CreateKeyRequest { name: string; type: string; purpose: string; exportable: boolean }
 export interface ListKeysResponse { keys: KeyMessage[] }
 export interface KeyNameRequest { name: string }
 export type DestroyKeyResponse = Record<string, never>;
@@ -40,9 +43,9 @@ export interface DecryptRequest { name: string; ciphertext: Buffer; aad?: Buffer
 export interface DecryptResponse { keyName: string; keyVersion: number; algorithm: string; plaintext: Buffer }
 
 export interface GenerateMacRequest { name: string; algorithm: string; data: Buffer }
-export interface GenerateMacResponse { keyName: string; keyVersion: number; algorithm: string; mac: Buffer }
+export interface GenerateMacResponse { keyName: string; keyVersion: number; algorithm: string; mac: Buffer; keyCheckValue?: string }
 export interface VerifyMacRequest extends GenerateMacRequest { keyVersion?: number; mac: Buffer }
-export interface VerifyMacResponse { keyName: string; keyVersion: number; algorithm: string; valid: boolean }
+export interface VerifyMacResponse { keyName: string; keyVersion: number; algorithm: string; valid: boolean; keyCheckValue?: string }
 
 export interface GenerateRandomRequest { length: number }
 export interface GenerateRandomResponse { random: Buffer }
@@ -55,6 +58,7 @@ export interface CapabilitiesMessage {
   signDigest: string[];
   random: boolean;
   keyAgreement: string[];
+  payment: { dukpt: string[]; importKeys: boolean; exportKeys: boolean };
 }
 
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
@@ -147,3 +151,33 @@ export interface ListParticipantsResponse { participants: Array<{ id: string; ke
 export interface AddParticipantKeyRequest { id: string; publicKeyPem: string; use: string }
 export interface ParticipantKeyRequest { id: string; keyId: string }
 export type DeleteParticipantKeyResponse = Record<string, never>;
+
+// --- hsmbridge.v1.PaymentService (payment_service.proto) ----------------------------------------------------------
+// Message fields (incoming, outgoing, kbpk) are null when the client did not set them.
+
+export interface PaymentKeyRef { keyName: string; keyVersion?: number }
+export interface KeyUsedMessage { keyName: string; keyVersion: number; keyCheckValue: string }
+export interface IncomingPinMessage extends PaymentKeyRef {
+  format: string;
+  pan?: string;
+  dukpt?: { ksn: string; workingKey: string } | null;
+}
+export interface OutgoingPinMessage extends PaymentKeyRef { format: string; pan?: string }
+export interface TranslatePinRequest { incoming: IncomingPinMessage | null; outgoing: OutgoingPinMessage | null; pinBlock: string }
+export interface TranslatePinResponse { pinBlock: string; incoming: KeyUsedMessage; outgoing: KeyUsedMessage }
+export interface PinToJweRequest {
+  incoming: IncomingPinMessage | null;
+  pinBlock: string;
+  recipient?: 'key' | 'participant' | 'jwk';
+  key?: PaymentKeyRef | null;
+  participant?: { participant: string; keyId?: string } | null;
+  jwk?: string;
+  alg: string;
+  enc: string;
+  references: Record<string, string>;
+}
+export interface PinToJweResponse { jwe: string; incoming: KeyUsedMessage; kid?: string }
+export interface ImportTr31Request { name: string; keyBlock: string; kbpk: PaymentKeyRef | null }
+export interface ImportTr31Response { key: KeyMessage; keyCheckValue: string; kbpk: KeyUsedMessage }
+export interface ExportTr31Request { name: string; keyVersion?: number; kbpk: PaymentKeyRef | null; exportability: string }
+export interface ExportTr31Response { keyName: string; keyVersion: number; keyBlock: string; keyCheckValue: string; kbpk: KeyUsedMessage }

@@ -13,10 +13,12 @@ import { load, type Options } from '@grpc/proto-loader';
 const KEY_SERVICE_PROTO = 'hsmbridge/v1/key_service.proto';
 const JOSE_SERVICE_PROTO = 'hsmbridge/v1/jose_service.proto';
 const FSPIOP_SERVICE_PROTO = 'hsmbridge/v1/fspiop_service.proto';
+const PAYMENT_SERVICE_PROTO = 'hsmbridge/v1/payment_service.proto';
 const HEALTH_PROTO = 'grpc/health/v1/health.proto';
 export const KEY_SERVICE_NAME = 'hsmbridge.v1.KeyService';
 export const JOSE_SERVICE_NAME = 'hsmbridge.v1.JoseService';
 export const FSPIOP_SERVICE_NAME = 'hsmbridge.v1.FspiopService';
+export const PAYMENT_SERVICE_NAME = 'hsmbridge.v1.PaymentService';
 export const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
 
 const loaderOptions: Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
@@ -81,6 +83,7 @@ export interface LoadedServices {
   readonly keyService: ServiceDefinition<UntypedServiceImplementation>;
   readonly jose: ServiceDefinition<UntypedServiceImplementation>;
   readonly fspiop: ServiceDefinition<UntypedServiceImplementation>;
+  readonly payment: ServiceDefinition<UntypedServiceImplementation>;
   readonly health: ServiceDefinition<UntypedServiceImplementation>;
 }
 
@@ -89,10 +92,11 @@ export interface ServiceSecrets {
   readonly keyService?: SecretResponseFields;
   readonly jose?: SecretResponseFields;
   readonly fspiop?: SecretResponseFields;
+  readonly payment?: SecretResponseFields;
 }
 
 export async function loadServices(secrets: ServiceSecrets, protoRoot: string = findProtoRoot()): Promise<LoadedServices> {
-  const definitions = await load([KEY_SERVICE_PROTO, JOSE_SERVICE_PROTO, FSPIOP_SERVICE_PROTO, HEALTH_PROTO], { ...loaderOptions, includeDirs: [protoRoot] });
+  const definitions = await load([KEY_SERVICE_PROTO, JOSE_SERVICE_PROTO, FSPIOP_SERVICE_PROTO, PAYMENT_SERVICE_PROTO, HEALTH_PROTO], { ...loaderOptions, includeDirs: [protoRoot] });
   const service = (name: string): ServiceDefinition => {
     const definition = definitions[name];
     // Message and enum types carry a `format`; services do not.
@@ -103,6 +107,7 @@ export async function loadServices(secrets: ServiceSecrets, protoRoot: string = 
     keyService: harden(service(KEY_SERVICE_NAME), secrets.keyService ?? {}),
     jose: harden(service(JOSE_SERVICE_NAME), secrets.jose ?? {}),
     fspiop: harden(service(FSPIOP_SERVICE_NAME), secrets.fspiop ?? {}),
+    payment: harden(service(PAYMENT_SERVICE_NAME), secrets.payment ?? {}),
     health: harden(service(HEALTH_SERVICE_NAME), {}),
   };
 }

@@ -1,5 +1,5 @@
 /**
- * The gRPC transport: hsmbridge.v1.KeyService, JoseService and FspiopService (when given) and
+ * The gRPC transport: hsmbridge.v1.KeyService, JoseService, FspiopService and PaymentService (when given) and
  * grpc.health.v1.Health on one grpc-js server.
  * Plaintext HTTP/2, or TLS (optionally mutual) when given TLS material (../tls.ts).
  */
@@ -10,7 +10,8 @@ import { fspiopServiceHandlers } from './fspiopHandlers.js';
 import { keyServiceHandlers, secretResponseFields } from './handlers.js';
 import { createHealthService } from './health.js';
 import { joseSecretResponseFields, joseServiceHandlers } from './joseHandlers.js';
-import { FSPIOP_SERVICE_NAME, JOSE_SERVICE_NAME, loadServices } from './protos.js';
+import { paymentServiceHandlers } from './paymentHandlers.js';
+import { FSPIOP_SERVICE_NAME, JOSE_SERVICE_NAME, PAYMENT_SERVICE_NAME, loadServices } from './protos.js';
 import type { ExtraServices } from '../services.js';
 import { grpcServerCredentials, type TlsMaterial } from '../tls.js';
 
@@ -47,11 +48,16 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const health = createHealthService(opts.service, logger, {
     pollMs: opts.healthPollMs ?? 5000,
     timeoutMs: HEALTH_TIMEOUT_MS,
-    services: [...(opts.jose ? [JOSE_SERVICE_NAME] : []), ...(opts.fspiop ? [FSPIOP_SERVICE_NAME] : [])],
+    services: [
+      ...(opts.jose ? [JOSE_SERVICE_NAME] : []),
+      ...(opts.fspiop ? [FSPIOP_SERVICE_NAME] : []),
+      ...(opts.payment ? [PAYMENT_SERVICE_NAME] : []),
+    ],
   });
   server.addService(services.keyService, keyServiceHandlers(opts.service, logger));
   if (opts.jose) server.addService(services.jose, joseServiceHandlers(opts.jose, logger));
   if (opts.fspiop) server.addService(services.fspiop, fspiopServiceHandlers(opts.fspiop, logger));
+  if (opts.payment) server.addService(services.payment, paymentServiceHandlers(opts.payment, opts.service, logger));
   server.addService(services.health, health.handlers);
 
   const credentials = opts.tls ? grpcServerCredentials(opts.tls) : ServerCredentials.createInsecure();

@@ -5,6 +5,7 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { HsmBridgeError, type ErrorCode } from '../../errors.js';
+import { patternMeanings } from './schemas.js';
 
 export interface ErrorEnvelope {
   error: { code: ErrorCode; message: string };
@@ -55,6 +56,11 @@ function describeSchemaIssue(context: string | undefined, issues: readonly Schem
     case 'format':
       if (issue.params.format === 'byte') return `${field} must be base64 (standard alphabet, padding optional)`;
       break;
+    case 'pattern': {
+      // Never ajv's text, which quotes the expression; and never the value, which may be a PIN block or PAN.
+      const meaning = patternMeanings[String(issue.params.pattern)];
+      return `${field} must be ${meaning ?? 'in the documented format'}`;
+    }
     case 'type':
       if (field === '') return 'request body must be a JSON object';
       return `${field} must be of type ${String(issue.params.type)}`;

@@ -13,6 +13,7 @@ import { fspiopRoutes } from './routes/fspiop.js';
 import { joseRoutes } from './routes/jose.js';
 import { keyRoutes } from './routes/keys.js';
 import { operationRoutes } from './routes/operations.js';
+import { paymentRoutes } from './routes/payment.js';
 import { systemRoutes } from './routes/system.js';
 import type { ExtraServices } from '../services.js';
 import { httpsServerOptions, type TlsMaterial } from '../tls.js';
@@ -31,8 +32,9 @@ export const API_INFO = { title: 'hsm-bridge', version: '1' } as const;
 /** Where a route's body names the key it uses (the key routes name it in the path). */
 function bodyKeyName(url: string | undefined, body: unknown): unknown {
   if (typeof body !== 'object' || body === null) return undefined;
-  const b = body as { name?: unknown; key?: unknown; recipient?: { key?: unknown } | null };
-  if (url === '/v1/keys') return b.name;
+  const b = body as { name?: unknown; key?: unknown; recipient?: { key?: unknown } | null; incoming?: { keyName?: unknown } | null };
+  if (url === '/v1/keys' || url === '/v1/keys/import/tr31') return b.name;
+  if (url?.startsWith('/v1/pin/')) return typeof b.incoming === 'object' ? b.incoming?.keyName : undefined;
   if (url === '/v1/jwe/encrypt') return typeof b.recipient === 'object' ? b.recipient?.key : undefined;
   if (url?.startsWith('/v1/jws/') || url?.startsWith('/v1/jwe/') || url === '/v1/fspiop/sign') return b.key;
   return undefined;
@@ -105,6 +107,7 @@ export async function buildRestServer(opts: RestServerOptions): Promise<FastifyI
   operationRoutes(app, opts.service);
   if (opts.jose) joseRoutes(app, opts.jose);
   if (opts.fspiop) fspiopRoutes(app, opts.fspiop);
+  if (opts.payment) paymentRoutes(app, opts.payment, opts.service);
   systemRoutes(app, opts.service, () => openapi.build(API_INFO));
 
   await app.ready();

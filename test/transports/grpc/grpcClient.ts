@@ -17,6 +17,8 @@ export interface TestClients {
   callJose<T = Record<string, any>>(method: string, request?: Record<string, unknown>): Promise<T>;
   /** Calls an FspiopService rpc ('Sign', 'Validate', ...). */
   callFspiop<T = Record<string, any>>(method: string, request?: Record<string, unknown>): Promise<T>;
+  /** Calls a PaymentService rpc ('TranslatePin', ...). */
+  callPayment<T = Record<string, any>>(method: string, request?: Record<string, unknown>): Promise<T>;
   health: Client & Record<string, any>;
   keyService: Client & Record<string, any>;
   close(): void;
@@ -33,7 +35,7 @@ function unary<T>(client: Client & Record<string, any>, method: string, request:
 }
 
 export function connect(port: number): TestClients {
-  const definition = loadSync(['hsmbridge/v1/key_service.proto', 'hsmbridge/v1/jose_service.proto', 'hsmbridge/v1/fspiop_service.proto', 'grpc/health/v1/health.proto'], {
+  const definition = loadSync(['hsmbridge/v1/key_service.proto', 'hsmbridge/v1/jose_service.proto', 'hsmbridge/v1/fspiop_service.proto', 'hsmbridge/v1/payment_service.proto', 'grpc/health/v1/health.proto'], {
     includeDirs: [findProtoRoot()],
     keepCase: false,
     longs: Number,
@@ -50,17 +52,20 @@ export function connect(port: number): TestClients {
   const health = new HealthClient(address, credentials.createInsecure()) as Client & Record<string, any>;
   const jose = new (grpc.hsmbridge.v1.JoseService as ServiceClientConstructor)(address, credentials.createInsecure()) as Client & Record<string, any>;
   const fspiop = new (grpc.hsmbridge.v1.FspiopService as ServiceClientConstructor)(address, credentials.createInsecure()) as Client & Record<string, any>;
+  const payment = new (grpc.hsmbridge.v1.PaymentService as ServiceClientConstructor)(address, credentials.createInsecure()) as Client & Record<string, any>;
   return {
     keyService,
     health,
     call: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(keyService, method, request),
     callJose: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(jose, method, request),
     callFspiop: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(fspiop, method, request),
+    callPayment: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(payment, method, request),
     close() {
       keyService.close();
       health.close();
       jose.close();
       fspiop.close();
+      payment.close();
     },
   };
 }

@@ -1,5 +1,5 @@
 /**
- * The gRPC server with all three hsmbridge.v1 services (KeyService, JoseService, FspiopService) on the
+ * The gRPC server with all four hsmbridge.v1 services (KeyService, JoseService, FspiopService, PaymentService) on the
  * real services and a real backend (the REST fixture's targets: software, and SoftHSM through PKCS#11),
  * a real grpc-js client, and the log lines the server writes.
  */
@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { FspiopService, ParticipantRegistry } from '../../../src/fspiop/index.js';
 import { JoseService } from '../../../src/jose/joseService.js';
 import { KeyService } from '../../../src/operations/keyService.js';
+import { createPaymentServices } from '../../../src/payment/index.js';
 import { startGrpcServer, type RunningGrpcServer } from '../../../src/transports/grpc/server.js';
 import type { RestTarget } from '../rest/restFixture.js';
 import { connect, type TestClients } from './grpcClient.js';
@@ -41,10 +42,12 @@ export async function startGrpc(target: RestTarget, maxMessageBytes = 64 * 1024)
   const service = new KeyService(backend, { limits: { maxDataBytes: 16 * 1024, maxRandomBytes: 256 }, metadataCacheTtlMs: 1000 });
   const participants = await ParticipantRegistry.open({ logger });
   const fspiop = new FspiopService({ keyService: service, registry: participants });
+  const jose = new JoseService(service);
   const server = await startGrpcServer({
     service,
-    jose: new JoseService(service),
+    jose,
     fspiop: { service: fspiop, participants },
+    payment: createPaymentServices(service, jose, participants),
     logger,
     host: '127.0.0.1',
     port: 0,

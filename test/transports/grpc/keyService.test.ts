@@ -447,6 +447,11 @@ describe.each(targets)('gRPC transport end to end: $label', (target) => {
         signDigest: [...caps.signDigest],
         random: caps.random,
         keyAgreement: [...(caps.keyAgreement ?? [])],
+        payment: {
+          dukpt: [...(caps.payment?.dukpt ?? [])],
+          importKeys: caps.payment?.importKeys ?? false,
+          exportKeys: caps.payment?.exportKeys ?? false,
+        },
       });
       expect(got.keyTypes).toContain('EC_P256');
     });

@@ -49,7 +49,7 @@ const cases: Case[] = [
   { what: 'malformed %-escape in the URL', request: (r) => r.call('GET', '/v1/keys/%zz'), status: 400, code: 'INVALID_ARGUMENT', mentions: 'URL' },
   // fields
   { what: 'unknown field', request: (r, k) => r.call('POST', `/v1/keys/${k.ec}/sign`, { message: msg, hash: 'sha256' }), status: 400, code: 'INVALID_ARGUMENT', mentions: 'hash' },
-  { what: 'unknown field on create', request: (r) => r.call('POST', '/v1/keys', { name: freshName('x'), type: 'AES_256', exportable: true }), status: 400, code: 'INVALID_ARGUMENT', mentions: 'exportable' },
+  { what: 'unknown field on create', request: (r) => r.call('POST', '/v1/keys', { name: freshName('x'), type: 'AES_256', colour: 'red' }), status: 400, code: 'INVALID_ARGUMENT', mentions: 'colour' },
   { what: 'missing field', request: (r, k) => r.call('POST', `/v1/keys/${k.aes}/encrypt`, { aad: msg }), status: 400, code: 'INVALID_ARGUMENT', mentions: 'plaintext' },
   { what: 'missing mac on verify', request: (r, k) => r.call('POST', `/v1/keys/${k.hmac}/mac/verify`, { data: msg }), status: 400, code: 'INVALID_ARGUMENT', mentions: 'mac' },
   { what: 'no body where one is needed', request: (r, k) => r.call('POST', `/v1/keys/${k.ec}/sign`), status: 400, code: 'INVALID_ARGUMENT' },

@@ -20,6 +20,8 @@ const contract: Array<[string, string]> = [
   ['get', '/.well-known/jwks.json'], ['post', '/v1/fspiop/sign'], ['post', '/v1/fspiop/validate'],
   ['get', '/v1/fspiop/participants'], ['post', '/v1/fspiop/participants'],
   ['get', '/v1/fspiop/participants/{id}/keys/{keyId}'], ['delete', '/v1/fspiop/participants/{id}/keys/{keyId}'],
+  // Issue 4: payments.
+  ['post', '/v1/pin/translate'], ['post', '/v1/pin/to-jwe'], ['post', '/v1/keys/import/tr31'], ['post', '/v1/keys/{name}/export/tr31'],
 ];
 
 type Json = Record<string, any>;

@@ -10,6 +10,7 @@ import type { Backend } from '../../../src/backend/port.js';
 import { FspiopService, ParticipantRegistry, type ParticipantRegistryOptions } from '../../../src/fspiop/index.js';
 import { JoseService } from '../../../src/jose/joseService.js';
 import { KeyService, type KeyServiceLimits } from '../../../src/operations/keyService.js';
+import { createPaymentServices } from '../../../src/payment/index.js';
 import { buildRestServer } from '../../../src/transports/rest/server.js';
 
 const silent = pino({ level: 'silent' });
@@ -98,7 +99,9 @@ export async function startRest(target: RestTarget, maxRequestBytesOrOptions: nu
   const service = new KeyService(backend, { limits: options.limits ?? testLimits, metadataCacheTtlMs: 1000 });
   const participants = await ParticipantRegistry.open({ logger, ...options.participants });
   const fspiop = new FspiopService({ keyService: service, registry: participants });
-  const app = await buildRestServer({ service, jose: new JoseService(service), fspiop: { service: fspiop, participants }, logger, maxRequestBytes });
+  const jose = new JoseService(service);
+  const payment = createPaymentServices(service, jose, participants);
+  const app = await buildRestServer({ service, jose, fspiop: { service: fspiop, participants }, payment, logger, maxRequestBytes });
   const toReply = (r: { statusCode: number; body: string; headers: Record<string, unknown> }): Reply => ({
     status: r.statusCode,
     body: r.body === '' ? undefined : JSON.parse(r.body),

@@ -112,13 +112,13 @@ export function operationRoutes(app: FastifyInstance, service: KeyService): void
     config: { doc: { operationId: 'generateMac', summary: 'Compute a MAC with the primary version', errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'] } },
     handler: async (request: On<MacBody>) => {
       const r = await service.mac({ name: request.params.name, algorithm: request.body.algorithm, data: decodeBase64('data', request.body.data) });
-      return { keyName: request.params.name, keyVersion: r.keyVersion, algorithm: r.algorithm, mac: encodeBase64(r.mac) };
+      return { keyName: request.params.name, keyVersion: r.keyVersion, algorithm: r.algorithm, mac: encodeBase64(r.mac), ...kcvOf(r) };
     },
   });
 
   app.post('/v1/keys/:name/mac/verify', {
     schema: op(verifyMacBody, verifyMacResult),
-    config: { doc: { operationId: 'verifyMac', summary: 'Check a MAC in constant time', errors: [...withVersion, 'PAYLOAD_TOO_LARGE'] } },
+    config: { doc: { operationId: 'verifyMac', summary: 'Check a MAC in constant time (payment MACs: also truncated to 4 bytes or more)', errors: [...withVersion, 'PAYLOAD_TOO_LARGE'] } },
     handler: async (request: On<VerifyMacBody>) => {
       const { algorithm, keyVersion, data, mac } = request.body;
       const r = await service.verifyMac({
@@ -128,7 +128,10 @@ export function operationRoutes(app: FastifyInstance, service: KeyService): void
         data: decodeBase64('data', data),
         mac: decodeBase64('mac', mac),
       });
-      return { keyName: request.params.name, keyVersion: r.keyVersion, algorithm: r.algorithm, valid: r.valid };
+      return { keyName: request.params.name, keyVersion: r.keyVersion, algorithm: r.algorithm, valid: r.valid, ...kcvOf(r) };
     },
   });
 }
+
+/** A payment MAC key's KCV, when the core gave one. */
+const kcvOf = (r: { keyCheckValue?: string }) => (r.keyCheckValue === undefined ? {} : { keyCheckValue: r.keyCheckValue });

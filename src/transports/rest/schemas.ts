@@ -156,9 +156,18 @@ export const decryptResult = operationResult({ plaintext: base64('The decrypted 
 
 export const macBody = object({ algorithm: algorithm(allMacAlgorithms), data: base64('The data to authenticate.') }, ['data']);
 const macKcv = { keyCheckValue: kcv('Payment MAC keys (TDES, AES) only: the KCV of the key version used.') };
+/** A MAC in hex, as ISO 8583 and the payments world write it: at most 64 bytes (HMAC-SHA-256 is 32). */
+const MAC_HEX_PATTERN = '^(?:[0-9A-Fa-f]{2}){1,64}$';
 export const macResult = object(
-  { keyName: { type: 'string' }, keyVersion: { type: 'integer' }, algorithm: { type: 'string' }, mac: base64('The MAC.'), ...macKcv },
-  ['keyName', 'keyVersion', 'algorithm', 'mac'],
+  {
+    keyName: { type: 'string' },
+    keyVersion: { type: 'integer' },
+    algorithm: { type: 'string' },
+    mac: base64('The MAC.'),
+    macHex: { type: 'string', pattern: '^[0-9A-F]+$', description: 'The same MAC in hex, upper case.' },
+    ...macKcv,
+  },
+  ['keyName', 'keyVersion', 'algorithm', 'mac', 'macHex'],
 );
 
 export const verifyMacBody = object(
@@ -166,9 +175,10 @@ export const verifyMacBody = object(
     algorithm: algorithm(allMacAlgorithms),
     keyVersion,
     data: base64('The data the MAC is over.'),
-    mac: base64('The MAC to check. The payment MACs (ISO 9797-1, CMAC) may be truncated to their leftmost 4 bytes or more.'),
+    mac: base64('The MAC to check (give mac or macHex). The payment MACs (ISO 9797-1, CMAC) may be truncated to their leftmost 4 bytes or more.'),
+    macHex: { type: 'string', pattern: MAC_HEX_PATTERN, description: 'The MAC to check in hex, either case (give mac or macHex).' },
   },
-  ['data', 'mac'],
+  ['data'],
 );
 export const verifyMacResult = object(
   { keyName: { type: 'string' }, keyVersion: { type: 'integer' }, algorithm: { type: 'string' }, valid: { type: 'boolean' }, ...macKcv },
@@ -442,6 +452,7 @@ export const patternMeanings: Readonly<Record<string, string>> = {
   [KSN_PATTERN]: `a key serial number: ${KSN_HEX_DIGITS.join(' or ')} hex digits`,
   [PAN_PATTERN]: '12 to 19 decimal digits',
   [KEY_BLOCK_PATTERN]: 'a TR-31 key block: printable ASCII text',
+  [MAC_HEX_PATTERN]: 'a MAC: 2 to 128 hex digits',
 };
 
 const shortName = (description: string): Schema => ({ type: 'string', maxLength: MAX_NAME_CHARS, description });

@@ -334,6 +334,20 @@ describe.each(restTargets)('REST API on the $label backend', (target) => {
         expect([r.status, r.body.valid]).toEqual([200, false]);
       }
     });
+
+    it('gives the MAC in hex too, and verifies one given in hex (either case); exactly one form', async () => {
+      const name = await keyOf('HMAC_256');
+      const data = b64('amount=100.00;currency=EUR');
+      const m = await rest.call('POST', `/v1/keys/${name}/mac`, { data });
+      expect(m.body.macHex).toBe(unb64(m.body.mac).toString('hex').toUpperCase());
+      for (const macHex of [m.body.macHex, m.body.macHex.toLowerCase()]) {
+        expect((await rest.call('POST', `/v1/keys/${name}/mac/verify`, { data, macHex })).body.valid).toBe(true);
+      }
+      expect((await rest.call('POST', `/v1/keys/${name}/mac/verify`, { data, macHex: `${m.body.macHex.slice(0, -1)}0` })).body.valid).toBe(m.body.macHex.endsWith('0'));
+      for (const body of [{ data, mac: m.body.mac, macHex: m.body.macHex }, { data, macHex: 'XYZ' }, { data, macHex: 'ABC' }]) {
+        expect(await rest.call('POST', `/v1/keys/${name}/mac/verify`, body)).toMatchObject({ status: 400, body: { error: { code: 'INVALID_ARGUMENT' } } });
+      }
+    });
   });
 
   describe('over a real socket', () => {

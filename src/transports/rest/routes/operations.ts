@@ -5,9 +5,10 @@
  * and cannot be wiped; it is short-lived and never logged).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { ErrorCode } from '../../../errors.js';
+import { invalid, type ErrorCode } from '../../../errors.js';
 import type { KeyService } from '../../../operations/keyService.js';
 import { decodeBase64, decodeOptionalBase64, encodeBase64 } from '../base64.js';
+import { toHex } from '../../paymentWire.js';
 import {
   decryptBody,
   decryptResult,
@@ -30,7 +31,7 @@ interface VerifyBody extends SignBody { keyVersion?: number; signature: string }
 interface EncryptBody { algorithm?: string; plaintext: string; aad?: string }
 interface DecryptBody { ciphertext: string; aad?: string; keyVersion?: number; algorithm?: string }
 interface MacBody { algorithm?: string; data: string }
-interface VerifyMacBody extends MacBody { keyVersion?: number; mac: string }
+interface VerifyMacBody extends MacBody { keyVersion?: number; mac?: string; macHex?: string }
 
 /** Errors every operation on an existing key can return. */
 const keyErrors: ErrorCode[] = ['UNSUPPORTED_ALGORITHM', 'UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'];
@@ -112,7 +113,7 @@ export function operationRoutes(app: FastifyInstance, service: KeyService): void
     config: { doc: { operationId: 'generateMac', summary: 'Compute a MAC with the primary version', errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'] } },
     handler: async (request: On<MacBody>) => {
       const r = await service.mac({ name: request.params.name, algorithm: request.body.algorithm, data: decodeBase64('data', request.body.data) });
-      return { keyName: request.params.name, keyVersion: r.keyVersion, algorithm: r.algorithm, mac: encodeBase64(r.mac), ...kcvOf(r) };
+      return { keyName: request.params.name, keyVersion: r.keyVersion, algorithm: r.algorithm, mac: encodeBase64(r.mac), macHex: toHex(r.mac), ...kcvOf(r) };
     },
   });
 
@@ -120,13 +121,14 @@ export function operationRoutes(app: FastifyInstance, service: KeyService): void
     schema: op(verifyMacBody, verifyMacResult),
     config: { doc: { operationId: 'verifyMac', summary: 'Check a MAC in constant time (payment MACs: also truncated to 4 bytes or more)', errors: [...withVersion, 'PAYLOAD_TOO_LARGE'] } },
     handler: async (request: On<VerifyMacBody>) => {
-      const { algorithm, keyVersion, data, mac } = request.body;
+      const { algorithm, keyVersion, data, mac, macHex } = request.body;
+      if ((mac === undefined) === (macHex === undefined)) throw invalid('give the MAC as exactly one of mac (base64) or macHex');
       const r = await service.verifyMac({
         name: request.params.name,
         algorithm,
         keyVersion,
         data: decodeBase64('data', data),
-        mac: decodeBase64('mac', mac),
+        mac: mac === undefined ? Buffer.from(macHex!, 'hex') : decodeBase64('mac', mac),
       });
       return { keyName: request.params.name, keyVersion: r.keyVersion, algorithm: r.algorithm, valid: r.valid, ...kcvOf(r) };
     },

@@ -82,7 +82,7 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       allowedAlgorithms: config.fspiop.allowedAlgorithms,
       acceptCanonicalBody: config.fspiop.acceptCanonicalBody,
     });
-    const payment = createPaymentServices(service, jose, participants);
+    const payment = createPaymentServices(service, jose, { participants, otpIncomingKeys: config.payment.otpIncomingKeys, logger });
     const extra = { jose, fspiop: { service: fspiop, participants }, payment };
     let restUrl: string | undefined;
     let grpcPort: number | undefined;

@@ -40,8 +40,15 @@ export interface ServiceConfig {
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   /** Mojaloop FSPIOP signatures: participant keys and validation rules; every field has a default. */
   fspiop: FspiopConfig;
+  payment: {
+    /**
+     * The PIN keys and BDKs whose PIN blocks the OTP flow (/v1/pin/to-jwe) may decipher into a JWE. Empty
+     * (the default) closes the flow: keep keys for OTP entry apart from those that carry customers' PINs.
+     */
+    otpIncomingKeys: string[];
+  };
   backend: {
-    /** A built-in backend ('software', 'pkcs11') or 'module' for an adapter module of your own. */
+    /** A built-in backend ('software', 'pkcs11', 'kmip') or 'module' for an adapter module of your own. */
     type: string;
     /** The section of the chosen backend; the others are ignored. */
     [section: string]: unknown;
@@ -109,6 +116,14 @@ export const serviceConfigSchema = {
       },
     },
     fspiop: fspiopConfigSchema,
+    payment: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        otpIncomingKeys: { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 1024, uniqueItems: true, default: [] },
+      },
+    },
     backend: {
       type: 'object',
       default: {},

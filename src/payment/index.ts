@@ -1,4 +1,5 @@
 /** The payment services, built on KeyService (and, for the OTP flow, the JOSE service and participant registry). */
+import { pino, type Logger } from 'pino';
 import type { ParticipantRegistry } from '../fspiop/participants.js';
 import type { JoseService } from '../jose/joseService.js';
 import type { KeyService } from '../operations/keyService.js';
@@ -12,9 +13,25 @@ export interface PaymentServices {
   readonly keyExchange: KeyExchangeService;
 }
 
-export function createPaymentServices(keys: KeyService, jose: JoseService, participants?: ParticipantRegistry): PaymentServices {
-  const pins = new PinService(keys);
-  return { pins, otp: new OtpJweService({ keys, pins, jose, ...(participants ? { participants } : {}) }), keyExchange: new KeyExchangeService(keys) };
+export interface PaymentOptions {
+  /** The PIN keys and BDKs that may feed the OTP flow (config payment.otpIncomingKeys); none by default. */
+  readonly otpIncomingKeys?: readonly string[];
+  readonly participants?: ParticipantRegistry;
+  readonly logger?: Logger;
+}
+
+export function createPaymentServices(keys: KeyService, jose: JoseService, options: PaymentOptions = {}): PaymentServices {
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const pins = new PinService(keys, logger);
+  const otp = new OtpJweService({
+    keys,
+    pins,
+    jose,
+    ...(options.participants ? { participants: options.participants } : {}),
+    incomingKeys: options.otpIncomingKeys ?? [],
+    logger,
+  });
+  return { pins, otp, keyExchange: new KeyExchangeService(keys) };
 }
 
 export type { KeyUsed } from './keyUsed.js';

@@ -5,6 +5,7 @@
  * expected shape, never the value: a PIN block or a PAN must not come back in an error.
  */
 import { invalid } from '../errors.js';
+import { MAX_PAN_DIGITS, MIN_PAN_DIGITS } from '../payment/pin/pan.js';
 import { MAX_KEY_BLOCK_CHARS } from '../payment/tr31/keyExchangeService.js';
 
 /** ISO 9564 PIN blocks: 8 bytes (formats 0, 1, 3; TDES) or 16 bytes (format 4; AES). */
@@ -14,8 +15,8 @@ export const KSN_HEX_DIGITS = [20, 24] as const;
 export { MAX_KEY_BLOCK_CHARS };
 /** Longest field that names a format, working key, JWE algorithm or exportability: far above any valid one. */
 export const MAX_NAME_CHARS = 32;
-/** A PAN is 12 to 19 digits (ISO/IEC 7812). */
-export const PAN_PATTERN = '^[0-9]{12,19}$';
+/** A PAN is 8 to 19 digits (ISO/IEC 7812-1). */
+export const PAN_PATTERN = `^[0-9]{${MIN_PAN_DIGITS},${MAX_PAN_DIGITS}}$`;
 /** Key blocks are printable ASCII (X9.143). */
 export const KEY_BLOCK_PATTERN = '^[\\x20-\\x7E]+$';
 
@@ -35,7 +36,7 @@ export const toHex = (data: Buffer): string => data.toString('hex').toUpperCase(
 
 /** What gRPC cannot check with a schema: the PAN's shape (REST checks it with PAN_PATTERN as well). */
 export function checkPan(field: string, pan: string | undefined): void {
-  if (pan !== undefined && !new RegExp(PAN_PATTERN).test(pan)) throw invalid(`${field} must be 12 to 19 decimal digits`);
+  if (pan !== undefined && !new RegExp(PAN_PATTERN).test(pan)) throw invalid(`${field} must be ${MIN_PAN_DIGITS} to ${MAX_PAN_DIGITS} decimal digits`);
 }
 
 export function checkKeyBlockText(text: string): void {

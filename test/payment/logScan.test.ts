@@ -6,7 +6,7 @@
 import { Writable } from 'node:stream';
 import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { createCipheriv } from 'node:crypto';
+import { createCipheriv, generateKeyPairSync } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,7 +47,7 @@ describe('no secret in any log line', () => {
   beforeAll(async () => {
     harness = await createSoftwareBackendConfig();
     const file = join(harness.dir, 'config.json');
-    await writeFile(file, JSON.stringify({ rest: { port: 0 }, grpc: { port: 0 }, backend: { type: 'software', software: harness.config } }));
+    await writeFile(file, JSON.stringify({ rest: { port: 0 }, grpc: { port: 0 }, payment: { otpIncomingKeys: ['log-zpk'] }, backend: { type: 'software', software: harness.config } }));
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {
         lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
@@ -91,9 +91,12 @@ describe('no secret in any log line', () => {
     for (const [what, body] of failures) expect((await rest('POST', '/v1/pin/translate', body)).status, what).toBeGreaterThanOrEqual(400);
     expect((await rest('POST', '/v1/pin/translate', `{"pinBlock":"${block.toString('hex')}","incoming":`)).status).toBe(400);
 
-    const jwk = { kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' };
-    expect((await rest('POST', '/v1/pin/to-jwe', { incoming, pinBlock: otpBlock.toString('hex'), recipient: { jwk }, references: { terminalId: 'T1' } })).status).toBe(200);
-    expect((await rest('POST', '/v1/pin/to-jwe', { incoming: { ...incoming, keyName: 'log-zpk2' }, pinBlock: otpBlock.toString('hex'), recipient: { jwk } })).status).toBe(400);
+    const switchKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'pem', type: 'spki' });
+    expect((await rest('POST', '/v1/fspiop/participants', { id: 'switch', publicKeyPem: switchKey, use: 'enc' })).status).toBe(201);
+    const recipient = { participant: 'switch' };
+    expect((await rest('POST', '/v1/pin/to-jwe', { incoming, pinBlock: otpBlock.toString('hex'), recipient, references: { terminalId: 'T1' } })).status).toBe(200);
+    expect((await rest('POST', '/v1/pin/to-jwe', { incoming: { ...incoming, pan: '4111111111111111' }, pinBlock: otpBlock.toString('hex'), recipient })).status).toBe(400);
+    expect((await rest('POST', '/v1/pin/to-jwe', { incoming: { ...incoming, keyName: 'log-zpk2' }, pinBlock: otpBlock.toString('hex'), recipient })).status).toBe(400);
 
     expect((await rest('POST', '/v1/keys/import/tr31', { name: 'log-imported', keyBlock, kbpk: { keyName: 'log-kbpk' } })).status).toBe(201);
     expect((await rest('POST', '/v1/keys/import/tr31', { name: 'log-tampered', keyBlock: tampered, kbpk: { keyName: 'log-kbpk' } })).status).toBe(400);

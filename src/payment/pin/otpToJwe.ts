@@ -5,8 +5,14 @@
  * clear buffers are zeroed. Nothing of the OTP is logged or returned except inside the JWE.
  *
  * Payload: {"otp":"<digits>", ...references}: UTF-8 JSON, the references as given (strings only).
+ *
+ * Whoever can decrypt the JWE reads the OTP, so the flow is closed by default: only the PIN keys and BDKs
+ * named in the configuration (payment.otpIncomingKeys) may feed it, keys kept for OTP entry and never for
+ * customer PINs, and the recipient is a key of this service or a registered participant's encryption key,
+ * never a key the caller brings along.
  */
 import type { JsonWebKey } from 'node:crypto';
+import type { Logger } from 'pino';
 import { HsmBridgeError, invalid } from '../../errors.js';
 import type { ParticipantRegistry } from '../../fspiop/participants.js';
 import type { JoseService } from '../../jose/joseService.js';
@@ -19,11 +25,8 @@ export const MAX_REFERENCES = 16;
 const MAX_REFERENCE_CHARS = 256;
 const REFERENCE_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
 
-/** A key of this service, a registered participant's encryption key (its newest, or the one keyId names), or a public JWK. */
-export type OtpRecipient =
-  | { readonly key: unknown; readonly keyVersion?: unknown }
-  | { readonly participant: unknown; readonly keyId?: unknown }
-  | { readonly jwk: unknown };
+/** A key of this service, or a registered participant's encryption key (its newest, or the one keyId names). */
+export type OtpRecipient = { readonly key: unknown; readonly keyVersion?: unknown } | { readonly participant: unknown; readonly keyId?: unknown };
 
 export interface PinToJweRequest {
   readonly incoming: IncomingPin;
@@ -48,6 +51,9 @@ export interface OtpJweDependencies {
   readonly pins: PinService;
   readonly jose: JoseService;
   readonly participants?: ParticipantRegistry;
+  /** The PIN keys and BDKs allowed as the incoming key (payment.otpIncomingKeys); empty closes the flow. */
+  readonly incomingKeys: readonly string[];
+  readonly logger: Logger;
 }
 
 export class OtpJweService {
@@ -55,6 +61,10 @@ export class OtpJweService {
 
   async toJwe(req: PinToJweRequest): Promise<PinToJweResult> {
     const { format, pan } = this.deps.pins.parseIncoming(req.incoming, req.pinBlock);
+    const incomingName = req.incoming.keyName;
+    if (typeof incomingName !== 'string' || !this.deps.incomingKeys.includes(incomingName)) {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${String(incomingName)} is not configured for the OTP flow (payment.otpIncomingKeys)`);
+    }
     const references = parseReferences(req.references);
     const recipient = await this.recipient(req.recipient);
     const alg = req.alg ?? recipient.defaultAlg;
@@ -69,13 +79,17 @@ export class OtpJweService {
         payload.fill(0);
       }
     });
+    // An audit line per OTP released: which key it came under and who can read it (never the OTP).
+    this.deps.logger.info({ keyName: opened.key.keyName, recipient: recipient.audit }, 'otp released as a JWE');
     return { jwe: jwe!, incoming: opened.key, ...(recipient.kid ? { kid: recipient.kid } : {}) };
   }
 
-  private async recipient(value: OtpRecipient): Promise<{ jose: { key: string; keyVersion?: number } | { jwk: JsonWebKey }; defaultAlg: string; kid?: string }> {
-    if (typeof value !== 'object' || value === null) throw invalid('recipient is { key }, { participant } or { jwk }');
-    const kinds = ['key', 'participant', 'jwk'].filter((k) => Object.hasOwn(value, k));
-    if (kinds.length !== 1) throw invalid('recipient is exactly one of { key }, { participant } or { jwk }');
+  private async recipient(value: OtpRecipient): Promise<{ jose: { key: string; keyVersion?: number } | { jwk: JsonWebKey }; defaultAlg: string; kid?: string; audit: string }> {
+    if (typeof value !== 'object' || value === null) throw invalid('recipient is { key } or { participant }');
+    const kinds = ['key', 'participant'].filter((k) => Object.hasOwn(value, k));
+    if (kinds.length !== 1 || Object.keys(value).some((k) => !['key', 'keyVersion', 'participant', 'keyId'].includes(k))) {
+      throw invalid('recipient is exactly one of { key, keyVersion? } (a key of this service) or { participant, keyId? } (a registered participant)');
+    }
     if ('key' in value) {
       const meta = await this.deps.keys.getKey(value.key);
       const family = keyTypes[meta.type].family;
@@ -84,6 +98,7 @@ export class OtpJweService {
       return {
         jose: { key: meta.name, ...(keyVersion === undefined ? {} : { keyVersion }) },
         defaultAlg: family === 'rsa' ? 'RSA-OAEP-256' : family === 'ec' ? 'ECDH-ES' : family === 'aes' ? (meta.type === 'AES_128' ? 'A128KW' : 'A256KW') : 'RSA-OAEP-256',
+        audit: `key ${meta.name}`,
       };
     }
     if ('participant' in value) {
@@ -96,13 +111,9 @@ export class OtpJweService {
         throw new HsmBridgeError('KEY_NOT_FOUND', value.keyId === undefined ? `participant ${value.participant} has no encryption key` : `participant ${value.participant} has no encryption key ${String(value.keyId)}`);
       }
       const jwk = { ...(chosen.keyObject.export({ format: 'jwk' }) as JsonWebKey), kid: chosen.keyId };
-      return { jose: { jwk }, defaultAlg: chosen.kty === 'RSA' ? 'RSA-OAEP-256' : 'ECDH-ES', kid: chosen.keyId };
+      return { jose: { jwk }, defaultAlg: chosen.kty === 'RSA' ? 'RSA-OAEP-256' : 'ECDH-ES', kid: chosen.keyId, audit: `participant ${value.participant} key ${chosen.keyId}` };
     }
-    const jwk = value.jwk;
-    if (typeof jwk !== 'object' || jwk === null) throw invalid('recipient.jwk must be a public JWK object');
-    const kty = (jwk as { kty?: unknown }).kty;
-    const kid = (jwk as { kid?: unknown }).kid;
-    return { jose: { jwk: jwk as JsonWebKey }, defaultAlg: kty === 'EC' ? 'ECDH-ES' : 'RSA-OAEP-256', ...(typeof kid === 'string' ? { kid } : {}) };
+    throw invalid('recipient is { key } or { participant }');
   }
 }
 

@@ -5,7 +5,8 @@ import { invalid } from '../../errors.js';
  * digits; it is cardholder data, so no error message ever echoes it.
  */
 
-export const MIN_PAN_DIGITS = 12;
+/** ISO/IEC 7812-1: a PAN is 8 to 19 digits; ISO 9564 pads the short ones (see below). */
+export const MIN_PAN_DIGITS = 8;
 export const MAX_PAN_DIGITS = 19;
 
 const PAN_PATTERN = /^[0-9]+$/;

@@ -12,6 +12,7 @@
  * PAN cannot change; format 2 is for chip cards offline and is never enciphered for interchange.
  * Formats 0, 1 and 3 are enciphered with TDES keys, format 4 with AES keys.
  */
+import type { Logger } from 'pino';
 import { HsmBridgeError, invalid } from '../../errors.js';
 import type { BlockKey, DukptDerivation, TransientKey } from '../../backend/port.js';
 import { keyTypes } from '../../keys/types.js';
@@ -20,7 +21,7 @@ import { checkAesKsn, checkTdesKsn } from '../dukpt/ksn.js';
 import type { AesDukptWorkingKey } from '../dukpt/aesDukpt.js';
 import { keyUsed, type KeyUsed } from '../keyUsed.js';
 import { paymentPrimitives, type PaymentPrimitives } from '../paymentBackend.js';
-import { assertPan } from './pan.js';
+import { MAX_PAN_DIGITS, MIN_PAN_DIGITS, assertPan } from './pan.js';
 import { AES_PIN_BLOCK_BYTES, TDES_PIN_BLOCK_BYTES, decipherFormat4, decodePinBlock, encipherFormat4, encodePinBlock } from './pinBlock.js';
 
 export const pinBlockFormats = ['ISO_FORMAT_0', 'ISO_FORMAT_1', 'ISO_FORMAT_3', 'ISO_FORMAT_4'] as const;
@@ -43,7 +44,7 @@ export interface PinSide {
   readonly keyName: unknown;
   readonly keyVersion?: unknown;
   readonly format: unknown;
-  /** The card's PAN (12 to 19 digits), for the PAN-bound formats. */
+  /** The card's PAN (8 to 19 digits), for the PAN-bound formats. */
   readonly pan?: unknown;
 }
 
@@ -64,15 +65,18 @@ export interface TranslatePinResult {
   readonly outgoing: KeyUsed;
 }
 
-/** The clear PIN of an incoming block, for the length of `use`; zeroed afterwards whatever happens. */
-interface OpenedPin {
+/** What withClearPin reports once the clear PIN is gone: the incoming key it was deciphered under. */
+interface DecipheredWith {
   readonly key: KeyUsed;
 }
 
 export class PinService {
   private readonly primitives: PaymentPrimitives;
 
-  constructor(private readonly keys: KeyService) {
+  constructor(
+    private readonly keys: KeyService,
+    private readonly logger: Logger,
+  ) {
     this.primitives = paymentPrimitives(keys.backendForPayments());
   }
 
@@ -116,11 +120,18 @@ export class PinService {
     pan: string | undefined,
     block: Buffer,
     use: (pin: Buffer) => Promise<void>,
-  ): Promise<OpenedPin> {
+  ): Promise<DecipheredWith> {
     const { key, blockKey, release } = await this.openIncomingKey(incoming, format);
     let pin: Buffer | undefined;
     try {
-      pin = await this.decipher(blockKey, block, format, pan);
+      try {
+        pin = await this.decipher(blockKey, block, format, pan);
+      } catch (e) {
+        // A block that does not decode means a wrong key or PAN, or someone probing PIN digits by varying
+        // the PAN (an attack on PAN-bound formats): worth an operator's eye. Never the block or the PAN.
+        if (e instanceof HsmBridgeError && e.code === 'INVALID_ARGUMENT') this.logger.warn({ keyName: key.keyName, format }, 'PIN block did not decode');
+        throw e;
+      }
       await use(pin);
       return { key };
     } finally {
@@ -205,7 +216,7 @@ function panFor(side: PinSide, format: PinBlockFormat, name: string): string | u
   try {
     assertPan(side.pan);
   } catch {
-    throw invalid(`${name}.pan must be 12 to 19 decimal digits`);
+    throw invalid(`${name}.pan must be ${MIN_PAN_DIGITS} to ${MAX_PAN_DIGITS} decimal digits`);
   }
   return side.pan;
 }

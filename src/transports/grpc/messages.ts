@@ -168,10 +168,9 @@ export interface TranslatePinResponse { pinBlock: string; incoming: KeyUsedMessa
 export interface PinToJweRequest {
   incoming: IncomingPinMessage | null;
   pinBlock: string;
-  recipient?: 'key' | 'participant' | 'jwk';
+  recipient?: 'key' | 'participant';
   key?: PaymentKeyRef | null;
   participant?: { participant: string; keyId?: string } | null;
-  jwk?: string;
   alg: string;
   enc: string;
   references: Record<string, string>;

@@ -52,17 +52,8 @@ function recipient(r: m.PinToJweRequest): OtpRecipient {
       const p = required(r.participant, 'participant');
       return { participant: p.participant, ...(p.keyId === undefined ? {} : { keyId: p.keyId }) };
     }
-    case 'jwk': {
-      let jwk: unknown;
-      try {
-        jwk = JSON.parse(r.jwk ?? '');
-      } catch {
-        throw invalid('jwk must be a public JWK as JSON text');
-      }
-      return { jwk };
-    }
     default:
-      throw invalid('set the recipient: key (a key of this service), participant or jwk');
+      throw invalid('set the recipient: key (a key of this service) or participant');
   }
 }
 

@@ -12,6 +12,7 @@ import { fspiopAlgorithms } from '../../fspiop/config.js';
 import { jweContentEncryptions, jweKeyManagements, jwsAlgorithms } from '../../jose/registry.js';
 import { MAX_REFERENCES } from '../../payment/pin/otpToJwe.js';
 import { aesDukptWorkingKeys, pinBlockFormats } from '../../payment/pin/pinService.js';
+import { MAX_PAN_DIGITS, MIN_PAN_DIGITS } from '../../payment/pin/pan.js';
 import { KEY_BLOCK_PATTERN, KSN_HEX_DIGITS, MAX_KEY_BLOCK_CHARS, MAX_NAME_CHARS, PAN_PATTERN, PIN_BLOCK_HEX_DIGITS } from '../paymentWire.js';
 
 type Schema = Record<string, unknown>;
@@ -450,7 +451,7 @@ const KSN_PATTERN = hexOf(KSN_HEX_DIGITS);
 export const patternMeanings: Readonly<Record<string, string>> = {
   [PIN_BLOCK_PATTERN]: `a PIN block: ${PIN_BLOCK_HEX_DIGITS.join(' or ')} hex digits`,
   [KSN_PATTERN]: `a key serial number: ${KSN_HEX_DIGITS.join(' or ')} hex digits`,
-  [PAN_PATTERN]: '12 to 19 decimal digits',
+  [PAN_PATTERN]: `${MIN_PAN_DIGITS} to ${MAX_PAN_DIGITS} decimal digits`,
   [KEY_BLOCK_PATTERN]: 'a TR-31 key block: printable ASCII text',
   [MAC_HEX_PATTERN]: 'a MAC: 2 to 128 hex digits',
 };
@@ -516,10 +517,9 @@ export const pinToJweBody = object(
         keyVersion: { ...keyVersion, description: 'With key: the version to encrypt to; absent means the primary.' },
         participant: participantId('A registered FSPIOP participant: the JWE goes to its encryption key (its newest, or keyId).'),
         keyId: { type: 'string', maxLength: 128, description: "With participant: the participant key's id (RFC 7638 thumbprint)." },
-        jwk: jsonObject('An external recipient\'s public JWK (RSA or EC).'),
       }),
       minProperties: 1,
-      description: 'Exactly one of {key, keyVersion?}, {participant, keyId?} or {jwk}.',
+      description: 'Exactly one of {key, keyVersion?} or {participant, keyId?}: never a key the caller brings, since whoever decrypts the JWE reads the OTP.',
     },
     alg: shortName(`The JWE key management algorithm, one of ${Object.keys(jweKeyManagements).join(', ')}; default by the recipient key: RSA-OAEP-256 (RSA), ECDH-ES (EC), A128KW/A256KW (AES).`),
     enc: shortName(`The JWE content encryption, one of ${Object.keys(jweContentEncryptions).join(', ')}; default A256GCM.`),

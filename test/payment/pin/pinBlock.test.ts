@@ -115,9 +115,18 @@ describe('PAN fields', () => {
     expect(hex(format4PanField('4539876543210987654'))).toBe('74539876543210987654000000000000');
   });
 
-  it.each(['12345678901', '45398765432109876543', '12345678901a', '', ' 123456789012'])('rejects PAN %j', async (pan) => {
-    await expectRejected(() => tdesPanField(pan), pan ? [pan.trim()] : [], /PAN must be 12 to 19 decimal digits/);
-    await expectRejected(() => format4PanField(pan), pan ? [pan.trim()] : [], /PAN must be 12 to 19 decimal digits/);
+  it('short PANs (ISO/IEC 7812: 8 digits and up) are left-padded with 0 in every PAN-bound format', () => {
+    // 8 digits: 7 without the check digit, right-justified in the 12-digit field.
+    expect(hex(tdesPanField('12345678'))).toBe('0000000001234567');
+    expect(hex(tdesPanField('40123456789'))).toBe('0000004012345678');
+    // Format 4: M = 0 and the PAN left-padded with 0 to 12 digits.
+    expect(hex(format4PanField('12345678'))).toBe('00000123456780000000000000000000');
+    expect(hex(format4PanField('40123456789'))).toBe('00401234567890000000000000000000');
+  });
+
+  it.each(['1234567', '45398765432109876543', '12345678901a', '', ' 123456789012'])('rejects PAN %j', async (pan) => {
+    await expectRejected(() => tdesPanField(pan), pan ? [pan.trim()] : [], /PAN must be 8 to 19 decimal digits/);
+    await expectRejected(() => format4PanField(pan), pan ? [pan.trim()] : [], /PAN must be 8 to 19 decimal digits/);
   });
 });
 

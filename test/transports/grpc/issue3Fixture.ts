@@ -18,6 +18,8 @@ export interface GrpcFixture {
   readonly client: TestClients;
   readonly service: KeyService;
   readonly participants: ParticipantRegistry;
+  /** payment.otpIncomingKeys as the service sees it: push the names of the keys a test feeds to the OTP flow. */
+  readonly otpIncomingKeys: string[];
   readonly server: RunningGrpcServer;
   /** Every log line, raw, to search for what must never be logged. */
   logText(): string;
@@ -43,11 +45,12 @@ export async function startGrpc(target: RestTarget, maxMessageBytes = 64 * 1024)
   const participants = await ParticipantRegistry.open({ logger });
   const fspiop = new FspiopService({ keyService: service, registry: participants });
   const jose = new JoseService(service);
+  const otpIncomingKeys: string[] = [];
   const server = await startGrpcServer({
     service,
     jose,
     fspiop: { service: fspiop, participants },
-    payment: createPaymentServices(service, jose, participants),
+    payment: createPaymentServices(service, jose, { participants, otpIncomingKeys, logger }),
     logger,
     host: '127.0.0.1',
     port: 0,
@@ -58,6 +61,7 @@ export async function startGrpc(target: RestTarget, maxMessageBytes = 64 * 1024)
     client,
     service,
     participants,
+    otpIncomingKeys,
     server,
     logText: () => raw,
     logs: () => raw.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>),

@@ -37,6 +37,7 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
   beforeAll(async () => {
     grpc = await startGrpc(target);
     keys = await plantKeys(grpc.service);
+    grpc.otpIncomingKeys.push(keys.zpkTdes, keys.zpkAes, keys.bdkTdes);
   });
   afterAll(async () => {
     await grpc?.close();
@@ -107,13 +108,12 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
     const opened = await grpc.client.callJose('DecryptJwe', { jwe: toKey.jwe });
     expect(JSON.parse(Buffer.from(opened.plaintext).toString('utf8'))).toEqual({ otp: '1234' });
 
-    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const toJwk = await pay('PinToJwe', {
-      incoming: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_0', pan },
-      pinBlock: format0Block(),
-      jwk: JSON.stringify(ec.publicKey.export({ format: 'jwk' })),
-    });
-    expect(JSON.parse(Buffer.from((await compactDecrypt(toJwk.jwe, ec.privateKey)).plaintext).toString('utf8'))).toEqual({ otp: '1234' });
+    // A PIN key not configured for the OTP flow is refused.
+    await expectGrpcError(
+      pay('PinToJwe', { incoming: { keyName: keys.zpkTdes2, format: 'ISO_FORMAT_0', pan }, pinBlock: format0Block(), key: { keyName: rsa } }),
+      status.INVALID_ARGUMENT,
+      'INCOMPATIBLE_KEY',
+    );
   });
 
   it('ImportTr31: the published B and D blocks, with their KCVs and the Key view', async () => {
@@ -195,7 +195,7 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
       await expectGrpcError(
         pay('PinToJwe', { incoming: zone().incoming, pinBlock: format0Block(), participant: { participant: 'nobody' } }),
         status.NOT_FOUND,
-        'NOT_FOUND',
+        'KEY_NOT_FOUND',
       );
       const name = freshName('off');
       await grpc.service.importKey({ name, type: 'TDES_2KEY', purpose: 'pin', exportable: false }, Buffer.from(zpkTdes2Material, 'hex'));

@@ -34,6 +34,7 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
   beforeAll(async () => {
     rest = await startRest(target);
     keys = await plantKeys(rest.service);
+    rest.otpIncomingKeys.push(keys.zpkTdes, keys.zpkAes, keys.bdkTdes);
   });
   afterAll(async () => {
     await rest?.close();
@@ -171,18 +172,14 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
       expect(JSON.parse(unb64(opened.body.plaintext).toString('utf8'))).toEqual({ otp: '1234' });
     });
 
-    it('to an external JWK (ECDH-ES)', async () => {
-      const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const r = await rest.call('POST', '/v1/pin/to-jwe', {
-        incoming: { keyName: keys.zpkAes, format: 'ISO_FORMAT_4', pan: vectors.format4.pan },
-        pinBlock: vectors.format4.pinBlock,
-        recipient: { jwk: { ...publicKey.export({ format: 'jwk' }), kid: 'switch-1' } },
-      });
-      expect(r.status, JSON.stringify(r.body)).toBe(200);
-      expect(r.body.kid).toBe('switch-1');
-      const { plaintext, protectedHeader } = await compactDecrypt(r.body.jwe, privateKey);
-      expect(protectedHeader.alg).toBe('ECDH-ES');
-      expect(JSON.parse(Buffer.from(plaintext).toString('utf8'))).toEqual({ otp: '1234' });
+    it('refuses a caller-supplied JWK recipient, and an incoming key not configured for the OTP flow', async () => {
+      const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const base = { incoming: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_0', pan }, pinBlock: format0Block() };
+      expectError(await rest.call('POST', '/v1/pin/to-jwe', { ...base, recipient: { jwk: publicKey.export({ format: 'jwk' }) } }), 400, 'INVALID_ARGUMENT');
+      const rsa = freshName('otp-rsa2');
+      expect((await rest.call('POST', '/v1/keys', { name: rsa, type: 'RSA_2048', purpose: 'encrypt' })).status).toBe(201);
+      const notOtp = { incoming: { keyName: keys.zpkTdes2, format: 'ISO_FORMAT_0', pan }, pinBlock: format0Block(), recipient: { key: rsa } };
+      expectError(await rest.call('POST', '/v1/pin/to-jwe', notOtp), 400, 'INCOMPATIBLE_KEY');
     });
 
     it('refuses a bad recipient, too many references, and an unknown participant', async () => {
@@ -192,7 +189,7 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
       const references = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`r${i}`, 'x']));
       expectError(await rest.call('POST', '/v1/pin/to-jwe', { ...base, recipient: { participant: 'p' }, references }), 400, 'INVALID_ARGUMENT');
       expectError(await rest.call('POST', '/v1/pin/to-jwe', { ...base, recipient: { participant: 'p' }, references: { otp: 'x' } }), 400, 'INVALID_ARGUMENT');
-      expectError(await rest.call('POST', '/v1/pin/to-jwe', { ...base, recipient: { participant: 'nobody-here' } }), 404, 'NOT_FOUND');
+      expectError(await rest.call('POST', '/v1/pin/to-jwe', { ...base, recipient: { participant: 'nobody-here' } }), 404, 'KEY_NOT_FOUND');
     });
   });
 

@@ -65,6 +65,8 @@ export interface RestFixture {
   readonly backend: Backend;
   /** The FSPIOP participant registry behind /v1/fspiop (in memory unless startRest was given a participantsDir). */
   readonly participants: ParticipantRegistry;
+  /** payment.otpIncomingKeys as the service sees it: push the names of the keys a test feeds to the OTP flow. */
+  readonly otpIncomingKeys: string[];
   /** Every log line the server wrote, parsed. */
   readonly logs: Array<Record<string, unknown>>;
   /** The raw log text, to search for anything that must never be logged. */
@@ -100,7 +102,8 @@ export async function startRest(target: RestTarget, maxRequestBytesOrOptions: nu
   const participants = await ParticipantRegistry.open({ logger, ...options.participants });
   const fspiop = new FspiopService({ keyService: service, registry: participants });
   const jose = new JoseService(service);
-  const payment = createPaymentServices(service, jose, participants);
+  const otpIncomingKeys: string[] = [];
+  const payment = createPaymentServices(service, jose, { participants, otpIncomingKeys, logger });
   const app = await buildRestServer({ service, jose, fspiop: { service: fspiop, participants }, payment, logger, maxRequestBytes });
   const toReply = (r: { statusCode: number; body: string; headers: Record<string, unknown> }): Reply => ({
     status: r.statusCode,
@@ -113,6 +116,7 @@ export async function startRest(target: RestTarget, maxRequestBytesOrOptions: nu
     service,
     backend,
     participants,
+    otpIncomingKeys,
     get logs() {
       return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     },

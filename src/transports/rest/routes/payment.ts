@@ -5,7 +5,6 @@
  * the request log (server.ts) holds fixed fields only, and errors carry the services' messages, which
  * never quote a PIN block, PAN or key block.
  */
-import type { JsonWebKey } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ErrorCode } from '../../../errors.js';
 import type { KeyService } from '../../../operations/keyService.js';
@@ -33,7 +32,7 @@ interface TranslateBody { incoming: IncomingBody; outgoing: PinSideBody; pinBloc
 interface PinToJweBody {
   incoming: IncomingBody;
   pinBlock: string;
-  recipient: { key?: string; keyVersion?: number; participant?: string; keyId?: string; jwk?: JsonWebKey };
+  recipient: { key?: string; keyVersion?: number; participant?: string; keyId?: string };
   alg?: string;
   enc?: string;
   references?: Record<string, string>;
@@ -83,7 +82,7 @@ export function paymentRoutes(app: FastifyInstance, payment: PaymentServices, se
       doc: {
         operationId: 'pinToJwe',
         summary: 'Decipher a PIN block holding an OTP and encrypt the digits in a JWE for one recipient',
-        errors: [...keyErrors, 'UNSUPPORTED_ALGORITHM', 'NOT_FOUND'],
+        errors: [...keyErrors, 'UNSUPPORTED_ALGORITHM'],
       },
     },
     handler: async (request: With<PinToJweBody>) => {

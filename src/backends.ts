@@ -13,6 +13,7 @@ import { moduleBackendSchema, type ServiceConfig } from './config/schema.js';
 const builtin: Record<string, () => Promise<BackendFactory<never>>> = {
   software: async () => (await import('../adapters/software/index.js')).softwareBackendFactory as BackendFactory<never>,
   pkcs11: async () => (await import('../adapters/pkcs11/index.js')).pkcs11BackendFactory as BackendFactory<never>,
+  kmip: async () => (await import('../adapters/kmip/index.js')).kmipBackendFactory as BackendFactory<never>,
 };
 
 function isFactory(value: unknown): value is BackendFactory<never> {

@@ -7,12 +7,14 @@
  */
 import { endianness } from 'node:os';
 import pkcs11js from 'pkcs11js';
-import { keyTypes, type KeyPurpose, type KeyType } from '../../src/keys/types.js';
+import { keyTypes, type KeyPurpose, type KeyType, type KeyUsage } from '../../src/keys/types.js';
 import { CKM as M } from './mechanisms.js';
 
 export interface AllowedMechanismOptions {
   /** RSA encryption keys also allow CKM_RSA_X_509 (the allowRawRsaOaepFallback setting). */
   readonly rawRsaDecrypt?: boolean;
+  /** The X9.143 usage of a payment key: narrows a TDES MAC key to its one MAC (tdesMacMechanisms). */
+  readonly keyUsage?: KeyUsage;
 }
 
 /** The mechanisms a key of this type and purpose may be used with (both halves of a pair). */
@@ -29,7 +31,7 @@ export function allowedMechanisms(type: KeyType, purpose: KeyPurpose, options: A
     case 'aes':
       return aesMechanisms[purpose];
     case 'tdes':
-      return tdesMechanisms[purpose];
+      return purpose === 'mac' ? tdesMacMechanisms(options.keyUsage) : tdesMechanisms[purpose];
     case 'hmac':
       return [M.SHA256_HMAC];
   }
@@ -57,9 +59,8 @@ const aesMechanisms: Record<KeyPurpose, number[]> = {
  * algorithm 1 as a CBC encryption with a zero IV (its last block) and TDES CMAC; a KBPK derives TR-31
  * version B keys with CMAC; a BDK encrypts the initial key's left half (ECB).
  */
-const tdesMechanisms: Record<KeyPurpose, number[]> = {
+const tdesMechanisms: Record<Exclude<KeyPurpose, 'mac'>, number[]> = {
   pin: [M.DES3_ECB],
-  mac: [M.DES3_CBC, M.DES3_ECB, M.DES3_CMAC],
   bdk: [M.DES3_ECB],
   kbpk: [M.DES3_CMAC, M.DES3_ECB],
   encrypt: [],
@@ -67,6 +68,25 @@ const tdesMechanisms: Record<KeyPurpose, number[]> = {
   sign: [],
   agree: [],
 };
+
+/**
+ * A TDES MAC key allows what its X9.143 usage computes, besides ECB for its check value: M0 and M1 the
+ * CBC-MAC (ISO 9797-1 algorithm 1), M6 CMAC, M3 only ECB (the retail MAC's last step; its single-DES
+ * chain runs under the K1 companion). A key without a usage computes algorithm 1 and CMAC.
+ */
+function tdesMacMechanisms(usage: KeyUsage | undefined): number[] {
+  switch (usage) {
+    case 'M0':
+    case 'M1':
+      return [M.DES3_CBC, M.DES3_ECB];
+    case 'M3':
+      return [M.DES3_ECB];
+    case 'M6':
+      return [M.DES3_CMAC, M.DES3_ECB];
+    default:
+      return [M.DES3_CBC, M.DES3_ECB, M.DES3_CMAC];
+  }
+}
 
 /** A companion object of a payment key version (paymentKeys.ts): the BDK variant does ECB only; K1 of a MAC key, CBC only. */
 export function companionMechanisms(role: 'variant' | 'k1', singleDes: boolean): number[] {

@@ -145,7 +145,11 @@ export class Pkcs11Backend implements Backend {
       this.forgetHandles(key.name);
       const now = new Date().toISOString();
       const id = newKeyObjectId(1 as KeyVersion);
-      const record = { type: key.type, purpose: key.purpose, exportable: key.exportable === true, ...(key.modeOfUse ? { modeOfUse: key.modeOfUse } : {}) };
+      const record = {
+        type: key.type, purpose: key.purpose, exportable: key.exportable === true,
+        ...(key.modeOfUse ? { modeOfUse: key.modeOfUse } : {}),
+        ...(key.keyUsage ? { keyUsage: key.keyUsage } : {}),
+      };
       const created = await this.generate(session, record, key.name, id, material);
       if (created === CONFLICT) return CONFLICT;
       const version = { createdAt: now, id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
@@ -298,19 +302,36 @@ export class Pkcs11Backend implements Backend {
 
   /** Every MAC in the token (paymentMacs.ts); on payment keys also the core's check values and TR-31 derivations. */
   mac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
-    return this.withKey(key, (session, h) => macInToken(this.connection.api, session, h, algorithm, data));
+    return this.withKey(key, (session, h) => this.macOf(session, key, h, algorithm, data));
   }
 
   /** Recomputes the MAC in the HSM and compares in constant time (the core has checked the length). */
   verifyMac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean> {
     return this.withKey(key, async (session, h) => {
-      const expected = await macInToken(this.connection.api, session, h, algorithm, data);
+      const expected = await this.macOf(session, key, h, algorithm, data);
       try {
         return expected.length === mac.length && timingSafeEqual(expected, mac);
       } finally {
         expected.fill(0);
       }
     });
+  }
+
+  /**
+   * The token has every mechanism the capabilities list, so a refusal of the mechanism comes from the
+   * key's CKA_ALLOWED_MECHANISMS or usage flags: a MAC its usage does not compute (an M3 key asked for
+   * ISO 9797-1 algorithm 1), or a kind of key that computes no MAC.
+   */
+  private async macOf(session: Handle, key: KeyRef, h: CachedVersion, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
+    try {
+      return await macInToken(this.connection.api, session, h, algorithm, data);
+    } catch (e) {
+      const code = ckrOf(e);
+      if (code === CKR.MECHANISM_INVALID || code === CKR.KEY_FUNCTION_NOT_PERMITTED) {
+        throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${key.name} does not allow ${algorithm}`, { cause: e });
+      }
+      throw e;
+    }
   }
 
   /**
@@ -601,18 +622,18 @@ export class Pkcs11Backend implements Backend {
    */
   private async generate(
     session: Handle,
-    key: Pick<MetadataRecord, 'type' | 'purpose' | 'exportable'>,
+    key: Pick<MetadataRecord, 'type' | 'purpose' | 'exportable' | 'keyUsage'>,
     name: KeyName,
     id: Buffer,
     material: Buffer | undefined,
   ): Promise<{ handles: Handle[]; companions: CompanionRole[] } | Conflict> {
     const api = this.connection.api;
-    const { type, purpose } = key;
-    const options = { rawRsaDecrypt: this.rawRsaFallback, exportable: key.exportable === true, singleDes: this.singleDes };
-    if (material || companionsFor(type, purpose).length > 0) {
+    const { type, purpose, keyUsage } = key;
+    const options = { rawRsaDecrypt: this.rawRsaFallback, exportable: key.exportable === true, singleDes: this.singleDes, ...(keyUsage ? { keyUsage } : {}) };
+    if (material || companionsFor(type, purpose, keyUsage).length > 0) {
       const value = material ?? randomTdesValue(api, session, type);
       try {
-        return createVersionFromValue(api, session, { type, purpose, name }, id, value, options);
+        return createVersionFromValue(api, session, { type, purpose, name, ...(keyUsage ? { keyUsage } : {}) }, id, value, options);
       } finally {
         if (!material) value.fill(0); // the core zeroes imported material
       }
@@ -661,6 +682,7 @@ export class Pkcs11Backend implements Backend {
       name, type: record.type, purpose: record.purpose, state: record.state, createdAt: record.createdAt,
       ...(record.exportable ? { exportable: true } : {}),
       ...(record.modeOfUse ? { modeOfUse: record.modeOfUse } : {}),
+      ...(record.keyUsage ? { keyUsage: record.keyUsage } : {}),
       primaryVersion: primary.version, versions,
     };
   }

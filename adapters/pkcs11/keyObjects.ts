@@ -24,7 +24,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { parseKeyVersion, type KeyName, type KeyVersion } from '../../src/keys/names.js';
 import { HsmBridgeError } from '../../src/errors.js';
-import { keyTypes, modesOfUse, type KeyPurpose, type KeyState, type KeyType, type ModeOfUse } from '../../src/keys/types.js';
+import { keyTypes, keyUsagesFor, modesOfUse, type KeyPurpose, type KeyState, type KeyType, type KeyUsage, type ModeOfUse } from '../../src/keys/types.js';
+import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
 
 const A = pkcs11js;
@@ -105,6 +106,8 @@ export interface MetadataRecord {
   readonly exportable?: boolean;
   /** The X9.143 mode of use a TR-31 import carried; absent: unrestricted. */
   readonly modeOfUse?: ModeOfUse;
+  /** The X9.143 key usage of a payment key; absent: the purpose's general kind. */
+  readonly keyUsage?: KeyUsage;
   /** Version -> creation time and CKA_ID, for every committed version. */
   readonly versions: Readonly<Record<string, VersionRecord>>;
   /** Digest of the revision this one changed; absent for revision 0. */
@@ -131,7 +134,7 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
     return undefined;
   }
   if (typeof v !== 'object' || v === null || (v.format !== 1 && v.format !== METADATA_FORMAT)) return undefined;
-  const { revision, type, purpose, state, createdAt, versions, exportable, modeOfUse } = v;
+  const { revision, type, purpose, state, createdAt, versions, exportable, modeOfUse, keyUsage } = v;
   if (typeof revision !== 'number' || !Number.isInteger(revision) || revision < 0) return undefined;
   if (typeof type !== 'string' || !Object.hasOwn(keyTypes, type)) return undefined;
   if (typeof purpose !== 'string' || !(keyTypes[type as KeyType].purposes as readonly string[]).includes(purpose)) return undefined;
@@ -139,10 +142,12 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
   if (typeof createdAt !== 'string' || typeof versions !== 'object' || versions === null) return undefined;
   if (exportable !== undefined && typeof exportable !== 'boolean') return undefined;
   if (modeOfUse !== undefined && !(modesOfUse as readonly unknown[]).includes(modeOfUse)) return undefined;
+  if (keyUsage !== undefined && !(keyUsagesFor(type as KeyType, purpose as KeyPurpose) as readonly unknown[]).includes(keyUsage)) return undefined;
   const common = {
     revision, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt,
     ...(exportable === true ? { exportable } : {}),
     ...(modeOfUse === undefined ? {} : { modeOfUse: modeOfUse as ModeOfUse }),
+    ...(keyUsage === undefined ? {} : { keyUsage: keyUsage as KeyUsage }),
   } as const;
   const decoded: Record<string, VersionRecord> = {};
   if (v.format === 1) {
@@ -293,6 +298,8 @@ export interface VersionHandles {
   readonly id: string;
   /** The version's companion objects, by role. */
   readonly companions?: Readonly<Partial<Record<CompanionRole, Handle>>>;
+  /** The mechanism of the 'k1' companion: CKM_DES_CBC for a CKK_DES key, CKM_DES3_CBC for a CKK_DES2 key K1 K1 (read once, with the handles). */
+  readonly k1Mechanism?: number;
 }
 
 /**
@@ -317,9 +324,14 @@ export function findVersion(api: Pkcs11Api, session: Handle, name: KeyName, list
       if (!handle) throw new HsmBridgeError('INTERNAL', `key ${name}: an object of one of its versions is missing from the HSM`);
       companions[role] = handle;
     }
-    return { key, id, companions };
+    const k1 = companions.k1;
+    if (!k1) return { key, id, companions };
+    const k1Type = api.C_GetAttributeValue(session, k1, [{ type: A.CKA_KEY_TYPE }])[0]?.value;
+    return { key, id, companions, k1Mechanism: k1Type && readUlong(k1Type) === A.CKK_DES ? CKM.DES_CBC : CKM.DES3_CBC };
   }
   const key = find(A.CKO_PRIVATE_KEY, Buffer.from(id, 'hex'));
   const publicKey = key && find(A.CKO_PUBLIC_KEY, Buffer.from(id, 'hex'));
   return key && publicKey ? { key, publicKey, id } : undefined;
 }
+
+const readUlong = (b: Buffer) => (b.length >= 8 ? Number(b.readBigUInt64LE(0)) : b.readUInt32LE(0));

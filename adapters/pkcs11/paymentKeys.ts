@@ -4,9 +4,11 @@
  * - a TDES_2KEY BDK: TDES DUKPT's initial key has a right half encrypted under BDK XOR C0C0C0C000000000
  *   C0C0C0C000000000, and no common mechanism XORs a key (SoftHSM has no CKM_XOR_BASE_AND_DATA). The
  *   version gets a companion object holding that variant (role 'variant', DES3_ECB only).
- * - a TDES_2KEY MAC key: the retail MAC (ISO 9797-1 algorithm 3) runs single DES under K1. The version
- *   gets a companion holding K1 (role 'k1', CBC only): a CKK_DES key for CKM_DES_CBC when the token
- *   does single DES, else a CKK_DES2 key K1 K1 for CKM_DES3_CBC (EDE with equal halves is single DES).
+ * - a TDES_2KEY MAC key of usage M3: the retail MAC (ISO 9797-1 algorithm 3) runs single DES under K1.
+ *   The version gets a companion holding K1 (role 'k1', CBC only): a CKK_DES key for CKM_DES_CBC when
+ *   the token does single DES, else a CKK_DES2 key K1 K1 for CKM_DES3_CBC (EDE with equal halves is
+ *   single DES). Only M3 keys: K1 alone is a 56-bit key, which whoever holds the token PIN can attack,
+ *   so no other MAC key gets one (the retail MAC itself is that strong anyway).
  *
  * Such keys are built in process from the token's random bytes (parity set) or from imported material,
  * and created with C_CreateObject together with their companions; every clear buffer is zeroed before
@@ -14,7 +16,7 @@
  */
 import pkcs11js from 'pkcs11js';
 import type { KeyName } from '../../src/keys/names.js';
-import { keyTypes, type KeyPurpose, type KeyType } from '../../src/keys/types.js';
+import { keyTypes, type KeyPurpose, type KeyType, type KeyUsage } from '../../src/keys/types.js';
 import { xorInPlace } from '../../src/payment/crypto/blockCiphers.js';
 import { setOddParity } from '../../src/payment/crypto/parity.js';
 import { TDES_BDK_VARIANT } from '../../src/payment/dukpt/tdesDukpt.js';
@@ -26,10 +28,10 @@ import { companionTemplate, secretObjectTemplate, type TemplateOptions } from '.
 const A = pkcs11js;
 
 /** The companion objects a new version of this kind of key gets. */
-export function companionsFor(type: KeyType, purpose: KeyPurpose): CompanionRole[] {
+export function companionsFor(type: KeyType, purpose: KeyPurpose, keyUsage: KeyUsage | undefined): CompanionRole[] {
   if (type !== 'TDES_2KEY') return [];
   if (purpose === 'bdk') return ['variant'];
-  if (purpose === 'mac') return ['k1'];
+  if (purpose === 'mac' && keyUsage === 'M3') return ['k1'];
   return [];
 }
 
@@ -51,12 +53,12 @@ export interface ValueObjectsOptions extends TemplateOptions {
 export function createVersionFromValue(
   api: Pkcs11Api,
   session: Handle,
-  key: { readonly type: KeyType; readonly purpose: KeyPurpose; readonly name: KeyName },
+  key: { readonly type: KeyType; readonly purpose: KeyPurpose; readonly keyUsage?: KeyUsage; readonly name: KeyName },
   id: Buffer,
   value: Buffer,
   options: ValueObjectsOptions,
 ): { handles: Handle[]; companions: CompanionRole[] } {
-  const companions = companionsFor(key.type, key.purpose);
+  const companions = companionsFor(key.type, key.purpose, key.keyUsage);
   const handles: Handle[] = [];
   try {
     handles.push(api.C_CreateObject(session, secretObjectTemplate(key.type, key.purpose, key.name, id, value, options)));

@@ -1,11 +1,10 @@
 /**
  * MACs in the token, by algorithm (README.md, "Payment keys"): HMAC and the CMACs are one mechanism each;
  * ISO 9797-1 algorithm 1 is a TDES CBC encryption with a zero IV of the padded data, whose last block is
- * the MAC; algorithm 3 (retail MAC) runs single-DES CBC under K1 (the version's 'k1' companion) over all
+ * the MAC; algorithm 3 (retail MAC; keys of usage M3 only) runs single-DES CBC under K1 (the version's 'k1' companion, its mechanism cached with the handles) over all
  * blocks but the last, giving H, then TDES-encrypts (last block XOR H) under the key: the same value as
  * the standard's final decrypt-K2, encrypt-K1 of the single-DES chain.
  */
-import pkcs11js from 'pkcs11js';
 import type { MacAlgorithm } from '../../src/algorithms/registry.js';
 import { macAlgorithms } from '../../src/algorithms/registry.js';
 import { HsmBridgeError } from '../../src/errors.js';
@@ -15,7 +14,6 @@ import type { VersionHandles } from './keyObjects.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
 
-const A = pkcs11js;
 const TDES_BLOCK = 8;
 const ZERO_IV = Buffer.alloc(TDES_BLOCK);
 
@@ -59,14 +57,14 @@ async function cbcMac(api: Pkcs11Api, session: Handle, key: Handle, mechanism: n
 
 async function retailMac(api: Pkcs11Api, session: Handle, key: VersionHandles, padded: Buffer): Promise<Buffer> {
   const k1 = key.companions?.k1;
-  if (!k1) {
+  if (!k1 || key.k1Mechanism === undefined) {
     padded.fill(0);
-    throw new HsmBridgeError('INCOMPATIBLE_KEY', 'this key cannot compute ISO 9797-1 MAC algorithm 3 (a TDES_2KEY MAC key created before it was supported: rotate it)');
+    throw new HsmBridgeError('INCOMPATIBLE_KEY', 'only a TDES_2KEY MAC key of usage M3 computes ISO 9797-1 MAC algorithm 3');
   }
   const last = Buffer.from(padded.subarray(padded.length - TDES_BLOCK));
   try {
     if (padded.length > TDES_BLOCK) {
-      const h = await cbcMac(api, session, k1, k1Mechanism(api, session, k1), Buffer.from(padded.subarray(0, padded.length - TDES_BLOCK)));
+      const h = await cbcMac(api, session, k1, key.k1Mechanism, Buffer.from(padded.subarray(0, padded.length - TDES_BLOCK)));
       xorInPlace(last, h);
       h.fill(0);
     }
@@ -77,11 +75,3 @@ async function retailMac(api: Pkcs11Api, session: Handle, key: VersionHandles, p
     last.fill(0);
   }
 }
-
-/** A K1 companion is a DES key (CKM_DES_CBC) or, on tokens without single DES, a DES2 key K1 K1 (CKM_DES3_CBC). */
-function k1Mechanism(api: Pkcs11Api, session: Handle, k1: Handle): number {
-  const keyType = api.C_GetAttributeValue(session, k1, [{ type: A.CKA_KEY_TYPE }])[0]?.value;
-  return keyType && readUlong(keyType) === A.CKK_DES ? CKM.DES_CBC : CKM.DES3_CBC;
-}
-
-const readUlong = (b: Buffer) => (b.length >= 8 ? Number(b.readBigUInt64LE(0)) : b.readUInt32LE(0));

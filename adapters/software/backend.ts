@@ -155,6 +155,7 @@ class SoftwareBackend implements Backend {
         purpose: key.purpose,
         ...(key.exportable === true ? { exportable: true } : {}),
         ...(key.modeOfUse !== undefined ? { modeOfUse: key.modeOfUse } : {}),
+        ...(key.keyUsage !== undefined ? { keyUsage: key.keyUsage } : {}),
       };
       const version = sealVersion(this.masterKey, attributes, 1, live);
       const stored: StoredKey = { ...attributes, state: 'enabled', createdAt: version.createdAt, versions: [version] };

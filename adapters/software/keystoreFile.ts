@@ -6,7 +6,7 @@
  * {
  *   "format": "hsm-bridge-software-keystore", "formatVersion": 1,
  *   "masterKeyCheck": { "iv": b64, "data": b64 },
- *   "keys": [ { "name", "type", "purpose", "state", "createdAt", "exportable"?: true, "modeOfUse"?: "E",
+ *   "keys": [ { "name", "type", "purpose", "state", "createdAt", "exportable"?: true, "modeOfUse"?: "E", "keyUsage"?: "M3",
  *               "versions": [ { "version", "createdAt", "publicKeySpki"?: b64 DER, "material": { "iv", "data" } } ] } ]
  * }
  */
@@ -20,12 +20,15 @@ import {
   isPaymentPurpose,
   keyPurposes,
   keyTypes,
+  keyUsages,
+  keyUsagesFor,
   modesOfUse,
   parseKeyPurpose,
   type KeyMetadata,
   type KeyPurpose,
   type KeyState,
   type KeyType,
+  type KeyUsage,
   type ModeOfUse,
 } from '../../src/keys/types.js';
 import { exportSecretMaterial, importSecretMaterial, publicKeySpki, type VersionKeys } from './keyMaterial.js';
@@ -51,6 +54,8 @@ export interface StoredKey {
   readonly exportable?: boolean;
   /** Absent means whatever the purpose allows. */
   readonly modeOfUse?: ModeOfUse;
+  /** The X9.143 key usage; absent (older keystores, and keys created without one) means the purpose's general kind. */
+  readonly keyUsage?: KeyUsage;
   readonly versions: readonly StoredVersion[];
 }
 
@@ -95,6 +100,7 @@ const documentSchema = {
           createdAt: { type: 'string' },
           exportable: { type: 'boolean' },
           modeOfUse: { enum: modesOfUse },
+          keyUsage: { enum: keyUsages },
           versions: {
             type: 'array',
             minItems: 1,
@@ -158,6 +164,9 @@ export function unsealKeystore(path: string, doc: KeystoreDocument, masterKey: K
     if (entries.has(name)) throw new KeystoreError(path, `${where} appears twice`);
     if (!isLegacyTdesKey(stored)) checked(path, () => parseKeyPurpose(stored.purpose, stored.type), `${where} has a purpose its type cannot have`);
     if (stored.exportable === true && !mayBeExportable(stored)) throw new KeystoreError(path, `${where} is marked exportable but is not a payment key`);
+    if (stored.keyUsage !== undefined && !keyUsagesFor(stored.type, stored.purpose).includes(stored.keyUsage)) {
+      throw new KeystoreError(path, `${where} has a key usage its type and purpose cannot have`);
+    }
     const keys = new Map<number, VersionKeys>();
     let previous = 0;
     for (const v of stored.versions) {
@@ -199,7 +208,7 @@ export function mayBeExportable(key: Pick<StoredKey, 'type' | 'purpose'>): boole
   return (family === 'tdes' || family === 'aes') && isPaymentPurpose(key.purpose);
 }
 
-type KeyAttributes = Pick<StoredKey, 'name' | 'type' | 'purpose' | 'exportable' | 'modeOfUse'>;
+type KeyAttributes = Pick<StoredKey, 'name' | 'type' | 'purpose' | 'exportable' | 'modeOfUse' | 'keyUsage'>;
 
 /** What a sealed record is bound to, besides its version. */
 function bindingOf(key: KeyAttributes): Omit<RecordBinding, 'version'> {
@@ -209,6 +218,7 @@ function bindingOf(key: KeyAttributes): Omit<RecordBinding, 'version'> {
     purpose: key.purpose,
     ...(key.exportable === true ? { exportable: true } : {}),
     ...(key.modeOfUse !== undefined ? { modeOfUse: key.modeOfUse } : {}),
+    ...(key.keyUsage !== undefined ? { keyUsage: key.keyUsage } : {}),
   };
 }
 
@@ -248,6 +258,7 @@ export function toMetadata(stored: StoredKey): KeyMetadata {
     createdAt: stored.createdAt,
     ...(stored.exportable === true ? { exportable: true } : {}),
     ...(stored.modeOfUse !== undefined ? { modeOfUse: stored.modeOfUse } : {}),
+    ...(stored.keyUsage !== undefined ? { keyUsage: stored.keyUsage } : {}),
     primaryVersion: versions[versions.length - 1]!.version,
     versions,
   };

@@ -6,13 +6,14 @@
  */
 import { macAlgorithms, type MacAlgorithm } from '../../src/algorithms/registry.js';
 import { HsmBridgeError } from '../../src/errors.js';
-import { isPaymentPurpose, keyTypes, type KeyPurpose, type KeyType } from '../../src/keys/types.js';
+import { isPaymentPurpose, keyTypes, macAlgorithmAllowed, type KeyPurpose, type KeyType, type KeyUsage } from '../../src/keys/types.js';
 import type { BlockFamily, Direction } from '../../src/payment/crypto/blockCiphers.js';
 
 interface KeyKind {
   readonly name: string;
   readonly type: KeyType;
   readonly purpose: KeyPurpose;
+  readonly keyUsage?: KeyUsage;
 }
 
 const refuse = (key: KeyKind, what: string) =>
@@ -37,7 +38,8 @@ export function checkBlockUse(key: KeyKind, direction: Direction): BlockFamily {
 }
 
 /**
- * MACs: a MAC key computes and verifies the algorithms of its family; besides, any AES payment key
+ * MACs: a MAC key computes and verifies the algorithms of its family its X9.143 usage allows (an M3 key
+ * only the retail MAC, which no other key computes); besides, any AES payment key
  * computes AES_CMAC (its check value, and a KBPK's TR-31 key derivation) and a TDES KBPK computes
  * TDES_CMAC (its TR-31 key derivation).
  */
@@ -45,7 +47,10 @@ export function checkMacUse(key: KeyKind, algorithm: MacAlgorithm, verify: boole
   const info: { family: string; keyType?: KeyType } = macAlgorithms[algorithm];
   const family = keyTypes[key.type].family;
   if (info.family !== family || (info.keyType !== undefined && info.keyType !== key.type)) throw refuse(key, `compute ${algorithm}`);
-  if (key.purpose === 'mac') return;
+  if (key.purpose === 'mac') {
+    if (!macAlgorithmAllowed(key.keyUsage, algorithm)) throw refuse(key, `${verify ? 'verify' : 'compute'} ${algorithm} (key usage ${key.keyUsage ?? 'none'})`);
+    return;
+  }
   const derivation =
     !verify && isPaymentPurpose(key.purpose) && (algorithm === 'AES_CMAC' || (algorithm === 'TDES_CMAC' && key.purpose === 'kbpk'));
   if (!derivation) throw refuse(key, `${verify ? 'verify' : 'compute'} ${algorithm}`);

@@ -1,11 +1,13 @@
 /**
  * Sealing key material under the master key: AES-256-GCM, a fresh 12-byte IV per record, and AAD that
- * binds the record to its key name, version, type, purpose and (when set) its payment attributes, so that
+ * binds the record to its key name, version, type, purpose and (when set) its payment attributes (exportable,
+ * mode of use, key usage), so that
  * a sealed record copied into another key (or another version) fails authentication instead of silently
- * becoming that key, and an edit that makes a key exportable, or lifts its mode of use, does too.
+ * becoming that key, and an edit that makes a key exportable, lifts its mode of use or changes its key
+ * usage (an M1 MAC key into an M3 one) does too.
  */
 import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto';
-import type { KeyPurpose, KeyType, ModeOfUse } from '../../src/keys/types.js';
+import type { KeyPurpose, KeyType, KeyUsage, ModeOfUse } from '../../src/keys/types.js';
 
 const IV_LENGTH = 12;
 const TAG_LENGTH = 16;
@@ -23,17 +25,22 @@ export interface RecordBinding {
   readonly purpose: KeyPurpose;
   readonly exportable?: boolean;
   readonly modeOfUse?: ModeOfUse;
+  readonly keyUsage?: KeyUsage;
 }
 
 /**
  * JSON of a fixed-order array: unambiguous, since no field can smuggle a separator into another. A key
- * without payment attributes keeps the v1 form, so keystores written before they existed still open.
+ * without the newer attributes keeps the older form (v1: no payment attributes; v2: no key usage), so
+ * keystores written before they existed still open.
  */
 function recordAad(b: RecordBinding): Buffer {
+  const payment = [b.exportable === true, b.modeOfUse ?? null];
   const fields: unknown[] =
-    b.exportable === true || b.modeOfUse !== undefined
-      ? ['hsm-bridge software keystore record v2', b.name, b.version, b.type, b.purpose, b.exportable === true, b.modeOfUse ?? null]
-      : ['hsm-bridge software keystore record v1', b.name, b.version, b.type, b.purpose];
+    b.keyUsage !== undefined
+      ? ['hsm-bridge software keystore record v3', b.name, b.version, b.type, b.purpose, ...payment, b.keyUsage]
+      : b.exportable === true || b.modeOfUse !== undefined
+        ? ['hsm-bridge software keystore record v2', b.name, b.version, b.type, b.purpose, ...payment]
+        : ['hsm-bridge software keystore record v1', b.name, b.version, b.type, b.purpose];
   return Buffer.from(JSON.stringify(fields));
 }
 /** The master key check seals nothing under its own AAD: its tag alone tells whether the master key is the right one. */

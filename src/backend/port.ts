@@ -10,7 +10,7 @@
  */
 import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../algorithms/registry.js';
 import type { KeyName, KeyVersion } from '../keys/names.js';
-import type { KeyMetadata, KeyPurpose, KeyState, KeyType, ModeOfUse } from '../keys/types.js';
+import type { KeyMetadata, KeyPurpose, KeyState, KeyType, KeyUsage, ModeOfUse } from '../keys/types.js';
 
 /** A resolved key version, as the core hands it to an operation. */
 export interface KeyRef {
@@ -27,6 +27,11 @@ export interface NewKey {
   readonly exportable?: boolean;
   /** Set by a TR-31 import only; the backend stores it with the key and returns it in KeyMetadata. */
   readonly modeOfUse?: ModeOfUse;
+  /**
+   * The X9.143 key usage (payment keys only, checked by the core against type and purpose); absent means
+   * the purpose's general kind. The backend stores it with the key and returns it in KeyMetadata.
+   */
+  readonly keyUsage?: KeyUsage;
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { MacAlgorithm } from '../algorithms/registry.js';
 import { HsmBridgeError } from '../errors.js';
 import type { KeyName, KeyVersion } from './names.js';
 
@@ -89,6 +90,104 @@ export type KeyState = 'enabled' | 'disabled';
 export type ModeOfUse = 'B' | 'E' | 'D' | 'C' | 'G' | 'V' | 'X';
 export const modesOfUse: readonly ModeOfUse[] = ['B', 'E', 'D', 'C', 'G', 'V', 'X'];
 
+/**
+ * The X9.143 (TR-31) key usages hsm-bridge keys can carry: P0 PIN encryption, B0 DUKPT BDK, K0 key
+ * encryption key, K1 TR-31 key block protection key, M0 ISO 16609 MAC, M1 ISO 9797-1 MAC algorithm 1,
+ * M3 ISO 9797-1 MAC algorithm 3 (retail MAC), M6 CMAC. Part of the key, like its mode of use: a key
+ * imported as M3 stays M3, is exported as M3 and computes only the retail MAC.
+ */
+export type KeyUsage = 'P0' | 'B0' | 'K0' | 'K1' | 'M0' | 'M1' | 'M3' | 'M6';
+export const keyUsages: readonly KeyUsage[] = ['P0', 'B0', 'K0', 'K1', 'M0', 'M1', 'M3', 'M6'];
+
+/** The usages each payment purpose may carry, by key family. */
+const usagesByPurpose: Partial<Record<KeyPurpose, { readonly tdes: readonly KeyUsage[]; readonly aes: readonly KeyUsage[] }>> = {
+  pin: { tdes: ['P0'], aes: ['P0'] },
+  bdk: { tdes: ['B0'], aes: ['B0'] },
+  kbpk: { tdes: ['K0', 'K1'], aes: ['K0', 'K1'] },
+  mac: { tdes: ['M0', 'M1', 'M3', 'M6'], aes: ['M6'] },
+};
+
+/** The usages a key of this type and purpose may carry; empty for keys that carry none (non-payment keys). */
+export function keyUsagesFor(type: KeyType, purpose: KeyPurpose): readonly KeyUsage[] {
+  const family = keyTypes[type].family;
+  const byFamily = usagesByPurpose[purpose];
+  if (!byFamily || (family !== 'tdes' && family !== 'aes')) return [];
+  const usages = byFamily[family];
+  // The retail MAC is defined for double-length keys only (K1, K2).
+  return type === 'TDES_2KEY' ? usages : usages.filter((u) => u !== 'M3');
+}
+
+/**
+ * The usage a key without one stands for when it must be named (a TR-31 export): the purpose's general
+ * kind. K1 for a KBPK (what a TR-31 key block protection key is), M1 / M6 for TDES / AES MAC keys.
+ */
+export function defaultKeyUsage(type: KeyType, purpose: KeyPurpose): KeyUsage | undefined {
+  const family = keyTypes[type].family;
+  if (family !== 'tdes' && family !== 'aes') return undefined;
+  switch (purpose) {
+    case 'pin':
+      return 'P0';
+    case 'bdk':
+      return 'B0';
+    case 'kbpk':
+      return 'K1';
+    case 'mac':
+      return family === 'tdes' ? 'M1' : 'M6';
+    default:
+      return undefined;
+  }
+}
+
+/** The widest X9.143 mode of use of each payment purpose: what a key without a mode of use may do. */
+export const widestModeOfUse: Readonly<Partial<Record<KeyPurpose, ModeOfUse>>> = { pin: 'B', bdk: 'X', kbpk: 'B', mac: 'C' };
+
+/**
+ * What a payment key may do, as one comparable string: its usage and mode of use, an absent one standing
+ * for the purpose's general kind. A MAC key without a usage stays apart from M1: it may also do CMAC.
+ */
+export function paymentKindOf(key: Pick<KeyMetadata, 'type' | 'purpose' | 'keyUsage' | 'modeOfUse'>): string {
+  const usage = key.keyUsage ?? (key.purpose === 'mac' ? 'any MAC' : defaultKeyUsage(key.type, key.purpose));
+  return `${key.purpose}/${usage ?? ''}/${key.modeOfUse ?? widestModeOfUse[key.purpose] ?? ''}`;
+}
+
+/** A requested key usage, checked against the key's type and purpose; undefined when absent. */
+export function parseKeyUsage(value: unknown, type: KeyType, purpose: KeyPurpose): KeyUsage | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string' || !(keyUsages as readonly string[]).includes(value)) {
+    throw new HsmBridgeError('INVALID_ARGUMENT', `unknown key usage; expected one of ${keyUsages.join(', ')}`);
+  }
+  const allowed = keyUsagesFor(type, purpose);
+  if (!allowed.includes(value as KeyUsage)) {
+    throw new HsmBridgeError(
+      'INCOMPATIBLE_KEY',
+      allowed.length === 0 ? `a ${type} key of purpose ${purpose} carries no key usage` : `a ${type} key of purpose ${purpose} cannot have key usage ${value}; allowed: ${allowed.join(', ')}`,
+    );
+  }
+  return value as KeyUsage;
+}
+
+/**
+ * The MAC algorithms a MAC key's usage allows: M0 and M1 the full TDES CBC-MAC (ISO 9797-1 algorithm 1),
+ * M3 the retail MAC (algorithm 3), M6 CMAC. A MAC key without a usage may use every MAC of its family
+ * except the retail MAC: algorithm 3 chains single DES under K1, so only a key made for it (M3) may.
+ */
+export function macAlgorithmAllowed(usage: KeyUsage | undefined, algorithm: MacAlgorithm): boolean {
+  const retail = algorithm === 'ISO9797_ALG3' || algorithm === 'ISO9797_ALG3_PAD2';
+  switch (usage) {
+    case undefined:
+      return !retail;
+    case 'M0':
+    case 'M1':
+      return algorithm === 'ISO9797_ALG1' || algorithm === 'ISO9797_ALG1_PAD2';
+    case 'M3':
+      return retail;
+    case 'M6':
+      return algorithm === 'AES_CMAC' || algorithm === 'TDES_CMAC';
+    default:
+      return false;
+  }
+}
+
 export interface KeyVersionInfo {
   readonly version: KeyVersion;
   readonly createdAt: string;
@@ -114,6 +213,11 @@ export interface KeyMetadata {
    * Stored by the backend with the key; the core enforces it on every operation.
    */
   readonly modeOfUse?: ModeOfUse;
+  /**
+   * The X9.143 key usage of a payment key, from its creation or its TR-31 import; absent means the
+   * purpose's general kind (see defaultKeyUsage, macAlgorithmAllowed). Stored by the backend with the key.
+   */
+  readonly keyUsage?: KeyUsage;
   /** The version that signs, encrypts and MACs: the newest. Older versions still verify and decrypt. */
   readonly primaryVersion: KeyVersion;
   /** Every version that exists, oldest first. */

@@ -28,15 +28,20 @@ import { parseKeyName, parseKeyVersion, type KeyName, type KeyVersion } from '..
 import {
   isPaymentPurpose,
   keyTypes,
+  keyUsagesFor,
+  macAlgorithmAllowed,
   parseKeyPurpose,
+  paymentKindOf,
   parseKeyType,
+  parseKeyUsage,
   type KeyMetadata,
   type KeyPurpose,
   type KeyType,
+  type KeyUsage,
   type KeyVersionInfo,
   type ModeOfUse,
 } from '../keys/types.js';
-import { KeyCheckValues } from '../payment/kcv.js';
+import { KeyCheckValues, checkBlockFamily, checkBlockOfMaterial } from '../payment/kcv.js';
 import { paymentPrimitives } from '../payment/paymentBackend.js';
 import { setOddParity } from '../payment/crypto/parity.js';
 import { openEnvelope, sealEnvelope, splitRaw } from './ciphertext.js';
@@ -55,10 +60,13 @@ export interface KeyServiceOptions {
   readonly metadataCacheTtlMs: number;
 }
 
-/** exportable: the key may later leave the backend in a TR-31 key block (payment keys only). */
-export interface CreateKeyInput { name: unknown; type: unknown; purpose?: unknown; exportable?: unknown }
+/**
+ * exportable: the key may later leave the backend in a TR-31 key block (payment keys only). keyUsage: the
+ * X9.143 usage of a payment key (P0; B0; K0 or K1; M0, M1, M3 or M6), absent for the purpose's general kind.
+ */
+export interface CreateKeyInput { name: unknown; type: unknown; purpose?: unknown; exportable?: unknown; keyUsage?: unknown }
 /** A key made from clear material by the core's own schemes (TR-31 import): already parsed. */
-export interface ImportKeyInput { name: unknown; type: KeyType; purpose: KeyPurpose; exportable: boolean; modeOfUse?: ModeOfUse }
+export interface ImportKeyInput { name: unknown; type: KeyType; purpose: KeyPurpose; exportable: boolean; modeOfUse?: ModeOfUse; keyUsage?: KeyUsage }
 /** keyVersion: sign with this (existing) version rather than the primary, e.g. a JWS that named its kid first. */
 export interface SignRequest { name: unknown; algorithm?: unknown; message?: Buffer; digest?: Buffer; keyVersion?: unknown }
 export interface VerifyRequest extends SignRequest { signature: Buffer }
@@ -100,6 +108,8 @@ export class KeyService {
   private readonly cache: MetadataCache;
   private readonly caps: Capabilities;
   private readonly kcvs: KeyCheckValues;
+  /** Imports run one at a time, so two imports of one value as two kinds cannot both pass the duplicate check. */
+  private imports: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly backend: Backend,
@@ -141,7 +151,8 @@ export class KeyService {
       throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend cannot do key agreement with ${type} keys`);
     }
     const exportable = this.parseExportable(input.exportable, purpose);
-    const meta = await this.backend.createKey({ name, type, purpose, ...(exportable ? { exportable } : {}) });
+    const keyUsage = parseKeyUsage(input.keyUsage, type, purpose);
+    const meta = await this.backend.createKey({ name, type, purpose, ...(exportable ? { exportable } : {}), ...(keyUsage ? { keyUsage } : {}) });
     this.cache.put(meta);
     return meta;
   }
@@ -149,17 +160,28 @@ export class KeyService {
   /**
    * Creates version 1 of a key from clear material that the core's own schemes produced (a TR-31 import).
    * DES ignores parity bits, so TDES material gets odd parity first (the key, and its KCV, are unchanged).
+   * A value the backend already holds as another kind of key is refused (see assertNotHeldAsAnotherKind).
    * The caller zeroes the material.
    */
-  async importKey(input: ImportKeyInput, material: Buffer): Promise<KeyMetadata> {
+  importKey(input: ImportKeyInput, material: Buffer): Promise<KeyMetadata> {
+    const run = () => this.importOne(input, material);
+    const result = this.imports.then(run, run);
+    this.imports = result.catch(() => undefined);
+    return result;
+  }
+
+  private async importOne(input: ImportKeyInput, material: Buffer): Promise<KeyMetadata> {
     const name = parseKeyName(input.name);
-    const { type, purpose } = input;
+    const { type, purpose, keyUsage } = input;
     if (!this.caps.keyTypes.includes(type)) {
       throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend cannot hold ${type} keys`);
     }
     if (!this.caps.payment!.importKeys) throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend cannot import keys`);
     if (!keyTypes[type].purposes.includes(purpose as never)) throw new HsmBridgeError('INCOMPATIBLE_KEY', `a ${type} key cannot have purpose ${purpose}`);
     if (material.length * 8 !== keyTypes[type].bits) throw invalid(`a ${type} key is ${keyTypes[type].bits / 8} bytes`);
+    if (keyUsage !== undefined && !keyUsagesFor(type, purpose).includes(keyUsage)) {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `a ${type} key of purpose ${purpose} cannot have key usage ${keyUsage}`);
+    }
     if (input.exportable) this.parseExportable(true, purpose);
     if (keyTypes[type].family === 'tdes') {
       setOddParity(material);
@@ -168,12 +190,61 @@ export class KeyService {
         throw new HsmBridgeError('INCOMPATIBLE_KEY', 'a TDES key whose parts are equal is single DES and is refused');
       }
     }
-    const meta = await paymentPrimitives(this.backend).importKey(
-      { name, type, purpose, ...(input.exportable ? { exportable: true } : {}), ...(input.modeOfUse ? { modeOfUse: input.modeOfUse } : {}) },
-      material,
-    );
+    const kind = { purpose, ...(keyUsage ? { keyUsage } : {}), ...(input.modeOfUse ? { modeOfUse: input.modeOfUse } : {}) };
+    await this.assertNotHeldAsAnotherKind(type, kind, material);
+    const meta = await paymentPrimitives(this.backend).importKey({ name, type, ...kind, ...(input.exportable ? { exportable: true } : {}) }, material);
     this.cache.put(meta);
     return meta;
+  }
+
+  /**
+   * One key value must not be held as two kinds: the same bytes as a PIN key and as a MAC key make
+   * ISO9797_ALG1 over one block a TDES-ECB oracle under the PIN key; as a MAC key of usage M1 and one of
+   * M3, the retail MAC's single-DES chain exposes the other. The material's whole check block (TDES: ECB
+   * of zeros; AES: CMAC of zeros, computed here from the clear value the import has anyway) is compared
+   * with the check blocks of every version of the backend's payment keys of the same family (computed by
+   * the backend, cached like KCVs); a match with a key of another purpose, usage or mode of use is refused
+   * (paymentKindOf: an absent usage or mode is the purpose's general one, so a PIN key exported and
+   * imported back as P0, mode B, is the same kind).
+   * The whole block, never the 3-byte KCV, so that no two different keys match. A key that cannot be
+   * checked fails the import (fail closed), unless it was destroyed meanwhile. Within this process imports
+   * are serialized; replicas importing the same value at the same moment are not covered.
+   */
+  private async assertNotHeldAsAnotherKind(
+    type: KeyType,
+    kind: { purpose: KeyPurpose; keyUsage?: KeyUsage; modeOfUse?: ModeOfUse },
+    material: Buffer,
+  ): Promise<void> {
+    const family = checkBlockFamily({ type, purpose: kind.purpose });
+    if (!family) return;
+    const candidate = checkBlockOfMaterial(family, material);
+    try {
+      for (const meta of await this.backend.listKeys()) {
+        if (checkBlockFamily(meta) !== family) continue;
+        if (paymentKindOf(meta) === paymentKindOf({ type, ...kind })) continue;
+        for (const version of meta.versions) {
+          const ref = this.ref(meta, version.version);
+          let same: boolean;
+          try {
+            same = await this.run(ref, () => this.kcvs.sameBlock(meta, version, candidate));
+          } catch (e) {
+            if (e instanceof HsmBridgeError && (e.code === 'KEY_NOT_FOUND' || e.code === 'KEY_VERSION_NOT_FOUND')) continue;
+            throw e;
+          }
+          if (same) throw new HsmBridgeError('INCOMPATIBLE_KEY', `this key is already held as ${meta.purpose} key ${meta.name}`);
+        }
+      }
+    } finally {
+      candidate.fill(0);
+    }
+  }
+
+  /**
+   * Whether a payment key's check block starts with `prefix` (a KCV someone else computed, as a TR-31
+   * key block's KP block carries it), without the block leaving the core.
+   */
+  checkBlockStartsWith(key: PaymentKey, prefix: Buffer): Promise<boolean> {
+    return this.run(key.ref, () => this.kcvs.startsWith(key.meta, key.version, prefix));
   }
 
   /** The KCV of a payment key's version (its primary one by default); undefined for other keys. */
@@ -330,7 +401,7 @@ export class KeyService {
   async mac(req: MacRequest): Promise<MacResult> {
     const meta = await this.usableKey(req.name, 'mac');
     this.checkModeOfUse(meta, 'generate');
-    const algorithm = this.pickAlgorithm(meta, 'mac', req.algorithm, parseMacAlgorithm) as MacAlgorithm;
+    const algorithm = this.pickMacAlgorithm(meta, req.algorithm);
     this.checkSize('data', req.data);
     const key = this.ref(meta, meta.primaryVersion);
     const mac = await this.run(key, () => this.backend.mac(key, algorithm, req.data));
@@ -344,7 +415,7 @@ export class KeyService {
   async verifyMac(req: VerifyMacRequest): Promise<VerifyMacResult> {
     const meta = await this.usableKey(req.name, 'mac');
     this.checkModeOfUse(meta, 'verify');
-    const algorithm = this.pickAlgorithm(meta, 'mac', req.algorithm, parseMacAlgorithm) as MacAlgorithm;
+    const algorithm = this.pickMacAlgorithm(meta, req.algorithm);
     this.checkSize('data', req.data);
     const key = this.ref(meta, await this.version(meta, req.keyVersion));
     const full = macAlgorithms[algorithm].length;
@@ -355,6 +426,7 @@ export class KeyService {
     } else if (truncatable && req.mac.length >= MIN_TRUNCATED_MAC_BYTES && req.mac.length < full) {
       const computed = await this.run(key, () => this.backend.mac(key, algorithm, req.data));
       valid = timingSafeEqual(computed.subarray(0, req.mac.length), req.mac);
+      computed.fill(0);
     } else {
       valid = false; // a MAC of another length is simply not valid
     }
@@ -463,6 +535,22 @@ export class KeyService {
       throw new HsmBridgeError('INCOMPATIBLE_KEY', `${meta.type} keys have no ${purpose} algorithm yet`);
     }
     this.checkAlgorithmFits(meta, purpose, algorithm);
+    return algorithm;
+  }
+
+  /**
+   * A MAC algorithm the key's type and X9.143 usage allow (macAlgorithmAllowed): the requested one, or by
+   * default the first the usage allows (an M3 key's default is the retail MAC).
+   */
+  private pickMacAlgorithm(meta: KeyMetadata, requested: unknown): MacAlgorithm {
+    const allowed = (algorithmsFor(meta.type, 'mac') as MacAlgorithm[]).filter((a) => macAlgorithmAllowed(meta.keyUsage, a));
+    const algorithm = requested === undefined || requested === '' ? allowed[0] : parseMacAlgorithm(requested);
+    if (algorithm === undefined) throw new HsmBridgeError('INCOMPATIBLE_KEY', `${meta.type} keys have no mac algorithm yet`);
+    this.checkAlgorithmFits(meta, 'mac', algorithm);
+    if (!allowed.includes(algorithm)) {
+      const usage = meta.keyUsage === undefined ? 'no key usage (ISO9797_ALG3 needs a key of usage M3)' : `key usage ${meta.keyUsage}`;
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} has ${usage} and cannot use ${algorithm}; it can use ${allowed.join(', ') || 'none'}`);
+    }
     return algorithm;
   }
 

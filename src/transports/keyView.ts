@@ -27,6 +27,8 @@ export interface KeyView {
   exportable: boolean;
   /** The X9.143 mode of use, when the key has one (a TR-31 import sets it). */
   modeOfUse?: string;
+  /** The X9.143 key usage (P0, B0, K0, K1, M0, M1, M3, M6), when the key has one. */
+  keyUsage?: string;
   primaryVersion: number;
   versions: KeyVersionView[];
 }
@@ -57,6 +59,7 @@ export async function keyView(service: KeyService, meta: KeyMetadata): Promise<K
     createdAt: meta.createdAt,
     exportable: meta.exportable === true,
     ...(meta.modeOfUse === undefined ? {} : { modeOfUse: meta.modeOfUse }),
+    ...(meta.keyUsage === undefined ? {} : { keyUsage: meta.keyUsage }),
     primaryVersion: meta.primaryVersion,
     versions,
   };

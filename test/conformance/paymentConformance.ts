@@ -15,7 +15,7 @@ import { macAlgorithms, type MacAlgorithm } from '../../src/algorithms/registry.
 import type { Backend, KeyRef, NewKey, TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import { parseKeyName, type KeyVersion } from '../../src/keys/names.js';
-import { keyTypes, type KeyPurpose, type KeyType, type ModeOfUse } from '../../src/keys/types.js';
+import { keyTypes, type KeyPurpose, type KeyType, type KeyUsage, type ModeOfUse } from '../../src/keys/types.js';
 import { cmacWithKey } from '../../src/payment/crypto/cmac.js';
 import { paymentMac } from '../../src/payment/crypto/iso9797.js';
 import { setOddParity } from '../../src/payment/crypto/parity.js';
@@ -38,6 +38,15 @@ const known = {
 } as const satisfies Record<string, { type: KeyType; material: Buffer; kcv?: string }>;
 
 const paymentPurposes = ['pin', 'mac', 'bdk', 'kbpk'] as const satisfies readonly KeyPurpose[];
+/** The X9.143 usage of a MAC key that computes each payment MAC. */
+const usageFor: Record<string, KeyUsage> = {
+  ISO9797_ALG1: 'M1',
+  ISO9797_ALG1_PAD2: 'M1',
+  ISO9797_ALG3: 'M3',
+  ISO9797_ALG3_PAD2: 'M3',
+  TDES_CMAC: 'M6',
+  AES_CMAC: 'M6',
+};
 const paymentMacs = (Object.keys(macAlgorithms) as MacAlgorithm[]).filter((a) => a !== 'HMAC_SHA256');
 
 /** What the core does before importKey: DES ignores parity bits, and backends hold odd-parity keys. */
@@ -91,7 +100,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
     const primitives = () => paymentPrimitives(backend);
     const unsupported = { code: 'UNSUPPORTED_BY_BACKEND' };
 
-    const newKey = (type: KeyType, purpose: KeyPurpose, extra: { exportable?: boolean; modeOfUse?: ModeOfUse } = {}): NewKey => ({
+    const newKey = (type: KeyType, purpose: KeyPurpose, extra: { exportable?: boolean; modeOfUse?: ModeOfUse; keyUsage?: KeyUsage } = {}): NewKey => ({
       name: parseKeyName(fresh(`${type}-${purpose}`.toLowerCase())),
       type,
       purpose,
@@ -99,7 +108,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
     });
     const refTo = (name: string, type: KeyType, version = 1): KeyRef => ({ name: parseKeyName(name), version: version as KeyVersion, type });
     /** Imports a known key the way the core does; undefined when the backend cannot import (after checking that it says so). */
-    const importKnown = async (type: KeyType, purpose: KeyPurpose, material: Buffer, extra: { exportable?: boolean; modeOfUse?: ModeOfUse } = {}) => {
+    const importKnown = async (type: KeyType, purpose: KeyPurpose, material: Buffer, extra: { exportable?: boolean; modeOfUse?: ModeOfUse; keyUsage?: KeyUsage } = {}) => {
       const key = newKey(type, purpose, extra);
       if (!payment().importKeys || !caps().keyTypes.includes(type)) {
         await expect(primitives().importKey(key, asImported(type, material))).rejects.toMatchObject(unsupported);
@@ -341,7 +350,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         it(`${algorithm}: equals the MAC computed here with the known key; verifyMac accepts it and refuses changes`, async () => {
           for (const type of macKeyTypes[algorithm as keyof typeof macKeyTypes]) {
             const material = asImported(type, randomBytes(keyTypes[type].bits / 8));
-            const r = await importKnown(type, 'mac', material);
+            const r = await importKnown(type, 'mac', material, { keyUsage: usageFor[algorithm] });
             if (!r) return;
             if (!caps().mac.includes(algorithm)) {
               await expect(backend.mac(r.ref, algorithm, messages[1]!)).rejects.toMatchObject(unsupported);
@@ -364,6 +373,29 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
           }
         });
       }
+
+      it('keyUsage is stored with the key and returned, from createKey and importKey; older keys have none', async () => {
+        const created = await backend.createKey(newKey('TDES_2KEY', 'mac', { keyUsage: 'M3' }));
+        expect(created.keyUsage).toBe('M3');
+        expect((await backend.describeKey(created.name)).keyUsage).toBe('M3');
+        expect((await backend.listKeys()).find((k) => k.name === created.name)?.keyUsage).toBe('M3');
+        expect((await backend.rotateKey(created.name)).keyUsage).toBe('M3');
+        const plain = await backend.createKey(newKey('AES_128', 'kbpk'));
+        expect(plain.keyUsage).toBeUndefined();
+        const r = await importKnown('AES_256', 'kbpk', known.tr31KbpkD.material, { keyUsage: 'K0' });
+        if (r) expect((await backend.describeKey(r.meta.name)).keyUsage).toBe('K0');
+      });
+
+      it('the backend itself holds a MAC key to its usage: only an M3 key computes the retail MAC, and it computes no other', async () => {
+        if (!caps().mac.includes('ISO9797_ALG3') || !caps().mac.includes('ISO9797_ALG1')) return;
+        const data = Buffer.from('0200|4111111111111111');
+        const m3 = await backend.createKey(newKey('TDES_2KEY', 'mac', { keyUsage: 'M3' }));
+        const general = await backend.createKey(newKey('TDES_2KEY', 'mac'));
+        expect(await backend.mac(refTo(m3.name, 'TDES_2KEY'), 'ISO9797_ALG3', data)).toHaveLength(8);
+        await expect(backend.mac(refTo(m3.name, 'TDES_2KEY'), 'ISO9797_ALG1', data)).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        await expect(backend.mac(refTo(general.name, 'TDES_2KEY'), 'ISO9797_ALG3', data)).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        expect(await backend.mac(refTo(general.name, 'TDES_2KEY'), 'ISO9797_ALG1', data)).toHaveLength(8);
+      });
 
       it('AES_CMAC: the NIST SP 800-38B AES-128 examples', async () => {
         const r = await importKnown('AES_128', 'mac', hex('2b7e151628aed2a6abf7158809cf4f3c'));

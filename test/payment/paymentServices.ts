@@ -8,15 +8,18 @@
  * value is unknowable by design.
  */
 import { createCipheriv, createDecipheriv, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { compactDecrypt, importJWK } from 'jose';
+import { compactDecrypt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backend/port.js';
 import { JoseService } from '../../src/jose/joseService.js';
-import type { KeyPurpose, KeyType } from '../../src/keys/types.js';
+import type { KeyPurpose, KeyType, KeyUsage, ModeOfUse } from '../../src/keys/types.js';
 import { KeyService } from '../../src/operations/keyService.js';
 import { createPaymentServices, type PaymentServices } from '../../src/payment/index.js';
 import { decodePinBlock, encodePinBlock } from '../../src/payment/pin/pinBlock.js';
 import { format4PanField } from '../../src/payment/pin/pan.js';
+import { cmacWithKey } from '../../src/payment/crypto/cmac.js';
+import type { Tr31OptionalBlock } from '../../src/payment/tr31/header.js';
+import { deriveKeyBlockKeys, openKeyBlock, sealKeyBlock } from '../../src/payment/tr31/keyBlock.js';
 import { ParticipantRegistry } from '../../src/fspiop/participants.js';
 import { pino } from 'pino';
 import { CLEAR_PIN_BLOCK, KSN_PREFIX, initialSequence, rolloverSequence } from './dukpt/tdesVectors.js';
@@ -49,14 +52,19 @@ function format4DecryptPin(key: Buffer, block: Buffer, pan: string): string {
   expect(field[0]! >> 4).toBe(4);
   return field.subarray(1).toString('hex').slice(0, n);
 }
-/** AES KCV: CMAC of one zero block = E(K, 0 XOR K1), K1 = double(E(K, 0)) (SP 800-38B); first 3 bytes. */
-function aesKcv(key: Buffer): string {
-  const l = ecb('encrypt', key, Buffer.alloc(16), 'aes');
-  const k1 = Buffer.alloc(16);
-  for (let i = 0; i < 16; i++) k1[i] = ((l[i]! << 1) | (i < 15 ? l[i + 1]! >> 7 : 0)) & 0xff;
-  if (l[0]! & 0x80) k1[15] = k1[15]! ^ 0x87;
-  return ecb('encrypt', key, k1, 'aes').subarray(0, 3).toString('hex').toUpperCase();
+/** CMAC of one zero block = E(K, 0 XOR K1), K1 = double(E(K, 0)) (SP 800-38B; Rb 0x87 for AES, 0x1B for TDES). */
+function cmacOfZeros(key: Buffer, family: 'tdes' | 'aes'): Buffer {
+  const size = family === 'aes' ? 16 : 8;
+  const l = ecb('encrypt', key, Buffer.alloc(size), family);
+  const k1 = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) k1[i] = ((l[i]! << 1) | (i < size - 1 ? l[i + 1]! >> 7 : 0)) & 0xff;
+  if (l[0]! & 0x80) k1[size - 1] = k1[size - 1]! ^ (family === 'aes' ? 0x87 : 0x1b);
+  return ecb('encrypt', key, k1, family);
 }
+/** AES KCV: the first 3 bytes of the CMAC of one zero block. */
+const aesKcv = (key: Buffer): string => cmacOfZeros(key, 'aes').subarray(0, 3).toString('hex').toUpperCase();
+/** TDES KCV (legacy): the first 3 bytes of the ECB of one zero block. */
+const tdesKcv = (key: Buffer): string => ecb('encrypt', key, Buffer.alloc(8), 'tdes').subarray(0, 3).toString('hex').toUpperCase();
 
 function format4PinField(pin: string): Buffer {
   return Buffer.concat([hex(`4${pin.length.toString(16)}${pin}`.padEnd(16, 'A')), randomBytes(8)]);
@@ -71,6 +79,9 @@ const BDK_TDES = hex('0123456789ABCDEFFEDCBA9876543210');
 const BDK_AES = hex('FEDCBA9876543210F1F1F1F1F1F1F1F1');
 const KBPK_B = hex('DD7515F2BFC17F85CE48F3CA25CB21F6');
 const KBPK_D = hex('88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6');
+/** MAC keys of their own: one key value is never held as two kinds (a PIN key and a MAC key, M1 and M3). */
+const MAC_TDES_1 = hex('7A1C3E5B6D4F2A0E9B8C7D6E5F4A3B2C');
+const MAC_TDES_3 = hex('5D2E8F1A3B4C6D7E0F1E2D3C4B5A6978');
 
 /** Sets DES odd parity (what importKey stores); DES ignores these bits, so encryption is unchanged. */
 function withParity(key: Buffer): Buffer {
@@ -87,8 +98,23 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
     let participants: ParticipantRegistry;
     const run = Date.now().toString(36);
     const n = (stem: string) => `pay-${stem}-${run}`;
-    const plant = (stem: string, type: KeyType, purpose: KeyPurpose, material: Buffer, extra: { exportable?: boolean } = {}) =>
-      keys.importKey({ name: n(stem), type, purpose, exportable: extra.exportable ?? false }, Buffer.from(material));
+    const plant = (stem: string, type: KeyType, purpose: KeyPurpose, material: Buffer, extra: { exportable?: boolean; keyUsage?: KeyUsage } = {}) =>
+      keys.importKey({ name: n(stem), type, purpose, exportable: extra.exportable ?? false, ...(extra.keyUsage ? { keyUsage: extra.keyUsage } : {}) }, Buffer.from(material));
+    /** A TR-31 block of a known key under a known KBPK (this project's sealing; the published vectors check it). */
+    const seal = async (
+      kbpk: Buffer,
+      fields: { keyUsage: string; algorithm: 'T' | 'A'; modeOfUse: ModeOfUse; exportability?: 'E' | 'N' | 'S'; optionalBlocks?: Tr31OptionalBlock[] },
+      key: Buffer,
+    ) => {
+      const version = kbpk.length === 16 ? 'B' : 'D';
+      const blockKeys = await deriveKeyBlockKeys(version, kbpk.length, async (input) => cmacWithKey(version === 'B' ? 'tdes' : 'aes', kbpk, input));
+      const header = { version, keyVersionNumber: '00', exportability: 'N', optionalBlocks: [], ...fields } as const;
+      return sealKeyBlock(header, key, blockKeys);
+    };
+    const openUnder = async (kbpk: Buffer, block: string) => {
+      const version = block[0] as 'B' | 'D';
+      return openKeyBlock(block, await deriveKeyBlockKeys(version, kbpk.length, async (input) => cmacWithKey(version === 'B' ? 'tdes' : 'aes', kbpk, input)));
+    };
 
     beforeAll(async () => {
       target = await makeTarget();
@@ -96,7 +122,7 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
       keys = new KeyService(backend, { limits, metadataCacheTtlMs: 1000 });
       jose = new JoseService(keys);
       participants = await ParticipantRegistry.open({ logger: pino({ level: 'silent' }), participants: [], rescanIntervalMs: 0 });
-      payment = createPaymentServices(keys, jose, participants);
+      payment = createPaymentServices(keys, jose, { participants, otpIncomingKeys: [n('zpk-t'), n('bdk-t')] });
       await plant('zpk-t', 'TDES_2KEY', 'pin', ZPK_TDES);
       await plant('zpk-t2', 'TDES_2KEY', 'pin', ZPK_TDES_2);
       await plant('zpk-a', 'AES_128', 'pin', ZPK_AES);
@@ -105,7 +131,8 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
       await plant('bdk-a', 'AES_128', 'bdk', BDK_AES);
       await plant('kbpk-b', 'TDES_2KEY', 'kbpk', KBPK_B);
       await plant('kbpk-d', 'AES_256', 'kbpk', KBPK_D);
-      await plant('mac-t', 'TDES_2KEY', 'mac', ZPK_TDES);
+      await plant('mac-t1', 'TDES_2KEY', 'mac', MAC_TDES_1, { keyUsage: 'M1' });
+      await plant('mac-t3', 'TDES_2KEY', 'mac', MAC_TDES_3, { keyUsage: 'M3' });
     }, 60_000);
     afterAll(async () => {
       await participants?.close();
@@ -186,7 +213,7 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
         for (const to of formats) {
           const allowed = !(from !== 'ISO_FORMAT_1' && to === 'ISO_FORMAT_1');
           it(`${from} -> ${to}: ${allowed ? 'translated, checked with node:crypto' : 'refused (a PAN-bound PIN never loses its PAN)'}`, async () => {
-            for (const [pin, pan] of [['1234', '5555555551234567'], ['987654321098', '401234567890']] as const) {
+            for (const [pin, pan] of [['1234', '5555555551234567'], ['987654321098', '401234567890'], ['5678', '12345678']] as const) {
               const pinBlock = encipher(from, pin, pan);
               const request = {
                 incoming: { keyName: keyFor(from).name, format: from, ...(from === 'ISO_FORMAT_1' ? {} : { pan }) },
@@ -217,7 +244,7 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
           ['bad PAN', { ...base, incoming: { ...base.incoming, pan: '12345' } }, 'INVALID_ARGUMENT'],
           ['short block', { ...base, pinBlock: block.subarray(0, 7) }, 'INVALID_ARGUMENT'],
           ['format 4 with a TDES key', { ...base, outgoing: { keyName: n('zpk-t2'), format: 'ISO_FORMAT_4' } }, 'INCOMPATIBLE_KEY'],
-          ['a MAC key as PIN key', { ...base, outgoing: { ...base.outgoing, keyName: n('mac-t') } }, 'INCOMPATIBLE_KEY'],
+          ['a MAC key as PIN key', { ...base, outgoing: { ...base.outgoing, keyName: n('mac-t1') } }, 'INCOMPATIBLE_KEY'],
           ['a BDK without dukpt', { ...base, incoming: { ...base.incoming, keyName: n('bdk-t') } }, 'INCOMPATIBLE_KEY'],
           ['a PIN key with dukpt', { ...base, incoming: { ...base.incoming, dukpt: { ksn: hex('FFFF9876543210E00001') } } }, 'INCOMPATIBLE_KEY'],
           ['unknown key', { ...base, outgoing: { ...base.outgoing, keyName: n('nope') } }, 'KEY_NOT_FOUND'],
@@ -258,17 +285,24 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
         expect(r.incoming.keyCheckValue).toBe('08D7B4');
       });
 
-      it('to a public JWK with ECDH-ES, and refuses bad references', async () => {
-        const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      it('to a backend EC key with ECDH-ES; refuses bad references, a caller-supplied JWK, and a key not configured for OTPs', async () => {
+        const agree = n('otp-ec');
+        await keys.createKey({ name: agree, type: 'EC_P256', purpose: 'agree' });
         const pan = '5555555551234567';
         const pinBlock = ecb('encrypt', ZPK_TDES, encodePinBlock(Buffer.from('567890'), { format: 3, pan }), 'tdes');
         const incoming = { keyName: n('zpk-t'), format: 'ISO_FORMAT_3', pan };
-        const r = await payment.otp.toJwe({ incoming, pinBlock, recipient: { jwk: publicKey.export({ format: 'jwk' }) } });
-        const { plaintext } = await compactDecrypt(r.jwe, await importJWK(privateKey.export({ format: 'jwk' }) as never, 'ECDH-ES'));
-        expect(JSON.parse(Buffer.from(plaintext).toString())).toEqual({ otp: '567890' });
+        const r = await payment.otp.toJwe({ incoming, pinBlock, recipient: { key: agree } });
+        const opened = await jose.decryptJwe({ jwe: r.jwe });
+        expect(opened.alg).toBe('ECDH-ES');
+        expect(JSON.parse(opened.plaintext.toString())).toEqual({ otp: '567890' });
         for (const references of [{ otp: 'x' }, { 'bad name': 'x' }, { a: 1 }, []]) {
-          await expect(payment.otp.toJwe({ incoming, pinBlock, recipient: { jwk: publicKey.export({ format: 'jwk' }) }, references })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+          await expect(payment.otp.toJwe({ incoming, pinBlock, recipient: { key: agree }, references })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
         }
+        const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        const jwk = { jwk: publicKey.export({ format: 'jwk' }) } as never;
+        await expect(payment.otp.toJwe({ incoming, pinBlock, recipient: jwk })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+        const other = ecb('encrypt', ZPK_TDES_2, encodePinBlock(Buffer.from('567890'), { format: 3, pan }), 'tdes');
+        await expect(payment.otp.toJwe({ incoming: { ...incoming, keyName: n('zpk-t2') }, pinBlock: other, recipient: { key: agree } })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
       });
     });
 
@@ -346,34 +380,222 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
           const out = Buffer.concat([c.update(d), c.final()]);
           return out.subarray(-8);
         };
-        const k1 = ZPK_TDES.subarray(0, 8);
-        const k2 = ZPK_TDES.subarray(8, 16);
+        const k1 = MAC_TDES_3.subarray(0, 8);
+        const k2 = MAC_TDES_3.subarray(8, 16);
         const retail = (d: Buffer) => {
           const h = cbcMac(k1, d);
           return ecb('encrypt', Buffer.concat([k1, k1, k1]), ecb('decrypt', Buffer.concat([k2, k2, k2]), h, 'tdes'), 'tdes');
         };
-        const expected = {
-          ISO9797_ALG1: cbcMac(ZPK_TDES, pad(data, 1)),
-          ISO9797_ALG1_PAD2: cbcMac(ZPK_TDES, pad(data, 2)),
-          ISO9797_ALG3: retail(pad(data, 1)),
-          ISO9797_ALG3_PAD2: retail(pad(data, 2)),
-        };
-        for (const [algorithm, mac] of Object.entries(expected)) {
+        // Algorithm 1 with the M1 key, algorithm 3 (the retail MAC) with the M3 key: each key only its own.
+        const expected: Array<[string, string, Buffer]> = [
+          ['mac-t1', 'ISO9797_ALG1', cbcMac(MAC_TDES_1, pad(data, 1))],
+          ['mac-t1', 'ISO9797_ALG1_PAD2', cbcMac(MAC_TDES_1, pad(data, 2))],
+          ['mac-t3', 'ISO9797_ALG3', retail(pad(data, 1))],
+          ['mac-t3', 'ISO9797_ALG3_PAD2', retail(pad(data, 2))],
+        ];
+        for (const [stem, algorithm, mac] of expected) {
+          const name = n(stem);
           if (!backend.capabilities().mac.includes(algorithm as never)) {
-            await expect(keys.mac({ name: n('mac-t'), algorithm, data })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+            await expect(keys.mac({ name, algorithm, data })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
             continue;
           }
-          const r = await keys.mac({ name: n('mac-t'), algorithm, data });
+          const r = await keys.mac({ name, algorithm, data });
           expect(r.mac.toString('hex'), algorithm).toBe(mac.toString('hex'));
-          expect(r.keyCheckValue).toBeDefined();
-          expect((await keys.verifyMac({ name: n('mac-t'), algorithm, data, mac })).valid).toBe(true);
-          expect((await keys.verifyMac({ name: n('mac-t'), algorithm, data, mac: mac.subarray(0, 4) })).valid).toBe(true);
-          expect((await keys.verifyMac({ name: n('mac-t'), algorithm, data, mac: mac.subarray(0, 3) })).valid).toBe(false);
+          expect(r.keyCheckValue).toBe(tdesKcv(stem === 'mac-t1' ? MAC_TDES_1 : MAC_TDES_3));
+          expect((await keys.verifyMac({ name, algorithm, data, mac })).valid).toBe(true);
+          expect((await keys.verifyMac({ name, algorithm, data, mac: mac.subarray(0, 4) })).valid).toBe(true);
+          expect((await keys.verifyMac({ name, algorithm, data, mac: mac.subarray(0, 3) })).valid).toBe(false);
           const wrong = Buffer.from(mac);
           wrong[0] = wrong[0]! ^ 1;
-          expect((await keys.verifyMac({ name: n('mac-t'), algorithm, data, mac: wrong })).valid).toBe(false);
+          expect((await keys.verifyMac({ name, algorithm, data, mac: wrong })).valid).toBe(false);
         }
+        // The default algorithm is the usage's own.
+        expect((await keys.mac({ name: n('mac-t3'), data })).algorithm).toBe('ISO9797_ALG3');
+        expect((await keys.mac({ name: n('mac-t1'), data })).algorithm).toBe('ISO9797_ALG1');
         await expect(keys.mac({ name: n('zpk-t'), algorithm: 'ISO9797_ALG1', data })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+      });
+    });
+
+    describe('key usage (X9.143) is part of the key', () => {
+      const data = Buffer.from('0102030405060708090A0B0C0D0E0F1011', 'hex');
+
+      it('an imported M3 key (retail MAC, verify only) refuses ISO9797_ALG1, verifies the retail MAC, and is exported as M3', async () => {
+        const material = hex('1F2E3D4C5B6A79880F1E2D3C4B5A6987');
+        const block = await seal(KBPK_B, { keyUsage: 'M3', algorithm: 'T', modeOfUse: 'V', exportability: 'E' }, material);
+        const r = await payment.keyExchange.importTr31({ name: n('m3-in'), keyBlock: block, kbpk: { keyName: n('kbpk-b') } });
+        expect(r.key).toMatchObject({ type: 'TDES_2KEY', purpose: 'mac', keyUsage: 'M3', modeOfUse: 'V', exportable: true });
+        expect((await keys.getKey(n('m3-in'))).keyUsage).toBe('M3');
+        const alg1 = await keys.verifyMac({ name: n('m3-in'), algorithm: 'ISO9797_ALG1', data, mac: Buffer.alloc(8) }).then(() => undefined, (e: unknown) => e as { code: string; message: string });
+        expect(alg1).toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        expect(alg1!.message).toMatch(/M3/);
+        if (backend.capabilities().mac.includes('ISO9797_ALG3')) {
+          // Independent retail MAC: single-DES CBC under K1, then decrypt K2, encrypt K1 (node:crypto des-ede with equal halves).
+          const k1 = material.subarray(0, 8);
+          const k2 = material.subarray(8);
+          const padded = Buffer.concat([data, Buffer.alloc(8 - (data.length % 8))]);
+          let h: Buffer = Buffer.alloc(8);
+          for (let i = 0; i < padded.length; i += 8) h = ecb('encrypt', Buffer.concat([k1, k1]), xor(h, padded.subarray(i, i + 8)), 'tdes');
+          const mac = ecb('encrypt', Buffer.concat([k1, k1]), ecb('decrypt', Buffer.concat([k2, k2]), h, 'tdes'), 'tdes');
+          expect((await keys.verifyMac({ name: n('m3-in'), algorithm: 'ISO9797_ALG3', data, mac })).valid).toBe(true);
+          // Mode V: it never generates.
+          await expect(keys.mac({ name: n('m3-in'), algorithm: 'ISO9797_ALG3', data })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        }
+        const out = await payment.keyExchange.exportTr31({ name: n('m3-in'), kbpk: { keyName: n('kbpk-b') } });
+        expect(out.keyBlock.slice(5, 9)).toBe('M3TV');
+        const opened = await openUnder(KBPK_B, out.keyBlock);
+        expect(opened.key.equals(withParity(material))).toBe(true);
+      });
+
+      it('a K1 KBPK stays K1 and a K0 one stays K0 (and still protects TR-31 blocks), through import and export', async () => {
+        for (const [usage, material] of [['K1', hex('2C3D4E5F60718293A4B5C6D7E8F90A1B')], ['K0', hex('3D4E5F60718293A4B5C6D7E8F90A1B2C')]] as const) {
+          const name = n(`kbpk-in-${usage}`);
+          const block = await seal(KBPK_B, { keyUsage: usage, algorithm: 'T', modeOfUse: 'B', exportability: 'E' }, material);
+          const r = await payment.keyExchange.importTr31({ name, keyBlock: block, kbpk: { keyName: n('kbpk-b') } });
+          expect(r.key).toMatchObject({ purpose: 'kbpk', keyUsage: usage });
+          const out = await payment.keyExchange.exportTr31({ name, kbpk: { keyName: n('kbpk-b') } });
+          expect(out.keyBlock.slice(5, 7), usage).toBe(usage);
+          // It protects a block in turn: a PIN key sealed under it imports with the right KCV.
+          const pinKey = hex(usage === 'K1' ? '4E5F60718293A4B5C6D7E8F90A1B2C3D' : '5F60718293A4B5C6D7E8F90A1B2C3D4E');
+          const inner = await seal(withParity(material), { keyUsage: 'P0', algorithm: 'T', modeOfUse: 'B' }, pinKey);
+          const imported = await payment.keyExchange.importTr31({ name: n(`pin-under-${usage}`), keyBlock: inner, kbpk: { keyName: name } });
+          expect(imported.keyCheckValue).toBe(tdesKcv(pinKey));
+        }
+      });
+
+      it('a created key without a usage exports as its purpose general kind: P0, B0, K1, M1 (TDES) and M6 (AES)', async () => {
+        const cases: Array<[KeyType, KeyPurpose, string]> = [
+          ['TDES_2KEY', 'pin', 'P0'],
+          ['TDES_2KEY', 'bdk', 'B0'],
+          ['TDES_2KEY', 'kbpk', 'K1'],
+          ['TDES_2KEY', 'mac', 'M1'],
+          ['AES_128', 'mac', 'M6'],
+        ];
+        for (const [type, purpose, usage] of cases) {
+          const name = n(`default-${type}-${purpose}`);
+          const created = await keys.createKey({ name, type, purpose, exportable: true });
+          expect(created.keyUsage).toBeUndefined();
+          const out = await payment.keyExchange.exportTr31({ name, kbpk: { keyName: n('kbpk-d') } });
+          expect(out.keyBlock.slice(5, 7), `${type} ${purpose}`).toBe(usage);
+        }
+      });
+
+      it('createKey takes a usage that fits the purpose and type, and each MAC usage computes only its algorithms', async () => {
+        const m3 = await keys.createKey({ name: n('new-m3'), type: 'TDES_2KEY', purpose: 'mac', keyUsage: 'M3' });
+        expect(m3.keyUsage).toBe('M3');
+        expect((await keys.getKey(n('new-m3'))).keyUsage).toBe('M3');
+        if (backend.capabilities().mac.includes('ISO9797_ALG3')) {
+          const r = await keys.mac({ name: n('new-m3'), data });
+          expect(r.algorithm).toBe('ISO9797_ALG3');
+          expect((await keys.verifyMac({ name: n('new-m3'), algorithm: 'ISO9797_ALG3', data, mac: r.mac })).valid).toBe(true);
+        }
+        for (const algorithm of ['ISO9797_ALG1', 'ISO9797_ALG1_PAD2', 'TDES_CMAC']) {
+          await expect(keys.mac({ name: n('new-m3'), algorithm, data }), algorithm).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        }
+        // No usage: every MAC of the family but the retail MAC.
+        const general = n('new-mac');
+        await keys.createKey({ name: general, type: 'TDES_2KEY', purpose: 'mac' });
+        for (const algorithm of ['ISO9797_ALG3', 'ISO9797_ALG3_PAD2']) {
+          const e = await keys.mac({ name: general, algorithm, data }).then(() => undefined, (x: unknown) => x as { code: string; message: string });
+          expect(e, algorithm).toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          expect(e!.message).toMatch(/M3/);
+        }
+        expect((await keys.mac({ name: general, algorithm: 'ISO9797_ALG1', data })).mac).toHaveLength(8);
+        // M6 with TDES: CMAC only.
+        await keys.createKey({ name: n('new-m6'), type: 'TDES_3KEY', purpose: 'mac', keyUsage: 'M6' });
+        expect((await keys.mac({ name: n('new-m6'), data })).algorithm).toBe('TDES_CMAC');
+        await expect(keys.mac({ name: n('new-m6'), algorithm: 'ISO9797_ALG1', data })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        // Usages that do not fit, and values that are not usages.
+        const refused: Array<[object, string]> = [
+          [{ type: 'TDES_3KEY', purpose: 'mac', keyUsage: 'M3' }, 'INCOMPATIBLE_KEY'],
+          [{ type: 'AES_128', purpose: 'mac', keyUsage: 'M1' }, 'INCOMPATIBLE_KEY'],
+          [{ type: 'TDES_2KEY', purpose: 'mac', keyUsage: 'P0' }, 'INCOMPATIBLE_KEY'],
+          [{ type: 'TDES_2KEY', purpose: 'pin', keyUsage: 'K0' }, 'INCOMPATIBLE_KEY'],
+          [{ type: 'AES_128', purpose: 'encrypt', keyUsage: 'P0' }, 'INCOMPATIBLE_KEY'],
+          [{ type: 'TDES_2KEY', purpose: 'kbpk', keyUsage: 'K9' }, 'INVALID_ARGUMENT'],
+          [{ type: 'TDES_2KEY', purpose: 'kbpk', keyUsage: 1 }, 'INVALID_ARGUMENT'],
+        ];
+        for (const [input, code] of refused) {
+          await expect(keys.createKey({ name: n('bad-usage'), ...input } as never), JSON.stringify(input)).rejects.toMatchObject({ code });
+        }
+        await expect(keys.getKey(n('bad-usage'))).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
+        expect((await keys.createKey({ name: n('new-k0'), type: 'AES_256', purpose: 'kbpk', keyUsage: 'K0' })).keyUsage).toBe('K0');
+      });
+    });
+
+    describe('one key value is one kind of key', () => {
+      it('refuses to import a value held as another purpose, usage or mode of use, naming the key; allows another copy of the same kind', async () => {
+        const refusedAs = async (stem: string, type: KeyType, purpose: KeyPurpose, material: Buffer, keyUsage?: KeyUsage) => {
+          const e = await plant(stem, type, purpose, material, keyUsage ? { keyUsage } : {}).then(() => undefined, (x: unknown) => x as { code: string; message: string });
+          expect(e, stem).toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          await expect(keys.getKey(n(stem))).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
+          return e!.message;
+        };
+        // The PIN key's value as a MAC key: ISO9797_ALG1 over one block would be TDES-ECB under the PIN key.
+        expect(await refusedAs('dup-mac', 'TDES_2KEY', 'mac', ZPK_TDES, 'M1')).toBe(`this key is already held as pin key ${n('zpk-t')}`);
+        // The same value as a 3-key TDES key (K1 K2 K1 is the same key), as a BDK, as a KBPK.
+        await refusedAs('dup-3key', 'TDES_3KEY', 'mac', Buffer.concat([ZPK_TDES, ZPK_TDES.subarray(0, 8)]));
+        await refusedAs('dup-bdk', 'TDES_2KEY', 'bdk', ZPK_TDES);
+        await refusedAs('dup-kbpk-a', 'AES_256', 'pin', KBPK_D);
+        // An M1 MAC key's value as M3 (the retail MAC's single-DES chain), or as a MAC key of no usage.
+        expect(await refusedAs('dup-m3', 'TDES_2KEY', 'mac', MAC_TDES_1, 'M3')).toMatch(new RegExp(`mac key ${n('mac-t1')}$`));
+        await refusedAs('dup-m-any', 'TDES_2KEY', 'mac', MAC_TDES_1);
+        // The same kind again is no new power: allowed, with the same KCV.
+        const copy = await plant('zpk-t-copy', 'TDES_2KEY', 'pin', ZPK_TDES);
+        expect(await keys.keyCheckValue(copy)).toBe(tdesKcv(ZPK_TDES));
+        // A TR-31 block of that value with another usage is refused too, whatever its KCV method.
+        const block = await seal(KBPK_B, { keyUsage: 'M6', algorithm: 'T', modeOfUse: 'C' }, ZPK_TDES);
+        await expect(payment.keyExchange.importTr31({ name: n('dup-tr31'), keyBlock: block, kbpk: { keyName: n('kbpk-b') } })).rejects.toMatchObject({
+          code: 'INCOMPATIBLE_KEY',
+          message: expect.stringMatching(/already held as pin key/),
+        });
+        // A key of another value is never taken for it (whole check blocks, not 3-byte KCVs).
+        expect((await plant('fresh-mac', 'TDES_2KEY', 'mac', hex('0E1F2A3B4C5D6E7F8091A2B3C4D5E6F7'), { keyUsage: 'M1' })).keyUsage).toBe('M1');
+      });
+    });
+
+    describe('TR-31 check value blocks (KC, KP)', () => {
+      const material = hex('6B7C8D9EAFB0C1D2E3F405162738495A');
+      const kcvHex = (b: Buffer, bytes: number) => b.subarray(0, bytes).toString('hex').toUpperCase();
+      let count = 0;
+      const importWith = (optionalBlocks: Tr31OptionalBlock[], kbpk: 'b' | 'd' = 'b', key = material) =>
+        seal(kbpk === 'b' ? KBPK_B : KBPK_D, { keyUsage: 'P0', algorithm: 'T', modeOfUse: 'B', optionalBlocks }, key).then((keyBlock) =>
+          payment.keyExchange.importTr31({ name: n(`kc-${++count}`), keyBlock, kbpk: { keyName: n(`kbpk-${kbpk}`) } }),
+        );
+
+      it('accepts KC and KP that match, by either method, under both block versions', async () => {
+        const legacy = ecb('encrypt', material, Buffer.alloc(8), 'tdes');
+        const kbpkLegacy = ecb('encrypt', KBPK_B, Buffer.alloc(8), 'tdes');
+        const kbpkCmac = cmacOfZeros(KBPK_B, 'tdes');
+        const r = await importWith([{ id: 'KC', data: `00${kcvHex(legacy, 3)}` }, { id: 'KP', data: `00${kcvHex(kbpkLegacy, 3)}` }]);
+        expect(r.keyCheckValue).toBe(kcvHex(legacy, 3));
+        // Each version of the key block protects another key value: the same value twice would be one key.
+        const second = hex('7C8D9EAFB0C1D2E3F405162738495A6B');
+        await importWith([{ id: 'KC', data: `01${kcvHex(cmacOfZeros(second, 'tdes'), 5)}` }, { id: 'KP', data: `01${kcvHex(kbpkCmac, 5)}` }], 'b', second);
+        const third = hex('8D9EAFB0C1D2E3F405162738495A6B7C');
+        await importWith([{ id: 'KC', data: `01${kcvHex(cmacOfZeros(third, 'tdes'), 8)}` }, { id: 'KP', data: `01${kcvHex(cmacOfZeros(KBPK_D, 'aes'), 5)}` }], 'd', third);
+      });
+
+      it('refuses a KC or KP that does not match, or is malformed, with INVALID_ARGUMENT, and imports nothing', async () => {
+        const other = hex('9EAFB0C1D2E3F405162738495A6B7C8D');
+        const otherKcv = kcvHex(ecb('encrypt', other, Buffer.alloc(8), 'tdes'), 3);
+        const cases: Array<[Tr31OptionalBlock[], 'b' | 'd', RegExp]> = [
+          [[{ id: 'KC', data: `00${otherKcv}` }], 'b', /KC does not match the key/],
+          [[{ id: 'KC', data: `01${kcvHex(cmacOfZeros(other, 'tdes'), 5)}` }], 'b', /KC does not match/],
+          [[{ id: 'KP', data: `00${otherKcv}` }], 'b', /KP does not match the KBPK/],
+          [[{ id: 'KP', data: `01${kcvHex(cmacOfZeros(KBPK_B, 'tdes'), 5)}` }], 'd', /KP does not match/],
+          [[{ id: 'KP', data: `00${kcvHex(ecb('encrypt', KBPK_D, Buffer.alloc(16), 'aes'), 3)}` }], 'd', /legacy check value/],
+          [[{ id: 'KC', data: '02A1B2C3' }], 'b', /KCV method/],
+          [[{ id: 'KC', data: '00a1b2c3' }], 'b', /KCV method/],
+          [[{ id: 'KC', data: '00A1B' }], 'b', /KCV method/],
+          [[{ id: 'KC', data: '00A1' }], 'b', /2 to 8 bytes/],
+          [[{ id: 'KC', data: `00${otherKcv}` }, { id: 'KC', data: `00${otherKcv}` }], 'b', /more than once/],
+        ];
+        for (const [blocks, kbpk, message] of cases) {
+          const before = count;
+          const e = await importWith(blocks, kbpk).then(() => undefined, (x: unknown) => x as { code: string; message: string });
+          expect(e, JSON.stringify(blocks)).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
+          await expect(keys.getKey(n(`kc-${before + 1}`))).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
+        }
       });
     });
   });

@@ -5,7 +5,7 @@
  * AES ECB, ISO 9564 PIN blocks, KCVs), never with the service's own code.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import type { KeyType, KeyPurpose, ModeOfUse } from '../../src/keys/types.js';
+import type { KeyType, KeyPurpose, KeyUsage, ModeOfUse } from '../../src/keys/types.js';
 import type { KeyService } from '../../src/operations/keyService.js';
 import { cmacWithKey } from '../../src/payment/crypto/cmac.js';
 import { deriveKeyBlockKeys, openKeyBlock, sealKeyBlock } from '../../src/payment/tr31/keyBlock.js';
@@ -153,28 +153,38 @@ export interface PlantedKeys {
   bdkAes: string;
   kbpkB: string;
   kbpkD: string;
-  /** TDES_2KEY MAC key (the same material as zpkTdes: the retail MAC check uses it). */
+  /** TDES_2KEY MAC key of usage M3 (the retail MAC), of its own value (macTdesMaterial). */
   macTdes: string;
 }
 
+/** The TDES zone PIN keys' values (the published 08D7B4 key is the X9.24 BDK, so it cannot be a PIN key too). */
+export const zpkTdesMaterial = '3B5E6A1F0D2C4B7A8C9D0E1F2A3B4C5D';
 export const zpkTdes2Material = '89ABCDEF0123456776543210FEDCBA98';
+/** The MAC key's value: never a PIN key's (one value held as a PIN key and a MAC key would make the MAC a TDES-ECB oracle under the PIN key). */
+export const macTdesMaterial = '5D2E8F1A3B4C6D7E0F1E2D3C4B5A6978';
 
 /** Imports the known keys under fresh names; everything else the tests do goes over the wire. */
 export async function plantKeys(service: KeyService): Promise<PlantedKeys> {
-  const plant = async (stem: string, type: KeyType, purpose: KeyPurpose, material: string, extra: { exportable?: boolean; modeOfUse?: ModeOfUse } = {}) => {
+  const plant = async (
+    stem: string,
+    type: KeyType,
+    purpose: KeyPurpose,
+    material: string,
+    extra: { exportable?: boolean; modeOfUse?: ModeOfUse; keyUsage?: KeyUsage } = {},
+  ) => {
     const name = freshName(stem);
-    await service.importKey({ name, type, purpose, exportable: extra.exportable ?? false, ...(extra.modeOfUse ? { modeOfUse: extra.modeOfUse } : {}) }, hex(material));
+    await service.importKey({ name, type, purpose, exportable: extra.exportable ?? false, ...extra }, hex(material));
     return name;
   };
   return {
-    zpkTdes: await plant('zpk-t', 'TDES_2KEY', 'pin', vectors.tdesKcv.key),
+    zpkTdes: await plant('zpk-t', 'TDES_2KEY', 'pin', zpkTdesMaterial),
     zpkAes: await plant('zpk-a', 'AES_128', 'pin', vectors.format4.key),
     zpkTdes2: await plant('zpk-t2', 'TDES_2KEY', 'pin', zpkTdes2Material),
     bdkTdes: await plant('bdk-t', 'TDES_2KEY', 'bdk', vectors.tdesDukpt.bdk),
     bdkAes: await plant('bdk-a', 'AES_128', 'bdk', vectors.aesDukpt.bdk),
     kbpkB: await plant('kbpk-b', 'TDES_2KEY', 'kbpk', vectors.tr31.kbpkB),
     kbpkD: await plant('kbpk-d', 'AES_256', 'kbpk', vectors.tr31.kbpkD),
-    macTdes: await plant('mac-t', 'TDES_2KEY', 'mac', vectors.tdesKcv.key),
+    macTdes: await plant('mac-t', 'TDES_2KEY', 'mac', macTdesMaterial, { keyUsage: 'M3' }),
   };
 }
 

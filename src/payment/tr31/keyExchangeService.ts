@@ -7,8 +7,16 @@
  * this process while the block is opened or sealed (a generic HSM has no TR-31 mechanism), and are
  * zeroed before the call returns.
  *
- * The header decides what an imported key may do (key usage -> purpose, algorithm -> key type, mode of
- * use -> the uses the core allows, exportability -> whether it may be exported again), see usage.ts.
+ * The header decides what an imported key may do (key usage -> purpose and the key's own stored usage,
+ * algorithm -> key type, mode of use -> the uses the core allows, exportability -> whether it may be
+ * exported again), see usage.ts. Of the optional blocks, KC and KP (check values of the key and of the
+ * KBPK) are verified (checkValueBlocks.ts). The others are not carried into the key: PB (padding), LB
+ * (label), TS and TC (time stamps), KS and IK (key set and initial key IDs: DUKPT takes the KSN from each
+ * request), CT (certificates), HM (the hash of an HMAC key: no accepted usage is one), DA (derivations
+ * allowed: only defined for usage B3, which is refused) and proprietary numeric blocks. That is safe
+ * because none of them can widen what the key may do: every permission comes from the fixed header
+ * fields above, which the block's MAC authenticates, and whatever a block narrows for another system is
+ * narrower still here (hsm-bridge offers each kind of key only its one scheme).
  */
 import { HsmBridgeError, invalid } from '../../errors.js';
 import { keyTypes, isPaymentPurpose, type KeyMetadata } from '../../keys/types.js';
@@ -16,7 +24,8 @@ import type { KeyService, PaymentKey } from '../../operations/keyService.js';
 import { keyUsed, type KeyUsed } from '../keyUsed.js';
 import { paymentPrimitives, type PaymentPrimitives } from '../paymentBackend.js';
 import { deriveKeyBlockKeys, openKeyBlock, sealKeyBlock, type KeyBlockKeys } from './keyBlock.js';
-import { parseVersion } from './header.js';
+import { assertCheckValue, checkBlockOf, checkValueBlock, checkValueMismatch } from './checkValueBlocks.js';
+import { parseVersion, type Tr31Header } from './header.js';
 import { assertKbpkProtects, headerForKey, keyFromHeader } from './usage.js';
 
 /** Longest key block accepted: a 3-key TDES or AES-256 key with generous optional blocks. */
@@ -72,6 +81,7 @@ export class KeyExchangeService {
       material = opened.key;
       const target = keyFromHeader(opened.header, material.length);
       assertKbpkProtects(kbpk.meta.type, target.type);
+      await this.checkValues(opened.header, material, kbpk);
       const key = await this.keys.importKey({ name: req.name, ...target }, material);
       const keyCheckValue = await this.keys.keyCheckValue(key);
       return { key, keyCheckValue: keyCheckValue!, kbpk: keyUsed(kbpk) };
@@ -104,6 +114,36 @@ export class KeyExchangeService {
     } finally {
       material?.fill(0);
       zeroKeys(blockKeys);
+    }
+  }
+
+  /** Verifies the KC (the unwrapped key's) and KP (the KBPK's) check values the header carries, if any. */
+  private async checkValues(header: Tr31Header, material: Buffer, kbpk: PaymentKey): Promise<void> {
+    const keyFamily = header.algorithm === 'T' ? 'tdes' : 'aes';
+    const kc = checkValueBlock(header, 'KC', keyFamily);
+    if (kc) {
+      const block = checkBlockOf(keyFamily, kc.method, material);
+      try {
+        assertCheckValue(kc, block);
+      } finally {
+        block.fill(0);
+      }
+    }
+    const kbpkFamily = keyTypes[kbpk.meta.type].family === 'tdes' ? 'tdes' : 'aes';
+    const kp = checkValueBlock(header, 'KP', kbpkFamily);
+    if (!kp) return;
+    // The KBPK's check block by the core's own KCV method (TDES: ECB, AES: CMAC) is cached and compared
+    // in the core; a TDES KBPK's CMAC check value is computed by the backend (TDES_CMAC, as TR-31 B uses).
+    if (kbpkFamily === 'aes' || kp.method === 'legacy') {
+      if (!(await this.keys.checkBlockStartsWith(kbpk, kp.kcv))) throw checkValueMismatch(kp);
+      return;
+    }
+    const backend = this.keys.backendForPayments();
+    const block = await this.keys.onKey(kbpk.ref, () => backend.mac(kbpk.ref, 'TDES_CMAC', Buffer.alloc(8)));
+    try {
+      assertCheckValue(kp, block);
+    } finally {
+      block.fill(0);
     }
   }
 

@@ -4,7 +4,7 @@
  * anything else is refused rather than widened, because the header is what binds a key to its use.
  */
 import { HsmBridgeError } from '../../errors.js';
-import { keyTypeInfo, type KeyPurpose, type KeyType, type ModeOfUse } from '../../keys/types.js';
+import { defaultKeyUsage, keyTypeInfo, keyUsagesFor, widestModeOfUse, type KeyPurpose, type KeyType, type KeyUsage, type ModeOfUse } from '../../keys/types.js';
 import type { Exportability, KeyBlockVersion, Tr31Header } from './header.js';
 
 type Algorithm = 'T' | 'A';
@@ -17,12 +17,12 @@ interface UsageRule {
   readonly lengths?: readonly number[];
 }
 
-const usages: Readonly<Record<string, UsageRule>> = {
+const usages: Readonly<Record<KeyUsage, UsageRule>> = {
   /** PIN encryption. */
   P0: { purpose: 'pin', modes: ['E', 'D', 'B'], algorithms: ['T', 'A'] },
   /** DUKPT base derivation key: it only derives. */
   B0: { purpose: 'bdk', modes: ['X'], algorithms: ['T', 'A'] },
-  /** Key encryption or wrapping. */
+  /** Key encryption or wrapping: payShield and others protect TR-31 blocks with K0 keys, so it serves as a KBPK, and stays K0. */
   K0: { purpose: 'kbpk', modes: ['E', 'D', 'B'], algorithms: ['T', 'A'] },
   /** TR-31 / X9.143 key block protection key. */
   K1: { purpose: 'kbpk', modes: ['E', 'D', 'B'], algorithms: ['T', 'A'] },
@@ -35,17 +35,6 @@ const usages: Readonly<Record<string, UsageRule>> = {
   /** ISO 9797-1:2011 MAC algorithm 5 (CMAC). */
   M6: { purpose: 'mac', modes: ['C', 'G', 'V'], algorithms: ['T', 'A'] },
 };
-
-/** The usage hsm-bridge writes on export for each purpose, by key family. */
-const exportUsage: Partial<Record<KeyPurpose, { tdes: string; aes: string }>> = {
-  pin: { tdes: 'P0', aes: 'P0' },
-  bdk: { tdes: 'B0', aes: 'B0' },
-  kbpk: { tdes: 'K0', aes: 'K0' },
-  mac: { tdes: 'M1', aes: 'M6' },
-};
-
-/** The widest mode of use of each purpose: what an export says when the key carries no mode. */
-const widestMode: Partial<Record<KeyPurpose, ModeOfUse>> = { pin: 'B', bdk: 'X', kbpk: 'B', mac: 'C' };
 
 function incompatible(message: string): HsmBridgeError {
   return new HsmBridgeError('INCOMPATIBLE_KEY', message);
@@ -67,8 +56,8 @@ function keyTypeFor(algorithm: Algorithm, keyLength: number): KeyType {
 export function keyFromHeader(
   header: Tr31Header,
   keyLength: number,
-): { type: KeyType; purpose: KeyPurpose; modeOfUse: ModeOfUse; exportable: boolean } {
-  const rule = Object.hasOwn(usages, header.keyUsage) ? usages[header.keyUsage] : undefined;
+): { type: KeyType; purpose: KeyPurpose; keyUsage: KeyUsage; modeOfUse: ModeOfUse; exportable: boolean } {
+  const rule = Object.hasOwn(usages, header.keyUsage) ? usages[header.keyUsage as KeyUsage] : undefined;
   if (!rule) throw incompatible(`key block: key usage ${header.keyUsage} is not supported; supported: ${Object.keys(usages).join(', ')}`);
   if (!(rule.algorithms as readonly string[]).includes(header.algorithm)) {
     throw incompatible(`key block: algorithm ${header.algorithm} is not allowed for key usage ${header.keyUsage}; allowed: ${rule.algorithms.join(', ')}`);
@@ -81,27 +70,30 @@ export function keyFromHeader(
   if (rule.lengths && !rule.lengths.includes(keyLength)) {
     throw incompatible(`key block: key usage ${header.keyUsage} needs a key of ${rule.lengths.join(' or ')} bytes`);
   }
-  return { type, purpose: rule.purpose, modeOfUse: header.modeOfUse as ModeOfUse, exportable: header.exportability === 'E' };
+  return { type, purpose: rule.purpose, keyUsage: header.keyUsage as KeyUsage, modeOfUse: header.modeOfUse as ModeOfUse, exportable: header.exportability === 'E' };
 }
 
 /**
- * The header for exporting a key: its purpose's usage, its family's algorithm, its own mode of use or
- * the purpose's widest, key version number '00', no optional blocks. Only exportable keys qualify.
+ * The header for exporting a key: its own key usage (or, for a key created without one, its purpose's
+ * general kind: P0, B0, K1, M1 / M6), its family's algorithm, its own mode of use or the purpose's
+ * widest, key version number '00', no optional blocks. Only exportable keys qualify.
  */
 export function headerForKey(
-  meta: { type: KeyType; purpose: KeyPurpose; modeOfUse?: ModeOfUse; exportable?: boolean },
+  meta: { type: KeyType; purpose: KeyPurpose; keyUsage?: KeyUsage; modeOfUse?: ModeOfUse; exportable?: boolean },
   version: KeyBlockVersion,
   exportability: Exportability,
 ): Tr31Header {
   const family = keyTypeInfo(meta.type).family;
-  const usagePair = exportUsage[meta.purpose];
-  if (!usagePair || (family !== 'tdes' && family !== 'aes')) {
+  const keyUsage = meta.keyUsage ?? defaultKeyUsage(meta.type, meta.purpose);
+  if (keyUsage === undefined || (family !== 'tdes' && family !== 'aes')) {
     throw incompatible(`a ${meta.type} key of purpose ${meta.purpose} cannot be exported in a key block`);
   }
+  if (!keyUsagesFor(meta.type, meta.purpose).includes(keyUsage)) {
+    throw incompatible(`a ${meta.type} key of purpose ${meta.purpose} cannot carry key usage ${keyUsage}`);
+  }
   if (meta.exportable !== true) throw incompatible('the key is not exportable');
-  const keyUsage = usagePair[family];
-  const rule = usages[keyUsage]!;
-  const modeOfUse = meta.modeOfUse ?? widestMode[meta.purpose]!;
+  const rule = usages[keyUsage];
+  const modeOfUse = meta.modeOfUse ?? widestModeOfUse[meta.purpose]!;
   if (!rule.modes.includes(modeOfUse)) {
     throw incompatible(`the key's mode of use ${modeOfUse} is not allowed for key usage ${keyUsage}`);
   }

@@ -37,7 +37,7 @@ export function keyServiceHandlers(service: KeyService, logger: Logger): Untyped
 
   return {
     CreateKey: rpc('CreateKey', async (r: m.CreateKeyRequest): Promise<m.KeyMessage> =>
-      keyMessage(service, await service.createKey({ name: r.name, type: r.type, purpose: given(r.purpose), exportable: r.exportable }))),
+      keyMessage(service, await service.createKey({ name: r.name, type: r.type, purpose: given(r.purpose), exportable: r.exportable, keyUsage: given(r.keyUsage) }))),
 
     ListKeys: rpc('ListKeys', async (): Promise<m.ListKeysResponse> => ({
       keys: await Promise.all((await service.listKeys()).map((meta) => keyMessage(service, meta))),

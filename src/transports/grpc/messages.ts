@@ -25,9 +25,10 @@ export interface KeyMessage {
   versions: KeyVersionMessage[];
   exportable: boolean;
   modeOfUse?: string;
+  keyUsage?: string;
 }
 
-export interface CreateKeyRequest { name: string; type: string; purpose: string; exportable: boolean }
+export interface CreateKeyRequest { name: string; type: string; purpose: string; exportable: boolean; keyUsage: string }
 export interface ListKeysResponse { keys: KeyMessage[] }
 export interface KeyNameRequest { name: string }
 export type DestroyKeyResponse = Record<string, never>;

@@ -6,7 +6,7 @@
  */
 import { allEncryptAlgorithms, allMacAlgorithms, allSignAlgorithms } from '../../algorithms/registry.js';
 import { MAX_KEY_VERSION } from '../../keys/names.js';
-import { allKeyTypes, keyPurposes, modesOfUse } from '../../keys/types.js';
+import { allKeyTypes, keyPurposes, keyUsages, modesOfUse } from '../../keys/types.js';
 import { errorCodes } from '../../errors.js';
 import { fspiopAlgorithms } from '../../fspiop/config.js';
 import { jweContentEncryptions, jweKeyManagements, jwsAlgorithms } from '../../jose/registry.js';
@@ -61,6 +61,7 @@ export const keySchema = object(
     createdAt: { type: 'string', format: 'date-time' },
     exportable: { type: 'boolean', description: 'Whether the key may leave the backend in a TR-31 key block (payment keys only).' },
     modeOfUse: { type: 'string', enum: [...modesOfUse], description: 'The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows.' },
+    keyUsage: { type: 'string', enum: [...keyUsages], description: 'Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose\'s general kind.' },
     primaryVersion: { type: 'integer' },
     versions: {
       type: 'array',
@@ -104,6 +105,7 @@ export const createKeyBody = object(
     type: { type: 'string', description: `One of ${allKeyTypes.join(', ')}.` },
     purpose: { type: 'string', description: `One of ${keyPurposes.join(', ')}; default: the first the key type allows.` },
     exportable: { type: 'boolean', description: 'Payment keys only: the key may later be exported in a TR-31 key block. Default false; fixed at creation.' },
+    keyUsage: { type: 'string', enum: [...keyUsages], description: 'Payment keys only: the X9.143 key usage, one the purpose allows (pin: P0; bdk: B0; kbpk: K0, K1; mac: M0, M1, M3 (retail MAC, double-length TDES), M6 (CMAC)). Absent: the purpose\'s general kind.' },
   },
   ['name', 'type'],
 );

@@ -11,7 +11,7 @@ import { TransientKeys } from '../../../adapters/software/transientKeys.js';
 import type { Backend, KeyRef, NewKey } from '../../../src/backend/port.js';
 import { HsmBridgeError } from '../../../src/errors.js';
 import { parseKeyName, type KeyVersion } from '../../../src/keys/names.js';
-import type { KeyPurpose, KeyType, ModeOfUse } from '../../../src/keys/types.js';
+import type { KeyPurpose, KeyType, KeyUsage, ModeOfUse } from '../../../src/keys/types.js';
 import { hasOddParity } from '../../../src/payment/crypto/parity.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../../helpers/software.js';
 import { openBackend, readKeystoreJson, unsealWithNode, type KeystoreJson } from './support.js';
@@ -35,7 +35,7 @@ afterEach(async () => {
   await h.cleanup();
 });
 
-const newKey = (name: string, type: KeyType, purpose: KeyPurpose, extra: { exportable?: boolean; modeOfUse?: ModeOfUse } = {}): NewKey => ({
+const newKey = (name: string, type: KeyType, purpose: KeyPurpose, extra: { exportable?: boolean; modeOfUse?: ModeOfUse; keyUsage?: KeyUsage } = {}): NewKey => ({
   name: parseKeyName(name),
   type,
   purpose,
@@ -99,6 +99,42 @@ describe('payment attributes in the keystore', () => {
     }
     writeFileSync(path(), original);
     expect((await (await start()).describeKey(parseKeyName('moded'))).modeOfUse).toBe('E');
+  });
+
+  it('stores the key usage in clear, binds it to the sealed record (v3 AAD), keeps it across reopen and rotation; an edit of it stops the start', async () => {
+    const b = await start();
+    await b.importKey!(newKey('m3', 'TDES_2KEY', 'mac', { keyUsage: 'M3', modeOfUse: 'V' }), hex('5D2E8F1A3B4C6D7E0F1E2D3C4B5A6978'));
+    await b.createKey(newKey('k0', 'AES_256', 'kbpk', { keyUsage: 'K0' }));
+    await b.createKey(newKey('m1', 'TDES_2KEY', 'mac', { keyUsage: 'M1' }));
+    const file = readKeystoreJson(path());
+    expect(file.keys.find((k) => k.name === 'm3')).toMatchObject({ keyUsage: 'M3', modeOfUse: 'V' });
+    expect(unsealWithNode(path(), masterKey(), 'm3', 1)).toHaveLength(16);
+    expect(unsealWithNode(path(), masterKey(), 'k0', 1)).toHaveLength(32);
+    expect((await b.rotateKey(parseKeyName('k0'))).keyUsage).toBe('K0');
+    expect(unsealWithNode(path(), masterKey(), 'k0', 2)).toHaveLength(32);
+    await b.close();
+    const again = await start();
+    expect((await again.describeKey(parseKeyName('m3'))).keyUsage).toBe('M3');
+    expect((await again.listKeys()).map((k) => [k.name, k.keyUsage])).toEqual([['m3', 'M3'], ['k0', 'K0'], ['m1', 'M1']]);
+    // The backend holds a MAC key to its usage as well as the core does.
+    const expectIncompatible = (p: Promise<unknown>, what: string) => expect(p, what).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+    await expectIncompatible(again.mac(ref('m1', 'TDES_2KEY'), 'ISO9797_ALG3', Buffer.alloc(8)), 'the retail MAC with an M1 key');
+    await expectIncompatible(again.verifyMac(ref('m3', 'TDES_2KEY'), 'ISO9797_ALG1', Buffer.alloc(8), Buffer.alloc(8)), 'algorithm 1 with an M3 key');
+    await again.close();
+    const original = JSON.stringify(readKeystoreJson(path()));
+    const attempts: Array<[string, (d: KeystoreJson) => void, RegExp]> = [
+      ['turn M1 into M3', (d) => { d.keys[2]!.keyUsage = 'M3'; }, /key m1 version 1 fails authentication/],
+      ['drop a usage', (d) => { delete d.keys[0]!.keyUsage; }, /key m3 version 1 fails authentication/],
+      ['K0 into K1', (d) => { d.keys[1]!.keyUsage = 'K1'; }, /key k0 version 1 fails authentication/],
+      ['a usage the key cannot have', (d) => { d.keys[1]!.keyUsage = 'M3'; }, /key k0 has a key usage its type and purpose cannot have/],
+      ['an unknown usage', (d) => { d.keys[1]!.keyUsage = 'Z9'; }, /malformed/],
+    ];
+    for (const [what, edit, expected] of attempts) {
+      const doc = JSON.parse(original) as KeystoreJson;
+      edit(doc);
+      writeFileSync(path(), JSON.stringify(doc));
+      await expect(start(), what).rejects.toThrow(expected);
+    }
   });
 
   it('opens a keystore written before the payment attributes and purposes, TDES encrypt keys included', async () => {

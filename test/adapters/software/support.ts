@@ -45,14 +45,15 @@ export async function publicKeyOf(backend: Backend, ref: KeyRef): Promise<KeyObj
 }
 
 interface FileVersion { version: number; material: { iv: string; data: string }; publicKeySpki?: string }
-interface FileKey { name: string; type: KeyType; purpose: KeyPurpose; exportable?: boolean; modeOfUse?: string; versions: FileVersion[] }
+interface FileKey { name: string; type: KeyType; purpose: KeyPurpose; exportable?: boolean; modeOfUse?: string; keyUsage?: string; versions: FileVersion[] }
 export interface KeystoreJson { format: string; formatVersion: number; masterKeyCheck: { iv: string; data: string }; keys: FileKey[] }
 
 export const readKeystoreJson = (path: string): KeystoreJson => JSON.parse(readFileSync(path, 'utf8')) as KeystoreJson;
 
 /**
  * The documented record format, decrypted with node:crypto: AES-256-GCM, AAD = JSON [label v1, name, version,
- * type, purpose], or [label v2, name, version, type, purpose, exportable, modeOfUse or null] when either is set.
+ * type, purpose], or [label v2, name, version, type, purpose, exportable, modeOfUse or null] when either is set,
+ * or [label v3, ..., modeOfUse or null, keyUsage] when the key has a key usage.
  */
 export function unsealWithNode(path: string, masterKeyBase64: string, name: string, version: number): Buffer {
   const key = readKeystoreJson(path).keys.find((k) => k.name === name);
@@ -61,9 +62,11 @@ export function unsealWithNode(path: string, masterKeyBase64: string, name: stri
   const data = Buffer.from(v.material.data, 'base64');
   const decipher = createDecipheriv('aes-256-gcm', Buffer.from(masterKeyBase64, 'base64'), Buffer.from(v.material.iv, 'base64'));
   const aad =
-    key.exportable === true || key.modeOfUse !== undefined
-      ? ['hsm-bridge software keystore record v2', name, version, key.type, key.purpose, key.exportable === true, key.modeOfUse ?? null]
-      : ['hsm-bridge software keystore record v1', name, version, key.type, key.purpose];
+    key.keyUsage !== undefined
+      ? ['hsm-bridge software keystore record v3', name, version, key.type, key.purpose, key.exportable === true, key.modeOfUse ?? null, key.keyUsage]
+      : key.exportable === true || key.modeOfUse !== undefined
+        ? ['hsm-bridge software keystore record v2', name, version, key.type, key.purpose, key.exportable === true, key.modeOfUse ?? null]
+        : ['hsm-bridge software keystore record v1', name, version, key.type, key.purpose];
   decipher.setAAD(Buffer.from(JSON.stringify(aad)));
   decipher.setAuthTag(data.subarray(data.length - 16));
   return Buffer.concat([decipher.update(data.subarray(0, data.length - 16)), decipher.final()]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HsmBridgeError } from '../../../src/errors.js';
-import { allKeyTypes, keyTypeInfo, type KeyPurpose, type KeyType, type ModeOfUse } from '../../../src/keys/types.js';
+import { allKeyTypes, keyTypeInfo, type KeyPurpose, type KeyType, type KeyUsage, type ModeOfUse } from '../../../src/keys/types.js';
 import { cmacWithKey } from '../../../src/payment/crypto/cmac.js';
 import type { Tr31Header } from '../../../src/payment/tr31/header.js';
 import { deriveKeyBlockKeys, openKeyBlock, sealKeyBlock } from '../../../src/payment/tr31/keyBlock.js';
@@ -70,6 +70,7 @@ describe('keyFromHeader', () => {
               expect(keyFromHeader(h, length), label).toEqual({
                 type: typeOf(algorithm, length),
                 purpose: rule.purpose,
+                keyUsage,
                 modeOfUse,
                 exportable: true,
               });
@@ -118,8 +119,8 @@ describe('headerForKey', () => {
       ['AES_256', 'pin', 'P0', 'A', 'B'],
       ['TDES_3KEY', 'bdk', 'B0', 'T', 'X'],
       ['AES_128', 'bdk', 'B0', 'A', 'X'],
-      ['TDES_2KEY', 'kbpk', 'K0', 'T', 'B'],
-      ['AES_256', 'kbpk', 'K0', 'A', 'B'],
+      ['TDES_2KEY', 'kbpk', 'K1', 'T', 'B'],
+      ['AES_256', 'kbpk', 'K1', 'A', 'B'],
       ['TDES_2KEY', 'mac', 'M1', 'T', 'C'],
       ['AES_128', 'mac', 'M6', 'A', 'C'],
     ];
@@ -133,6 +134,24 @@ describe('headerForKey', () => {
         exportability: 'N',
         optionalBlocks: [],
       });
+    }
+  });
+
+  it("writes the key's own stored usage (an imported M3 stays M3, K0 and K1 stay what they are)", () => {
+    const cases: [KeyType, KeyPurpose, KeyUsage][] = [
+      ['TDES_2KEY', 'mac', 'M3'],
+      ['TDES_2KEY', 'mac', 'M0'],
+      ['TDES_3KEY', 'mac', 'M6'],
+      ['AES_128', 'mac', 'M6'],
+      ['TDES_2KEY', 'kbpk', 'K0'],
+      ['AES_256', 'kbpk', 'K1'],
+    ];
+    for (const [type, purpose, keyUsage] of cases) {
+      expect(headerForKey({ type, purpose, keyUsage, exportable: true }, 'D', 'N').keyUsage, `${type} ${keyUsage}`).toBe(keyUsage);
+    }
+    // A stored usage that does not fit the key (a damaged record) is refused, never written.
+    for (const [type, purpose, keyUsage] of [['TDES_3KEY', 'mac', 'M3'], ['AES_128', 'mac', 'M1'], ['TDES_2KEY', 'pin', 'K0']] as [KeyType, KeyPurpose, KeyUsage][]) {
+      expect(caught(() => headerForKey({ type, purpose, keyUsage, exportable: true }, 'D', 'N')).code, keyUsage).toBe('INCOMPATIBLE_KEY');
     }
   });
 
@@ -174,7 +193,8 @@ describe('headerForKey', () => {
         const opened = openKeyBlock(block, keys);
         expect(opened.key.equals(key)).toBe(true);
         const widest: Record<string, ModeOfUse> = { pin: 'B', bdk: 'X', kbpk: 'B', mac: 'C' };
-        expect(keyFromHeader(opened.header, opened.key.length)).toEqual({ type, purpose, modeOfUse: widest[purpose], exportable: true });
+        const keyUsage = { pin: 'P0', bdk: 'B0', kbpk: 'K1', mac: info.family === 'tdes' ? 'M1' : 'M6' }[purpose as 'pin'];
+        expect(keyFromHeader(opened.header, opened.key.length)).toEqual({ type, purpose, keyUsage, modeOfUse: widest[purpose], exportable: true });
         count++;
       }
     }

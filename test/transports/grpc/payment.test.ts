@@ -16,6 +16,8 @@ import {
   paymentTargets,
   pinOfFormat0,
   plantKeys,
+  macTdesMaterial,
+  zpkTdesMaterial,
   retailMac,
   tdesDecrypt,
   tdesEncrypt,
@@ -32,7 +34,7 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
   let grpc: GrpcFixture;
   let keys: PlantedKeys;
   const pan = '5555555551234567';
-  const format0Block = (pin = '1234') => tdesEncrypt(vectors.tdesKcv.key, format0(pin, pan)).toString('hex').toUpperCase();
+  const format0Block = (pin = '1234') => tdesEncrypt(zpkTdesMaterial, format0(pin, pan)).toString('hex').toUpperCase();
 
   beforeAll(async () => {
     grpc = await startGrpc(target);
@@ -52,7 +54,7 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
 
   it('TranslatePin: TDES format 0 -> AES format 4 -> TDES format 0, checked with node:crypto', async () => {
     const toAes = await pay('TranslatePin', { ...zone(), outgoing: { keyName: keys.zpkAes, format: 'ISO_FORMAT_4' } });
-    expect(toAes.incoming).toEqual({ keyName: keys.zpkTdes, keyVersion: 1, keyCheckValue: vectors.tdesKcv.kcv });
+    expect(toAes.incoming).toEqual({ keyName: keys.zpkTdes, keyVersion: 1, keyCheckValue: tdesKcv(zpkTdesMaterial) });
     expect(toAes.outgoing).toEqual({ keyName: keys.zpkAes, keyVersion: 1, keyCheckValue: aesKcv(vectors.format4.key) });
     expect(decipherFormat4(vectors.format4.key, toAes.pinBlock, pan).slice(0, 16)).toBe('441234AAAAAAAAAA');
     const back = await pay('TranslatePin', {
@@ -71,8 +73,8 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
       outgoing: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_0' },
       pinBlock: t.pinBlock,
     });
-    expect(tdesDecrypt(vectors.tdesKcv.key, Buffer.from(fromTdes.pinBlock, 'hex')).toString('hex').toUpperCase()).toBe(t.clearBlock);
-    expect(fromTdes.incoming.keyCheckValue).toBe(tdesKcv(t.bdk));
+    expect(tdesDecrypt(zpkTdesMaterial, Buffer.from(fromTdes.pinBlock, 'hex')).toString('hex').toUpperCase()).toBe(t.clearBlock);
+    expect(fromTdes.incoming.keyCheckValue).toBe(vectors.tdesKcv.kcv);
 
     const a = vectors.aesDukpt;
     const fromAes = await pay('TranslatePin', {
@@ -80,7 +82,7 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
       outgoing: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_0' },
       pinBlock: a.pinBlock,
     });
-    expect(pinOfFormat0(tdesDecrypt(vectors.tdesKcv.key, Buffer.from(fromAes.pinBlock, 'hex')), a.pan)).toBe('1234');
+    expect(pinOfFormat0(tdesDecrypt(zpkTdesMaterial, Buffer.from(fromAes.pinBlock, 'hex')), a.pan)).toBe('1234');
   });
 
   it('PinToJwe to a participant (decrypted by the test with jose) and to a backend key (DecryptJwe)', async () => {
@@ -94,7 +96,7 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
       references: { transactionId: 'tx-7' },
     });
     expect(r.kid).toBe(added.keyId);
-    expect(r.incoming.keyCheckValue).toBe(vectors.tdesKcv.kcv);
+    expect(r.incoming.keyCheckValue).toBe(tdesKcv(zpkTdesMaterial));
     const { plaintext } = await compactDecrypt(r.jwe, privateKey);
     expect(JSON.parse(Buffer.from(plaintext).toString('utf8'))).toEqual({ otp: '987654', transactionId: 'tx-7' });
 
@@ -148,10 +150,10 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
   it('GenerateMac / VerifyMac with a payment MAC key: node:crypto agrees, the KCV comes back, truncated MACs verify', async () => {
     const data = Buffer.from('Now is the time for all ');
     const r = await grpc.client.call('GenerateMac', { name: keys.macTdes, algorithm: 'ISO9797_ALG3', data });
-    expect(r.mac).toEqual(retailMac(vectors.tdesKcv.key, data));
-    expect(r.keyCheckValue).toBe(vectors.tdesKcv.kcv);
+    expect(r.mac).toEqual(retailMac(macTdesMaterial, data));
+    expect(r.keyCheckValue).toBe(tdesKcv(macTdesMaterial));
     const v = await grpc.client.call('VerifyMac', { name: keys.macTdes, algorithm: 'ISO9797_ALG3', data, mac: r.mac.subarray(0, 4) });
-    expect(v).toMatchObject({ valid: true, keyCheckValue: vectors.tdesKcv.kcv });
+    expect(v).toMatchObject({ valid: true, keyCheckValue: tdesKcv(macTdesMaterial) });
     const hmac = freshName('hmac');
     await grpc.client.call('CreateKey', { name: hmac, type: 'HMAC_256' });
     const h = await grpc.client.call('GenerateMac', { name: hmac, data });

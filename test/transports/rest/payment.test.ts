@@ -15,6 +15,8 @@ import {
   paymentTargets,
   pinOfFormat0,
   plantKeys,
+  macTdesMaterial,
+  zpkTdesMaterial,
   retailMac,
   sealBlock,
   tdesDecrypt,
@@ -45,7 +47,7 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
     expect({ status: r.status, code: r.body?.error?.code }, JSON.stringify(r.body)).toEqual({ status, code });
   };
   /** A format 0 block for PIN 1234 under the TDES zone key, built with node:crypto. */
-  const format0Block = (pin = '1234', card = pan) => tdesEncrypt(vectors.tdesKcv.key, format0(pin, card)).toString('hex').toUpperCase();
+  const format0Block = (pin = '1234', card = pan) => tdesEncrypt(zpkTdesMaterial, format0(pin, card)).toString('hex').toUpperCase();
 
   describe('PIN translation between zone keys', () => {
     it('TDES format 0 -> AES format 4 -> TDES format 0: each block checked with node:crypto, KCVs in the answer', async () => {
@@ -57,7 +59,7 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
       });
       expect(toAes.status, JSON.stringify(toAes.body)).toBe(200);
       expect(toAes.body.pinBlock).toMatch(/^[0-9A-F]{32}$/);
-      expect(toAes.body.incoming).toEqual({ keyName: keys.zpkTdes, keyVersion: 1, keyCheckValue: vectors.tdesKcv.kcv });
+      expect(toAes.body.incoming).toEqual({ keyName: keys.zpkTdes, keyVersion: 1, keyCheckValue: tdesKcv(zpkTdesMaterial) });
       expect(toAes.body.outgoing).toEqual({ keyName: keys.zpkAes, keyVersion: 1, keyCheckValue: aesKcv(vectors.format4.key) });
       const pinField = decipherFormat4(vectors.format4.key, toAes.body.pinBlock, pan);
       expect(pinField.slice(0, 16)).toBe('441234AAAAAAAAAA');
@@ -69,7 +71,7 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
       });
       expect(back.status).toBe(200);
       expect(back.body.pinBlock).toBe(incoming.toUpperCase()); // format 0 has no random fill
-      expect(tdesDecrypt(vectors.tdesKcv.key, Buffer.from(back.body.pinBlock, 'hex'))).toEqual(format0('1234', pan));
+      expect(tdesDecrypt(zpkTdesMaterial, Buffer.from(back.body.pinBlock, 'hex'))).toEqual(format0('1234', pan));
     });
 
     it('the ep2 format 4 vector deciphers to PIN 1234 and comes out as format 0 under another TDES zone key', async () => {
@@ -86,7 +88,7 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
 
     it('format 1 (no PAN) -> format 3 with a PAN given on the outgoing side', async () => {
       const clear1 = Buffer.from('141234' + 'A1B2C3D4E5', 'hex');
-      const block = tdesEncrypt(vectors.tdesKcv.key, clear1).toString('hex');
+      const block = tdesEncrypt(zpkTdesMaterial, clear1).toString('hex');
       const r = await translate({
         incoming: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_1' },
         outgoing: { keyName: keys.zpkTdes2, format: 'ISO_FORMAT_3', pan },
@@ -108,8 +110,8 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
         pinBlock: v.pinBlock,
       });
       expect(r.status, JSON.stringify(r.body)).toBe(200);
-      expect(r.body.incoming).toEqual({ keyName: keys.bdkTdes, keyVersion: 1, keyCheckValue: tdesKcv(v.bdk) });
-      const clear = tdesDecrypt(vectors.tdesKcv.key, Buffer.from(r.body.pinBlock, 'hex'));
+      expect(r.body.incoming).toEqual({ keyName: keys.bdkTdes, keyVersion: 1, keyCheckValue: vectors.tdesKcv.kcv }); // the X9.24 BDK's published KCV
+      const clear = tdesDecrypt(zpkTdesMaterial, Buffer.from(r.body.pinBlock, 'hex'));
       expect(clear.toString('hex').toUpperCase()).toBe(v.clearBlock);
       expect(pinOfFormat0(clear, v.pan)).toBe('1234');
     });
@@ -150,7 +152,7 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
         references: { transactionId: 'tx-42', terminal: 'T1' },
       });
       expect(r.status, JSON.stringify(r.body)).toBe(200);
-      expect(r.body.incoming).toEqual({ keyName: keys.zpkTdes, keyVersion: 1, keyCheckValue: vectors.tdesKcv.kcv });
+      expect(r.body.incoming).toEqual({ keyName: keys.zpkTdes, keyVersion: 1, keyCheckValue: tdesKcv(zpkTdesMaterial) });
       expect(r.body.kid).toBe(added.body.keyId);
       const { plaintext, protectedHeader } = await compactDecrypt(r.body.jwe, privateKey);
       expect(protectedHeader).toMatchObject({ alg: 'RSA-OAEP-256', enc: 'A256GCM' });
@@ -296,14 +298,28 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
       const data = Buffer.from('Now is the time for all ');
       const r = await rest.call('POST', `/v1/keys/${keys.macTdes}/mac`, { algorithm: 'ISO9797_ALG3', data: b64(data) });
       expect(r.status, JSON.stringify(r.body)).toBe(200);
-      expect(unb64(r.body.mac)).toEqual(retailMac(vectors.tdesKcv.key, data));
-      expect(r.body.keyCheckValue).toBe(vectors.tdesKcv.kcv);
+      expect(unb64(r.body.mac)).toEqual(retailMac(macTdesMaterial, data));
+      expect(r.body.keyCheckValue).toBe(tdesKcv(macTdesMaterial));
       const v = await rest.call('POST', `/v1/keys/${keys.macTdes}/mac/verify`, { algorithm: 'ISO9797_ALG3', data: b64(data), mac: b64(unb64(r.body.mac).subarray(0, 4)) });
-      expect(v.body).toMatchObject({ valid: true, keyCheckValue: vectors.tdesKcv.kcv });
+      expect(v.body).toMatchObject({ valid: true, keyCheckValue: tdesKcv(macTdesMaterial) });
       const bad = Buffer.from(unb64(r.body.mac).subarray(0, 4));
       bad[0]! ^= 1;
       expect((await rest.call('POST', `/v1/keys/${keys.macTdes}/mac/verify`, { algorithm: 'ISO9797_ALG3', data: b64(data), mac: b64(bad) })).body.valid).toBe(false);
       expect((await rest.call('POST', `/v1/keys/${keys.macTdes}/mac/verify`, { algorithm: 'ISO9797_ALG3', data: b64(data), mac: b64(unb64(r.body.mac).subarray(0, 3)) })).body.valid).toBe(false);
+    });
+
+    it('a key usage given at creation shows in the Key view and limits the MAC algorithms; one the purpose cannot have is refused', async () => {
+      const m3 = await rest.call('POST', '/v1/keys', { name: freshName('m3'), type: 'TDES_2KEY', purpose: 'mac', keyUsage: 'M3' });
+      expect(m3.status, JSON.stringify(m3.body)).toBe(201);
+      expect(m3.body).toMatchObject({ purpose: 'mac', keyUsage: 'M3' });
+      const data = b64('Now is the time for all ');
+      expect((await rest.call('POST', `/v1/keys/${m3.body.name}/mac`, { algorithm: 'ISO9797_ALG3', data })).status).toBe(200);
+      expectError(await rest.call('POST', `/v1/keys/${m3.body.name}/mac`, { algorithm: 'ISO9797_ALG1', data }), 400, 'INCOMPATIBLE_KEY');
+      const plain = await rest.call('POST', '/v1/keys', { name: freshName('m'), type: 'TDES_2KEY', purpose: 'mac' });
+      expect(plain.body).not.toHaveProperty('keyUsage');
+      expectError(await rest.call('POST', `/v1/keys/${plain.body.name}/mac`, { algorithm: 'ISO9797_ALG3', data }), 400, 'INCOMPATIBLE_KEY');
+      expectError(await rest.call('POST', '/v1/keys', { name: freshName('x'), type: 'TDES_2KEY', purpose: 'pin', keyUsage: 'M3' }), 400, 'INCOMPATIBLE_KEY');
+      expectError(await rest.call('POST', '/v1/keys', { name: freshName('x'), type: 'TDES_2KEY', purpose: 'pin', keyUsage: 'Z9' }), 400, 'INVALID_ARGUMENT');
     });
   });
 

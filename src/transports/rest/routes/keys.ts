@@ -6,7 +6,7 @@ import { keyView } from '../../keyView.js';
 import { createKeyBody, keyListSchema, keyNameParams, keySchema } from '../schemas.js';
 
 type Named = FastifyRequest<{ Params: { name: string } }>;
-type CreateKey = FastifyRequest<{ Body: { name: string; type: string; purpose?: string; exportable?: boolean } }>;
+type CreateKey = FastifyRequest<{ Body: { name: string; type: string; purpose?: string; exportable?: boolean; keyUsage?: string } }>;
 
 export function keyRoutes(app: FastifyInstance, service: KeyService): void {
   const byName = { params: keyNameParams, response: { 200: keySchema } };

@@ -1,7 +1,8 @@
 /**
  * The REST server on the real KeyService and a real backend, for end-to-end tests through fastify's
- * inject(). One target per adapter: the software backend on a temp keystore and PKCS#11 on a fresh
- * SoftHSM token. Adapters are imported when a target opens, so one target's module never loads the other's.
+ * inject(). One target per adapter: the software backend on a temp keystore, PKCS#11 on a fresh SoftHSM
+ * token and KMIP on a PyKMIP server of its own. Adapters are imported when a target opens, so one target's
+ * module never loads another's.
  */
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
@@ -20,6 +21,12 @@ export interface RestTarget {
   open(): Promise<{ backend: Backend; cleanup(): Promise<void> }>;
 }
 
+/**
+ * software + SoftHSM: the targets of the JOSE, FSPIOP and payment suites (REST and gRPC). Those stay off
+ * KMIP: what they add over the key service (JWS/JWE, FSPIOP signatures, TR-31, PIN, DUKPT) needs EC keys,
+ * PS256, RSA-OAEP, AES key wrap or payment keys, none of which the KMIP backend offers, so on KMIP they
+ * would prove only the refusals the key-service suites below already prove.
+ */
 export const restTargets: RestTarget[] = [
   {
     label: 'software',
@@ -32,6 +39,22 @@ export const restTargets: RestTarget[] = [
   },
   softHsmTarget('pkcs11 (SoftHSM)', {}),
 ];
+
+/** The KMIP backend on a PyKMIP server started for the fixture and stopped in its cleanup. */
+export const kmipTarget: RestTarget = {
+  label: 'kmip (PyKMIP)',
+  async open() {
+    const { openKmipBackend } = await import('../../helpers/kmipBackend.js');
+    const { backend, cleanup } = await openKmipBackend(silent);
+    return { backend, cleanup };
+  },
+};
+
+/**
+ * Every backend, for the suites of the key service itself (REST API, bad input, request log, gRPC key
+ * service): what a backend lacks is asserted as the refusal its capabilities() announce.
+ */
+export const keyServiceTargets: RestTarget[] = [...restTargets, kmipTarget];
 
 /**
  * SoftHSM as it comes: its OAEP is SHA-1 only, and without the (opt-in) raw-RSA fallback that the test

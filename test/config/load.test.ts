@@ -123,7 +123,7 @@ describe('rest.tls and grpc.tls', () => {
 describe('backend section', () => {
   it('refuses an unknown backend type, naming the choices', async () => {
     const c = loadServiceConfig({ env: { HSMB_BACKEND__TYPE: 'vault' } });
-    await expect(resolveBackend(c)).rejects.toThrow(/\/backend\/type must be one of software, pkcs11, module/);
+    await expect(resolveBackend(c)).rejects.toThrow(/\/backend\/type must be one of software, pkcs11, kmip, module/);
   });
 
   it("checks the chosen backend's section against that adapter's schema", async () => {

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../../src/app.js';
 import { ConfigError, loadServiceConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
+import { referenceAccepts } from '../fspiop/support.js';
 import { startPyKmip, type PyKmipServer } from '../helpers/pykmip.js';
 import { connect, expectGrpcError, type TestClients } from '../transports/grpc/grpcClient.js';
 
@@ -136,6 +137,18 @@ describe('the service on a KMIP server, configured by file alone', () => {
     expect(Buffer.from(mac.body.mac, 'base64')).toEqual(createHmac('sha256', key).update(message).digest());
     key.fill(0);
     expect((await call('POST', `/v1/keys/${hmac}/mac/verify`, { data: b64(message), mac: mac.body.mac })).body.valid).toBe(true);
+  }, 60_000);
+
+  it('signs FSPIOP RS256 with the KMIP key, and the Mojaloop reference validator accepts it', async () => {
+    const pem = (await call('GET', `/v1/keys/${rsa}`)).body.versions[0].publicKeyPem as string;
+    const body = { transferId: 'b51ec534-ee48-4575-b6a9-ead2955b8069', amount: { currency: 'USD', amount: '12.34' } };
+    const signed = await call('POST', '/v1/fspiop/sign', { key: rsa, method: 'put', uri: '/transfers/b51ec534-ee48-4575-b6a9-ead2955b8069', source: 'payerfsp', body });
+    expect(signed.status, JSON.stringify(signed.body)).toBe(200);
+    // The caller sends the returned headers beside its own.
+    const headers = { 'content-type': 'application/vnd.interoperability.transfers+json;version=1.1', 'fspiop-source': 'payerfsp', ...signed.body.headers };
+    expect(referenceAccepts({ payerfsp: pem }, { headers, body: JSON.parse(signed.body.body) })).toBe(true);
+    const tampered = { ...JSON.parse(signed.body.body), amount: { currency: 'USD', amount: '99.99' } };
+    expect(referenceAccepts({ payerfsp: pem }, { headers, body: tampered })).toBe(false);
   }, 60_000);
 
   /** startApp from a JSON file with this backend.kmip section; what a bad one must fail with. */

@@ -12,7 +12,7 @@
  */
 import type { Logger } from 'pino';
 import { HsmBridgeError } from '../../src/errors.js';
-import { KmipConnection, KmipTransportError, type KmipConnectionOptions } from './connection.js';
+import { KmipConnection, kmipTlsContext, KmipTransportError, type KmipConnectionOptions } from './connection.js';
 import { decodeResponse, encodeRequest, protocolVersion, type KmipResponse, type ProtocolVersion } from './messages.js';
 import { Enum, Tag, enumName } from './tags.js';
 import { children, intOf, KmipProtocolError, struct, type Ttlv } from './ttlv.js';
@@ -24,7 +24,11 @@ export interface KmipClientOptions {
   readonly port: number;
   /** The name the server certificate must carry; the host when absent. */
   readonly serverName?: string;
-  /** PEM: the CA(s) that issued the server certificate, the client certificate and its private key. */
+  /**
+   * PEM: the CA(s) that issued the server certificate, the client certificate and its private key. They
+   * are parsed once at open into a TLS context; the client keeps no reference to the key's buffer, which
+   * the caller may wipe once open has settled.
+   */
   readonly ca: Buffer;
   readonly cert: Buffer;
   readonly key: Buffer;
@@ -124,9 +128,12 @@ class Permits {
   }
 }
 
+/** What the client keeps of its options: no PEM (the TLS context holds the parsed credentials). */
+type Settings = Omit<KmipClientOptions, 'ca' | 'cert' | 'key'>;
+
 export class KmipClient {
   readonly version: ProtocolVersion;
-  private readonly options: KmipClientOptions;
+  private readonly options: Settings;
   private readonly connectionOptions: KmipConnectionOptions;
   private readonly logger: Logger;
   private readonly permits: Permits;
@@ -137,9 +144,9 @@ export class KmipClient {
   private healthInFlight: Promise<{ ready: boolean; detail?: string }> | undefined;
   private closed = false;
 
-  private constructor(options: KmipClientOptions, logger: Logger, version: ProtocolVersion, first: KmipConnection) {
+  private constructor(options: Settings, connectionOptions: KmipConnectionOptions, logger: Logger, version: ProtocolVersion, first: KmipConnection) {
     this.options = options;
-    this.connectionOptions = connectionOptionsOf(options);
+    this.connectionOptions = connectionOptions;
     this.logger = logger;
     this.version = version;
     this.permits = new Permits(options.poolSize, options.poolSize * QUEUE_PER_CONNECTION);
@@ -147,23 +154,34 @@ export class KmipClient {
     this.idle.push(first);
   }
 
-  /** Connects once and negotiates the protocol version; fails with BACKEND_UNAVAILABLE if the server cannot be used. */
+  /**
+   * Connects once and negotiates the protocol version; fails with BACKEND_UNAVAILABLE if the server cannot
+   * be used. Only here does the error carry the transport's detail (a certificate or name mismatch): it
+   * reaches the operator starting the service, not an API caller.
+   */
   static async open(options: KmipClientOptions, logger: Logger): Promise<KmipClient> {
     checkOptions(options);
     const versions = options.versions ?? DEFAULT_VERSIONS;
     const log = logger.child({ kmip: `${options.host}:${options.port}` });
-    const connectionOptions = connectionOptionsOf(options);
+    const { ca: _ca, cert: _cert, key: _key, ...settings } = options;
+    let tls;
+    try {
+      tls = kmipTlsContext(options);
+    } catch (e) {
+      throw new HsmBridgeError('INVALID_ARGUMENT', 'kmip: the CA, client certificate or key cannot be used for TLS', { cause: e });
+    }
+    const connectionOptions = connectionOptionsOf(settings, tls);
     const connection = await KmipConnection.connect(connectionOptions).catch((e: unknown) => {
-      throw unavailable(e);
+      throw startFailure(e);
     });
     try {
       const version = await negotiate(connection, versions, options);
       log.info({ version: show(version) }, 'KMIP protocol version negotiated');
-      return new KmipClient(options, log, version, connection);
+      return new KmipClient(settings, connectionOptions, log, version, connection);
     } catch (e) {
       connection.close();
       if (e instanceof HsmBridgeError) throw e;
-      if (e instanceof KmipTransportError) throw unavailable(e);
+      if (e instanceof KmipTransportError) throw startFailure(e);
       log.error({ err: e instanceof Error ? e.message : String(e) }, 'KMIP server answered DiscoverVersions with something that is not valid KMIP');
       throw new HsmBridgeError('INTERNAL', 'unexpected answer from the KMIP server to DiscoverVersions', { cause: e });
     }
@@ -294,10 +312,29 @@ export class KmipClient {
     } catch (e) {
       this.probe?.close();
       this.probe = undefined;
-      const detail = `KMIP server unavailable: ${e instanceof Error ? e.message : String(e)}`;
-      this.logger.warn({ err: detail }, 'KMIP health probe failed');
-      return { ready: false, detail };
+      this.logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'KMIP health probe failed');
+      // Health details are public (readiness endpoints): a fixed text, the cause is in the log.
+      return { ready: false, detail: e instanceof KmipTransportError && e.timedOut ? TIMED_OUT : UNREACHABLE };
     }
+  }
+
+  /**
+   * An answer that contradicts the request (another object's identifier, another IV): refused as INTERNAL
+   * with a fixed message; what differed goes to the log.
+   */
+  unexpectedAnswer(operation: number, detail: string): HsmBridgeError {
+    this.logger.error({ operation: enumName('Operation', operation), detail }, 'KMIP server answered something other than what was asked');
+    return new HsmBridgeError('INTERNAL', 'unexpected answer from the KMIP server');
+  }
+
+  /** The largest response the client reads (and asks the server to keep to). */
+  get maxResponseBytes(): number {
+    return this.options.maxResponseBytes;
+  }
+
+  /** At least this protocol version was negotiated (fields newer than it are not sent). */
+  speaks(major: number, minor: number): boolean {
+    return this.version.major > major || (this.version.major === major && this.version.minor >= minor);
   }
 
   private translate(operation: number, e: unknown): Error {
@@ -308,14 +345,12 @@ export class KmipClient {
   }
 }
 
-function connectionOptionsOf(o: KmipClientOptions): KmipConnectionOptions {
+function connectionOptionsOf(o: Settings, tls: KmipConnectionOptions['tls']): KmipConnectionOptions {
   return {
     host: o.host,
     port: o.port,
     ...(o.serverName !== undefined ? { serverName: o.serverName } : {}),
-    ca: o.ca,
-    cert: o.cert,
-    key: o.key,
+    tls,
     connectTimeoutMs: o.connectTimeoutMs,
     maxResponseBytes: o.maxResponseBytes,
   };
@@ -333,8 +368,16 @@ function checkOptions(o: KmipClientOptions): void {
   if (o.versions !== undefined && o.versions.length === 0) throw new TypeError('KmipClientOptions.versions must not be empty');
 }
 
+const UNREACHABLE = 'KMIP server unreachable';
+const TIMED_OUT = 'KMIP server timed out';
+
+/** A transport failure during a call, for API callers: a fixed text (the cause, logged by attempt(), stays attached). */
 const unavailable = (e: unknown) =>
-  e instanceof HsmBridgeError ? e : new HsmBridgeError('BACKEND_UNAVAILABLE', `KMIP server unavailable${e instanceof Error ? `: ${e.message}` : ''}`, { cause: e });
+  e instanceof HsmBridgeError ? e : new HsmBridgeError('BACKEND_UNAVAILABLE', e instanceof KmipTransportError && e.timedOut ? TIMED_OUT : UNREACHABLE, { cause: e });
+
+/** A failure at open, for the operator starting the service: says what went wrong (certificate, name, refused). */
+const startFailure = (e: unknown) =>
+  e instanceof HsmBridgeError ? e : new HsmBridgeError('BACKEND_UNAVAILABLE', `${UNREACHABLE}${e instanceof Error ? `: ${e.message}` : ''}`, { cause: e });
 
 /** The payload of a successful response to `operation`; a failure becomes a KmipOperationError. */
 function payloadOf(operation: number, response: KmipResponse): Ttlv | undefined {

@@ -10,24 +10,54 @@
  * handed to the caller is the caller's to wipe once decoded; the partial buffers behind it are wiped here.
  */
 import { isIP } from 'node:net';
-import { connect, checkServerIdentity, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { connect, checkServerIdentity, createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import { KmipProtocolError, messageLength } from './ttlv.js';
+
+/**
+ * TLS 1.2 suites with ECDHE key exchange (forward secrecy) and an AEAD cipher only; TLS 1.3 suites are
+ * all of that kind. Node's default list would also accept RSA key exchange and CBC suites, which a KMIP
+ * server may prefer (PyKMIP's default is AES128-SHA256).
+ */
+export const KMIP_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** The credentials and TLS policy of every connection, built once (the PEM is parsed here, not per connection). */
+export function kmipTlsContext(pem: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer }): SecureContext {
+  return createSecureContext({ ca: pem.ca, cert: pem.cert, key: pem.key, minVersion: 'TLSv1.2', ciphers: KMIP_CIPHERS });
+}
 
 export interface KmipConnectionOptions {
   readonly host: string;
   readonly port: number;
   /** The name the server certificate must carry (DNS name or IP address); the host when absent. */
   readonly serverName?: string;
-  readonly ca: Buffer;
-  readonly cert: Buffer;
-  readonly key: Buffer;
+  /** From kmipTlsContext: CA, client certificate and key, protocol and cipher policy. */
+  readonly tls: SecureContext;
   readonly connectTimeoutMs: number;
   readonly maxResponseBytes: number;
 }
 
-/** The server cannot be reached, refused the TLS handshake, closed the connection or did not answer in time. */
+/**
+ * The server cannot be reached, refused the TLS handshake, closed the connection or did not answer in
+ * time. `timedOut` tells a silent server from an unreachable one; the message is for the log.
+ */
 export class KmipTransportError extends Error {
   override readonly name = 'KmipTransportError';
+  readonly timedOut: boolean;
+
+  constructor(message: string, options?: { cause?: unknown; timedOut?: boolean }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.timedOut = options?.timedOut ?? false;
+  }
 }
 
 const HEADER = 8;
@@ -71,15 +101,12 @@ export class KmipConnection {
         port: options.port,
         // SNI carries host names only (RFC 6066); the certificate check below covers IP addresses too.
         ...(isIP(expectedName) !== 0 ? {} : { servername: expectedName }),
-        ca: options.ca,
-        cert: options.cert,
-        key: options.key,
-        minVersion: 'TLSv1.2',
+        secureContext: options.tls,
         rejectUnauthorized: true,
         checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(expectedName, cert),
       });
       const timer = setTimeout(
-        () => settle(new KmipTransportError(`no TLS handshake within ${options.connectTimeoutMs} ms`)),
+        () => settle(new KmipTransportError(`no TLS handshake within ${options.connectTimeoutMs} ms`, { timedOut: true })),
         options.connectTimeoutMs,
       );
       const settle = (e?: Error) => {
@@ -121,7 +148,7 @@ export class KmipConnection {
     if (this.pending) return Promise.reject(new Error('KmipConnection.request: a request is already in flight')); // a caller bug
     return new Promise<Buffer>((resolve, reject) => {
       const timer = setTimeout(
-        () => this.fail(new KmipTransportError(`no answer within ${timeoutMs} ms`)),
+        () => this.fail(new KmipTransportError(`no answer within ${timeoutMs} ms`, { timedOut: true })),
         timeoutMs,
       );
       this.pending = { resolve, reject, timer };

@@ -1,6 +1,6 @@
 /**
  * The KMIP backend's factory: any key manager that speaks KMIP 1.2 to 1.4 over mutual TLS (PyKMIP,
- * and the commercial KMIP servers). See README.md in this folder.
+ * and the commercial KMIP servers whose Revoke is a compare-and-swap: see the README). See README.md in this folder.
  */
 import type { BackendFactory } from '../../src/backend/factory.js';
 import { KmipBackend } from './backend.js';
@@ -15,7 +15,12 @@ export const kmipBackendFactory: BackendFactory<KmipConfig> = {
   async create(config, { logger }) {
     const options = await resolveConfig(config);
     const log = logger.child({ backend: 'kmip' });
-    const client = await KmipClient.open(options, log);
+    let client: KmipClient;
+    try {
+      client = await KmipClient.open(options, log);
+    } finally {
+      options.key.fill(0); // the client keeps a TLS context built from it, not the key itself
+    }
     try {
       const backend = await KmipBackend.open(client, log);
       const caps = backend.capabilities();

@@ -9,12 +9,18 @@
  *   registers the next head (Pre-Active, basedOn = the current head's identifier), revokes the current
  *   head, and activates the next. Revoke succeeds only on an Active object, so of two replicas changing
  *   the same key at once exactly one wins; the other withdraws and starts again from the new head.
+ *   A destroy's next head is a tombstone (`destroyed: true`): never activated, it tells readers that
+ *   the revoke before it was a destroy, so a successor another writer left behind is not revived.
  */
 import { parseKeyVersion, type KeyName, type KeyVersion } from '../../src/keys/names.js';
-import { keyTypes, modesOfUse, type KeyPurpose, type KeyState, type KeyType, type ModeOfUse } from '../../src/keys/types.js';
+import { HsmBridgeError } from '../../src/errors.js';
+import { keyTypes, type KeyPurpose, type KeyState, type KeyType } from '../../src/keys/types.js';
 
 export const OBJECT_GROUP = 'hsm-bridge';
 const FORMAT = 1;
+/** Bounds on a record, checked before it is parsed (a head is whatever the server returns). */
+export const MAX_RECORD_BYTES = 64 * 1024;
+export const MAX_VERSIONS = 400;
 
 export const headName = (name: KeyName) => `hsmb/${name}`;
 export const versionName = (name: KeyName, version: KeyVersion) => `hsmb/${name}/v${version}`;
@@ -33,17 +39,20 @@ export interface HeadRecord {
   readonly purpose: KeyPurpose;
   readonly state: KeyState;
   readonly createdAt: string;
-  readonly exportable?: true;
-  readonly modeOfUse?: ModeOfUse;
   readonly versions: Readonly<Record<string, VersionRecord>>;
   /** The head this one replaced; absent on a key's first head. */
   readonly basedOn?: string;
-  /** When this head was registered (the writer's clock): tells a crashed writer's leftovers from one at work. */
+  /** When this head was registered, on the writer's clock: orders heads; ages come from the server's Initial Date. */
   readonly writtenAt: string;
+  /** A destroy's tombstone: the key ends with the head this one is based on. Never activated. */
+  readonly destroyed?: true;
 }
 
 export function encodeRecord(record: HeadRecord): Buffer {
-  return Buffer.from(JSON.stringify({ format: FORMAT, ...record }), 'utf8');
+  const encoded = Buffer.from(JSON.stringify({ format: FORMAT, ...record }), 'utf8');
+  // Rotation refuses to go past MAX_VERSIONS first; this guards against writing what no reader accepts.
+  if (encoded.length > MAX_RECORD_BYTES) throw new HsmBridgeError('INTERNAL', 'a key record outgrew its bound');
+  return encoded;
 }
 
 const isVersionKey = (v: string) => /^[1-9][0-9]{0,9}$/.test(v);
@@ -51,6 +60,7 @@ const isText = (v: unknown, max = 256): v is string => typeof v === 'string' && 
 
 /** The record in a head's value, or undefined when it is not one hsm-bridge (or a tool following the mapping) wrote. */
 export function decodeRecord(value: Buffer): HeadRecord | undefined {
+  if (value.length > MAX_RECORD_BYTES) return undefined;
   let v: Record<string, unknown>;
   try {
     v = JSON.parse(value.toString('utf8')) as Record<string, unknown>;
@@ -58,15 +68,15 @@ export function decodeRecord(value: Buffer): HeadRecord | undefined {
     return undefined;
   }
   if (typeof v !== 'object' || v === null || v.format !== FORMAT) return undefined;
-  const { name, type, purpose, state, createdAt, exportable, modeOfUse, versions, basedOn, writtenAt } = v;
+  const { name, type, purpose, state, createdAt, versions, basedOn, writtenAt, destroyed } = v;
   if (!isText(name, 64) || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) return undefined;
   if (typeof type !== 'string' || !Object.hasOwn(keyTypes, type)) return undefined;
   if (typeof purpose !== 'string' || !(keyTypes[type as KeyType].purposes as readonly string[]).includes(purpose)) return undefined;
   if (state !== 'enabled' && state !== 'disabled') return undefined;
   if (!isText(createdAt) || !isText(writtenAt) || typeof versions !== 'object' || versions === null) return undefined;
-  if (exportable !== undefined && exportable !== true) return undefined;
-  if (modeOfUse !== undefined && !(modesOfUse as readonly unknown[]).includes(modeOfUse)) return undefined;
   if (basedOn !== undefined && !isText(basedOn)) return undefined;
+  if (destroyed !== undefined && (destroyed !== true || basedOn === undefined)) return undefined;
+  if (Object.keys(versions).length > MAX_VERSIONS) return undefined;
   const decoded: Record<string, VersionRecord> = {};
   for (const [version, entry] of Object.entries(versions)) {
     if (!isVersionKey(version) || typeof entry !== 'object' || entry === null) return undefined;
@@ -76,11 +86,10 @@ export function decodeRecord(value: Buffer): HeadRecord | undefined {
   }
   return {
     name: name as KeyName, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt,
-    ...(exportable ? { exportable } : {}),
-    ...(modeOfUse === undefined ? {} : { modeOfUse: modeOfUse as ModeOfUse }),
     versions: decoded,
     ...(basedOn === undefined ? {} : { basedOn }),
     writtenAt,
+    ...(destroyed ? { destroyed } : {}),
   };
 }
 

@@ -1,11 +1,14 @@
 /**
  * The KMIP operations the backend uses, as typed calls: request payloads built in the order KMIP 1.4
  * defines (PyKMIP reads fields in sequence and ignores what it meets out of order), responses read
- * strictly. Nothing here knows about hsm-bridge keys; backend.ts and keyRecords.ts do.
+ * strictly. A response must be the answer to its request: the object it names is the one asked about,
+ * and an IV it reports is the one sent; anything else is refused as INTERNAL (the detail logged), since
+ * a result for another object or under another IV would be wrong without looking wrong.
+ * Nothing here knows about hsm-bridge keys; backend.ts and keyRecords.ts do.
  */
 import { HsmBridgeError } from '../../src/errors.js';
 import { KmipOperationError, type KmipClient } from './client.js';
-import { Enum, Tag } from './tags.js';
+import { Enum, enumName, Tag } from './tags.js';
 import { bytes, bytesOf, child, children, enm, enumOf, int, struct, text, textOf, type Ttlv } from './ttlv.js';
 
 const Op = Enum.Operation;
@@ -75,9 +78,37 @@ function payloadOf(response: Ttlv | undefined, operation: string): Ttlv {
 export const isReason = (e: unknown, ...reasons: number[]): e is KmipOperationError =>
   e instanceof KmipOperationError && e.reason !== undefined && reasons.includes(e.reason);
 
+/** Per located identifier in a response (TTLV header and a UUID-sized text, padded), to size Locate pages. */
+const LOCATED_ID_BYTES = 64;
+const LOCATE_PAGE_MAX = 1000;
+const LOCATE_PAGE_MIN = 16;
+
+/** How DeriveKey makes a key: the method and its parameters (KMIP 1.4 §4.6). */
+export interface Derivation {
+  readonly method: number;
+  readonly hashingAlgorithm: number;
+  readonly derivationData: Buffer;
+  readonly salt?: Buffer;
+}
+
 /** The typed operations over one client. Calls that change nothing are retried once after a transport failure. */
 export class KmipOperations {
   constructor(private readonly client: KmipClient) {}
+
+  /** The response's Unique Identifier must be the one requested. */
+  private sameObject(r: Ttlv, id: string, operation: number): void {
+    const answered = child(r, Tag.UniqueIdentifier);
+    if (answered?.type !== 'TextString' || answered.value !== id) {
+      throw this.client.unexpectedAnswer(operation, `asked about object ${id}, the answer is about ${answered?.type === 'TextString' ? answered.value : 'no object'}`);
+    }
+  }
+
+  /** Calls an operation on one object; the answer must name that object. */
+  private async onObject(operation: number, id: string, items: readonly Ttlv[], options?: { retry?: boolean }): Promise<Ttlv> {
+    const r = payloadOf(await this.client.call(operation, struct(Tag.RequestPayload, uid(id), ...items), options), enumName('Operation', operation));
+    this.sameObject(r, id, operation);
+    return r;
+  }
 
   async create(objectType: number, attributes: readonly Attribute[]): Promise<string> {
     const r = payloadOf(await this.client.call(Op.Create, struct(Tag.RequestPayload, enm(Tag.ObjectType, objectType), template(Tag.TemplateAttribute, attributes))), 'Create');
@@ -126,19 +157,41 @@ export class KmipOperations {
     return textOf(r, Tag.UniqueIdentifier);
   }
 
-  /** The unique identifiers of the objects that match every attribute (PyKMIP: newest first). */
+  /**
+   * The unique identifiers of the objects that match every attribute (PyKMIP: newest first). From KMIP 1.3
+   * on, read in pages (Maximum Items, Offset Items) sized so that no answer outgrows maxResponseBytes.
+   * Pages are not a snapshot: an object made between two reads can show twice (kept once), one removed
+   * between them can hide a neighbour; callers that need a decision re-read what they act on.
+   */
   async locate(attributes: readonly Attribute[]): Promise<string[]> {
-    const r = await this.client.call(Op.Locate, struct(Tag.RequestPayload, ...attributes.map(attribute)), { retry: true });
+    const filter = attributes.map(attribute);
+    if (!this.client.speaks(1, 3)) return this.locatePage(filter);
+    const pageSize = Math.min(LOCATE_PAGE_MAX, Math.max(LOCATE_PAGE_MIN, Math.floor((this.client.maxResponseBytes - 512) / LOCATED_ID_BYTES)));
+    const found = new Set<string>();
+    for (let offset = 0; ; offset += pageSize) {
+      const page = await this.locatePage(filter, pageSize, offset);
+      const before = found.size;
+      for (const id of page) found.add(id);
+      // A short page is the last; one that adds nothing means the server ignores the offset.
+      if (page.length < pageSize || found.size === before) return [...found];
+    }
+  }
+
+  private async locatePage(filter: readonly Ttlv[], maximum?: number, offset?: number): Promise<string[]> {
+    const paging = maximum === undefined ? [] : [int(Tag.MaximumItems, maximum), int(Tag.OffsetItems, offset ?? 0)];
+    const r = await this.client.call(Op.Locate, struct(Tag.RequestPayload, ...paging, ...filter), { retry: true });
     if (!r) return [];
-    return children(r, Tag.UniqueIdentifier).map((item) => {
+    const ids = children(r, Tag.UniqueIdentifier).map((item) => {
       if (item.type !== 'TextString') throw unexpected('a located identifier is not text');
       return item.value;
     });
+    if (maximum !== undefined && ids.length > maximum) throw this.client.unexpectedAnswer(Op.Locate, `asked for at most ${maximum} identifiers, got ${ids.length}`);
+    return ids;
   }
 
   /** The key material of a Symmetric Key, Public Key, Private Key or Secret Data (not wrapped). */
   async get(id: string): Promise<KeyBlockValue> {
-    const r = payloadOf(await this.client.call(Op.Get, struct(Tag.RequestPayload, uid(id)), { retry: true }), 'Get');
+    const r = await this.onObject(Op.Get, id, [], { retry: true });
     const object = [Tag.SymmetricKey, Tag.PublicKey, Tag.PrivateKey, Tag.SecretData].map((t) => child(r, t)).find((o) => o !== undefined);
     const keyBlock = object && child(object, Tag.KeyBlock);
     const keyValue = keyBlock && child(keyBlock, Tag.KeyValue);
@@ -147,52 +200,73 @@ export class KmipOperations {
   }
 
   async activate(id: string): Promise<void> {
-    await this.client.call(Op.Activate, struct(Tag.RequestPayload, uid(id)));
+    await this.onObject(Op.Activate, id, []);
   }
 
   /** Revokes an active object (Active -> Deactivated). Fails with Illegal Operation when it is not active. */
   async revoke(id: string, code: number): Promise<void> {
-    await this.client.call(Op.Revoke, struct(Tag.RequestPayload, uid(id), struct(Tag.RevocationReason, enm(Tag.RevocationReasonCode, code))));
+    await this.onObject(Op.Revoke, id, [struct(Tag.RevocationReason, enm(Tag.RevocationReasonCode, code))]);
   }
 
   async destroy(id: string): Promise<void> {
-    await this.client.call(Op.Destroy, struct(Tag.RequestPayload, uid(id)));
+    await this.onObject(Op.Destroy, id, []);
   }
 
+  /**
+   * A symmetric key derived by the server from the key `baseId` (which needs the Derive Key usage bit):
+   * the key material never leaves the server.
+   */
+  async deriveKey(baseId: string, derivation: Derivation, attributes: readonly Attribute[]): Promise<string> {
+    const derivationParameters = [
+      parameters({ hashingAlgorithm: derivation.hashingAlgorithm }),
+      bytes(Tag.DerivationData, derivation.derivationData),
+      ...(derivation.salt ? [bytes(Tag.Salt, derivation.salt)] : []),
+    ];
+    const r = payloadOf(
+      await this.client.call(
+        Op.DeriveKey,
+        struct(
+          Tag.RequestPayload,
+          enm(Tag.ObjectType, Enum.ObjectType.SymmetricKey),
+          uid(baseId),
+          enm(Tag.DerivationMethod, derivation.method),
+          struct(Tag.DerivationParameters, ...derivationParameters),
+          template(Tag.TemplateAttribute, attributes),
+        ),
+      ),
+      'DeriveKey',
+    );
+    return textOf(r, Tag.UniqueIdentifier);
+  }
+
+  /** Encrypts under our IV: a server that used another one (its own) is refused, its ciphertext would not decrypt. */
   async encrypt(id: string, p: CryptoParameters, data: Buffer, iv: Buffer, aad?: Buffer): Promise<{ data: Buffer; tag?: Buffer }> {
-    const items = [uid(id), parameters(p), bytes(Tag.Data, data), bytes(Tag.IVCounterNonce, iv)];
+    const items = [parameters(p), bytes(Tag.Data, data), bytes(Tag.IVCounterNonce, iv)];
     if (aad && aad.length > 0) items.push(bytes(Tag.AuthenticatedEncryptionAdditionalData, aad));
-    const r = payloadOf(await this.client.call(Op.Encrypt, struct(Tag.RequestPayload, ...items), { retry: true }), 'Encrypt');
+    const r = await this.onObject(Op.Encrypt, id, items, { retry: true });
+    const answeredIv = child(r, Tag.IVCounterNonce);
+    if (answeredIv && !(answeredIv.type === 'ByteString' && answeredIv.value.equals(iv))) {
+      throw this.client.unexpectedAnswer(Op.Encrypt, 'the server encrypted under an IV other than the one sent');
+    }
     const tag = child(r, Tag.AuthenticatedEncryptionTag);
     return { data: bytesOf(r, Tag.Data), ...(tag ? { tag: bytesOf(r, Tag.AuthenticatedEncryptionTag) } : {}) };
   }
 
   async decrypt(id: string, p: CryptoParameters, data: Buffer, iv: Buffer, aad: Buffer | undefined, tag: Buffer): Promise<Buffer> {
-    const items = [uid(id), parameters(p), bytes(Tag.Data, data), bytes(Tag.IVCounterNonce, iv)];
+    const items = [parameters(p), bytes(Tag.Data, data), bytes(Tag.IVCounterNonce, iv)];
     if (aad && aad.length > 0) items.push(bytes(Tag.AuthenticatedEncryptionAdditionalData, aad));
     items.push(bytes(Tag.AuthenticatedEncryptionTag, tag));
-    const r = payloadOf(await this.client.call(Op.Decrypt, struct(Tag.RequestPayload, ...items), { retry: true }), 'Decrypt');
+    const r = await this.onObject(Op.Decrypt, id, items, { retry: true });
     return bytesOf(r, Tag.Data);
   }
 
   async sign(id: string, p: CryptoParameters, data: Buffer): Promise<Buffer> {
-    const r = payloadOf(await this.client.call(Op.Sign, struct(Tag.RequestPayload, uid(id), parameters(p), bytes(Tag.Data, data)), { retry: true }), 'Sign');
+    const r = await this.onObject(Op.Sign, id, [parameters(p), bytes(Tag.Data, data)], { retry: true });
     return bytesOf(r, Tag.SignatureData);
   }
 
-  async signatureVerify(id: string, p: CryptoParameters, data: Buffer, signature: Buffer): Promise<boolean> {
-    const r = payloadOf(
-      await this.client.call(Op.SignatureVerify, struct(Tag.RequestPayload, uid(id), parameters(p), bytes(Tag.Data, data), bytes(Tag.SignatureData, signature)), { retry: true }),
-      'SignatureVerify',
-    );
-    const validity = enumOf(r, Tag.ValidityIndicator);
-    if (validity === Enum.ValidityIndicator.Valid) return true;
-    if (validity === Enum.ValidityIndicator.Invalid) return false;
-    throw unexpected('SignatureVerify could not decide');
-  }
-
   async mac(id: string, p: CryptoParameters, data: Buffer): Promise<Buffer> {
-    const r = payloadOf(await this.client.call(Op.MAC, struct(Tag.RequestPayload, uid(id), parameters(p), bytes(Tag.Data, data)), { retry: true }), 'MAC');
+    const r = await this.onObject(Op.MAC, id, [parameters(p), bytes(Tag.Data, data)], { retry: true });
     return bytesOf(r, Tag.MACData);
   }
 

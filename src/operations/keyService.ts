@@ -150,6 +150,7 @@ export class KeyService {
     if (purpose === 'agree' && !this.caps.keyAgreement.includes(type)) {
       throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend cannot do key agreement with ${type} keys`);
     }
+    this.checkUsable(type, purpose);
     const exportable = this.parseExportable(input.exportable, purpose);
     const keyUsage = parseKeyUsage(input.keyUsage, type, purpose);
     const meta = await this.backend.createKey({ name, type, purpose, ...(exportable ? { exportable } : {}), ...(keyUsage ? { keyUsage } : {}) });
@@ -251,6 +252,23 @@ export class KeyService {
   keyCheckValue(meta: KeyMetadata, version?: KeyVersionInfo): Promise<string | undefined> {
     const v = version ?? meta.versions.find((x) => x.version === meta.primaryVersion);
     return v ? this.kcvs.of(meta, v) : Promise.resolve(undefined);
+  }
+
+  /**
+   * A key that nothing the backend offers could use is not made: the PIN, BDK and KBPK kinds need the
+   * backend's payment primitives; every other purpose needs one offered algorithm that fits the type.
+   */
+  private checkUsable(type: KeyType, purpose: KeyPurpose): void {
+    if (purpose === 'pin' || purpose === 'bdk' || purpose === 'kbpk') {
+      if (typeof this.backend.encryptBlocks !== 'function') {
+        throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend has no payment operations for ${purpose} keys`);
+      }
+      return;
+    }
+    const offered: readonly string[] = [...this.caps.sign, ...this.caps.encrypt, ...this.caps.mac, ...(this.caps.keyAgreement.includes(type) ? ['ECDH'] : [])];
+    if (!algorithmsFor(type, purpose).some((a) => offered.includes(a))) {
+      throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend offers no algorithm a ${type} key of purpose ${purpose} could use`);
+    }
   }
 
   private parseExportable(value: unknown, purpose: KeyPurpose): boolean {

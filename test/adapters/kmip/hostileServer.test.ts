@@ -10,11 +10,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, createServer, type Server, type TlsOptions, type TLSSocket } from 'node:tls';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { KmipClient, type KmipClientOptions } from '../../../adapters/kmip/client.js';
-import { KmipConnection } from '../../../adapters/kmip/connection.js';
+import { KmipConnection, kmipTlsContext } from '../../../adapters/kmip/connection.js';
 import { protocolVersion, type ProtocolVersion } from '../../../adapters/kmip/messages.js';
 import { Enum, Tag } from '../../../adapters/kmip/tags.js';
 import { dateTime, decodeTtlv, encodeTtlv, enm, enumOf, int, messageLength, struct, structOf, text, type Ttlv } from '../../../adapters/kmip/ttlv.js';
@@ -78,11 +78,11 @@ afterEach(async () => {
 });
 
 /** A mutual-TLS server that frames requests and lets `behaviour` answer (DiscoverVersions succeeds unless it says otherwise). */
-async function fakeKmip(behaviour: Behaviour): Promise<FakeServer> {
+async function fakeKmip(behaviour: Behaviour, tls?: TlsOptions): Promise<FakeServer> {
   const stats = { connections: 0, open: 0, maxOpen: 0, requests: [] as number[] };
   let closed = 0;
   const sockets = new Set<TLSSocket>();
-  const server: Server = createServer({ cert: await readFile(pki.serverCertPath), key: await readFile(pki.serverKeyPath), ca: pki.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, (socket) => {
+  const server: Server = createServer({ cert: await readFile(pki.serverCertPath), key: await readFile(pki.serverKeyPath), ca: pki.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', ...tls }, (socket) => {
     sockets.add(socket);
     stats.connections++;
     stats.maxOpen = Math.max(stats.maxOpen, ++stats.open);
@@ -387,17 +387,41 @@ describe('health', () => {
     try {
       const h = await client.health();
       expect(h.ready).toBe(false);
-      expect(h.detail).toMatch(/^KMIP server unavailable: no answer within 300 ms/);
+      // A fixed text for callers: the socket's own words stay in the log.
+      expect(h.detail).toBe('KMIP server timed out');
     } finally {
       await client.close();
     }
   });
 });
 
+describe('TLS policy', () => {
+  it('refuses a server that offers only a non-AEAD suite (ECDHE, CBC), which a default TLS client accepts', async () => {
+    const cbcOnly = await fakeKmip(answerQueries, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA256' });
+    // The control: Node's default client list agrees to it, so the refusal is the adapter's policy.
+    const suite = await new Promise<string>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: cbcOnly.port, ca: pki.ca, cert: pki.clientCert, key: pki.clientKey, servername: 'localhost' });
+      s.once('secureConnect', () => {
+        resolve(s.getCipher().standardName);
+        s.destroy();
+      });
+      s.once('error', reject);
+    });
+    expect(suite).toBe('TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256');
+    expect(await codeOf(KmipClient.open(options(cbcOnly.port), logger))).toBe('BACKEND_UNAVAILABLE');
+  });
+
+  it('agrees on ECDHE with AES-GCM over TLS 1.2', async () => {
+    const gcm = await fakeKmip(answerQueries, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-SHA256' });
+    const client = await KmipClient.open(options(gcm.port), logger);
+    await client.close();
+  });
+});
+
 describe('KmipConnection', () => {
   it('refuses a second request while one is in flight (one request per connection)', async () => {
     const fake = await fakeKmip((socket, operation, index) => setTimeout(() => answerQueries(socket, operation, index), 20));
-    const connection = await KmipConnection.connect({ ...options(fake.port) });
+    const connection = await KmipConnection.connect({ ...options(fake.port), tls: kmipTlsContext({ ca: pki.ca, cert: pki.clientCert, key: pki.clientKey }) });
     try {
       const request = encodeTtlv(struct(Tag.RequestMessage, struct(Tag.RequestHeader, protocolVersion({ major: 1, minor: 4 }), int(Tag.BatchCount, 1)), struct(Tag.BatchItem, enm(Tag.Operation, Enum.Operation.Query), queryPayload)));
       const first = connection.request(request, 5_000);

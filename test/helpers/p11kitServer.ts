@@ -23,7 +23,7 @@
  *   of the client still succeeds, with no slot; calls on old sessions fail with CKR_DEVICE_ERROR.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Pkcs11Config } from '../../adapters/pkcs11/index.js';
 import type { SoftHsmToken } from './softhsm.js';
+import { groupAlive } from './processGroup.js';
 
 const run = promisify(execFile);
 
@@ -74,34 +75,6 @@ export async function findP11KitClient(): Promise<string> {
   const found = CLIENT_CANDIDATES.find((p) => existsSync(p));
   if (!found) throw new Error('p11-kit-client.so was not found: run `apt-get install p11-kit p11-kit-modules`');
   return found;
-}
-
-/**
- * Whether a live (not zombie) process of the group `pgid` is left. From /proc, because orphaned children
- * are reaped by whatever pid 1 is (a container's may never reap); kill(-pgid, 0) elsewhere.
- */
-function groupAlive(pgid: number): boolean {
-  if (existsSync('/proc/self/stat')) {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      let stat: string;
-      try {
-        stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      } catch {
-        continue; // exited meanwhile
-      }
-      // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ')'.
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true;
-    }
-    return false;
-  }
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Whether a unix socket accepts a connection (closed at once: the server's child for it just exits). */

@@ -3,6 +3,7 @@
  * Each backend's own section is described by that backend's factory (BackendFactory.configSchema).
  */
 import { fspiopConfigSchema, type FspiopConfig } from '../fspiop/config.js';
+import { OTP_KEY_ENTRY_PATTERN } from '../payment/pin/otpKeys.js';
 
 /** TLS for one listener; absent means plain TCP. Files are PEM and are read once, at start. */
 export interface TlsConfig {
@@ -42,8 +43,9 @@ export interface ServiceConfig {
   fspiop: FspiopConfig;
   payment: {
     /**
-     * The PIN keys and BDKs whose PIN blocks the OTP flow (/v1/pin/to-jwe) may decipher into a JWE. Empty
-     * (the default) closes the flow: keep keys for OTP entry apart from those that carry customers' PINs.
+     * The PIN keys and BDKs kept for OTP entry: the only ones whose blocks the OTP flow (/v1/pin/to-jwe)
+     * may decipher into a JWE, and never a translation's outgoing key. `name`, or `name:KCV` to pin the
+     * entry to one key value. Empty (the default) closes the flow.
      */
     otpIncomingKeys: string[];
   };
@@ -121,7 +123,7 @@ export const serviceConfigSchema = {
       additionalProperties: false,
       default: {},
       properties: {
-        otpIncomingKeys: { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 1024, uniqueItems: true, default: [] },
+        otpIncomingKeys: { type: 'array', items: { type: 'string', pattern: OTP_KEY_ENTRY_PATTERN }, maxItems: 1024, uniqueItems: true, default: [] },
       },
     },
     backend: {

@@ -232,7 +232,8 @@ export class KeyService {
             if (e instanceof HsmBridgeError && (e.code === 'KEY_NOT_FOUND' || e.code === 'KEY_VERSION_NOT_FOUND')) continue;
             throw e;
           }
-          if (same) throw new HsmBridgeError('INCOMPATIBLE_KEY', `this key is already held as ${meta.purpose} key ${meta.name}`);
+          // Which key holds it is not said: a key block's holder would learn where that value lives.
+          if (same) throw new HsmBridgeError('INCOMPATIBLE_KEY', 'this key value is already held by a key of another kind (purpose, usage or mode of use)');
         }
       }
     } finally {

@@ -3,6 +3,7 @@ import { pino, type Logger } from 'pino';
 import type { ParticipantRegistry } from '../fspiop/participants.js';
 import type { JoseService } from '../jose/joseService.js';
 import type { KeyService } from '../operations/keyService.js';
+import { OtpKeys } from './pin/otpKeys.js';
 import { OtpJweService } from './pin/otpToJwe.js';
 import { PinService } from './pin/pinService.js';
 import { KeyExchangeService } from './tr31/keyExchangeService.js';
@@ -14,7 +15,7 @@ export interface PaymentServices {
 }
 
 export interface PaymentOptions {
-  /** The PIN keys and BDKs that may feed the OTP flow (config payment.otpIncomingKeys); none by default. */
+  /** The PIN keys and BDKs kept for OTP entry, `name` or `name:KCV` (config payment.otpIncomingKeys); none by default. */
   readonly otpIncomingKeys?: readonly string[];
   readonly participants?: ParticipantRegistry;
   readonly logger?: Logger;
@@ -22,15 +23,9 @@ export interface PaymentOptions {
 
 export function createPaymentServices(keys: KeyService, jose: JoseService, options: PaymentOptions = {}): PaymentServices {
   const logger = options.logger ?? pino({ level: 'silent' });
-  const pins = new PinService(keys, logger);
-  const otp = new OtpJweService({
-    keys,
-    pins,
-    jose,
-    ...(options.participants ? { participants: options.participants } : {}),
-    incomingKeys: options.otpIncomingKeys ?? [],
-    logger,
-  });
+  const otpKeys = new OtpKeys(options.otpIncomingKeys ?? []);
+  const pins = new PinService(keys, logger, otpKeys);
+  const otp = new OtpJweService({ keys, pins, jose, ...(options.participants ? { participants: options.participants } : {}), otpKeys, logger });
   return { pins, otp, keyExchange: new KeyExchangeService(keys) };
 }
 

@@ -55,6 +55,15 @@ describe('loadServiceConfig', () => {
     expect(() => loadServiceConfig({ file: file('c.yaml', 'rest: [\n'), env: {} })).toThrow(/not valid YAML/);
   });
 
+  it('payment.otpIncomingKeys: key names, optionally pinned to a KCV; nothing else', () => {
+    expect(loadServiceConfig({ env: {} }).payment.otpIncomingKeys).toEqual([]);
+    const ok = loadServiceConfig({ file: file('otp.yaml', 'payment:\n  otpIncomingKeys: [atm-otp-zpk, "pos-otp:1a2b3c"]\n'), env: {} });
+    expect(ok.payment.otpIncomingKeys).toEqual(['atm-otp-zpk', 'pos-otp:1a2b3c']);
+    for (const bad of ['"bad name"', '"k:12345"', '"k:GGGGGG"', '""']) {
+      expect(() => loadServiceConfig({ file: file(`otp-${Math.random()}.yaml`, `payment:\n  otpIncomingKeys: [${bad}]\n`), env: {} })).toThrow(/\/payment\/otpIncomingKeys\/0/);
+    }
+  });
+
   it('does not change the document it is given', () => {
     const doc = { rest: { port: 1 } };
     applyEnvOverrides(doc, { HSMB_REST__PORT: '2' });

@@ -149,6 +149,8 @@ export interface PlantedKeys {
   zpkAes: string;
   /** A second TDES PIN key, for translations between two TDES zones. */
   zpkTdes2: string;
+  /** The TDES PIN key kept for OTP entry. */
+  otpTdes: string;
   bdkTdes: string;
   bdkAes: string;
   kbpkB: string;
@@ -160,6 +162,8 @@ export interface PlantedKeys {
 /** The TDES zone PIN keys' values (the published 08D7B4 key is the X9.24 BDK, so it cannot be a PIN key too). */
 export const zpkTdesMaterial = '3B5E6A1F0D2C4B7A8C9D0E1F2A3B4C5D';
 export const zpkTdes2Material = '89ABCDEF0123456776543210FEDCBA98';
+/** The PIN key kept for OTP entry (payment.otpIncomingKeys): never a zone key, never a translation target. */
+export const otpTdesMaterial = '6E1F2A3B4C5D7E8F9A0B1C2D3E4F5A6B';
 /** The MAC key's value: never a PIN key's (one value held as a PIN key and a MAC key would make the MAC a TDES-ECB oracle under the PIN key). */
 export const macTdesMaterial = '5D2E8F1A3B4C6D7E0F1E2D3C4B5A6978';
 
@@ -180,6 +184,7 @@ export async function plantKeys(service: KeyService): Promise<PlantedKeys> {
     zpkTdes: await plant('zpk-t', 'TDES_2KEY', 'pin', zpkTdesMaterial),
     zpkAes: await plant('zpk-a', 'AES_128', 'pin', vectors.format4.key),
     zpkTdes2: await plant('zpk-t2', 'TDES_2KEY', 'pin', zpkTdes2Material),
+    otpTdes: await plant('otp-t', 'TDES_2KEY', 'pin', otpTdesMaterial),
     bdkTdes: await plant('bdk-t', 'TDES_2KEY', 'bdk', vectors.tdesDukpt.bdk),
     bdkAes: await plant('bdk-a', 'AES_128', 'bdk', vectors.aesDukpt.bdk),
     kbpkB: await plant('kbpk-b', 'TDES_2KEY', 'kbpk', vectors.tr31.kbpkB),

@@ -7,9 +7,9 @@
  * Payload: {"otp":"<digits>", ...references}: UTF-8 JSON, the references as given (strings only).
  *
  * Whoever can decrypt the JWE reads the OTP, so the flow is closed by default: only the PIN keys and BDKs
- * named in the configuration (payment.otpIncomingKeys) may feed it, keys kept for OTP entry and never for
- * customer PINs, and the recipient is a key of this service or a registered participant's encryption key,
- * never a key the caller brings along.
+ * named in the configuration (payment.otpIncomingKeys, see otpKeys.ts) may feed it, keys kept for OTP
+ * entry that no translation may target, and the recipient is a key of this service or a registered
+ * participant's encryption key, never a key the caller brings along.
  */
 import type { JsonWebKey } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -19,6 +19,7 @@ import type { JoseService } from '../../jose/joseService.js';
 import { keyTypes } from '../../keys/types.js';
 import type { KeyService } from '../../operations/keyService.js';
 import type { KeyUsed } from '../keyUsed.js';
+import type { OtpKeys } from './otpKeys.js';
 import type { IncomingPin, PinService } from './pinService.js';
 
 export const MAX_REFERENCES = 16;
@@ -51,8 +52,8 @@ export interface OtpJweDependencies {
   readonly pins: PinService;
   readonly jose: JoseService;
   readonly participants?: ParticipantRegistry;
-  /** The PIN keys and BDKs allowed as the incoming key (payment.otpIncomingKeys); empty closes the flow. */
-  readonly incomingKeys: readonly string[];
+  /** The PIN keys and BDKs allowed as the incoming key (payment.otpIncomingKeys); none closes the flow. */
+  readonly otpKeys: OtpKeys;
   readonly logger: Logger;
 }
 
@@ -61,12 +62,14 @@ export class OtpJweService {
 
   async toJwe(req: PinToJweRequest): Promise<PinToJweResult> {
     const { format, pan } = this.deps.pins.parseIncoming(req.incoming, req.pinBlock);
-    const incomingName = req.incoming.keyName;
-    if (typeof incomingName !== 'string' || !this.deps.incomingKeys.includes(incomingName)) {
-      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${String(incomingName)} is not configured for the OTP flow (payment.otpIncomingKeys)`);
-    }
     const references = parseReferences(req.references);
     const recipient = await this.recipient(req.recipient);
+    const incomingName = req.incoming.keyName;
+    if (typeof incomingName !== 'string' || !this.deps.otpKeys.has(incomingName)) {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${String(incomingName)} is not configured for the OTP flow (payment.otpIncomingKeys)`);
+    }
+    const dukpt = req.incoming.dukpt !== undefined;
+    this.deps.otpKeys.check(await this.deps.keys.paymentKey(incomingName, dukpt ? 'bdk' : 'pin', dukpt ? 'derive' : 'decrypt', req.incoming.keyVersion));
     const alg = req.alg ?? recipient.defaultAlg;
     const enc = req.enc ?? 'A256GCM';
     let jwe: string | undefined;

@@ -21,6 +21,7 @@ import { checkAesKsn, checkTdesKsn } from '../dukpt/ksn.js';
 import type { AesDukptWorkingKey } from '../dukpt/aesDukpt.js';
 import { keyUsed, type KeyUsed } from '../keyUsed.js';
 import { paymentPrimitives, type PaymentPrimitives } from '../paymentBackend.js';
+import type { OtpKeys } from './otpKeys.js';
 import { MAX_PAN_DIGITS, MIN_PAN_DIGITS, assertPan } from './pan.js';
 import { AES_PIN_BLOCK_BYTES, TDES_PIN_BLOCK_BYTES, decipherFormat4, decodePinBlock, encipherFormat4, encodePinBlock } from './pinBlock.js';
 
@@ -76,6 +77,7 @@ export class PinService {
   constructor(
     private readonly keys: KeyService,
     private readonly logger: Logger,
+    private readonly otpKeys: OtpKeys,
   ) {
     this.primitives = paymentPrimitives(keys.backendForPayments());
   }
@@ -102,6 +104,7 @@ export class PinService {
     }
     checkBlockLength(req.pinBlock, inFormat);
     const outgoing = await this.keys.paymentKey(req.outgoing.keyName, 'pin', 'encrypt', req.outgoing.keyVersion);
+    this.otpKeys.refuseAsOutgoing(outgoing);
     checkFamily(outgoing, outFormat, 'outgoing');
     let pinBlock: Buffer | undefined;
     const opened = await this.withClearPin(req.incoming, inFormat, inPan, req.pinBlock, async (pin) => {

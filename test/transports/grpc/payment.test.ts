@@ -23,6 +23,7 @@ import {
   tdesEncrypt,
   tdesKcv,
   vectors,
+  otpTdesMaterial,
   zpkTdes2Material,
   type PlantedKeys,
 } from '../paymentSupport.js';
@@ -35,11 +36,13 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
   let keys: PlantedKeys;
   const pan = '5555555551234567';
   const format0Block = (pin = '1234') => tdesEncrypt(zpkTdesMaterial, format0(pin, pan)).toString('hex').toUpperCase();
+  /** A format 0 block from the PIN pad kept for OTP entry. */
+  const otpBlock = (otp = '1234') => tdesEncrypt(otpTdesMaterial, format0(otp, pan)).toString('hex').toUpperCase();
 
   beforeAll(async () => {
     grpc = await startGrpc(target);
     keys = await plantKeys(grpc.service);
-    grpc.otpIncomingKeys.push(keys.zpkTdes, keys.zpkAes, keys.bdkTdes);
+    grpc.otpIncomingKeys.push(keys.otpTdes, keys.bdkTdes);
   });
   afterAll(async () => {
     await grpc?.close();
@@ -90,27 +93,32 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
     const participant = freshName('fsp').slice(0, 32);
     const added = await grpc.client.callFspiop('AddParticipantKey', { id: participant, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }), use: 'enc' });
     const r = await pay('PinToJwe', {
-      incoming: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_0', pan },
-      pinBlock: format0Block('987654'),
+      incoming: { keyName: keys.otpTdes, format: 'ISO_FORMAT_0', pan },
+      pinBlock: otpBlock('987654'),
       participant: { participant },
       references: { transactionId: 'tx-7' },
     });
     expect(r.kid).toBe(added.keyId);
-    expect(r.incoming.keyCheckValue).toBe(tdesKcv(zpkTdesMaterial));
+    expect(r.incoming.keyCheckValue).toBe(tdesKcv(otpTdesMaterial));
     const { plaintext } = await compactDecrypt(r.jwe, privateKey);
     expect(JSON.parse(Buffer.from(plaintext).toString('utf8'))).toEqual({ otp: '987654', transactionId: 'tx-7' });
 
     const rsa = freshName('otp-rsa');
     await grpc.client.call('CreateKey', { name: rsa, type: 'RSA_2048', purpose: 'encrypt' });
     const toKey = await pay('PinToJwe', {
-      incoming: { keyName: keys.zpkAes, format: 'ISO_FORMAT_4', pan: vectors.format4.pan },
-      pinBlock: vectors.format4.pinBlock,
+      incoming: { keyName: keys.bdkTdes, format: 'ISO_FORMAT_0', pan: vectors.tdesDukpt.pan, dukpt: { ksn: vectors.tdesDukpt.ksn } },
+      pinBlock: vectors.tdesDukpt.pinBlock,
       key: { keyName: rsa },
     });
     const opened = await grpc.client.callJose('DecryptJwe', { jwe: toKey.jwe });
     expect(JSON.parse(Buffer.from(opened.plaintext).toString('utf8'))).toEqual({ otp: '1234' });
 
-    // A PIN key not configured for the OTP flow is refused.
+    // No PIN is translated into the OTP key; a PIN key not configured for the OTP flow is refused.
+    await expectGrpcError(
+      pay('TranslatePin', { incoming: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_0', pan }, outgoing: { keyName: keys.otpTdes, format: 'ISO_FORMAT_0' }, pinBlock: format0Block() }),
+      status.INVALID_ARGUMENT,
+      'INCOMPATIBLE_KEY',
+    );
     await expectGrpcError(
       pay('PinToJwe', { incoming: { keyName: keys.zpkTdes2, format: 'ISO_FORMAT_0', pan }, pinBlock: format0Block(), key: { keyName: rsa } }),
       status.INVALID_ARGUMENT,

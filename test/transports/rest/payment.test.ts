@@ -23,6 +23,7 @@ import {
   tdesEncrypt,
   tdesKcv,
   vectors,
+  otpTdesMaterial,
   zpkTdes2Material,
   type PlantedKeys,
 } from '../paymentSupport.js';
@@ -36,7 +37,7 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
   beforeAll(async () => {
     rest = await startRest(target);
     keys = await plantKeys(rest.service);
-    rest.otpIncomingKeys.push(keys.zpkTdes, keys.zpkAes, keys.bdkTdes);
+    rest.otpIncomingKeys.push(keys.otpTdes, keys.bdkTdes);
   });
   afterAll(async () => {
     await rest?.close();
@@ -48,6 +49,8 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
   };
   /** A format 0 block for PIN 1234 under the TDES zone key, built with node:crypto. */
   const format0Block = (pin = '1234', card = pan) => tdesEncrypt(zpkTdesMaterial, format0(pin, card)).toString('hex').toUpperCase();
+  /** A format 0 block from the PIN pad kept for OTP entry. */
+  const otpBlock = (otp = '1234') => tdesEncrypt(otpTdesMaterial, format0(otp, pan)).toString('hex').toUpperCase();
 
   describe('PIN translation between zone keys', () => {
     it('TDES format 0 -> AES format 4 -> TDES format 0: each block checked with node:crypto, KCVs in the answer', async () => {
@@ -146,13 +149,13 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
       const added = await rest.call('POST', '/v1/fspiop/participants', { id: participant, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }), use: 'enc' });
       expect(added.status, JSON.stringify(added.body)).toBe(201);
       const r = await rest.call('POST', '/v1/pin/to-jwe', {
-        incoming: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_0', pan },
-        pinBlock: format0Block('4321'),
+        incoming: { keyName: keys.otpTdes, format: 'ISO_FORMAT_0', pan },
+        pinBlock: otpBlock('4321'),
         recipient: { participant },
         references: { transactionId: 'tx-42', terminal: 'T1' },
       });
       expect(r.status, JSON.stringify(r.body)).toBe(200);
-      expect(r.body.incoming).toEqual({ keyName: keys.zpkTdes, keyVersion: 1, keyCheckValue: tdesKcv(zpkTdesMaterial) });
+      expect(r.body.incoming).toEqual({ keyName: keys.otpTdes, keyVersion: 1, keyCheckValue: tdesKcv(otpTdesMaterial) });
       expect(r.body.kid).toBe(added.body.keyId);
       const { plaintext, protectedHeader } = await compactDecrypt(r.body.jwe, privateKey);
       expect(protectedHeader).toMatchObject({ alg: 'RSA-OAEP-256', enc: 'A256GCM' });
@@ -174,18 +177,21 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
       expect(JSON.parse(unb64(opened.body.plaintext).toString('utf8'))).toEqual({ otp: '1234' });
     });
 
-    it('refuses a caller-supplied JWK recipient, and an incoming key not configured for the OTP flow', async () => {
+    it('refuses a caller-supplied JWK recipient, an incoming key not configured for the OTP flow, and any translation into the OTP key', async () => {
       const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const base = { incoming: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_0', pan }, pinBlock: format0Block() };
+      const base = { incoming: { keyName: keys.otpTdes, format: 'ISO_FORMAT_0', pan }, pinBlock: otpBlock() };
       expectError(await rest.call('POST', '/v1/pin/to-jwe', { ...base, recipient: { jwk: publicKey.export({ format: 'jwk' }) } }), 400, 'INVALID_ARGUMENT');
       const rsa = freshName('otp-rsa2');
       expect((await rest.call('POST', '/v1/keys', { name: rsa, type: 'RSA_2048', purpose: 'encrypt' })).status).toBe(201);
       const notOtp = { incoming: { keyName: keys.zpkTdes2, format: 'ISO_FORMAT_0', pan }, pinBlock: format0Block(), recipient: { key: rsa } };
       expectError(await rest.call('POST', '/v1/pin/to-jwe', notOtp), 400, 'INCOMPATIBLE_KEY');
+      // A customer PIN moved under the OTP key would come out of the OTP flow in clear: never translated into it.
+      const intoOtp = { incoming: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_0', pan }, outgoing: { keyName: keys.otpTdes, format: 'ISO_FORMAT_0' }, pinBlock: format0Block('9876') };
+      expectError(await rest.call('POST', '/v1/pin/translate', intoOtp), 400, 'INCOMPATIBLE_KEY');
     });
 
     it('refuses a bad recipient, too many references, and an unknown participant', async () => {
-      const base = { incoming: { keyName: keys.zpkTdes, format: 'ISO_FORMAT_0', pan }, pinBlock: format0Block() };
+      const base = { incoming: { keyName: keys.otpTdes, format: 'ISO_FORMAT_0', pan }, pinBlock: otpBlock() };
       expectError(await rest.call('POST', '/v1/pin/to-jwe', { ...base, recipient: {} }), 400, 'INVALID_ARGUMENT');
       expectError(await rest.call('POST', '/v1/pin/to-jwe', { ...base, recipient: { key: 'a', participant: 'b' } }), 400, 'INVALID_ARGUMENT');
       const references = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`r${i}`, 'x']));

@@ -15,6 +15,7 @@ import { decodeRecord, encodeRecord, headName, listedVersions, MAX_VERSIONS, OBJ
 import { lifecycleAttributes, type LifecycleAttributes } from './lifecycleAttributes.js';
 import { isReason, KmipOperations, type Attribute, type CryptoParameters } from './operations.js';
 import { Enum } from './tags.js';
+import { hasRsaSignatureLength } from '../../src/algorithms/signatureLength.js';
 
 const R = Enum.ResultReason;
 const Mask = Enum.CryptographicUsageMask;
@@ -827,6 +828,7 @@ async function mapLimited<T, U>(items: readonly T[], limit: number, fn: (item: T
 
 /** RSA PKCS#1 v1.5 verification on libuv's thread pool; a signature that cannot even be parsed is invalid. */
 function verifies(hash: string, data: Buffer, key: KeyObject, signature: Buffer): Promise<boolean> {
+  if (!hasRsaSignatureLength(key, signature)) return Promise.resolve(false);
   return new Promise((resolve) => {
     try {
       nodeVerify(hash, data, key, signature, (e, ok) => resolve(!e && ok));

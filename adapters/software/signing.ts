@@ -21,6 +21,7 @@ import { hashes } from '../../src/algorithms/hashes.js';
 import { signAlgorithms, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import type { SignInput } from '../../src/backend/port.js';
 import { emsaPssEncode, emsaPssVerify } from './pss.js';
+import { hasRsaSignatureLength } from '../../src/algorithms/signatureLength.js';
 
 /** The sign algorithms whose input may be a precomputed digest. */
 export const digestSignAlgorithms = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const satisfies readonly SignAlgorithm[];
@@ -60,6 +61,7 @@ export function sign(algorithm: SignAlgorithm, privateKey: KeyObject, input: Sig
 
 /** A signature that is not even well formed is simply not valid: verify answers false rather than throwing. */
 export function verify(algorithm: SignAlgorithm, publicKey: KeyObject, input: SignInput, signature: Buffer): Promise<boolean> {
+  if (!hasRsaSignatureLength(publicKey, signature)) return Promise.resolve(false);
   if (input.kind === 'digest') return Promise.resolve(verifyDigest(algorithm, publicKey, input.data, signature));
   return new Promise((resolve) =>
     nodeVerify(signAlgorithms[algorithm].hash, input.data, options<VerifyKeyObjectInput>(algorithm, publicKey), signature, (e, valid) =>

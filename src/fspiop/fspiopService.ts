@@ -22,6 +22,7 @@ import { parseJsonBody, type JsonBody } from './jsonText.js';
 import { isParticipantId, parseParticipantId, type ParticipantKey, type ParticipantRegistry } from './participants.js';
 import { buildProtectedHeader, checkSignatureHeaders, pickHeaders, type HeaderInput } from './protectedHeader.js';
 import { fspiopUri } from './uri.js';
+import { hasRsaSignatureLength } from '../algorithms/signatureLength.js';
 
 export interface FspiopServiceOptions {
   readonly keyService: KeyService;
@@ -223,6 +224,7 @@ function verifyWithAny(keys: readonly ParticipantKey[], alg: FspiopAlgorithm, da
 }
 
 function verifies(alg: FspiopAlgorithm, key: KeyObject, data: Buffer, signature: Buffer): boolean {
+  if (!hasRsaSignatureLength(key, signature)) return false;
   try {
     return alg === 'ES256'
       ? nodeVerify(hashOf[alg], data, { key, dsaEncoding: 'ieee-p1363' }, signature)

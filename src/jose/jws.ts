@@ -11,6 +11,7 @@ import { HsmBridgeError, invalid } from '../errors.js';
 import { decode, encode } from './base64url.js';
 import { MAX_JWS_SIGNATURES, refuseRepeats } from './limits.js';
 import { parseJwsAlgorithm, type JwsAlgorithm } from './registry.js';
+import { hasRsaSignatureLength } from '../algorithms/signatureLength.js';
 
 export type JwsSerialization = 'compact' | 'flattened' | 'general';
 export type JoseHeader = Record<string, unknown>;
@@ -279,6 +280,7 @@ export function verifySignature(alg: JwsAlgorithm, key: KeyObject, input: Buffer
       options = { key };
       break;
   }
+  if (!hasRsaSignatureLength(key, signature)) return false;
   try {
     return nodeVerify(info.hash, input, options, signature);
   } catch {

@@ -10,7 +10,7 @@ import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../../src/al
 import type { Backend, BackendHealth, BlockKey, Capabilities, DukptDerivation, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
-import { isAsymmetric, keyTypes, type KeyMetadata, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
+import { isAsymmetric, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
 import type { ResolvedPkcs11Config } from './config.js';
 import { Connection } from './connection.js';
 import { CKR, ckrName, ckrOf, isDeviceGone, isHandleStale, isSignatureInvalid, toBridgeError } from './errors.js';
@@ -145,15 +145,11 @@ export class Pkcs11Backend implements Backend {
       this.forgetHandles(key.name);
       const now = new Date().toISOString();
       const id = newKeyObjectId(1 as KeyVersion);
-      const record = {
-        type: key.type, purpose: key.purpose, exportable: key.exportable === true,
-        ...(key.modeOfUse ? { modeOfUse: key.modeOfUse } : {}),
-        ...(key.keyUsage ? { keyUsage: key.keyUsage } : {}),
-      };
+      const record = { type: key.type, purpose: key.purpose, ...paymentAttributesOf(key) };
       const created = await this.generate(session, record, key.name, id, material);
       if (created === CONFLICT) return CONFLICT;
       const version = { createdAt: now, id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
-      const change = { ...withoutFalse(record), state: 'enabled', createdAt: now, versions: { 1: version } } as const;
+      const change = { ...record, state: 'enabled', createdAt: now, versions: { 1: version } } as const;
       return this.commitWith(session, created.handles, () => commitRevision(api, session, key.name, undefined, change), key.name);
     });
   }
@@ -680,18 +676,10 @@ export class Pkcs11Backend implements Backend {
     if (!primary) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${name} not found`);
     return {
       name, type: record.type, purpose: record.purpose, state: record.state, createdAt: record.createdAt,
-      ...(record.exportable ? { exportable: true } : {}),
-      ...(record.modeOfUse ? { modeOfUse: record.modeOfUse } : {}),
-      ...(record.keyUsage ? { keyUsage: record.keyUsage } : {}),
+      ...paymentAttributesOf(record),
       primaryVersion: primary.version, versions,
     };
   }
-}
-
-/** The stored record leaves out exportable: false (absent means false, and older records have none). */
-function withoutFalse<T extends { exportable: boolean }>(record: T): Omit<T, 'exportable'> & { exportable?: true } {
-  const { exportable, ...rest } = record;
-  return exportable ? { ...rest, exportable: true } : rest;
 }
 
 const handleKey = (name: KeyName, version: KeyVersion | '') => `${name}\u0000${version}`;

@@ -24,7 +24,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { parseKeyVersion, type KeyName, type KeyVersion } from '../../src/keys/names.js';
 import { HsmBridgeError } from '../../src/errors.js';
-import { keyTypes, keyUsagesFor, modesOfUse, type KeyPurpose, type KeyState, type KeyType, type KeyUsage, type ModeOfUse } from '../../src/keys/types.js';
+import { keyTypes, keyUsagesFor, modesOfUse, paymentAttributesOf, type KeyPurpose, type KeyState, type KeyType, type KeyUsage, type ModeOfUse } from '../../src/keys/types.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
 
@@ -145,9 +145,7 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
   if (keyUsage !== undefined && !(keyUsagesFor(type as KeyType, purpose as KeyPurpose) as readonly unknown[]).includes(keyUsage)) return undefined;
   const common = {
     revision, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt,
-    ...(exportable === true ? { exportable } : {}),
-    ...(modeOfUse === undefined ? {} : { modeOfUse: modeOfUse as ModeOfUse }),
-    ...(keyUsage === undefined ? {} : { keyUsage: keyUsage as KeyUsage }),
+    ...paymentAttributesOf({ exportable: exportable === true, modeOfUse: modeOfUse as ModeOfUse | undefined, keyUsage: keyUsage as KeyUsage | undefined }),
   } as const;
   const decoded: Record<string, VersionRecord> = {};
   if (v.format === 1) {

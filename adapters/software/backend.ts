@@ -32,7 +32,7 @@ import type {
 } from '../../src/backend/port.js';
 import { HsmBridgeError, invalid } from '../../src/errors.js';
 import type { KeyName } from '../../src/keys/names.js';
-import { allKeyTypes, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
+import { allKeyTypes, paymentAttributesOf, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
 import { writeFileAtomic } from '../../src/files/writeFileAtomic.js';
 import { blockLength, ecb, type BlockFamily, type Direction } from '../../src/payment/crypto/blockCiphers.js';
 import { aesGcmDecrypt, aesGcmEncrypt, aesKeyUnwrap, aesKeyWrap, ecdh, rsaOaepDecrypt, rsaOaepEncrypt, type OaepHash } from './ciphers.js';
@@ -153,9 +153,7 @@ class SoftwareBackend implements Backend {
         name: key.name,
         type: key.type,
         purpose: key.purpose,
-        ...(key.exportable === true ? { exportable: true } : {}),
-        ...(key.modeOfUse !== undefined ? { modeOfUse: key.modeOfUse } : {}),
-        ...(key.keyUsage !== undefined ? { keyUsage: key.keyUsage } : {}),
+        ...paymentAttributesOf(key),
       };
       const version = sealVersion(this.masterKey, attributes, 1, live);
       const stored: StoredKey = { ...attributes, state: 'enabled', createdAt: version.createdAt, versions: [version] };

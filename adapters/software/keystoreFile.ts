@@ -23,6 +23,7 @@ import {
   keyUsages,
   keyUsagesFor,
   modesOfUse,
+  paymentAttributesOf,
   parseKeyPurpose,
   type KeyMetadata,
   type KeyPurpose,
@@ -216,9 +217,7 @@ function bindingOf(key: KeyAttributes): Omit<RecordBinding, 'version'> {
     name: key.name,
     type: key.type,
     purpose: key.purpose,
-    ...(key.exportable === true ? { exportable: true } : {}),
-    ...(key.modeOfUse !== undefined ? { modeOfUse: key.modeOfUse } : {}),
-    ...(key.keyUsage !== undefined ? { keyUsage: key.keyUsage } : {}),
+    ...paymentAttributesOf(key),
   };
 }
 
@@ -256,9 +255,7 @@ export function toMetadata(stored: StoredKey): KeyMetadata {
     purpose: stored.purpose,
     state: stored.state,
     createdAt: stored.createdAt,
-    ...(stored.exportable === true ? { exportable: true } : {}),
-    ...(stored.modeOfUse !== undefined ? { modeOfUse: stored.modeOfUse } : {}),
-    ...(stored.keyUsage !== undefined ? { keyUsage: stored.keyUsage } : {}),
+    ...paymentAttributesOf(stored),
     primaryVersion: versions[versions.length - 1]!.version,
     versions,
   };

@@ -195,6 +195,25 @@ export interface KeyVersionInfo {
   readonly publicKeySpki?: Buffer;
 }
 
+/** The payment attributes a key may carry; each is absent when it has its default (false, unrestricted, general). */
+export interface PaymentAttributes {
+  readonly exportable?: boolean;
+  readonly modeOfUse?: ModeOfUse;
+  readonly keyUsage?: KeyUsage;
+}
+
+/**
+ * The payment attributes that are set, and only those (exportable only when true): the form every backend
+ * stores and returns, so that records written before the attributes existed read the same as defaults.
+ */
+export function paymentAttributesOf(from: PaymentAttributes): PaymentAttributes {
+  return {
+    ...(from.exportable === true ? { exportable: true } : {}),
+    ...(from.modeOfUse !== undefined ? { modeOfUse: from.modeOfUse } : {}),
+    ...(from.keyUsage !== undefined ? { keyUsage: from.keyUsage } : {}),
+  };
+}
+
 /** What a backend knows about a key. The backend stores it, so replicas sharing an HSM agree. */
 export interface KeyMetadata {
   readonly name: KeyName;

@@ -16,13 +16,13 @@ import { lifecycleAttributes, type LifecycleAttributes } from './lifecycleAttrib
 import { isReason, KmipOperations, type Attribute, type CryptoParameters } from './operations.js';
 import { Enum } from './tags.js';
 import { hasRsaSignatureLength } from '../../src/algorithms/signatureLength.js';
+import { CONFLICT, KeyChanges, type Conflict } from '../../src/backend/keyChanges.js';
 
 const R = Enum.ResultReason;
 const Mask = Enum.CryptographicUsageMask;
 const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 /** Tries of a lifecycle change that keeps losing to other replicas' changes of the same key. */
-const MAX_LIFECYCLE_ATTEMPTS = 8;
 /**
  * A head this old on the server's clock, still Pre-Active or revoked without an Active successor, was left
  * by a writer that stopped: the longest a live writer may take between two steps of one change.
@@ -35,8 +35,6 @@ const HEAD_CACHE_MS = 2000;
 /** Reads that meet a key between revoke and activate (one round trip) look again this many times. */
 const TRANSITION_READS = 6;
 
-const CONFLICT = Symbol('conflict');
-type Conflict = typeof CONFLICT;
 
 interface Head {
   readonly uid: string;
@@ -100,13 +98,12 @@ const unsupported = (what: string) => new HsmBridgeError('UNSUPPORTED_BY_BACKEND
 const decryptionFailed = (cause?: unknown) => new HsmBridgeError('DECRYPTION_FAILED', 'decryption failed', cause === undefined ? undefined : { cause });
 const notFound = (name: KeyName) => new HsmBridgeError('KEY_NOT_FOUND', `key ${name} not found`);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const backoffMs = (attempt: number) => Math.min(500, 5 * 2 ** attempt) * (0.5 + Math.random());
 
 export class KmipBackend implements Backend {
   readonly kind = 'kmip';
   private readonly ops: KmipOperations;
   /** Lifecycle changes of one name run one at a time in this process. */
-  private readonly locks = new Map<KeyName, Promise<unknown>>();
+  private readonly changes = new KeyChanges((name) => this.heads.delete(name as KeyName));
   private readonly heads = new Map<KeyName, { head: Head; at: number }>();
   /** SPKI DER by Public Key identifier: a public key never changes. */
   private readonly spkis = new Map<string, Buffer>();
@@ -769,26 +766,9 @@ export class KmipBackend implements Backend {
     });
   }
 
-  /** A lifecycle change: one at a time per name here; a change that lost to another replica runs again. */
+  /** A lifecycle change (src/backend/keyChanges.ts), errors mapped. */
   private lifecycle<T>(name: KeyName, change: () => Promise<T | Conflict>): Promise<T> {
-    const previous = this.locks.get(name) ?? Promise.resolve();
-    const result = previous.catch(() => undefined).then(() => this.call(() => this.untilSettled(name, change)));
-    const tail = result.catch(() => undefined);
-    this.locks.set(name, tail);
-    void tail.then(() => {
-      if (this.locks.get(name) === tail) this.locks.delete(name);
-    });
-    return result;
-  }
-
-  private async untilSettled<T>(name: KeyName, change: () => Promise<T | Conflict>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const outcome = await change();
-      if (outcome !== CONFLICT) return outcome;
-      this.heads.delete(name);
-      if (attempt === MAX_LIFECYCLE_ATTEMPTS) throw new HsmBridgeError('BACKEND_UNAVAILABLE', `key ${name} is being changed by other replicas at the same time; retry`);
-      await sleep(backoffMs(attempt));
-    }
+    return this.call(() => this.changes.run(name, change));
   }
 
   /** Maps every failure to an HsmBridgeError; the server's own message goes to the log only. */

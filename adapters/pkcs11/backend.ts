@@ -7,6 +7,7 @@ import { constants, createPublicKey, publicEncrypt, randomBytes as nodeRandomByt
 import type { Logger } from 'pino';
 import pkcs11js from 'pkcs11js';
 import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../../src/algorithms/registry.js';
+import { CONFLICT, KeyChanges, type Conflict } from '../../src/backend/keyChanges.js';
 import type { Backend, BackendHealth, BlockKey, Capabilities, DukptDerivation, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
@@ -35,7 +36,7 @@ import { aesKeyUnwrap, aesKeyWrap, ecdhSharedSecret } from './joseMechanisms.js'
 import { emeOaepDecode } from './oaep.js';
 import { probeOaepSha256 } from './oaepProbe.js';
 import { readPublicKeySpki } from './publicKey.js';
-import { backoffMs, commitRevision, CONFLICT, destroyQuietly, isAbandoned, settledCurrent, type Conflict } from './revisions.js';
+import { commitRevision, destroyQuietly, isAbandoned, settledCurrent } from './revisions.js';
 import { macInToken } from './paymentMacs.js';
 import { companionsFor, createVersionFromValue, probeSingleDes, randomTdesValue } from './paymentKeys.js';
 import { generationFor } from './templates.js';
@@ -45,7 +46,6 @@ const A = pkcs11js;
 const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 /** Tries of a lifecycle change that keeps losing to other replicas' changes of the same key. */
-const MAX_LIFECYCLE_ATTEMPTS = 8;
 
 /**
  * pkcs11js passes an empty Buffer as a NULL pointer, which tokens refuse (CKR_ARGUMENTS_BAD) even
@@ -67,7 +67,7 @@ export class Pkcs11Backend implements Backend {
   readonly kind = 'pkcs11';
   private readonly handles = new Map<string, CachedVersion>();
   /** Lifecycle changes of one name run one at a time in this process (PKCS#11 has no transactions). */
-  private readonly locks = new Map<KeyName, Promise<unknown>>();
+  private readonly changes = new KeyChanges((name) => this.forgetHandles(name as KeyName));
   /** Whether the token does OAEP with SHA-256 itself; learnt on the first RSA decryption. */
   private nativeOaepSha256: boolean | undefined;
   private readonly transients: TransientKeys;
@@ -482,32 +482,9 @@ export class Pkcs11Backend implements Backend {
     });
   }
 
-  /**
-   * A lifecycle change: one at a time per name in this process, on one session, errors mapped. A change
-   * that lost to another replica (CONFLICT: it left nothing behind) runs again, from the new state,
-   * after a random pause.
-   */
+  /** A lifecycle change (src/backend/keyChanges.ts), each attempt on one session with errors mapped. */
   private lifecycle<T>(name: KeyName, change: (session: Handle) => Promise<T | Conflict>): Promise<T> {
-    const previous = this.locks.get(name) ?? Promise.resolve();
-    const result = previous.catch(() => undefined).then(() => this.untilSettled(name, change));
-    const tail = result.catch(() => undefined);
-    this.locks.set(name, tail);
-    void tail.then(() => {
-      if (this.locks.get(name) === tail) this.locks.delete(name);
-    });
-    return result;
-  }
-
-  private async untilSettled<T>(name: KeyName, change: (session: Handle) => Promise<T | Conflict>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const outcome = await this.call(change);
-      if (outcome !== CONFLICT) return outcome;
-      this.forgetHandles(name);
-      if (attempt === MAX_LIFECYCLE_ATTEMPTS) {
-        throw new HsmBridgeError('BACKEND_UNAVAILABLE', `key ${name} is being changed by other replicas at the same time; retry`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt)));
-    }
+    return this.changes.run(name, () => this.call(change));
   }
 
   /** Commits a change whose new key objects are `created`: removes them if the commit fails or loses. */

@@ -19,10 +19,8 @@ import type { KeyName } from '../../src/keys/names.js';
 import { ckrOf, CKR } from './errors.js';
 import { readMetadataObjects, writeMetadata, type KeyObject, type MetadataObject, type MetadataRecord, type StoredMetadata } from './keyObjects.js';
 import type { Handle, Pkcs11Api } from './module.js';
+import { CONFLICT, type Conflict } from '../../src/backend/keyChanges.js';
 
-/** The change lost to a concurrent writer and left nothing behind: read the state again and retry. */
-export const CONFLICT = Symbol('conflict');
-export type Conflict = typeof CONFLICT;
 
 /** A sibling revision written within this long may still be withdrawn by its writer (allows clock skew). */
 export const SIBLING_SETTLE_MS = 30_000;
@@ -79,7 +77,3 @@ export function isAbandoned(o: KeyObject, listed: ReadonlySet<string>, now = Dat
   return !listed.has(o.id) && (o.parsed.createdMs === undefined || now - o.parsed.createdMs > ORPHAN_GRACE_MS);
 }
 
-/** A random pause before retry `attempt` (1, 2, ...), so that two replicas that collided stop colliding. */
-export function backoffMs(attempt: number): number {
-  return Math.min(500, 5 * 2 ** attempt) * (0.5 + Math.random());
-}

@@ -9,7 +9,6 @@
  *
  * Every case is checked to give the right PIN before anything is timed.
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { pino } from 'pino';
@@ -25,6 +24,7 @@ import { decodePinBlock, encodePinBlock } from '../src/payment/pin/pinBlock.js';
 import { findProtoRoot } from '../src/transports/grpc/protos.js';
 import { startGrpcServer } from '../src/transports/grpc/server.js';
 import { createSoftHsmToken } from '../test/helpers/softhsm.js';
+import { nodeEcb } from '../test/helpers/nodeBlockCiphers.js';
 import { createSoftwareBackendConfig } from '../test/helpers/software.js';
 import { CONCURRENCY, Report, SECONDS, measure } from './measure.js';
 
@@ -166,11 +166,7 @@ async function benchBackend(label: string, backend: Backend): Promise<void> {
   }
 }
 
-function tdesEcb(key: Buffer, data: Buffer, direction: 'encrypt' | 'decrypt' = 'encrypt'): Buffer {
-  const c = direction === 'encrypt' ? createCipheriv('des-ede-ecb', key, null) : createDecipheriv('des-ede-ecb', key, null);
-  c.setAutoPadding(false);
-  return Buffer.concat([c.update(data), c.final()]);
-}
+const tdesEcb = (key: Buffer, data: Buffer, direction: 'encrypt' | 'decrypt' = 'encrypt'): Buffer => nodeEcb('tdes', direction, key, data);
 
 function expectPin(pin: Buffer): void {
   if (pin.toString() !== '1234') throw new Error('bench translation gave the wrong PIN');

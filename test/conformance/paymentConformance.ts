@@ -9,7 +9,7 @@
  * Use from a test file:
  *   describePaymentConformance('software', async () => ({ open: () => ..., cleanup: () => ... }));
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { macAlgorithms, type MacAlgorithm } from '../../src/algorithms/registry.js';
 import type { Backend, KeyRef, NewKey, TransientKey } from '../../src/backend/port.js';
@@ -24,6 +24,7 @@ import { deriveTdesDukptPinKey } from '../../src/payment/dukpt/tdesDukpt.js';
 import { paymentPrimitives } from '../../src/payment/paymentBackend.js';
 import { decipherFormat4 } from '../../src/payment/pin/pinBlock.js';
 import type { ConformanceTarget } from './backendConformance.js';
+import { nodeEcb } from '../helpers/nodeBlockCiphers.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
 const upperHex = (b: Buffer) => b.toString('hex').toUpperCase();
@@ -52,13 +53,9 @@ const paymentMacs = (Object.keys(macAlgorithms) as MacAlgorithm[]).filter((a) =>
 /** What the core does before importKey: DES ignores parity bits, and backends hold odd-parity keys. */
 const asImported = (type: KeyType, material: Buffer) => (keyTypes[type].family === 'tdes' ? setOddParity(Buffer.from(material)) : Buffer.from(material));
 
-/** ECB with node:crypto: the independent reference for every block operation. */
-function nodeEcb(type: KeyType | AesDukptWorkingKey, direction: 'encrypt' | 'decrypt', key: Buffer, data: Buffer): Buffer {
-  const name = type.startsWith('TDES') ? (key.length === 16 ? 'des-ede-ecb' : 'des-ede3-ecb') : `aes-${key.length * 8}-ecb`;
-  const c = direction === 'encrypt' ? createCipheriv(name, key, null) : createDecipheriv(name, key, null);
-  c.setAutoPadding(false);
-  return Buffer.concat([c.update(data), c.final()]);
-}
+/** ECB with node:crypto (test/helpers/nodeBlockCiphers.ts): the independent reference for every block operation. */
+const ecbFor = (type: KeyType | AesDukptWorkingKey, direction: 'encrypt' | 'decrypt', key: Buffer, data: Buffer): Buffer =>
+  nodeEcb(type.startsWith('TDES') ? 'tdes' : 'aes', direction, key, data);
 
 /** ISO 9797-1 MAC algorithms 1 and 3 with node:crypto's CBC, straight from the standard's definition. */
 function nodeIso9797(algorithm: MacAlgorithm, key: Buffer, data: Buffer): Buffer {
@@ -75,7 +72,7 @@ function nodeIso9797(algorithm: MacAlgorithm, key: Buffer, data: Buffer): Buffer
   const k1 = key.subarray(0, 8);
   const k2 = key.subarray(8, 16);
   const h = cbcLast('des-ede3-cbc', Buffer.concat([k1, k1, k1]));
-  const des = (d: 'encrypt' | 'decrypt', k: Buffer, b: Buffer) => nodeEcb('TDES_3KEY', d, Buffer.concat([k, k, k]), b);
+  const des = (d: 'encrypt' | 'decrypt', k: Buffer, b: Buffer) => ecbFor('TDES_3KEY', d, Buffer.concat([k, k, k]), b);
   return des('encrypt', k1, des('decrypt', k2, h));
 }
 
@@ -126,7 +123,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
       );
     /** The KCV computed here from the clear key. */
     const expectedKcv = (type: KeyType, material: Buffer) =>
-      upperHex((keyTypes[type].family === 'tdes' ? nodeEcb(type, 'encrypt', material, Buffer.alloc(8)) : cmacWithKey('aes', material, Buffer.alloc(16))).subarray(0, 3));
+      upperHex((keyTypes[type].family === 'tdes' ? ecbFor(type, 'encrypt', material, Buffer.alloc(8)) : cmacWithKey('aes', material, Buffer.alloc(16))).subarray(0, 3));
 
     beforeAll(async () => {
       target = await makeTarget();
@@ -199,9 +196,9 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
           if (!r) return;
           const data = randomBytes(type.startsWith('AES') ? 16 * 4 : 8 * 5);
           const ours = await primitives().encryptBlocks(r.ref, data);
-          expect(ours).toEqual(nodeEcb(type, 'encrypt', material, data));
-          expect(await primitives().decryptBlocks(r.ref, nodeEcb(type, 'encrypt', material, data))).toEqual(data);
-          expect(await primitives().decryptBlocks(r.ref, data)).toEqual(nodeEcb(type, 'decrypt', material, data));
+          expect(ours).toEqual(ecbFor(type, 'encrypt', material, data));
+          expect(await primitives().decryptBlocks(r.ref, ecbFor(type, 'encrypt', material, data))).toEqual(data);
+          expect(await primitives().decryptBlocks(r.ref, data)).toEqual(ecbFor(type, 'decrypt', material, data));
         });
       }
 
@@ -210,7 +207,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         if (!r) return;
         const block = await primitives().encryptBlocks(r.ref, Buffer.alloc(8));
         expect(upperHex(block).startsWith('08D7B4')).toBe(true);
-        expect(block).toEqual(nodeEcb('TDES_2KEY', 'encrypt', known.tdesBdk.material, Buffer.alloc(8)));
+        expect(block).toEqual(ecbFor('TDES_2KEY', 'encrypt', known.tdesBdk.material, Buffer.alloc(8)));
       });
 
       it('an AES key of purpose encrypt is no ECB oracle (INCOMPATIBLE_KEY)', async () => {
@@ -258,7 +255,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
           const key = await derive(ksn);
           try {
             const data = randomBytes(16);
-            expect(await primitives().encryptBlocks(key, data), upperHex(ksn)).toEqual(nodeEcb('TDES_2KEY', 'encrypt', expectedKey, data));
+            expect(await primitives().encryptBlocks(key, data), upperHex(ksn)).toEqual(ecbFor('TDES_2KEY', 'encrypt', expectedKey, data));
           } finally {
             await primitives().releaseTransientKey(key);
             expectedKey.fill(0);
@@ -279,7 +276,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         try {
           expect(key).toMatchObject({ transient: true, family: 'aes', bits: 128 });
           const probe = randomBytes(32);
-          expect(await primitives().encryptBlocks(key, probe)).toEqual(nodeEcb('AES_128', 'encrypt', hex('AF8CB133A78F8DC2D1359F18527593FB'), probe));
+          expect(await primitives().encryptBlocks(key, probe)).toEqual(ecbFor('AES_128', 'encrypt', hex('AF8CB133A78F8DC2D1359F18527593FB'), probe));
           const pin = await decipherFormat4(hex('A912150391AB65A67E52883D81CE2D15'), '4111111111111111', (b) => primitives().decryptBlocks(key, b));
           expect(pin.toString()).toBe('1234');
         } finally {
@@ -295,8 +292,8 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
             try {
               expect(derived).toMatchObject({ transient: true, family: workingKey.startsWith('AES') ? 'aes' : 'tdes', bits: keyTypes[workingKey].bits });
               const data = randomBytes(32);
-              expect(await primitives().encryptBlocks(derived, data), `${workingKey} ${counter}`).toEqual(nodeEcb(workingKey, 'encrypt', expectedKey, data));
-              expect(await primitives().decryptBlocks(derived, data)).toEqual(nodeEcb(workingKey, 'decrypt', expectedKey, data));
+              expect(await primitives().encryptBlocks(derived, data), `${workingKey} ${counter}`).toEqual(ecbFor(workingKey, 'encrypt', expectedKey, data));
+              expect(await primitives().decryptBlocks(derived, data)).toEqual(ecbFor(workingKey, 'decrypt', expectedKey, data));
             } finally {
               await primitives().releaseTransientKey(derived);
               expectedKey.fill(0);
@@ -318,7 +315,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
           const derived = await primitives().deriveDukptKey(r.ref, { scheme: 'aes', ksn, workingKey });
           try {
             const data = randomBytes(16);
-            expect(await primitives().encryptBlocks(derived, data), workingKey).toEqual(nodeEcb(workingKey, 'encrypt', expectedKey, data));
+            expect(await primitives().encryptBlocks(derived, data), workingKey).toEqual(ecbFor(workingKey, 'encrypt', expectedKey, data));
           } finally {
             await primitives().releaseTransientKey(derived);
             expectedKey.fill(0);
@@ -440,7 +437,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
           expect(material).toHaveLength(keyTypes[type].bits / 8);
           expect(await backendKcv(ref), type).toBe(expectedKcv(type, material));
           const block = randomBytes(keyTypes[type].family === 'tdes' ? 8 : 16);
-          expect(await primitives().encryptBlocks(ref, block)).toEqual(nodeEcb(type, 'encrypt', material, block));
+          expect(await primitives().encryptBlocks(ref, block)).toEqual(ecbFor(type, 'encrypt', material, block));
           material.fill(0);
         }
       });

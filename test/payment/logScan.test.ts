@@ -6,7 +6,7 @@
 import { Writable } from 'node:stream';
 import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { createCipheriv, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import { sealKeyBlock, deriveKeyBlockKeys } from '../../src/payment/tr31/keyBloc
 import { cmacWithKey } from '../../src/payment/crypto/cmac.js';
 import { findProtoRoot } from '../../src/transports/grpc/protos.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../helpers/software.js';
+import { nodeEcb } from '../helpers/nodeBlockCiphers.js';
 
 const hex = (s: string) => Buffer.from(s, 'hex');
 const PIN = '739215';
@@ -28,11 +29,7 @@ const ZPK2 = hex('7C1D2E3F4A5B6C7D8E9FA0B1C2D3E4F5');
 const KBPK = hex('DD7515F2BFC17F85CE48F3CA25CB21F6');
 const IMPORTED = hex('5B4A3C2D1E0F7A6B9C8D7E6F5A4B3C2D');
 
-function tdesEcb(key: Buffer, data: Buffer): Buffer {
-  const c = createCipheriv('des-ede-ecb', key, null);
-  c.setAutoPadding(false);
-  return Buffer.concat([c.update(data), c.final()]);
-}
+const tdesEcb = (key: Buffer, data: Buffer): Buffer => nodeEcb('tdes', 'encrypt', key, data);
 
 describe('no secret in any log line', () => {
   let harness: SoftwareBackendHarness;

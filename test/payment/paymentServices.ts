@@ -7,7 +7,7 @@
  * Known keys are planted with KeyService.importKey (the path a TR-31 import takes), since a created key's
  * value is unknowable by design.
  */
-import { createCipheriv, createDecipheriv, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createCipheriv, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { compactDecrypt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backend/port.js';
@@ -23,6 +23,7 @@ import { deriveKeyBlockKeys, openKeyBlock, sealKeyBlock } from '../../src/paymen
 import { ParticipantRegistry } from '../../src/fspiop/participants.js';
 import { pino } from 'pino';
 import { CLEAR_PIN_BLOCK, KSN_PREFIX, initialSequence, rolloverSequence } from './dukpt/tdesVectors.js';
+import { nodeCmacOfZeros, nodeEcb, nodeKcv } from '../helpers/nodeBlockCiphers.js';
 
 export interface PaymentTarget {
   open(): Promise<Backend>;
@@ -32,13 +33,8 @@ export interface PaymentTarget {
 const hex = (s: string) => Buffer.from(s, 'hex');
 const limits = { maxDataBytes: 64 * 1024, maxRandomBytes: 1024 };
 
-/** Independent ECB with node:crypto: 16-byte TDES keys are K1 K2 K1 (des-ede), AES by length. */
-function ecb(direction: 'encrypt' | 'decrypt', key: Buffer, data: Buffer, family: 'tdes' | 'aes'): Buffer {
-  const name = family === 'tdes' ? (key.length === 16 ? 'des-ede-ecb' : 'des-ede3-ecb') : `aes-${key.length * 8}-ecb`;
-  const c = direction === 'encrypt' ? createCipheriv(name, key, null) : createDecipheriv(name, key, null);
-  c.setAutoPadding(false);
-  return Buffer.concat([c.update(data), c.final()]);
-}
+/** Independent ECB with node:crypto (test/helpers/nodeBlockCiphers.ts). */
+const ecb = (direction: 'encrypt' | 'decrypt', key: Buffer, data: Buffer, family: 'tdes' | 'aes') => nodeEcb(family, direction, key, data);
 
 const xor = (a: Buffer, b: Buffer) => Buffer.from(a.map((x, i) => x ^ b[i]!));
 
@@ -52,19 +48,8 @@ function format4DecryptPin(key: Buffer, block: Buffer, pan: string): string {
   expect(field[0]! >> 4).toBe(4);
   return field.subarray(1).toString('hex').slice(0, n);
 }
-/** CMAC of one zero block = E(K, 0 XOR K1), K1 = double(E(K, 0)) (SP 800-38B; Rb 0x87 for AES, 0x1B for TDES). */
-function cmacOfZeros(key: Buffer, family: 'tdes' | 'aes'): Buffer {
-  const size = family === 'aes' ? 16 : 8;
-  const l = ecb('encrypt', key, Buffer.alloc(size), family);
-  const k1 = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) k1[i] = ((l[i]! << 1) | (i < size - 1 ? l[i + 1]! >> 7 : 0)) & 0xff;
-  if (l[0]! & 0x80) k1[size - 1] = k1[size - 1]! ^ (family === 'aes' ? 0x87 : 0x1b);
-  return ecb('encrypt', key, k1, family);
-}
-/** AES KCV: the first 3 bytes of the CMAC of one zero block. */
-const aesKcv = (key: Buffer): string => cmacOfZeros(key, 'aes').subarray(0, 3).toString('hex').toUpperCase();
-/** TDES KCV (legacy): the first 3 bytes of the ECB of one zero block. */
-const tdesKcv = (key: Buffer): string => ecb('encrypt', key, Buffer.alloc(8), 'tdes').subarray(0, 3).toString('hex').toUpperCase();
+const aesKcv = (key: Buffer): string => nodeKcv('aes', key);
+const tdesKcv = (key: Buffer): string => nodeKcv('tdes', key);
 
 function format4PinField(pin: string): Buffer {
   return Buffer.concat([hex(`4${pin.length.toString(16)}${pin}`.padEnd(16, 'A')), randomBytes(8)]);
@@ -161,7 +146,7 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
         const clear = ecb('decrypt', ZPK_TDES, r.pinBlock, 'tdes');
         expect(decodePinBlock(clear, { format: 0, pan }).toString()).toBe('1234');
         expect(r.incoming).toMatchObject({ keyName: n('zpk-a'), keyVersion: 1 });
-        expect(r.outgoing.keyCheckValue).toBe(ecb('encrypt', withParity(ZPK_TDES), Buffer.alloc(8), 'tdes').subarray(0, 3).toString('hex').toUpperCase());
+        expect(r.outgoing.keyCheckValue).toBe(tdesKcv(ZPK_TDES));
       });
 
       it('TDES DUKPT vector (X9.24-1): KSN FFFF9876543210E00001 block 1B9C1845EB993A7A -> format 0 041274EDCBA9876F', async () => {
@@ -322,7 +307,7 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
         const pan = '5555555551234567';
         const pinBlock = ecb('encrypt', OTP_TDES, encodePinBlock(Buffer.from('2468'), { format: 0, pan }), 'tdes');
         const request = { incoming: { keyName: n('otp-t'), format: 'ISO_FORMAT_0', pan }, pinBlock, recipient: { key: agree } };
-        const kcv = ecb('encrypt', withParity(OTP_TDES), Buffer.alloc(8), 'tdes').subarray(0, 3).toString('hex').toUpperCase();
+        const kcv = tdesKcv(OTP_TDES);
         const pinned = createPaymentServices(keys, jose, { otpIncomingKeys: [`${n('otp-t')}:${kcv.toLowerCase()}`] });
         expect(JSON.parse((await jose.decryptJwe({ jwe: (await pinned.otp.toJwe(request)).jwe })).plaintext.toString())).toEqual({ otp: '2468' });
         const wrong = createPaymentServices(keys, jose, { otpIncomingKeys: [`${n('otp-t')}:000000`] });
@@ -589,14 +574,14 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
       it('accepts KC and KP that match, by either method, under both block versions', async () => {
         const legacy = ecb('encrypt', material, Buffer.alloc(8), 'tdes');
         const kbpkLegacy = ecb('encrypt', KBPK_B, Buffer.alloc(8), 'tdes');
-        const kbpkCmac = cmacOfZeros(KBPK_B, 'tdes');
+        const kbpkCmac = nodeCmacOfZeros('tdes', KBPK_B);
         const r = await importWith([{ id: 'KC', data: `00${kcvHex(legacy, 3)}` }, { id: 'KP', data: `00${kcvHex(kbpkLegacy, 3)}` }]);
         expect(r.keyCheckValue).toBe(kcvHex(legacy, 3));
         // Each version of the key block protects another key value: the same value twice would be one key.
         const second = hex('7C8D9EAFB0C1D2E3F405162738495A6B');
-        await importWith([{ id: 'KC', data: `01${kcvHex(cmacOfZeros(second, 'tdes'), 5)}` }, { id: 'KP', data: `01${kcvHex(kbpkCmac, 5)}` }], 'b', second);
+        await importWith([{ id: 'KC', data: `01${kcvHex(nodeCmacOfZeros('tdes', second), 5)}` }, { id: 'KP', data: `01${kcvHex(kbpkCmac, 5)}` }], 'b', second);
         const third = hex('8D9EAFB0C1D2E3F405162738495A6B7C');
-        await importWith([{ id: 'KC', data: `01${kcvHex(cmacOfZeros(third, 'tdes'), 8)}` }, { id: 'KP', data: `01${kcvHex(cmacOfZeros(KBPK_D, 'aes'), 5)}` }], 'd', third);
+        await importWith([{ id: 'KC', data: `01${kcvHex(nodeCmacOfZeros('tdes', third), 8)}` }, { id: 'KP', data: `01${kcvHex(nodeCmacOfZeros('aes', KBPK_D), 5)}` }], 'd', third);
       });
 
       it('refuses a KC or KP that does not match, or is malformed, with INVALID_ARGUMENT, and imports nothing', async () => {
@@ -604,9 +589,9 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
         const otherKcv = kcvHex(ecb('encrypt', other, Buffer.alloc(8), 'tdes'), 3);
         const cases: Array<[Tr31OptionalBlock[], 'b' | 'd', RegExp]> = [
           [[{ id: 'KC', data: `00${otherKcv}` }], 'b', /KC does not match the key/],
-          [[{ id: 'KC', data: `01${kcvHex(cmacOfZeros(other, 'tdes'), 5)}` }], 'b', /KC does not match/],
+          [[{ id: 'KC', data: `01${kcvHex(nodeCmacOfZeros('tdes', other), 5)}` }], 'b', /KC does not match/],
           [[{ id: 'KP', data: `00${otherKcv}` }], 'b', /KP does not match the KBPK/],
-          [[{ id: 'KP', data: `01${kcvHex(cmacOfZeros(KBPK_B, 'tdes'), 5)}` }], 'd', /KP does not match/],
+          [[{ id: 'KP', data: `01${kcvHex(nodeCmacOfZeros('tdes', KBPK_B), 5)}` }], 'd', /KP does not match/],
           [[{ id: 'KP', data: `00${kcvHex(ecb('encrypt', KBPK_D, Buffer.alloc(16), 'aes'), 3)}` }], 'd', /legacy check value/],
           [[{ id: 'KC', data: '02A1B2C3' }], 'b', /KCV method/],
           [[{ id: 'KC', data: '00a1b2c3' }], 'b', /KCV method/],

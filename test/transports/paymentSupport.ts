@@ -4,13 +4,13 @@
  * other key comes over the wire), and an independent check of every answer with node:crypto (TDES and
  * AES ECB, ISO 9564 PIN blocks, KCVs), never with the service's own code.
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
 import type { KeyType, KeyPurpose, KeyUsage, ModeOfUse } from '../../src/keys/types.js';
 import type { KeyService } from '../../src/operations/keyService.js';
 import { cmacWithKey } from '../../src/payment/crypto/cmac.js';
 import { deriveKeyBlockKeys, openKeyBlock, sealKeyBlock } from '../../src/payment/tr31/keyBlock.js';
 import type { Tr31Header } from '../../src/payment/tr31/header.js';
 import { freshName, restTargets, type RestTarget } from './rest/restFixture.js';
+import { nodeEcb, nodeKcv } from '../helpers/nodeBlockCiphers.js';
 
 /**
  * The backends the payment e2e tests run on: the software backend and SoftHSM through PKCS#11. The
@@ -59,30 +59,15 @@ export const vectors = {
 
 // --- independent crypto (node:crypto only) ------------------------------------------------------------
 
-function ecb(name: string, key: Buffer, data: Buffer, decrypt: boolean): Buffer {
-  const c = decrypt ? createDecipheriv(name, key, null) : createCipheriv(name, key, null);
-  c.setAutoPadding(false);
-  return Buffer.concat([c.update(data), c.final()]);
-}
-const tdesName = (key: Buffer) => (key.length === 24 ? 'des-ede3-ecb' : 'des-ede-ecb');
-const aesName = (key: Buffer) => (key.length === 32 ? 'aes-256-ecb' : 'aes-128-ecb');
-
-export const tdesEncrypt = (key: string, data: Buffer): Buffer => ecb(tdesName(hex(key)), hex(key), data, false);
-export const tdesDecrypt = (key: string, data: Buffer): Buffer => ecb(tdesName(hex(key)), hex(key), data, true);
-export const aesEncrypt = (key: string, data: Buffer): Buffer => ecb(aesName(hex(key)), hex(key), data, false);
-export const aesDecrypt = (key: string, data: Buffer): Buffer => ecb(aesName(hex(key)), hex(key), data, true);
+export const tdesEncrypt = (key: string, data: Buffer): Buffer => nodeEcb('tdes', 'encrypt', hex(key), data);
+export const tdesDecrypt = (key: string, data: Buffer): Buffer => nodeEcb('tdes', 'decrypt', hex(key), data);
+export const aesEncrypt = (key: string, data: Buffer): Buffer => nodeEcb('aes', 'encrypt', hex(key), data);
+export const aesDecrypt = (key: string, data: Buffer): Buffer => nodeEcb('aes', 'decrypt', hex(key), data);
 
 /** TDES KCV: the first 3 bytes of ECB(key, 8 zero bytes). */
-export const tdesKcv = (key: string): string => tdesEncrypt(key, Buffer.alloc(8)).subarray(0, 3).toString('hex').toUpperCase();
-
-/** AES KCV: the first 3 bytes of CMAC(key, 16 zero bytes) = AES(key, K1), K1 the doubled AES(key, 0). */
-export function aesKcv(key: string): string {
-  const l = aesEncrypt(key, Buffer.alloc(16));
-  const k1 = Buffer.alloc(16);
-  for (let i = 0; i < 16; i++) k1[i] = ((l[i]! << 1) | (i < 15 ? l[i + 1]! >> 7 : 0)) & 0xff;
-  if (l[0]! & 0x80) k1[15]! ^= 0x87;
-  return aesEncrypt(key, k1).subarray(0, 3).toString('hex').toUpperCase();
-}
+export const tdesKcv = (key: string): string => nodeKcv('tdes', hex(key));
+/** AES KCV: the first 3 bytes of CMAC(key, 16 zero bytes). */
+export const aesKcv = (key: string): string => nodeKcv('aes', hex(key));
 
 /** ISO 9564-1 format 0, clear: 0 N PIN F..F XOR 0000 + the 12 rightmost PAN digits without the check digit. */
 export function format0(pin: string, pan: string): Buffer {

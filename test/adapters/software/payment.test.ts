@@ -15,6 +15,7 @@ import type { KeyPurpose, KeyType, KeyUsage, ModeOfUse } from '../../../src/keys
 import { hasOddParity } from '../../../src/payment/crypto/parity.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../../helpers/software.js';
 import { openBackend, readKeystoreJson, unsealWithNode, type KeystoreJson } from './support.js';
+import { nodeEcb } from '../../helpers/nodeBlockCiphers.js';
 
 let h: SoftwareBackendHarness;
 const open: Backend[] = [];
@@ -42,10 +43,7 @@ const newKey = (name: string, type: KeyType, purpose: KeyPurpose, extra: { expor
   ...extra,
 });
 const ref = (name: string, type: KeyType): KeyRef => ({ name: parseKeyName(name), version: 1 as KeyVersion, type });
-const tdesEcb = (key: Buffer, data: Buffer) => {
-  const c = createCipheriv(key.length === 16 ? 'des-ede-ecb' : 'des-ede3-ecb', key, null).setAutoPadding(false);
-  return Buffer.concat([c.update(data), c.final()]);
-};
+const tdesEcb = (key: Buffer, data: Buffer) => nodeEcb('tdes', 'encrypt', key, data);
 
 describe('payment attributes in the keystore', () => {
   it('stores exportable and mode of use in clear, binds them to the sealed record, and keeps them across reopen', async () => {

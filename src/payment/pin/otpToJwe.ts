@@ -104,19 +104,17 @@ export class OtpJweService {
         audit: `key ${meta.name}`,
       };
     }
-    if ('participant' in value) {
-      const registry = this.deps.participants;
-      if (!registry) throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', 'no participant registry is configured');
-      if (typeof value.participant !== 'string') throw invalid('recipient.participant must be a participant id');
-      const keys = registry.keysFor(value.participant, 'enc');
-      const chosen = value.keyId === undefined ? keys.at(-1) : keys.find((k) => k.keyId === value.keyId);
-      if (!chosen) {
-        throw new HsmBridgeError('KEY_NOT_FOUND', value.keyId === undefined ? `participant ${value.participant} has no encryption key` : `participant ${value.participant} has no encryption key ${String(value.keyId)}`);
-      }
-      const jwk = { ...(chosen.keyObject.export({ format: 'jwk' }) as JsonWebKey), kid: chosen.keyId };
-      return { jose: { jwk }, defaultAlg: chosen.kty === 'RSA' ? 'RSA-OAEP-256' : 'ECDH-ES', kid: chosen.keyId, audit: `participant ${value.participant} key ${chosen.keyId}` };
+    const registry = this.deps.participants;
+    if (!registry) throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', 'no participant registry is configured');
+    if (typeof value.participant !== 'string') throw invalid('recipient.participant must be a participant id');
+    const keys = registry.keysFor(value.participant, 'enc');
+    const chosen = value.keyId === undefined ? keys.at(-1) : keys.find((k) => k.keyId === value.keyId);
+    if (!chosen) {
+      throw new HsmBridgeError('KEY_NOT_FOUND', value.keyId === undefined ? `participant ${value.participant} has no encryption key` : `participant ${value.participant} has no encryption key ${String(value.keyId)}`);
     }
-    throw invalid('recipient is { key } or { participant }');
+    const jwk = { ...(chosen.keyObject.export({ format: 'jwk' }) as JsonWebKey), kid: chosen.keyId };
+    // The registry holds RSA encryption keys only (FSPIOP field encryption is RSA-OAEP-256).
+    return { jose: { jwk }, defaultAlg: 'RSA-OAEP-256', kid: chosen.keyId, audit: `participant ${value.participant} key ${chosen.keyId}` };
   }
 }
 

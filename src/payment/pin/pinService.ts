@@ -83,9 +83,8 @@ export class PinService {
   }
 
   async translate(req: TranslatePinRequest): Promise<TranslatePinResult> {
-    const inFormat = parseFormat(req.incoming?.format, 'incoming.format');
+    const { format: inFormat, pan: inPan } = this.parseIncoming(req.incoming, req.pinBlock);
     const outFormat = parseFormat(req.outgoing?.format, 'outgoing.format');
-    const inPan = panFor(req.incoming, inFormat, 'incoming');
     let outPan: string | undefined;
     if (panBound(outFormat)) {
       if (panBound(inFormat)) {
@@ -102,7 +101,6 @@ export class PinService {
       }
       if (req.outgoing.pan !== undefined) throw invalid(`${outFormat} carries no PAN: omit outgoing.pan`);
     }
-    checkBlockLength(req.pinBlock, inFormat);
     const outgoing = await this.keys.paymentKey(req.outgoing.keyName, 'pin', 'encrypt', req.outgoing.keyVersion);
     this.otpKeys.refuseAsOutgoing(outgoing);
     checkFamily(outgoing, outFormat, 'outgoing');
@@ -143,7 +141,7 @@ export class PinService {
     }
   }
 
-  /** Parses the incoming side's format, PAN and block for withClearPin (the OTP flow's checks). */
+  /** Parses the incoming side's format, PAN and block for withClearPin (translation and the OTP flow). */
   parseIncoming(incoming: IncomingPin, block: Buffer): { format: PinBlockFormat; pan?: string } {
     const format = parseFormat(incoming?.format, 'incoming.format');
     const pan = panFor(incoming, format, 'incoming');

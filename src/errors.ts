@@ -77,6 +77,29 @@ export function toHsmBridgeError(e: unknown): HsmBridgeError {
   return new HsmBridgeError('INTERNAL', 'internal error', { cause: e });
 }
 
+/** Longest error message a caller receives; anything longer was built from input and is cut (a gRPC status over ~64 KB never arrives). */
+export const MAX_ERROR_MESSAGE_CHARS = 300;
+
+/**
+ * A caller's value as an error message may quote it: at most `max` characters of it, in JSON quotes, so
+ * that control characters and line breaks come out escaped.
+ */
+export function quote(value: unknown, max = 64): string {
+  const text = String(value);
+  return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
+}
+
+/**
+ * The error as a caller may see it: an HsmBridgeError whose message is at most MAX_ERROR_MESSAGE_CHARS
+ * and has no control characters. The check every message passes on its way out, whatever built it.
+ */
+export function forCaller(e: unknown): HsmBridgeError {
+  const error = toHsmBridgeError(e);
+  const message = error.message.replace(/[\u0000-\u001f\u007f]/g, ' ');
+  if (message === error.message && message.length <= MAX_ERROR_MESSAGE_CHARS) return error;
+  return new HsmBridgeError(error.code, message.length > MAX_ERROR_MESSAGE_CHARS ? `${message.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : message, { cause: error });
+}
+
 /** Shorthand for argument checks. */
 export function invalid(message: string): HsmBridgeError {
   return new HsmBridgeError('INVALID_ARGUMENT', message);

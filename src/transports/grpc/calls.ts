@@ -1,63 +1,67 @@
 /**
- * The frame around every unary handler: decode failures become INVALID_ARGUMENT, errors become a
- * status (errors.ts), and each call writes one log line with the method, status, duration and key
- * name. Never the request or response: they carry plaintext, signatures and MAC inputs.
+ * The frame around every unary handler: declared operations run through the request pipeline
+ * (src/api/pipeline.ts), which decodes, checks, runs and maps errors; this frame turns the outcome into a
+ * gRPC answer or status (errors.ts) and writes the call's one log line: method, status, duration and the
+ * pipeline's fields (only well-formed key names). Never the request or response: they carry plaintext,
+ * signatures and MAC inputs.
  */
 import { status, type handleUnaryCall } from '@grpc/grpc-js';
 import type { Level, Logger } from 'pino';
+import { grpcServices, logLevelOf, runOperation, RequestContext, type Operation, type ServicesFor } from '../../api/index.js';
 import { invalid } from '../../errors.js';
 import { toGrpcFailure } from './errors.js';
 import { isMalformed, type MalformedRequest } from './protos.js';
 
-export interface CallOptions {
-  /** The level of the log line of a successful call; health probes use 'debug' to keep logs quiet. */
-  readonly successLevel?: Level;
+type Callback = Parameters<handleUnaryCall<unknown, unknown>>[1];
+type Call = Parameters<handleUnaryCall<unknown, unknown>>[0];
+
+/** Answers a call with the outcome of `work`, and writes its log line. */
+function respond(call: Call, callback: Callback, method: string, logger: Logger, started: number, work: Promise<unknown>, fields: Record<string, unknown> | (() => Record<string, unknown>), successLevel: Level): void {
+  const finished = (grpcStatus: status, extra: Record<string, unknown> = {}) => ({
+    method,
+    status: call.cancelled ? 'CANCELLED' : status[grpcStatus],
+    durationMs: Math.round((performance.now() - started) * 10) / 10,
+    ...(typeof fields === 'function' ? fields() : fields),
+    ...extra,
+  });
+  work.then(
+    (response) => {
+      logger[successLevel](finished(status.OK), 'grpc call');
+      callback(null, response);
+    },
+    (thrown: unknown) => {
+      const { response, error } = toGrpcFailure(thrown);
+      const line = finished(error.grpcStatus, { code: error.code });
+      const level = logLevelOf(error.code);
+      if (level === 'error') logger.error({ ...line, err: error.cause ?? thrown }, 'grpc call failed');
+      else if (level === 'warn') logger.warn(line, 'grpc call failed');
+      else logger.info(line, 'grpc call');
+      callback(response);
+    },
+  );
 }
 
-/**
- * The key name a request addresses, for the log (as `keyName`: `key` is a redacted path in src/log.ts);
- * only something short enough to be a key name. KeyService requests name it `name`, JOSE and FSPIOP
- * requests `key`, PIN requests `incoming.key_name`.
- */
-function loggedKeyName(request: unknown): string | undefined {
-  const r = request as { name?: unknown; key?: unknown; incoming?: { keyName?: unknown } | null };
-  const name = typeof r.name === 'string' && r.name !== '' ? r.name : typeof r.key === 'string' ? r.key : r.incoming?.keyName;
-  return typeof name === 'string' && name.length > 0 && name.length <= 64 ? name : undefined;
-}
+const notDecoded = (method: string) => invalid(`the request is not a valid ${method} request message`);
 
-export function unaryCall<Req, Res>(
-  method: string,
-  logger: Logger,
-  handle: (request: Req) => Promise<Res>,
-  options: CallOptions = {},
-): handleUnaryCall<Req | MalformedRequest, Res> {
+/** The rpc of a declared operation: the request pipeline, in the frame above. */
+export function operationCall(op: Operation, services: ServicesFor, logger: Logger): handleUnaryCall<unknown, unknown> {
+  const method = `${grpcServices[op.grpc.service]}/${op.grpc.method}`;
+  const decode = (request: unknown) => {
+    if (isMalformed(request)) throw notDecoded(op.grpc.method);
+    return op.grpc.decode(request);
+  };
   return (call, callback) => {
-    const started = performance.now();
+    const context = new RequestContext(op, 'grpc');
+    const work = runOperation(op, services, context, () => decode(call.request), op.grpc.encode);
+    respond(call, callback, method, logger, context.started, work, () => context.logFields(), 'info');
+  };
+}
+
+/** A handler outside the declared operations (grpc.health.v1.Health/Check), in the same frame. */
+export function unaryCall<Req, Res>(method: string, logger: Logger, handle: (request: Req) => Promise<Res>, successLevel: Level = 'info'): handleUnaryCall<Req | MalformedRequest, Res> {
+  return (call, callback) => {
     const request = call.request;
-    const keyName = isMalformed(request) ? undefined : loggedKeyName(request);
-    const finished = (grpcStatus: status, extra: Record<string, unknown> = {}) => ({
-      method,
-      status: call.cancelled ? 'CANCELLED' : status[grpcStatus],
-      durationMs: Math.round((performance.now() - started) * 10) / 10,
-      ...(keyName === undefined ? {} : { keyName }),
-      ...extra,
-    });
-    const run = isMalformed(request)
-      ? Promise.reject(invalid(`the request is not a valid ${method.split('/').pop() ?? ''} request message`))
-      : Promise.resolve().then(() => handle(request));
-    run.then(
-      (response) => {
-        logger[options.successLevel ?? 'info'](finished(status.OK), 'grpc call');
-        callback(null, response);
-      },
-      (thrown: unknown) => {
-        const { response, error } = toGrpcFailure(thrown);
-        const line = finished(error.grpcStatus, { code: error.code });
-        if (error.code === 'INTERNAL') logger.error({ ...line, err: error.cause ?? thrown }, 'grpc call failed');
-        else if (error.code === 'BACKEND_UNAVAILABLE') logger.warn(line, 'grpc call failed');
-        else logger.info(line, 'grpc call');
-        callback(response);
-      },
-    );
+    const work = isMalformed(request) ? Promise.reject(notDecoded(method.split('/').pop() ?? '')) : Promise.resolve().then(() => handle(request));
+    respond(call as Call, callback as Callback, method, logger, performance.now(), work, {}, successLevel);
   };
 }

@@ -11,11 +11,11 @@ import type { KeyService } from '../../operations/keyService.js';
 import { unaryCall } from './calls.js';
 import { toGrpcFailure } from './errors.js';
 import type { HealthCheckRequest, HealthCheckResponse, ServingStatus } from './messages.js';
-import { HEALTH_SERVICE_NAME, KEY_SERVICE_NAME, isMalformed, type MalformedRequest } from './protos.js';
+import { HEALTH_SERVICE_NAME, isMalformed, type MalformedRequest } from './protos.js';
 
 export interface HealthOptions {
-  /** The services served beside KeyService (e.g. hsmbridge.v1.JoseService), answered for by name. */
-  readonly services?: readonly string[];
+  /** The services served (e.g. hsmbridge.v1.KeyService), answered for by name; "" is the server as a whole. */
+  readonly services: readonly string[];
   /** How often Watch streams re-check the backend. */
   readonly pollMs: number;
   /** A backend health check slower than this counts as NOT_SERVING, so that a slow asynchronous check cannot hang a probe. (An HSM that freezes inside a synchronous PKCS#11 call blocks the whole process: see adapters/pkcs11/README.md.) */
@@ -68,7 +68,7 @@ export interface HealthService {
 }
 
 export function createHealthService(service: KeyService, logger: Logger, options: HealthOptions): HealthService {
-  const knownServices = new Set(['', KEY_SERVICE_NAME, ...(options.services ?? [])]);
+  const knownServices = new Set(['', ...options.services]);
   const probe = async (): Promise<ServingStatus> => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<ServingStatus>((resolve) => {
@@ -98,7 +98,7 @@ export function createHealthService(service: KeyService, logger: Logger, options
       if (!knownServices.has(r.service)) throw new HsmBridgeError('NOT_FOUND', 'unknown service');
       return { status: await probe() };
     },
-    { successLevel: 'debug' },
+    'debug',
   );
 
   const watch = (call: ServerWritableStream<HealthCheckRequest | MalformedRequest, HealthCheckResponse>): void => {

@@ -9,16 +9,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MethodDefinition, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { load, type Options } from '@grpc/proto-loader';
+import { grpcServices, type GrpcServiceName } from '../../api/index.js';
 
 const KEY_SERVICE_PROTO = 'hsmbridge/v1/key_service.proto';
 const JOSE_SERVICE_PROTO = 'hsmbridge/v1/jose_service.proto';
 const FSPIOP_SERVICE_PROTO = 'hsmbridge/v1/fspiop_service.proto';
 const PAYMENT_SERVICE_PROTO = 'hsmbridge/v1/payment_service.proto';
 const HEALTH_PROTO = 'grpc/health/v1/health.proto';
-export const KEY_SERVICE_NAME = 'hsmbridge.v1.KeyService';
-export const JOSE_SERVICE_NAME = 'hsmbridge.v1.JoseService';
-export const FSPIOP_SERVICE_NAME = 'hsmbridge.v1.FspiopService';
-export const PAYMENT_SERVICE_NAME = 'hsmbridge.v1.PaymentService';
 export const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
 
 const loaderOptions: Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
@@ -79,35 +76,20 @@ function harden(definition: ServiceDefinition, secrets: SecretResponseFields): S
   return Object.fromEntries(methods) as ServiceDefinition;
 }
 
-export interface LoadedServices {
-  readonly keyService: ServiceDefinition<UntypedServiceImplementation>;
-  readonly jose: ServiceDefinition<UntypedServiceImplementation>;
-  readonly fspiop: ServiceDefinition<UntypedServiceImplementation>;
-  readonly payment: ServiceDefinition<UntypedServiceImplementation>;
-  readonly health: ServiceDefinition<UntypedServiceImplementation>;
-}
+/** The hsmbridge.v1 services by short name (see src/api/declaration.ts), and grpc.health.v1.Health. */
+export type LoadedServices = Readonly<Record<GrpcServiceName | 'Health', ServiceDefinition<UntypedServiceImplementation>>>;
 
 /** The secret response fields of each hsmbridge.v1 service (method names repeat across services: Sign). */
-export interface ServiceSecrets {
-  readonly keyService?: SecretResponseFields;
-  readonly jose?: SecretResponseFields;
-  readonly fspiop?: SecretResponseFields;
-  readonly payment?: SecretResponseFields;
-}
+export type ServiceSecrets = Partial<Record<GrpcServiceName, SecretResponseFields>>;
 
 export async function loadServices(secrets: ServiceSecrets, protoRoot: string = findProtoRoot()): Promise<LoadedServices> {
   const definitions = await load([KEY_SERVICE_PROTO, JOSE_SERVICE_PROTO, FSPIOP_SERVICE_PROTO, PAYMENT_SERVICE_PROTO, HEALTH_PROTO], { ...loaderOptions, includeDirs: [protoRoot] });
-  const service = (name: string): ServiceDefinition => {
+  const service = (name: string, secretFields: SecretResponseFields = {}): ServiceDefinition => {
     const definition = definitions[name];
     // Message and enum types carry a `format`; services do not.
     if (!definition || 'format' in definition) throw new Error(`${name} is not a service in ${protoRoot}`);
-    return definition as ServiceDefinition;
+    return harden(definition as ServiceDefinition, secretFields);
   };
-  return {
-    keyService: harden(service(KEY_SERVICE_NAME), secrets.keyService ?? {}),
-    jose: harden(service(JOSE_SERVICE_NAME), secrets.jose ?? {}),
-    fspiop: harden(service(FSPIOP_SERVICE_NAME), secrets.fspiop ?? {}),
-    payment: harden(service(PAYMENT_SERVICE_NAME), secrets.payment ?? {}),
-    health: harden(service(HEALTH_SERVICE_NAME), {}),
-  };
+  const hsmbridge = Object.entries(grpcServices).map(([short, full]) => [short, service(full, secrets[short as GrpcServiceName])] as const);
+  return { ...Object.fromEntries(hsmbridge), Health: service(HEALTH_SERVICE_NAME) } as LoadedServices;
 }

@@ -1,21 +1,19 @@
 /**
- * The gRPC transport: hsmbridge.v1.KeyService, JoseService, FspiopService and PaymentService (when given) and
- * grpc.health.v1.Health on one grpc-js server.
+ * The gRPC transport: the rpcs of the declared operations (src/api) in hsmbridge.v1.KeyService,
+ * JoseService, FspiopService and PaymentService (those whose services are given), and
+ * grpc.health.v1.Health, on one grpc-js server.
  * Plaintext HTTP/2, or TLS (optionally mutual) when given TLS material (../tls.ts).
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { grpcServices, servedOperations, type GrpcServiceName, type Operation, type Services } from '../../api/index.js';
 import type { KeyService } from '../../operations/keyService.js';
-import { fspiopServiceHandlers } from './fspiopHandlers.js';
-import { keyServiceHandlers, secretResponseFields } from './handlers.js';
+import { operationCall } from './calls.js';
 import { createHealthService } from './health.js';
-import { joseSecretResponseFields, joseServiceHandlers } from './joseHandlers.js';
-import { paymentServiceHandlers } from './paymentHandlers.js';
-import { FSPIOP_SERVICE_NAME, JOSE_SERVICE_NAME, PAYMENT_SERVICE_NAME, loadServices } from './protos.js';
-import type { ExtraServices } from '../services.js';
+import { loadServices, type ServiceSecrets } from './protos.js';
 import { grpcServerCredentials, type TlsMaterial } from '../tls.js';
 
-export interface GrpcServerOptions extends ExtraServices {
+export interface GrpcServerOptions extends Omit<Services, 'keys'> {
   readonly service: KeyService;
   readonly logger: Logger;
   readonly host: string;
@@ -40,7 +38,10 @@ const HEALTH_TIMEOUT_MS = 3000;
 
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
   const logger = opts.logger.child({ transport: 'grpc' });
-  const services = await loadServices({ keyService: secretResponseFields, jose: joseSecretResponseFields });
+  const served = servedOperations({ ...opts, keys: opts.service });
+  const byService = new Map<GrpcServiceName, Operation[]>();
+  for (const op of served.operations) byService.set(op.grpc.service, [...(byService.get(op.grpc.service) ?? []), op]);
+  const definitions = await loadServices(secretResponseFields(served.operations));
   const server = new Server({
     'grpc.max_receive_message_length': opts.maxMessageBytes,
     'grpc.max_send_message_length': opts.maxMessageBytes,
@@ -48,17 +49,12 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const health = createHealthService(opts.service, logger, {
     pollMs: opts.healthPollMs ?? 5000,
     timeoutMs: HEALTH_TIMEOUT_MS,
-    services: [
-      ...(opts.jose ? [JOSE_SERVICE_NAME] : []),
-      ...(opts.fspiop ? [FSPIOP_SERVICE_NAME] : []),
-      ...(opts.payment ? [PAYMENT_SERVICE_NAME] : []),
-    ],
+    services: [...byService.keys()].map((name) => grpcServices[name]),
   });
-  server.addService(services.keyService, keyServiceHandlers(opts.service, logger));
-  if (opts.jose) server.addService(services.jose, joseServiceHandlers(opts.jose, logger));
-  if (opts.fspiop) server.addService(services.fspiop, fspiopServiceHandlers(opts.fspiop, logger));
-  if (opts.payment) server.addService(services.payment, paymentServiceHandlers(opts.payment, opts.service, logger));
-  server.addService(services.health, health.handlers);
+  for (const [name, ops] of byService) {
+    server.addService(definitions[name], Object.fromEntries(ops.map((op) => [op.grpc.method, operationCall(op, served.services, logger)])));
+  }
+  server.addService(definitions.Health, health.handlers);
 
   const credentials = opts.tls ? grpcServerCredentials(opts.tls) : ServerCredentials.createInsecure();
   const address = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
@@ -83,4 +79,13 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     return closing;
   };
   return { port, close };
+}
+
+/** Per service and rpc, the answer fields holding secrets, zeroed once serialized (protos.ts). */
+export function secretResponseFields(ops: readonly Operation[]): ServiceSecrets {
+  const secrets: Partial<Record<GrpcServiceName, Record<string, readonly string[]>>> = {};
+  for (const op of ops) {
+    if (op.secrets?.output) (secrets[op.grpc.service] ??= {})[op.grpc.method] = op.secrets.output;
+  }
+  return secrets;
 }

@@ -5,7 +5,7 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { HsmBridgeError, type ErrorCode } from '../../errors.js';
-import { patternMeanings } from './schemas.js';
+import { patternMeanings } from '../../api/schemas.js';
 
 export interface ErrorEnvelope {
   error: { code: ErrorCode; message: string };

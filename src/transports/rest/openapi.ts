@@ -5,12 +5,18 @@
  */
 import type { HTTPMethods, RouteOptions } from 'fastify';
 import { errorCodes, httpStatusOf, type ErrorCode } from '../../errors.js';
-import { namedSchemas } from './schemas.js';
+import { operationTags } from '../../api/index.js';
+import { namedSchemas } from '../../api/schemas.js';
+
+/** The operations' groups, and the transport's own routes. */
+const documentTags: Record<string, string> = { ...operationTags, service: 'Health probes and this document' };
 
 /** What a route adds to its schemas for the document. */
 export interface RouteDoc {
   readonly operationId: string;
+  readonly tags: readonly string[];
   readonly summary: string;
+  readonly description: string;
   /** Error codes specific to this route; those every route can return are added by the document. */
   readonly errors: readonly ErrorCode[];
   /** Success responses without a body, e.g. { 204: 'Destroyed' }. */
@@ -91,7 +97,9 @@ function operation(route: CollectedRoute): Json {
   const params = route.schema.params?.properties as Record<string, Json> | undefined;
   return {
     operationId: route.doc.operationId,
+    tags: [...route.doc.tags],
     summary: route.doc.summary,
+    description: route.doc.description,
     ...(params
       ? { parameters: Object.entries(params).map(([name, schema]) => ({ name, in: 'path', required: true, schema: publish(schema) })) }
       : {}),
@@ -127,6 +135,7 @@ export class OpenApiCollector {
     this.document = {
       openapi: '3.0.3',
       info,
+      tags: Object.entries(documentTags).map(([name, description]) => ({ name, description })),
       paths,
       components: { schemas: Object.fromEntries(Object.entries(namedSchemas).map(([name, schema]) => [name, publish(schema, true)])) },
     };

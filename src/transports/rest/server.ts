@@ -1,24 +1,19 @@
 /**
- * The REST transport: fastify with strict JSON-Schema validation (unknown fields are refused, nothing is
+ * The REST transport: a route per declared operation (routes.ts), fastify with strict JSON-Schema validation (unknown fields are refused, nothing is
  * coerced), one error envelope for every failure, and one log line per request that never holds a body.
  */
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { parseKeyName } from '../../keys/names.js';
+import { servedOperations, type Services } from '../../api/index.js';
+import { isStrictBase64 } from '../../api/base64.js';
 import type { KeyService } from '../../operations/keyService.js';
-import { isStrictBase64 } from './base64.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { OpenApiCollector } from './openapi.js';
-import { fspiopRoutes } from './routes/fspiop.js';
-import { joseRoutes } from './routes/jose.js';
-import { keyRoutes } from './routes/keys.js';
-import { operationRoutes } from './routes/operations.js';
-import { paymentRoutes } from './routes/payment.js';
-import { systemRoutes } from './routes/system.js';
-import type { ExtraServices } from '../services.js';
+import { operationRoute, transportRoutes } from './routes.js';
 import { httpsServerOptions, type TlsMaterial } from '../tls.js';
 
-export interface RestServerOptions extends ExtraServices {
+export interface RestServerOptions extends Omit<Services, 'keys'> {
   readonly service: KeyService;
   readonly logger: Logger;
   /** Largest request body; larger ones get 413 PAYLOAD_TOO_LARGE before they are parsed. */
@@ -29,23 +24,10 @@ export interface RestServerOptions extends ExtraServices {
 
 export const API_INFO = { title: 'hsm-bridge', version: '1' } as const;
 
-/** Where a route's body names the key it uses (the key routes name it in the path). */
-function bodyKeyName(url: string | undefined, body: unknown): unknown {
-  if (typeof body !== 'object' || body === null) return undefined;
-  const b = body as { name?: unknown; key?: unknown; recipient?: { key?: unknown } | null; incoming?: { keyName?: unknown } | null };
-  if (url === '/v1/keys' || url === '/v1/keys/import/tr31') return b.name;
-  if (url?.startsWith('/v1/pin/')) return typeof b.incoming === 'object' ? b.incoming?.keyName : undefined;
-  if (url === '/v1/jwe/encrypt') return typeof b.recipient === 'object' ? b.recipient?.key : undefined;
-  if (url?.startsWith('/v1/jws/') || url?.startsWith('/v1/jwe/') || url === '/v1/fspiop/sign') return b.key;
-  return undefined;
-}
-
-/** The key name a request is about, for the log; only a well-formed name is logged, never raw input. */
-function keyNameOf(request: FastifyRequest): string | undefined {
-  const fromPath = (request.params as { name?: unknown } | undefined)?.name;
-  const fromBody = bodyKeyName(request.routeOptions.url, request.body);
+/** The key a path names (/v1/keys/:name/...), for the log of a request refused before its operation ran. */
+function pathKeyName(request: FastifyRequest): string | undefined {
   try {
-    return parseKeyName(fromPath ?? fromBody);
+    return parseKeyName((request.params as { name?: unknown } | undefined)?.name);
   } catch {
     return undefined;
   }
@@ -58,7 +40,8 @@ function logRequest(request: FastifyRequest, reply: FastifyReply, done: () => vo
       route: request.routeOptions.url ?? 'unmatched',
       status: reply.statusCode,
       durationMs: Math.round(reply.elapsedTime * 10) / 10,
-      keyName: keyNameOf(request),
+      keyName: pathKeyName(request),
+      ...request.pipeline?.logFields(),
     },
     'request',
   );
@@ -103,12 +86,10 @@ export async function buildRestServer(opts: RestServerOptions): Promise<FastifyI
 
   const openapi = new OpenApiCollector();
   app.addHook('onRoute', openapi.onRoute);
-  keyRoutes(app, opts.service);
-  operationRoutes(app, opts.service);
-  if (opts.jose) joseRoutes(app, opts.jose);
-  if (opts.fspiop) fspiopRoutes(app, opts.fspiop);
-  if (opts.payment) paymentRoutes(app, opts.payment, opts.service);
-  systemRoutes(app, opts.service, () => openapi.build(API_INFO));
+  app.decorateRequest('pipeline', null);
+  const served = servedOperations({ ...opts, keys: opts.service });
+  for (const op of served.operations) operationRoute(app, op, served.services);
+  transportRoutes(app, opts.service, () => openapi.build(API_INFO));
 
   await app.ready();
   return app;

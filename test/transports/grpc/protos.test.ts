@@ -5,7 +5,8 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { joseSecretResponseFields } from '../../../src/transports/grpc/joseHandlers.js';
+import { operations } from '../../../src/api/index.js';
+import { secretResponseFields } from '../../../src/transports/grpc/server.js';
 import { findProtoRoot, isMalformed, loadServices } from '../../../src/transports/grpc/protos.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -23,7 +24,7 @@ describe('findProtoRoot', () => {
 
 describe('loadServices codecs', () => {
   it('turns bytes that do not decode into a malformed marker, and decodes good ones as before', async () => {
-    const { keyService } = await loadServices({ keyService: {} });
+    const { KeyService: keyService } = await loadServices({});
     const getKey = keyService.GetKey!;
     expect(isMalformed(getKey.requestDeserialize(Buffer.from([0x12, 0x05, 0x61])))).toBe(true);
     const good = getKey.requestDeserialize(getKey.requestSerialize({ name: 'k1' }));
@@ -32,7 +33,7 @@ describe('loadServices codecs', () => {
   });
 
   it('wipes the declared secret fields once the response is encoded, and only those', async () => {
-    const { keyService } = await loadServices({ keyService: { Decrypt: ['plaintext'] } });
+    const { KeyService: keyService } = await loadServices({ KeyService: { Decrypt: ['plaintext'] } });
     const decrypt = keyService.Decrypt!;
     const plaintext = Buffer.from('PAN 4111111111111111');
     const response = { keyName: 'k', keyVersion: 1, algorithm: 'AES_GCM', plaintext };
@@ -46,7 +47,7 @@ describe('loadServices codecs', () => {
   });
 
   it('wipes a decrypted JWE plaintext once encoded, and leaves fields of other services alone (the FspiopService Sign body)', async () => {
-    const { jose, fspiop } = await loadServices({ jose: joseSecretResponseFields });
+    const { JoseService: jose, FspiopService: fspiop } = await loadServices(secretResponseFields(operations));
     const plaintext = Buffer.from('{"pan":"4111111111111111"}');
     const encoded = jose.DecryptJwe!.responseSerialize({ plaintext, protectedHeader: '{}', kid: 'k:1', keyName: 'k', keyVersion: 1, alg: 'dir', enc: 'A256GCM' });
     expect(plaintext.equals(Buffer.alloc(plaintext.length))).toBe(true);

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorCodes, httpStatusOf } from '../../../src/errors.js';
-import { fspiopValidateBody, signBody, signJwsBody } from '../../../src/transports/rest/schemas.js';
+import { fspiopValidateBody, signBody, signJwsBody } from '../../../src/api/schemas.js';
 import { restTargets, startRest, type RestFixture } from './restFixture.js';
 
 /** The wire contract's routes, written out independently of the server. */

@@ -4,16 +4,16 @@
  * Kept to the subset that OpenAPI 3.0 and ajv read alike. Algorithm, key type and purpose are plain
  * strings on purpose: the core refuses an unknown one with its own stable error code.
  */
-import { allEncryptAlgorithms, allMacAlgorithms, allSignAlgorithms } from '../../algorithms/registry.js';
-import { MAX_KEY_VERSION } from '../../keys/names.js';
-import { allKeyTypes, keyPurposes, keyUsages, modesOfUse } from '../../keys/types.js';
-import { errorCodes } from '../../errors.js';
-import { fspiopAlgorithms } from '../../fspiop/config.js';
-import { jweContentEncryptions, jweKeyManagements, jwsAlgorithms } from '../../jose/registry.js';
-import { MAX_REFERENCES } from '../../payment/pin/otpToJwe.js';
-import { aesDukptWorkingKeys, pinBlockFormats } from '../../payment/pin/pinService.js';
-import { MAX_PAN_DIGITS, MIN_PAN_DIGITS } from '../../payment/pin/pan.js';
-import { KEY_BLOCK_PATTERN, KSN_HEX_DIGITS, MAX_KEY_BLOCK_CHARS, MAX_NAME_CHARS, PAN_PATTERN, PIN_BLOCK_HEX_DIGITS } from '../paymentWire.js';
+import { allEncryptAlgorithms, allMacAlgorithms, allSignAlgorithms } from '../algorithms/registry.js';
+import { MAX_KEY_VERSION } from '../keys/names.js';
+import { allKeyTypes, keyPurposes, keyUsages, modesOfUse } from '../keys/types.js';
+import { errorCodes } from '../errors.js';
+import { fspiopAlgorithms } from '../fspiop/config.js';
+import { jweContentEncryptions, jweKeyManagements, jwsAlgorithms } from '../jose/registry.js';
+import { MAX_REFERENCES } from '../payment/pin/otpToJwe.js';
+import { aesDukptWorkingKeys, pinBlockFormats } from '../payment/pin/pinService.js';
+import { MAX_PAN_DIGITS, MIN_PAN_DIGITS } from '../payment/pin/pan.js';
+import { KEY_BLOCK_PATTERN, KSN_HEX_DIGITS, MAX_KEY_BLOCK_CHARS, MAX_NAME_CHARS, PAN_PATTERN, PIN_BLOCK_HEX_DIGITS } from './paymentWire.js';
 
 type Schema = Record<string, unknown>;
 

@@ -1,4 +1,4 @@
-import { invalid } from '../../errors.js';
+import { invalid } from '../errors.js';
 
 /**
  * Strict base64 for binary JSON fields: the standard alphabet (RFC 4648 §4), padding optional, and the

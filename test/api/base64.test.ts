@@ -1,8 +1,8 @@
 /** Strict base64 (pure logic): one accepted text per byte string, standard alphabet, padding optional. */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HsmBridgeError } from '../../../src/errors.js';
-import { decodeBase64, isStrictBase64 } from '../../../src/transports/rest/base64.js';
+import { HsmBridgeError } from '../../src/errors.js';
+import { decodeBase64, isStrictBase64 } from '../../src/api/base64.js';
 
 describe('strict base64', () => {
   it('accepts what Buffer encodes, with and without padding, for every length remainder', () => {

@@ -64,3 +64,11 @@ export async function keyView(service: KeyService, meta: KeyMetadata): Promise<K
     versions,
   };
 }
+
+/** The Key view as gRPC carries it: each JWK as a JSON string (proto has no free-form object). */
+export function keyMessage(view: KeyView) {
+  return {
+    ...view,
+    versions: view.versions.map(({ publicKeyJwk, ...version }) => (publicKeyJwk ? { ...version, publicKeyJwk: JSON.stringify(publicKeyJwk) } : version)),
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * What an API operation is, declared once: its name (which is also the permission it needs), its REST
+ * route and gRPC rpc with the wire mapping of each, the fields that name keys or participants, the fields
+ * that hold secrets, and the function that does the work. The transports build their routes and rpcs
+ * from these declarations (src/transports/), the OpenAPI document lists them, and the request pipeline
+ * (./pipeline.ts) runs every one of them through the same stages.
+ */
+import type { ErrorCode } from '../errors.js';
+import type { FspiopService, ParticipantRegistry } from '../fspiop/index.js';
+import type { JoseService } from '../jose/joseService.js';
+import type { KeyService } from '../operations/keyService.js';
+import type { PaymentServices } from '../payment/index.js';
+
+/** The core services operations run on. Only KeyService is always there; a transport built without the others leaves their operations out. */
+export interface Services {
+  readonly keys: KeyService;
+  /** JWS, JWE and the JWKS document. */
+  readonly jose?: JoseService;
+  /** FSPIOP signatures and the participant key registry they validate with. */
+  readonly fspiop?: FspiopServices;
+  /** PIN translation, the OTP-to-JWE flow and TR-31 key exchange. */
+  readonly payment?: PaymentServices;
+}
+
+export interface FspiopServices {
+  readonly service: FspiopService;
+  readonly participants: ParticipantRegistry;
+}
+
+/** A service an operation needs beside KeyService. */
+export type OptionalService = 'jose' | 'fspiop' | 'payment';
+
+/** The services an operation's `run` sees: the one it `needs` is there (the transports register it only then). */
+export type ServicesFor = Services & Required<Pick<Services, OptionalService>>;
+
+/** Groups of operations: an OpenAPI tag, and the first part of the operation's name. */
+export const operationTags = {
+  keys: 'Key lifecycle and key operations: create, rotate, sign, verify, encrypt, decrypt, MAC',
+  system: 'Random bytes and the backend\'s capabilities',
+  jose: 'JWS and JWE with keys of this service, and the JWKS document',
+  fspiop: 'Mojaloop FSPIOP signatures (API Signature v1.1) and participant keys',
+  payment: 'PIN translation, PIN blocks to JWE, TR-31 key exchange',
+} as const;
+export type OperationTag = keyof typeof operationTags;
+
+export type JsonSchema = Record<string, unknown>;
+
+/** A REST request after fastify parsed it and checked it against the route's schemas. */
+export interface RestRequest {
+  readonly params: any;
+  readonly body: any;
+}
+
+export interface RestBinding<In, Out> {
+  readonly method: 'GET' | 'POST' | 'DELETE';
+  /** fastify syntax: /v1/keys/:name/sign */
+  readonly path: string;
+  readonly params?: JsonSchema;
+  readonly body?: JsonSchema;
+  /** The success answer's schema; absent for an answer without a body (204). */
+  readonly response?: JsonSchema;
+  /** Success status; default 200. */
+  readonly status?: 200 | 201 | 204;
+  decode(request: RestRequest): In;
+  /** The JSON answer; ignored for 204. */
+  encode(out: Out, input: In): unknown;
+}
+
+/** The hsmbridge.v1 services (proto/hsmbridge/v1/*.proto). */
+export const grpcServices = {
+  KeyService: 'hsmbridge.v1.KeyService',
+  JoseService: 'hsmbridge.v1.JoseService',
+  FspiopService: 'hsmbridge.v1.FspiopService',
+  PaymentService: 'hsmbridge.v1.PaymentService',
+} as const;
+export type GrpcServiceName = keyof typeof grpcServices;
+
+export interface GrpcBinding<In, Out> {
+  readonly service: GrpcServiceName;
+  readonly method: string;
+  /** The request message as @grpc/proto-loader decodes it (camelCase, bytes as Buffer, defaults filled in). */
+  decode(message: any): In;
+  encode(out: Out, input: In): unknown;
+}
+
+export interface Operation<In = any, Out = any> {
+  /** `<group>.<action>`, e.g. keys.sign: the permission it needs, and (camel-cased) its OpenAPI operationId. */
+  readonly name: string;
+  readonly tag: OperationTag;
+  readonly summary: string;
+  readonly description: string;
+  /** Error codes this operation can return beyond those of the transport itself (bad input, size, internal). */
+  readonly errors: readonly ErrorCode[];
+  /** A service beside KeyService that it runs on. */
+  readonly needs?: OptionalService;
+  /** The key names it uses (as given: the log keeps only well-formed ones). */
+  keys?(input: In): readonly unknown[];
+  /** The FSPIOP participants it reads or changes. */
+  participants?(input: In): readonly unknown[];
+  /**
+   * Buffer fields that hold secrets, by name: `input` ones are zeroed once the operation has run,
+   * `output` ones once the answer is encoded (gRPC: serialized). Secrets are never logged in any case.
+   */
+  readonly secrets?: { readonly input?: readonly string[]; readonly output?: readonly string[] };
+  run(services: ServicesFor, input: In): Promise<Out>;
+  readonly rest: RestBinding<In, Out>;
+  readonly grpc: GrpcBinding<In, Out>;
+}
+
+/** Declares an operation; the identity function, there to infer In and Out across its parts. */
+export function operation<In, Out>(declaration: Operation<In, Out>): Operation<In, Out> {
+  return declaration;
+}
+
+/** keys.verifyMac -> keysVerifyMac */
+export function operationId(op: Pick<Operation, 'name'>): string {
+  return op.name.replace(/\.([a-zA-Z])/g, (_, c: string) => c.toUpperCase());
+}

@@ -1,0 +1,9 @@
+/** Every API operation, in the order the OpenAPI document lists them. */
+import type { Operation } from '../declaration.js';
+import { fspiopOperations } from './fspiop.js';
+import { joseOperations } from './jose.js';
+import { keyOperations } from './keys.js';
+import { paymentOperations } from './payment.js';
+import { systemOperations } from './system.js';
+
+export const operations: readonly Operation[] = [...keyOperations, ...systemOperations, ...joseOperations, ...fspiopOperations, ...paymentOperations];

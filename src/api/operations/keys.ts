@@ -1,0 +1,257 @@
+/**
+ * Key lifecycle (create, list, get, rotate, enable, disable, destroy) and the operations on a key (sign,
+ * verify, encrypt, decrypt, MAC). Every check on the key, the algorithm and the sizes is KeyService's;
+ * these only carry values between the wire forms and its inputs. Payment keys show each version's KCV.
+ */
+import type { ErrorCode } from '../../errors.js';
+import { invalid } from '../../errors.js';
+import { decodeBase64, decodeOptionalBase64, encodeBase64 } from '../base64.js';
+import { operation, type Operation } from '../declaration.js';
+import { keyMessage, keyView } from '../keyView.js';
+import { toHex } from '../paymentWire.js';
+import * as schemas from '../schemas.js';
+import { given } from '../wire.js';
+
+/** Errors every operation on an existing key can return. */
+export const keyErrors: ErrorCode[] = ['UNSUPPORTED_ALGORITHM', 'UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'];
+const withVersion: ErrorCode[] = [...keyErrors, 'KEY_VERSION_NOT_FOUND'];
+
+const named = (i: { name: unknown }) => [i.name];
+const byName = { params: schemas.keyNameParams, response: schemas.keySchema };
+const grpcKeyService = (method: string) => ({ service: 'KeyService' as const, method });
+
+/** A lifecycle change on one key by name, answered with the key. */
+function lifecycle(name: string, action: 'rotateKey' | 'enableKey' | 'disableKey' | 'getKey', verb: string, summary: string, description: string, errors: ErrorCode[]): Operation {
+  return operation({
+    name,
+    tag: 'keys',
+    summary,
+    description,
+    errors,
+    keys: named,
+    run: async (s, i: { name: string }) => keyView(s.keys, await s.keys[action](i.name)),
+    rest: { method: verb === 'GET' ? 'GET' : 'POST', path: verb === 'GET' ? '/v1/keys/:name' : `/v1/keys/:name/${verb}`, ...byName, decode: (r) => ({ name: r.params.name }), encode: (v) => v },
+    grpc: { ...grpcKeyService(action.charAt(0).toUpperCase() + action.slice(1)), decode: (m) => ({ name: m.name }), encode: (v) => keyMessage(v) },
+  });
+}
+
+export const keyOperations: Operation[] = [
+  operation({
+    name: 'keys.create',
+    tag: 'keys',
+    summary: 'Create a key (version 1, enabled)',
+    description: 'Generates a key in the backend, non-extractable. The purpose is fixed at creation; payment keys may be exportable (TR-31) and carry an X9.143 key usage.',
+    errors: ['UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_ALREADY_EXISTS', 'BACKEND_UNAVAILABLE'],
+    keys: named,
+    run: async (s, i: { name: unknown; type: unknown; purpose?: unknown; exportable?: unknown; keyUsage?: unknown }) => keyView(s.keys, await s.keys.createKey(i)),
+    rest: { method: 'POST', path: '/v1/keys', body: schemas.createKeyBody, response: schemas.keySchema, status: 201, decode: (r) => r.body, encode: (v) => v },
+    grpc: {
+      ...grpcKeyService('CreateKey'),
+      decode: (m) => ({ name: m.name, type: m.type, purpose: given(m.purpose), exportable: m.exportable, keyUsage: given(m.keyUsage) }),
+      encode: (v) => keyMessage(v),
+    },
+  }),
+  operation({
+    name: 'keys.list',
+    tag: 'keys',
+    summary: 'List every key',
+    description: 'Every key the backend holds, with its versions (public keys, or KCVs of payment keys).',
+    errors: ['BACKEND_UNAVAILABLE'],
+    run: async (s) => Promise.all((await s.keys.listKeys()).map((meta) => keyView(s.keys, meta))),
+    rest: { method: 'GET', path: '/v1/keys', response: schemas.keyListSchema, decode: () => ({}), encode: (keys) => ({ keys }) },
+    grpc: { ...grpcKeyService('ListKeys'), decode: () => ({}), encode: (keys) => ({ keys: keys.map(keyMessage) }) },
+  }),
+  lifecycle('keys.get', 'getKey', 'GET', 'Describe a key, with the public key of each version', 'Always read from the backend, so that what a caller reads is current.', ['KEY_NOT_FOUND', 'BACKEND_UNAVAILABLE']),
+  lifecycle('keys.rotate', 'rotateKey', 'rotate', 'Create the next version of a key; it becomes primary', 'Older versions keep verifying and decrypting.', ['KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE']),
+  lifecycle('keys.enable', 'enableKey', 'enable', 'Enable a key', 'A disabled key becomes usable again.', ['KEY_NOT_FOUND', 'BACKEND_UNAVAILABLE']),
+  lifecycle('keys.disable', 'disableKey', 'disable', 'Disable a key: it can no longer be used until enabled', 'Every operation on a disabled key is refused with KEY_DISABLED; it must be disabled before it can be destroyed.', ['KEY_NOT_FOUND', 'BACKEND_UNAVAILABLE']),
+  operation({
+    name: 'keys.destroy',
+    tag: 'keys',
+    summary: 'Destroy every version of a disabled key (irreversible)',
+    description: 'Removes every version from the backend. The key must be disabled first, so that a key in use is never destroyed by one mistaken call.',
+    errors: ['KEY_NOT_FOUND', 'KEY_NOT_DISABLED', 'BACKEND_UNAVAILABLE'],
+    keys: named,
+    run: (s, i: { name: string }) => s.keys.destroyKey(i.name),
+    rest: { method: 'DELETE', path: '/v1/keys/:name', params: schemas.keyNameParams, status: 204, decode: (r) => ({ name: r.params.name }), encode: () => undefined },
+    grpc: { ...grpcKeyService('DestroyKey'), decode: (m) => ({ name: m.name }), encode: () => ({}) },
+  }),
+
+  operation({
+    name: 'keys.sign',
+    tag: 'keys',
+    summary: 'Sign a message or a digest with the primary version',
+    description: 'ECDSA signatures are raw r||s, as JWS wants them. Give exactly one of message or digest.',
+    errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'],
+    keys: named,
+    run: (s, i: { name: string; algorithm?: string; message?: Buffer; digest?: Buffer }) => s.keys.sign(i),
+    rest: {
+      method: 'POST',
+      path: '/v1/keys/:name/sign',
+      params: schemas.keyNameParams,
+      body: schemas.signBody,
+      response: schemas.signResult,
+      decode: ({ params, body }) => ({
+        name: params.name,
+        algorithm: body.algorithm,
+        message: decodeOptionalBase64('message', body.message),
+        digest: decodeOptionalBase64('digest', body.digest),
+      }),
+      encode: (r, i) => ({ keyName: i.name, keyVersion: r.keyVersion, algorithm: r.algorithm, signature: encodeBase64(r.signature) }),
+    },
+    grpc: {
+      ...grpcKeyService('Sign'),
+      decode: (m) => ({ name: m.name, algorithm: given(m.algorithm), message: m.message, digest: m.digest }),
+      encode: (r, i) => ({ keyName: i.name, ...r }),
+    },
+  }),
+  operation({
+    name: 'keys.verify',
+    tag: 'keys',
+    summary: 'Verify a signature with a key version (default: primary)',
+    description: 'A signature that does not verify is {valid: false}; older versions keep verifying after a rotation.',
+    errors: [...withVersion, 'PAYLOAD_TOO_LARGE'],
+    keys: named,
+    run: (s, i: { name: string; algorithm?: string; keyVersion?: number; message?: Buffer; digest?: Buffer; signature: Buffer }) => s.keys.verify(i),
+    rest: {
+      method: 'POST',
+      path: '/v1/keys/:name/verify',
+      params: schemas.keyNameParams,
+      body: schemas.verifyBody,
+      response: schemas.verifyResult,
+      decode: ({ params, body }) => ({
+        name: params.name,
+        algorithm: body.algorithm,
+        keyVersion: body.keyVersion,
+        message: decodeOptionalBase64('message', body.message),
+        digest: decodeOptionalBase64('digest', body.digest),
+        signature: decodeBase64('signature', body.signature),
+      }),
+      encode: (r, i) => ({ keyName: i.name, keyVersion: r.keyVersion, algorithm: r.algorithm, valid: r.valid }),
+    },
+    grpc: {
+      ...grpcKeyService('Verify'),
+      decode: (m) => ({ name: m.name, algorithm: given(m.algorithm), keyVersion: m.keyVersion, message: m.message, digest: m.digest, signature: m.signature }),
+      encode: (r, i) => ({ keyName: i.name, ...r }),
+    },
+  }),
+  operation({
+    name: 'keys.encrypt',
+    tag: 'keys',
+    summary: 'Encrypt with the primary version',
+    description: 'The answer is an hsm-bridge ciphertext: it names the key version and algorithm, so it decrypts after any number of rotations.',
+    errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'],
+    keys: named,
+    secrets: { input: ['plaintext'] },
+    run: (s, i: { name: string; algorithm?: string; plaintext: Buffer; aad?: Buffer }) => s.keys.encrypt(i),
+    rest: {
+      method: 'POST',
+      path: '/v1/keys/:name/encrypt',
+      params: schemas.keyNameParams,
+      body: schemas.encryptBody,
+      response: schemas.encryptResult,
+      decode: ({ params, body }) => ({
+        name: params.name,
+        algorithm: body.algorithm,
+        plaintext: decodeBase64('plaintext', body.plaintext),
+        aad: decodeOptionalBase64('aad', body.aad),
+      }),
+      encode: (r, i) => ({ keyName: i.name, keyVersion: r.keyVersion, algorithm: r.algorithm, ciphertext: encodeBase64(r.ciphertext) }),
+    },
+    grpc: {
+      ...grpcKeyService('Encrypt'),
+      decode: (m) => ({ name: m.name, algorithm: given(m.algorithm), plaintext: m.plaintext, aad: m.aad }),
+      encode: (r, i) => ({ keyName: i.name, ...r }),
+    },
+  }),
+  operation({
+    name: 'keys.decrypt',
+    tag: 'keys',
+    summary: 'Decrypt a ciphertext with the key version that made it',
+    description: 'An hsm-bridge ciphertext names its key version; a raw ciphertext made elsewhere needs keyVersion (and optionally algorithm).',
+    errors: [...withVersion, 'DECRYPTION_FAILED', 'PAYLOAD_TOO_LARGE'],
+    keys: named,
+    secrets: { output: ['plaintext'] },
+    run: (s, i: { name: string; ciphertext: Buffer; aad?: Buffer; keyVersion?: number; algorithm?: string }) => s.keys.decrypt(i),
+    rest: {
+      method: 'POST',
+      path: '/v1/keys/:name/decrypt',
+      params: schemas.keyNameParams,
+      body: schemas.decryptBody,
+      response: schemas.decryptResult,
+      decode: ({ params, body }) => ({
+        name: params.name,
+        ciphertext: decodeBase64('ciphertext', body.ciphertext),
+        aad: decodeOptionalBase64('aad', body.aad),
+        keyVersion: body.keyVersion,
+        // '' means "not given" on every transport (proto3 strings cannot be absent).
+        algorithm: given(body.algorithm ?? ''),
+      }),
+      encode: (r, i) => ({ keyName: i.name, keyVersion: r.keyVersion, algorithm: r.algorithm, plaintext: encodeBase64(r.plaintext) }),
+    },
+    grpc: {
+      ...grpcKeyService('Decrypt'),
+      decode: (m) => ({ name: m.name, ciphertext: m.ciphertext, aad: m.aad, keyVersion: m.keyVersion, algorithm: given(m.algorithm) }),
+      encode: (r, i) => ({ keyName: i.name, ...r }),
+    },
+  }),
+  operation({
+    name: 'keys.mac',
+    tag: 'keys',
+    summary: 'Compute a MAC with the primary version',
+    description: 'HMAC, AES-CMAC and the payment MACs (ISO 9797-1 algorithms 1 and 3, TDES-CMAC); payment MAC keys answer with their KCV.',
+    errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'],
+    keys: named,
+    run: (s, i: { name: string; algorithm?: string; data: Buffer }) => s.keys.mac(i),
+    rest: {
+      method: 'POST',
+      path: '/v1/keys/:name/mac',
+      params: schemas.keyNameParams,
+      body: schemas.macBody,
+      response: schemas.macResult,
+      decode: ({ params, body }) => ({ name: params.name, algorithm: body.algorithm, data: decodeBase64('data', body.data) }),
+      encode: (r, i) => ({ keyName: i.name, keyVersion: r.keyVersion, algorithm: r.algorithm, mac: encodeBase64(r.mac), macHex: toHex(r.mac), ...kcvOf(r) }),
+    },
+    grpc: {
+      ...grpcKeyService('GenerateMac'),
+      decode: (m) => ({ name: m.name, algorithm: given(m.algorithm), data: m.data }),
+      encode: (r, i) => ({ keyName: i.name, ...r }),
+    },
+  }),
+  operation({
+    name: 'keys.verifyMac',
+    tag: 'keys',
+    summary: 'Check a MAC in constant time (payment MACs: also truncated to 4 bytes or more)',
+    description: 'A MAC that does not match is {valid: false}. REST takes the MAC in base64 (mac) or hex (macHex).',
+    errors: [...withVersion, 'PAYLOAD_TOO_LARGE'],
+    keys: named,
+    run: (s, i: { name: string; algorithm?: string; keyVersion?: number; data: Buffer; mac: Buffer }) => s.keys.verifyMac(i),
+    rest: {
+      method: 'POST',
+      path: '/v1/keys/:name/mac/verify',
+      params: schemas.keyNameParams,
+      body: schemas.verifyMacBody,
+      response: schemas.verifyMacResult,
+      decode: ({ params, body }) => {
+        const { algorithm, keyVersion, data, mac, macHex } = body;
+        if ((mac === undefined) === (macHex === undefined)) throw invalid('give the MAC as exactly one of mac (base64) or macHex');
+        return {
+          name: params.name,
+          algorithm,
+          keyVersion,
+          data: decodeBase64('data', data),
+          mac: mac === undefined ? Buffer.from(macHex, 'hex') : decodeBase64('mac', mac),
+        };
+      },
+      encode: (r, i) => ({ keyName: i.name, keyVersion: r.keyVersion, algorithm: r.algorithm, valid: r.valid, ...kcvOf(r) }),
+    },
+    grpc: {
+      ...grpcKeyService('VerifyMac'),
+      decode: (m) => ({ name: m.name, algorithm: given(m.algorithm), keyVersion: m.keyVersion, data: m.data, mac: m.mac }),
+      encode: (r, i) => ({ keyName: i.name, ...r }),
+    },
+  }),
+];
+
+/** A payment MAC key's KCV, when the core gave one. */
+const kcvOf = (r: { keyCheckValue?: string }) => (r.keyCheckValue === undefined ? {} : { keyCheckValue: r.keyCheckValue });

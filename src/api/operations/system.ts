@@ -1,0 +1,46 @@
+/** Operations that name no key: random bytes from the backend, and what the backend can do. */
+import { encodeBase64 } from '../base64.js';
+import { operation, type Operation } from '../declaration.js';
+import * as schemas from '../schemas.js';
+
+export const systemOperations: Operation[] = [
+  operation({
+    name: 'system.random',
+    tag: 'system',
+    summary: "Random bytes from the backend's generator",
+    description: "The HSM's RNG on a PKCS#11 backend. Callers use these bytes as keys and nonces: the service zeroes its copy once the answer is encoded.",
+    errors: ['UNSUPPORTED_BY_BACKEND', 'BACKEND_UNAVAILABLE'],
+    secrets: { output: ['random'] },
+    run: async (s, i: { length: number }) => ({ random: await s.keys.randomBytes(i.length) }),
+    rest: { method: 'POST', path: '/v1/random', body: schemas.randomBody, response: schemas.randomResult, decode: (r) => ({ length: r.body.length }), encode: (r) => ({ random: encodeBase64(r.random) }) },
+    grpc: { service: 'KeyService', method: 'GenerateRandom', decode: (m) => ({ length: m.length }), encode: (r) => r },
+  }),
+  operation({
+    name: 'system.capabilities',
+    tag: 'system',
+    summary: 'Key types and algorithms the configured backend supports',
+    description: 'What the configured backend can do: key types, sign, encrypt and MAC algorithms, digest signing, random, key agreement and payment features.',
+    errors: [],
+    run: async (s) => s.keys.capabilities(),
+    rest: { method: 'GET', path: '/v1/capabilities', response: schemas.capabilitiesSchema, decode: () => ({}), encode: (caps) => caps },
+    grpc: {
+      service: 'KeyService',
+      method: 'GetCapabilities',
+      decode: () => ({}),
+      encode: (caps) => ({
+        keyTypes: [...caps.keyTypes],
+        sign: [...caps.sign],
+        encrypt: [...caps.encrypt],
+        mac: [...caps.mac],
+        signDigest: [...caps.signDigest],
+        random: caps.random,
+        keyAgreement: [...(caps.keyAgreement ?? [])],
+        payment: {
+          dukpt: [...(caps.payment?.dukpt ?? [])],
+          importKeys: caps.payment?.importKeys ?? false,
+          exportKeys: caps.payment?.exportKeys ?? false,
+        },
+      }),
+    },
+  }),
+];

@@ -20,7 +20,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { HsmBridgeError, invalid } from '../errors.js';
+import { HsmBridgeError, invalid, quote } from '../errors.js';
 import { inspectPublicKey, type KeyUse, type PublicKeyInfo } from './publicKeys.js';
 import { writeFileAtomic } from '../files/writeFileAtomic.js';
 
@@ -230,9 +230,9 @@ export class ParticipantRegistry {
   async deleteKey(participantId: unknown, keyId: unknown): Promise<void> {
     const participant = parseParticipantId(participantId);
     const matches = [...this.keysFor(participant, 'sig'), ...this.keysFor(participant, 'enc')].filter((k) => k.keyId === keyId);
-    if (matches.length === 0) throw new HsmBridgeError('KEY_NOT_FOUND', `participant ${participant} has no key ${String(keyId)}`);
+    if (matches.length === 0) throw new HsmBridgeError('KEY_NOT_FOUND', `participant ${participant} has no key ${quote(keyId)}`);
     if (matches.some((k) => k.source === 'config')) {
-      throw invalid(`key ${String(keyId)} of participant ${participant} comes from the configuration: remove it there`);
+      throw invalid(`key ${quote(keyId)} of participant ${participant} comes from the configuration: remove it there`);
     }
     for (const key of matches) {
       if (key.path) await unlink(key.path).catch((e: NodeJS.ErrnoException) => {

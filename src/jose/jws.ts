@@ -7,7 +7,7 @@
 import { constants, verify as nodeVerify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 import { hashes } from '../algorithms/hashes.js';
 import { MIN_RSA_BITS, signAlgorithms } from '../algorithms/registry.js';
-import { HsmBridgeError, invalid } from '../errors.js';
+import { HsmBridgeError, invalid, quote } from '../errors.js';
 import { decode, encode } from './base64url.js';
 import { MAX_JWS_SIGNATURES, refuseRepeats } from './limits.js';
 import { parseJwsAlgorithm, type JwsAlgorithm } from './registry.js';
@@ -44,7 +44,7 @@ export function buildProtectedHeader(alg: JwsAlgorithm, kid: string | undefined,
   for (const name of RESERVED_BY_SIGNER) {
     if (Object.hasOwn(own, name)) throw invalid(`protectedHeader may not set "${name}": use the b64 option`);
   }
-  if (Object.hasOwn(own, 'alg') && own.alg !== alg) throw invalid(`protectedHeader "alg" (${String(own.alg)}) differs from the signing algorithm ${alg}`);
+  if (Object.hasOwn(own, 'alg') && own.alg !== alg) throw invalid(`protectedHeader "alg" (${quote(own.alg)}) differs from the signing algorithm ${alg}`);
   const header: JoseHeader = { alg };
   if (kid !== undefined && !Object.hasOwn(own, 'kid')) header.kid = kid;
   Object.assign(header, own, { alg });
@@ -192,10 +192,10 @@ function parseSignatureHeaders(raw: RawSignature, index: number) {
     checkHeaderObject(raw.header, 'unprotected header');
     unprotectedHeader = raw.header as JoseHeader;
     for (const name of Object.keys(unprotectedHeader)) {
-      if (Object.hasOwn(protectedHeader, name)) throw invalid(`header parameter "${name}" is both protected and unprotected`);
+      if (Object.hasOwn(protectedHeader, name)) throw invalid(`header parameter ${quote(name)} is both protected and unprotected`);
     }
     for (const name of ['alg', 'crit', 'b64']) {
-      if (Object.hasOwn(unprotectedHeader, name)) throw invalid(`"${name}" must be in the protected header`);
+      if (Object.hasOwn(unprotectedHeader, name)) throw invalid(`${quote(name)} must be in the protected header`);
     }
   }
   if (!Object.hasOwn(protectedHeader, 'alg')) throw invalid(`${where}: the protected header has no "alg"`);
@@ -208,8 +208,8 @@ function parseSignatureHeaders(raw: RawSignature, index: number) {
       throw invalid('"crit" must be a non-empty array of header parameter names');
     }
     for (const name of crit as string[]) {
-      if (!UNDERSTOOD_CRIT.has(name)) throw invalid(`"crit" lists "${name}", which this service does not understand`);
-      if (!Object.hasOwn(protectedHeader, name)) throw invalid(`"crit" lists "${name}", which the protected header does not have`);
+      if (!UNDERSTOOD_CRIT.has(name)) throw invalid(`"crit" lists ${quote(name)}, which this service does not understand`);
+      if (!Object.hasOwn(protectedHeader, name)) throw invalid(`"crit" lists ${quote(name)}, which the protected header does not have`);
     }
   }
   let b64 = true;

@@ -13,7 +13,7 @@
  */
 import type { JsonWebKey } from 'node:crypto';
 import type { Logger } from 'pino';
-import { HsmBridgeError, invalid } from '../../errors.js';
+import { HsmBridgeError, invalid, quote } from '../../errors.js';
 import type { ParticipantRegistry } from '../../fspiop/participants.js';
 import type { JoseService } from '../../jose/joseService.js';
 import { keyTypes } from '../../keys/types.js';
@@ -66,7 +66,7 @@ export class OtpJweService {
     const recipient = await this.recipient(req.recipient);
     const incomingName = req.incoming.keyName;
     if (typeof incomingName !== 'string' || !this.deps.otpKeys.has(incomingName)) {
-      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${String(incomingName)} is not configured for the OTP flow (payment.otpIncomingKeys)`);
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${quote(incomingName)} is not configured for the OTP flow (payment.otpIncomingKeys)`);
     }
     const dukpt = req.incoming.dukpt !== undefined;
     this.deps.otpKeys.check(await this.deps.keys.paymentKey(incomingName, dukpt ? 'bdk' : 'pin', dukpt ? 'derive' : 'decrypt', req.incoming.keyVersion));

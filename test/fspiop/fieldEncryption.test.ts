@@ -137,7 +137,7 @@ for (const target of backendsUnderTest) {
 
     it('our fields decrypt with jose (an independent JWE implementation)', async () => {
       const recipient = generateTestKeyPair('RSA');
-      const { body, header } = encryptFields(partyBody(), ['payee.partyIdInfo', 'ilpPacket'], recipient.publicKey);
+      const { body, header } = await encryptFields(partyBody(), ['payee.partyIdInfo', 'ilpPacket'], recipient.publicKey);
       const entries = (JSON.parse(header) as { encryptedFields: Record<string, string>[] }).encryptedFields;
       const privateKey = (await import('node:crypto')).createPrivateKey(recipient.privatePem);
       const payee = body.payee as Record<string, unknown>;
@@ -199,7 +199,7 @@ for (const target of backendsUnderTest) {
       await keyService.createKey({ name: 'fspiop-enc-rot', type: 'RSA_2048', purpose: 'encrypt' });
       const v1 = await publicPemOf(keyService, 'fspiop-enc-rot');
       const body = partyBody();
-      const header = encryptFields(body, ['ilpPacket'], publicKeyOfPem(v1));
+      const header = await encryptFields(body, ['ilpPacket'], publicKeyOfPem(v1));
       await keyService.rotateKey('fspiop-enc-rot');
       expect(await publicPemOf(keyService, 'fspiop-enc-rot')).not.toBe(v1);
       expect(await decryptFields(header.body, header.header, keyService, 'fspiop-enc-rot')).toEqual(partyBody());
@@ -229,13 +229,13 @@ for (const target of backendsUnderTest) {
 
       for (const version of [3, 2]) {
         calls.decrypt = [];
-        const sealed = sealedFor(version);
+        const sealed = await sealedFor(version);
         expect(await decryptFields(sealed.body, sealed.header, keys, 'fspiop-enc-3')).toEqual(partyBody());
         expect(calls.decrypt).toEqual(version === 3 ? [3] : [3, 2]);
       }
       // Two rotations back is too old: tried with versions 3 and 2 only, then refused like a tampered field.
       calls.decrypt = [];
-      const old = sealedFor(1);
+      const old = await sealedFor(1);
       await expect(decryptFields(old.body, old.header, keys, 'fspiop-enc-3')).rejects.toMatchObject({ name: 'FieldDecryptionError', fields: ['ilpPacket'] });
       expect(calls.decrypt).toEqual([3, 2]);
       // A content key of the wrong length for our modulus never reaches the backend.
@@ -247,13 +247,13 @@ for (const target of backendsUnderTest) {
       expect(calls.describeKey).toBe(0);
     });
 
-    it('encryptFields refuses what cannot round-trip', () => {
+    it('encryptFields refuses what cannot round-trip', async () => {
       const key = publicKeyOfPem(ourEncPem);
-      expect(() => encryptFields({ n: 1 }, ['n'], key)).toThrow(/string, object or array/);
-      expect(() => encryptFields({ a: 'x' }, ['b'], key)).toThrow(/not in the body/);
-      expect(() => encryptFields({ a: 'x' }, ['a', 'a'], key)).toThrow(/twice/);
-      expect(() => encryptFields({ a: 'x' }, [], key)).toThrow(/from 1/);
-      expect(() => encryptFields(JSON.parse('{"__proto__":"x"}') as Record<string, unknown>, ['__proto__'], key)).toThrow(/not in the body/);
+      await expect(encryptFields({ n: 1 }, ['n'], key)).rejects.toThrow(/string, object or array/);
+      await expect(encryptFields({ a: 'x' }, ['b'], key)).rejects.toThrow(/not in the body/);
+      await expect(encryptFields({ a: 'x' }, ['a', 'a'], key)).rejects.toThrow(/twice/);
+      await expect(encryptFields({ a: 'x' }, [], key)).rejects.toThrow(/from 1/);
+      await expect(encryptFields(JSON.parse('{"__proto__":"x"}') as Record<string, unknown>, ['__proto__'], key)).rejects.toThrow(/not in the body/);
     });
   });
 }

@@ -1,10 +1,11 @@
 /**
  * FSPIOP Encryption v1.1 both ways, with our RSA key in the backend (software and SoftHSM): encrypt then
  * sign, validate then decrypt; an external party's message built by hand with node:crypto (the spec's
- * other header shape, a 128-bit IV) decrypts with us; our fields decrypt with jose; tampering is refused.
+ * other header shape, a 128-bit IV) decrypts with us; our fields decrypt with jose; tampering is refused;
+ * fields jose encrypts decrypt with every enc the spec allows, and with "zip" or an unknown "crit" are refused.
  */
-import { constants, createCipheriv, privateDecrypt, publicEncrypt, randomBytes, sign as nodeSign } from 'node:crypto';
-import { compactDecrypt } from 'jose';
+import { constants, createCipheriv, privateDecrypt, publicEncrypt, randomBytes, sign as nodeSign, type KeyObject } from 'node:crypto';
+import { compactDecrypt, FlattenedEncrypt, type JWEHeaderParameters } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encryptFields, decryptFields, FieldDecryptionError } from '../../src/fspiop/fieldEncryption.js';
 import { FspiopService } from '../../src/fspiop/fspiopService.js';
@@ -257,3 +258,99 @@ for (const target of backendsUnderTest) {
     });
   });
 }
+
+/**
+ * Fields made by jose (an independent JWE implementation), as another party would send them, through
+ * FspiopService validate with decryptWith on the software backend: every enc the spec allows decrypts;
+ * "zip" and an unknown "crit" are refused like any other field that does not decrypt.
+ */
+describe('FSPIOP fields encrypted with jose', () => {
+  let cleanup: () => Promise<void>;
+  let registry: ParticipantRegistry;
+  let service: FspiopService;
+  let ourEncKey: KeyObject;
+  const external = generateTestKeyPair('RSA');
+
+  beforeAll(async () => {
+    const opened = await backendsUnderTest.find((t) => t.label === 'software')!.open();
+    cleanup = opened.cleanup;
+    const keyService = keyServiceOn(opened.backend);
+    await keyService.createKey({ name: 'fspiop-enc', type: 'RSA_2048', purpose: 'encrypt' });
+    ourEncKey = publicKeyOfPem(await publicPemOf(keyService, 'fspiop-enc'));
+    registry = await ParticipantRegistry.open({ logger: silentLogger, participants: [{ id: 'extfsp', keys: [external.publicPem] }] });
+    service = new FspiopService({ keyService, registry });
+  });
+  afterAll(async () => {
+    await registry?.close();
+    await cleanup?.();
+  });
+
+  /** Encrypts each field of `body` in place with jose's FlattenedEncrypt; returns the FSPIOP-Encryption header. */
+  async function joseEncrypt(body: Record<string, unknown>, fields: string[], header: JWEHeaderParameters, crit?: Record<string, boolean>): Promise<string> {
+    const encryptedFields = [];
+    for (const path of fields) {
+      const parts = path.split('.');
+      let parent = body;
+      for (const p of parts.slice(0, -1)) parent = parent[p] as Record<string, unknown>;
+      const last = parts[parts.length - 1]!;
+      const value = parent[last];
+      const plaintext = new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
+      const jwe = await new FlattenedEncrypt(plaintext).setProtectedHeader(header).encrypt(ourEncKey, crit ? { crit } : {});
+      parent[last] = jwe.ciphertext;
+      encryptedFields.push({ fieldName: path, encryptedKey: jwe.encrypted_key, protectedHeader: jwe.protected, initializationVector: jwe.iv, authenticationTag: jwe.tag });
+    }
+    return JSON.stringify({ encryptedFields });
+  }
+
+  async function validate(body: Record<string, unknown>, encryption: string) {
+    const text = JSON.stringify(body);
+    return service.validate({ headers: signByHand(external, 'extfsp', text, encryption), body: text, decryptWith: 'fspiop-enc' });
+  }
+
+  for (const enc of ['A128GCM', 'A192GCM', 'A256GCM']) {
+    it(`RSA-OAEP-256 with ${enc}: string and object fields decrypt`, async () => {
+      const body = partyBody();
+      const encryption = await joseEncrypt(body, ['payee.partyIdInfo', 'payee.name', 'ilpPacket'], { alg: 'RSA-OAEP-256', enc });
+      expect(JSON.stringify(body)).not.toContain('Ωmega');
+      expect(await validate(body, encryption)).toEqual({ valid: true, participant: 'extfsp', keyId: expect.any(String), algorithm: 'RS256', body: partyBody() });
+    });
+  }
+
+  it('"zip": "DEF" is refused for that field, not handed back compressed', async () => {
+    const body = partyBody();
+    const encryption = await joseEncrypt(body, ['ilpPacket'], { alg: 'RSA-OAEP-256', enc: 'A256GCM', zip: 'DEF' });
+    expect(JSON.parse(Buffer.from((JSON.parse(encryption) as { encryptedFields: { protectedHeader: string }[] }).encryptedFields[0]!.protectedHeader, 'base64url').toString())).toMatchObject({ zip: 'DEF' });
+    expect(await validate(body, encryption)).toEqual({ valid: false, errorCode: '3105', reason: 'field decryption failed for ilpPacket' });
+  });
+
+  it('an unknown "crit" extension is refused for that field (RFC 7516 §4.1.13), the other fields failing with it', async () => {
+    const body = partyBody();
+    const good = JSON.parse(await joseEncrypt(body, ['payee.partyIdInfo'], { alg: 'RSA-OAEP-256', enc: 'A256GCM' })) as { encryptedFields: unknown[] };
+    const critical = JSON.parse(await joseEncrypt(body, ['ilpPacket'], { alg: 'RSA-OAEP-256', enc: 'A256GCM', crit: ['x-unknown'], 'x-unknown': 1 }, { 'x-unknown': true })) as { encryptedFields: unknown[] };
+    const encryption = JSON.stringify({ encryptedFields: [...good.encryptedFields, ...critical.encryptedFields] });
+    expect(await validate(body, encryption)).toEqual({ valid: false, errorCode: '3105', reason: 'field decryption failed for ilpPacket' });
+  });
+
+  it('an alg or enc FSPIOP does not allow is refused for that field, not thrown', async () => {
+    for (const header of [{ alg: 'RSA-OAEP', enc: 'A256GCM' }, { alg: 'RSA-OAEP-256', enc: 'A128CBC-HS256' }]) {
+      const body = partyBody();
+      const encryption = await joseEncrypt(body, ['ilpPacket'], header);
+      expect(await validate(body, encryption), JSON.stringify(header)).toEqual({ valid: false, errorCode: '3105', reason: 'field decryption failed for ilpPacket' });
+    }
+  });
+
+  it('quotes at most 64 characters of a field path in a reason or error', async () => {
+    const long = `a${'x'.repeat(5000)}`; // within the 16 KB a signature header may have
+    const body = partyBody();
+    const encryption = JSON.parse(await joseEncrypt(body, ['ilpPacket'], { alg: 'RSA-OAEP-256', enc: 'A256GCM' })) as { encryptedFields: Record<string, string>[] };
+    encryption.encryptedFields[0]!.fieldName = long;
+    const result = (await validate(body, JSON.stringify(encryption))) as { valid: false; reason: string };
+    expect(result).toMatchObject({ valid: false, errorCode: '3105' });
+    expect(result.reason).toContain(long.slice(0, 64));
+    expect(result.reason).not.toContain(long.slice(0, 65));
+    const refusal = await encryptFields({ a: 'x' }, [long], ourEncKey).catch((e: Error) => e);
+    expect(refusal).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect((refusal as Error).message).toContain(long.slice(0, 64));
+    expect((refusal as Error).message).not.toContain(long.slice(0, 65));
+  });
+});

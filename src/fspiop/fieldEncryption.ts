@@ -16,8 +16,8 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { HsmBridgeError, invalid } from '../errors.js';
-import { publicKeyRecipient } from '../jose/joseService.js';
 import { decode } from '../jose/base64url.js';
+import { publicKeyRecipient } from '../jose/joseService.js';
 import { decryptJweWith, encryptJweWith, parseJwe, type FlattenedJwe, type JweDecryptionKey } from '../jose/jwe.js';
 import { jweContentEncryptions, jweKeyManagements, type JweAlg, type JweEnc } from '../jose/registry.js';
 import type { KeyVersion } from '../keys/names.js';

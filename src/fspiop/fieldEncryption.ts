@@ -1,7 +1,10 @@
 /**
- * FSPIOP Encryption v1.1: per-field JWE, RSA-OAEP-256 for the content key and A256GCM for the field.
+ * FSPIOP Encryption v1.1: each encrypted field is one JWE (RFC 7516) made and opened by the JWE engine of
+ * src/jose, so the header rules (no "zip", no "crit") and the cryptography are the ones every JWE gets.
+ * We encrypt with RSA-OAEP-256 and A256GCM; we decrypt RSA-OAEP-256 with A128GCM, A192GCM or A256GCM
+ * (the spec's §3.2 step 9), and accept a 96- or 128-bit IV (the spec's example uses 128 bits).
  * Each encrypted field's value in the body becomes BASE64URL(ciphertext); the `FSPIOP-Encryption`
- * header lists, per field, its dot path and the JWE parts:
+ * header lists, per field, its dot path and the other JWE parts:
  *
  *   {"encryptedFields":[{"fieldName","encryptedKey","protectedHeader","initializationVector","authenticationTag"}]}
  *
@@ -11,9 +14,12 @@
  * canonical JSON, restored as JSON on decryption (a decrypted text starting with '{' or '[' that parses is
  * taken as JSON). Numbers, booleans and null are refused: decryption could not tell them from strings.
  */
-import { constants, createCipheriv, createDecipheriv, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { HsmBridgeError, invalid } from '../errors.js';
-import { decode, encode } from '../jose/base64url.js';
+import { decode } from '../jose/base64url.js';
+import { publicKeyRecipient } from '../jose/joseService.js';
+import { decryptJweWith, encryptJweWith, parseJwe, type FlattenedJwe, type JweDecryptionKey } from '../jose/jwe.js';
+import { jweContentEncryptions, jweKeyManagements, type JweAlg, type JweEnc } from '../jose/registry.js';
 import type { KeyVersion } from '../keys/names.js';
 import { keyTypes } from '../keys/types.js';
 import type { KeyService } from '../operations/keyService.js';
@@ -42,18 +48,20 @@ export class FieldDecryptionError extends Error {
   }
 }
 
-const PROTECTED_HEADER = encode(JSON.stringify({ alg: 'RSA-OAEP-256', enc: 'A256GCM' }));
-const CEK_BYTES = 32;
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
-/** The spec's example uses a 128-bit IV; GCM takes it (GHASH-derived counter), so we accept both. */
+/** The one key management FSPIOP uses, both ways. */
+const ALG = 'RSA-OAEP-256' satisfies JweAlg;
+const PRODUCED_ENC = 'A256GCM' satisfies JweEnc;
+const ACCEPTED_ENCS: readonly JweEnc[] = ['A128GCM', 'A192GCM', 'A256GCM'];
 const ACCEPTED_IV_BYTES = [12, 16];
 const MAX_FIELDS = 64;
+/** Field paths are the caller's: an error quotes at most this much of one. */
+const QUOTED_CHARS = 64;
 
-export function encryptFields(body: Record<string, unknown>, fields: readonly string[], recipient: KeyObject): EncryptedFields {
+export async function encryptFields(body: Record<string, unknown>, fields: readonly string[], recipient: KeyObject): Promise<EncryptedFields> {
   if (fields.length === 0 || fields.length > MAX_FIELDS) throw invalid(`encrypt from 1 to ${MAX_FIELDS} fields`);
   if (new Set(fields).size !== fields.length) throw invalid('a field is listed twice for encryption');
   const copy = structuredClone(body);
+  const key = publicKeyRecipient(ALG, recipient);
   const entries: EncryptedFieldEntry[] = [];
   for (const fieldName of fields) {
     const { parent, member } = locate(copy, fieldName);
@@ -61,24 +69,18 @@ export function encryptFields(body: Record<string, unknown>, fields: readonly st
     let plaintext: Buffer;
     if (typeof value === 'string') plaintext = Buffer.from(value, 'utf8');
     else if (typeof value === 'object' && value !== null) plaintext = Buffer.from(canonicalJson(value), 'utf8');
-    else throw invalid(`field ${fieldName} must be a string, object or array to be encrypted`);
-    const cek = randomBytes(CEK_BYTES);
-    const iv = randomBytes(IV_BYTES);
+    else throw invalid(`field ${quoted(fieldName)} must be a string, object or array to be encrypted`);
     try {
-      const cipher = createCipheriv('aes-256-gcm', cek, iv, { authTagLength: TAG_BYTES });
-      cipher.setAAD(Buffer.from(PROTECTED_HEADER, 'ascii'));
-      const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-      const encryptedKey = publicEncrypt({ key: recipient, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, cek);
-      parent[member] = encode(ciphertext);
+      const jwe = (await encryptJweWith({ alg: ALG, enc: PRODUCED_ENC, plaintext, serialization: 'json' }, key)) as FlattenedJwe;
+      parent[member] = jwe.ciphertext;
       entries.push({
         fieldName,
-        encryptedKey: encode(encryptedKey),
-        protectedHeader: PROTECTED_HEADER,
-        initializationVector: encode(iv),
-        authenticationTag: encode(cipher.getAuthTag()),
+        encryptedKey: jwe.encrypted_key!,
+        protectedHeader: jwe.protected,
+        initializationVector: jwe.iv,
+        authenticationTag: jwe.tag,
       });
     } finally {
-      cek.fill(0);
       plaintext.fill(0);
     }
   }
@@ -126,67 +128,54 @@ export async function decryptFields(body: Record<string, unknown>, header: strin
   const modulusBytes = keyTypes[meta.type].bits / 8;
   const failed: string[] = [];
   for (const entry of entries) {
-    let cek: Buffer | undefined;
     try {
       const { parent, member } = locate(body, entry.fieldName);
-      const ciphertext = decode(parent[member], `field ${entry.fieldName}`);
-      const encryptedKey = decode(entry.encryptedKey, 'encryptedKey');
+      const jwe = parseJwe(
+        { protected: entry.protectedHeader, encrypted_key: entry.encryptedKey, iv: entry.initializationVector, ciphertext: parent[member], tag: entry.authenticationTag },
+        { ivLengths: ACCEPTED_IV_BYTES },
+      );
+      const recipient = jwe.recipients[0]!;
+      if (recipient.alg !== ALG || !ACCEPTED_ENCS.includes(jwe.enc)) throw new FieldDecryptionError([entry.fieldName], 'unsupported alg/enc');
       // An RSA ciphertext is exactly as long as the modulus: anything else is refused without asking the backend.
-      if (encryptedKey.length !== modulusBytes) throw new FieldDecryptionError([entry.fieldName], 'encryptedKey has the wrong length');
-      const unwrapped = await unwrapKey(keyService, keyName, versions, encryptedKey);
-      cek = unwrapped.cek;
-      const value = openField(entry, cek, ciphertext);
-      if (!unwrapped.ok) throw new FieldDecryptionError([entry.fieldName], 'authentication failed');
-      parent[member] = value;
+      if (recipient.encryptedKey.length !== modulusBytes) throw new FieldDecryptionError([entry.fieldName], 'encryptedKey has the wrong length');
+      const plaintext = await decryptJweWith(jwe, recipient, ourRsaKey(keyService, keyName, versions, jweContentEncryptions[jwe.enc].keyLength));
+      parent[member] = fieldValue(plaintext);
     } catch (e) {
-      if (e instanceof HsmBridgeError && e.code !== 'DECRYPTION_FAILED' && e.code !== 'INVALID_ARGUMENT') throw e;
+      if (e instanceof HsmBridgeError && !FIELD_FAILURES.includes(e.code)) throw e;
       failed.push(entry.fieldName);
-    } finally {
-      cek?.fill(0);
     }
   }
-  if (failed.length > 0) throw new FieldDecryptionError(failed, `field decryption failed for ${failed.join(', ')}`);
+  if (failed.length > 0) throw new FieldDecryptionError(failed, `field decryption failed for ${failed.map(quoted).join(', ')}`);
   return body;
 }
 
+/** What a field that does not decrypt raises: malformed or unsupported parts, a wrong key, tampering. Other errors are about our key. */
+const FIELD_FAILURES: readonly string[] = ['DECRYPTION_FAILED', 'INVALID_ARGUMENT', 'UNSUPPORTED_ALGORITHM'];
+
 /**
- * The content key, or a random one when no version unwraps it (RFC 7516 §11.5): the field then fails on
- * its GCM tag like a tampered field, in about the same time, and the caller cannot tell which step failed.
+ * Our RSA key as the JWE engine's recipient: the content key as the first version that unwraps it to a
+ * key of the right length. When none does, the engine goes on with a random key (RFC 7516 §11.5), so the
+ * field fails on its GCM tag like a tampered field and the caller cannot tell which step failed.
  */
-async function unwrapKey(keyService: KeyService, name: string, versions: readonly KeyVersion[], encryptedKey: Buffer): Promise<{ cek: Buffer; ok: boolean }> {
-  for (const keyVersion of versions) {
-    try {
-      const { plaintext } = await keyService.decrypt({ name, ciphertext: encryptedKey, keyVersion, algorithm: 'RSA_OAEP_SHA256' });
-      if (plaintext.length === CEK_BYTES) return { cek: plaintext, ok: true };
-      plaintext.fill(0);
-    } catch (e) {
-      if (!(e instanceof HsmBridgeError) || (e.code !== 'DECRYPTION_FAILED' && e.code !== 'INVALID_ARGUMENT')) throw e;
-    }
-  }
-  return { cek: randomBytes(CEK_BYTES), ok: false };
+function ourRsaKey(keyService: KeyService, name: string, versions: readonly KeyVersion[], keyLength: number): JweDecryptionKey {
+  return {
+    async decryptCek(_alg, encryptedKey) {
+      for (const keyVersion of versions) {
+        try {
+          const { plaintext } = await keyService.decrypt({ name, ciphertext: encryptedKey, keyVersion, algorithm: jweKeyManagements[ALG].backendAlgorithm });
+          if (plaintext.length === keyLength) return plaintext;
+          plaintext.fill(0);
+        } catch (e) {
+          if (!(e instanceof HsmBridgeError) || (e.code !== 'DECRYPTION_FAILED' && e.code !== 'INVALID_ARGUMENT')) throw e;
+        }
+      }
+      throw new HsmBridgeError('DECRYPTION_FAILED', 'no version of the key unwraps the content key');
+    },
+  };
 }
 
-function openField(entry: EncryptedFieldEntry, cek: Buffer, ciphertext: Buffer): unknown {
-  let header: unknown;
-  try {
-    header = JSON.parse(decode(entry.protectedHeader, 'protectedHeader').toString('utf8'));
-  } catch {
-    throw new FieldDecryptionError([entry.fieldName], 'protectedHeader is not JSON');
-  }
-  const { alg, enc } = (header ?? {}) as { alg?: unknown; enc?: unknown };
-  if (alg !== 'RSA-OAEP-256' || enc !== 'A256GCM') throw new FieldDecryptionError([entry.fieldName], 'unsupported alg/enc');
-  const iv = decode(entry.initializationVector, 'initializationVector');
-  const tag = decode(entry.authenticationTag, 'authenticationTag');
-  if (!ACCEPTED_IV_BYTES.includes(iv.length) || tag.length !== TAG_BYTES) throw new FieldDecryptionError([entry.fieldName], 'bad IV or tag length');
-  let plaintext: Buffer;
-  try {
-    const decipher = createDecipheriv('aes-256-gcm', cek, iv, { authTagLength: TAG_BYTES });
-    decipher.setAAD(Buffer.from(entry.protectedHeader, 'ascii'));
-    decipher.setAuthTag(tag);
-    plaintext = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
-  } catch {
-    throw new FieldDecryptionError([entry.fieldName], 'authentication failed');
-  }
+/** The decrypted field: JSON for an object or array, else the text. The plaintext is zeroed. */
+function fieldValue(plaintext: Buffer): unknown {
   try {
     const text = plaintext.toString('utf8');
     if (text.startsWith('{') || text.startsWith('[')) {
@@ -200,6 +189,11 @@ function openField(entry: EncryptedFieldEntry, cek: Buffer, ciphertext: Buffer):
   } finally {
     plaintext.fill(0);
   }
+}
+
+/** At most the first QUOTED_CHARS characters of a caller's text, for an error message. */
+function quoted(text: string): string {
+  return text.length <= QUOTED_CHARS ? text : `${text.slice(0, QUOTED_CHARS)}…`;
 }
 
 /** A non-empty, canonically encoded base64url string. */
@@ -221,7 +215,7 @@ function locate(root: Record<string, unknown>, path: string): { parent: Record<s
   const member = parts[parts.length - 1]!;
   // '__proto__' is refused: assigning it would replace the object's prototype instead of a member.
   if (typeof node !== 'object' || node === null || !Object.hasOwn(node, member) || parts.some((p) => p === '' || p === '__proto__')) {
-    throw invalid(`field ${path} is not in the body`);
+    throw invalid(`field ${quoted(path)} is not in the body`);
   }
   return { parent: node as Record<string, unknown>, member };
 }

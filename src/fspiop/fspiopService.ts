@@ -114,7 +114,7 @@ export class FspiopService {
       const keys = this.registry.keysFor(parseParticipantId(recipient), 'enc');
       const newest = keys[keys.length - 1]; // the most recently registered: during a rotation, the new key
       if (!newest) throw new HsmBridgeError('KEY_NOT_FOUND', `participant ${recipient} has no encryption key registered`);
-      ({ body, header: encryption } = encryptFields(body as Record<string, unknown>, fields, newest.keyObject));
+      ({ body, header: encryption } = await encryptFields(body as Record<string, unknown>, fields, newest.keyObject));
       canonical = canonicalBody(body);
     }
     const payload = encode(canonical);

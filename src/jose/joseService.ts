@@ -56,6 +56,7 @@ import {
   parseJweEnc,
   parseJwsAlgorithm,
   type JweAlg,
+  type JweContentEncryptionInfo,
   type JweEnc,
   type JwsAlgorithm,
 } from './registry.js';
@@ -375,8 +376,12 @@ export class JoseService {
 
 function externalRecipient(alg: JweAlg, jwk: JsonWebKey): JweEncryptionKey {
   const key = importPublicKey(jwk);
+  return publicKeyRecipient(alg, key, typeof jwk.kid === 'string' ? jwk.kid : undefined);
+}
+
+/** An outside recipient's public key (a caller's JWK, a participant's FSPIOP key) as a JWE recipient, wholly in process. */
+export function publicKeyRecipient(alg: JweAlg, key: KeyObject, kid?: string): JweEncryptionKey {
   const km = jweKeyManagements[alg];
-  const kid = typeof jwk.kid === 'string' ? jwk.kid : undefined;
   const base = kid === undefined ? {} : { kid };
   switch (km.kind) {
     case 'rsa-oaep': {
@@ -420,7 +425,11 @@ function checkKeyFits(alg: JweAlg, enc: JweEnc, meta: KeyMetadata): void {
   if (km.kind === 'rsa-oaep' && family !== 'rsa') refuse('an RSA key');
   if (km.kind === 'ecdh-es' && family !== 'ec') refuse('an EC key');
   if (km.kind === 'aes-kw' && meta.type !== km.keyType) refuse(`an ${km.keyType} key`);
-  if (km.kind === 'dir' && meta.type !== jweContentEncryptions[enc].dirKeyType) refuse(`an ${jweContentEncryptions[enc].dirKeyType} key`);
+  if (km.kind === 'dir') {
+    const { dirKeyType }: JweContentEncryptionInfo = jweContentEncryptions[enc];
+    if (dirKeyType === undefined) refuse('an AES key of a size this service has no key type for');
+    else if (meta.type !== dirKeyType) refuse(`an ${dirKeyType} key`);
+  }
 }
 
 /**

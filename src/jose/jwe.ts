@@ -23,6 +23,7 @@ import {
   parseJweAlg,
   parseJweEnc,
   type JweAlg,
+  type JweContentEncryptionInfo,
   type JweEnc,
 } from './registry.js';
 
@@ -188,8 +189,17 @@ export interface ParsedJwe {
   readonly recipients: readonly ParsedRecipient[];
 }
 
-/** Parses a compact, flattened or general JWE and checks its headers. Throws INVALID_ARGUMENT naming the problem. */
-export function parseJwe(jwe: unknown): ParsedJwe {
+export interface ParseJweOptions {
+  /** The IV lengths (bytes) accepted; default the "enc"'s own. FSPIOP also takes a 128-bit GCM IV (its spec's example). */
+  readonly ivLengths?: readonly number[];
+}
+
+/**
+ * Parses a compact, flattened or general JWE and checks its headers. Throws INVALID_ARGUMENT naming the
+ * problem. "zip" and any "crit" are refused: this service implements neither compression nor extensions,
+ * and RFC 7516 §4.1.13 requires refusing a JWE whose critical extensions the recipient does not understand.
+ */
+export function parseJwe(jwe: unknown, options: ParseJweOptions = {}): ParsedJwe {
   let protectedB64: unknown;
   let shared: unknown;
   let raws: Array<{ header: unknown; encryptedKey: unknown }>;
@@ -231,7 +241,8 @@ export function parseJwe(jwe: unknown): ParsedJwe {
   const ce = jweContentEncryptions[enc];
   const iv = decode(ivB64, 'iv');
   const tag = decode(tagB64, 'tag');
-  if (iv.length !== ce.ivLength) throw invalid(`${enc} takes a ${ce.ivLength}-byte IV`);
+  const ivLengths = options.ivLengths ?? [ce.ivLength];
+  if (!ivLengths.includes(iv.length)) throw invalid(`${enc} takes a ${ivLengths.join(' or ')}-byte IV`);
   if (tag.length !== ce.tagLength) throw invalid(`${enc} has a ${ce.tagLength}-byte tag`);
   const ciphertext = decode(ciphertextB64, 'ciphertext');
   if (aadB64 !== undefined) decode(aadB64, 'aad');
@@ -332,7 +343,7 @@ export function jweAad(protectedB64: string, aadB64: string | undefined): Buffer
 }
 
 /** AES-GCM decryption of the content; every failure is DECRYPTION_FAILED and no unauthenticated byte is returned. */
-export function gcmDecrypt(cipherName: 'aes-128-gcm' | 'aes-256-gcm', cek: Buffer, iv: Buffer, ciphertext: Buffer, tag: Buffer, aad: Buffer): Buffer {
+export function gcmDecrypt(cipherName: JweContentEncryptionInfo['cipher'], cek: Buffer, iv: Buffer, ciphertext: Buffer, tag: Buffer, aad: Buffer): Buffer {
   const decipher = createDecipheriv(cipherName, cek, iv, { authTagLength: tag.length });
   decipher.setAAD(aad);
   decipher.setAuthTag(tag);

@@ -13,6 +13,7 @@ export const jwsAlgorithms = Object.keys(signAlgorithms) as JwsAlgorithm[];
 
 export const jweContentEncryptions = {
   A128GCM: { keyLength: 16, ivLength: 12, tagLength: 16, cipher: 'aes-128-gcm', dirKeyType: 'AES_128' },
+  A192GCM: { keyLength: 24, ivLength: 12, tagLength: 16, cipher: 'aes-192-gcm' },
   A256GCM: { keyLength: 32, ivLength: 12, tagLength: 16, cipher: 'aes-256-gcm', dirKeyType: 'AES_256' },
 } as const satisfies Record<string, JweContentEncryptionInfo>;
 export type JweEnc = keyof typeof jweContentEncryptions;
@@ -21,9 +22,9 @@ export interface JweContentEncryptionInfo {
   readonly keyLength: number;
   readonly ivLength: number;
   readonly tagLength: number;
-  readonly cipher: 'aes-128-gcm' | 'aes-256-gcm';
-  /** For "dir": the backend AES key type whose key is the CEK. */
-  readonly dirKeyType: KeyType;
+  readonly cipher: 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm';
+  /** For "dir": the backend AES key type whose key is the CEK; none when there is no such key type (AES-192). */
+  readonly dirKeyType?: KeyType;
 }
 
 /**

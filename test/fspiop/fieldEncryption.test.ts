@@ -1,10 +1,11 @@
 /**
  * FSPIOP Encryption v1.1 both ways, with our RSA key in the backend (software and SoftHSM): encrypt then
  * sign, validate then decrypt; an external party's message built by hand with node:crypto (the spec's
- * other header shape, a 128-bit IV) decrypts with us; our fields decrypt with jose; tampering is refused.
+ * other header shape, a 128-bit IV) decrypts with us; our fields decrypt with jose; tampering is refused;
+ * fields jose encrypts decrypt with every enc the spec allows, and with "zip" or an unknown "crit" are refused.
  */
-import { constants, createCipheriv, privateDecrypt, publicEncrypt, randomBytes, sign as nodeSign } from 'node:crypto';
-import { compactDecrypt } from 'jose';
+import { constants, createCipheriv, privateDecrypt, publicEncrypt, randomBytes, sign as nodeSign, type KeyObject } from 'node:crypto';
+import { compactDecrypt, FlattenedEncrypt, type JWEHeaderParameters } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encryptFields, decryptFields, FieldDecryptionError } from '../../src/fspiop/fieldEncryption.js';
 import { FspiopService } from '../../src/fspiop/fspiopService.js';
@@ -137,7 +138,7 @@ for (const target of backendsUnderTest) {
 
     it('our fields decrypt with jose (an independent JWE implementation)', async () => {
       const recipient = generateTestKeyPair('RSA');
-      const { body, header } = encryptFields(partyBody(), ['payee.partyIdInfo', 'ilpPacket'], recipient.publicKey);
+      const { body, header } = await encryptFields(partyBody(), ['payee.partyIdInfo', 'ilpPacket'], recipient.publicKey);
       const entries = (JSON.parse(header) as { encryptedFields: Record<string, string>[] }).encryptedFields;
       const privateKey = (await import('node:crypto')).createPrivateKey(recipient.privatePem);
       const payee = body.payee as Record<string, unknown>;
@@ -199,7 +200,7 @@ for (const target of backendsUnderTest) {
       await keyService.createKey({ name: 'fspiop-enc-rot', type: 'RSA_2048', purpose: 'encrypt' });
       const v1 = await publicPemOf(keyService, 'fspiop-enc-rot');
       const body = partyBody();
-      const header = encryptFields(body, ['ilpPacket'], publicKeyOfPem(v1));
+      const header = await encryptFields(body, ['ilpPacket'], publicKeyOfPem(v1));
       await keyService.rotateKey('fspiop-enc-rot');
       expect(await publicPemOf(keyService, 'fspiop-enc-rot')).not.toBe(v1);
       expect(await decryptFields(header.body, header.header, keyService, 'fspiop-enc-rot')).toEqual(partyBody());
@@ -229,13 +230,13 @@ for (const target of backendsUnderTest) {
 
       for (const version of [3, 2]) {
         calls.decrypt = [];
-        const sealed = sealedFor(version);
+        const sealed = await sealedFor(version);
         expect(await decryptFields(sealed.body, sealed.header, keys, 'fspiop-enc-3')).toEqual(partyBody());
         expect(calls.decrypt).toEqual(version === 3 ? [3] : [3, 2]);
       }
       // Two rotations back is too old: tried with versions 3 and 2 only, then refused like a tampered field.
       calls.decrypt = [];
-      const old = sealedFor(1);
+      const old = await sealedFor(1);
       await expect(decryptFields(old.body, old.header, keys, 'fspiop-enc-3')).rejects.toMatchObject({ name: 'FieldDecryptionError', fields: ['ilpPacket'] });
       expect(calls.decrypt).toEqual([3, 2]);
       // A content key of the wrong length for our modulus never reaches the backend.
@@ -247,13 +248,109 @@ for (const target of backendsUnderTest) {
       expect(calls.describeKey).toBe(0);
     });
 
-    it('encryptFields refuses what cannot round-trip', () => {
+    it('encryptFields refuses what cannot round-trip', async () => {
       const key = publicKeyOfPem(ourEncPem);
-      expect(() => encryptFields({ n: 1 }, ['n'], key)).toThrow(/string, object or array/);
-      expect(() => encryptFields({ a: 'x' }, ['b'], key)).toThrow(/not in the body/);
-      expect(() => encryptFields({ a: 'x' }, ['a', 'a'], key)).toThrow(/twice/);
-      expect(() => encryptFields({ a: 'x' }, [], key)).toThrow(/from 1/);
-      expect(() => encryptFields(JSON.parse('{"__proto__":"x"}') as Record<string, unknown>, ['__proto__'], key)).toThrow(/not in the body/);
+      await expect(encryptFields({ n: 1 }, ['n'], key)).rejects.toThrow(/string, object or array/);
+      await expect(encryptFields({ a: 'x' }, ['b'], key)).rejects.toThrow(/not in the body/);
+      await expect(encryptFields({ a: 'x' }, ['a', 'a'], key)).rejects.toThrow(/twice/);
+      await expect(encryptFields({ a: 'x' }, [], key)).rejects.toThrow(/from 1/);
+      await expect(encryptFields(JSON.parse('{"__proto__":"x"}') as Record<string, unknown>, ['__proto__'], key)).rejects.toThrow(/not in the body/);
     });
   });
 }
+
+/**
+ * Fields made by jose (an independent JWE implementation), as another party would send them, through
+ * FspiopService validate with decryptWith on the software backend: every enc the spec allows decrypts;
+ * "zip" and an unknown "crit" are refused like any other field that does not decrypt.
+ */
+describe('FSPIOP fields encrypted with jose', () => {
+  let cleanup: () => Promise<void>;
+  let registry: ParticipantRegistry;
+  let service: FspiopService;
+  let ourEncKey: KeyObject;
+  const external = generateTestKeyPair('RSA');
+
+  beforeAll(async () => {
+    const opened = await backendsUnderTest.find((t) => t.label === 'software')!.open();
+    cleanup = opened.cleanup;
+    const keyService = keyServiceOn(opened.backend);
+    await keyService.createKey({ name: 'fspiop-enc', type: 'RSA_2048', purpose: 'encrypt' });
+    ourEncKey = publicKeyOfPem(await publicPemOf(keyService, 'fspiop-enc'));
+    registry = await ParticipantRegistry.open({ logger: silentLogger, participants: [{ id: 'extfsp', keys: [external.publicPem] }] });
+    service = new FspiopService({ keyService, registry });
+  });
+  afterAll(async () => {
+    await registry?.close();
+    await cleanup?.();
+  });
+
+  /** Encrypts each field of `body` in place with jose's FlattenedEncrypt; returns the FSPIOP-Encryption header. */
+  async function joseEncrypt(body: Record<string, unknown>, fields: string[], header: JWEHeaderParameters, crit?: Record<string, boolean>): Promise<string> {
+    const encryptedFields = [];
+    for (const path of fields) {
+      const parts = path.split('.');
+      let parent = body;
+      for (const p of parts.slice(0, -1)) parent = parent[p] as Record<string, unknown>;
+      const last = parts[parts.length - 1]!;
+      const value = parent[last];
+      const plaintext = new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
+      const jwe = await new FlattenedEncrypt(plaintext).setProtectedHeader(header).encrypt(ourEncKey, crit ? { crit } : {});
+      parent[last] = jwe.ciphertext;
+      encryptedFields.push({ fieldName: path, encryptedKey: jwe.encrypted_key, protectedHeader: jwe.protected, initializationVector: jwe.iv, authenticationTag: jwe.tag });
+    }
+    return JSON.stringify({ encryptedFields });
+  }
+
+  async function validate(body: Record<string, unknown>, encryption: string) {
+    const text = JSON.stringify(body);
+    return service.validate({ headers: signByHand(external, 'extfsp', text, encryption), body: text, decryptWith: 'fspiop-enc' });
+  }
+
+  for (const enc of ['A128GCM', 'A192GCM', 'A256GCM']) {
+    it(`RSA-OAEP-256 with ${enc}: string and object fields decrypt`, async () => {
+      const body = partyBody();
+      const encryption = await joseEncrypt(body, ['payee.partyIdInfo', 'payee.name', 'ilpPacket'], { alg: 'RSA-OAEP-256', enc });
+      expect(JSON.stringify(body)).not.toContain('Ωmega');
+      expect(await validate(body, encryption)).toEqual({ valid: true, participant: 'extfsp', keyId: expect.any(String), algorithm: 'RS256', body: partyBody() });
+    });
+  }
+
+  it('"zip": "DEF" is refused for that field, not handed back compressed', async () => {
+    const body = partyBody();
+    const encryption = await joseEncrypt(body, ['ilpPacket'], { alg: 'RSA-OAEP-256', enc: 'A256GCM', zip: 'DEF' });
+    expect(JSON.parse(Buffer.from((JSON.parse(encryption) as { encryptedFields: { protectedHeader: string }[] }).encryptedFields[0]!.protectedHeader, 'base64url').toString())).toMatchObject({ zip: 'DEF' });
+    expect(await validate(body, encryption)).toEqual({ valid: false, errorCode: '3105', reason: 'field decryption failed for ilpPacket' });
+  });
+
+  it('an unknown "crit" extension is refused for that field (RFC 7516 §4.1.13), the other fields failing with it', async () => {
+    const body = partyBody();
+    const good = JSON.parse(await joseEncrypt(body, ['payee.partyIdInfo'], { alg: 'RSA-OAEP-256', enc: 'A256GCM' })) as { encryptedFields: unknown[] };
+    const critical = JSON.parse(await joseEncrypt(body, ['ilpPacket'], { alg: 'RSA-OAEP-256', enc: 'A256GCM', crit: ['x-unknown'], 'x-unknown': 1 }, { 'x-unknown': true })) as { encryptedFields: unknown[] };
+    const encryption = JSON.stringify({ encryptedFields: [...good.encryptedFields, ...critical.encryptedFields] });
+    expect(await validate(body, encryption)).toEqual({ valid: false, errorCode: '3105', reason: 'field decryption failed for ilpPacket' });
+  });
+
+  it('an alg or enc FSPIOP does not allow is refused for that field, not thrown', async () => {
+    for (const header of [{ alg: 'RSA-OAEP', enc: 'A256GCM' }, { alg: 'RSA-OAEP-256', enc: 'A128CBC-HS256' }]) {
+      const body = partyBody();
+      const encryption = await joseEncrypt(body, ['ilpPacket'], header);
+      expect(await validate(body, encryption), JSON.stringify(header)).toEqual({ valid: false, errorCode: '3105', reason: 'field decryption failed for ilpPacket' });
+    }
+  });
+
+  it('quotes at most 64 characters of a field path in a reason or error', async () => {
+    const long = `a${'x'.repeat(5000)}`; // within the 16 KB a signature header may have
+    const body = partyBody();
+    const encryption = JSON.parse(await joseEncrypt(body, ['ilpPacket'], { alg: 'RSA-OAEP-256', enc: 'A256GCM' })) as { encryptedFields: Record<string, string>[] };
+    encryption.encryptedFields[0]!.fieldName = long;
+    const result = (await validate(body, JSON.stringify(encryption))) as { valid: false; reason: string };
+    expect(result).toMatchObject({ valid: false, errorCode: '3105' });
+    expect(result.reason).toContain(long.slice(0, 64));
+    expect(result.reason).not.toContain(long.slice(0, 65));
+    const refusal = await encryptFields({ a: 'x' }, [long], ourEncKey).catch((e: Error) => e);
+    expect(refusal).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect((refusal as Error).message).toContain(long.slice(0, 64));
+    expect((refusal as Error).message).not.toContain(long.slice(0, 65));
+  });
+});

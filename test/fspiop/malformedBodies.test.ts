@@ -221,7 +221,7 @@ for (const target of backendsUnderTest) {
         expect(answer, `case ${i}: ${encryption.slice(0, 120)}`).toEqual(refusal());
       }
       // And the same path does decrypt a well-formed field: the refusals above are not the only answer.
-      const sealed = encryptFields(transferBody(), ['ilpPacket'], createPublicKey(encPem));
+      const sealed = await encryptFields(transferBody(), ['ilpPacket'], createPublicKey(encPem));
       const sent = safeStableStringify(sealed.body);
       const ok = await service.validate({ ...message(sent, { members: { 'FSPIOP-Encryption': sealed.header }, http: { 'fspiop-encryption': sealed.header } }), decryptWith: 'fspiop-enc' });
       expect(ok).toMatchObject({ valid: true, body: transferBody() });

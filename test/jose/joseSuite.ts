@@ -282,6 +282,19 @@ export function describeJose(label: string, makeTarget: () => Promise<JoseTarget
         });
       }
 
+      it('A192GCM: jose encrypts to our RSA key, we decrypt in the backend; ours to our key round-trips; no key type for dir', async () => {
+        const name = await shared('RSA_2048', 'encrypt');
+        const [alg, backendAlg] = caps().encrypt.includes('RSA_OAEP_SHA256') ? (['RSA-OAEP-256', 'RSA_OAEP_SHA256'] as const) : (['RSA-OAEP', 'RSA_OAEP_SHA1'] as const);
+        if (caps().encrypt.includes(backendAlg)) {
+          const compact = await new jose.CompactEncrypt(plaintext).setProtectedHeader({ alg, enc: 'A192GCM', kid: `${name}:1` }).encrypt(await publicKeyOf(name));
+          expect(await service.decryptJwe({ jwe: compact })).toMatchObject({ plaintext, alg, enc: 'A192GCM', keyName: name });
+          const ours = await service.encryptJwe({ recipient: { key: name }, alg, enc: 'A192GCM', plaintext, serialization: 'compact' });
+          expect(JSON.parse(decode((ours.jwe as string).split('.')[0], 'h').toString())).toMatchObject({ alg, enc: 'A192GCM' });
+          expect((await service.decryptJwe({ jwe: ours.jwe })).plaintext).toEqual(plaintext);
+        }
+        await expect(service.encryptJwe({ recipient: { key: await shared('AES_256') }, alg: 'dir', enc: 'A192GCM', plaintext, serialization: 'compact' })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+      });
+
       it('ECDH-ES, ECDH-ES+A128KW, ECDH-ES+A256KW: jose encrypts to our agreement key, we decrypt with ECDH in the backend', async () => {
         const name = await shared('EC_P256', 'agree');
         const pub = await publicKeyOf(name);

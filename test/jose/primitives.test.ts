@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { HsmBridgeError } from '../../src/errors.js';
 import { decode, encode } from '../../src/jose/base64url.js';
 import { concatKdf } from '../../src/jose/concatKdf.js';
+import { publicKeyRecipient } from '../../src/jose/joseService.js';
 import { aesKeyUnwrap, aesKeyWrap, decryptJweWith, encryptJweWith, parseJwe, type JweDecryptionKey } from '../../src/jose/jwe.js';
 import { buildProtectedHeader, parseJws, verifyJwsWithKey } from '../../src/jose/jws.js';
 import { importPublicKey } from '../../src/jose/publicKeys.js';
@@ -243,6 +244,22 @@ describe('JWE with published vectors and external keys', () => {
       expect(Buffer.from(r.plaintext).toString()).toBe('to an external key');
       expect(r.protectedHeader).toMatchObject({ alg, enc: 'A256GCM', apu: 'QWxpY2U', apv: 'Qm9i', epk: { kty: 'EC', crv: 'P-256' } });
     }
+  });
+
+  it('A192GCM (24-byte CEK) both ways with keys held in process: jose encrypts, we decrypt; we encrypt (RSA-OAEP-256, ECDH-ES), jose decrypts', async () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const plaintext = Buffer.from('content under AES-192-GCM');
+    const theirs = parseJwe(await new jose.CompactEncrypt(plaintext).setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A192GCM' }).encrypt(rsa.publicKey));
+    expect(theirs.enc).toBe('A192GCM');
+    expect(await decryptJweWith(theirs, theirs.recipients[0]!, inProcessRsa(rsa.privateKey))).toEqual(plaintext);
+    const ours = (await encryptJweWith({ alg: 'RSA-OAEP-256', enc: 'A192GCM', plaintext, serialization: 'compact' }, publicKeyRecipient('RSA-OAEP-256', rsa.publicKey))) as string;
+    expect(privateDecrypt({ key: rsa.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, decode(ours.split('.')[1], 'ek'))).toHaveLength(24);
+    const r = await jose.compactDecrypt(ours, rsa.privateKey);
+    expect(Buffer.from(r.plaintext)).toEqual(plaintext);
+    expect(r.protectedHeader).toEqual({ alg: 'RSA-OAEP-256', enc: 'A192GCM' });
+    const ec = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const agreed = (await encryptJweWith({ alg: 'ECDH-ES', enc: 'A192GCM', plaintext, serialization: 'compact' }, { agreementPublicKey: ec.publicKey })) as string;
+    expect(Buffer.from((await jose.compactDecrypt(agreed, ec.privateKey)).plaintext)).toEqual(plaintext);
   });
 
   it('refuses malformed JWE with INVALID_ARGUMENT', () => {

@@ -3,10 +3,11 @@
  * It speaks in keys and operations, never in PKCS#11 or KMIP terms. Keys are addressed by name and
  * version; the backend stores all key metadata itself, so any number of replicas can share it.
  *
- * The core (src/operations/keyService.ts) validates every request before it reaches a backend: the key
- * exists and is enabled, the algorithm fits the key's type and purpose, the version exists, sizes are
- * within limits, digests have the hash's length. A backend may therefore trust its arguments, and should
- * spend its checks on what only it can know (its own mechanisms, its device's state).
+ * The core (src/operations/keyService.ts, and src/payment/paymentKeys.ts for the payment primitives)
+ * validates every request before it reaches a backend: the key exists and is enabled, the algorithm fits
+ * the key's type and purpose, the version exists, sizes are within limits, digests have the hash's length.
+ * A backend may therefore trust its arguments, and should spend its checks on what only it can know (its
+ * own mechanisms, its device's state).
  */
 import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../algorithms/registry.js';
 import type { KeyName, KeyVersion } from '../keys/names.js';

@@ -1,7 +1,8 @@
 /**
  * The core's operations. Each public method checks its arguments and the key, then calls the backend
  * (sign() -> checks -> backend.sign()), so every backend gets the same validation and the same errors.
- * Transports (REST, gRPC) decode their wire format into the plain inputs below and call these methods.
+ * Transports (REST, gRPC) decode their wire format into the plain inputs of requests.ts and call these methods.
+ * The payment keys and their primitives are paymentKeys (src/payment/paymentKeys.ts), on the same key cache.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { timingSafeEqual } from 'node:crypto';
@@ -9,16 +10,13 @@ import {
   MIN_TRUNCATED_MAC_BYTES,
   algorithmsFor,
   cipherPurposes,
-  defaultAlgorithm,
   encryptAlgorithms,
   macAlgorithms,
   parseEncryptAlgorithm,
-  parseMacAlgorithm,
   parseSignAlgorithm,
   signAlgorithms,
   type EncryptAlgorithm,
   type EncryptAlgorithmInfo,
-  type MacAlgorithm,
   type SignAlgorithm,
 } from '../algorithms/registry.js';
 import type { Backend, Capabilities, RawCiphertext, SignInput } from '../backend/port.js';
@@ -27,7 +25,6 @@ import { HsmBridgeError, invalid } from '../errors.js';
 import { parseKeyName, parseKeyVersion, type KeyName, type KeyVersion } from '../keys/names.js';
 import {
   keyTypes,
-  macAlgorithmAllowed,
   parseKeyPurpose,
   parseKeyType,
   parseKeyUsage,
@@ -39,7 +36,10 @@ import {
 import { checkModeOfUse } from '../payment/modeOfUse.js';
 import { PaymentKeys } from '../payment/paymentKeys.js';
 import { openEnvelope, sealEnvelope, splitRaw } from './ciphertext.js';
+import { AlgorithmChoice } from './algorithmChoice.js';
 import { KeyResolver, checkEnabled, refTo } from './keyResolver.js';
+import type { CreateKeyInput, DecryptRequest, DecryptResult, EncryptRequest, EncryptResult, MacRequest, MacResult, SharedSecretRequest } from './requests.js';
+import type { SharedSecretResult, SignRequest, SignResult, VerifyMacRequest, VerifyMacResult, VerifyRequest, VerifyResult } from './requests.js';
 
 export interface KeyServiceLimits {
   /** Largest message, plaintext, ciphertext or MAC input, in bytes. */
@@ -54,38 +54,14 @@ export interface KeyServiceOptions {
   readonly metadataCacheTtlMs: number;
 }
 
-/**
- * exportable: the key may later leave the backend in a TR-31 key block (payment keys only). keyUsage: the
- * X9.143 usage of a payment key (P0; B0; K0 or K1; M0, M1, M3 or M6), absent for the purpose's general kind.
- */
-export interface CreateKeyInput { name: unknown; type: unknown; purpose?: unknown; exportable?: unknown; keyUsage?: unknown }
-/** keyVersion: sign with this (existing) version rather than the primary, e.g. a JWS that named its kid first. */
-export interface SignRequest { name: unknown; algorithm?: unknown; message?: Buffer; digest?: Buffer; keyVersion?: unknown }
-export interface VerifyRequest extends SignRequest { signature: Buffer }
-/** keyVersion: encrypt under this (existing) version rather than the primary. */
-export interface EncryptRequest { name: unknown; algorithm?: unknown; plaintext: Buffer; aad?: Buffer; keyVersion?: unknown }
-/** Without keyVersion the ciphertext is an hsm-bridge envelope; with it, the algorithm's raw output. */
-export interface DecryptRequest { name: unknown; ciphertext: Buffer; aad?: Buffer; keyVersion?: unknown; algorithm?: unknown }
-export interface MacRequest { name: unknown; algorithm?: unknown; data: Buffer }
-export interface VerifyMacRequest extends MacRequest { keyVersion?: unknown; mac: Buffer }
-/** The peer's public key: a KeyObject, or SPKI DER. */
-export interface SharedSecretRequest { name: unknown; keyVersion?: unknown; peerPublicKey: KeyObject | Buffer }
-
-export interface SignResult { keyVersion: KeyVersion; algorithm: SignAlgorithm; signature: Buffer }
-export interface VerifyResult { keyVersion: KeyVersion; algorithm: SignAlgorithm; valid: boolean }
-export interface EncryptResult { keyVersion: KeyVersion; algorithm: EncryptAlgorithm; ciphertext: Buffer }
-export interface DecryptResult { keyVersion: KeyVersion; algorithm: EncryptAlgorithm; plaintext: Buffer }
-/** keyCheckValue: for payment keys (TDES, AES), the KCV of the version used. */
-export interface MacResult { keyVersion: KeyVersion; algorithm: MacAlgorithm; mac: Buffer; keyCheckValue?: string }
-export interface VerifyMacResult { keyVersion: KeyVersion; algorithm: MacAlgorithm; valid: boolean; keyCheckValue?: string }
-/** sharedSecret is secret: the caller zeroes it as soon as its KDF has run. */
-export interface SharedSecretResult { keyVersion: KeyVersion; sharedSecret: Buffer }
+export type * from './requests.js';
 
 const curveOfKeyType: Partial<Record<KeyType, string>> = { EC_P256: 'prime256v1', EC_P384: 'secp384r1' };
 
 export class KeyService {
   private readonly caps: Capabilities;
   private readonly keys: KeyResolver;
+  private readonly algorithms: AlgorithmChoice;
   /** The payment keys and their primitives, for the payment services (src/payment), on this service's metadata cache. */
   readonly paymentKeys: PaymentKeys;
 
@@ -95,6 +71,7 @@ export class KeyService {
   ) {
     this.caps = backend.capabilities();
     this.keys = new KeyResolver(backend, options.metadataCacheTtlMs);
+    this.algorithms = new AlgorithmChoice(this.caps, backend.kind);
     this.paymentKeys = new PaymentKeys(backend, this.keys);
   }
 
@@ -212,7 +189,7 @@ export class KeyService {
 
   async sign(req: SignRequest): Promise<SignResult> {
     const meta = await this.keys.usableKey(req.name, 'sign');
-    const algorithm = this.pickAlgorithm(meta, 'sign', req.algorithm, parseSignAlgorithm) as SignAlgorithm;
+    const algorithm = this.algorithms.pick(meta, 'sign', req.algorithm, parseSignAlgorithm) as SignAlgorithm;
     const input = this.checkSignInput(algorithm, req);
     const key = refTo(meta, await this.keys.version(meta, req.keyVersion));
     const signature = await this.keys.run(key, () => this.backend.sign(key, algorithm, input));
@@ -221,7 +198,7 @@ export class KeyService {
 
   async verify(req: VerifyRequest): Promise<VerifyResult> {
     const meta = await this.keys.usableKey(req.name, 'sign');
-    const algorithm = this.pickAlgorithm(meta, 'sign', req.algorithm, parseSignAlgorithm) as SignAlgorithm;
+    const algorithm = this.algorithms.pick(meta, 'sign', req.algorithm, parseSignAlgorithm) as SignAlgorithm;
     const input = this.checkSignInput(algorithm, req);
     this.checkSize('signature', req.signature);
     const key = refTo(meta, await this.keys.version(meta, req.keyVersion));
@@ -238,7 +215,7 @@ export class KeyService {
   /** As encrypt, with the algorithm's raw output rather than an envelope: for work done in process (JWE). */
   async encryptRaw(req: EncryptRequest): Promise<{ keyVersion: KeyVersion; algorithm: EncryptAlgorithm; raw: RawCiphertext }> {
     const meta = await this.keys.usableKey(req.name, cipherPurposes);
-    const algorithm = this.pickAlgorithm(meta, meta.purpose, req.algorithm, parseEncryptAlgorithm) as EncryptAlgorithm;
+    const algorithm = this.algorithms.pick(meta, meta.purpose, req.algorithm, parseEncryptAlgorithm) as EncryptAlgorithm;
     this.checkSize('plaintext', req.plaintext);
     if (req.aad) this.checkSize('aad', req.aad);
     this.checkNoAad(algorithm, req.aad);
@@ -267,9 +244,9 @@ export class KeyService {
         throw invalid('algorithm goes with keyVersion, for a raw ciphertext; an envelope names its own');
       }
       ({ algorithm, version, raw } = openEnvelope(req.ciphertext));
-      this.checkAlgorithmFits(meta, meta.purpose, algorithm);
+      this.algorithms.checkFits(meta, meta.purpose, algorithm);
     } else {
-      algorithm = this.pickAlgorithm(meta, meta.purpose, req.algorithm, parseEncryptAlgorithm) as EncryptAlgorithm;
+      algorithm = this.algorithms.pick(meta, meta.purpose, req.algorithm, parseEncryptAlgorithm) as EncryptAlgorithm;
       version = parseKeyVersion(req.keyVersion);
       raw = splitRaw(algorithm, req.ciphertext);
     }
@@ -286,7 +263,7 @@ export class KeyService {
   async mac(req: MacRequest): Promise<MacResult> {
     const meta = await this.keys.usableKey(req.name, 'mac');
     checkModeOfUse(meta, 'generate');
-    const algorithm = this.pickMacAlgorithm(meta, req.algorithm);
+    const algorithm = this.algorithms.pickMac(meta, req.algorithm);
     this.checkSize('data', req.data);
     const key = refTo(meta, meta.primaryVersion);
     const mac = await this.keys.run(key, () => this.backend.mac(key, algorithm, req.data));
@@ -300,7 +277,7 @@ export class KeyService {
   async verifyMac(req: VerifyMacRequest): Promise<VerifyMacResult> {
     const meta = await this.keys.usableKey(req.name, 'mac');
     checkModeOfUse(meta, 'verify');
-    const algorithm = this.pickMacAlgorithm(meta, req.algorithm);
+    const algorithm = this.algorithms.pickMac(meta, req.algorithm);
     this.checkSize('data', req.data);
     const key = refTo(meta, await this.keys.version(meta, req.keyVersion));
     const full = macAlgorithms[algorithm].length;
@@ -332,7 +309,7 @@ export class KeyService {
    */
   async deriveSharedSecret(req: SharedSecretRequest): Promise<SharedSecretResult> {
     const meta = await this.keys.usableKey(req.name, 'agree');
-    this.checkAlgorithmFits(meta, 'agree', 'ECDH');
+    this.algorithms.checkFits(meta, 'agree', 'ECDH');
     const peer = this.peerPublicKey(req.peerPublicKey);
     if (peer.asymmetricKeyType !== 'ec' || peer.asymmetricKeyDetails?.namedCurve !== curveOfKeyType[meta.type]) {
       throw new HsmBridgeError('INCOMPATIBLE_KEY', `the peer public key is not on the curve of ${meta.type} key ${meta.name}`);
@@ -366,46 +343,6 @@ export class KeyService {
       return createPublicKey({ key: peer, format: 'der', type: 'spki' });
     } catch {
       throw invalid('the peer public key is not a valid SubjectPublicKeyInfo (or its point is not on the curve)');
-    }
-  }
-
-  private pickAlgorithm<A extends string>(meta: KeyMetadata, purpose: KeyPurpose, requested: unknown, parse: (v: unknown) => A): A {
-    const algorithm = requested === undefined || requested === '' ? (defaultAlgorithm(meta.type, purpose) as A | undefined) : parse(requested);
-    if (algorithm === undefined) {
-      throw new HsmBridgeError('INCOMPATIBLE_KEY', `${meta.type} keys have no ${purpose} algorithm yet`);
-    }
-    this.checkAlgorithmFits(meta, purpose, algorithm);
-    return algorithm;
-  }
-
-  /**
-   * A MAC algorithm the key's type and X9.143 usage allow (macAlgorithmAllowed): the requested one, or by
-   * default the first the usage allows (an M3 key's default is the retail MAC).
-   */
-  private pickMacAlgorithm(meta: KeyMetadata, requested: unknown): MacAlgorithm {
-    const allowed = (algorithmsFor(meta.type, 'mac') as MacAlgorithm[]).filter((a) => macAlgorithmAllowed(meta.keyUsage, a));
-    const algorithm = requested === undefined || requested === '' ? allowed[0] : parseMacAlgorithm(requested);
-    if (algorithm === undefined) throw new HsmBridgeError('INCOMPATIBLE_KEY', `${meta.type} keys have no mac algorithm yet`);
-    this.checkAlgorithmFits(meta, 'mac', algorithm);
-    if (!allowed.includes(algorithm)) {
-      const usage = meta.keyUsage === undefined ? 'no key usage (ISO9797_ALG3 needs a key of usage M3)' : `key usage ${meta.keyUsage}`;
-      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} has ${usage} and cannot use ${algorithm}; it can use ${allowed.join(', ') || 'none'}`);
-    }
-    return algorithm;
-  }
-
-  private checkAlgorithmFits(meta: KeyMetadata, purpose: KeyPurpose, algorithm: string): void {
-    const fitting = algorithmsFor(meta.type, purpose);
-    if (!fitting.includes(algorithm)) {
-      throw new HsmBridgeError('INCOMPATIBLE_KEY', `a ${meta.type} key cannot use ${algorithm}; it can use ${fitting.join(', ') || 'none'}`);
-    }
-    const supported: readonly string[] =
-      purpose === 'sign' ? this.caps.sign
-      : purpose === 'encrypt' || purpose === 'wrap' ? this.caps.encrypt
-      : purpose === 'mac' ? this.caps.mac
-      : this.caps.keyAgreement.includes(meta.type) ? ['ECDH'] : [];
-    if (!supported.includes(algorithm)) {
-      throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend does not support ${algorithm}`);
     }
   }
 

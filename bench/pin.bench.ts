@@ -19,7 +19,6 @@ import { JoseService } from '../src/jose/joseService.js';
 import type { KeyType } from '../src/keys/types.js';
 import { KeyService } from '../src/operations/keyService.js';
 import { createPaymentServices, type TranslatePinRequest } from '../src/payment/index.js';
-import { paymentPrimitives } from '../src/payment/paymentBackend.js';
 import { decodePinBlock, encodePinBlock } from '../src/payment/pin/pinBlock.js';
 import { findProtoRoot } from '../src/transports/grpc/protos.js';
 import { startGrpcServer } from '../src/transports/grpc/server.js';
@@ -74,7 +73,7 @@ async function main(): Promise<void> {
 async function benchBackend(label: string, backend: Backend): Promise<void> {
   const keys = new KeyService(backend, { limits: { maxDataBytes: 64 * 1024, maxRandomBytes: 1024 }, metadataCacheTtlMs: 2000 });
   const plant = async (name: string, type: KeyType, purpose: 'pin' | 'bdk', material: Buffer): Promise<KeyRef> => {
-    const meta = await keys.importKey({ name, type, purpose, exportable: false }, Buffer.from(material));
+    const meta = await keys.paymentKeys.importKey({ name, type, purpose, exportable: false }, Buffer.from(material));
     return { name: meta.name, version: meta.primaryVersion, type };
   };
   const zpkIn = await plant('bench-zpk-in', 'TDES_2KEY', 'pin', ZPK_IN);
@@ -82,19 +81,18 @@ async function benchBackend(label: string, backend: Backend): Promise<void> {
   const zpkAesOut = await plant('bench-zpk-aes-out', 'AES_128', 'pin', ZPK_AES_OUT);
   const bdkTdes = await plant('bench-bdk-tdes', 'TDES_2KEY', 'bdk', BDK_TDES);
   const bdkAes = await plant('bench-bdk-aes', 'AES_128', 'bdk', BDK_AES);
-  const raw = paymentPrimitives(backend);
   const zoneBlock = tdesEcb(ZPK_IN, encodePinBlock(Buffer.from('1234'), { format: 0, pan: PAN }));
 
   const viaDukpt = async (bdk: KeyRef, derivation: DukptDerivation, block: Buffer, out: BlockKey, outBlocks: number) => {
-    const transient = await raw.deriveDukptKey(bdk, derivation);
+    const transient = await backend.deriveDukptKey(bdk, derivation);
     try {
-      await raw.decryptBlocks(transient, block);
-      if (outBlocks === 2) await raw.decryptBlocks(transient, block); // format 4 deciphers twice
+      await backend.decryptBlocks(transient, block);
+      if (outBlocks === 2) await backend.decryptBlocks(transient, block); // format 4 deciphers twice
     } finally {
-      await raw.releaseTransientKey(transient);
+      await backend.releaseTransientKey(transient);
     }
-    await raw.encryptBlocks(out, block.subarray(0, outBlocks === 2 ? 16 : 8));
-    if (outBlocks === 2) await raw.encryptBlocks(out, block.subarray(0, 16));
+    await backend.encryptBlocks(out, block.subarray(0, outBlocks === 2 ? 16 : 8));
+    if (outBlocks === 2) await backend.encryptBlocks(out, block.subarray(0, 16));
   };
   const cases: Translation[] = [
     {
@@ -102,8 +100,8 @@ async function benchBackend(label: string, backend: Backend): Promise<void> {
       request: { incoming: { key_name: zpkIn.name, format: 'ISO_FORMAT_0', pan: PAN }, outgoing: { key_name: zpkOut.name, format: 'ISO_FORMAT_3' }, pin_block: zoneBlock.toString('hex') },
       service: { incoming: { keyName: zpkIn.name, format: 'ISO_FORMAT_0', pan: PAN }, outgoing: { keyName: zpkOut.name, format: 'ISO_FORMAT_3' }, pinBlock: zoneBlock },
       raw: async () => {
-        await raw.decryptBlocks(zpkIn, zoneBlock);
-        await raw.encryptBlocks(zpkOut, zoneBlock);
+        await backend.decryptBlocks(zpkIn, zoneBlock);
+        await backend.encryptBlocks(zpkOut, zoneBlock);
       },
     },
     {

@@ -6,7 +6,7 @@
 import { createPublicKey, randomBytes as nodeRandomBytes, timingSafeEqual, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { algorithmsFor, signAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
-import type { Backend, BackendHealth, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput } from '../../src/backend/port.js';
+import type { Backend, BackendHealth, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { isPaymentPurpose, keyTypes, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
@@ -336,6 +336,32 @@ export class KmipBackend implements Backend {
 
   deriveSharedSecret(): Promise<Buffer> {
     return Promise.reject(unsupported('cannot do key agreement'));
+  }
+
+  // --- payment primitives: none (createKey refuses payment keys, capabilities list no payment support) ---
+
+  encryptBlocks(): Promise<Buffer> {
+    return Promise.reject(unsupported('has no payment operations (encryptBlocks)'));
+  }
+
+  decryptBlocks(): Promise<Buffer> {
+    return Promise.reject(unsupported('has no payment operations (decryptBlocks)'));
+  }
+
+  deriveDukptKey(): Promise<TransientKey> {
+    return Promise.reject(unsupported('has no payment operations (deriveDukptKey)'));
+  }
+
+  async releaseTransientKey(): Promise<void> {
+    // deriveDukptKey never makes one
+  }
+
+  importKey(): Promise<KeyMetadata> {
+    return Promise.reject(unsupported('has no payment operations (importKey)'));
+  }
+
+  exportKey(): Promise<Buffer> {
+    return Promise.reject(unsupported('has no payment operations (exportKey)'));
   }
 
   // --- heads: reading and committing -----------------------------------------------------------------

@@ -3,10 +3,11 @@
  * It speaks in keys and operations, never in PKCS#11 or KMIP terms. Keys are addressed by name and
  * version; the backend stores all key metadata itself, so any number of replicas can share it.
  *
- * The core (src/operations/keyService.ts) validates every request before it reaches a backend: the key
- * exists and is enabled, the algorithm fits the key's type and purpose, the version exists, sizes are
- * within limits, digests have the hash's length. A backend may therefore trust its arguments, and should
- * spend its checks on what only it can know (its own mechanisms, its device's state).
+ * The core (src/operations/keyService.ts, and src/payment/paymentKeys.ts for the payment primitives)
+ * validates every request before it reaches a backend: the key exists and is enabled, the algorithm fits
+ * the key's type and purpose, the version exists, sizes are within limits, digests have the hash's length.
+ * A backend may therefore trust its arguments, and should spend its checks on what only it can know (its
+ * own mechanisms, its device's state).
  */
 import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../algorithms/registry.js';
 import type { KeyName, KeyVersion } from '../keys/names.js';
@@ -58,7 +59,7 @@ export type DukptDerivation =
   | { readonly scheme: 'tdes'; readonly ksn: Buffer }
   | { readonly scheme: 'aes'; readonly ksn: Buffer; readonly workingKey: 'AES_128' | 'AES_192' | 'AES_256' | 'TDES_2KEY' | 'TDES_3KEY' };
 
-/** What a backend can do for payments; absent (an older adapter module) means nothing. */
+/** What a backend can do for payments; a backend that serves no payment keys lists nothing. */
 export interface PaymentCapabilities {
   /** The DUKPT schemes deriveDukptKey serves. */
   readonly dukpt: readonly ('tdes' | 'aes')[];
@@ -92,7 +93,7 @@ export interface Capabilities {
   readonly random: boolean;
   /** The key types (EC curves) whose keys of purpose 'agree' can do ECDH (deriveSharedSecret). */
   readonly keyAgreement: readonly KeyType[];
-  readonly payment?: PaymentCapabilities;
+  readonly payment: PaymentCapabilities;
 }
 
 export interface BackendHealth {
@@ -145,21 +146,21 @@ export interface Backend {
 
   // Payment primitives (TDES and AES keys of the payment purposes). The core builds the schemes on them
   // (ISO 9564 PIN blocks, key check values, X9.24 DUKPT, TR-31) and never offers them as API operations:
-  // an ECB oracle on a PIN key would undo what the key is for. Backends of older modules may lack them;
-  // the core then answers UNSUPPORTED_BY_BACKEND.
+  // an ECB oracle on a PIN key would undo what the key is for. A backend that serves no payment keys
+  // refuses to create them and answers these with UNSUPPORTED_BY_BACKEND.
   /** ECB encryption of whole blocks (8 bytes for TDES, 16 for AES; the core checks). */
-  encryptBlocks?(key: BlockKey, data: Buffer): Promise<Buffer>;
+  encryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer>;
   /** ECB decryption of whole blocks. The result may be secret (a clear PIN block): the caller zeroes it. */
-  decryptBlocks?(key: BlockKey, data: Buffer): Promise<Buffer>;
+  decryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer>;
   /** The PIN encryption key of a DUKPT transaction, derived from a BDK (purpose bdk) inside the backend where it can. */
-  deriveDukptKey?(bdk: KeyRef, derivation: DukptDerivation): Promise<TransientKey>;
+  deriveDukptKey(bdk: KeyRef, derivation: DukptDerivation): Promise<TransientKey>;
   /** Forgets a transient key (destroys the session object). Never throws. */
-  releaseTransientKey?(key: TransientKey): Promise<void>;
+  releaseTransientKey(key: TransientKey): Promise<void>;
   /**
    * Creates version 1 of a new key from clear material (a TR-31 import: the core has already checked the
    * material's length and set DES parity). The backend zeroes nothing; the core zeroes the material.
    */
-  importKey?(key: NewKey, material: Buffer): Promise<KeyMetadata>;
+  importKey(key: NewKey, material: Buffer): Promise<KeyMetadata>;
   /** The clear material of an exportable key version, for a TR-31 export; INCOMPATIBLE_KEY when the key is not exportable. The core zeroes it. */
-  exportKey?(key: KeyRef): Promise<Buffer>;
+  exportKey(key: KeyRef): Promise<Buffer>;
 }

@@ -1,4 +1,4 @@
-/** The payment services, built on KeyService (and, for the OTP flow, the JOSE service and participant registry). */
+/** The payment services, built on KeyService's payment keys (and, for the OTP flow, the JOSE service and participant registry). */
 import { pino, type Logger } from 'pino';
 import type { ParticipantRegistry } from '../fspiop/participants.js';
 import type { JoseService } from '../jose/joseService.js';
@@ -24,9 +24,10 @@ export interface PaymentOptions {
 export function createPaymentServices(keys: KeyService, jose: JoseService, options: PaymentOptions = {}): PaymentServices {
   const logger = options.logger ?? pino({ level: 'silent' });
   const otpKeys = new OtpKeys(options.otpIncomingKeys ?? []);
-  const pins = new PinService(keys, logger, otpKeys);
-  const otp = new OtpJweService({ keys, pins, jose, ...(options.participants ? { participants: options.participants } : {}), otpKeys, logger });
-  return { pins, otp, keyExchange: new KeyExchangeService(keys) };
+  const { paymentKeys } = keys;
+  const pins = new PinService(paymentKeys, logger, otpKeys);
+  const otp = new OtpJweService({ keys, paymentKeys, pins, jose, ...(options.participants ? { participants: options.participants } : {}), otpKeys, logger });
+  return { pins, otp, keyExchange: new KeyExchangeService(paymentKeys) };
 }
 
 export type { KeyUsed } from './keyUsed.js';

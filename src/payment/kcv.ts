@@ -15,7 +15,6 @@ import type { Backend, KeyRef } from '../backend/port.js';
 import { isPaymentPurpose, keyTypes, type KeyMetadata, type KeyVersionInfo } from '../keys/types.js';
 import { ecb } from './crypto/blockCiphers.js';
 import { cmacWithKey } from './crypto/cmac.js';
-import { paymentPrimitives } from './paymentBackend.js';
 
 export const KCV_BYTES = 3;
 const MAX_CACHED = 10_000;
@@ -66,7 +65,7 @@ export class KeyCheckValues {
     const key: KeyRef = { name: meta.name, version: version.version, type: meta.type };
     const block =
       family === 'tdes'
-        ? await paymentPrimitives(this.backend).encryptBlocks(key, Buffer.alloc(8))
+        ? await this.backend.encryptBlocks(key, Buffer.alloc(8))
         : await this.backend.mac(key, 'AES_CMAC', Buffer.alloc(16));
     if (this.blocks.size >= MAX_CACHED) {
       const oldest = this.blocks.keys().next().value as string;

@@ -1,5 +1,5 @@
 import type { KeyName, KeyVersion } from '../keys/names.js';
-import type { PaymentKey } from '../operations/keyService.js';
+import type { PaymentKey } from './paymentKeys.js';
 
 /** A key a payment call used, as the payments world identifies it: name, version and key check value. */
 export interface KeyUsed {

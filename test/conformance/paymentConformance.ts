@@ -21,7 +21,6 @@ import { paymentMac } from '../../src/payment/crypto/iso9797.js';
 import { setOddParity } from '../../src/payment/crypto/parity.js';
 import { deriveAesDukptPinKey, type AesDukptWorkingKey } from '../../src/payment/dukpt/aesDukpt.js';
 import { deriveTdesDukptPinKey } from '../../src/payment/dukpt/tdesDukpt.js';
-import { paymentPrimitives } from '../../src/payment/paymentBackend.js';
 import { decipherFormat4 } from '../../src/payment/pin/pinBlock.js';
 import type { ConformanceTarget } from './backendConformance.js';
 import { nodeEcb } from '../helpers/nodeBlockCiphers.js';
@@ -93,8 +92,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
     let seq = 0;
     const fresh = (stem: string) => `pay-${stem}-${Date.now().toString(36)}-${seq++}`;
     const caps = () => backend.capabilities();
-    const payment = () => caps().payment ?? { dukpt: [], importKeys: false, exportKeys: false };
-    const primitives = () => paymentPrimitives(backend);
+    const payment = () => caps().payment;
     const unsupported = { code: 'UNSUPPORTED_BY_BACKEND' };
 
     const newKey = (type: KeyType, purpose: KeyPurpose, extra: { exportable?: boolean; modeOfUse?: ModeOfUse; keyUsage?: KeyUsage } = {}): NewKey => ({
@@ -108,17 +106,17 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
     const importKnown = async (type: KeyType, purpose: KeyPurpose, material: Buffer, extra: { exportable?: boolean; modeOfUse?: ModeOfUse; keyUsage?: KeyUsage } = {}) => {
       const key = newKey(type, purpose, extra);
       if (!payment().importKeys || !caps().keyTypes.includes(type)) {
-        await expect(primitives().importKey(key, asImported(type, material))).rejects.toMatchObject(unsupported);
+        await expect(backend.importKey(key, asImported(type, material))).rejects.toMatchObject(unsupported);
         return undefined;
       }
-      const meta = await primitives().importKey(key, asImported(type, material));
+      const meta = await backend.importKey(key, asImported(type, material));
       return { meta, ref: refTo(meta.name, type) };
     };
     /** The KCV by the backend, as the core computes it: TDES ECB of zeros, AES CMAC of zeros. */
     const backendKcv = async (ref: KeyRef) =>
       upperHex(
         keyTypes[ref.type].family === 'tdes'
-          ? (await primitives().encryptBlocks(ref, Buffer.alloc(8))).subarray(0, 3)
+          ? (await backend.encryptBlocks(ref, Buffer.alloc(8))).subarray(0, 3)
           : (await backend.mac(ref, 'AES_CMAC', Buffer.alloc(16))).subarray(0, 3),
       );
     /** The KCV computed here from the clear key. */
@@ -135,15 +133,8 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
     });
 
     describe('capabilities', () => {
-      it('payment capabilities name only known DUKPT schemes; a backend without them refuses every primitive', async () => {
-        const p = caps().payment;
-        if (!p) {
-          const key = refTo('absent', 'TDES_2KEY');
-          await expect(primitives().encryptBlocks(key, Buffer.alloc(8))).rejects.toMatchObject(unsupported);
-          await expect(primitives().deriveDukptKey(key, { scheme: 'tdes', ksn: hex('FFFF9876543210E00001') })).rejects.toMatchObject(unsupported);
-          await expect(primitives().exportKey(key)).rejects.toMatchObject(unsupported);
-          return;
-        }
+      it('payment capabilities name only known DUKPT schemes', async () => {
+        const p = payment();
         for (const s of p.dukpt) expect(['tdes', 'aes']).toContain(s);
         expect(new Set(p.dukpt).size).toBe(p.dukpt.length);
         expect(typeof p.importKeys).toBe('boolean');
@@ -195,17 +186,17 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
           const r = await importKnown(type, 'pin', material);
           if (!r) return;
           const data = randomBytes(type.startsWith('AES') ? 16 * 4 : 8 * 5);
-          const ours = await primitives().encryptBlocks(r.ref, data);
+          const ours = await backend.encryptBlocks(r.ref, data);
           expect(ours).toEqual(ecbFor(type, 'encrypt', material, data));
-          expect(await primitives().decryptBlocks(r.ref, ecbFor(type, 'encrypt', material, data))).toEqual(data);
-          expect(await primitives().decryptBlocks(r.ref, data)).toEqual(ecbFor(type, 'decrypt', material, data));
+          expect(await backend.decryptBlocks(r.ref, ecbFor(type, 'encrypt', material, data))).toEqual(data);
+          expect(await backend.decryptBlocks(r.ref, data)).toEqual(ecbFor(type, 'decrypt', material, data));
         });
       }
 
       it('the TDES KCV vector: the X9.24 BDK encrypts 8 zero bytes to 08D7B4...', async () => {
         const r = await importKnown('TDES_2KEY', 'pin', known.tdesBdk.material);
         if (!r) return;
-        const block = await primitives().encryptBlocks(r.ref, Buffer.alloc(8));
+        const block = await backend.encryptBlocks(r.ref, Buffer.alloc(8));
         expect(upperHex(block).startsWith('08D7B4')).toBe(true);
         expect(block).toEqual(ecbFor('TDES_2KEY', 'encrypt', known.tdesBdk.material, Buffer.alloc(8)));
       });
@@ -214,8 +205,8 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         if (!caps().keyTypes.includes('AES_256')) return;
         const meta = await backend.createKey(newKey('AES_256', 'encrypt'));
         const ref = refTo(meta.name, 'AES_256');
-        await expect(primitives().encryptBlocks(ref, Buffer.alloc(16))).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
-        await expect(primitives().decryptBlocks(ref, Buffer.alloc(16))).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        await expect(backend.encryptBlocks(ref, Buffer.alloc(16))).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        await expect(backend.decryptBlocks(ref, Buffer.alloc(16))).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
       });
     });
 
@@ -231,7 +222,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
       it('TDES: the published transaction keys decrypt the published PIN blocks; more KSNs match node:crypto under the X9.24-1 key', async () => {
         const r = await importKnown('TDES_2KEY', 'bdk', known.tdesBdk.material);
         if (!r) return;
-        const derive = (ksn: Buffer) => primitives().deriveDukptKey(r.ref, { scheme: 'tdes', ksn });
+        const derive = (ksn: Buffer) => backend.deriveDukptKey(r.ref, { scheme: 'tdes', ksn });
         if (!payment().dukpt.includes('tdes')) {
           await expect(derive(hex(tdesVectors[0][0]))).rejects.toMatchObject(unsupported);
           return;
@@ -240,10 +231,10 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
           const key = await derive(hex(ksn));
           try {
             expect(key).toMatchObject({ transient: true, family: 'tdes', bits: 128 });
-            expect(await primitives().decryptBlocks(key, hex(block)), ksn).toEqual(tdesPinBlock);
-            expect(await primitives().encryptBlocks(key, tdesPinBlock), ksn).toEqual(hex(block));
+            expect(await backend.decryptBlocks(key, hex(block)), ksn).toEqual(tdesPinBlock);
+            expect(await backend.encryptBlocks(key, tdesPinBlock), ksn).toEqual(hex(block));
           } finally {
-            await primitives().releaseTransientKey(key);
+            await backend.releaseTransientKey(key);
           }
         }
         // the first 21 counters, a counter with 10 one bits, and the highest 21-bit counter with 10 one bits
@@ -255,9 +246,9 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
           const key = await derive(ksn);
           try {
             const data = randomBytes(16);
-            expect(await primitives().encryptBlocks(key, data), upperHex(ksn)).toEqual(ecbFor('TDES_2KEY', 'encrypt', expectedKey, data));
+            expect(await backend.encryptBlocks(key, data), upperHex(ksn)).toEqual(ecbFor('TDES_2KEY', 'encrypt', expectedKey, data));
           } finally {
-            await primitives().releaseTransientKey(key);
+            await backend.releaseTransientKey(key);
             expectedKey.fill(0);
           }
         }
@@ -267,7 +258,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         const r = await importKnown('AES_128', 'bdk', known.aesBdk.material);
         if (!r) return;
         const ksn = hex('1234567890123456 00000001');
-        const derive = (workingKey: AesDukptWorkingKey, k = ksn) => primitives().deriveDukptKey(r.ref, { scheme: 'aes', ksn: k, workingKey });
+        const derive = (workingKey: AesDukptWorkingKey, k = ksn) => backend.deriveDukptKey(r.ref, { scheme: 'aes', ksn: k, workingKey });
         if (!payment().dukpt.includes('aes')) {
           await expect(derive('AES_128')).rejects.toMatchObject(unsupported);
           return;
@@ -276,11 +267,11 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         try {
           expect(key).toMatchObject({ transient: true, family: 'aes', bits: 128 });
           const probe = randomBytes(32);
-          expect(await primitives().encryptBlocks(key, probe)).toEqual(ecbFor('AES_128', 'encrypt', hex('AF8CB133A78F8DC2D1359F18527593FB'), probe));
-          const pin = await decipherFormat4(hex('A912150391AB65A67E52883D81CE2D15'), '4111111111111111', (b) => primitives().decryptBlocks(key, b));
+          expect(await backend.encryptBlocks(key, probe)).toEqual(ecbFor('AES_128', 'encrypt', hex('AF8CB133A78F8DC2D1359F18527593FB'), probe));
+          const pin = await decipherFormat4(hex('A912150391AB65A67E52883D81CE2D15'), '4111111111111111', (b) => backend.decryptBlocks(key, b));
           expect(pin.toString()).toBe('1234');
         } finally {
-          await primitives().releaseTransientKey(key);
+          await backend.releaseTransientKey(key);
         }
         // An AES-128 BDK derives working keys up to its strength: AES-128 and both TDES lengths.
         for (const workingKey of ['AES_128', 'TDES_2KEY', 'TDES_3KEY'] as const) {
@@ -292,10 +283,10 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
             try {
               expect(derived).toMatchObject({ transient: true, family: workingKey.startsWith('AES') ? 'aes' : 'tdes', bits: keyTypes[workingKey].bits });
               const data = randomBytes(32);
-              expect(await primitives().encryptBlocks(derived, data), `${workingKey} ${counter}`).toEqual(ecbFor(workingKey, 'encrypt', expectedKey, data));
-              expect(await primitives().decryptBlocks(derived, data)).toEqual(ecbFor(workingKey, 'decrypt', expectedKey, data));
+              expect(await backend.encryptBlocks(derived, data), `${workingKey} ${counter}`).toEqual(ecbFor(workingKey, 'encrypt', expectedKey, data));
+              expect(await backend.decryptBlocks(derived, data)).toEqual(ecbFor(workingKey, 'decrypt', expectedKey, data));
             } finally {
-              await primitives().releaseTransientKey(derived);
+              await backend.releaseTransientKey(derived);
               expectedKey.fill(0);
             }
           }
@@ -312,12 +303,12 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         for (const workingKey of ['AES_192', 'AES_256', 'AES_128'] as const) {
           const ksn = hex('0102030405060708 00000005');
           const expectedKey = deriveAesDukptPinKey('AES_256', bdk, ksn, workingKey);
-          const derived = await primitives().deriveDukptKey(r.ref, { scheme: 'aes', ksn, workingKey });
+          const derived = await backend.deriveDukptKey(r.ref, { scheme: 'aes', ksn, workingKey });
           try {
             const data = randomBytes(16);
-            expect(await primitives().encryptBlocks(derived, data), workingKey).toEqual(ecbFor(workingKey, 'encrypt', expectedKey, data));
+            expect(await backend.encryptBlocks(derived, data), workingKey).toEqual(ecbFor(workingKey, 'encrypt', expectedKey, data));
           } finally {
-            await primitives().releaseTransientKey(derived);
+            await backend.releaseTransientKey(derived);
             expectedKey.fill(0);
           }
         }
@@ -326,17 +317,17 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
       it('a released transient key is refused with an HsmBridgeError; releasing twice is harmless', async () => {
         const r = await importKnown('TDES_2KEY', 'bdk', known.tdesBdk.material);
         if (!r || !payment().dukpt.includes('tdes')) return;
-        const key: TransientKey = await primitives().deriveDukptKey(r.ref, { scheme: 'tdes', ksn: hex('FFFF9876543210E00001') });
-        await primitives().releaseTransientKey(key);
-        await expect(primitives().decryptBlocks(key, hex('1B9C1845EB993A7A'))).rejects.toBeInstanceOf(HsmBridgeError);
-        await expect(primitives().encryptBlocks(key, Buffer.alloc(8))).rejects.toBeInstanceOf(HsmBridgeError);
-        await expect(backend.releaseTransientKey!(key)).resolves.toBeUndefined();
+        const key: TransientKey = await backend.deriveDukptKey(r.ref, { scheme: 'tdes', ksn: hex('FFFF9876543210E00001') });
+        await backend.releaseTransientKey(key);
+        await expect(backend.decryptBlocks(key, hex('1B9C1845EB993A7A'))).rejects.toBeInstanceOf(HsmBridgeError);
+        await expect(backend.encryptBlocks(key, Buffer.alloc(8))).rejects.toBeInstanceOf(HsmBridgeError);
+        await expect(backend.releaseTransientKey(key)).resolves.toBeUndefined();
       });
 
       it('only a BDK derives transaction keys', async () => {
         const r = await importKnown('TDES_2KEY', 'pin', known.tdesBdk.material);
         if (!r || !payment().dukpt.includes('tdes')) return;
-        await expect(primitives().deriveDukptKey(r.ref, { scheme: 'tdes', ksn: hex('FFFF9876543210E00001') })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+        await expect(backend.deriveDukptKey(r.ref, { scheme: 'tdes', ksn: hex('FFFF9876543210E00001') })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
       });
     });
 
@@ -414,15 +405,15 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
       it('an exportable key gives back exactly what was imported; a non-exportable one is refused with INCOMPATIBLE_KEY', async () => {
         if (!payment().exportKeys) {
           const r = await importKnown('AES_256', 'kbpk', known.tr31KbpkD.material);
-          if (r) await expect(primitives().exportKey(r.ref)).rejects.toMatchObject({ code: expect.stringMatching(/UNSUPPORTED_BY_BACKEND|INCOMPATIBLE_KEY/) });
+          if (r) await expect(backend.exportKey(r.ref)).rejects.toMatchObject({ code: expect.stringMatching(/UNSUPPORTED_BY_BACKEND|INCOMPATIBLE_KEY/) });
           return;
         }
         for (const [type, material] of [['TDES_2KEY', known.tdesBdk.material], ['TDES_3KEY', randomBytes(24)], ['AES_128', known.aesBdk.material], ['AES_256', known.tr31KbpkD.material]] as const) {
           const out = await importKnown(type, 'kbpk', material, { exportable: true });
           const stay = await importKnown(type, 'kbpk', material);
           if (!out || !stay) return;
-          expect(await primitives().exportKey(out.ref), type).toEqual(asImported(type, material));
-          await expect(primitives().exportKey(stay.ref)).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+          expect(await backend.exportKey(out.ref), type).toEqual(asImported(type, material));
+          await expect(backend.exportKey(stay.ref)).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
         }
       });
 
@@ -433,11 +424,11 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
           const meta = await backend.createKey(newKey(type, 'pin', { exportable: true }));
           expect(meta.exportable).toBe(true);
           const ref = refTo(meta.name, type);
-          const material = await primitives().exportKey(ref);
+          const material = await backend.exportKey(ref);
           expect(material).toHaveLength(keyTypes[type].bits / 8);
           expect(await backendKcv(ref), type).toBe(expectedKcv(type, material));
           const block = randomBytes(keyTypes[type].family === 'tdes' ? 8 : 16);
-          expect(await primitives().encryptBlocks(ref, block)).toEqual(ecbFor(type, 'encrypt', material, block));
+          expect(await backend.encryptBlocks(ref, block)).toEqual(ecbFor(type, 'encrypt', material, block));
           material.fill(0);
         }
       });

@@ -53,7 +53,7 @@ describe('no secret in any log line', () => {
     });
     app = await startApp(loadServiceConfig({ file, env: {} }), createLogger('trace', sink));
     for (const [name, material, purpose] of [['log-zpk', ZPK, 'pin'], ['log-zpk2', ZPK2, 'pin'], ['log-kbpk', KBPK, 'kbpk']] as const) {
-      await app.service.importKey({ name, type: 'TDES_2KEY', purpose, exportable: false }, Buffer.from(material));
+      await app.service.paymentKeys.importKey({ name, type: 'TDES_2KEY', purpose, exportable: false }, Buffer.from(material));
     }
   });
   afterAll(async () => {

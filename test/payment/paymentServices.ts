@@ -86,7 +86,7 @@ export function describePaymentServices(label: string, makeTarget: () => Promise
     const run = Date.now().toString(36);
     const n = (stem: string) => `pay-${stem}-${run}`;
     const plant = (stem: string, type: KeyType, purpose: KeyPurpose, material: Buffer, extra: { exportable?: boolean; keyUsage?: KeyUsage } = {}) =>
-      keys.importKey({ name: n(stem), type, purpose, exportable: extra.exportable ?? false, ...(extra.keyUsage ? { keyUsage: extra.keyUsage } : {}) }, Buffer.from(material));
+      keys.paymentKeys.importKey({ name: n(stem), type, purpose, exportable: extra.exportable ?? false, ...(extra.keyUsage ? { keyUsage: extra.keyUsage } : {}) }, Buffer.from(material));
     /** A TR-31 block of a known key under a known KBPK (this project's sealing; the published vectors check it). */
     const seal = async (
       kbpk: Buffer,

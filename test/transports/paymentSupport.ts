@@ -162,7 +162,7 @@ export async function plantKeys(service: KeyService): Promise<PlantedKeys> {
     extra: { exportable?: boolean; modeOfUse?: ModeOfUse; keyUsage?: KeyUsage } = {},
   ) => {
     const name = freshName(stem);
-    await service.importKey({ name, type, purpose, exportable: extra.exportable ?? false, ...extra }, hex(material));
+    await service.paymentKeys.importKey({ name, type, purpose, exportable: extra.exportable ?? false, ...extra }, hex(material));
     return name;
   };
   return {

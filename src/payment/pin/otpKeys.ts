@@ -6,7 +6,7 @@
  * say) then fails the check. The list is read on every call (tests grow it after start).
  */
 import { HsmBridgeError } from '../../errors.js';
-import type { PaymentKey } from '../../operations/keyService.js';
+import type { PaymentKey } from '../paymentKeys.js';
 
 /** `name` or `name:KCV` (6 hex digits); the configuration schema checks the same. */
 export const OTP_KEY_ENTRY_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(:[0-9A-Fa-f]{6})?$';

@@ -19,6 +19,7 @@ import type { JoseService } from '../../jose/joseService.js';
 import { keyTypes } from '../../keys/types.js';
 import type { KeyService } from '../../operations/keyService.js';
 import type { KeyUsed } from '../keyUsed.js';
+import type { PaymentKeys } from '../paymentKeys.js';
 import type { OtpKeys } from './otpKeys.js';
 import type { IncomingPin, PinService } from './pinService.js';
 
@@ -48,7 +49,9 @@ export interface PinToJweResult {
 }
 
 export interface OtpJweDependencies {
+  /** For the recipient, a key of this service. */
   readonly keys: KeyService;
+  readonly paymentKeys: PaymentKeys;
   readonly pins: PinService;
   readonly jose: JoseService;
   readonly participants?: ParticipantRegistry;
@@ -69,7 +72,7 @@ export class OtpJweService {
       throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${quote(incomingName)} is not configured for the OTP flow (payment.otpIncomingKeys)`);
     }
     const dukpt = req.incoming.dukpt !== undefined;
-    this.deps.otpKeys.check(await this.deps.keys.paymentKey(incomingName, dukpt ? 'bdk' : 'pin', dukpt ? 'derive' : 'decrypt', req.incoming.keyVersion));
+    this.deps.otpKeys.check(await this.deps.paymentKeys.resolve(incomingName, dukpt ? 'bdk' : 'pin', dukpt ? 'derive' : 'decrypt', req.incoming.keyVersion));
     const alg = req.alg ?? recipient.defaultAlg;
     const enc = req.enc ?? 'A256GCM';
     let jwe: string | undefined;

@@ -14,13 +14,12 @@
  */
 import type { Logger } from 'pino';
 import { HsmBridgeError, invalid } from '../../errors.js';
-import type { BlockKey, DukptDerivation, TransientKey } from '../../backend/port.js';
+import type { DukptDerivation, TransientKey } from '../../backend/port.js';
 import { keyTypes } from '../../keys/types.js';
-import type { KeyService, PaymentKey } from '../../operations/keyService.js';
 import { checkAesKsn, checkTdesKsn } from '../dukpt/ksn.js';
 import type { AesDukptWorkingKey } from '../dukpt/aesDukpt.js';
 import { keyUsed, type KeyUsed } from '../keyUsed.js';
-import { paymentPrimitives, type PaymentPrimitives } from '../paymentBackend.js';
+import type { PaymentBlockKey, PaymentKey, PaymentKeys } from '../paymentKeys.js';
 import type { OtpKeys } from './otpKeys.js';
 import { MAX_PAN_DIGITS, MIN_PAN_DIGITS, assertPan } from './pan.js';
 import { AES_PIN_BLOCK_BYTES, TDES_PIN_BLOCK_BYTES, decipherFormat4, decodePinBlock, encipherFormat4, encodePinBlock } from './pinBlock.js';
@@ -72,15 +71,11 @@ interface DecipheredWith {
 }
 
 export class PinService {
-  private readonly primitives: PaymentPrimitives;
-
   constructor(
-    private readonly keys: KeyService,
+    private readonly keys: PaymentKeys,
     private readonly logger: Logger,
     private readonly otpKeys: OtpKeys,
-  ) {
-    this.primitives = paymentPrimitives(keys.backendForPayments());
-  }
+  ) {}
 
   async translate(req: TranslatePinRequest): Promise<TranslatePinResult> {
     const { format: inFormat, pan: inPan } = this.parseIncoming(req.incoming, req.pinBlock);
@@ -101,12 +96,12 @@ export class PinService {
       }
       if (req.outgoing.pan !== undefined) throw invalid(`${outFormat} carries no PAN: omit outgoing.pan`);
     }
-    const outgoing = await this.keys.paymentKey(req.outgoing.keyName, 'pin', 'encrypt', req.outgoing.keyVersion);
+    const outgoing = await this.keys.resolve(req.outgoing.keyName, 'pin', 'encrypt', req.outgoing.keyVersion);
     this.otpKeys.refuseAsOutgoing(outgoing);
     checkFamily(outgoing, outFormat, 'outgoing');
     let pinBlock: Buffer | undefined;
     const opened = await this.withClearPin(req.incoming, inFormat, inPan, req.pinBlock, async (pin) => {
-      pinBlock = await this.encipher(outgoing.ref, pin, outFormat, outPan);
+      pinBlock = await this.encipher(outgoing, pin, outFormat, outPan);
     });
     return { pinBlock: pinBlock!, incoming: opened.key, outgoing: keyUsed(outgoing) };
   }
@@ -154,26 +149,23 @@ export class PinService {
   private async openIncomingKey(
     incoming: IncomingPin,
     format: PinBlockFormat,
-  ): Promise<{ key: KeyUsed; blockKey: BlockKey; release: () => Promise<void> }> {
+  ): Promise<{ key: KeyUsed; blockKey: PaymentBlockKey; release: () => Promise<void> }> {
     if (incoming.dukpt === undefined) {
-      const pinKey = await this.keys.paymentKey(incoming.keyName, 'pin', 'decrypt', incoming.keyVersion);
+      const pinKey = await this.keys.resolve(incoming.keyName, 'pin', 'decrypt', incoming.keyVersion);
       checkFamily(pinKey, format, 'incoming');
-      return { key: keyUsed(pinKey), blockKey: pinKey.ref, release: async () => {} };
+      return { key: keyUsed(pinKey), blockKey: pinKey, release: async () => {} };
     }
-    const bdk = await this.keys.paymentKey(incoming.keyName, 'bdk', 'derive', incoming.keyVersion);
+    const bdk = await this.keys.resolve(incoming.keyName, 'bdk', 'derive', incoming.keyVersion);
     const derivation = dukptDerivation(bdk, incoming.dukpt, format);
-    if (!this.keys.capabilities().payment?.dukpt.includes(derivation.scheme)) {
-      throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the backend cannot derive ${derivation.scheme === 'tdes' ? 'TDES' : 'AES'} DUKPT keys`);
-    }
-    const transient: TransientKey = await this.keys.onKey(bdk.ref, () => this.primitives.deriveDukptKey(bdk.ref, derivation));
-    return { key: keyUsed(bdk), blockKey: transient, release: () => this.primitives.releaseTransientKey(transient) };
+    const transient: TransientKey = await this.keys.deriveDukptKey(bdk, derivation);
+    return { key: keyUsed(bdk), blockKey: transient, release: () => this.keys.releaseTransientKey(transient) };
   }
 
   // --- blocks --------------------------------------------------------------------------------------
 
-  private async decipher(key: BlockKey, block: Buffer, format: PinBlockFormat, pan: string | undefined): Promise<Buffer> {
-    if (format === 'ISO_FORMAT_4') return decipherFormat4(block, pan!, (b) => this.primitives.decryptBlocks(key, b));
-    const clear = await this.primitives.decryptBlocks(key, block);
+  private async decipher(key: PaymentBlockKey, block: Buffer, format: PinBlockFormat, pan: string | undefined): Promise<Buffer> {
+    if (format === 'ISO_FORMAT_4') return decipherFormat4(block, pan!, (b) => this.keys.decryptBlocks(key, b));
+    const clear = await this.keys.decryptBlocks(key, block);
     try {
       const n = formatNumber[format] as 0 | 1 | 3;
       return decodePinBlock(clear, n === 1 ? { format: 1 } : { format: n, pan: pan! });
@@ -182,12 +174,12 @@ export class PinService {
     }
   }
 
-  private async encipher(key: BlockKey, pin: Buffer, format: PinBlockFormat, pan: string | undefined): Promise<Buffer> {
-    if (format === 'ISO_FORMAT_4') return encipherFormat4(pin, pan!, (b) => this.primitives.encryptBlocks(key, b));
+  private async encipher(key: PaymentBlockKey, pin: Buffer, format: PinBlockFormat, pan: string | undefined): Promise<Buffer> {
+    if (format === 'ISO_FORMAT_4') return encipherFormat4(pin, pan!, (b) => this.keys.encryptBlocks(key, b));
     const n = formatNumber[format] as 0 | 1 | 3;
     const clear = encodePinBlock(pin, n === 1 ? { format: 1 } : { format: n, pan: pan! });
     try {
-      return await this.primitives.encryptBlocks(key, clear);
+      return await this.keys.encryptBlocks(key, clear);
     } finally {
       clear.fill(0);
     }

@@ -19,10 +19,9 @@
  * narrower still here (hsm-bridge offers each kind of key only its one scheme).
  */
 import { HsmBridgeError, invalid } from '../../errors.js';
-import { keyTypes, isPaymentPurpose, type KeyMetadata } from '../../keys/types.js';
-import type { KeyService, PaymentKey } from '../../operations/keyService.js';
+import { keyTypes, type KeyMetadata } from '../../keys/types.js';
 import { keyUsed, type KeyUsed } from '../keyUsed.js';
-import { paymentPrimitives, type PaymentPrimitives } from '../paymentBackend.js';
+import type { PaymentKey, PaymentKeys } from '../paymentKeys.js';
 import { deriveKeyBlockKeys, openKeyBlock, sealKeyBlock, type KeyBlockKeys } from './keyBlock.js';
 import { assertCheckValue, checkBlockOf, checkValueBlock, checkValueMismatch } from './checkValueBlocks.js';
 import { parseVersion, type Tr31Header } from './header.js';
@@ -61,18 +60,14 @@ export interface ExportTr31Result {
 }
 
 export class KeyExchangeService {
-  private readonly primitives: PaymentPrimitives;
-
-  constructor(private readonly keys: KeyService) {
-    this.primitives = paymentPrimitives(keys.backendForPayments());
-  }
+  constructor(private readonly keys: PaymentKeys) {}
 
   async importTr31(req: ImportTr31Request): Promise<ImportTr31Result> {
     const text = req.keyBlock;
     if (typeof text !== 'string' || text.length === 0) throw invalid('keyBlock is required: the TR-31 key block as text');
     if (text.length > MAX_KEY_BLOCK_CHARS) throw new HsmBridgeError('PAYLOAD_TOO_LARGE', `a key block is at most ${MAX_KEY_BLOCK_CHARS} characters`);
     const version = parseVersion(text.slice(0, 1));
-    const kbpk = await this.keys.paymentKey(req.kbpk?.keyName, 'kbpk', 'decrypt', req.kbpk?.keyVersion);
+    const kbpk = await this.keys.resolve(req.kbpk?.keyName, 'kbpk', 'decrypt', req.kbpk?.keyVersion);
     checkKbpkFamily(kbpk.meta, version);
     const blockKeys = await this.blockKeys(kbpk, version);
     let material: Buffer | undefined;
@@ -94,21 +89,18 @@ export class KeyExchangeService {
   async exportTr31(req: ExportTr31Request): Promise<ExportTr31Result> {
     const exportability = req.exportability ?? 'N';
     if (exportability !== 'E' && exportability !== 'N' && exportability !== 'S') throw invalid('exportability must be E, N or S');
-    const current = await this.keys.getKey(req.name);
-    if (!isPaymentPurpose(current.purpose)) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${current.name} is not a payment key and cannot be exported`);
-    const { meta, version } = await this.keys.usableKeyVersion(current.name, current.purpose, req.keyVersion);
-    if (!meta.exportable) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} is not exportable`);
-    const kbpk = await this.keys.paymentKey(req.kbpk?.keyName, 'kbpk', 'encrypt', req.kbpk?.keyVersion);
+    const key = await this.keys.exportable(req.name, req.keyVersion);
+    const { meta, version } = key;
+    const kbpk = await this.keys.resolve(req.kbpk?.keyName, 'kbpk', 'encrypt', req.kbpk?.keyVersion);
     if (kbpk.meta.name === meta.name) throw invalid('a key cannot be exported under itself');
     const blockVersionFor = keyTypes[kbpk.meta.type].family === 'tdes' ? 'B' : 'D';
     assertKbpkProtects(kbpk.meta.type, meta.type);
     const header = headerForKey(meta, blockVersionFor, exportability);
     const keyCheckValue = (await this.keys.keyCheckValue(meta, version))!;
-    const ref = { name: meta.name, version: version.version, type: meta.type };
     const blockKeys = await this.blockKeys(kbpk, blockVersionFor);
     let material: Buffer | undefined;
     try {
-      material = await this.keys.onKey(ref, () => this.primitives.exportKey(ref));
+      material = await this.keys.exportKey(key);
       const keyBlock = sealKeyBlock(header, material, blockKeys);
       return { keyBlock, keyName: meta.name, keyVersion: version.version, keyCheckValue, kbpk: keyUsed(kbpk) };
     } finally {
@@ -138,8 +130,7 @@ export class KeyExchangeService {
       if (!(await this.keys.checkBlockStartsWith(kbpk, kp.kcv))) throw checkValueMismatch(kp);
       return;
     }
-    const backend = this.keys.backendForPayments();
-    const block = await this.keys.onKey(kbpk.ref, () => backend.mac(kbpk.ref, 'TDES_CMAC', Buffer.alloc(8)));
+    const block = await this.keys.cmac(kbpk, Buffer.alloc(8));
     try {
       assertCheckValue(kp, block);
     } finally {
@@ -147,11 +138,9 @@ export class KeyExchangeService {
     }
   }
 
-  /** KBEK and KBAK, each part a CMAC under the KBPK computed in the backend. */
+  /** KBEK and KBAK, each part a CMAC under the KBPK (TDES_CMAC for version B, AES_CMAC for D) computed in the backend. */
   private blockKeys(kbpk: PaymentKey, version: 'B' | 'D'): Promise<KeyBlockKeys> {
-    const algorithm = version === 'B' ? 'TDES_CMAC' : 'AES_CMAC';
-    const backend = this.keys.backendForPayments();
-    return deriveKeyBlockKeys(version, keyTypes[kbpk.meta.type].bits / 8, (input) => this.keys.onKey(kbpk.ref, () => backend.mac(kbpk.ref, algorithm, input)));
+    return deriveKeyBlockKeys(version, keyTypes[kbpk.meta.type].bits / 8, (input) => this.keys.cmac(kbpk, input));
   }
 }
 

@@ -208,7 +208,7 @@ describe.each(paymentTargets)('gRPC PaymentService on the $label backend', (targ
         'KEY_NOT_FOUND',
       );
       const name = freshName('off');
-      await grpc.service.importKey({ name, type: 'TDES_2KEY', purpose: 'pin', exportable: false }, Buffer.from(zpkTdes2Material, 'hex'));
+      await grpc.service.paymentKeys.importKey({ name, type: 'TDES_2KEY', purpose: 'pin', exportable: false }, Buffer.from(zpkTdes2Material, 'hex'));
       await grpc.client.call('DisableKey', { name });
       await expectGrpcError(pay('TranslatePin', { ...zone(), outgoing: { keyName: name, format: 'ISO_FORMAT_0' } }), status.FAILED_PRECONDITION, 'KEY_DISABLED');
       await expectGrpcError(pay('ImportTr31', { name: keys.zpkAes, keyBlock: vectors.tr31.blockB, kbpk: { keyName: keys.kbpkB } }), status.ALREADY_EXISTS, 'KEY_ALREADY_EXISTS');

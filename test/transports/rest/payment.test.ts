@@ -373,7 +373,7 @@ describe.each(paymentTargets)('REST payment routes on the $label backend', (targ
       expectError(await translate({ ...zone(), outgoing: { keyName: keys.zpkTdes2, keyVersion: 9, format: 'ISO_FORMAT_0' } }), 404, 'KEY_VERSION_NOT_FOUND');
       expectError(await rest.call('POST', '/v1/keys/no-such-key/export/tr31', { kbpk: { keyName: keys.kbpkB } }), 404, 'KEY_NOT_FOUND');
       const name = freshName('off');
-      await rest.service.importKey({ name, type: 'TDES_2KEY', purpose: 'pin', exportable: false }, Buffer.from(zpkTdes2Material, 'hex'));
+      await rest.service.paymentKeys.importKey({ name, type: 'TDES_2KEY', purpose: 'pin', exportable: false }, Buffer.from(zpkTdes2Material, 'hex'));
       expect((await rest.call('POST', `/v1/keys/${name}/disable`)).status).toBe(200);
       expectError(await translate({ ...zone(), outgoing: { keyName: name, format: 'ISO_FORMAT_0' } }), 409, 'KEY_DISABLED');
     });

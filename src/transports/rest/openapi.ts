@@ -125,7 +125,7 @@ export class OpenApiCollector {
   };
 
   /** Built on first use, after every route is registered. */
-  build(info: { title: string; version: string }): Json {
+  build(info: { title: string; version: string; description: string; license: { name: string; url: string } }): Json {
     if (this.document) return this.document;
     const paths: Record<string, Record<string, Json>> = {};
     for (const route of this.routes) {
@@ -135,6 +135,8 @@ export class OpenApiCollector {
     this.document = {
       openapi: '3.0.3',
       info,
+      // Relative: the document describes the server that serves it.
+      servers: [{ url: '/', description: 'This hsm-bridge instance' }],
       tags: Object.entries(documentTags).map(([name, description]) => ({ name, description })),
       paths,
       components: { schemas: Object.fromEntries(Object.entries(namedSchemas).map(([name, schema]) => [name, publish(schema, true)])) },

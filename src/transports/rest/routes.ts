@@ -71,6 +71,7 @@ export function transportRoutes(app: FastifyInstance, service: KeyService, opena
   });
 
   app.get('/openapi.json', {
+    schema: { response: { 200: { type: 'object', additionalProperties: true, description: 'An OpenAPI 3.0 document.' } } },
     config: { doc: { operationId: 'openapi', tags: ['service'], summary: 'This OpenAPI document', description: 'Generated from the operation declarations and the schemas the server validates with.', errors: [] } },
     handler: async () => openapiDocument(),
   });

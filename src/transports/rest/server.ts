@@ -22,7 +22,12 @@ export interface RestServerOptions extends Omit<Services, 'keys'> {
   readonly tls?: TlsMaterial;
 }
 
-export const API_INFO = { title: 'hsm-bridge', version: '1' } as const;
+export const API_INFO = {
+  title: 'hsm-bridge',
+  version: '1',
+  description: 'Sign, verify, encrypt, decrypt and MAC, build JWS/JWE and FSPIOP signatures, and translate PIN blocks, with keys that never leave the HSM. The same operations are served over gRPC (package hsmbridge.v1).',
+  license: { name: 'Apache-2.0', url: 'https://www.apache.org/licenses/LICENSE-2.0' },
+} as const;
 
 /** The key a path names (/v1/keys/:name/...), for the log of a request refused before its operation ran. */
 function pathKeyName(request: FastifyRequest): string | undefined {

@@ -3,6 +3,12 @@
  * server validates with, listing each route's error codes. Served by the real server on the software backend
  * (the document does not depend on the backend).
  */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorCodes, httpStatusOf } from '../../../src/errors.js';
 import { fspiopValidateBody, signBody, signJwsBody } from '../../../src/api/schemas.js';
@@ -25,6 +31,8 @@ const contract: Array<[string, string]> = [
 ];
 
 type Json = Record<string, any>;
+
+const redoclyCli = resolve(dirname(fileURLToPath(import.meta.url)), '../../../node_modules/@redocly/cli/bin/cli.js');
 
 function collectRefs(value: unknown, into: string[] = []): string[] {
   if (Array.isArray(value)) value.forEach((v) => collectRefs(v, into));
@@ -132,4 +140,24 @@ describe('OpenAPI document', () => {
     expect(op('get', '/v1/fspiop/participants/{id}/keys/{keyId}').parameters.map((p: Json) => p.name)).toEqual(['id', 'keyId']);
     expect(op('get', '/.well-known/jwks.json').responses['200'].content['application/json'].schema.required).toEqual(['keys']);
   });
+
+  it('passes the Redocly linter (recommended rules) with no error but the security schemes, which the identity stage adds', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hsmb-openapi-'));
+    try {
+      const file = join(dir, 'openapi.json');
+      await writeFile(file, JSON.stringify(doc));
+      // redocly exits 1 when it finds errors; its JSON report is on stdout either way.
+      const run = promisify(execFile)(process.execPath, [redoclyCli, 'lint', file, '--format=json'], {
+        env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true', NO_UPDATE_NOTIFIER: '1' },
+        maxBuffer: 64 * 1024 * 1024,
+      }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+      const report = JSON.parse((await run).stdout) as { problems: Array<{ ruleId: string; severity: string; message: string }> };
+      const errors = report.problems.filter((p) => p.severity === 'error');
+      expect(errors.filter((p) => p.ruleId !== 'security-defined')).toEqual([]);
+      // The document is linted for real: without security schemes every operation is reported.
+      expect(errors.length).toBeGreaterThanOrEqual(contract.length - 3);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -74,6 +74,6 @@ export function destroyQuietly(api: Pkcs11Api, session: Handle, handle: Handle):
 
 /** A key object no metadata lists, old enough that no create or rotate can still be about to list it. */
 export function isAbandoned(o: KeyObject, listed: ReadonlySet<string>, now = Date.now()): boolean {
-  return !listed.has(o.id) && (o.parsed.createdMs === undefined || now - o.parsed.createdMs > ORPHAN_GRACE_MS);
+  return !listed.has(o.id) && now - o.parsed.createdMs > ORPHAN_GRACE_MS;
 }
 

@@ -5,7 +5,7 @@
  */
 import { createPublicKey, randomBytes as nodeRandomBytes, timingSafeEqual, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
-import { algorithmsFor, signAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
+import { algorithmsFor, encryptAlgorithms, signAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import type { Backend, BackendHealth, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
@@ -20,9 +20,7 @@ import { CONFLICT, KeyChanges, type Conflict } from '../../src/backend/keyChange
 
 const R = Enum.ResultReason;
 const Mask = Enum.CryptographicUsageMask;
-const GCM_IV_BYTES = 12;
-const GCM_TAG_BYTES = 16;
-/** Tries of a lifecycle change that keeps losing to other replicas' changes of the same key. */
+const { ivLength: GCM_IV_BYTES, tagLength: GCM_TAG_BYTES } = encryptAlgorithms.AES_GCM;
 /**
  * A head this old on the server's clock, still Pre-Active or revoked without an Active successor, was left
  * by a writer that stopped: the longest a live writer may take between two steps of one change.

@@ -6,7 +6,7 @@
 import { constants, createPublicKey, publicEncrypt, randomBytes as nodeRandomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import pkcs11js from 'pkcs11js';
-import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../../src/algorithms/registry.js';
+import { encryptAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import { CONFLICT, KeyChanges, type Conflict } from '../../src/backend/keyChanges.js';
 import type { Backend, BackendHealth, BlockKey, Capabilities, DukptDerivation, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
@@ -43,9 +43,7 @@ import { generationFor } from './templates.js';
 import { TransientKeys } from './transientKeys.js';
 
 const A = pkcs11js;
-const GCM_IV_BYTES = 12;
-const GCM_TAG_BYTES = 16;
-/** Tries of a lifecycle change that keeps losing to other replicas' changes of the same key. */
+const { ivLength: GCM_IV_BYTES, tagLength: GCM_TAG_BYTES } = encryptAlgorithms.AES_GCM;
 
 /**
  * pkcs11js passes an empty Buffer as a NULL pointer, which tokens refuse (CKR_ARGUMENTS_BAD) even

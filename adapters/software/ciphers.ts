@@ -10,7 +10,7 @@ import {
   randomBytes,
   type KeyObject,
 } from 'node:crypto';
-import { encryptAlgorithms } from '../../src/algorithms/registry.js';
+import { encryptAlgorithms, type EncryptAlgorithmInfo } from '../../src/algorithms/registry.js';
 import type { RawCiphertext } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 
@@ -42,7 +42,7 @@ export function aesGcmDecrypt(key: KeyObject, ciphertext: RawCiphertext, aad?: B
   return plaintext;
 }
 
-export type OaepHash = 'sha256' | 'sha1';
+type OaepHash = NonNullable<EncryptAlgorithmInfo['oaepHash']>;
 
 export function rsaOaepEncrypt(publicKey: KeyObject, plaintext: Buffer, oaepHash: OaepHash): RawCiphertext {
   return { data: publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, plaintext) };

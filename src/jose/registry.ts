@@ -3,17 +3,20 @@
  * it, each JWE "alg" (how the content encryption key, CEK, is made or protected, and which key it needs)
  * and each JWE "enc" (content encryption: key length, IV and tag sizes). Names are RFC 7518's.
  */
-import { signAlgorithms, type EncryptAlgorithm, type SignAlgorithm } from '../algorithms/registry.js';
+import { encryptAlgorithms, signAlgorithms, type EncryptAlgorithm, type SignAlgorithm } from '../algorithms/registry.js';
 import { HsmBridgeError } from '../errors.js';
-import type { KeyType } from '../keys/types.js';
+import { keyTypes, type KeyType } from '../keys/types.js';
 
 /** JWS "alg" values: the same names as hsm-bridge's sign algorithms (RFC 7518 §3, RFC 8037 for EdDSA). */
 export type JwsAlgorithm = SignAlgorithm;
 export const jwsAlgorithms = Object.keys(signAlgorithms) as JwsAlgorithm[];
 
+/** JOSE's AES-GCM has the backend AES_GCM's sizes (96-bit IV, 128-bit tag): "dir" content is the backend's output. */
+const { ivLength, tagLength } = encryptAlgorithms.AES_GCM;
+
 export const jweContentEncryptions = {
-  A128GCM: { keyLength: 16, ivLength: 12, tagLength: 16, cipher: 'aes-128-gcm', dirKeyType: 'AES_128' },
-  A256GCM: { keyLength: 32, ivLength: 12, tagLength: 16, cipher: 'aes-256-gcm', dirKeyType: 'AES_256' },
+  A128GCM: { keyLength: 16, ivLength, tagLength, cipher: 'aes-128-gcm', dirKeyType: 'AES_128' },
+  A256GCM: { keyLength: 32, ivLength, tagLength, cipher: 'aes-256-gcm', dirKeyType: 'AES_256' },
 } as const satisfies Record<string, JweContentEncryptionInfo>;
 export type JweEnc = keyof typeof jweContentEncryptions;
 
@@ -35,8 +38,8 @@ export interface JweContentEncryptionInfo {
  * - dir: the backend AES key is the CEK and the backend encrypts the content itself.
  */
 export const jweKeyManagements = {
-  'RSA-OAEP-256': { kind: 'rsa-oaep', backendAlgorithm: 'RSA_OAEP_SHA256', oaepHash: 'sha256' },
-  'RSA-OAEP': { kind: 'rsa-oaep', backendAlgorithm: 'RSA_OAEP_SHA1', oaepHash: 'sha1' },
+  'RSA-OAEP-256': { kind: 'rsa-oaep', backendAlgorithm: 'RSA_OAEP_SHA256', oaepHash: encryptAlgorithms.RSA_OAEP_SHA256.oaepHash },
+  'RSA-OAEP': { kind: 'rsa-oaep', backendAlgorithm: 'RSA_OAEP_SHA1', oaepHash: encryptAlgorithms.RSA_OAEP_SHA1.oaepHash },
   'ECDH-ES': { kind: 'ecdh-es' },
   'ECDH-ES+A128KW': { kind: 'ecdh-es', wrapKeyLength: 16 },
   'ECDH-ES+A256KW': { kind: 'ecdh-es', wrapKeyLength: 32 },
@@ -52,10 +55,12 @@ export type JweKeyManagementInfo =
   | { readonly kind: 'aes-kw'; readonly keyType: KeyType }
   | { readonly kind: 'dir' };
 
-/** The curves ECDH-ES works with here: JWK "crv" -> key type and node:crypto curve name. */
+const ecdhCurve = <T extends 'EC_P256' | 'EC_P384'>(keyType: T) => ({ keyType, nodeCurve: keyTypes[keyType].nodeCurve }) as const;
+
+/** The curves ECDH-ES works with here (those of the key types that agree): JWK "crv" -> key type and node:crypto curve name. */
 export const ecdhCurves = {
-  'P-256': { keyType: 'EC_P256', nodeCurve: 'prime256v1' },
-  'P-384': { keyType: 'EC_P384', nodeCurve: 'secp384r1' },
+  [keyTypes.EC_P256.curve]: ecdhCurve('EC_P256'),
+  [keyTypes.EC_P384.curve]: ecdhCurve('EC_P384'),
 } as const satisfies Record<string, { keyType: KeyType; nodeCurve: string }>;
 
 /** RFC 3394 key wrap in node:crypto, by key length; the IV is RFC 3394's default. */

@@ -93,7 +93,7 @@ export interface PaymentKey { meta: KeyMetadata; version: KeyVersionInfo; ref: K
 /** sharedSecret is secret: the caller zeroes it as soon as its KDF has run. */
 export interface SharedSecretResult { keyVersion: KeyVersion; sharedSecret: Buffer }
 
-const curveOfKeyType: Partial<Record<KeyType, string>> = { EC_P256: 'prime256v1', EC_P384: 'secp384r1' };
+const curveOfKeyType: Partial<Record<KeyType, string>> = Object.fromEntries(Object.entries(keyTypes).flatMap(([type, info]) => ('nodeCurve' in info ? [[type, info.nodeCurve]] : [])));
 
 /** The modes of use (X9.143) that allow each use; a key without a mode of use allows what its purpose does. */
 const modesAllowing: Record<KeyUse, readonly ModeOfUse[]> = {

@@ -12,13 +12,10 @@ import { xorInPlace } from '../../src/payment/crypto/blockCiphers.js';
 import { iso9797Pad } from '../../src/payment/crypto/iso9797.js';
 import type { VersionHandles } from './keyObjects.js';
 import { CKM } from './mechanisms.js';
-import type { Handle, Pkcs11Api } from './module.js';
+import { notNull, type Handle, type Pkcs11Api } from './module.js';
 
 const TDES_BLOCK = 8;
 const ZERO_IV = Buffer.alloc(TDES_BLOCK);
-
-/** pkcs11js passes an empty Buffer as NULL, which tokens refuse; an empty view of a real buffer is not NULL. */
-const notNull = (b: Buffer) => (b.length > 0 ? b : Buffer.alloc(1).subarray(0, 0));
 
 /** The full-length MAC of `data` under the version's key. */
 export async function macInToken(api: Pkcs11Api, session: Handle, key: VersionHandles, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {

@@ -13,7 +13,7 @@
  * - SoftHSM (and others) make a data object's CKA_VALUE read-only, so a change writes a new object with
  *   the next revision (basedOn = SHA-256 of the value it changed) and then destroys the older ones.
  *   Readers take the highest revision and, between two objects at the same revision (two replicas wrote
- *   at once; see backend.ts for how one of them withdraws), the lowest SHA-256 of the value.
+ *   at once; see revisions.ts for how one of them withdraws), the lowest SHA-256 of the value.
  * - A version may have companion objects (paymentKeys.ts: the BDK variant, K1 of a MAC key) under the
  *   same label and CKA_ID = the version's ID || a role byte. They are found, rotated and destroyed with
  *   the version; the metadata lists the roles a version has, and a listed companion that is missing

@@ -57,7 +57,7 @@ export function rsaOaepDecrypt(privateKey: KeyObject, ciphertext: RawCiphertext,
 }
 
 /** RFC 3394's default initial value; OpenSSL's id-aes*-wrap ciphers check it on unwrap. */
-const KW_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
+const KW_IV = Buffer.from(encryptAlgorithms.AES_KW.wrap.iv, 'hex');
 const kwCipherName = (key: KeyObject) => `id-aes${key.symmetricKeySize! * 8}-wrap`;
 
 /** AES key wrap (RFC 3394). The core has checked the length: a multiple of 8 bytes, at least 16. */

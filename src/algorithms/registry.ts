@@ -33,10 +33,10 @@ export const encryptAlgorithms = {
   /** RSAES-OAEP with SHA-1 and MGF1-SHA-1, empty label: JOSE's RSA-OAEP, for JWE interoperability. */
   RSA_OAEP_SHA1: { family: 'rsa', oaepHash: 'sha1', oaepHashLength: 20 },
   /**
-   * AES key wrap (RFC 3394, default IV A6A6A6A6A6A6A6A6): JOSE's A128KW / A256KW. The input is key
-   * material: a multiple of 8 bytes, at least 16; the output is 8 bytes longer. Deterministic, no AAD.
+   * AES key wrap (RFC 3394, its default IV, hex): JOSE's A128KW / A256KW. The input is key material: a
+   * multiple of 8 bytes, at least 16; the output is 8 bytes longer. Deterministic, no AAD.
    */
-  AES_KW: { family: 'aes', purpose: 'wrap', wrap: { blockLength: 8, minLength: 16, overhead: 8 } },
+  AES_KW: { family: 'aes', purpose: 'wrap', wrap: { blockLength: 8, minLength: 16, overhead: 8, iv: 'a6a6a6a6a6a6a6a6' } },
 } as const satisfies Record<string, EncryptAlgorithmInfo>;
 
 /** Key agreement: raw ECDH (SEC 1 §3.3.1); its shared secret feeds a KDF inside hsm-bridge and is never returned. */
@@ -91,7 +91,7 @@ export interface EncryptAlgorithmInfo {
   readonly oaepHash?: 'sha256' | 'sha1';
   /** RSA-OAEP: the length of its hash, which bounds the plaintext (k - 2 hLen - 2 bytes). */
   readonly oaepHashLength?: number;
-  readonly wrap?: { readonly blockLength: number; readonly minLength: number; readonly overhead: number };
+  readonly wrap?: { readonly blockLength: number; readonly minLength: number; readonly overhead: number; readonly iv: string };
 }
 export interface MacAlgorithmInfo {
   readonly family: KeyFamily;

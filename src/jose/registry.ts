@@ -65,7 +65,7 @@ export const ecdhCurves = {
 
 /** RFC 3394 key wrap in node:crypto, by key length; the IV is RFC 3394's default. */
 export const aesKeyWrapCipher = { 16: 'id-aes128-wrap', 32: 'id-aes256-wrap' } as const;
-export const AES_KW_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
+export const AES_KW_IV = Buffer.from(encryptAlgorithms.AES_KW.wrap.iv, 'hex');
 
 function parseFrom<T extends string>(table: Record<string, unknown>, value: unknown, what: string): T {
   if (typeof value !== 'string' || !Object.hasOwn(table, value)) {

@@ -55,12 +55,10 @@ export type JweKeyManagementInfo =
   | { readonly kind: 'aes-kw'; readonly keyType: KeyType }
   | { readonly kind: 'dir' };
 
-const ecdhCurve = <T extends 'EC_P256' | 'EC_P384'>(keyType: T) => ({ keyType, nodeCurve: keyTypes[keyType].nodeCurve }) as const;
-
 /** The curves ECDH-ES works with here (those of the key types that agree): JWK "crv" -> key type and node:crypto curve name. */
 export const ecdhCurves = {
-  [keyTypes.EC_P256.curve]: ecdhCurve('EC_P256'),
-  [keyTypes.EC_P384.curve]: ecdhCurve('EC_P384'),
+  [keyTypes.EC_P256.curve]: { keyType: 'EC_P256', nodeCurve: keyTypes.EC_P256.nodeCurve },
+  [keyTypes.EC_P384.curve]: { keyType: 'EC_P384', nodeCurve: keyTypes.EC_P384.nodeCurve },
 } as const satisfies Record<string, { keyType: KeyType; nodeCurve: string }>;
 
 /** RFC 3394 key wrap in node:crypto, by key length; the IV is RFC 3394's default. */

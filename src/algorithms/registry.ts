@@ -33,8 +33,8 @@ export const encryptAlgorithms = {
   /** RSAES-OAEP with SHA-1 and MGF1-SHA-1, empty label: JOSE's RSA-OAEP, for JWE interoperability. */
   RSA_OAEP_SHA1: { family: 'rsa', oaepHash: 'sha1', oaepHashLength: 20 },
   /**
-   * AES key wrap (RFC 3394, its default IV, hex): JOSE's A128KW / A256KW. The input is key material: a
-   * multiple of 8 bytes, at least 16; the output is 8 bytes longer. Deterministic, no AAD.
+   * AES key wrap (RFC 3394 with its default IV, `iv` in hex): JOSE's A128KW / A256KW. The input is key
+   * material: a multiple of 8 bytes, at least 16; the output is 8 bytes longer. Deterministic, no AAD.
    */
   AES_KW: { family: 'aes', purpose: 'wrap', wrap: { blockLength: 8, minLength: 16, overhead: 8, iv: 'a6a6a6a6a6a6a6a6' } },
 } as const satisfies Record<string, EncryptAlgorithmInfo>;

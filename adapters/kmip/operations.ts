@@ -4,7 +4,7 @@
  * strictly. A response must be the answer to its request: the object it names is the one asked about,
  * and an IV it reports is the one sent; anything else is refused as INTERNAL (the detail logged), since
  * a result for another object or under another IV would be wrong without looking wrong.
- * Nothing here knows about hsm-bridge keys; backend.ts and keyRecords.ts do.
+ * Nothing here knows about hsm-bridge keys; backend.ts, keyHeads.ts, versionObjects.ts and keyRecords.ts do.
  */
 import { HsmBridgeError } from '../../src/errors.js';
 import { KmipOperationError, type KmipClient } from './client.js';

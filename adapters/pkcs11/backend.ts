@@ -3,10 +3,9 @@
  * and version (keyObjects.ts), every crypto call runs on libuv's thread pool (the *Async calls) on a
  * session of its own (connection.ts), and object handles are cached per key version.
  */
-import { constants, createPublicKey, publicEncrypt, randomBytes as nodeRandomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { constants, createPublicKey, publicEncrypt, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
-import pkcs11js from 'pkcs11js';
-import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../../src/algorithms/registry.js';
+import { encryptAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import { CONFLICT, KeyChanges, type Conflict } from '../../src/backend/keyChanges.js';
 import type { Backend, BackendHealth, BlockKey, Capabilities, DukptDerivation, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
@@ -14,62 +13,30 @@ import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { isAsymmetric, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
 import type { ResolvedPkcs11Config } from './config.js';
 import { Connection } from './connection.js';
-import { CKR, ckrName, ckrOf, isDeviceGone, isHandleStale, isSignatureInvalid, toBridgeError } from './errors.js';
+import { gcmDecrypt, gcmEncrypt, hasGcmShape, newGcmIv } from './aesGcm.js';
+import { ecbInToken } from './ecb.js';
+import { CKR, ckrOf, decryptionFailed, isHandleStale, isSignatureInvalid, toBridgeError } from './errors.js';
 import { deriveAesDukpt, deriveTdesDukpt } from './dukptDerivation.js';
 import { exportKeyValue } from './keyExport.js';
-import {
-  findKeyObjects,
-  findVersion,
-  listedVersions,
-  listKeyNames,
-  newKeyObjectId,
-  readMetadata,
-  type MetadataObject,
-  type MetadataRecord,
-  type StoredMetadata,
-  type CompanionRole,
-  type VersionHandles,
-} from './keyObjects.js';
-import { CKM, CKZ_DATA_SPECIFIED, hashMechanism, signatureLength, TokenMechanisms } from './mechanisms.js';
-import type { Handle } from './module.js';
+import { HandleCache, type CachedVersion } from './handleCache.js';
+import { listedVersions, listKeyNames, newKeyObjectId, readMetadata, type VersionHandles } from './keyObjects.js';
+import { CKM, signatureLength, TokenMechanisms } from './mechanisms.js';
+import { notNull, type Handle } from './module.js';
 import { aesKeyUnwrap, aesKeyWrap, ecdhSharedSecret } from './joseMechanisms.js';
-import { emeOaepDecode } from './oaep.js';
+import { OaepDecryption } from './oaepDecryption.js';
 import { probeOaepSha256 } from './oaepProbe.js';
 import { readPublicKeySpki } from './publicKey.js';
-import { commitRevision, destroyQuietly, isAbandoned, settledCurrent } from './revisions.js';
+import { commitRevision, commitWithObjects, removeKeyObjects, removeMetadata, requireMetadata, requireSettled, settledCurrent } from './revisions.js';
 import { macInToken } from './paymentMacs.js';
-import { companionsFor, createVersionFromValue, probeSingleDes, randomTdesValue } from './paymentKeys.js';
-import { generationFor } from './templates.js';
+import { probeSingleDes } from './paymentKeys.js';
 import { TransientKeys } from './transientKeys.js';
-
-const A = pkcs11js;
-const GCM_IV_BYTES = 12;
-const GCM_TAG_BYTES = 16;
-/** Tries of a lifecycle change that keeps losing to other replicas' changes of the same key. */
-
-/**
- * pkcs11js passes an empty Buffer as a NULL pointer, which tokens refuse (CKR_ARGUMENTS_BAD) even
- * where a zero length is valid (an empty plaintext, an HMAC of nothing). An empty view of a non-empty
- * buffer has a real pointer.
- */
-const notNull = (b: Buffer) => (b.length > 0 ? b : Buffer.alloc(1).subarray(0, 0));
-
-const decryptionFailed = (cause?: unknown) => new HsmBridgeError('DECRYPTION_FAILED', 'decryption failed', cause === undefined ? undefined : { cause });
-
-/** Handles of one version, plus its public key once read (public keys never change). */
-interface CachedVersion extends VersionHandles {
-  spki?: Buffer;
-  /** For RSA-OAEP encryption in process, without a session. */
-  publicKeyObject?: KeyObject;
-}
+import { makeVersionObjects, type TokenTraits } from './versionObjects.js';
 
 export class Pkcs11Backend implements Backend {
   readonly kind = 'pkcs11';
-  private readonly handles = new Map<string, CachedVersion>();
+  private readonly handles = new HandleCache();
   /** Lifecycle changes of one name run one at a time in this process (PKCS#11 has no transactions). */
-  private readonly changes = new KeyChanges((name) => this.forgetHandles(name as KeyName));
-  /** Whether the token does OAEP with SHA-256 itself; learnt on the first RSA decryption. */
-  private nativeOaepSha256: boolean | undefined;
+  private readonly changes = new KeyChanges((name) => this.handles.forget(name as KeyName));
   private readonly transients: TransientKeys;
 
   private constructor(
@@ -77,10 +44,8 @@ export class Pkcs11Backend implements Backend {
     private readonly mechanisms: TokenMechanisms,
     private readonly caps: Capabilities,
     private readonly logger: Logger,
-    /** allowRawRsaOaepFallback, on a token that has CKM_RSA_X_509. */
-    private readonly rawRsaFallback: boolean,
-    /** CKM_DES_CBC works: new K1 companions are DES keys (else DES2 keys K1 K1; see paymentKeys.ts). */
-    private readonly singleDes: boolean,
+    private readonly traits: TokenTraits,
+    private readonly oaep: OaepDecryption,
   ) {
     this.transients = new TransientKeys(connection);
   }
@@ -99,8 +64,7 @@ export class Pkcs11Backend implements Backend {
         if (!native) caps = { ...caps, encrypt: caps.encrypt.filter((a) => a !== 'RSA_OAEP_SHA256') };
       }
       const singleDes = mechanisms.has(CKM.DES_CBC) && (await connection.run(async (session) => probeSingleDes(connection.api, session)));
-      backend = new Pkcs11Backend(connection, mechanisms, caps, logger, rawRsaFallback, singleDes);
-      backend.nativeOaepSha256 = native;
+      backend = new Pkcs11Backend(connection, mechanisms, caps, logger, { rawRsaDecrypt: rawRsaFallback, singleDes }, new OaepDecryption(logger, rawRsaFallback, native));
       return backend;
     } catch (e) {
       await connection.close();
@@ -141,12 +105,12 @@ export class Pkcs11Backend implements Backend {
       }
       // Objects under this name without metadata are left over from an interrupted create or destroy,
       // or belong to a create running on another replica right now: only the old ones go.
-      for (const o of findKeyObjects(api, session, key.name)) if (isAbandoned(o, new Set())) destroyQuietly(api, session, o.handle);
-      this.forgetHandles(key.name);
+      removeKeyObjects(api, session, key.name, new Set());
+      this.handles.forget(key.name);
       const now = new Date().toISOString();
       const id = newKeyObjectId(1 as KeyVersion);
       const record = { type: key.type, purpose: key.purpose, ...paymentAttributesOf(key) };
-      const created = await this.generate(session, record, key.name, id, material);
+      const created = await makeVersionObjects(api, session, this.logger, this.traits, record, key.name, id, material);
       if (created === CONFLICT) return CONFLICT;
       const version = { createdAt: now, id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
       const change = { ...record, state: 'enabled', createdAt: now, versions: { 1: version } } as const;
@@ -157,13 +121,13 @@ export class Pkcs11Backend implements Backend {
   rotateKey(name: KeyName): Promise<KeyMetadata> {
     return this.lifecycle(name, async (session) => {
       const api = this.connection.api;
-      const base = this.requireSettled(session, name);
+      const base = requireSettled(api, session, name);
       if (base === CONFLICT) return CONFLICT;
       // A version number is never reused within one key (old ciphertexts name their version); the random
       // part of the ID keeps this writer's objects apart from a concurrent rotation's.
       const version = (Math.max(0, ...listedVersions(base.record)) + 1) as KeyVersion;
       const id = newKeyObjectId(version);
-      const created = await this.generate(session, base.record, name, id, undefined);
+      const created = await makeVersionObjects(api, session, this.logger, this.traits, base.record, name, id, undefined);
       if (created === CONFLICT) return CONFLICT;
       const entry = { createdAt: new Date().toISOString(), id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
       const versions = { ...base.record.versions, [version]: entry };
@@ -173,7 +137,7 @@ export class Pkcs11Backend implements Backend {
 
   setKeyState(name: KeyName, state: KeyState): Promise<KeyMetadata> {
     return this.lifecycle(name, async (session) => {
-      const base = this.requireSettled(session, name);
+      const base = requireSettled(this.connection.api, session, name);
       if (base === CONFLICT) return CONFLICT;
       if (base.record.state === state) return this.describe(session, name);
       return this.commitWith(session, [], () => commitRevision(this.connection.api, session, name, base, { ...base.record, state }), name);
@@ -193,17 +157,13 @@ export class Pkcs11Backend implements Backend {
         // Checked under the name's lock, so an enable that ran just before cannot slip past it.
         if (base.record.state !== 'disabled') throw new HsmBridgeError('KEY_NOT_DISABLED', `key ${name} must be disabled before it is destroyed`);
         // Metadata first: from that moment the key does not exist, whatever happens to the rest.
-        for (const o of stored.objects) destroyQuietly(api, session, o.handle);
-        removed = new Set([...(removed ?? []), ...stored.objects.flatMap((o) => Object.values(o.record.versions).map((v) => v.id))]);
-        this.forgetHandles(name);
+        removed = new Set([...(removed ?? []), ...removeMetadata(api, session, stored)]);
+        this.handles.forget(name);
         // A replica that committed a change (an enable) before we removed its base keeps the key alive:
         // start again from its revision (KEY_NOT_DISABLED, or destroy that one too if still disabled).
         if (readMetadata(api, session, name)) return CONFLICT;
       }
-      const listed = removed!;
-      for (const o of findKeyObjects(api, session, name)) {
-        if (listed.has(o.id) || isAbandoned(o, listed)) destroyQuietly(api, session, o.handle);
-      }
+      removeKeyObjects(api, session, name, removed!);
       return undefined;
     });
   }
@@ -264,36 +224,27 @@ export class Pkcs11Backend implements Backend {
     if (algorithm === 'RSA_OAEP_SHA256' || algorithm === 'RSA_OAEP_SHA1') {
       // Encryption needs only the public key: node:crypto does it (SoftHSM has no OAEP with SHA-256), and
       // an RSA public-key operation is cheap enough for the event loop.
-      const oaepHash = algorithm === 'RSA_OAEP_SHA1' ? 'sha1' : 'sha256';
+      const { oaepHash } = encryptAlgorithms[algorithm];
       return this.rsaPublicKey(key).then((pub) => ({ data: publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, plaintext) }));
     }
     if (algorithm === 'AES_KW') return this.withKey(key, async (session, h) => ({ data: await aesKeyWrap(this.connection.api, session, h.key, plaintext) }));
-    // A random 96-bit IV per message from node's CSPRNG; 2^32 messages per key stay far below the GCM bound.
-    const iv = nodeRandomBytes(GCM_IV_BYTES);
-    return this.withKey(key, async (session, h) => {
-      this.connection.api.C_EncryptInit(session, gcm(iv, aad), h.key);
-      const data = await this.connection.api.C_EncryptAsync(session, notNull(plaintext), Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
-      return { iv, data };
-    });
+    const iv = newGcmIv();
+    return this.withKey(key, (session, h) => gcmEncrypt(this.connection.api, session, h.key, iv, plaintext, aad));
   }
 
   decrypt(key: KeyRef, algorithm: EncryptAlgorithm, ciphertext: RawCiphertext, aad?: Buffer): Promise<Buffer> {
-    if (algorithm === 'RSA_OAEP_SHA256') return this.decryptOaep(key, ciphertext.data);
-    if (algorithm === 'RSA_OAEP_SHA1') return this.decryptOaepSha1(key, ciphertext.data);
+    if (algorithm === 'RSA_OAEP_SHA256' || algorithm === 'RSA_OAEP_SHA1') {
+      const k = keyTypes[key.type].bits / 8;
+      if (ciphertext.data.length !== k) return Promise.reject(decryptionFailed());
+      return this.withKey(key, (session, h) =>
+        algorithm === 'RSA_OAEP_SHA1'
+          ? this.oaep.sha1(this.connection.api, session, h.key, ciphertext.data, k)
+          : this.oaep.sha256(this.connection.api, session, h.key, ciphertext.data, k));
+    }
     if (algorithm === 'AES_KW') return this.withKey(key, (session, h) => aesKeyUnwrap(this.connection.api, session, h.key, ciphertext.data));
-    const iv = ciphertext.iv;
-    if (!iv || iv.length !== GCM_IV_BYTES || ciphertext.data.length < GCM_TAG_BYTES) return Promise.reject(decryptionFailed());
-    return this.withKey(key, async (session, h) => {
-      const api = this.connection.api;
-      try {
-        api.C_DecryptInit(session, gcm(iv, aad), h.key);
-        return await api.C_DecryptAsync(session, ciphertext.data, Buffer.alloc(ciphertext.data.length));
-      } catch (e) {
-        // SoftHSM reports a wrong tag as CKR_GENERAL_ERROR, others as CKR_ENCRYPTED_DATA_INVALID or
-        // CKR_AEAD_DECRYPT_FAILED: every failure that is not about the device or the handle is one answer.
-        throw isDeviceGone(e) || isHandleStale(e) ? e : decryptionFailed(e);
-      }
-    });
+    if (!hasGcmShape(ciphertext)) return Promise.reject(decryptionFailed());
+    const { iv, data } = ciphertext;
+    return this.withKey(key, (session, h) => gcmDecrypt(this.connection.api, session, h.key, iv, data, aad));
   }
 
   /** Every MAC in the token (paymentMacs.ts); on payment keys also the core's check values and TR-31 derivations. */
@@ -366,7 +317,7 @@ export class Pkcs11Backend implements Backend {
 
   exportKey(key: KeyRef): Promise<Buffer> {
     return this.withKey(key, async (session, h) => {
-      if (!this.requireMetadata(session, key.name).current.record.exportable) {
+      if (!requireMetadata(this.connection.api, session, key.name).current.record.exportable) {
         throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${key.name} is not exportable`);
       }
       return exportKeyValue(this.connection.api, session, h.key, keyTypes[key.type].bits / 8);
@@ -375,16 +326,7 @@ export class Pkcs11Backend implements Backend {
 
   /** ECB over whole blocks (the core checked the length) with a stored key version or a transient key. */
   private ecb(key: BlockKey, direction: 'encrypt' | 'decrypt', data: Buffer): Promise<Buffer> {
-    const api = this.connection.api;
-    const run = async (session: Handle, handle: Handle, family: 'aes' | 'tdes') => {
-      const mechanism = { mechanism: family === 'aes' ? CKM.AES_ECB : CKM.DES3_ECB };
-      if (direction === 'encrypt') {
-        api.C_EncryptInit(session, mechanism, handle);
-        return api.C_EncryptAsync(session, data, Buffer.alloc(data.length));
-      }
-      api.C_DecryptInit(session, mechanism, handle);
-      return api.C_DecryptAsync(session, data, Buffer.alloc(data.length));
-    };
+    const run = (session: Handle, handle: Handle, family: 'aes' | 'tdes') => ecbInToken(this.connection.api, session, handle, family, direction, data);
     if ('transient' in key) {
       return this.call(async (session) => {
         try {
@@ -413,95 +355,22 @@ export class Pkcs11Backend implements Backend {
     });
   }
 
-  // --- internals -----------------------------------------------------------------------------------
-
   /** Raw ECDH in the HSM; Z comes out through a session object (joseMechanisms.ts). The core has checked the peer key. */
   deriveSharedSecret(key: KeyRef, peerPublicKeySpki: Buffer): Promise<Buffer> {
     const fieldLength = Math.ceil(keyTypes[key.type].bits / 8);
     return this.withKey(key, (session, h) => ecdhSharedSecret(this.connection.api, session, h.key, peerPublicKeySpki, fieldLength));
   }
 
-  /** JOSE's RSA-OAEP: SHA-1 and MGF1-SHA-1, which every token with CKM_RSA_PKCS_OAEP does natively. */
-  private decryptOaepSha1(key: KeyRef, data: Buffer): Promise<Buffer> {
-    const k = keyTypes[key.type].bits / 8;
-    if (data.length !== k) return Promise.reject(decryptionFailed());
-    return this.withKey(key, async (session, h) => {
-      const api = this.connection.api;
-      try {
-        api.C_DecryptInit(session, oaepSha1, h.key);
-        return await api.C_DecryptAsync(session, data, Buffer.alloc(k));
-      } catch (e) {
-        // SoftHSM reports bad padding as CKR_GENERAL_ERROR: every failure not about the device, the handle
-        // or the key's permissions is the one answer (no padding oracle).
-        throw isDeviceGone(e) || isHandleStale(e) || ckrOf(e) === CKR.KEY_FUNCTION_NOT_PERMITTED ? e : decryptionFailed(e);
-      }
-    });
-  }
-
-  private decryptOaep(key: KeyRef, data: Buffer): Promise<Buffer> {
-    const k = keyTypes[key.type].bits / 8;
-    if (data.length !== k) return Promise.reject(decryptionFailed());
-    return this.withKey(key, async (session, h) => {
-      const api = this.connection.api;
-      if (this.nativeOaepSha256 !== false) {
-        try {
-          api.C_DecryptInit(session, oaepSha256, h.key);
-          this.nativeOaepSha256 = true;
-        } catch (e) {
-          const code = ckrOf(e);
-          if (this.nativeOaepSha256 === true || (code !== CKR.ARGUMENTS_BAD && code !== CKR.MECHANISM_PARAM_INVALID && code !== CKR.MECHANISM_INVALID)) throw e;
-          this.nativeOaepSha256 = false;
-          this.logger.info('pkcs11: the token refuses OAEP with SHA-256; decrypting with CKM_RSA_X_509 and removing the padding in process');
-        }
-        if (this.nativeOaepSha256) {
-          try {
-            return await api.C_DecryptAsync(session, data, Buffer.alloc(k));
-          } catch (e) {
-            throw isDeviceGone(e) || isHandleStale(e) ? e : decryptionFailed(e);
-          }
-        }
-      }
-      if (!this.rawRsaFallback) throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', 'this token does not do RSA-OAEP with SHA-256, and allowRawRsaOaepFallback is off');
-      const out = Buffer.alloc(k);
-      let em: Buffer;
-      try {
-        api.C_DecryptInit(session, { mechanism: CKM.RSA_X_509 }, h.key);
-        em = await api.C_DecryptAsync(session, data, out);
-      } catch (e) {
-        out.fill(0);
-        throw isDeviceGone(e) || isHandleStale(e) ? e : decryptionFailed(e);
-      }
-      // The raw result is k bytes; a token that drops leading zeros gets them back.
-      const padded = em.length === k ? em : Buffer.concat([Buffer.alloc(k - em.length), em]);
-      try {
-        return emeOaepDecode(padded, k, 'sha256');
-      } finally {
-        out.fill(0);
-        padded.fill(0);
-      }
-    });
-  }
+  // --- internals -----------------------------------------------------------------------------------
 
   /** A lifecycle change (src/backend/keyChanges.ts), each attempt on one session with errors mapped. */
   private lifecycle<T>(name: KeyName, change: (session: Handle) => Promise<T | Conflict>): Promise<T> {
     return this.changes.run(name, () => this.call(change));
   }
 
-  /** Commits a change whose new key objects are `created`: removes them if the commit fails or loses. */
+  /** Commits a change whose new key objects are `created` (removed if the commit fails or loses), and describes the key. */
   private commitWith(session: Handle, created: readonly Handle[], commit: () => boolean, name: KeyName): KeyMetadata | Conflict {
-    const api = this.connection.api;
-    let committed: boolean;
-    try {
-      committed = commit();
-    } catch (e) {
-      for (const h of created) destroyQuietly(api, session, h);
-      throw e;
-    }
-    if (!committed) {
-      for (const h of created) destroyQuietly(api, session, h);
-      return CONFLICT;
-    }
-    return this.describe(session, name);
+    return commitWithObjects(this.connection.api, session, created, commit) ? this.describe(session, name) : CONFLICT;
   }
 
   /** Runs on a pooled session and maps every failure to an HsmBridgeError. */
@@ -520,34 +389,18 @@ export class Pkcs11Backend implements Backend {
    * calls invalid (the object was deleted, or recreated by another replica) is looked up once more.
    */
   private withKey<T>(key: KeyRef, operation: (session: Handle, handles: CachedVersion) => Promise<T>): Promise<T> {
-    const cacheKey = handleKey(key.name, key.version);
     return this.call(async (session) => {
       for (let attempt = 0; ; attempt++) {
-        let handles = this.handles.get(cacheKey);
-        if (!handles) {
-          handles = this.lookUp(session, key);
-          this.handles.set(cacheKey, handles);
-        }
+        const handles = this.handles.of(this.connection.api, session, key);
         try {
           return await operation(session, handles);
         } catch (e) {
           if (!isHandleStale(e)) throw e;
-          this.handles.delete(cacheKey);
+          this.handles.delete(key.name, key.version);
           if (attempt > 0) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${key.name} no longer exists`, { cause: e });
         }
       }
     });
-  }
-
-  /** The objects of the version the metadata lists under its CKA_ID (never another writer's). */
-  private lookUp(session: Handle, key: KeyRef): CachedVersion {
-    const api = this.connection.api;
-    const stored = readMetadata(api, session, key.name);
-    if (!stored) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${key.name} not found`);
-    const listed = stored.current.record.versions[key.version];
-    const found = listed && findVersion(api, session, key.name, listed, isAsymmetric(key.type));
-    if (!found) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${key.name} has no version ${key.version}`);
-    return found;
   }
 
   private publicHandle(h: VersionHandles): Handle {
@@ -562,7 +415,7 @@ export class Pkcs11Backend implements Backend {
 
   /** The version's public key as a KeyObject: from the cache without touching the HSM, else read once. */
   private async rsaPublicKey(key: KeyRef): Promise<KeyObject> {
-    const cached = this.handles.get(handleKey(key.name, key.version))?.publicKeyObject;
+    const cached = this.handles.get(key.name, key.version)?.publicKeyObject;
     if (cached) return cached;
     return this.withKey(key, async (session, h) => {
       h.publicKeyObject ??= createPublicKey({ key: this.publicSpki(session, key.type, h), format: 'der', type: 'spki' });
@@ -570,83 +423,20 @@ export class Pkcs11Backend implements Backend {
     });
   }
 
-  private forgetHandles(name: KeyName): void {
-    const prefix = handleKey(name, '');
-    for (const k of this.handles.keys()) if (k.startsWith(prefix)) this.handles.delete(k);
-  }
-
-  private requireMetadata(session: Handle, name: KeyName): StoredMetadata {
-    const stored = readMetadata(this.connection.api, session, name);
-    if (!stored) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${name} not found`);
-    return stored;
-  }
-
-  /** The current revision to build a change on, or CONFLICT while other replicas' writes settle. */
-  private requireSettled(session: Handle, name: KeyName): MetadataObject | Conflict {
-    return settledCurrent(this.requireMetadata(session, name));
-  }
-
-  /**
-   * Makes the objects of one key version under `id`: generated in the token, or created from `material`
-   * (an import), or, for kinds with companion objects, from the token's random bytes (paymentKeys.ts).
-   * Returns their handles (for cleanup if the commit fails). SoftHSM's file store answers
-   * CKR_GENERAL_ERROR when a token key is generated while another session creates or destroys token
-   * objects (replicas changing keys at once): that try is retried.
-   */
-  private async generate(
-    session: Handle,
-    key: Pick<MetadataRecord, 'type' | 'purpose' | 'exportable' | 'keyUsage'>,
-    name: KeyName,
-    id: Buffer,
-    material: Buffer | undefined,
-  ): Promise<{ handles: Handle[]; companions: CompanionRole[] } | Conflict> {
-    const api = this.connection.api;
-    const { type, purpose, keyUsage } = key;
-    const options = { rawRsaDecrypt: this.rawRsaFallback, exportable: key.exportable === true, singleDes: this.singleDes, ...(keyUsage ? { keyUsage } : {}) };
-    if (material || companionsFor(type, purpose, keyUsage).length > 0) {
-      const value = material ?? randomTdesValue(api, session, type);
-      try {
-        return createVersionFromValue(api, session, { type, purpose, name, ...(keyUsage ? { keyUsage } : {}) }, id, value, options);
-      } finally {
-        if (!material) value.fill(0); // the core zeroes imported material
-      }
-    }
-    const g = generationFor(type, purpose, name, id, options);
-    try {
-      if (g.kind === 'secret') return { handles: [await api.C_GenerateKeyAsync(session, { mechanism: g.mechanism }, g.secretKey)], companions: [] };
-      const pair = await api.C_GenerateKeyPairAsync(session, { mechanism: g.mechanism }, g.publicKey, g.privateKey);
-      return { handles: [pair.publicKey, pair.privateKey], companions: [] };
-    } catch (e) {
-      if (ckrOf(e) !== CKR.GENERAL_ERROR) throw e;
-      this.logger.warn({ ckr: ckrName(e) }, 'pkcs11: key generation failed while the token was being changed; retrying');
-      return CONFLICT;
-    }
-  }
-
   /**
    * The key as stored in the token (see keyObjects.ts for what counts as existing). Handles and public
-   * keys come from the cache while the metadata still lists the same CKA_ID for the version; a changed
-   * ID (the key was destroyed and recreated elsewhere, and handles may have been reused) drops them.
+   * keys come from the cache while the metadata still lists the same CKA_ID for the version (handleCache.ts).
    */
   private describe(session: Handle, name: KeyName): KeyMetadata {
     const api = this.connection.api;
-    const record = this.requireMetadata(session, name).current.record;
+    const record = requireMetadata(api, session, name).current.record;
     const asymmetric = isAsymmetric(record.type);
     const versions: KeyVersionInfo[] = [];
     for (const version of listedVersions(record)) {
       const listed = record.versions[version]!;
-      const { createdAt, id } = listed;
-      const cacheKey = handleKey(name, version);
-      let handles = this.handles.get(cacheKey);
-      if (handles && handles.id !== id) {
-        this.forgetHandles(name);
-        handles = undefined;
-      }
-      if (!handles) {
-        handles = findVersion(api, session, name, listed, asymmetric);
-        if (!handles) continue; // listed, but its objects are gone (an interrupted destroy)
-        this.handles.set(cacheKey, handles);
-      }
+      const handles = this.handles.listed(api, session, name, version, listed, asymmetric);
+      if (!handles) continue; // listed, but its objects are gone (an interrupted destroy)
+      const { createdAt } = listed;
       versions.push(asymmetric ? { version, createdAt, publicKeySpki: this.publicSpki(session, record.type, handles) } : { version, createdAt });
     }
     const primary = versions.at(-1);
@@ -658,21 +448,3 @@ export class Pkcs11Backend implements Backend {
     };
   }
 }
-
-const handleKey = (name: KeyName, version: KeyVersion | '') => `${name}\u0000${version}`;
-
-function gcm(iv: Buffer, aad?: Buffer): pkcs11js.Mechanism {
-  const parameter: pkcs11js.AesGCM = { type: A.CK_PARAMS_AES_GCM, iv, ivBits: GCM_IV_BYTES * 8, tagBits: GCM_TAG_BYTES * 8 };
-  if (aad && aad.length > 0) parameter.aad = aad;
-  return { mechanism: CKM.AES_GCM, parameter };
-}
-
-const oaepSha1: pkcs11js.Mechanism = {
-  mechanism: CKM.RSA_PKCS_OAEP,
-  parameter: { type: A.CK_PARAMS_RSA_OAEP, hashAlg: CKM.SHA_1, mgf: A.CKG_MGF1_SHA1, source: CKZ_DATA_SPECIFIED } as pkcs11js.RsaOAEP,
-};
-
-const oaepSha256: pkcs11js.Mechanism = {
-  mechanism: CKM.RSA_PKCS_OAEP,
-  parameter: { type: A.CK_PARAMS_RSA_OAEP, hashAlg: hashMechanism.sha256.hash, mgf: hashMechanism.sha256.mgf, source: CKZ_DATA_SPECIFIED } as pkcs11js.RsaOAEP,
-};

@@ -78,6 +78,9 @@ export const isSignatureInvalid = (e: unknown) => {
   return code === CKR.SIGNATURE_INVALID || code === CKR.SIGNATURE_LEN_RANGE;
 };
 
+/** Every decryption failure is this one answer, whatever the token said (no padding or tag oracle). */
+export const decryptionFailed = (cause?: unknown) => new HsmBridgeError('DECRYPTION_FAILED', 'decryption failed', cause === undefined ? undefined : { cause });
+
 export function unavailable(detail: string, cause?: unknown): HsmBridgeError {
   return new HsmBridgeError('BACKEND_UNAVAILABLE', `HSM unavailable: ${detail}`, cause === undefined ? undefined : { cause });
 }

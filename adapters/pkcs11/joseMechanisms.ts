@@ -12,6 +12,7 @@
  */
 import { createPublicKey } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
+import { encryptAlgorithms } from '../../src/algorithms/registry.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import { CKR, ckrOf, isDeviceGone, isHandleStale } from './errors.js';
 import { CKM } from './mechanisms.js';
@@ -38,7 +39,7 @@ function takeValue(api: Pkcs11Api, session: Handle, handle: Handle): Buffer {
 export async function aesKeyWrap(api: Pkcs11Api, session: Handle, kek: Handle, data: Buffer): Promise<Buffer> {
   const object = api.C_CreateObject(session, sessionSecret([{ type: A.CKA_VALUE, value: data }]));
   try {
-    return await api.C_WrapKeyAsync(session, { mechanism: CKM.AES_KEY_WRAP }, kek, object, Buffer.alloc(data.length + 8));
+    return await api.C_WrapKeyAsync(session, { mechanism: CKM.AES_KEY_WRAP }, kek, object, Buffer.alloc(data.length + encryptAlgorithms.AES_KW.wrap.overhead));
   } finally {
     api.C_DestroyObject(session, object);
   }

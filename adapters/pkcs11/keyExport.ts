@@ -7,6 +7,7 @@
  */
 import { createDecipheriv, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
+import { encryptAlgorithms } from '../../src/algorithms/registry.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import { allowedMechanismsAttribute } from './allowedMechanisms.js';
 import { CKR, ckrOf } from './errors.js';
@@ -15,7 +16,8 @@ import type { Handle, Pkcs11Api } from './module.js';
 import { sessionSecretKey } from './sessionObjects.js';
 
 const A = pkcs11js;
-const RFC3394_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
+const { iv: kwIv, overhead: kwOverhead } = encryptAlgorithms.AES_KW.wrap;
+const RFC3394_IV = Buffer.from(kwIv, 'hex');
 const CKR_KEY_UNEXTRACTABLE = 0x6a;
 
 export async function exportKeyValue(api: Pkcs11Api, session: Handle, key: Handle, length: number): Promise<Buffer> {
@@ -31,7 +33,7 @@ export async function exportKeyValue(api: Pkcs11Api, session: Handle, key: Handl
       { type: A.CKA_VALUE, value: kekValue },
     ]);
     try {
-      wrapped = await api.C_WrapKeyAsync(session, { mechanism: CKM.AES_KEY_WRAP }, kek, key, Buffer.alloc(length + 8));
+      wrapped = await api.C_WrapKeyAsync(session, { mechanism: CKM.AES_KEY_WRAP }, kek, key, Buffer.alloc(length + kwOverhead));
     } catch (e) {
       const code = ckrOf(e);
       if (code === CKR_KEY_UNEXTRACTABLE || code === CKR.KEY_FUNCTION_NOT_PERMITTED) {

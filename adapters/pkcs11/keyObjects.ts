@@ -5,7 +5,7 @@
  *   and CKA_ID = "hsmb" || version (uint32 BE) || creation time (uint32 BE, Unix seconds) || 8 random
  *   bytes, shared by the two halves of a pair. The random part makes the objects of one version, made by
  *   one writer, distinguishable from anything another replica generates for the same name and version;
- *   the time tells how old an unlisted object is. Keys of format 1 have the 8-byte ID "hsmb" || version.
+ *   the time tells how old an unlisted object is.
  * - Each key has a metadata object: CKO_DATA, CKA_APPLICATION "hsm-bridge", CKA_LABEL = key name,
  *   CKA_VALUE = JSON {format, revision, type, purpose, state, createdAt, versions: {version: {createdAt,
  *   id}}, basedOn, writtenAt, nonce}. It is the commit point: a key exists when its metadata object
@@ -13,7 +13,7 @@
  * - SoftHSM (and others) make a data object's CKA_VALUE read-only, so a change writes a new object with
  *   the next revision (basedOn = SHA-256 of the value it changed) and then destroys the older ones.
  *   Readers take the highest revision and, between two objects at the same revision (two replicas wrote
- *   at once; see backend.ts for how one of them withdraws), the lowest SHA-256 of the value.
+ *   at once; see revisions.ts for how one of them withdraws), the lowest SHA-256 of the value.
  * - A version may have companion objects (paymentKeys.ts: the BDK variant, K1 of a MAC key) under the
  *   same label and CKA_ID = the version's ID || a role byte. They are found, rotated and destroyed with
  *   the version; the metadata lists the roles a version has, and a listed companion that is missing
@@ -31,8 +31,9 @@ import type { Handle, Pkcs11Api } from './module.js';
 const A = pkcs11js;
 export const APPLICATION = 'hsm-bridge';
 const ID_MARKER = Buffer.from('hsmb', 'latin1');
-const LEGACY_ID_LENGTH = ID_MARKER.length + 4;
-const ID_LENGTH = LEGACY_ID_LENGTH + 4 + 8;
+/** Where the creation time starts in a CKA_ID: after the marker and the version. */
+const TIME_OFFSET = ID_MARKER.length + 4;
+const ID_LENGTH = TIME_OFFSET + 4 + 8;
 const METADATA_FORMAT = 2;
 
 /** The companion objects a key version can have, and the byte that marks each one's CKA_ID. */
@@ -50,23 +51,15 @@ export function newKeyObjectId(version: KeyVersion, now = Date.now()): Buffer {
   const id = Buffer.alloc(ID_LENGTH);
   ID_MARKER.copy(id);
   id.writeUInt32BE(version, ID_MARKER.length);
-  id.writeUInt32BE(Math.floor(now / 1000), LEGACY_ID_LENGTH);
-  randomBytes(8).copy(id, LEGACY_ID_LENGTH + 4);
-  return id;
-}
-
-/** The CKA_ID of a version written by format 1, which had no random part. */
-export function legacyKeyObjectId(version: KeyVersion): Buffer {
-  const id = Buffer.alloc(LEGACY_ID_LENGTH);
-  ID_MARKER.copy(id);
-  id.writeUInt32BE(version, ID_MARKER.length);
+  id.writeUInt32BE(Math.floor(now / 1000), TIME_OFFSET);
+  randomBytes(8).copy(id, TIME_OFFSET + 4);
   return id;
 }
 
 export interface ParsedId {
   readonly version: KeyVersion;
-  /** When the ID was made (ms); undefined for a format-1 ID. */
-  readonly createdMs?: number;
+  /** When the ID was made (ms). */
+  readonly createdMs: number;
   /** Set on a companion object's ID. */
   readonly companion?: CompanionRole;
   /** The version's CKA_ID (the ID itself, without a companion's role byte), hex. */
@@ -80,12 +73,11 @@ export function parseObjectId(id: Buffer): ParsedId | undefined {
     const parsed = companion && parseObjectId(id.subarray(0, ID_LENGTH));
     return parsed && { ...parsed, companion };
   }
-  if ((id.length !== LEGACY_ID_LENGTH && id.length !== ID_LENGTH) || !id.subarray(0, ID_MARKER.length).equals(ID_MARKER)) return undefined;
+  if (id.length !== ID_LENGTH || !id.subarray(0, ID_MARKER.length).equals(ID_MARKER)) return undefined;
   const v = id.readUInt32BE(ID_MARKER.length);
   if (v < 1 || v > 0x7fffffff) return undefined;
   const version = v as KeyVersion;
-  const versionId = id.toString('hex');
-  return id.length === ID_LENGTH ? { version, createdMs: id.readUInt32BE(LEGACY_ID_LENGTH) * 1000, versionId } : { version, versionId };
+  return { version, createdMs: id.readUInt32BE(TIME_OFFSET) * 1000, versionId: id.toString('hex') };
 }
 
 export interface VersionRecord {
@@ -133,7 +125,7 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
   } catch {
     return undefined;
   }
-  if (typeof v !== 'object' || v === null || (v.format !== 1 && v.format !== METADATA_FORMAT)) return undefined;
+  if (typeof v !== 'object' || v === null || v.format !== METADATA_FORMAT) return undefined;
   const { revision, type, purpose, state, createdAt, versions, exportable, modeOfUse, keyUsage } = v;
   if (typeof revision !== 'number' || !Number.isInteger(revision) || revision < 0) return undefined;
   if (typeof type !== 'string' || !Object.hasOwn(keyTypes, type)) return undefined;
@@ -148,14 +140,6 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
     ...paymentAttributesOf({ exportable: exportable === true, modeOfUse: modeOfUse as ModeOfUse | undefined, keyUsage: keyUsage as KeyUsage | undefined }),
   } as const;
   const decoded: Record<string, VersionRecord> = {};
-  if (v.format === 1) {
-    // Format 1: {version: createdAt}, objects under the fixed ID; written long ago by definition.
-    for (const [version, at] of Object.entries(versions)) {
-      if (typeof at !== 'string' || !isVersionKey(version)) return undefined;
-      decoded[version] = { createdAt: at, id: legacyKeyObjectId(Number(version) as KeyVersion).toString('hex') };
-    }
-    return { ...common, versions: decoded, writtenAt: new Date(0).toISOString(), nonce: '' };
-  }
   for (const [version, entry] of Object.entries(versions)) {
     if (!isVersionKey(version) || typeof entry !== 'object' || entry === null) return undefined;
     const { createdAt: at, id, companions } = entry as Record<string, unknown>;

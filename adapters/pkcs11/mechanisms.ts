@@ -7,7 +7,7 @@
  *   CKM_ECDSA_SHA256, ...); otherwise the message is hashed in process and the digest signed with the
  *   raw mechanism (CKM_RSA_PKCS over DigestInfo || digest, CKM_RSA_PKCS_PSS, CKM_ECDSA). SoftHSM 2.6
  *   has no CKM_ECDSA_SHA*, so ES256/ES384 always take the digest path there.
- * - RSA_OAEP_SHA256 decryption: see oaep.ts and backend.ts.
+ * - RSA_OAEP_SHA256 decryption: see oaepDecryption.ts and oaep.ts.
  */
 import { createHash } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
@@ -143,7 +143,7 @@ export class TokenMechanisms {
     const sign = (Object.keys(signAlgorithms) as SignAlgorithm[]).filter((a) => keyTypeFor(a) && this.canSign(a));
     const encrypt: EncryptAlgorithm[] = [];
     if (family('aes') && this.has(CKM.AES_GCM)) encrypt.push('AES_GCM');
-    // OAEP-SHA256 decrypts natively when the token takes SHA-256 parameters, else via CKM_RSA_X_509 (backend.ts).
+    // OAEP-SHA256 decrypts natively when the token takes SHA-256 parameters, else via CKM_RSA_X_509 (oaepDecryption.ts).
     if (family('rsa') && (this.has(CKM.RSA_X_509) || this.has(CKM.RSA_PKCS_OAEP))) encrypt.push('RSA_OAEP_SHA256');
     // OAEP with SHA-1 is what every token with CKM_RSA_PKCS_OAEP does (it is PKCS#11's default).
     if (family('rsa') && this.has(CKM.RSA_PKCS_OAEP)) encrypt.push('RSA_OAEP_SHA1');

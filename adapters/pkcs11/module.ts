@@ -10,6 +10,13 @@ import { CKR, ckrName, ckrOf, unavailable } from './errors.js';
 export type Pkcs11Api = pkcs11js.PKCS11;
 export type Handle = pkcs11js.Handle;
 
+/**
+ * pkcs11js passes an empty Buffer as a NULL pointer, which tokens refuse (CKR_ARGUMENTS_BAD) even
+ * where a zero length is valid (an empty plaintext, an HMAC of nothing). An empty view of a non-empty
+ * buffer has a real pointer.
+ */
+export const notNull = (b: Buffer) => (b.length > 0 ? b : Buffer.alloc(1).subarray(0, 0));
+
 const loaded = new Map<string, Pkcs11Module>();
 
 export class Pkcs11Module {

@@ -12,27 +12,24 @@ import { xorInPlace } from '../../src/payment/crypto/blockCiphers.js';
 import { iso9797Pad } from '../../src/payment/crypto/iso9797.js';
 import type { VersionHandles } from './keyObjects.js';
 import { CKM } from './mechanisms.js';
-import type { Handle, Pkcs11Api } from './module.js';
+import { notNull, type Handle, type Pkcs11Api } from './module.js';
 
 const TDES_BLOCK = 8;
 const ZERO_IV = Buffer.alloc(TDES_BLOCK);
 
-/** pkcs11js passes an empty Buffer as NULL, which tokens refuse; an empty view of a real buffer is not NULL. */
-const notNull = (b: Buffer) => (b.length > 0 ? b : Buffer.alloc(1).subarray(0, 0));
-
 /** The full-length MAC of `data` under the version's key. */
 export async function macInToken(api: Pkcs11Api, session: Handle, key: VersionHandles, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
-  const sign = (mechanism: number, length: number) => {
+  const sign = (mechanism: number) => {
     api.C_SignInit(session, { mechanism }, key.key);
-    return api.C_SignAsync(session, notNull(data), Buffer.alloc(length));
+    return api.C_SignAsync(session, notNull(data), Buffer.alloc(macAlgorithms[algorithm].length));
   };
   switch (algorithm) {
     case 'HMAC_SHA256':
-      return sign(CKM.SHA256_HMAC, 32);
+      return sign(CKM.SHA256_HMAC);
     case 'AES_CMAC':
-      return sign(CKM.AES_CMAC, 16);
+      return sign(CKM.AES_CMAC);
     case 'TDES_CMAC':
-      return sign(CKM.DES3_CMAC, 8);
+      return sign(CKM.DES3_CMAC);
     case 'ISO9797_ALG1':
     case 'ISO9797_ALG1_PAD2':
       return cbcMac(api, session, key.key, CKM.DES3_CBC, iso9797Pad(data, macAlgorithms[algorithm].padding, TDES_BLOCK));

@@ -15,12 +15,12 @@
  * left over from a crashed writer and resolved by the readers' rule (lowest digest).
  */
 import { randomBytes } from 'node:crypto';
+import { CONFLICT, type Conflict } from '../../src/backend/keyChanges.js';
+import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName } from '../../src/keys/names.js';
 import { ckrOf, CKR } from './errors.js';
-import { readMetadataObjects, writeMetadata, type KeyObject, type MetadataObject, type MetadataRecord, type StoredMetadata } from './keyObjects.js';
+import { findKeyObjects, readMetadata, readMetadataObjects, writeMetadata, type KeyObject, type MetadataObject, type MetadataRecord, type StoredMetadata } from './keyObjects.js';
 import type { Handle, Pkcs11Api } from './module.js';
-import { CONFLICT, type Conflict } from '../../src/backend/keyChanges.js';
-
 
 /** A sibling revision written within this long may still be withdrawn by its writer (allows clock skew). */
 export const SIBLING_SETTLE_MS = 30_000;
@@ -36,6 +36,17 @@ export type RecordChange = Omit<MetadataRecord, 'revision' | 'basedOn' | 'writte
 export function settledCurrent(stored: StoredMetadata, now = Date.now()): MetadataObject | Conflict {
   const settling = stored.siblings.some((s) => now - Date.parse(s.record.writtenAt) < SIBLING_SETTLE_MS);
   return settling ? CONFLICT : stored.current;
+}
+
+export function requireMetadata(api: Pkcs11Api, session: Handle, name: KeyName): StoredMetadata {
+  const stored = readMetadata(api, session, name);
+  if (!stored) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${name} not found`);
+  return stored;
+}
+
+/** The current revision to build a change on, or CONFLICT while other replicas' writes settle. */
+export function requireSettled(api: Pkcs11Api, session: Handle, name: KeyName): MetadataObject | Conflict {
+  return settledCurrent(requireMetadata(api, session, name));
 }
 
 /**
@@ -63,6 +74,19 @@ export function commitRevision(api: Pkcs11Api, session: Handle, name: KeyName, b
   return true;
 }
 
+/** Runs `commit` for a change whose new key objects are `created`, and removes them if it fails or loses. */
+export function commitWithObjects(api: Pkcs11Api, session: Handle, created: readonly Handle[], commit: () => boolean): boolean {
+  let committed: boolean;
+  try {
+    committed = commit();
+  } catch (e) {
+    for (const h of created) destroyQuietly(api, session, h);
+    throw e;
+  }
+  if (!committed) for (const h of created) destroyQuietly(api, session, h);
+  return committed;
+}
+
 /** Destroys an object that another replica may have destroyed a moment earlier. */
 export function destroyQuietly(api: Pkcs11Api, session: Handle, handle: Handle): void {
   try {
@@ -74,6 +98,18 @@ export function destroyQuietly(api: Pkcs11Api, session: Handle, handle: Handle):
 
 /** A key object no metadata lists, old enough that no create or rotate can still be about to list it. */
 export function isAbandoned(o: KeyObject, listed: ReadonlySet<string>, now = Date.now()): boolean {
-  return !listed.has(o.id) && (o.parsed.createdMs === undefined || now - o.parsed.createdMs > ORPHAN_GRACE_MS);
+  return !listed.has(o.id) && now - o.parsed.createdMs > ORPHAN_GRACE_MS;
 }
 
+/** Destroys every metadata object of a key (the key then no longer exists); returns the CKA_IDs they listed. */
+export function removeMetadata(api: Pkcs11Api, session: Handle, stored: StoredMetadata): string[] {
+  for (const o of stored.objects) destroyQuietly(api, session, o.handle);
+  return stored.objects.flatMap((o) => Object.values(o.record.versions).map((v) => v.id));
+}
+
+/** Destroys the name's key objects whose CKA_ID `removed` lists (their metadata is gone), and the abandoned ones. */
+export function removeKeyObjects(api: Pkcs11Api, session: Handle, name: KeyName, removed: ReadonlySet<string>): void {
+  for (const o of findKeyObjects(api, session, name)) {
+    if (removed.has(o.id) || isAbandoned(o, removed)) destroyQuietly(api, session, o.handle);
+  }
+}

@@ -12,16 +12,6 @@ import { CKM } from './mechanisms.js';
 
 export const CKK_EC_EDWARDS = 0x40;
 
-/**
- * CKA_EC_PARAMS: DER of the curve's OID. For Ed25519 SoftHSM 2.6.1 accepts both the OID 1.3.101.112
- * and PKCS#11 3.0's PrintableString "edwards25519"; the OID is what most vendors also take.
- */
-export const ecParams = {
-  'P-256': Buffer.from('06082a8648ce3d030107', 'hex'),
-  'P-384': Buffer.from('06052b81040022', 'hex'),
-  Ed25519: Buffer.from('06032b6570', 'hex'),
-} as const;
-
 export type Generation =
   | { readonly kind: 'pair'; readonly mechanism: number; readonly publicKey: pkcs11js.Template; readonly privateKey: pkcs11js.Template }
   | { readonly kind: 'secret'; readonly mechanism: number; readonly secretKey: pkcs11js.Template };
@@ -138,13 +128,15 @@ export function generationFor(type: KeyType, purpose: KeyPurpose, label: string,
     case 'ec':
     case 'okp': {
       const keyType = info.family === 'rsa' ? A.CKK_RSA : info.family === 'ec' ? A.CKK_EC : CKK_EC_EDWARDS;
+      // CKA_EC_PARAMS: DER of the curve's OID. For Ed25519 SoftHSM 2.6.1 accepts both the OID 1.3.101.112
+      // and PKCS#11 3.0's PrintableString "edwards25519"; the OID is what most vendors also take.
       const shape: pkcs11js.Template =
         info.family === 'rsa'
           ? [
               { type: A.CKA_MODULUS_BITS, value: info.bits },
               { type: A.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
             ]
-          : [{ type: A.CKA_EC_PARAMS, value: ecParams[info.curve!] }];
+          : [{ type: A.CKA_EC_PARAMS, value: Buffer.from(info.curveOid, 'hex') }];
       return {
         kind: 'pair',
         mechanism: info.family === 'rsa' ? CKM.RSA_PKCS_KEY_PAIR_GEN : info.family === 'ec' ? CKM.EC_KEY_PAIR_GEN : CKM.EC_EDWARDS_KEY_PAIR_GEN,

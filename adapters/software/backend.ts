@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import {
   allMacAlgorithms,
   allSignAlgorithms,
+  encryptAlgorithms,
   type EncryptAlgorithm,
   type MacAlgorithm,
   type SignAlgorithm,
@@ -35,7 +36,7 @@ import type { KeyName } from '../../src/keys/names.js';
 import { allKeyTypes, paymentAttributesOf, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
 import { writeFileAtomic } from '../../src/files/writeFileAtomic.js';
 import { blockLength, ecb, type BlockFamily, type Direction } from '../../src/payment/crypto/blockCiphers.js';
-import { aesGcmDecrypt, aesGcmEncrypt, aesKeyUnwrap, aesKeyWrap, ecdh, rsaOaepDecrypt, rsaOaepEncrypt, type OaepHash } from './ciphers.js';
+import { aesGcmDecrypt, aesGcmEncrypt, aesKeyUnwrap, aesKeyWrap, ecdh, rsaOaepDecrypt, rsaOaepEncrypt } from './ciphers.js';
 import { deriveDukptPinKey } from './dukpt.js';
 import { generateKeys, importClearKey, type VersionKeys } from './keyMaterial.js';
 import {
@@ -78,8 +79,6 @@ const capabilities: Capabilities = {
 };
 
 const isTransient = (key: BlockKey): key is TransientKey => 'transient' in key && key.transient;
-
-const oaepHash: Partial<Record<EncryptAlgorithm, OaepHash>> = { RSA_OAEP_SHA256: 'sha256', RSA_OAEP_SHA1: 'sha1' };
 
 export async function openSoftwareBackend(options: SoftwareBackendOptions, logger: Logger): Promise<Backend> {
   await mkdir(dirname(options.keystorePath), { recursive: true, mode: 0o700 });
@@ -228,7 +227,7 @@ class SoftwareBackend implements Backend {
         return aesKeyWrap(this.secret(key), plaintext);
       case 'RSA_OAEP_SHA256':
       case 'RSA_OAEP_SHA1':
-        return rsaOaepEncrypt(this.pair(key).publicKey, plaintext, oaepHash[algorithm]!);
+        return rsaOaepEncrypt(this.pair(key).publicKey, plaintext, encryptAlgorithms[algorithm].oaepHash);
     }
   }
 
@@ -240,7 +239,7 @@ class SoftwareBackend implements Backend {
         return aesKeyUnwrap(this.secret(key), ciphertext);
       case 'RSA_OAEP_SHA256':
       case 'RSA_OAEP_SHA1':
-        return rsaOaepDecrypt(this.pair(key).privateKey, ciphertext, oaepHash[algorithm]!);
+        return rsaOaepDecrypt(this.pair(key).privateKey, ciphertext, encryptAlgorithms[algorithm].oaepHash);
     }
   }
 

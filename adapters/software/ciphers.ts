@@ -10,7 +10,7 @@ import {
   randomBytes,
   type KeyObject,
 } from 'node:crypto';
-import { encryptAlgorithms } from '../../src/algorithms/registry.js';
+import { encryptAlgorithms, type EncryptAlgorithmInfo } from '../../src/algorithms/registry.js';
 import type { RawCiphertext } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 
@@ -42,7 +42,7 @@ export function aesGcmDecrypt(key: KeyObject, ciphertext: RawCiphertext, aad?: B
   return plaintext;
 }
 
-export type OaepHash = 'sha256' | 'sha1';
+type OaepHash = NonNullable<EncryptAlgorithmInfo['oaepHash']>;
 
 export function rsaOaepEncrypt(publicKey: KeyObject, plaintext: Buffer, oaepHash: OaepHash): RawCiphertext {
   return { data: publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, plaintext) };
@@ -57,7 +57,7 @@ export function rsaOaepDecrypt(privateKey: KeyObject, ciphertext: RawCiphertext,
 }
 
 /** RFC 3394's default initial value; OpenSSL's id-aes*-wrap ciphers check it on unwrap. */
-const KW_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
+const KW_IV = Buffer.from(encryptAlgorithms.AES_KW.wrap.iv, 'hex');
 const kwCipherName = (key: KeyObject) => `id-aes${key.symmetricKeySize! * 8}-wrap`;
 
 /** AES key wrap (RFC 3394). The core has checked the length: a multiple of 8 bytes, at least 16. */

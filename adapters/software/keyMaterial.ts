@@ -18,8 +18,6 @@ export type VersionKeys =
   | { readonly kind: 'pair'; readonly privateKey: KeyObject; readonly publicKey: KeyObject }
   | { readonly kind: 'secret'; readonly secretKey: KeyObject };
 
-const curveNames = { 'P-256': 'prime256v1', 'P-384': 'secp384r1' } as const;
-
 /** A TDES key whose 8-byte parts all differ: equal parts would make it single DES. */
 async function generateTdesKey(length: 16 | 24): Promise<KeyObject> {
   for (;;) {
@@ -42,7 +40,7 @@ export async function generateKeys(type: KeyType): Promise<VersionKeys> {
     case 'rsa':
       return pair(await generateKeyPairAsync('rsa', { modulusLength: info.bits, publicExponent: 0x10001 }));
     case 'ec':
-      return pair(await generateKeyPairAsync('ec', { namedCurve: curveNames[info.curve] }));
+      return pair(await generateKeyPairAsync('ec', { namedCurve: info.nodeCurve }));
     case 'okp':
       return pair(await generateKeyPairAsync('ed25519'));
     case 'aes':
@@ -85,7 +83,7 @@ export function importSecretMaterial(type: KeyType, material: Buffer): VersionKe
       info.family === 'rsa'
         ? privateKey.asymmetricKeyType === 'rsa' && details?.modulusLength === info.bits
         : info.family === 'ec'
-          ? privateKey.asymmetricKeyType === 'ec' && details?.namedCurve === curveNames[info.curve as 'P-256' | 'P-384']
+          ? privateKey.asymmetricKeyType === 'ec' && details?.namedCurve === info.nodeCurve
           : privateKey.asymmetricKeyType === 'ed25519';
     if (!fits) throw new Error(`the private key is not a ${type} key`);
     return { kind: 'pair', privateKey, publicKey: createPublicKey(privateKey) };

@@ -29,14 +29,14 @@ export const encryptAlgorithms = {
   /** AES-GCM with a 96-bit random IV and a 128-bit tag; AES-128 or AES-256 keys. */
   AES_GCM: { family: 'aes', ivLength: 12, tagLength: 16 },
   /** RSAES-OAEP with SHA-256 and MGF1-SHA-256, empty label (RFC 8017; JOSE's RSA-OAEP-256). */
-  RSA_OAEP_SHA256: { family: 'rsa', hash: 'sha256', oaepHashLength: 32 },
+  RSA_OAEP_SHA256: { family: 'rsa', oaepHash: 'sha256', oaepHashLength: 32 },
   /** RSAES-OAEP with SHA-1 and MGF1-SHA-1, empty label: JOSE's RSA-OAEP, for JWE interoperability. */
-  RSA_OAEP_SHA1: { family: 'rsa', oaepHashLength: 20 },
+  RSA_OAEP_SHA1: { family: 'rsa', oaepHash: 'sha1', oaepHashLength: 20 },
   /**
-   * AES key wrap (RFC 3394, default IV A6A6A6A6A6A6A6A6): JOSE's A128KW / A256KW. The input is key
+   * AES key wrap (RFC 3394 with its default IV, `iv` in hex): JOSE's A128KW / A256KW. The input is key
    * material: a multiple of 8 bytes, at least 16; the output is 8 bytes longer. Deterministic, no AAD.
    */
-  AES_KW: { family: 'aes', purpose: 'wrap', wrap: { blockLength: 8, minLength: 16, overhead: 8 } },
+  AES_KW: { family: 'aes', purpose: 'wrap', wrap: { blockLength: 8, minLength: 16, overhead: 8, iv: 'a6a6a6a6a6a6a6a6' } },
 } as const satisfies Record<string, EncryptAlgorithmInfo>;
 
 /** Key agreement: raw ECDH (SEC 1 §3.3.1); its shared secret feeds a KDF inside hsm-bridge and is never returned. */
@@ -84,12 +84,14 @@ export interface EncryptAlgorithmInfo {
   readonly family: KeyFamily;
   /** The key purpose it needs: 'encrypt' unless set ('wrap' for key wrapping). */
   readonly purpose?: 'encrypt' | 'wrap';
+  /** AES-GCM: the IV and the tag, in bytes. */
   readonly ivLength?: number;
   readonly tagLength?: number;
-  readonly hash?: HashName;
+  /** RSA-OAEP: the hash of OAEP and of MGF1, as node:crypto names it. */
+  readonly oaepHash?: 'sha256' | 'sha1';
   /** RSA-OAEP: the length of its hash, which bounds the plaintext (k - 2 hLen - 2 bytes). */
   readonly oaepHashLength?: number;
-  readonly wrap?: { readonly blockLength: number; readonly minLength: number; readonly overhead: number };
+  readonly wrap?: { readonly blockLength: number; readonly minLength: number; readonly overhead: number; readonly iv: string };
 }
 export interface MacAlgorithmInfo {
   readonly family: KeyFamily;

@@ -6,6 +6,7 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { invalid } from '../errors.js';
 import { MIN_RSA_BITS } from '../algorithms/registry.js';
+import { keyTypes } from '../keys/types.js';
 
 /** What a participant's key is for, as in JWK `use`: verifying its signatures, or encrypting fields for it. */
 export type KeyUse = 'sig' | 'enc';
@@ -39,7 +40,7 @@ export function inspectPublicKey(pem: string, use: KeyUse): PublicKeyInfo {
     kty = 'RSA';
     bits = keyObject.asymmetricKeyDetails?.modulusLength ?? 0;
     if (bits < MIN_RSA_BITS) throw invalid(`RSA keys must have at least ${MIN_RSA_BITS} bits (this one has ${bits})`);
-  } else if (type === 'ec' && keyObject.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
+  } else if (type === 'ec' && keyObject.asymmetricKeyDetails?.namedCurve === keyTypes.EC_P256.nodeCurve) {
     if (use === 'enc') throw invalid('FSPIOP field encryption needs an RSA key (RSA-OAEP-256)');
     kty = 'EC';
     bits = 256;

@@ -8,6 +8,7 @@ import { constants, verify as nodeVerify, type KeyObject, type VerifyKeyObjectIn
 import { hashes } from '../algorithms/hashes.js';
 import { MIN_RSA_BITS, signAlgorithms } from '../algorithms/registry.js';
 import { HsmBridgeError, invalid, quote } from '../errors.js';
+import { keyTypes } from '../keys/types.js';
 import { decode, encode } from './base64url.js';
 import { MAX_JWS_SIGNATURES, refuseRepeats } from './limits.js';
 import { parseJwsAlgorithm, type JwsAlgorithm } from './registry.js';
@@ -242,8 +243,6 @@ function checkHeaderObject(value: unknown, what: string): void {
 
 // --- verification with a public key ---------------------------------------------------------------------
 
-const nodeCurve: Partial<Record<JwsAlgorithm, string>> = { ES256: 'prime256v1', ES384: 'secp384r1' };
-
 /** Why `key` cannot verify `alg` (wrong type, curve, or too small an RSA key), or undefined when it can. */
 export function publicKeyMismatch(alg: JwsAlgorithm, key: KeyObject): string | undefined {
   if (key.type !== 'public') return 'the key is not a public key';
@@ -256,7 +255,7 @@ export function publicKeyMismatch(alg: JwsAlgorithm, key: KeyObject): string | u
       return bits < MIN_RSA_BITS ? `${alg} needs an RSA key of at least ${MIN_RSA_BITS} bits` : undefined;
     }
     case 'ecdsa':
-      return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === nodeCurve[alg] ? undefined : `${alg} needs an EC key on ${info.keyType}`;
+      return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === keyTypes[info.keyType].nodeCurve ? undefined : `${alg} needs an EC key on ${info.keyType}`;
     case 'eddsa':
       return key.asymmetricKeyType === 'ed25519' ? undefined : 'EdDSA needs an Ed25519 key';
   }

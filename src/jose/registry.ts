@@ -3,18 +3,21 @@
  * it, each JWE "alg" (how the content encryption key, CEK, is made or protected, and which key it needs)
  * and each JWE "enc" (content encryption: key length, IV and tag sizes). Names are RFC 7518's.
  */
-import { signAlgorithms, type EncryptAlgorithm, type SignAlgorithm } from '../algorithms/registry.js';
+import { encryptAlgorithms, signAlgorithms, type EncryptAlgorithm, type SignAlgorithm } from '../algorithms/registry.js';
 import { HsmBridgeError } from '../errors.js';
-import type { KeyType } from '../keys/types.js';
+import { keyTypes, type KeyType } from '../keys/types.js';
 
 /** JWS "alg" values: the same names as hsm-bridge's sign algorithms (RFC 7518 §3, RFC 8037 for EdDSA). */
 export type JwsAlgorithm = SignAlgorithm;
 export const jwsAlgorithms = Object.keys(signAlgorithms) as JwsAlgorithm[];
 
+/** JOSE's AES-GCM has the backend AES_GCM's sizes (96-bit IV, 128-bit tag): "dir" content is the backend's output. */
+const { ivLength, tagLength } = encryptAlgorithms.AES_GCM;
+
 export const jweContentEncryptions = {
-  A128GCM: { keyLength: 16, ivLength: 12, tagLength: 16, cipher: 'aes-128-gcm', dirKeyType: 'AES_128' },
-  A192GCM: { keyLength: 24, ivLength: 12, tagLength: 16, cipher: 'aes-192-gcm' },
-  A256GCM: { keyLength: 32, ivLength: 12, tagLength: 16, cipher: 'aes-256-gcm', dirKeyType: 'AES_256' },
+  A128GCM: { keyLength: 16, ivLength, tagLength, cipher: 'aes-128-gcm', dirKeyType: 'AES_128' },
+  A192GCM: { keyLength: 24, ivLength, tagLength, cipher: 'aes-192-gcm' },
+  A256GCM: { keyLength: 32, ivLength, tagLength, cipher: 'aes-256-gcm', dirKeyType: 'AES_256' },
 } as const satisfies Record<string, JweContentEncryptionInfo>;
 export type JweEnc = keyof typeof jweContentEncryptions;
 
@@ -36,8 +39,8 @@ export interface JweContentEncryptionInfo {
  * - dir: the backend AES key is the CEK and the backend encrypts the content itself.
  */
 export const jweKeyManagements = {
-  'RSA-OAEP-256': { kind: 'rsa-oaep', backendAlgorithm: 'RSA_OAEP_SHA256', oaepHash: 'sha256' },
-  'RSA-OAEP': { kind: 'rsa-oaep', backendAlgorithm: 'RSA_OAEP_SHA1', oaepHash: 'sha1' },
+  'RSA-OAEP-256': { kind: 'rsa-oaep', backendAlgorithm: 'RSA_OAEP_SHA256', oaepHash: encryptAlgorithms.RSA_OAEP_SHA256.oaepHash },
+  'RSA-OAEP': { kind: 'rsa-oaep', backendAlgorithm: 'RSA_OAEP_SHA1', oaepHash: encryptAlgorithms.RSA_OAEP_SHA1.oaepHash },
   'ECDH-ES': { kind: 'ecdh-es' },
   'ECDH-ES+A128KW': { kind: 'ecdh-es', wrapKeyLength: 16 },
   'ECDH-ES+A256KW': { kind: 'ecdh-es', wrapKeyLength: 32 },
@@ -53,15 +56,15 @@ export type JweKeyManagementInfo =
   | { readonly kind: 'aes-kw'; readonly keyType: KeyType }
   | { readonly kind: 'dir' };
 
-/** The curves ECDH-ES works with here: JWK "crv" -> key type and node:crypto curve name. */
+/** The curves ECDH-ES works with here (those of the key types that agree): JWK "crv" -> key type and node:crypto curve name. */
 export const ecdhCurves = {
-  'P-256': { keyType: 'EC_P256', nodeCurve: 'prime256v1' },
-  'P-384': { keyType: 'EC_P384', nodeCurve: 'secp384r1' },
+  [keyTypes.EC_P256.curve]: { keyType: 'EC_P256', nodeCurve: keyTypes.EC_P256.nodeCurve },
+  [keyTypes.EC_P384.curve]: { keyType: 'EC_P384', nodeCurve: keyTypes.EC_P384.nodeCurve },
 } as const satisfies Record<string, { keyType: KeyType; nodeCurve: string }>;
 
 /** RFC 3394 key wrap in node:crypto, by key length; the IV is RFC 3394's default. */
 export const aesKeyWrapCipher = { 16: 'id-aes128-wrap', 32: 'id-aes256-wrap' } as const;
-export const AES_KW_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
+export const AES_KW_IV = Buffer.from(encryptAlgorithms.AES_KW.wrap.iv, 'hex');
 
 function parseFrom<T extends string>(table: Record<string, unknown>, value: unknown, what: string): T {
   if (typeof value !== 'string' || !Object.hasOwn(table, value)) {

@@ -8,14 +8,17 @@ const paymentPurposes = ['pin', 'mac', 'bdk', 'kbpk'] as const;
 /**
  * The key type registry: every key type hsm-bridge can create, with what it is made of and which
  * purposes it may serve. Adapters map these to their own terms (PKCS#11 key types, KMIP enums).
+ * A curve is named here once, with its key type: `curve` is its JOSE "crv" (RFC 7518, RFC 8037),
+ * `nodeCurve` node:crypto's name (an EC key's namedCurve; an Ed25519 key is known by its key type) and
+ * `curveOid` the DER of its OID (PKCS#11 CKA_EC_PARAMS).
  */
 export const keyTypes = {
   RSA_2048: { family: 'rsa', bits: 2048, purposes: ['sign', 'encrypt'] },
   RSA_3072: { family: 'rsa', bits: 3072, purposes: ['sign', 'encrypt'] },
   RSA_4096: { family: 'rsa', bits: 4096, purposes: ['sign', 'encrypt'] },
-  EC_P256: { family: 'ec', curve: 'P-256', bits: 256, purposes: ['sign', 'agree'] },
-  EC_P384: { family: 'ec', curve: 'P-384', bits: 384, purposes: ['sign', 'agree'] },
-  ED25519: { family: 'okp', curve: 'Ed25519', bits: 256, purposes: ['sign'] },
+  EC_P256: { family: 'ec', curve: 'P-256', nodeCurve: 'prime256v1', curveOid: '06082a8648ce3d030107', bits: 256, purposes: ['sign', 'agree'] },
+  EC_P384: { family: 'ec', curve: 'P-384', nodeCurve: 'secp384r1', curveOid: '06052b81040022', bits: 384, purposes: ['sign', 'agree'] },
+  ED25519: { family: 'okp', curve: 'Ed25519', curveOid: '06032b6570', bits: 256, purposes: ['sign'] },
   AES_128: { family: 'aes', bits: 128, purposes: ['encrypt', 'wrap', ...paymentPurposes] },
   AES_256: { family: 'aes', bits: 256, purposes: ['encrypt', 'wrap', ...paymentPurposes] },
   /** Double-length TDES (K1, K2, K1): the payment world's usual key. TDES keys are payment keys only. */
@@ -52,6 +55,9 @@ export interface KeyTypeInfo {
   readonly family: KeyFamily;
   readonly bits: number;
   readonly curve?: 'P-256' | 'P-384' | 'Ed25519';
+  readonly nodeCurve?: string;
+  /** DER of the curve's OID, hex. */
+  readonly curveOid?: string;
   readonly purposes: readonly KeyPurpose[];
 }
 

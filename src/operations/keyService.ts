@@ -56,7 +56,7 @@ export interface KeyServiceOptions {
 
 export type * from './requests.js';
 
-const curveOfKeyType: Partial<Record<KeyType, string>> = { EC_P256: 'prime256v1', EC_P384: 'secp384r1' };
+const curveOfKeyType: Partial<Record<KeyType, string>> = Object.fromEntries(Object.entries(keyTypes).flatMap(([type, info]) => ('nodeCurve' in info ? [[type, info.nodeCurve]] : [])));
 
 export class KeyService {
   private readonly caps: Capabilities;

@@ -216,6 +216,7 @@ describe('payment key templates', () => {
     expect(decodeMetadata(encodeMetadata(base))?.keyUsage).toBeUndefined();
     expect(bad({ versions: { 1: { createdAt: 'x', id: 'ab', companions: ['other'] } } })).toBeUndefined();
     expect(bad({ versions: { 1: { createdAt: 'x', id: 'ab', companions: ['k1'] } } })?.versions['1']?.companions).toEqual(['k1']);
+    expect(bad({ format: 1, versions: { 1: 'x' } })).toBeUndefined(); // format 1 (0.1.0 had no users) is not read
   });
 });
 

@@ -1,0 +1,56 @@
+/** Making the token objects of one key version, before the metadata that lists them is committed. */
+import type { Logger } from 'pino';
+import { CONFLICT, type Conflict } from '../../src/backend/keyChanges.js';
+import type { KeyName } from '../../src/keys/names.js';
+import { CKR, ckrName, ckrOf } from './errors.js';
+import type { CompanionRole, MetadataRecord } from './keyObjects.js';
+import type { Handle, Pkcs11Api } from './module.js';
+import { companionsFor, createVersionFromValue, randomTdesValue } from './paymentKeys.js';
+import { generationFor } from './templates.js';
+
+/** What the token allows, learnt at start. */
+export interface TokenTraits {
+  /** allowRawRsaOaepFallback, on a token that has CKM_RSA_X_509: RSA keys may decrypt with it. */
+  readonly rawRsaDecrypt: boolean;
+  /** CKM_DES_CBC works: new K1 companions are DES keys (else DES2 keys K1 K1; see paymentKeys.ts). */
+  readonly singleDes: boolean;
+}
+
+/**
+ * Makes the objects of one key version under `id`: generated in the token, or created from `material`
+ * (an import), or, for kinds with companion objects, from the token's random bytes (paymentKeys.ts).
+ * Returns their handles (for cleanup if the commit fails). SoftHSM's file store answers
+ * CKR_GENERAL_ERROR when a token key is generated while another session creates or destroys token
+ * objects (replicas changing keys at once): that try is CONFLICT, to be retried.
+ */
+export async function makeVersionObjects(
+  api: Pkcs11Api,
+  session: Handle,
+  logger: Logger,
+  traits: TokenTraits,
+  key: Pick<MetadataRecord, 'type' | 'purpose' | 'exportable' | 'keyUsage'>,
+  name: KeyName,
+  id: Buffer,
+  material: Buffer | undefined,
+): Promise<{ handles: Handle[]; companions: CompanionRole[] } | Conflict> {
+  const { type, purpose, keyUsage } = key;
+  const options = { rawRsaDecrypt: traits.rawRsaDecrypt, exportable: key.exportable === true, singleDes: traits.singleDes, ...(keyUsage ? { keyUsage } : {}) };
+  if (material || companionsFor(type, purpose, keyUsage).length > 0) {
+    const value = material ?? randomTdesValue(api, session, type);
+    try {
+      return createVersionFromValue(api, session, { type, purpose, name, ...(keyUsage ? { keyUsage } : {}) }, id, value, options);
+    } finally {
+      if (!material) value.fill(0); // the core zeroes imported material
+    }
+  }
+  const g = generationFor(type, purpose, name, id, options);
+  try {
+    if (g.kind === 'secret') return { handles: [await api.C_GenerateKeyAsync(session, { mechanism: g.mechanism }, g.secretKey)], companions: [] };
+    const pair = await api.C_GenerateKeyPairAsync(session, { mechanism: g.mechanism }, g.publicKey, g.privateKey);
+    return { handles: [pair.publicKey, pair.privateKey], companions: [] };
+  } catch (e) {
+    if (ckrOf(e) !== CKR.GENERAL_ERROR) throw e;
+    logger.warn({ ckr: ckrName(e) }, 'pkcs11: key generation failed while the token was being changed; retrying');
+    return CONFLICT;
+  }
+}

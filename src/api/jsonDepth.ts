@@ -4,10 +4,9 @@
  * a few thousand levels that JSON.parse accepts without complaint, so the pipeline refuses them first.
  */
 import { invalid } from '../errors.js';
+// The FSPIOP canonical form's cap, deeper than any JOSE header or FSPIOP body needs: one cap for all JSON.
+import { MAX_JSON_DEPTH } from '../fspiop/canonicalJson.js';
 import type { JsonSchema } from './declaration.js';
-
-/** Deeper than any JOSE header or FSPIOP body needs; the same cap as the FSPIOP canonical form. */
-export const MAX_JSON_DEPTH = 64;
 
 /** The depth of a value, counting objects and arrays (a Buffer is a leaf); walked without recursion. */
 function exceedsDepth(value: unknown, max: number): boolean {

@@ -20,17 +20,18 @@ const named = (i: { name: unknown }) => [i.name];
 const byName = { params: schemas.keyNameParams, response: schemas.keySchema };
 const grpcKeyService = (method: string) => ({ service: 'KeyService' as const, method });
 
-/** A lifecycle change on one key by name, answered with the key. */
-function lifecycle(name: string, action: 'rotateKey' | 'enableKey' | 'disableKey' | 'getKey', verb: string, summary: string, description: string, errors: ErrorCode[]): Operation {
+type Lifecycle = 'getKey' | 'rotateKey' | 'enableKey' | 'disableKey';
+
+/** An operation on one key by name that answers with the key: its KeyService method is also its rpc's name. */
+function lifecycle(name: string, action: Lifecycle, route: { method: 'GET' | 'POST'; path: string }, doc: { summary: string; description: string }, errors: ErrorCode[]): Operation {
   return operation({
     name,
     tag: 'keys',
-    summary,
-    description,
+    ...doc,
     errors,
     keys: named,
     run: async (s, i: { name: string }) => keyView(s.keys, await s.keys[action](i.name)),
-    rest: { method: verb === 'GET' ? 'GET' : 'POST', path: verb === 'GET' ? '/v1/keys/:name' : `/v1/keys/:name/${verb}`, ...byName, decode: (r) => ({ name: r.params.name }), encode: (v) => v },
+    rest: { ...route, ...byName, decode: (r) => ({ name: r.params.name }), encode: (v) => v },
     grpc: { ...grpcKeyService(action.charAt(0).toUpperCase() + action.slice(1)), decode: (m) => ({ name: m.name }), encode: (v) => keyMessage(v) },
   });
 }
@@ -61,10 +62,34 @@ export const keyOperations: Operation[] = [
     rest: { method: 'GET', path: '/v1/keys', response: schemas.keyListSchema, decode: () => ({}), encode: (keys) => ({ keys }) },
     grpc: { ...grpcKeyService('ListKeys'), decode: () => ({}), encode: (keys) => ({ keys: keys.map(keyMessage) }) },
   }),
-  lifecycle('keys.get', 'getKey', 'GET', 'Describe a key, with the public key of each version', 'Always read from the backend, so that what a caller reads is current.', ['KEY_NOT_FOUND', 'BACKEND_UNAVAILABLE']),
-  lifecycle('keys.rotate', 'rotateKey', 'rotate', 'Create the next version of a key; it becomes primary', 'Older versions keep verifying and decrypting.', ['KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE']),
-  lifecycle('keys.enable', 'enableKey', 'enable', 'Enable a key', 'A disabled key becomes usable again.', ['KEY_NOT_FOUND', 'BACKEND_UNAVAILABLE']),
-  lifecycle('keys.disable', 'disableKey', 'disable', 'Disable a key: it can no longer be used until enabled', 'Every operation on a disabled key is refused with KEY_DISABLED; it must be disabled before it can be destroyed.', ['KEY_NOT_FOUND', 'BACKEND_UNAVAILABLE']),
+  lifecycle(
+    'keys.get',
+    'getKey',
+    { method: 'GET', path: '/v1/keys/:name' },
+    { summary: 'Describe a key, with the public key of each version', description: 'Always read from the backend, so that what a caller reads is current.' },
+    ['KEY_NOT_FOUND', 'BACKEND_UNAVAILABLE'],
+  ),
+  lifecycle(
+    'keys.rotate',
+    'rotateKey',
+    { method: 'POST', path: '/v1/keys/:name/rotate' },
+    { summary: 'Create the next version of a key; it becomes primary', description: 'Older versions keep verifying and decrypting.' },
+    ['KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'],
+  ),
+  lifecycle(
+    'keys.enable',
+    'enableKey',
+    { method: 'POST', path: '/v1/keys/:name/enable' },
+    { summary: 'Enable a key', description: 'A disabled key becomes usable again.' },
+    ['KEY_NOT_FOUND', 'BACKEND_UNAVAILABLE'],
+  ),
+  lifecycle(
+    'keys.disable',
+    'disableKey',
+    { method: 'POST', path: '/v1/keys/:name/disable' },
+    { summary: 'Disable a key: it can no longer be used until enabled', description: 'Every operation on a disabled key is refused with KEY_DISABLED; it must be disabled before it can be destroyed.' },
+    ['KEY_NOT_FOUND', 'BACKEND_UNAVAILABLE'],
+  ),
   operation({
     name: 'keys.destroy',
     tag: 'keys',

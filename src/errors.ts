@@ -89,6 +89,9 @@ export function quote(value: unknown, max = 64): string {
   return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
 }
 
+/** The same without the quotes, for a message that shows a value bare (a field path, a parameter name). */
+export const excerpt = (value: unknown, max = 64): string => quote(value, max).slice(1, -1);
+
 /**
  * The error as a caller may see it: an HsmBridgeError whose message is at most MAX_ERROR_MESSAGE_CHARS
  * and has no control characters. The check every message passes on its way out, whatever built it.

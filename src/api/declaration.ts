@@ -84,8 +84,10 @@ export interface GrpcBinding<In, Out> {
 }
 
 export interface Operation<In = any, Out = any> {
-  /** `<group>.<action>`, e.g. keys.sign: the permission it needs, and (camel-cased) its OpenAPI operationId. */
+  /** `<group>.<action>`, e.g. keys.sign: the permission it needs. */
   readonly name: string;
+  /** Its OpenAPI operationId, when not the rpc's name with a lower-case first letter (FSPIOP's Sign would clash with KeyService's). */
+  readonly operationId?: string;
   readonly tag: OperationTag;
   readonly summary: string;
   readonly description: string;
@@ -112,7 +114,7 @@ export function operation<In, Out>(declaration: Operation<In, Out>): Operation<I
   return declaration;
 }
 
-/** keys.verifyMac -> keysVerifyMac */
-export function operationId(op: Pick<Operation, 'name'>): string {
-  return op.name.replace(/\.([a-zA-Z])/g, (_, c: string) => c.toUpperCase());
+/** The OpenAPI operationId: GenerateMac -> generateMac, unless the declaration names one. */
+export function operationId(op: Pick<Operation, 'operationId' | 'grpc'>): string {
+  return op.operationId ?? op.grpc.method.charAt(0).toLowerCase() + op.grpc.method.slice(1);
 }

@@ -1,30 +1,9 @@
 /**
- * One depth cap for every JSON-valued field of every request (headers, JWKs, JSON serializations, FSPIOP
- * bodies). Code that walks JSON recursively (JSON.stringify, canonical forms, ajv) overflows the stack on
- * a few thousand levels that JSON.parse accepts without complaint, so the pipeline refuses them first.
+ * The JSON-valued fields of an operation's request, found from its REST body schema, for the pipeline's
+ * depth cap (src/json/depth.ts): each such field is checked once the request is decoded, on both
+ * transports, before any service sees it.
  */
-import { invalid } from '../errors.js';
-// The FSPIOP canonical form's cap, deeper than any JOSE header or FSPIOP body needs: one cap for all JSON.
-import { MAX_JSON_DEPTH } from '../fspiop/canonicalJson.js';
 import type { JsonSchema } from './declaration.js';
-
-/** The depth of a value, counting objects and arrays (a Buffer is a leaf); walked without recursion. */
-function exceedsDepth(value: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 0]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!;
-    if (node === null || typeof node !== 'object' || Buffer.isBuffer(node)) continue;
-    if (depth + 1 > max) return true;
-    for (const child of Array.isArray(node) ? node : Object.values(node)) stack.push([child, depth + 1]);
-  }
-  return false;
-}
-
-export function checkJsonDepth(field: string, value: unknown): void {
-  if (exceedsDepth(value, MAX_JSON_DEPTH)) {
-    throw invalid(`${field} is nested too deeply (more than ${MAX_JSON_DEPTH} levels of objects and arrays)`);
-  }
-}
 
 const isFreeForm = (schema: JsonSchema): boolean =>
   (schema.type === 'object' && schema.additionalProperties === true) ||

@@ -10,7 +10,8 @@ import { forCaller, type ErrorCode } from '../errors.js';
 import { isParticipantId } from '../fspiop/participants.js';
 import { parseKeyName } from '../keys/names.js';
 import type { Operation, ServicesFor } from './declaration.js';
-import { checkJsonDepth, jsonFieldPaths, valueAt } from './jsonDepth.js';
+import { checkJsonDepth } from '../json/depth.js';
+import { jsonFieldPaths, valueAt } from './jsonDepth.js';
 
 export type Transport = 'rest' | 'grpc';
 
@@ -65,34 +66,40 @@ function zero(value: unknown, fields: readonly string[] | undefined): void {
 
 /**
  * Runs one request through the stages and returns the encoded answer, or throws the caller's error
- * (an HsmBridgeError with a bounded message). gRPC zeroes secret answer fields itself, once serialized
- * (src/transports/grpc/protos.ts), since its answer still holds the buffers; REST's JSON holds base64
- * copies, so the buffers are zeroed here.
+ * (an HsmBridgeError with a bounded message). Secret input buffers are zeroed in the request as it came
+ * and in the decoded input, whether or not decoding succeeded. Secret answer buffers are zeroed here
+ * once REST has its base64 copies, or when encoding fails; gRPC zeroes them itself once serialized
+ * (src/transports/grpc/protos.ts), since its answer message still holds the buffers.
  */
-export async function runOperation<In, Out>(
+export async function runOperation<Req, In, Out>(
   op: Operation<In, Out>,
   services: ServicesFor,
   context: RequestContext,
-  decode: () => In,
+  request: Req,
+  decode: (request: Req) => In,
   encode: (out: Out, input: In) => unknown,
 ): Promise<unknown> {
   let input: In | undefined;
   try {
-    input = decode();
+    input = decode(request);
     context.keyNames = (op.keys?.(input) ?? []).flatMap(wellFormedKeyName);
     context.participants = (op.participants?.(input) ?? []).filter(isParticipantId);
     for (const path of jsonFieldsOf(op)) checkJsonDepth(path, valueAt(input, path));
     const out = await op.run(services, input);
+    let encoded = false;
     try {
-      return encode(out, input);
+      const answer = encode(out, input);
+      encoded = true;
+      return answer;
     } finally {
-      if (context.transport === 'rest') zero(out, op.secrets?.output);
+      if (!encoded || context.transport === 'rest') zero(out, op.secrets?.output);
     }
   } catch (e) {
     const error = forCaller(e);
     context.code = error.code;
     throw error;
   } finally {
+    zero(request, op.secrets?.input);
     zero(input, op.secrets?.input);
   }
 }

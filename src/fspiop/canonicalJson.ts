@@ -10,8 +10,9 @@
  * and a recursive writer would then overflow the stack. FSPIOP bodies are a handful of levels deep.
  */
 
-/** Containers inside containers; the outermost object or array is level 1. */
-export const MAX_JSON_DEPTH = 64;
+import { MAX_JSON_DEPTH } from '../json/depth.js';
+
+export { MAX_JSON_DEPTH };
 
 /** The value nests objects and arrays more than MAX_JSON_DEPTH levels deep. */
 export class JsonTooDeepError extends RangeError {

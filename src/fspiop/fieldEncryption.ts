@@ -15,7 +15,8 @@
  * taken as JSON). Numbers, booleans and null are refused: decryption could not tell them from strings.
  */
 import type { KeyObject } from 'node:crypto';
-import { HsmBridgeError, invalid } from '../errors.js';
+import { excerpt, HsmBridgeError, invalid } from '../errors.js';
+import { checkJsonDepth } from '../json/depth.js';
 import { decode } from '../jose/base64url.js';
 import { publicKeyRecipient } from '../jose/joseService.js';
 import { decryptJweWith, encryptJweWith, parseJwe, type FlattenedJwe, type JweDecryptionKey } from '../jose/jwe.js';
@@ -54,8 +55,6 @@ const PRODUCED_ENC = 'A256GCM' satisfies JweEnc;
 const ACCEPTED_ENCS: readonly JweEnc[] = ['A128GCM', 'A192GCM', 'A256GCM'];
 const ACCEPTED_IV_BYTES = [12, 16];
 const MAX_FIELDS = 64;
-/** Field paths are the caller's: an error quotes at most this much of one. */
-const QUOTED_CHARS = 64;
 
 export async function encryptFields(body: Record<string, unknown>, fields: readonly string[], recipient: KeyObject): Promise<EncryptedFields> {
   if (fields.length === 0 || fields.length > MAX_FIELDS) throw invalid(`encrypt from 1 to ${MAX_FIELDS} fields`);
@@ -69,7 +68,7 @@ export async function encryptFields(body: Record<string, unknown>, fields: reado
     let plaintext: Buffer;
     if (typeof value === 'string') plaintext = Buffer.from(value, 'utf8');
     else if (typeof value === 'object' && value !== null) plaintext = Buffer.from(canonicalJson(value), 'utf8');
-    else throw invalid(`field ${quoted(fieldName)} must be a string, object or array to be encrypted`);
+    else throw invalid(`field ${excerpt(fieldName)} must be a string, object or array to be encrypted`);
     try {
       const jwe = (await encryptJweWith({ alg: ALG, enc: PRODUCED_ENC, plaintext, serialization: 'json' }, key)) as FlattenedJwe;
       parent[member] = jwe.ciphertext;
@@ -145,7 +144,7 @@ export async function decryptFields(body: Record<string, unknown>, header: strin
       failed.push(entry.fieldName);
     }
   }
-  if (failed.length > 0) throw new FieldDecryptionError(failed, `field decryption failed for ${failed.map(quoted).join(', ')}`);
+  if (failed.length > 0) throw new FieldDecryptionError(failed, `field decryption failed for ${failed.map((f) => excerpt(f)).join(', ')}`);
   return body;
 }
 
@@ -179,11 +178,15 @@ function fieldValue(plaintext: Buffer): unknown {
   try {
     const text = plaintext.toString('utf8');
     if (text.startsWith('{') || text.startsWith('[')) {
+      let value: unknown;
       try {
-        return JSON.parse(text) as unknown;
+        value = JSON.parse(text) as unknown;
       } catch {
-        // Not JSON after all: a string that happens to start with a bracket.
+        return text; // not JSON after all: a string that happens to start with a bracket
       }
+      // It goes back to the caller inside the body: refused (the field fails) when nested too deeply to write out.
+      checkJsonDepth('the decrypted field', value);
+      return value;
     }
     return text;
   } finally {
@@ -191,10 +194,6 @@ function fieldValue(plaintext: Buffer): unknown {
   }
 }
 
-/** At most the first QUOTED_CHARS characters of a caller's text, for an error message. */
-function quoted(text: string): string {
-  return text.length <= QUOTED_CHARS ? text : `${text.slice(0, QUOTED_CHARS)}…`;
-}
 
 /** A non-empty, canonically encoded base64url string. */
 function decodesToBytes(value: unknown): boolean {
@@ -215,7 +214,7 @@ function locate(root: Record<string, unknown>, path: string): { parent: Record<s
   const member = parts[parts.length - 1]!;
   // '__proto__' is refused: assigning it would replace the object's prototype instead of a member.
   if (typeof node !== 'object' || node === null || !Object.hasOwn(node, member) || parts.some((p) => p === '' || p === '__proto__')) {
-    throw invalid(`field ${quoted(path)} is not in the body`);
+    throw invalid(`field ${excerpt(path)} is not in the body`);
   }
   return { parent: node as Record<string, unknown>, member };
 }

@@ -8,7 +8,7 @@
  */
 import { constants, publicEncrypt, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { defaultAlgorithm, MIN_RSA_BITS } from '../algorithms/registry.js';
-import { HsmBridgeError, invalid } from '../errors.js';
+import { HsmBridgeError, invalid, quote } from '../errors.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../keys/names.js';
 import { keyId } from '../keys/publicKey.js';
 import { keyTypes, type KeyMetadata, type KeyPurpose, type KeyVersionInfo } from '../keys/types.js';
@@ -461,8 +461,8 @@ function checkUnprotected(header: JoseHeader, protectedHeader: JoseHeader, compa
   if (compact) throw invalid('the compact serialization has no unprotected header');
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw invalid('unprotectedHeader must be a JSON object');
   for (const name of Object.keys(header)) {
-    if (['alg', 'b64', 'crit'].includes(name)) throw invalid(`"${name}" belongs in the protected header`);
-    if (Object.hasOwn(protectedHeader, name)) throw invalid(`header parameter "${name}" is both protected and unprotected`);
+    if (['alg', 'b64', 'crit'].includes(name)) throw invalid(`${quote(name)} belongs in the protected header`);
+    if (Object.hasOwn(protectedHeader, name)) throw invalid(`header parameter ${quote(name)} is both protected and unprotected`);
   }
 }
 

@@ -10,7 +10,8 @@
  * (RFC 7516 §11.5), so the failure takes the same path whatever went wrong.
  */
 import { createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { HsmBridgeError, invalid } from '../errors.js';
+import { HsmBridgeError, invalid, quote } from '../errors.js';
+import { checkJsonDepth } from '../json/depth.js';
 import { decode, encode } from './base64url.js';
 import { concatKdf } from './concatKdf.js';
 import { MAX_JWE_RECIPIENTS, refuseRepeats } from './limits.js';
@@ -253,7 +254,7 @@ export function parseJwe(jwe: unknown, options: ParseJweOptions = {}): ParsedJwe
     const header: JweHeader = {};
     for (const part of parts) {
       for (const [name, value] of Object.entries(part)) {
-        if (Object.hasOwn(header, name)) throw invalid(`header parameter "${name}" appears more than once`);
+        if (Object.hasOwn(header, name)) throw invalid(`header parameter ${quote(name)} appears more than once`);
         header[name] = value;
       }
     }
@@ -435,6 +436,7 @@ function headerJson(bytes: Buffer, what: string): JweHeader {
     throw invalid(`${what} is not JSON`);
   }
   checkObject(value, what);
+  checkJsonDepth(what, value);
   return value as JweHeader;
 }
 

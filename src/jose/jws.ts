@@ -8,6 +8,7 @@ import { constants, verify as nodeVerify, type KeyObject, type VerifyKeyObjectIn
 import { hashes } from '../algorithms/hashes.js';
 import { MIN_RSA_BITS, signAlgorithms } from '../algorithms/registry.js';
 import { HsmBridgeError, invalid, quote } from '../errors.js';
+import { checkJsonDepth } from '../json/depth.js';
 import { keyTypes } from '../keys/types.js';
 import { decode, encode } from './base64url.js';
 import { MAX_JWS_SIGNATURES, refuseRepeats } from './limits.js';
@@ -234,6 +235,7 @@ function parseHeaderJson(bytes: Buffer, what: string): JoseHeader {
     throw invalid(`${what} is not JSON`);
   }
   checkHeaderObject(value, what);
+  checkJsonDepth(what, value);
   return value as JoseHeader;
 }
 

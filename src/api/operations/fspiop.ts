@@ -19,6 +19,7 @@ const keyOfParticipant = (r: { id: string; keyId: string }) => r;
 export const fspiopOperations: Operation[] = [
   operation({
     name: 'fspiop.sign',
+    operationId: 'fspiopSign',
     tag: 'fspiop',
     needs: 'fspiop',
     summary: 'Sign an FSPIOP request: the FSPIOP-Signature header and the exact body to send (optionally with fields encrypted first)',
@@ -46,6 +47,7 @@ export const fspiopOperations: Operation[] = [
   }),
   operation({
     name: 'fspiop.validate',
+    operationId: 'fspiopValidate',
     tag: 'fspiop',
     needs: 'fspiop',
     summary: "Validate a request's FSPIOP-Signature with the source participant's keys; a refusal is {valid: false, errorCode: '3105'}",

@@ -113,7 +113,7 @@ export class OtpJweService {
     const keys = registry.keysFor(value.participant, 'enc');
     const chosen = value.keyId === undefined ? keys.at(-1) : keys.find((k) => k.keyId === value.keyId);
     if (!chosen) {
-      throw new HsmBridgeError('KEY_NOT_FOUND', value.keyId === undefined ? `participant ${value.participant} has no encryption key` : `participant ${value.participant} has no encryption key ${String(value.keyId)}`);
+      throw new HsmBridgeError('KEY_NOT_FOUND', value.keyId === undefined ? `participant ${quote(value.participant)} has no encryption key` : `participant ${quote(value.participant)} has no encryption key ${quote(value.keyId)}`);
     }
     const jwk = { ...(chosen.keyObject.export({ format: 'jwk' }) as JsonWebKey), kid: chosen.keyId };
     // The registry holds RSA encryption keys only (FSPIOP field encryption is RSA-OAEP-256).

@@ -52,7 +52,7 @@ export function operationCall(op: Operation, services: ServicesFor, logger: Logg
   };
   return (call, callback) => {
     const context = new RequestContext(op, 'grpc');
-    const work = runOperation(op, services, context, () => decode(call.request), op.grpc.encode);
+    const work = runOperation(op, services, context, call.request, decode, op.grpc.encode);
     respond(call, callback, method, logger, context.started, work, () => context.logFields(), 'info');
   };
 }

@@ -4,7 +4,7 @@
  * here so that a caller never sees a framework-specific shape, and never a 5xx for bad input.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { HsmBridgeError, type ErrorCode } from '../../errors.js';
+import { excerpt, HsmBridgeError, type ErrorCode } from '../../errors.js';
 import { patternMeanings } from '../../api/schemas.js';
 
 export interface ErrorEnvelope {
@@ -22,8 +22,8 @@ interface SchemaIssue {
   message?: string;
 }
 
-/** A caller-chosen name, echoed back at a bounded length. */
-const shown = (value: unknown): string => String(value).slice(0, 64);
+/** A caller-chosen name, echoed back at a bounded length with control characters escaped. */
+const shown = (value: unknown): string => excerpt(value);
 
 const fieldName = (issue: SchemaIssue): string => issue.instancePath.replace(/^\//, '').replaceAll('/', '.');
 

@@ -40,7 +40,7 @@ export function operationRoute(app: FastifyInstance, op: Operation, services: Se
     handler: async (request: FastifyRequest, reply) => {
       const context = new RequestContext(op, 'rest');
       request.pipeline = context;
-      const answer = await runOperation(op, services, context, () => rest.decode({ params: request.params, body: request.body }), rest.encode);
+      const answer = await runOperation(op, services, context, { params: request.params, body: request.body }, rest.decode, rest.encode);
       reply.code(status);
       return status === 204 ? reply.send() : answer;
     },

@@ -25,14 +25,38 @@ import { setOddParity } from './crypto/parity.js';
 import { KeyCheckValues, checkBlockFamily, checkBlockOfMaterial } from './kcv.js';
 import { checkModeOfUse, type KeyUse } from './modeOfUse.js';
 
-/** A checked, resolved payment key version and its KCV. */
-export interface PaymentKey { meta: KeyMetadata; version: KeyVersionInfo; ref: KeyRef; keyCheckValue: string }
+declare const resolvedBrand: unique symbol;
+
+/**
+ * A checked, resolved payment key version and its KCV, with the one use it was checked for. Only
+ * resolve() makes one (the brand, and at run time the set below), and each primitive runs a key only
+ * for the use it was resolved for: a PIN key resolved to encrypt can never decrypt.
+ */
+export interface PaymentKey {
+  readonly meta: KeyMetadata;
+  readonly version: KeyVersionInfo;
+  readonly ref: KeyRef;
+  readonly keyCheckValue: string;
+  readonly use: KeyUse;
+  readonly [resolvedBrand]: true;
+}
 /** A payment key version checked to be exportable. */
 export interface ExportableKey { meta: KeyMetadata; version: KeyVersionInfo; ref: KeyRef }
 /** What the block operations run on: a resolved key, or a DUKPT transaction key derived from one. */
 export type PaymentBlockKey = PaymentKey | TransientKey;
 /** A key made from clear material by the core's own schemes (TR-31 import): already parsed. */
 export interface ImportKeyInput { name: unknown; type: KeyType; purpose: KeyPurpose; exportable: boolean; modeOfUse?: ModeOfUse; keyUsage?: KeyUsage }
+
+/** Every key resolve() returned: a look-alike built elsewhere is refused. */
+const resolvedKeys = new WeakSet<PaymentKey>();
+
+/** The key, if resolve() made it for `use` (and, for `purpose`, of that purpose); anything else is a bug in a payment service. */
+function checkResolved(key: PaymentKey, use: KeyUse, purpose?: KeyPurpose): PaymentKey {
+  if (!resolvedKeys.has(key) || key.use !== use || (purpose !== undefined && key.meta.purpose !== purpose)) {
+    throw new HsmBridgeError('INTERNAL', `a payment primitive was called on a key not resolved for ${use}`);
+  }
+  return key;
+}
 
 export class PaymentKeys {
   private readonly caps: Capabilities;
@@ -60,7 +84,9 @@ export class PaymentKeys {
     const ref = refTo(meta, version.version);
     const keyCheckValue = await this.keys.run(ref, () => this.kcvs.of(meta, version));
     if (keyCheckValue === undefined) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} is not a payment key`);
-    return { meta, version, ref, keyCheckValue };
+    const key = { meta, version, ref, keyCheckValue, use } as PaymentKey;
+    resolvedKeys.add(key);
+    return key;
   }
 
   /** An enabled, exportable payment key and its version (the primary one by default), read fresh from the backend. */
@@ -88,13 +114,14 @@ export class PaymentKeys {
 
   // --- primitives on resolved keys -----------------------------------------------------------------
 
+  /** On a key resolved to encrypt. */
   encryptBlocks(key: PaymentBlockKey, data: Buffer): Promise<Buffer> {
-    return this.onBlockKey(key, (k) => this.backend.encryptBlocks(k, data));
+    return this.onBlockKey(key, 'encrypt', (k) => this.backend.encryptBlocks(k, data));
   }
 
-  /** The result may be secret (a clear PIN block): the caller zeroes it. */
+  /** On a key resolved to decrypt, or a DUKPT transaction key. The result may be secret (a clear PIN block): the caller zeroes it. */
   decryptBlocks(key: PaymentBlockKey, data: Buffer): Promise<Buffer> {
-    return this.onBlockKey(key, (k) => this.backend.decryptBlocks(k, data));
+    return this.onBlockKey(key, 'decrypt', (k) => this.backend.decryptBlocks(k, data));
   }
 
   /** The PIN encryption key of a DUKPT transaction under a BDK; the caller releases it (releaseTransientKey). */
@@ -102,6 +129,7 @@ export class PaymentKeys {
     if (!this.caps.payment.dukpt.includes(derivation.scheme)) {
       throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the backend cannot derive ${derivation.scheme === 'tdes' ? 'TDES' : 'AES'} DUKPT keys`);
     }
+    checkResolved(bdk, 'derive', 'bdk');
     return this.keys.run(bdk.ref, () => this.backend.deriveDukptKey(bdk.ref, derivation));
   }
 
@@ -115,7 +143,8 @@ export class PaymentKeys {
   }
 
   /** The CMAC of the key's family (TDES_CMAC, AES_CMAC) under a KBPK: TR-31 key derivation and check values. */
-  cmac(key: PaymentKey, data: Buffer): Promise<Buffer> {
+  async cmac(key: PaymentKey, data: Buffer): Promise<Buffer> {
+    checkResolved(key, key.use, 'kbpk');
     const algorithm = keyTypes[key.meta.type].family === 'tdes' ? 'TDES_CMAC' : 'AES_CMAC';
     return this.keys.run(key.ref, () => this.backend.mac(key.ref, algorithm, data));
   }
@@ -125,8 +154,14 @@ export class PaymentKeys {
     return this.keys.run(key.ref, () => this.backend.exportKey(key.ref));
   }
 
-  private onBlockKey<T>(key: PaymentBlockKey, operation: (key: KeyRef | TransientKey) => Promise<T>): Promise<T> {
-    return 'transient' in key ? operation(key) : this.keys.run(key.ref, () => operation(key.ref));
+  private async onBlockKey<T>(key: PaymentBlockKey, use: KeyUse, operation: (key: KeyRef | TransientKey) => Promise<T>): Promise<T> {
+    if ('transient' in key) {
+      // A DUKPT transaction key only deciphers what a terminal enciphered.
+      if (use !== 'decrypt') throw new HsmBridgeError('INTERNAL', 'a DUKPT transaction key only decrypts');
+      return operation(key);
+    }
+    const resolved = checkResolved(key, use);
+    return this.keys.run(resolved.ref, () => operation(resolved.ref));
   }
 
   // --- import --------------------------------------------------------------------------------------

@@ -9,12 +9,12 @@ import { HsmBridgeError, quote, type ErrorCode } from '../../errors.js';
 import { parseParticipantId, type FspiopSignInput, type FspiopValidateInput, type ParticipantKeyView } from '../../fspiop/index.js';
 import { parseKeyName } from '../../keys/names.js';
 import { operation, type Operation } from '../declaration.js';
+import type * as msg from '../grpcMessages.js';
 import * as schemas from '../schemas.js';
 import { given } from '../wire.js';
 
 const grpcFspiop = (method: string) => ({ service: 'FspiopService' as const, method });
-const participantKey = (key: ParticipantKeyView) => ({ ...key });
-const keyOfParticipant = (r: { id: string; keyId: string }) => r;
+const participantKey = (key: ParticipantKeyView): msg.ParticipantKeyMessage => ({ ...key });
 
 export const fspiopOperations: Operation[] = [
   operation({
@@ -31,7 +31,7 @@ export const fspiopOperations: Operation[] = [
     rest: { method: 'POST', path: '/v1/fspiop/sign', body: schemas.fspiopSignBody, response: schemas.fspiopSignResult, decode: (r) => r.body, encode: (r) => ({ headers: r.headers, body: r.body }) },
     grpc: {
       ...grpcFspiop('Sign'),
-      decode: (m) => ({
+      decode: (m: msg.FspiopSignRequest) => ({
         key: m.key,
         method: m.method,
         uri: m.uri,
@@ -42,7 +42,7 @@ export const fspiopOperations: Operation[] = [
         body: m.body.toString('utf8'),
         encryptFields: m.encryptFields ?? undefined,
       }),
-      encode: (r) => ({ headers: { ...r.headers }, body: Buffer.from(r.body, 'utf8') }),
+      encode: (r): msg.FspiopSignResponse => ({ headers: { ...r.headers }, body: Buffer.from(r.body, 'utf8') }),
     },
   }),
   operation({
@@ -63,8 +63,8 @@ export const fspiopOperations: Operation[] = [
     rest: { method: 'POST', path: '/v1/fspiop/validate', body: schemas.fspiopValidateBody, response: schemas.fspiopValidateResult, decode: (r) => r.body, encode: (r) => r },
     grpc: {
       ...grpcFspiop('Validate'),
-      decode: (m) => ({ headers: m.headers, body: m.body, decryptWith: given(m.decryptWith) }),
-      encode: (r) => {
+      decode: (m: msg.FspiopValidateRequest) => ({ headers: m.headers, body: m.body, decryptWith: given(m.decryptWith) }),
+      encode: (r): msg.FspiopValidateResponse => {
         if (!r.valid) return r;
         const { body, ...rest } = r;
         return body === undefined ? rest : { ...rest, body: JSON.stringify(body) };
@@ -83,7 +83,7 @@ export const fspiopOperations: Operation[] = [
     grpc: {
       ...grpcFspiop('ListParticipants'),
       decode: () => ({}),
-      encode: (participants) => ({ participants: participants.map((p) => ({ id: p.id, keys: p.keys.map(participantKey) })) }),
+      encode: (participants): msg.ListParticipantsResponse => ({ participants: participants.map((p) => ({ id: p.id, keys: p.keys.map(participantKey) })) }),
     },
   }),
   operation({
@@ -104,7 +104,7 @@ export const fspiopOperations: Operation[] = [
       decode: (r) => r.body,
       encode: (key) => key,
     },
-    grpc: { ...grpcFspiop('AddParticipantKey'), decode: (m) => ({ id: m.id, publicKeyPem: m.publicKeyPem, use: given(m.use) }), encode: participantKey },
+    grpc: { ...grpcFspiop('AddParticipantKey'), decode: (m: msg.AddParticipantKeyRequest) => ({ id: m.id, publicKeyPem: m.publicKeyPem, use: given(m.use) }), encode: participantKey },
   }),
   operation({
     name: 'fspiop.participants.get',
@@ -120,8 +120,8 @@ export const fspiopOperations: Operation[] = [
       if (!key) throw new HsmBridgeError('KEY_NOT_FOUND', `participant ${id} has no key ${quote(i.keyId)}`);
       return key;
     },
-    rest: { method: 'GET', path: '/v1/fspiop/participants/:id/keys/:keyId', params: schemas.participantKeyParams, response: schemas.participantKeySchema, decode: (r) => keyOfParticipant(r.params), encode: (key) => key },
-    grpc: { ...grpcFspiop('GetParticipantKey'), decode: keyOfParticipant, encode: participantKey },
+    rest: { method: 'GET', path: '/v1/fspiop/participants/:id/keys/:keyId', params: schemas.participantKeyParams, response: schemas.participantKeySchema, decode: (r) => ({ id: r.params.id, keyId: r.params.keyId }), encode: (key) => key },
+    grpc: { ...grpcFspiop('GetParticipantKey'), decode: (m: msg.ParticipantKeyRequest) => ({ id: m.id, keyId: m.keyId }), encode: participantKey },
   }),
   operation({
     name: 'fspiop.participants.delete',
@@ -132,7 +132,7 @@ export const fspiopOperations: Operation[] = [
     errors: ['KEY_NOT_FOUND'] satisfies ErrorCode[],
     participants: (i) => [i.id],
     run: (s, i: { id: string; keyId: string }) => s.fspiop.participants.deleteKey(i.id, i.keyId),
-    rest: { method: 'DELETE', path: '/v1/fspiop/participants/:id/keys/:keyId', params: schemas.participantKeyParams, status: 204, decode: (r) => keyOfParticipant(r.params), encode: () => undefined },
-    grpc: { ...grpcFspiop('DeleteParticipantKey'), decode: keyOfParticipant, encode: () => ({}) },
+    rest: { method: 'DELETE', path: '/v1/fspiop/participants/:id/keys/:keyId', params: schemas.participantKeyParams, status: 204, decode: (r) => ({ id: r.params.id, keyId: r.params.keyId }), encode: () => undefined },
+    grpc: { ...grpcFspiop('DeleteParticipantKey'), decode: (m: msg.ParticipantKeyRequest) => ({ id: m.id, keyId: m.keyId }), encode: (): msg.DeleteParticipantKeyResponse => ({}) },
   }),
 ];

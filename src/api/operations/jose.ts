@@ -11,6 +11,7 @@ import type { JweSerialization } from '../../jose/jwe.js';
 import { keyId } from '../../keys/publicKey.js';
 import { decodeBase64, decodeOptionalBase64, encodeBase64 } from '../base64.js';
 import { operation, type Operation } from '../declaration.js';
+import type * as msg from '../grpcMessages.js';
 import * as schemas from '../schemas.js';
 import { given, givenList, joseObjectText, jsonObjectText, serialized } from '../wire.js';
 
@@ -56,7 +57,7 @@ export const joseOperations: Operation[] = [
     },
     grpc: {
       ...grpcJose('SignJws'),
-      decode: (m) => ({
+      decode: (m: msg.SignJwsRequest) => ({
         key: m.key,
         algorithm: given(m.algorithm),
         payload: m.payload,
@@ -66,7 +67,7 @@ export const joseOperations: Operation[] = [
         b64: m.b64,
         serialization: (given(m.serialization) ?? 'compact') as JwsSerialization,
       }),
-      encode: (r) => ({ ...r, jws: serialized(r.jws), kid: r.kid ?? '' }),
+      encode: (r): msg.SignJwsResponse => ({ ...r, jws: serialized(r.jws), kid: r.kid ?? '' }),
     },
   }),
   operation({
@@ -98,8 +99,8 @@ export const joseOperations: Operation[] = [
     },
     grpc: {
       ...grpcJose('VerifyJws'),
-      decode: (m) => ({ jws: joseObjectText('jws', m.jws), payload: m.payload, algorithms: givenList(m.algorithms) as string[] | undefined, key: given(m.key) }),
-      encode: (r) => {
+      decode: (m: msg.VerifyJwsRequest) => ({ jws: joseObjectText('jws', m.jws), payload: m.payload, algorithms: givenList(m.algorithms) as string[] | undefined, key: given(m.key) }),
+      encode: (r): msg.VerifyJwsResponse => {
         if (!r.valid) return { valid: false, reason: JWS_NOT_VALID_REASON };
         return {
           valid: true,
@@ -148,7 +149,7 @@ export const joseOperations: Operation[] = [
     },
     grpc: {
       ...grpcJose('EncryptJwe'),
-      decode: (m) => {
+      decode: (m: msg.EncryptJweRequest) => {
         if (m.recipient === undefined) throw invalid('set the recipient: key (a key of this service) or jwk (a public JWK as JSON text)');
         if (m.recipient === 'jwk' && m.keyVersion !== undefined) throw invalid('key_version goes with key');
         return {
@@ -161,7 +162,7 @@ export const joseOperations: Operation[] = [
           serialization: (given(m.serialization) ?? 'compact') as JweSerialization,
         };
       },
-      encode: (r) => ({ jwe: serialized(r.jwe), ...recipientKey(r) }),
+      encode: (r): msg.EncryptJweResponse => ({ jwe: serialized(r.jwe), ...recipientKey(r) }),
     },
   }),
   operation({
@@ -187,8 +188,8 @@ export const joseOperations: Operation[] = [
     },
     grpc: {
       ...grpcJose('DecryptJwe'),
-      decode: (m) => ({ jwe: joseObjectText('jwe', m.jwe), key: given(m.key), algorithms: givenList(m.algorithms) as string[] | undefined }),
-      encode: (r) => ({ ...r, protectedHeader: JSON.stringify(r.protectedHeader) }),
+      decode: (m: msg.DecryptJweRequest) => ({ jwe: joseObjectText('jwe', m.jwe), key: given(m.key), algorithms: givenList(m.algorithms) as string[] | undefined }),
+      encode: (r): msg.DecryptJweResponse => ({ ...r, protectedHeader: JSON.stringify(r.protectedHeader) }),
     },
   }),
   operation({
@@ -200,6 +201,6 @@ export const joseOperations: Operation[] = [
     errors: ['BACKEND_UNAVAILABLE'],
     run: (s) => s.jose.jwks(),
     rest: { method: 'GET', path: '/.well-known/jwks.json', response: schemas.jwksSchema, decode: () => ({}), encode: (jwks) => jwks },
-    grpc: { ...grpcJose('GetJwks'), decode: () => ({}), encode: (jwks) => ({ jwks: JSON.stringify(jwks) }) },
+    grpc: { ...grpcJose('GetJwks'), decode: () => ({}), encode: (jwks): msg.GetJwksResponse => ({ jwks: JSON.stringify(jwks) }) },
   }),
 ];

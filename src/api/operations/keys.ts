@@ -7,6 +7,7 @@ import type { ErrorCode } from '../../errors.js';
 import { invalid } from '../../errors.js';
 import { decodeBase64, decodeOptionalBase64, encodeBase64 } from '../base64.js';
 import { operation, type Operation } from '../declaration.js';
+import type * as msg from '../grpcMessages.js';
 import { keyMessage, keyView } from '../keyView.js';
 import { toHex } from '../paymentWire.js';
 import * as schemas from '../schemas.js';
@@ -16,7 +17,7 @@ import { given } from '../wire.js';
 export const keyErrors: ErrorCode[] = ['UNSUPPORTED_ALGORITHM', 'UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'];
 const withVersion: ErrorCode[] = [...keyErrors, 'KEY_VERSION_NOT_FOUND'];
 
-const named = (i: { name: unknown }) => [i.name];
+const named = <I extends { name: unknown }>(i: I) => [i.name];
 const byName = { params: schemas.keyNameParams, response: schemas.keySchema };
 const grpcKeyService = (method: string) => ({ service: 'KeyService' as const, method });
 
@@ -32,7 +33,7 @@ function lifecycle(name: string, action: Lifecycle, route: { method: 'GET' | 'PO
     keys: named,
     run: async (s, i: { name: string }) => keyView(s.keys, await s.keys[action](i.name)),
     rest: { ...route, ...byName, decode: (r) => ({ name: r.params.name }), encode: (v) => v },
-    grpc: { ...grpcKeyService(action.charAt(0).toUpperCase() + action.slice(1)), decode: (m) => ({ name: m.name }), encode: (v) => keyMessage(v) },
+    grpc: { ...grpcKeyService(action.charAt(0).toUpperCase() + action.slice(1)), decode: (m: msg.KeyNameRequest) => ({ name: m.name }), encode: (v): msg.KeyMessage => keyMessage(v) },
   });
 }
 
@@ -48,8 +49,8 @@ export const keyOperations: Operation[] = [
     rest: { method: 'POST', path: '/v1/keys', body: schemas.createKeyBody, response: schemas.keySchema, status: 201, decode: (r) => r.body, encode: (v) => v },
     grpc: {
       ...grpcKeyService('CreateKey'),
-      decode: (m) => ({ name: m.name, type: m.type, purpose: given(m.purpose), exportable: m.exportable, keyUsage: given(m.keyUsage) }),
-      encode: (v) => keyMessage(v),
+      decode: (m: msg.CreateKeyRequest) => ({ name: m.name, type: m.type, purpose: given(m.purpose), exportable: m.exportable, keyUsage: given(m.keyUsage) }),
+      encode: (v): msg.KeyMessage => keyMessage(v),
     },
   }),
   operation({
@@ -60,7 +61,7 @@ export const keyOperations: Operation[] = [
     errors: ['BACKEND_UNAVAILABLE'],
     run: async (s) => Promise.all((await s.keys.listKeys()).map((meta) => keyView(s.keys, meta))),
     rest: { method: 'GET', path: '/v1/keys', response: schemas.keyListSchema, decode: () => ({}), encode: (keys) => ({ keys }) },
-    grpc: { ...grpcKeyService('ListKeys'), decode: () => ({}), encode: (keys) => ({ keys: keys.map(keyMessage) }) },
+    grpc: { ...grpcKeyService('ListKeys'), decode: () => ({}), encode: (keys): msg.ListKeysResponse => ({ keys: keys.map(keyMessage) }) },
   }),
   lifecycle(
     'keys.get',
@@ -99,7 +100,7 @@ export const keyOperations: Operation[] = [
     keys: named,
     run: (s, i: { name: string }) => s.keys.destroyKey(i.name),
     rest: { method: 'DELETE', path: '/v1/keys/:name', params: schemas.keyNameParams, status: 204, decode: (r) => ({ name: r.params.name }), encode: () => undefined },
-    grpc: { ...grpcKeyService('DestroyKey'), decode: (m) => ({ name: m.name }), encode: () => ({}) },
+    grpc: { ...grpcKeyService('DestroyKey'), decode: (m: msg.KeyNameRequest) => ({ name: m.name }), encode: (): msg.DestroyKeyResponse => ({}) },
   }),
 
   operation({
@@ -126,8 +127,8 @@ export const keyOperations: Operation[] = [
     },
     grpc: {
       ...grpcKeyService('Sign'),
-      decode: (m) => ({ name: m.name, algorithm: given(m.algorithm), message: m.message, digest: m.digest }),
-      encode: (r, i) => ({ keyName: i.name, ...r }),
+      decode: (m: msg.SignRequest) => ({ name: m.name, algorithm: given(m.algorithm), message: m.message, digest: m.digest }),
+      encode: (r, i): msg.SignResponse => ({ keyName: i.name, ...r }),
     },
   }),
   operation({
@@ -156,8 +157,8 @@ export const keyOperations: Operation[] = [
     },
     grpc: {
       ...grpcKeyService('Verify'),
-      decode: (m) => ({ name: m.name, algorithm: given(m.algorithm), keyVersion: m.keyVersion, message: m.message, digest: m.digest, signature: m.signature }),
-      encode: (r, i) => ({ keyName: i.name, ...r }),
+      decode: (m: msg.VerifyRequest) => ({ name: m.name, algorithm: given(m.algorithm), keyVersion: m.keyVersion, message: m.message, digest: m.digest, signature: m.signature }),
+      encode: (r, i): msg.VerifyResponse => ({ keyName: i.name, ...r }),
     },
   }),
   operation({
@@ -185,8 +186,8 @@ export const keyOperations: Operation[] = [
     },
     grpc: {
       ...grpcKeyService('Encrypt'),
-      decode: (m) => ({ name: m.name, algorithm: given(m.algorithm), plaintext: m.plaintext, aad: m.aad }),
-      encode: (r, i) => ({ keyName: i.name, ...r }),
+      decode: (m: msg.EncryptRequest) => ({ name: m.name, algorithm: given(m.algorithm), plaintext: m.plaintext, aad: m.aad }),
+      encode: (r, i): msg.EncryptResponse => ({ keyName: i.name, ...r }),
     },
   }),
   operation({
@@ -216,8 +217,8 @@ export const keyOperations: Operation[] = [
     },
     grpc: {
       ...grpcKeyService('Decrypt'),
-      decode: (m) => ({ name: m.name, ciphertext: m.ciphertext, aad: m.aad, keyVersion: m.keyVersion, algorithm: given(m.algorithm) }),
-      encode: (r, i) => ({ keyName: i.name, ...r }),
+      decode: (m: msg.DecryptRequest) => ({ name: m.name, ciphertext: m.ciphertext, aad: m.aad, keyVersion: m.keyVersion, algorithm: given(m.algorithm) }),
+      encode: (r, i): msg.DecryptResponse => ({ keyName: i.name, ...r }),
     },
   }),
   operation({
@@ -239,8 +240,8 @@ export const keyOperations: Operation[] = [
     },
     grpc: {
       ...grpcKeyService('GenerateMac'),
-      decode: (m) => ({ name: m.name, algorithm: given(m.algorithm), data: m.data }),
-      encode: (r, i) => ({ keyName: i.name, ...r }),
+      decode: (m: msg.GenerateMacRequest) => ({ name: m.name, algorithm: given(m.algorithm), data: m.data }),
+      encode: (r, i): msg.GenerateMacResponse => ({ keyName: i.name, ...r }),
     },
   }),
   operation({
@@ -272,8 +273,8 @@ export const keyOperations: Operation[] = [
     },
     grpc: {
       ...grpcKeyService('VerifyMac'),
-      decode: (m) => ({ name: m.name, algorithm: given(m.algorithm), keyVersion: m.keyVersion, data: m.data, mac: m.mac }),
-      encode: (r, i) => ({ keyName: i.name, ...r }),
+      decode: (m: msg.VerifyMacRequest) => ({ name: m.name, algorithm: given(m.algorithm), keyVersion: m.keyVersion, data: m.data, mac: m.mac }),
+      encode: (r, i): msg.VerifyMacResponse => ({ keyName: i.name, ...r }),
     },
   }),
 ];

@@ -8,6 +8,7 @@ import { invalid, type ErrorCode } from '../../errors.js';
 import type { OtpRecipient } from '../../payment/pin/otpToJwe.js';
 import type { IncomingPin, PinSide } from '../../payment/pin/pinService.js';
 import { operation, type Operation } from '../declaration.js';
+import type * as msg from '../grpcMessages.js';
 import { keyMessage, keyView } from '../keyView.js';
 import { checkKeyBlockText, checkPan, parseKsn, parsePinBlock, toHex } from '../paymentWire.js';
 import * as schemas from '../schemas.js';
@@ -28,12 +29,12 @@ function incomingPin(side: PinSide, dukpt: DukptWire | undefined): IncomingPin {
 }
 
 /** A PIN side from a gRPC message: REST's schema checks the PAN, gRPC has only this check. */
-function grpcPinSide(message: { keyName: string; keyVersion?: number; format: string; pan?: string }, field: string): PinSide {
+function grpcPinSide(message: msg.OutgoingPinMessage, field: string): PinSide {
   checkPan(`${field}.pan`, message.pan);
   return definedOnly({ keyName: message.keyName, keyVersion: message.keyVersion, format: message.format, pan: message.pan });
 }
 
-function grpcIncoming(message: any): IncomingPin {
+function grpcIncoming(message: msg.IncomingPinMessage | null): IncomingPin {
   const incoming = required(message, 'incoming');
   const dukpt = incoming.dukpt ? definedOnly({ ksn: incoming.dukpt.ksn, workingKey: given(incoming.dukpt.workingKey) }) : undefined;
   return incomingPin(grpcPinSide(incoming, 'incoming'), dukpt);
@@ -43,12 +44,12 @@ function restIncoming({ dukpt, ...side }: PinSide & { dukpt?: DukptWire }): Inco
   return incomingPin(side, dukpt);
 }
 
-const grpcKeyRef = (ref: KeyRef | null, field: string): KeyRef => {
+const grpcKeyRef = (ref: msg.PaymentKeyRef | null, field: string): KeyRef => {
   const r = required(ref, field);
   return definedOnly({ keyName: r.keyName, keyVersion: r.keyVersion });
 };
 
-function grpcRecipient(m: { recipient?: string; key?: KeyRef | null; participant?: { participant: string; keyId?: string } | null }): OtpRecipient {
+function grpcRecipient(m: msg.PinToJweRequest): OtpRecipient {
   switch (m.recipient) {
     case 'key': {
       const key = grpcKeyRef(m.key ?? null, 'key');
@@ -93,12 +94,12 @@ export const paymentOperations: Operation[] = [
     },
     grpc: {
       ...grpcPayment('TranslatePin'),
-      decode: (m) => ({
+      decode: (m: msg.TranslatePinRequest) => ({
         incoming: grpcIncoming(m.incoming),
         outgoing: grpcPinSide(required(m.outgoing, 'outgoing'), 'outgoing'),
         pinBlock: parsePinBlock('pin_block', m.pinBlock),
       }),
-      encode: (r) => r,
+      encode: (r): msg.TranslatePinResponse => r,
     },
   }),
   operation({
@@ -131,7 +132,7 @@ export const paymentOperations: Operation[] = [
     },
     grpc: {
       ...grpcPayment('PinToJwe'),
-      decode: (m) => ({
+      decode: (m: msg.PinToJweRequest) => ({
         incoming: grpcIncoming(m.incoming),
         pinBlock: parsePinBlock('pin_block', m.pinBlock),
         recipient: grpcRecipient(m),
@@ -139,7 +140,7 @@ export const paymentOperations: Operation[] = [
         enc: given(m.enc),
         references: m.references,
       }),
-      encode: (r) => r,
+      encode: (r): msg.PinToJweResponse => r,
     },
   }),
   operation({
@@ -157,11 +158,11 @@ export const paymentOperations: Operation[] = [
     rest: { method: 'POST', path: '/v1/keys/import/tr31', body: schemas.importTr31Body, response: schemas.importTr31Result, status: 201, decode: (r) => r.body, encode: (r) => r },
     grpc: {
       ...grpcPayment('ImportTr31'),
-      decode: (m) => {
+      decode: (m: msg.ImportTr31Request) => {
         checkKeyBlockText(m.keyBlock);
         return { name: m.name, keyBlock: m.keyBlock, kbpk: grpcKeyRef(m.kbpk, 'kbpk') };
       },
-      encode: (r) => ({ ...r, key: keyMessage(r.key) }),
+      encode: (r): msg.ImportTr31Response => ({ ...r, key: keyMessage(r.key) }),
     },
   }),
   operation({
@@ -187,8 +188,8 @@ export const paymentOperations: Operation[] = [
     },
     grpc: {
       ...grpcPayment('ExportTr31'),
-      decode: (m) => ({ name: m.name, keyVersion: m.keyVersion, kbpk: grpcKeyRef(m.kbpk, 'kbpk'), exportability: given(m.exportability) }),
-      encode: (r) => r,
+      decode: (m: msg.ExportTr31Request) => ({ name: m.name, keyVersion: m.keyVersion, kbpk: grpcKeyRef(m.kbpk, 'kbpk'), exportability: given(m.exportability) }),
+      encode: (r): msg.ExportTr31Response => r,
     },
   }),
 ];

@@ -1,6 +1,7 @@
 /** Operations that name no key: random bytes from the backend, and what the backend can do. */
 import { encodeBase64 } from '../base64.js';
 import { operation, type Operation } from '../declaration.js';
+import type * as msg from '../grpcMessages.js';
 import * as schemas from '../schemas.js';
 
 export const systemOperations: Operation[] = [
@@ -13,7 +14,7 @@ export const systemOperations: Operation[] = [
     secrets: { output: ['random'] },
     run: async (s, i: { length: number }) => ({ random: await s.keys.randomBytes(i.length) }),
     rest: { method: 'POST', path: '/v1/random', body: schemas.randomBody, response: schemas.randomResult, decode: (r) => ({ length: r.body.length }), encode: (r) => ({ random: encodeBase64(r.random) }) },
-    grpc: { service: 'KeyService', method: 'GenerateRandom', decode: (m) => ({ length: m.length }), encode: (r) => r },
+    grpc: { service: 'KeyService', method: 'GenerateRandom', decode: (m: msg.GenerateRandomRequest) => ({ length: m.length }), encode: (r): msg.GenerateRandomResponse => r },
   }),
   operation({
     name: 'system.capabilities',
@@ -27,7 +28,7 @@ export const systemOperations: Operation[] = [
       service: 'KeyService',
       method: 'GetCapabilities',
       decode: () => ({}),
-      encode: (caps) => ({
+      encode: (caps): msg.CapabilitiesMessage => ({
         keyTypes: [...caps.keyTypes],
         sign: [...caps.sign],
         encrypt: [...caps.encrypt],

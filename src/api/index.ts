@@ -1,7 +1,8 @@
 /** The API: every operation declared once, and the request pipeline they all run through. */
 export { grpcServices, operationId, operationTags, type FspiopServices, type GrpcServiceName, type Operation, type Services, type ServicesFor } from './declaration.js';
 export { operations } from './operations/index.js';
-export { RequestContext, logLevelOf, runOperation, type Transport } from './pipeline.js';
+export { Pipeline, RequestContext, logLevelOf } from './pipeline.js';
+export { ANONYMOUS, openStages, type Caller, type Credentials, type Outcome, type PipelineStages, type Transport } from './stages.js';
 
 import type { Operation, Services, ServicesFor } from './declaration.js';
 import { operations } from './operations/index.js';

@@ -1,23 +1,28 @@
 /**
  * The request pipeline: every operation, on every transport, passes the same stages in this order:
- *   decode (the transport's wire form into the operation's input) -> validate (the JSON depth cap on
- *   every JSON-valued field) -> run (the core service) -> encode -> map errors (a stable code and a
- *   bounded, sanitised message) -> log (one line per request, with only well-formed key names).
+ *   identify (who calls: ./stages.ts, as soon as the request arrives) -> decode (the transport's wire
+ *   form into the operation's input) -> validate (the JSON depth cap on every JSON-valued field) ->
+ *   authorize (the access policy, on the keys and participants named) -> run (the core service) ->
+ *   encode -> map errors (a stable code and a bounded, sanitised message) -> audit -> observe (metrics)
+ *   -> log (one line per request, with only well-formed key names; the transports write it).
  * Secret buffers are zeroed on the way out. A concern that applies to every operation is added here,
  * once; the transports (src/transports/) only carry requests in and answers out.
  */
-import { forCaller, type ErrorCode } from '../errors.js';
+import { forCaller, type ErrorCode, type HsmBridgeError } from '../errors.js';
 import { isParticipantId } from '../fspiop/participants.js';
 import { parseKeyName } from '../keys/names.js';
-import type { Operation, ServicesFor } from './declaration.js';
+import { randomUUID } from 'node:crypto';
 import { checkJsonDepth } from '../json/depth.js';
+import type { Operation, ServicesFor } from './declaration.js';
 import { jsonFieldPaths, valueAt } from './jsonDepth.js';
-
-export type Transport = 'rest' | 'grpc';
+import { ANONYMOUS, openStages, type Caller, type Credentials, type Outcome, type PipelineStages, type Transport } from './stages.js';
 
 /** What the pipeline learns about one request, for the stages after it (the log line). */
 export class RequestContext {
   readonly started = performance.now();
+  /** Who calls, once the identity stage has run. */
+  caller: Caller = ANONYMOUS;
+  remoteAddress: string | undefined;
   /** The well-formed key names the request names, once decoded. */
   keyNames: readonly string[] = [];
   /** The well-formed participant ids it names: for the policy and audit stages, which name them; not logged. */
@@ -28,10 +33,26 @@ export class RequestContext {
   constructor(
     readonly operation: Operation,
     readonly transport: Transport,
+    /** The caller's request id, or one made here; every log line and audit record of the request carries it. */
+    readonly requestId: string = randomUUID(),
   ) {}
 
   get durationMs(): number {
     return Math.round((performance.now() - this.started) * 10) / 10;
+  }
+
+  outcome(): Outcome {
+    return {
+      operation: this.operation,
+      transport: this.transport,
+      requestId: this.requestId,
+      caller: this.caller,
+      ...(this.remoteAddress === undefined ? {} : { remoteAddress: this.remoteAddress }),
+      keyNames: this.keyNames,
+      participants: this.participants,
+      ...(this.code === undefined ? {} : { code: this.code }),
+      durationMs: this.durationMs,
+    };
   }
 
   /** The fields every log line of the request carries: never an input value that did not pass its syntax check. */
@@ -64,43 +85,73 @@ function zero(value: unknown, fields: readonly string[] | undefined): void {
   }
 }
 
-/**
- * Runs one request through the stages and returns the encoded answer, or throws the caller's error
- * (an HsmBridgeError with a bounded message). Secret input buffers are zeroed in the request as it came
- * and in the decoded input, whether or not decoding succeeded. Secret answer buffers are zeroed here
- * once REST has its base64 copies, or when encoding fails; gRPC zeroes them itself once serialized
- * (src/transports/grpc/protos.ts), since its answer message still holds the buffers.
- */
-export async function runOperation<Req, In, Out>(
-  op: Operation<In, Out>,
-  services: ServicesFor,
-  context: RequestContext,
-  request: Req,
-  decode: (request: Req) => In,
-  encode: (out: Out, input: In) => unknown,
-): Promise<unknown> {
-  let input: In | undefined;
-  try {
-    input = decode(request);
-    context.keyNames = (op.keys?.(input) ?? []).flatMap(wellFormedKeyName);
-    context.participants = (op.participants?.(input) ?? []).filter(isParticipantId);
-    for (const path of jsonFieldsOf(op)) checkJsonDepth(path, valueAt(input, path));
-    const out = await op.run(services, input);
-    let encoded = false;
+/** The pipeline of one service instance: the core services, and the deployment's stages around them. */
+export class Pipeline {
+  constructor(
+    readonly services: ServicesFor,
+    readonly stages: PipelineStages = openStages,
+  ) {}
+
+  /** The identity stage, which the transports run as soon as a request arrives, before reading it. */
+  async identify(context: RequestContext, credentials: Credentials): Promise<void> {
+    context.remoteAddress = credentials.remoteAddress;
     try {
-      const answer = encode(out, input);
-      encoded = true;
-      return answer;
-    } finally {
-      if (!encoded || context.transport === 'rest') zero(out, op.secrets?.output);
+      context.caller = await this.stages.identify(credentials);
+    } catch (e) {
+      throw this.failed(context, e);
     }
-  } catch (e) {
+  }
+
+  /**
+   * Runs one identified request through the remaining stages and returns the encoded answer, or throws
+   * the caller's error (an HsmBridgeError with a bounded message). Secret input buffers are zeroed in
+   * the request as it came and in the decoded input, whether or not decoding succeeded. Secret answer
+   * buffers are zeroed here once REST has its base64 copies, or when encoding fails; gRPC zeroes them
+   * itself once serialized (src/transports/grpc/protos.ts), since its answer message still holds them.
+   */
+  async run<Req, In, Out>(op: Operation<In, Out>, context: RequestContext, request: Req, decode: (request: Req) => In, encode: (out: Out, input: In) => unknown): Promise<unknown> {
+    let input: In | undefined;
+    let answer: unknown;
+    try {
+      input = decode(request);
+      context.keyNames = (op.keys?.(input) ?? []).flatMap(wellFormedKeyName);
+      context.participants = (op.participants?.(input) ?? []).filter(isParticipantId);
+      for (const path of jsonFieldsOf(op)) checkJsonDepth(path, valueAt(input, path));
+      this.stages.authorize(context.caller, op, context.keyNames, context.participants);
+      const out = await op.run(this.services, input);
+      let encoded = false;
+      try {
+        answer = encode(out, input);
+        encoded = true;
+      } finally {
+        if (!encoded || context.transport === 'rest') zero(out, op.secrets?.output);
+      }
+    } catch (e) {
+      throw this.failed(context, e);
+    } finally {
+      zero(request, op.secrets?.input);
+      zero(input, op.secrets?.input);
+    }
+    try {
+      await this.settle(context);
+    } catch (e) {
+      throw forCaller(e);
+    }
+    return answer;
+  }
+
+  /** The caller's error for a failure, once audited and counted. */
+  private failed(context: RequestContext, e: unknown): HsmBridgeError {
     const error = forCaller(e);
     context.code = error.code;
-    throw error;
-  } finally {
-    zero(request, op.secrets?.input);
-    zero(input, op.secrets?.input);
+    void this.settle(context).catch(() => undefined);
+    return error;
+  }
+
+  private async settle(context: RequestContext): Promise<void> {
+    const outcome = context.outcome();
+    this.stages.observe(outcome);
+    await this.stages.audit(outcome);
   }
 }
 

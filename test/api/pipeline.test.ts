@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { operation, type ServicesFor } from '../../src/api/declaration.js';
-import { RequestContext, runOperation, type Transport } from '../../src/api/pipeline.js';
+import { Pipeline, RequestContext } from '../../src/api/pipeline.js';
+import { openStages, type Outcome, type PipelineStages, type Transport } from '../../src/api/stages.js';
 import { HsmBridgeError, MAX_ERROR_MESSAGE_CHARS } from '../../src/errors.js';
 
 interface In { name: string; plaintext: Buffer }
@@ -45,9 +46,9 @@ function fakeOperation(fail: { decode?: boolean; run?: Error; encode?: boolean }
   return { op, decode, encode, answers };
 }
 
-const run = (transport: Transport, fake: ReturnType<typeof fakeOperation>, request = { name: 'k1', plaintext: Buffer.from('clear text') }) => {
+const run = (transport: Transport, fake: ReturnType<typeof fakeOperation>, request = { name: 'k1', plaintext: Buffer.from('clear text') }, stages: PipelineStages = openStages) => {
   const context = new RequestContext(fake.op, transport);
-  return { context, request, result: runOperation(fake.op, services, context, request, fake.decode, fake.encode) };
+  return { context, request, result: new Pipeline(services, stages).run(fake.op, context, request, fake.decode, fake.encode) };
 };
 
 describe('runOperation', () => {
@@ -92,5 +93,34 @@ describe('runOperation', () => {
     const bad = run('grpc', fakeOperation(), { name: 'pin=1234 pan=4111111111111111', plaintext: Buffer.from('x') });
     await bad.result;
     expect(bad.context.logFields()).toEqual({});
+  });
+
+  it('asks the policy with the caller, the operation and the well-formed names, before the operation runs', async () => {
+    const asked: unknown[] = [];
+    const outcomes: Outcome[] = [];
+    const stages: PipelineStages = {
+      ...openStages,
+      authorize: (caller, op, keys) => {
+        asked.push([caller.id, op.name, keys]);
+        throw new HsmBridgeError('INVALID_ARGUMENT', 'denied for the test');
+      },
+      observe: (o) => outcomes.push(o),
+    };
+    const fake = fakeOperation();
+    const { request, result } = run('rest', fake, undefined, stages);
+    await expect(result).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: 'denied for the test' });
+    expect(asked).toEqual([['anonymous', 'test.fake', ['k1']]]);
+    expect(fake.answers).toHaveLength(0); // never ran
+    expect(zeroed(request.plaintext)).toBe(true);
+    expect(outcomes).toMatchObject([{ code: 'INVALID_ARGUMENT', keyNames: ['k1'], caller: { id: 'anonymous' } }]);
+  });
+
+  it('hands each outcome, with its request id, to the audit stage before the answer leaves', async () => {
+    const audited: Outcome[] = [];
+    const fake = fakeOperation();
+    const { context, result } = run('grpc', fake, undefined, { ...openStages, audit: async (o) => void audited.push(o) });
+    await result;
+    expect(audited).toEqual([expect.objectContaining({ requestId: context.requestId, keyNames: ['k1'], transport: 'grpc' })]);
+    expect(audited[0]!.code).toBeUndefined();
   });
 });

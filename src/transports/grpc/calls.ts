@@ -7,7 +7,7 @@
  */
 import { status, type handleUnaryCall } from '@grpc/grpc-js';
 import type { Level, Logger } from 'pino';
-import { grpcServices, logLevelOf, runOperation, RequestContext, type Operation, type ServicesFor } from '../../api/index.js';
+import { grpcServices, logLevelOf, RequestContext, type Credentials, type Operation, type Pipeline } from '../../api/index.js';
 import { invalid } from '../../errors.js';
 import { toGrpcFailure } from './errors.js';
 import { isMalformed, type MalformedRequest } from './protos.js';
@@ -44,7 +44,20 @@ function respond(call: Call, callback: Callback, method: string, logger: Logger,
 const notDecoded = (method: string) => invalid(`the request is not a valid ${method} request message`);
 
 /** The rpc of a declared operation: the request pipeline, in the frame above. */
-export function operationCall(op: Operation, services: ServicesFor, logger: Logger): handleUnaryCall<unknown, unknown> {
+/** What the connection and metadata say of the caller; the identity stage judges them. */
+function credentialsOf(call: Call): Credentials {
+  const certificate = call.getAuthContext().sslPeerCertificate;
+  const authorization = call.metadata.get('authorization')[0];
+  const bearer = typeof authorization === 'string' && /^Bearer /i.test(authorization) ? authorization.slice(7).trim() : undefined;
+  return {
+    transport: 'grpc',
+    remoteAddress: call.getPeer(),
+    ...(certificate && Object.keys(certificate).length > 0 ? { peerCertificate: certificate } : {}),
+    ...(bearer ? { bearerToken: bearer } : {}),
+  };
+}
+
+export function operationCall(op: Operation, pipeline: Pipeline, logger: Logger): handleUnaryCall<unknown, unknown> {
   const method = `${grpcServices[op.grpc.service]}/${op.grpc.method}`;
   const decode = (request: unknown) => {
     if (isMalformed(request)) throw notDecoded(op.grpc.method);
@@ -52,7 +65,7 @@ export function operationCall(op: Operation, services: ServicesFor, logger: Logg
   };
   return (call, callback) => {
     const context = new RequestContext(op, 'grpc');
-    const work = runOperation(op, services, context, call.request, decode, op.grpc.encode);
+    const work = pipeline.identify(context, credentialsOf(call)).then(() => pipeline.run(op, context, call.request, decode, op.grpc.encode));
     respond(call, callback, method, logger, context.started, work, () => context.logFields(), 'info');
   };
 }

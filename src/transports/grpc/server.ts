@@ -6,7 +6,7 @@
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { grpcServices, servedOperations, type GrpcServiceName, type Operation, type Services } from '../../api/index.js';
+import { grpcServices, Pipeline, servedOperations, type GrpcServiceName, type Operation, type PipelineStages, type Services } from '../../api/index.js';
 import type { KeyService } from '../../operations/keyService.js';
 import { operationCall } from './calls.js';
 import { createHealthService } from './health.js';
@@ -25,6 +25,8 @@ export interface GrpcServerOptions extends Omit<Services, 'keys'> {
   readonly healthPollMs?: number;
   /** Serve TLS (and with requireClientCert, mutual TLS) instead of plaintext; see loadTlsMaterial. */
   readonly tls?: TlsMaterial;
+  /** Identity, policy, audit and metrics (src/api/stages.ts); default: open, recording nothing. */
+  readonly stages?: PipelineStages;
 }
 
 export interface RunningGrpcServer {
@@ -39,6 +41,7 @@ const HEALTH_TIMEOUT_MS = 3000;
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
   const logger = opts.logger.child({ transport: 'grpc' });
   const served = servedOperations({ ...opts, keys: opts.service });
+  const pipeline = new Pipeline(served.services, opts.stages);
   const byService = new Map<GrpcServiceName, Operation[]>();
   for (const op of served.operations) byService.set(op.grpc.service, [...(byService.get(op.grpc.service) ?? []), op]);
   const definitions = await loadServices(secretResponseFields(served.operations));
@@ -52,7 +55,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     services: [...byService.keys()].map((name) => grpcServices[name]),
   });
   for (const [name, ops] of byService) {
-    server.addService(definitions[name], Object.fromEntries(ops.map((op) => [op.grpc.method, operationCall(op, served.services, logger)])));
+    server.addService(definitions[name], Object.fromEntries(ops.map((op) => [op.grpc.method, operationCall(op, pipeline, logger)])));
   }
   server.addService(definitions.Health, health.handlers);
 

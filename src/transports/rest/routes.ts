@@ -4,7 +4,8 @@
  * itself (health probes and this OpenAPI document), which name no key and are not operations.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { operationId, runOperation, RequestContext, type Operation, type ServicesFor } from '../../api/index.js';
+import type { TLSSocket } from 'node:tls';
+import { operationId, RequestContext, type Credentials, type Operation, type Pipeline } from '../../api/index.js';
 import { liveSchema, readySchema } from '../../api/schemas.js';
 import type { BackendHealth } from '../../backend/port.js';
 import type { KeyService } from '../../operations/keyService.js';
@@ -16,7 +17,21 @@ declare module 'fastify' {
   }
 }
 
-export function operationRoute(app: FastifyInstance, op: Operation, services: ServicesFor): void {
+/** What the connection and headers say of the caller; the identity stage judges them. */
+function credentialsOf(request: FastifyRequest): Credentials {
+  const socket = request.raw.socket as Partial<TLSSocket>;
+  const certificate = socket.authorized && typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
+  const authorization = request.headers.authorization;
+  const bearer = typeof authorization === 'string' && /^Bearer /i.test(authorization) ? authorization.slice(7).trim() : undefined;
+  return {
+    transport: 'rest',
+    ...(request.ip ? { remoteAddress: request.ip } : {}),
+    ...(certificate && Object.keys(certificate).length > 0 ? { peerCertificate: certificate } : {}),
+    ...(bearer ? { bearerToken: bearer } : {}),
+  };
+}
+
+export function operationRoute(app: FastifyInstance, op: Operation, pipeline: Pipeline): void {
   const { rest } = op;
   const status = rest.status ?? 200;
   app.route({
@@ -37,10 +52,14 @@ export function operationRoute(app: FastifyInstance, op: Operation, services: Se
         ...(status === 204 ? { emptyResponses: { 204: 'Done' } } : {}),
       },
     },
-    handler: async (request: FastifyRequest, reply) => {
-      const context = new RequestContext(op, 'rest');
+    // The caller is established first, before the body is read or checked.
+    onRequest: async (request: FastifyRequest) => {
+      const context = new RequestContext(op, 'rest', request.id);
       request.pipeline = context;
-      const answer = await runOperation(op, services, context, { params: request.params, body: request.body }, rest.decode, rest.encode);
+      await pipeline.identify(context, credentialsOf(request));
+    },
+    handler: async (request: FastifyRequest, reply) => {
+      const answer = await pipeline.run(op, request.pipeline!, { params: request.params, body: request.body }, rest.decode, rest.encode);
       reply.code(status);
       return status === 204 ? reply.send() : answer;
     },

@@ -5,7 +5,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { parseKeyName } from '../../keys/names.js';
-import { servedOperations, type Services } from '../../api/index.js';
+import { Pipeline, servedOperations, type PipelineStages, type Services } from '../../api/index.js';
 import { isStrictBase64 } from '../../api/base64.js';
 import type { KeyService } from '../../operations/keyService.js';
 import { errorHandler, notFoundHandler } from './errors.js';
@@ -20,6 +20,8 @@ export interface RestServerOptions extends Omit<Services, 'keys'> {
   readonly maxRequestBytes: number;
   /** Serve HTTPS (and with requireClientCert, mutual TLS) instead of plain HTTP; see loadTlsMaterial. */
   readonly tls?: TlsMaterial;
+  /** Identity, policy, audit and metrics (src/api/stages.ts); default: open, recording nothing. */
+  readonly stages?: PipelineStages;
 }
 
 export const API_INFO = {
@@ -93,7 +95,8 @@ export async function buildRestServer(opts: RestServerOptions): Promise<FastifyI
   app.addHook('onRoute', openapi.onRoute);
   app.decorateRequest('pipeline', null);
   const served = servedOperations({ ...opts, keys: opts.service });
-  for (const op of served.operations) operationRoute(app, op, served.services);
+  const pipeline = new Pipeline(served.services, opts.stages);
+  for (const op of served.operations) operationRoute(app, op, pipeline);
   transportRoutes(app, opts.service, () => openapi.build(API_INFO));
 
   await app.ready();

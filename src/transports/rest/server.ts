@@ -47,8 +47,8 @@ function logRequest(request: FastifyRequest, reply: FastifyReply, done: () => vo
       route: request.routeOptions.url ?? 'unmatched',
       status: reply.statusCode,
       durationMs: Math.round(reply.elapsedTime * 10) / 10,
-      keyName: pathKeyName(request),
-      ...request.pipeline?.logFields(),
+      // The pipeline's well-formed names; the path's when the request was refused before it decoded.
+      ...(request.pipeline?.keyNames.length ? request.pipeline.logFields() : { keyName: pathKeyName(request) }),
     },
     'request',
   );

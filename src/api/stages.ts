@@ -39,7 +39,8 @@ export interface Caller {
 /** The policy's principals the caller is, and their rules as written. */
 export interface CallerAccess {
   readonly principals: readonly string[];
-  readonly rules: ReadonlyArray<{ readonly principal: string; readonly allow: readonly string[]; readonly keys?: readonly string[]; readonly participants?: readonly string[] }>;
+  /** Omitted fields written out: keys [] (no key-bound operation), participants ["*"] (not limited). */
+  readonly rules: ReadonlyArray<{ readonly principal: string; readonly allow: readonly string[]; readonly keys: readonly string[]; readonly participants: readonly string[] }>;
 }
 
 export const ANONYMOUS: Caller = { authenticatedBy: 'none', id: 'anonymous' };

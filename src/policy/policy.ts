@@ -147,10 +147,10 @@ export class Policy {
     return [...this.principals].filter(([, spec]) => isPrincipal(spec, caller)).map(([name]) => name);
   }
 
-  /** The caller's rules, as written (for whoami). */
-  rulesOf(caller: Caller): Rule[] {
+  /** The caller's rules (for whoami), with what an omitted field means written out: keys [], participants ["*"]. */
+  rulesOf(caller: Caller): Array<Required<Rule>> {
     const mine = new Set(this.principalsOf(caller));
-    return this.rules.filter((r) => mine.has(r.principal)).map(({ principal, allow, keys, participants }) => ({ principal, allow, ...(keys ? { keys } : {}), ...(participants ? { participants } : {}) }));
+    return this.rules.filter((r) => mine.has(r.principal)).map((r) => ({ principal: r.principal, allow: r.allow, keys: r.keys ?? [], participants: r.participants ?? ['*'] }));
   }
 
   decide(caller: Caller, operation: string, keyNames: readonly string[], participants: readonly string[]): Decision {

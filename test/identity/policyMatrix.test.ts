@@ -219,3 +219,98 @@ describe('the policy matrix: every declared operation, on REST and gRPC', () => 
     });
   }
 });
+
+describe('the policy on real keys', () => {
+  const rest = async (method: 'GET' | 'POST', url: string, token: string, body?: unknown): Promise<Answer> => {
+    const r = await servers.rest.inject({ method, url, ...(body === undefined ? {} : { payload: body as object }), headers: { authorization: `Bearer ${token}` } });
+    const parsed = r.body === '' ? undefined : JSON.parse(r.body);
+    return { status: r.statusCode, code: parsed?.error?.code, message: parsed?.error?.message, body: parsed };
+  };
+
+  it('an allowed caller signs, and a JWS verified without "key" is authorized on the key its kid names', async () => {
+    await servers.service.createKey({ name: 'mx-signer', type: 'EC_P256' });
+    await servers.service.createKey({ name: 'zz-signer', type: 'EC_P256' });
+    const signed = await rest('POST', '/v1/jws/sign', tokens.allowed, { key: 'mx-signer', payload: b64('hello') });
+    expect(signed.status).toBe(200);
+    expect((await rest('POST', '/v1/jws/verify', tokens.allowed, { jws: signed.body.jws })).body).toMatchObject({ valid: true, keyName: 'mx-signer' });
+    // The other-keys caller may verify with zz-* keys only: the kid names mx-signer, so it is refused ...
+    const refused = await rest('POST', '/v1/jws/verify', tokens.otherKeys, { jws: signed.body.jws });
+    expect({ status: refused.status, message: refused.message }).toEqual({ status: 403, message: 'permission denied: jws.verify on key "mx-signer"' });
+    // ... and naming a key it may use does not reach mx-signer either: the service then uses that key only.
+    const own = await rest('POST', '/v1/jws/verify', tokens.otherKeys, { jws: signed.body.jws, key: 'zz-signer' });
+    expect(own.status).toBe(400);
+    expect(own.body).not.toHaveProperty('valid');
+  });
+
+  it('a JWE decrypted without "key" is authorized on every key its recipients\' kids name', async () => {
+    await servers.service.createKey({ name: 'mx-rsa', type: 'RSA_2048', purpose: 'encrypt' });
+    const encrypted = await rest('POST', '/v1/jwe/encrypt', tokens.allowed, { recipient: { key: 'mx-rsa' }, alg: 'RSA-OAEP-256', enc: 'A256GCM', plaintext: b64('otp 123456') });
+    expect(encrypted.status).toBe(200);
+    expect(Buffer.from((await rest('POST', '/v1/jwe/decrypt', tokens.allowed, { jwe: encrypted.body.jwe })).body.plaintext, 'base64').toString()).toBe('otp 123456');
+    const refused = await rest('POST', '/v1/jwe/decrypt', tokens.otherKeys, { jwe: encrypted.body.jwe });
+    expect({ status: refused.status, message: refused.message }).toEqual({ status: 403, message: 'permission denied: jwe.decrypt on key "mx-rsa"' });
+    expect(refused.raw ?? JSON.stringify(refused.body)).not.toContain('otp');
+  });
+
+  it('PIN translation needs both keys: one key of the caller\'s is not enough', async () => {
+    const body = { incoming: pinSide('mx-pin-in'), outgoing: pinSide('zz-pin-out'), pinBlock: '0123456789ABCDEF' };
+    const r1 = await rest('POST', '/v1/pin/translate', tokens.allowed, body);
+    expect({ status: r1.status, message: r1.message }).toEqual({ status: 403, message: 'permission denied: pin.translate on key "zz-pin-out"' });
+    const r2 = await rest('POST', '/v1/pin/translate', tokens.otherKeys, body);
+    expect({ status: r2.status, message: r2.message }).toEqual({ status: 403, message: 'permission denied: pin.translate on key "mx-pin-in"' });
+  });
+
+  it('OTP to JWE needs the incoming key and the recipient key or participant', async () => {
+    const toKey = { incoming: pinSide('mx-pin-in'), pinBlock: '0123456789ABCDEF', recipient: { key: 'zz-rsa' } };
+    expect((await rest('POST', '/v1/pin/to-jwe', tokens.allowed, toKey)).message).toBe('permission denied: pin.toJwe on key "zz-rsa"');
+    const toParticipant = { incoming: pinSide('mx-pin-in'), pinBlock: '0123456789ABCDEF', recipient: { participant: 'zzfsp' } };
+    expect((await rest('POST', '/v1/pin/to-jwe', tokens.allowed, toParticipant)).message).toBe('permission denied: pin.toJwe for participant "zzfsp"');
+  });
+
+  it('whoami answers the caller\'s identity and its rules, on both transports', async () => {
+    const r = await rest('GET', '/v1/whoami', tokens.otherKeys);
+    expect(r.body).toEqual({
+      id: 'someone',
+      authenticatedBy: 'token',
+      certSans: [],
+      jwtClaims: expect.objectContaining({ sub: 'someone', iss: ISSUER, aud: AUDIENCE, roles: ['other-keys', 'unrelated'] }),
+      policy: true,
+      principals: ['other-keys'],
+      rules: [{ principal: 'other-keys', allow: ['*'], keys: ['zz-*'], participants: ['zzfsp'] }],
+    });
+    const g = await grpc.call('KeyService', 'WhoAmI', {}, tokens.nobody);
+    expect(g.answer).toMatchObject({ id: 'mx-nobody', authenticatedBy: 'token', policy: true, principals: ['nobody'], rules: [] });
+    expect(JSON.parse(g.answer!.jwtClaims)).toMatchObject({ sub: 'mx-nobody' });
+  });
+});
+
+describe('policy reload', () => {
+  const sign = async (token: string) => (await servers.rest.inject({ method: 'POST', url: '/v1/keys/mx-signer/sign', payload: { message: b64('m') }, headers: { authorization: `Bearer ${token}` } })).statusCode;
+  /** Waits for the watcher or the poll to see the file (no timing is asserted: only the end state). */
+  const until = async (condition: () => Promise<boolean> | boolean) => {
+    for (let i = 0; i < 200 && !(await condition()); i++) await new Promise((r) => setTimeout(r, 50));
+  };
+
+  it('a valid new file takes effect; an invalid one is refused with a log line and the old policy stays', async () => {
+    const freshNobody = await issuer.token('mx-nobody');
+    expect(await sign(freshNobody)).toBe(403);
+    writeFileSync(files.at('policy.yaml'), `${policyText}\n  - principal: nobody\n    allow: [keys.sign]\n    keys: ["mx-signer"]\n`);
+    await until(async () => (await sign(freshNobody)) === 200);
+    expect(await sign(freshNobody)).toBe(200);
+    expect(await sign(tokens.allowed)).toBe(200);
+
+    // An operation that does not exist: the whole file is refused.
+    writeFileSync(files.at('policy.yaml'), `${policyText}\n  - principal: nobody\n    allow: [keys.sgin]\n    keys: ["*"]\n`);
+    await until(() => log.lines().some((l) => String(l.msg).includes('policy file is refused')));
+    const refusal = log.lines().find((l) => String(l.msg).includes('policy file is refused'))!;
+    expect(refusal).toMatchObject({ level: 50, reason: expect.stringContaining('"keys.sgin" matches no operation') });
+    expect(await sign(freshNobody)).toBe(200);
+    expect(servers.stages.policy!.reload('test')).toBe(false);
+
+    // Not YAML at all: refused too; the policy before it is still in force.
+    writeFileSync(files.at('policy.yaml'), 'rules: [unclosed');
+    expect(servers.stages.policy!.reload('test')).toBe(false);
+    expect(await sign(freshNobody)).toBe(200);
+    expect(await sign(tokens.otherKeys)).toBe(403);
+  });
+});

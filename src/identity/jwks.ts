@@ -26,7 +26,7 @@ export function parseJwks(text: string): JSONWebKeySet {
   if (typeof jwks !== 'object' || jwks === null || !Array.isArray(keys) || keys.length === 0) throw new Error('not a JWK Set with keys');
   for (const key of keys) {
     if (typeof key !== 'object' || key === null || typeof (key as { kid?: unknown }).kid !== 'string') throw new Error('every key needs a "kid"');
-    if ('d' in key) throw new Error('a private key is in the JWK Set');
+    if ('d' in key || 'k' in key) throw new Error('a private or secret key is in the JWK Set');
   }
   return jwks as JSONWebKeySet;
 }

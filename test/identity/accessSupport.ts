@@ -14,6 +14,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from '
 import { pino, type Logger } from 'pino';
 import { softwareBackendFactory } from '../../adapters/software/index.js';
 import { openStages } from '../../src/api/stages.js';
+import type { Backend } from '../../src/backend/port.js';
 import { FspiopService, ParticipantRegistry } from '../../src/fspiop/index.js';
 import type { AccessConfig } from '../../src/identity/config.js';
 import { createAccessStages, type AccessStages } from '../../src/identity/stages.js';
@@ -78,10 +79,22 @@ export interface AccessServers {
   close(): Promise<void>;
 }
 
-/** REST and gRPC on one software backend, both with the access stages of `access`. */
-export async function startAccessServers(access: AccessConfig, logger: Logger, tls?: { rest?: TlsMaterial; grpc?: TlsMaterial }): Promise<AccessServers> {
-  const harness = await createSoftwareBackendConfig();
-  const backend = await softwareBackendFactory.create(harness.config, { logger });
+export type BackendName = 'software' | 'SoftHSM';
+
+async function openBackend(name: BackendName, logger: Logger): Promise<{ backend: Backend; cleanup(): Promise<void> }> {
+  if (name === 'software') {
+    const harness = await createSoftwareBackendConfig();
+    return { backend: await softwareBackendFactory.create(harness.config, { logger }), cleanup: () => harness.cleanup() };
+  }
+  const { pkcs11BackendFactory } = await import('../../adapters/pkcs11/index.js');
+  const { createSoftHsmToken } = await import('../helpers/softhsm.js');
+  const token = await createSoftHsmToken();
+  return { backend: await pkcs11BackendFactory.create(token.backendConfig({}), { logger }), cleanup: () => token.cleanup() };
+}
+
+/** REST and gRPC on one backend (default: software), both with the access stages of `access`. */
+export async function startAccessServers(access: AccessConfig, logger: Logger, tls?: { rest?: TlsMaterial; grpc?: TlsMaterial }, backendName: BackendName = 'software'): Promise<AccessServers> {
+  const { backend, cleanup } = await openBackend(backendName, logger);
   const service = new KeyService(backend, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, metadataCacheTtlMs: 0 });
   const participants = await ParticipantRegistry.open({ logger });
   const jose = new JoseService(service);
@@ -104,7 +117,7 @@ export async function startAccessServers(access: AccessConfig, logger: Logger, t
       stages.close();
       await participants.close();
       await backend.close();
-      await harness.cleanup();
+      await cleanup();
     },
   };
 }

@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { CompactEncrypt, CompactSign, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { operations } from '../../src/api/operations/index.js';
-import { capturedLogger, grpcCaller, startAccessServers, tempDir, tokenIssuer, writeJson, AUDIENCE, ISSUER, type AccessServers, type GrpcCaller, type GrpcServiceName, type TokenIssuer } from './accessSupport.js';
+import { capturedLogger, grpcCaller, startAccessServers, tempDir, tokenIssuer, writeJson, AUDIENCE, ISSUER, type AccessServers, type BackendName, type GrpcCaller, type GrpcServiceName, type TokenIssuer } from './accessSupport.js';
 
 const policyText = `
 principals:
@@ -123,8 +123,16 @@ let checkedCells = 0;
 
 type Answer = { status: number; code?: string; message?: string; body?: any };
 
-async function viaRest(cell: Cell, token?: string): Promise<Answer> {
-  const r = await servers.rest.inject({
+interface Target {
+  readonly backend: BackendName;
+  readonly servers: AccessServers;
+  readonly grpc: GrpcCaller;
+}
+/** The matrix runs on each backend: the software one, and SoftHSM. */
+const targets: Target[] = [];
+
+async function viaRest(target: Target, cell: Cell, token?: string): Promise<Answer> {
+  const r = await target.servers.rest.inject({
     method: cell.rest.method,
     url: cell.rest.url,
     ...(cell.rest.body === undefined ? {} : { payload: cell.rest.body as object }),
@@ -134,8 +142,8 @@ async function viaRest(cell: Cell, token?: string): Promise<Answer> {
   return { status: r.statusCode, code: body?.error?.code, message: body?.error?.message, body };
 }
 
-async function viaGrpc(cell: Cell, token?: string): Promise<Answer> {
-  const r = await grpc.call(cell.grpc.service, cell.grpc.method, cell.grpc.request, token);
+async function viaGrpc(target: Target, cell: Cell, token?: string): Promise<Answer> {
+  const r = await target.grpc.call(cell.grpc.service, cell.grpc.method, cell.grpc.request, token);
   return { status: r.status, ...(r.code === undefined ? {} : { code: r.code }), ...(r.message === undefined ? {} : { message: r.message }), body: r.answer };
 }
 
@@ -149,11 +157,12 @@ beforeAll(async () => {
   writeJson(files.at('jwks.json'), issuer.jwks);
   writeFileSync(files.at('policy.yaml'), policyText);
   log = capturedLogger();
-  servers = await startAccessServers(
-    { policyFile: files.at('policy.yaml'), allowUnauthenticated: false, jwt: { jwksFile: files.at('jwks.json'), jwksCacheSeconds: 300, issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'], clockToleranceSeconds: 30 } },
-    log.logger,
-  );
+  const access = { policyFile: files.at('policy.yaml'), allowUnauthenticated: false, jwt: { jwksFile: files.at('jwks.json'), jwksCacheSeconds: 300, issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'], clockToleranceSeconds: 30 } };
+  servers = await startAccessServers(access, log.logger);
   grpc = grpcCaller(servers.grpc.port);
+  targets.push({ backend: 'software', servers, grpc });
+  const softhsm = await startAccessServers(access, capturedLogger().logger, undefined, 'SoftHSM');
+  targets.push({ backend: 'SoftHSM', servers: softhsm, grpc: grpcCaller(softhsm.grpc.port) });
   tokens.allowed = await issuer.token('mx-allowed');
   tokens.nobody = await issuer.token('mx-nobody');
   tokens.otherKeys = await issuer.token('someone', { roles: ['other-keys', 'unrelated'] });
@@ -166,31 +175,34 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  grpc?.close();
-  await servers?.close();
+  for (const t of targets) {
+    t.grpc.close();
+    await t.servers.close();
+  }
   files.remove();
   // The figure the README reports.
   console.log(`policy matrix: ${checkedCells} cells`);
 });
 
-describe('the policy matrix: every declared operation, on REST and gRPC', () => {
+describe('the policy matrix: every declared operation, on REST and gRPC, on the software backend and SoftHSM', () => {
   it('has a request for every operation the policy governs', () => {
     const governed = operations.filter((op) => op.access === undefined).map((op) => op.name);
     expect(Object.keys(cells).sort()).toEqual(governed.sort());
   });
 
   for (const transport of transports) {
-    it(`${transport.name}: each caller gets what the policy says`, async () => {
+    it.each(['software', 'SoftHSM'] as const)(`${transport.name} on %s: each caller gets what the policy says`, async (backend) => {
+      const target = targets.find((t) => t.backend === backend)!;
       for (const [name, cell] of Object.entries(cells)) {
-        const nobody = await transport.call(cell, tokens.nobody);
+        const nobody = await transport.call(target, cell, tokens.nobody);
         expect({ op: name, status: nobody.status, code: nobody.code }).toEqual({ op: name, status: transport.denied, code: 'PERMISSION_DENIED' });
         expect(nobody.message, name).toContain(name);
 
-        const allowed = await transport.call(cell, tokens.allowed);
+        const allowed = await transport.call(target, cell, tokens.allowed);
         expect(['PERMISSION_DENIED', 'UNAUTHENTICATED'], `${name}: ${allowed.message}`).not.toContain(allowed.code);
         expect([transport.denied, transport.unauthenticated], name).not.toContain(allowed.status);
 
-        const other = await transport.call(cell, tokens.otherKeys);
+        const other = await transport.call(target, cell, tokens.otherKeys);
         if (cell.bound) {
           expect({ op: name, code: other.code }).toEqual({ op: name, code: 'PERMISSION_DENIED' });
           // It names the key or participant refused, and nothing about the rules.
@@ -200,7 +212,7 @@ describe('the policy matrix: every declared operation, on REST and gRPC', () => 
           expect(['PERMISSION_DENIED', 'UNAUTHENTICATED'], `${name}: ${other.message}`).not.toContain(other.code);
         }
 
-        const anonymous = await transport.call(cell);
+        const anonymous = await transport.call(target, cell);
         expect({ op: name, status: anonymous.status, code: anonymous.code, message: anonymous.message }).toEqual({ op: name, status: transport.unauthenticated, code: 'UNAUTHENTICATED', message: 'credentials missing' });
         checkedCells += 4;
       }
@@ -209,12 +221,13 @@ describe('the policy matrix: every declared operation, on REST and gRPC', () => 
     it(`${transport.name}: whoami needs only credentials; the JWKS needs none`, async () => {
       const whoami: Cell = { bound: false, rest: { method: 'GET', url: '/v1/whoami' }, grpc: { service: 'KeyService', method: 'WhoAmI', request: {} } };
       const jwks: Cell = { bound: false, rest: { method: 'GET', url: '/.well-known/jwks.json' }, grpc: { service: 'JoseService', method: 'GetJwks', request: {} } };
+      const target = targets[0]!;
       for (const token of Object.values(tokens)) {
-        expect((await transport.call(whoami, token)).status).toBe(transport.name === 'REST' ? 200 : 0);
-        expect((await transport.call(jwks, token)).status).toBe(transport.name === 'REST' ? 200 : 0);
+        expect((await transport.call(target, whoami, token)).status).toBe(transport.name === 'REST' ? 200 : 0);
+        expect((await transport.call(target, jwks, token)).status).toBe(transport.name === 'REST' ? 200 : 0);
       }
-      expect((await transport.call(whoami)).code).toBe('UNAUTHENTICATED');
-      expect((await transport.call(jwks)).status).toBe(transport.name === 'REST' ? 200 : 0);
+      expect((await transport.call(target, whoami)).code).toBe('UNAUTHENTICATED');
+      expect((await transport.call(target, jwks)).status).toBe(transport.name === 'REST' ? 200 : 0);
       checkedCells += 8;
     });
   }

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { operations } from '../api/operations/index.js';
 import { ANONYMOUS, type Caller, type Credentials, type PipelineStages } from '../api/stages.js';
+import { ConfigError } from '../config/load.js';
 import { HsmBridgeError, quote } from '../errors.js';
 import { openPolicyStore, type PolicyStore } from '../policy/store.js';
 import { certificateIdentity } from './certificate.js';
@@ -38,12 +39,15 @@ export function createAccessStages(config: AccessConfig, logger: Logger): Access
   const operationNames = operations.map((op) => op.name);
   let verifier: BearerVerifier | undefined;
   let policy: PolicyStore | undefined;
+  let field = '/access/jwt';
   try {
     verifier = config.jwt ? bearerVerifier(config.jwt, logger) : undefined;
+    field = '/access/policyFile';
     policy = config.policyFile === undefined ? undefined : openPolicyStore(config.policyFile, operationNames, logger);
   } catch (e) {
     verifier?.close();
-    throw e;
+    const reason = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new ConfigError(`config: ${field}: ${reason}`, { cause: e });
   }
 
   const identify = async (credentials: Credentials): Promise<Caller> => {

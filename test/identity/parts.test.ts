@@ -6,6 +6,7 @@ import { ConfigError } from '../../src/config/load.js';
 import { certificateIdentity } from '../../src/identity/certificate.js';
 import { checkExposure, isLoopback } from '../../src/identity/exposure.js';
 import { bearerVerifier } from '../../src/identity/jwt.js';
+import { createAccessStages } from '../../src/identity/stages.js';
 import { capturedLogger, tempDir, tokenIssuer, writeJson, AUDIENCE, ISSUER } from './accessSupport.js';
 
 const peer = (subject: Record<string, unknown>, subjectaltname?: string) => ({ subject, ...(subjectaltname === undefined ? {} : { subjectaltname }) }) as unknown as PeerCertificate;
@@ -109,5 +110,29 @@ describe('the JWK Set file', () => {
     expect(() => bearerVerifier(config, log.logger)).toThrow(/kid/);
     writeJson(files.at('bad.json'), { keys: [{ kty: 'EC', kid: 'k', crv: 'P-256', x: 'x', y: 'y', d: 'd' }] });
     expect(() => bearerVerifier(config, log.logger)).toThrow(/private or secret key/);
+  });
+});
+
+describe('start-up', () => {
+  const files = tempDir();
+  afterAll(() => files.remove());
+
+  it('refuses an invalid or missing policy file, naming the setting and the reason', () => {
+    const log = capturedLogger();
+    writeFileSync(files.at('policy.yaml'), 'principals: {a: {jwtSubject: a}}\nrules: [{principal: a, allow: [keys.sgin]}]');
+    expect(() => createAccessStages({ allowUnauthenticated: false, policyFile: files.at('policy.yaml') }, log.logger)).toThrow(
+      new ConfigError('config: /access/policyFile: rules[0].allow: "keys.sgin" matches no operation'),
+    );
+    expect(() => createAccessStages({ allowUnauthenticated: false, policyFile: files.at('absent.yaml') }, log.logger)).toThrow('config: /access/policyFile: ENOENT');
+  });
+
+  it('without a policy, a request without credentials is the anonymous caller and every operation is allowed', async () => {
+    const stages = createAccessStages({ allowUnauthenticated: false }, capturedLogger().logger);
+    try {
+      expect(await stages.identify({ transport: 'rest', bearerToken: 'ignored without access.jwt' })).toEqual({ authenticatedBy: 'none', id: 'anonymous' });
+      expect(stages.policyConfigured).toBe(false);
+    } finally {
+      stages.close();
+    }
   });
 });

@@ -2,7 +2,9 @@
 import { writeFileSync } from 'node:fs';
 import type { PeerCertificate } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Ajv } from 'ajv';
 import { ConfigError } from '../../src/config/load.js';
+import { accessConfigSchema } from '../../src/identity/config.js';
 import { certificateIdentity } from '../../src/identity/certificate.js';
 import { checkExposure, isLoopback } from '../../src/identity/exposure.js';
 import { bearerVerifier } from '../../src/identity/jwt.js';
@@ -134,5 +136,33 @@ describe('start-up', () => {
     } finally {
       stages.close();
     }
+  });
+});
+
+describe('the access configuration fragment', () => {
+  // The options src/config/load.ts validates the whole configuration with.
+  const validate = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: false }).compile(accessConfigSchema);
+
+  it('fills in the defaults', () => {
+    const value: Record<string, any> = { policyFile: '/p.yaml', jwt: { jwksFile: '/jwks.json', issuer: 'https://idp', audience: 'hsm-bridge' } };
+    expect(validate(value)).toBe(true);
+    expect(value).toEqual({
+      policyFile: '/p.yaml',
+      allowUnauthenticated: false,
+      jwt: { jwksFile: '/jwks.json', issuer: 'https://idp', audience: 'hsm-bridge', jwksCacheSeconds: 300, algorithms: ['RS256', 'ES256'], clockToleranceSeconds: 30 },
+    });
+    const empty = {};
+    expect(validate(empty)).toBe(true);
+    expect(empty).toEqual({ allowUnauthenticated: false });
+  });
+
+  it('refuses both or neither JWK Set source, plain http, alg none and unknown fields', () => {
+    const jwt = { issuer: 'i', audience: 'a' };
+    expect(validate({ jwt: { ...jwt, jwksFile: '/a', jwksUrl: 'https://b' } })).toBe(false);
+    expect(validate({ jwt })).toBe(false);
+    expect(validate({ jwt: { ...jwt, jwksUrl: 'http://idp/jwks' } })).toBe(false);
+    expect(validate({ jwt: { ...jwt, jwksFile: '/a', algorithms: ['none'] } })).toBe(false);
+    expect(validate({ jwt: { ...jwt, jwksFile: '/a', algorithms: ['HS256'] } })).toBe(false);
+    expect(validate({ policy: '/p.yaml' })).toBe(false);
   });
 });

@@ -9,10 +9,12 @@ export const GrpcStatus = {
   INVALID_ARGUMENT: 3,
   NOT_FOUND: 5,
   ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
   RESOURCE_EXHAUSTED: 8,
   FAILED_PRECONDITION: 9,
   INTERNAL: 13,
   UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
 } as const;
 export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
@@ -31,6 +33,10 @@ const table = {
   UNSUPPORTED_MEDIA_TYPE: { http: 415, grpc: GrpcStatus.INVALID_ARGUMENT },
   /** The request body or a field in it is larger than the configured limit. */
   PAYLOAD_TOO_LARGE: { http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED },
+  /** The credential (client certificate or bearer token) is missing, invalid or expired; the message says which and nothing more. */
+  UNAUTHENTICATED: { http: 401, grpc: GrpcStatus.UNAUTHENTICATED },
+  /** The access policy does not let this caller run the operation on the key or participant named. */
+  PERMISSION_DENIED: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED },
   KEY_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND },
   KEY_VERSION_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND },
   /** No such route (REST only). */

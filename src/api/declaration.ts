@@ -10,6 +10,7 @@ import type { FspiopService, ParticipantRegistry } from '../fspiop/index.js';
 import type { JoseService } from '../jose/joseService.js';
 import type { KeyService } from '../operations/keyService.js';
 import type { PaymentServices } from '../payment/index.js';
+import type { Caller } from './stages.js';
 
 /** The core services operations run on. Only KeyService is always there; a transport built without the others leaves their operations out. */
 export interface Services {
@@ -104,7 +105,13 @@ export interface Operation<In = any, Out = any> {
    * `output` ones once the answer is encoded (gRPC: serialized). Secrets are never logged in any case.
    */
   readonly secrets?: { readonly input?: readonly string[]; readonly output?: readonly string[] };
-  run(services: ServicesFor, input: In): Promise<Out>;
+  /**
+   * Who may call it. Default: a caller the access policy allows. 'authenticated': any identified caller
+   * (whoami). 'open': anyone, without identity or policy (the JWKS document, public by nature).
+   */
+  readonly access?: 'authenticated' | 'open';
+  /** The work; `caller` is the identified caller (whoami answers with it). */
+  run(services: ServicesFor, input: In, caller: Caller): Promise<Out>;
   readonly rest: RestBinding<In, Out>;
   readonly grpc: GrpcBinding<In, Out>;
 }

@@ -5,7 +5,7 @@
  * holds each mapping to the message it reads or writes. A proto3
  * `optional` field or a oneof member is absent (undefined) when the client did not set it; every other
  * field always has a value, its zero value when not set. Kept by hand in step with proto/hsmbridge/v1/*.proto (test/api/declarations.test.ts checks the request fields);
- * ListKeysRequest and GetCapabilitiesRequest are empty and need no type.
+ * ListKeysRequest, GetCapabilitiesRequest and WhoAmIRequest are empty and need no type.
  */
 
 interface KeyVersionMessage {
@@ -180,3 +180,22 @@ export interface ImportTr31Request { name: string; keyBlock: string; kbpk: Payme
 export interface ImportTr31Response { key: KeyMessage; keyCheckValue: string; kbpk: KeyUsedMessage }
 export interface ExportTr31Request { name: string; keyVersion?: number; kbpk: PaymentKeyRef | null; exportability: string }
 export interface ExportTr31Response { keyName: string; keyVersion: number; keyBlock: string; keyCheckValue: string; kbpk: KeyUsedMessage }
+
+export interface AccessRuleMessage {
+  principal: string;
+  allow: string[];
+  keys: string[];
+  participants: string[];
+}
+
+export interface WhoAmIResponse {
+  id: string;
+  authenticatedBy: string;
+  certSubject?: string;
+  certSans: string[];
+  /** JSON text; '' without a token. */
+  jwtClaims: string;
+  policy: boolean;
+  principals: string[];
+  rules: AccessRuleMessage[];
+}

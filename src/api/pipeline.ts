@@ -5,7 +5,8 @@
  *   authorize (the access policy, on the keys and participants named) -> run (the core service) ->
  *   encode -> map errors (a stable code and a bounded, sanitised message) -> audit -> observe (metrics)
  *   -> log (one line per request, with only well-formed key names; the transports write it).
- * Secret buffers are zeroed on the way out. A concern that applies to every operation is added here,
+ * An operation declared `access: 'open'` skips identify and authorize, one declared 'authenticated' skips
+ * authorize. Secret buffers are zeroed on the way out. A concern that applies to every operation is added here,
  * once; the transports (src/transports/) only carry requests in and answers out.
  */
 import { forCaller, type ErrorCode, type HsmBridgeError } from '../errors.js';
@@ -95,6 +96,7 @@ export class Pipeline {
   /** The identity stage, which the transports run as soon as a request arrives, before reading it. */
   async identify(context: RequestContext, credentials: Credentials): Promise<void> {
     context.remoteAddress = credentials.remoteAddress;
+    if (context.operation.access === 'open') return;
     try {
       context.caller = await this.stages.identify(credentials);
     } catch (e) {
@@ -117,8 +119,8 @@ export class Pipeline {
       context.keyNames = (op.keys?.(input) ?? []).flatMap(wellFormedKeyName);
       context.participants = (op.participants?.(input) ?? []).filter(isParticipantId);
       for (const path of jsonFieldsOf(op)) checkJsonDepth(path, valueAt(input, path));
-      this.stages.authorize(context.caller, op, context.keyNames, context.participants);
-      const out = await op.run(this.services, input);
+      if (op.access === undefined) this.stages.authorize(context.caller, op, context.keyNames, context.participants);
+      const out = await op.run(this.services, input, context.caller);
       let encoded = false;
       try {
         answer = encode(out, input);

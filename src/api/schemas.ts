@@ -583,3 +583,22 @@ export const exportTr31Result = object(
 
 /** Objects openapi.ts publishes once under components/schemas and refers to by $ref. */
 export const namedSchemas: Record<string, Schema> = { Key: keySchema, Error: errorEnvelopeSchema, ParticipantKey: participantKeySchema, KeyUsed: keyUsedSchema };
+
+const stringList = (description: string): Schema => ({ type: 'array', items: { type: 'string' }, description });
+export const whoamiResult = object(
+  {
+    id: { type: 'string', description: 'The certificate\'s CN (or first SAN), or the token\'s sub (or client_id); "anonymous" without credentials.' },
+    authenticatedBy: { type: 'string', enum: ['certificate', 'token', 'none'] },
+    certSubject: { type: 'string', description: '"CN=..." of the client certificate.' },
+    certSans: stringList('"DNS:..." and "URI:..." SANs of the client certificate.'),
+    jwtClaims: { type: 'object', additionalProperties: true, description: "The verified bearer token's claims." },
+    policy: { type: 'boolean', description: 'Whether an access policy is in force; without one every caller may do everything.' },
+    principals: stringList("The policy's principals the caller is."),
+    rules: {
+      type: 'array',
+      description: 'Their rules: keys [] grants no key-bound operation; participants ["*"] when the rule does not limit them.',
+      items: object({ principal: { type: 'string' }, allow: stringList('Operation names and globs.'), keys: stringList('Key name globs.'), participants: stringList('Participant id globs.') }, ['principal', 'allow', 'keys', 'participants']),
+    },
+  },
+  ['id', 'authenticatedBy', 'policy', 'principals', 'rules'],
+);

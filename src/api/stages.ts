@@ -32,6 +32,15 @@ export interface Caller {
   readonly certSans?: readonly string[];
   /** The verified token's claims. */
   readonly jwtClaims?: Readonly<Record<string, unknown>>;
+  /** What the access policy grants it, as the identity stage found it (for whoami); absent without a policy. */
+  readonly access?: CallerAccess;
+}
+
+/** The policy's principals the caller is, and their rules as written. */
+export interface CallerAccess {
+  readonly principals: readonly string[];
+  /** Omitted fields written out: keys [] (no key-bound operation), participants ["*"] (not limited). */
+  readonly rules: ReadonlyArray<{ readonly principal: string; readonly allow: readonly string[]; readonly keys: readonly string[]; readonly participants: readonly string[] }>;
 }
 
 export const ANONYMOUS: Caller = { authenticatedBy: 'none', id: 'anonymous' };

@@ -444,6 +444,25 @@ function targetOf(kid: string | undefined, named: KeyName | undefined): KeyTarge
   return parsed.name === named ? parsed : undefined;
 }
 
+/**
+ * The keys of this service that the kids of a JWS name ("name:version"): every key verifyJws may use when
+ * the request names none. Read without verifying, so that the access policy can check them first.
+ */
+export function keysNamedByJws(jws: unknown, payload?: Buffer): KeyName[] {
+  return keysNamedBy(parseJws(jws, payload).signatures);
+}
+
+/** The same for the recipients of a JWE: every key decryptJwe may use when the request names none. */
+export function keysNamedByJwe(jwe: unknown): KeyName[] {
+  return keysNamedBy(parseJwe(jwe).recipients);
+}
+
+const keysNamedBy = (entries: ReadonlyArray<{ kid?: string | undefined }>): KeyName[] =>
+  entries.flatMap((e) => {
+    const parsed = e.kid === undefined ? undefined : parseKid(e.kid);
+    return parsed ? [parsed.name] : [];
+  });
+
 function parseKid(kid: string): { name: KeyName; version: KeyVersion } | undefined {
   const at = kid.lastIndexOf(':');
   const versionText = kid.slice(at + 1);

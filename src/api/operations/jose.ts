@@ -5,7 +5,7 @@
  */
 import type { JsonWebKey } from 'node:crypto';
 import { invalid, type ErrorCode } from '../../errors.js';
-import type { DecryptJweRequest, EncryptJweRequest, JweRecipient, SignJwsRequest, VerifyJwsRequest } from '../../jose/joseService.js';
+import { keysNamedByJwe, keysNamedByJws, type DecryptJweRequest, type EncryptJweRequest, type JweRecipient, type SignJwsRequest, type VerifyJwsRequest } from '../../jose/joseService.js';
 import type { JoseHeader, JwsSerialization } from '../../jose/jws.js';
 import type { JweSerialization } from '../../jose/jwe.js';
 import { keyId } from '../../keys/publicKey.js';
@@ -77,7 +77,8 @@ export const joseOperations: Operation[] = [
     summary: 'Verify a JWS with the public part of a key of this service; a signature that does not verify is {valid: false}',
     description: 'Without "key", each signature\'s "kid" ("<name>:<version>") names the key. A malformed JWS is a 400; a well-formed one that does not verify is {valid: false}.',
     errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'],
-    keys: (i) => [i.key],
+    // Without "key" the kids choose the keys: the access policy sees those (the service uses no other).
+    keys: (i) => (i.key !== undefined ? [i.key] : keysNamedByJws(i.jws, i.payload)),
     run: (s, i: VerifyJwsRequest) => s.jose.verifyJws(i),
     rest: {
       method: 'POST',
@@ -172,7 +173,8 @@ export const joseOperations: Operation[] = [
     summary: 'Decrypt a JWE with the private key in the backend',
     description: 'Without "key", the recipient\'s "kid" ("<name>:<version>") names the key. The plaintext is zeroed once the answer is encoded.',
     errors: [...keyErrors, 'DECRYPTION_FAILED', 'PAYLOAD_TOO_LARGE'],
-    keys: (i) => [i.key],
+    // Without "key" the kids choose the key: the access policy sees every key they name.
+    keys: (i) => (i.key !== undefined ? [i.key] : keysNamedByJwe(i.jwe)),
     secrets: { output: ['plaintext'] },
     run: async (s, i: DecryptJweRequest) => {
       const r = await s.jose.decryptJwe(i);
@@ -199,6 +201,7 @@ export const joseOperations: Operation[] = [
     summary: 'The JWK Set of the public keys of this service: every version of every asymmetric key not destroyed, disabled ones included',
     description: 'Each JWK has "kid" "<name>:<version>", "use" and, where one fits, "alg". Served without authentication, like any JWKS.',
     errors: ['BACKEND_UNAVAILABLE'],
+    access: 'open',
     run: (s) => s.jose.jwks(),
     rest: { method: 'GET', path: '/.well-known/jwks.json', response: schemas.jwksSchema, decode: () => ({}), encode: (jwks) => jwks },
     grpc: { ...grpcJose('GetJwks'), decode: () => ({}), encode: (jwks): msg.GetJwksResponse => ({ jwks: JSON.stringify(jwks) }) },

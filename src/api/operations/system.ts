@@ -1,8 +1,23 @@
-/** Operations that name no key: random bytes from the backend, and what the backend can do. */
+/** Operations that name no key: random bytes from the backend, what the backend can do, and who the caller is. */
 import { encodeBase64 } from '../base64.js';
 import { operation, type Operation } from '../declaration.js';
 import type * as msg from '../grpcMessages.js';
 import * as schemas from '../schemas.js';
+import type { Caller } from '../stages.js';
+
+/** The caller as whoami shows it: its names, its token's claims, and what the policy grants it. */
+function whoami(caller: Caller) {
+  return {
+    id: caller.id,
+    authenticatedBy: caller.authenticatedBy,
+    ...(caller.certSubject === undefined ? {} : { certSubject: caller.certSubject }),
+    certSans: [...(caller.certSans ?? [])],
+    ...(caller.jwtClaims === undefined ? {} : { jwtClaims: caller.jwtClaims }),
+    policy: caller.access !== undefined,
+    principals: [...(caller.access?.principals ?? [])],
+    rules: (caller.access?.rules ?? []).map((r) => ({ principal: r.principal, allow: [...r.allow], keys: [...r.keys], participants: [...r.participants] })),
+  };
+}
 
 export const systemOperations: Operation[] = [
   operation({
@@ -38,6 +53,23 @@ export const systemOperations: Operation[] = [
         keyAgreement: [...caps.keyAgreement],
         payment: { dukpt: [...caps.payment.dukpt], importKeys: caps.payment.importKeys, exportKeys: caps.payment.exportKeys },
       }),
+    },
+  }),
+  operation({
+    name: 'system.whoami',
+    operationId: 'whoAmI',
+    tag: 'system',
+    summary: 'Who the service takes the caller to be, and what the access policy grants it',
+    description: "The caller's certificate names and token claims, the policy's principals it is and their rules: for debugging a policy. Any authenticated caller may ask.",
+    errors: ['UNAUTHENTICATED'],
+    access: 'authenticated',
+    run: async (_s, _i: Record<string, never>, caller) => whoami(caller),
+    rest: { method: 'GET', path: '/v1/whoami', response: schemas.whoamiResult, decode: () => ({}), encode: (w) => w },
+    grpc: {
+      service: 'KeyService',
+      method: 'WhoAmI',
+      decode: () => ({}),
+      encode: ({ jwtClaims, ...w }): msg.WhoAmIResponse => ({ ...w, jwtClaims: jwtClaims === undefined ? '' : JSON.stringify(jwtClaims) }),
     },
   }),
 ];

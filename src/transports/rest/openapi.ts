@@ -1,5 +1,5 @@
 /**
- * The OpenAPI 3.0 document, built from the routes as fastify registers them (onRoute hook): the paths,
+ * The OpenAPI 3.1 document, built from the routes as fastify registers them (onRoute hook): the paths,
  * request and response schemas are the objects fastify validates and serialises with, and each route's
  * error responses list exactly the codes it can return. Nothing here is written by hand twice.
  */
@@ -19,6 +19,8 @@ export interface RouteDoc {
   readonly description: string;
   /** Error codes specific to this route; those every route can return are added by the document. */
   readonly errors: readonly ErrorCode[];
+  /** Who may call (the operation declaration's `access`): 'open' routes need no credential; default: the access policy decides. */
+  readonly access?: 'open' | 'authenticated';
   /** Success responses without a body, e.g. { 204: 'Destroyed' }. */
   readonly emptyResponses?: Readonly<Record<number, string>>;
 }
@@ -80,6 +82,8 @@ function routeErrors(route: CollectedRoute): ErrorCode[] {
     codes.add('PAYLOAD_TOO_LARGE');
     codes.add('UNSUPPORTED_MEDIA_TYPE');
   }
+  if (route.doc.access !== 'open') codes.add('UNAUTHENTICATED');
+  if (route.doc.access === undefined) codes.add('PERMISSION_DENIED');
   codes.add('INTERNAL');
   return errorCodes.filter((c) => codes.has(c));
 }
@@ -103,6 +107,8 @@ function operation(route: CollectedRoute): Json {
     ...(params
       ? { parameters: Object.entries(params).map(([name, schema]) => ({ name, in: 'path', required: true, schema: publish(schema) })) }
       : {}),
+    // Open routes override the document's security requirement (a client certificate or a bearer token).
+    ...(route.doc.access === 'open' ? { security: [] } : {}),
     ...(route.schema.body
       ? { requestBody: { required: true, content: { 'application/json': { schema: publish(route.schema.body) } } } }
       : {}),
@@ -133,13 +139,21 @@ export class OpenApiCollector {
       (paths[path] ??= {})[route.method] = operation(route);
     }
     this.document = {
-      openapi: '3.0.3',
+      openapi: '3.1.0',
       info,
       // Relative: the document describes the server that serves it.
       servers: [{ url: '/', description: 'This hsm-bridge instance' }],
       tags: Object.entries(documentTags).map(([name, description]) => ({ name, description })),
       paths,
-      components: { schemas: Object.fromEntries(Object.entries(namedSchemas).map(([name, schema]) => [name, publish(schema, true)])) },
+      // Either credential identifies the caller; access.policyFile then decides what it may do.
+      security: [{ mutualTLS: [] }, { bearerAuth: [] }],
+      components: {
+        schemas: Object.fromEntries(Object.entries(namedSchemas).map(([name, schema]) => [name, publish(schema, true)])),
+        securitySchemes: {
+          mutualTLS: { type: 'mutualTLS', description: 'A client certificate issued by a CA in the listener\'s caFile; the caller is its subject CN or a SAN (DNS name, or URI such as a SPIFFE id).' },
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An OAuth 2.0 access token (JWT) from the configured identity provider, checked against access.jwt: JWK Set, issuer, audience, algorithms and expiry.' },
+        },
+      },
     };
     return this.document;
   }

@@ -49,6 +49,7 @@ export function operationRoute(app: FastifyInstance, op: Operation, pipeline: Pi
         summary: op.summary,
         description: op.description,
         errors: op.errors,
+        ...(op.access === undefined ? {} : { access: op.access }),
         ...(status === 204 ? { emptyResponses: { 204: 'Done' } } : {}),
       },
     },
@@ -69,13 +70,13 @@ export function operationRoute(app: FastifyInstance, op: Operation, pipeline: Pi
 export function transportRoutes(app: FastifyInstance, service: KeyService, openapiDocument: () => object): void {
   app.get('/health/live', {
     schema: { response: { 200: liveSchema } },
-    config: { doc: { operationId: 'live', tags: ['service'], summary: 'Liveness: the process serves requests', description: 'Always 200 while the process answers.', errors: [] } },
+    config: { doc: { operationId: 'live', tags: ['service'], summary: 'Liveness: the process serves requests', description: 'Always 200 while the process answers.', errors: [], access: 'open' } },
     handler: async () => ({ status: 'ok' }),
   });
 
   app.get('/health/ready', {
     schema: { response: { 200: readySchema, 503: readySchema } },
-    config: { doc: { operationId: 'ready', tags: ['service'], summary: 'Readiness: the backend can serve operations', description: '503 while the HSM or key manager cannot be reached or is not logged in.', errors: [] } },
+    config: { doc: { operationId: 'ready', tags: ['service'], summary: 'Readiness: the backend can serve operations', description: '503 while the HSM or key manager cannot be reached or is not logged in.', errors: [], access: 'open' } },
     handler: async (request, reply) => {
       let health: BackendHealth;
       try {
@@ -91,7 +92,7 @@ export function transportRoutes(app: FastifyInstance, service: KeyService, opena
 
   app.get('/openapi.json', {
     schema: { response: { 200: { type: 'object', additionalProperties: true, description: 'An OpenAPI 3.0 document.' } } },
-    config: { doc: { operationId: 'openapi', tags: ['service'], summary: 'This OpenAPI document', description: 'Generated from the operation declarations and the schemas the server validates with.', errors: [] } },
+    config: { doc: { operationId: 'openapi', tags: ['service'], summary: 'This OpenAPI document', description: 'Generated from the operation declarations and the schemas the server validates with.', errors: [], access: 'open' } },
     handler: async () => openapiDocument(),
   });
 }

@@ -5,9 +5,12 @@
  */
 import type { Logger } from 'pino';
 import type { Backend } from './backend/port.js';
+import { openStages, type PipelineStages } from './api/index.js';
 import { createBackend } from './backends.js';
 import type { ServiceConfig } from './config/schema.js';
 import { FspiopService, ParticipantRegistry } from './fspiop/index.js';
+import { checkExposure } from './identity/exposure.js';
+import { createAccessStages, type AccessStages } from './identity/stages.js';
 import { JoseService } from './jose/joseService.js';
 import { KeyService } from './operations/keyService.js';
 import { createPaymentServices } from './payment/index.js';
@@ -47,19 +50,35 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
   // Before the backend opens, so that a bad certificate path fails without touching the HSM.
   let restTls: TlsMaterial | undefined;
   let grpcTls: TlsMaterial | undefined;
+  let access: AccessStages;
   try {
     restTls = tlsFor(config.rest, '/rest/tls', logger);
     grpcTls = tlsFor(config.grpc, '/grpc/tls', logger);
+    checkExposure(
+      config.access,
+      [
+        { field: '/rest', enabled: config.rest.enabled, host: config.rest.host },
+        { field: '/grpc', enabled: config.grpc.enabled, host: config.grpc.host },
+      ],
+      logger,
+    );
+    access = createAccessStages(config.access, logger);
   } catch (e) {
     await backend?.close(); // a backend given to startApp is closed on failure, as below
     throw e;
   }
-  const theBackend = backend ?? (await createBackend(config, { logger }));
+  let theBackend: Backend;
+  try {
+    theBackend = backend ?? (await createBackend(config, { logger }));
+  } catch (e) {
+    access.close();
+    throw e;
+  }
   const service = new KeyService(theBackend, {
     limits: config.limits,
     metadataCacheTtlMs: config.keys.metadataCacheTtlMs,
   });
-  const closers: Array<() => Promise<void>> = [() => theBackend.close()];
+  const closers: Array<() => Promise<void>> = [() => theBackend.close(), async () => access.close()];
   const close = async () => {
     for (const c of closers.splice(0).reverse()) await c().catch((e: unknown) => logger.error({ err: e }, 'error while closing'));
   };
@@ -83,7 +102,8 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       acceptCanonicalBody: config.fspiop.acceptCanonicalBody,
     });
     const payment = createPaymentServices(service, jose, { participants, otpIncomingKeys: config.payment.otpIncomingKeys, logger });
-    const extra = { jose, fspiop: { service: fspiop, participants }, payment };
+    const stages: PipelineStages = { ...openStages, identify: access.identify, authorize: access.authorize };
+    const extra = { jose, fspiop: { service: fspiop, participants }, payment, stages };
     let restUrl: string | undefined;
     let grpcPort: number | undefined;
     if (config.rest.enabled) {

@@ -3,6 +3,7 @@
  * Each backend's own section is described by that backend's factory (BackendFactory.configSchema).
  */
 import { fspiopConfigSchema, type FspiopConfig } from '../fspiop/config.js';
+import { accessConfigSchema, type AccessConfig } from '../identity/config.js';
 import { OTP_KEY_ENTRY_PATTERN } from '../payment/pin/otpKeys.js';
 
 /** TLS for one listener; absent means plain TCP. Files are PEM and are read once, at start. */
@@ -39,6 +40,8 @@ export interface ServiceConfig {
     metadataCacheTtlMs: number;
   };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  /** Who may call (mTLS certificates, bearer JWTs) and what they may do (the policy file). */
+  access: AccessConfig;
   /** Mojaloop FSPIOP signatures: participant keys and validation rules; every field has a default. */
   fspiop: FspiopConfig;
   payment: {
@@ -117,6 +120,7 @@ export const serviceConfigSchema = {
         level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
       },
     },
+    access: accessConfigSchema,
     fspiop: fspiopConfigSchema,
     payment: {
       type: 'object',

@@ -12,6 +12,7 @@ import { errorHandler, notFoundHandler } from './errors.js';
 import { OpenApiCollector } from './openapi.js';
 import { operationRoute, transportRoutes } from './routes.js';
 import { httpsServerOptions, type TlsMaterial } from '../tls.js';
+import { REQUEST_ID_HEADER, requestIdFrom, TRACEPARENT_HEADER } from '../../ops/requestId.js';
 
 export interface RestServerOptions extends Omit<Services, 'keys'> {
   readonly service: KeyService;
@@ -62,6 +63,9 @@ export async function buildRestServer(opts: RestServerOptions): Promise<FastifyI
     loggerInstance: opts.logger,
     // fastify's own request lines include headers and URLs; ours (logRequest) has a fixed set of fields.
     logController: new LogController({ disableRequestLogging: true }),
+    // request.id (logged as reqId on every line of the request) is the caller's x-request-id or trace id.
+    requestIdHeader: false,
+    genReqId: (request) => requestIdFrom(request.headers[REQUEST_ID_HEADER], request.headers[TRACEPARENT_HEADER]),
     bodyLimit: opts.maxRequestBytes,
     exposeHeadRoutes: false,
     // Long enough that an over-long key name reaches the core and gets its INVALID_ARGUMENT, not a 404.
@@ -90,6 +94,10 @@ export async function buildRestServer(opts: RestServerOptions): Promise<FastifyI
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   app.addHook('onResponse', logRequest);
+  // Every answer, errors and 404s included, names its request id.
+  app.addHook('onSend', async (request, reply) => {
+    reply.header(REQUEST_ID_HEADER, request.id);
+  });
 
   const openapi = new OpenApiCollector();
   app.addHook('onRoute', openapi.onRoute);

@@ -20,3 +20,10 @@ export const opsConfigSchema = {
     port: { type: 'integer', minimum: 0, maximum: 65535, default: 9464 },
   },
 } as const;
+
+/**
+ * `payment.maxPinFailuresPerMinute` (a key of the payment section): PIN blocks that may fail to decode per
+ * caller and per incoming key in a minute before that caller's PIN calls on that key get RATE_LIMITED
+ * (./pinFailureLimit.ts).
+ */
+export const maxPinFailuresPerMinuteSchema = { type: 'integer', minimum: 1, maximum: 1_000_000, default: 30 } as const;

@@ -191,6 +191,25 @@ describe('TLS reloads under load (REST and gRPC, mutual TLS)', () => {
     expect(seen).toEqual(new Set(['server-a', 'server-b']));
   });
 
+  it('still requires a client certificate after the reloads', async () => {
+    const withoutCert = { ca: client.ca };
+    const rejected = await new Promise<unknown>((resolve) => {
+      const req = httpsRequest({ host: '127.0.0.1', port: restPort, method: 'GET', path: '/health/live', ...withoutCert, agent: false }, (res) => resolve(res.statusCode));
+      req.on('error', resolve);
+      req.end();
+    });
+    expect(rejected).toBeInstanceOf(Error);
+    const c = new KeyServiceClient(`127.0.0.1:${grpc.port}`, credentials.createSsl(client.ca)) as Client & Record<string, any>;
+    try {
+      const error = await new Promise<ServiceError | null>((resolve) =>
+        c.GenerateRandom({ length: 8 }, new Metadata(), { deadline: Date.now() + 30_000 }, (e: ServiceError | null) => resolve(e)),
+      );
+      expect(error?.code).toBe(14); // UNAVAILABLE: the handshake is refused
+    } finally {
+      c.close();
+    }
+  });
+
   it('reloads on SIGHUP', async () => {
     const files = listenerFiles('sighup');
     const other = new ReloadingTls(files.config, '/other/tls', logger);

@@ -82,6 +82,10 @@ describe('request ids over REST', () => {
 
     const unmatched = await rest.send('GET', '/no/such/route', '', { 'x-request-id': 'caller-id-3' });
     expect(unmatched.headers['x-request-id']).toBe('caller-id-3');
+    // A URL refused before routing (a bad %-escape).
+    const malformed = await rest.send('GET', '/v1/keys/%zz', '', { 'x-request-id': 'caller-id-4' });
+    expect(malformed.status).toBe(400);
+    expect(malformed.headers['x-request-id']).toBe('caller-id-4');
   });
 
   it("takes a traceparent's trace id, else makes one", async () => {

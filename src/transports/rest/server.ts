@@ -75,7 +75,8 @@ export async function buildRestServer(opts: RestServerOptions): Promise<FastifyI
     // Long enough that an over-long key name reaches the core and gets its INVALID_ARGUMENT, not a 404.
     routerOptions: { maxParamLength: 256 },
     // A malformed URL (bad %-escape) is reported here, before routing and the error handler.
-    frameworkErrors: (error, request, reply) => void errorHandler(error, request, reply),
+    // Its answer passes no route hooks (onSend below): the request id is set here.
+    frameworkErrors: (error, request, reply) => void errorHandler(error, request, reply.header(REQUEST_ID_HEADER, request.id)),
     ajv: {
       customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
       // After ajv-formats, whose own 'byte' requires padding and accepts non-canonical text.

@@ -153,3 +153,26 @@ describe('PKCS#11 session pool gauges (SoftHSM)', () => {
     expect(valueOf(samples, 'hsmb_backend_call_duration_seconds_count', { backend: 'pkcs11', primitive: 'randomBytes' })).toBe(1);
   });
 });
+
+describe('the ops listener while the backend is not ready', () => {
+  it('answers /health/ready with 503 and reports the backend down', async () => {
+    const metrics = createMetrics({ keyLabels: false });
+    let health: () => Promise<{ ready: boolean; detail?: string }> = async () => ({ ready: false, detail: 'token not present' });
+    metrics.watchBackend({ kind: 'pkcs11', health: () => health(), gauges: () => ({}) } as unknown as Backend);
+    const ops = await startOpsServer({ host: '127.0.0.1', port: 0, metrics, health: () => health(), logger: silent });
+    try {
+      const notReady = await fetch(`${ops.url}/health/ready`);
+      expect({ status: notReady.status, body: await notReady.json() }).toEqual({ status: 503, body: { status: 'unavailable', detail: 'token not present' } });
+      expect(valueOf((await scrape(ops.url)).samples, 'hsmb_backend_up', { backend: 'pkcs11' })).toBe(0);
+      health = () => Promise.reject(new Error('probe crashed'));
+      const failed = await fetch(`${ops.url}/health/ready`);
+      expect({ status: failed.status, body: await failed.json() }).toEqual({ status: 503, body: { status: 'unavailable', detail: 'backend health check failed' } });
+      expect(valueOf((await scrape(ops.url)).samples, 'hsmb_backend_up', { backend: 'pkcs11' })).toBe(0);
+      health = async () => ({ ready: true });
+      expect(valueOf((await scrape(ops.url)).samples, 'hsmb_backend_up', { backend: 'pkcs11' })).toBe(1);
+      expect((await fetch(`${ops.url}/health/live`)).status).toBe(200);
+    } finally {
+      await ops.close();
+    }
+  });
+});

@@ -45,6 +45,8 @@ const table = {
   KEY_DISABLED: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION },
   /** Destroying a key needs it disabled first, so that a key in use is never destroyed by accident. */
   KEY_NOT_DISABLED: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION },
+  /** Too many PIN blocks from this caller failed to decode under this key this minute; retry after the minute. */
+  RATE_LIMITED: { http: 429, grpc: GrpcStatus.RESOURCE_EXHAUSTED },
   /** The HSM or key manager cannot be reached or is not logged in; retry later. */
   BACKEND_UNAVAILABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE },
   /** A bug or an unexpected backend answer. The message is generic; the log has the detail. */
@@ -53,13 +55,21 @@ const table = {
 
 export type ErrorCode = keyof typeof table;
 
+/**
+ * A finer cause than the code, for the pipeline's stages only (metrics, rate limits), never sent to the
+ * caller: an undecodable PIN block is an INVALID_ARGUMENT like any other to the caller.
+ */
+export type ErrorReason = 'PIN_BLOCK_NOT_DECODED';
+
 export class HsmBridgeError extends Error {
   override readonly name = 'HsmBridgeError';
   readonly code: ErrorCode;
+  readonly reason?: ErrorReason;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; reason?: ErrorReason }) {
     super(message, options);
     this.code = code;
+    if (options?.reason !== undefined) this.reason = options.reason;
   }
 
   get httpStatus(): number {
@@ -106,7 +116,10 @@ export function forCaller(e: unknown): HsmBridgeError {
   const error = toHsmBridgeError(e);
   const message = error.message.replace(/[\u0000-\u001f\u007f]/g, ' ');
   if (message === error.message && message.length <= MAX_ERROR_MESSAGE_CHARS) return error;
-  return new HsmBridgeError(error.code, message.length > MAX_ERROR_MESSAGE_CHARS ? `${message.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : message, { cause: error });
+  return new HsmBridgeError(error.code, message.length > MAX_ERROR_MESSAGE_CHARS ? `${message.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : message, {
+    cause: error,
+    ...(error.reason === undefined ? {} : { reason: error.reason }),
+  });
 }
 
 /** Shorthand for argument checks. */

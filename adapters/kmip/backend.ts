@@ -6,7 +6,7 @@
 import { createPublicKey, randomBytes as nodeRandomBytes, timingSafeEqual, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { algorithmsFor, encryptAlgorithms, signAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
-import type { Backend, BackendHealth, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
+import type { Backend, BackendGauges, BackendHealth, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { isPaymentPurpose, keyTypes, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
@@ -73,6 +73,10 @@ export class KmipBackend implements Backend {
 
   capabilities(): Capabilities {
     return this.caps;
+  }
+
+  gauges(): BackendGauges {
+    return { sessionPool: this.client.poolCounts() };
   }
 
   health(): Promise<BackendHealth> {

@@ -83,10 +83,18 @@ class Permits {
   private readonly waiters: Waiter[] = [];
 
   constructor(
-    count: number,
+    readonly count: number,
     private readonly maxWaiters: number,
   ) {
     this.free = count;
+  }
+
+  get inUse(): number {
+    return this.count - this.free;
+  }
+
+  get waiting(): number {
+    return this.waiters.length;
   }
 
   acquire(timeoutMs: number): Promise<void> {
@@ -222,6 +230,11 @@ export class KmipClient {
       return result;
     });
     return this.healthInFlight;
+  }
+
+  /** The connection pool's size, the connections lent to calls and the calls waiting for one. */
+  poolCounts(): { size: number; inUse: number; waiting: number } {
+    return { size: this.permits.count, inUse: this.permits.inUse, waiting: this.permits.waiting };
   }
 
   /** Closes every connection; calls in flight or waiting fail with BACKEND_UNAVAILABLE. */

@@ -7,7 +7,7 @@ import { constants, createPublicKey, publicEncrypt, timingSafeEqual, type KeyObj
 import type { Logger } from 'pino';
 import { encryptAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import { CONFLICT, KeyChanges, type Conflict } from '../../src/backend/keyChanges.js';
-import type { Backend, BackendHealth, BlockKey, Capabilities, DukptDerivation, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
+import type { Backend, BackendGauges, BackendHealth, BlockKey, Capabilities, DukptDerivation, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { isAsymmetric, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
@@ -74,6 +74,10 @@ export class Pkcs11Backend implements Backend {
 
   capabilities(): Capabilities {
     return this.caps;
+  }
+
+  gauges(): BackendGauges {
+    return { sessionPool: this.connection.poolCounts() };
   }
 
   health(): Promise<BackendHealth> {

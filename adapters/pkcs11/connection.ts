@@ -69,6 +69,13 @@ export class Connection {
     return this.module.api;
   }
 
+  /** The session pool's counts; all zero while the connection is not up (no sessions to lend). */
+  poolCounts(): { size: number; inUse: number; waiting: number } {
+    if (this.state.kind !== 'up') return { size: 0, inUse: 0, waiting: 0 };
+    const { pool } = this.state;
+    return { size: pool.size, inUse: pool.inUse, waiting: pool.waiting };
+  }
+
   /** The token's slot; only valid while the connection is up. */
   slot(): Handle {
     if (this.state.kind !== 'up') throw this.notUp();

@@ -50,6 +50,15 @@ export class SessionPool<S> {
     return this.lent;
   }
 
+  get size(): number {
+    return this.options.size;
+  }
+
+  /** Callers waiting for a session. */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
   acquire(): Promise<S> {
     if (this.closed) return Promise.reject(new PoolClosedError('session pool closed'));
     const session = this.idle.pop();

@@ -21,6 +21,7 @@ import {
 } from '../../src/algorithms/registry.js';
 import type {
   Backend,
+  BackendGauges,
   BackendHealth,
   BlockKey,
   Capabilities,
@@ -117,6 +118,11 @@ class SoftwareBackend implements Backend {
 
   capabilities(): Capabilities {
     return capabilities;
+  }
+
+  /** In-process: no sessions or connections to report. */
+  gauges(): BackendGauges {
+    return {};
   }
 
   async health(): Promise<BackendHealth> {

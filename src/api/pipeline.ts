@@ -9,7 +9,7 @@
  * authorize. Secret buffers are zeroed on the way out. A concern that applies to every operation is added here,
  * once; the transports (src/transports/) only carry requests in and answers out.
  */
-import { forCaller, type ErrorCode, type HsmBridgeError } from '../errors.js';
+import { forCaller, type ErrorCode, type ErrorReason, type HsmBridgeError } from '../errors.js';
 import { isParticipantId } from '../fspiop/participants.js';
 import { parseKeyName } from '../keys/names.js';
 import { randomUUID } from 'node:crypto';
@@ -30,6 +30,8 @@ export class RequestContext {
   participants: readonly string[] = [];
   /** The error code it ended with, if it failed inside the pipeline. */
   code: ErrorCode | undefined;
+  /** Its finer cause, where the error names one (for metrics and the PIN-failure limit). */
+  reason: ErrorReason | undefined;
 
   constructor(
     readonly operation: Operation,
@@ -52,6 +54,7 @@ export class RequestContext {
       keyNames: this.keyNames,
       participants: this.participants,
       ...(this.code === undefined ? {} : { code: this.code }),
+      ...(this.reason === undefined ? {} : { reason: this.reason }),
       durationMs: this.durationMs,
     };
   }
@@ -146,6 +149,7 @@ export class Pipeline {
   private failed(context: RequestContext, e: unknown): HsmBridgeError {
     const error = forCaller(e);
     context.code = error.code;
+    context.reason = error.reason;
     void this.settle(context).catch(() => undefined);
     return error;
   }

@@ -6,7 +6,7 @@
  * behaviour without an access policy, which src/app.ts allows only on loopback listeners.
  */
 import type { PeerCertificate } from 'node:tls';
-import type { ErrorCode } from '../errors.js';
+import type { ErrorCode, ErrorReason } from '../errors.js';
 import type { Operation } from './declaration.js';
 
 export type Transport = 'rest' | 'grpc';
@@ -57,6 +57,8 @@ export interface Outcome {
   readonly participants: readonly string[];
   /** undefined: ok. */
   readonly code?: ErrorCode;
+  /** A finer cause of the failure than its code, where one is known (an undecodable PIN block). */
+  readonly reason?: ErrorReason;
   readonly durationMs: number;
 }
 

@@ -102,6 +102,12 @@ export interface BackendHealth {
   readonly detail?: string;
 }
 
+/** The backend's own resources, for the metrics listener (src/metrics); each adapter reports what applies to it. */
+export interface BackendGauges {
+  /** A pool of HSM sessions (PKCS#11) or connections (KMIP): its size, those lent out and the callers waiting for one. */
+  readonly sessionPool?: { readonly size: number; readonly inUse: number; readonly waiting: number };
+}
+
 export interface Backend {
   /** A short name for logs and metrics: 'pkcs11', 'software', 'kmip'. */
   readonly kind: string;
@@ -109,6 +115,8 @@ export interface Backend {
   /** What this backend can do. Constant for the life of the backend (discovered at start). */
   capabilities(): Capabilities;
   health(): Promise<BackendHealth>;
+  /** Gauges read at each metrics scrape: cheap and without I/O. */
+  gauges(): BackendGauges;
   /** Releases sessions, connections and files. The backend is unusable afterwards. */
   close(): Promise<void>;
 

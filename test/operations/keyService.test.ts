@@ -36,6 +36,7 @@ function recordingBackend(keys: KeyMetadata[]) {
     kind: 'recording',
     capabilities: () => caps,
     health: async () => ({ ready: true }),
+    gauges: () => ({}),
     close: async () => undefined,
     createKey: async (k) => {
       calls.push('createKey');

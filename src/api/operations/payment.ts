@@ -78,7 +78,7 @@ export const paymentOperations: Operation[] = [
     needs: 'payment',
     summary: 'Translate a PIN block from one key and format to another (zone keys, or from a DUKPT terminal)',
     description: 'ISO 9564-1 formats 0, 1, 3 and 4 under TDES or AES PIN keys, or from a TDES (X9.24-1) or AES (X9.24-3) DUKPT terminal. A PAN-bound PIN never becomes format 1 and never changes PAN. Answers the KCV of both keys.',
-    errors: keyErrors,
+    errors: [...keyErrors, 'RATE_LIMITED'],
     keys: pinKeys,
     run: async (s, i: { incoming: IncomingPin; outgoing: PinSide; pinBlock: Buffer }) => {
       const r = await s.payment.pins.translate(i);
@@ -108,7 +108,7 @@ export const paymentOperations: Operation[] = [
     needs: 'payment',
     summary: 'Decipher a PIN block holding an OTP and encrypt the digits in a JWE for one recipient',
     description: 'Only for incoming keys that payment.otpIncomingKeys names. The recipient is a key of this service or a registered participant, never a key the caller brings: whoever decrypts the JWE reads the OTP.',
-    errors: [...keyErrors, 'UNSUPPORTED_ALGORITHM'],
+    errors: [...keyErrors, 'UNSUPPORTED_ALGORITHM', 'RATE_LIMITED'],
     keys: pinKeys,
     participants: (i) => [i.recipient && 'participant' in i.recipient ? i.recipient.participant : undefined],
     run: async (s, i: { incoming: IncomingPin; pinBlock: Buffer; recipient: OtpRecipient; alg?: string; enc?: string; references?: Record<string, string> }) => {

@@ -125,7 +125,11 @@ export class PinService {
       } catch (e) {
         // A block that does not decode means a wrong key or PAN, or someone probing PIN digits by varying
         // the PAN (an attack on PAN-bound formats): worth an operator's eye. Never the block or the PAN.
-        if (e instanceof HsmBridgeError && e.code === 'INVALID_ARGUMENT') this.logger.warn({ keyName: key.keyName, format }, 'PIN block did not decode');
+        // The reason lets the pipeline count it, and limit such failures per caller and key (src/ops/pinFailureLimit.ts).
+        if (e instanceof HsmBridgeError && e.code === 'INVALID_ARGUMENT') {
+          this.logger.warn({ keyName: key.keyName, format }, 'PIN block did not decode');
+          throw new HsmBridgeError('INVALID_ARGUMENT', e.message, { cause: e, reason: 'PIN_BLOCK_NOT_DECODED' });
+        }
         throw e;
       }
       await use(pin);

@@ -5,20 +5,25 @@
  * pipeline's fields (only well-formed key names). Never the request or response: they carry plaintext,
  * signatures and MAC inputs.
  */
-import { status, type handleUnaryCall } from '@grpc/grpc-js';
+import { Metadata, status, type handleUnaryCall } from '@grpc/grpc-js';
 import type { Level, Logger } from 'pino';
 import { grpcServices, logLevelOf, RequestContext, type Credentials, type Operation, type Pipeline } from '../../api/index.js';
 import { invalid } from '../../errors.js';
 import { toGrpcFailure } from './errors.js';
 import { isMalformed, type MalformedRequest } from './protos.js';
+import { REQUEST_ID_HEADER, requestIdFrom, TRACEPARENT_HEADER } from '../../ops/requestId.js';
 
 type Callback = Parameters<handleUnaryCall<unknown, unknown>>[1];
 type Call = Parameters<handleUnaryCall<unknown, unknown>>[0];
 
-/** Answers a call with the outcome of `work`, and writes its log line. */
-function respond(call: Call, callback: Callback, method: string, logger: Logger, started: number, work: Promise<unknown>, fields: Record<string, unknown> | (() => Record<string, unknown>), successLevel: Level): void {
+/** The caller's request id (x-request-id or traceparent metadata), or a new one. */
+const requestIdOf = (call: Call): string => requestIdFrom(call.metadata.get(REQUEST_ID_HEADER), call.metadata.get(TRACEPARENT_HEADER));
+
+/** Answers a call with the outcome of `work`, its request id in the trailing metadata, and writes its log line. */
+function respond(call: Call, callback: Callback, method: string, logger: Logger, started: number, requestId: string, work: Promise<unknown>, fields: Record<string, unknown> | (() => Record<string, unknown>), successLevel: Level): void {
   const finished = (grpcStatus: status, extra: Record<string, unknown> = {}) => ({
     method,
+    requestId,
     status: call.cancelled ? 'CANCELLED' : status[grpcStatus],
     durationMs: Math.round((performance.now() - started) * 10) / 10,
     ...(typeof fields === 'function' ? fields() : fields),
@@ -27,10 +32,13 @@ function respond(call: Call, callback: Callback, method: string, logger: Logger,
   work.then(
     (response) => {
       logger[successLevel](finished(status.OK), 'grpc call');
-      callback(null, response);
+      const trailer = new Metadata();
+      trailer.set(REQUEST_ID_HEADER, requestId);
+      callback(null, response, trailer);
     },
     (thrown: unknown) => {
       const { response, error } = toGrpcFailure(thrown);
+      response.metadata!.set(REQUEST_ID_HEADER, requestId);
       const line = finished(error.grpcStatus, { code: error.code });
       const level = logLevelOf(error.code);
       if (level === 'error') logger.error({ ...line, err: error.cause ?? thrown }, 'grpc call failed');
@@ -64,9 +72,9 @@ export function operationCall(op: Operation, pipeline: Pipeline, logger: Logger)
     return op.grpc.decode(request);
   };
   return (call, callback) => {
-    const context = new RequestContext(op, 'grpc');
+    const context = new RequestContext(op, 'grpc', requestIdOf(call));
     const work = pipeline.identify(context, credentialsOf(call)).then(() => pipeline.run(op, context, call.request, decode, op.grpc.encode));
-    respond(call, callback, method, logger, context.started, work, () => context.logFields(), 'info');
+    respond(call, callback, method, logger, context.started, context.requestId, work, () => context.logFields(), 'info');
   };
 }
 
@@ -75,6 +83,6 @@ export function unaryCall<Req, Res>(method: string, logger: Logger, handle: (req
   return (call, callback) => {
     const request = call.request;
     const work = isMalformed(request) ? Promise.reject(notDecoded(method.split('/').pop() ?? '')) : Promise.resolve().then(() => handle(request));
-    respond(call as Call, callback as Callback, method, logger, performance.now(), work, {}, successLevel);
+    respond(call as Call, callback as Callback, method, logger, performance.now(), requestIdOf(call as Call), work, {}, successLevel);
   };
 }

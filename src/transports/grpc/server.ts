@@ -12,6 +12,7 @@ import { operationCall } from './calls.js';
 import { createHealthService } from './health.js';
 import { loadServices, type ServiceSecrets } from './protos.js';
 import { grpcServerCredentials, type TlsMaterial } from '../tls.js';
+import { grpcReloadingCredentials, ReloadingTls } from '../tlsReload.js';
 
 export interface GrpcServerOptions extends Omit<Services, 'keys'> {
   readonly service: KeyService;
@@ -23,8 +24,8 @@ export interface GrpcServerOptions extends Omit<Services, 'keys'> {
   readonly maxMessageBytes: number;
   /** How often health Watch streams re-check the backend; default 5 s. */
   readonly healthPollMs?: number;
-  /** Serve TLS (and with requireClientCert, mutual TLS) instead of plaintext; see loadTlsMaterial. */
-  readonly tls?: TlsMaterial;
+  /** Serve TLS (and with requireClientCert, mutual TLS) instead of plaintext; see loadTlsMaterial. ReloadingTls: new files apply without a restart. */
+  readonly tls?: TlsMaterial | ReloadingTls;
   /** Identity, policy, audit and metrics (src/api/stages.ts); default: open, recording nothing. */
   readonly stages?: PipelineStages;
 }
@@ -59,7 +60,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   }
   server.addService(definitions.Health, health.handlers);
 
-  const credentials = opts.tls ? grpcServerCredentials(opts.tls) : ServerCredentials.createInsecure();
+  const credentials =
+    opts.tls instanceof ReloadingTls ? grpcReloadingCredentials(opts.tls) : opts.tls ? grpcServerCredentials(opts.tls) : ServerCredentials.createInsecure();
   const address = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolve(bound)));

@@ -3,6 +3,7 @@
  * coerced), one error envelope for every failure, and one log line per request that never holds a body.
  */
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Server as TlsServer } from 'node:tls';
 import type { Logger } from 'pino';
 import { parseKeyName } from '../../keys/names.js';
 import { Pipeline, servedOperations, type PipelineStages, type Services } from '../../api/index.js';
@@ -12,14 +13,16 @@ import { errorHandler, notFoundHandler } from './errors.js';
 import { OpenApiCollector } from './openapi.js';
 import { operationRoute, transportRoutes } from './routes.js';
 import { httpsServerOptions, type TlsMaterial } from '../tls.js';
+import { ReloadingTls, secureContextOptions } from '../tlsReload.js';
+import { REQUEST_ID_HEADER, requestIdFrom, TRACEPARENT_HEADER } from '../../ops/requestId.js';
 
 export interface RestServerOptions extends Omit<Services, 'keys'> {
   readonly service: KeyService;
   readonly logger: Logger;
   /** Largest request body; larger ones get 413 PAYLOAD_TOO_LARGE before they are parsed. */
   readonly maxRequestBytes: number;
-  /** Serve HTTPS (and with requireClientCert, mutual TLS) instead of plain HTTP; see loadTlsMaterial. */
-  readonly tls?: TlsMaterial;
+  /** Serve HTTPS (and with requireClientCert, mutual TLS) instead of plain HTTP; see loadTlsMaterial. ReloadingTls: new files apply without a restart. */
+  readonly tls?: TlsMaterial | ReloadingTls;
   /** Identity, policy, audit and metrics (src/api/stages.ts); default: open, recording nothing. */
   readonly stages?: PipelineStages;
 }
@@ -57,17 +60,23 @@ function logRequest(request: FastifyRequest, reply: FastifyReply, done: () => vo
 
 /** Builds the server without listening; the caller calls listen({ host, port }). */
 export async function buildRestServer(opts: RestServerOptions): Promise<FastifyInstance> {
+  const reloading = opts.tls instanceof ReloadingTls ? opts.tls : undefined;
+  const tls = reloading ? reloading.material : (opts.tls as TlsMaterial | undefined);
   const app = Fastify({
-    ...(opts.tls ? { https: httpsServerOptions(opts.tls) } : {}),
+    ...(tls ? { https: httpsServerOptions(tls) } : {}),
     loggerInstance: opts.logger,
     // fastify's own request lines include headers and URLs; ours (logRequest) has a fixed set of fields.
     logController: new LogController({ disableRequestLogging: true }),
+    // request.id (logged as reqId on every line of the request) is the caller's x-request-id or trace id.
+    requestIdHeader: false,
+    genReqId: (request) => requestIdFrom(request.headers[REQUEST_ID_HEADER], request.headers[TRACEPARENT_HEADER]),
     bodyLimit: opts.maxRequestBytes,
     exposeHeadRoutes: false,
     // Long enough that an over-long key name reaches the core and gets its INVALID_ARGUMENT, not a 404.
     routerOptions: { maxParamLength: 256 },
     // A malformed URL (bad %-escape) is reported here, before routing and the error handler.
-    frameworkErrors: (error, request, reply) => void errorHandler(error, request, reply),
+    // Its answer passes no route hooks (onSend below): the request id is set here.
+    frameworkErrors: (error, request, reply) => void errorHandler(error, request, reply.header(REQUEST_ID_HEADER, request.id)),
     ajv: {
       customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
       // After ajv-formats, whose own 'byte' requires padding and accepts non-canonical text.
@@ -87,9 +96,18 @@ export async function buildRestServer(opts: RestServerOptions): Promise<FastifyI
     if (body.length === 0) done(null, undefined);
     else parseJson(request, body as string, done);
   });
+  if (reloading) {
+    const server = app.server as unknown as TlsServer;
+    const stop = reloading.onChange((material) => server.setSecureContext(secureContextOptions(material)));
+    app.addHook('onClose', async () => void stop());
+  }
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
   app.addHook('onResponse', logRequest);
+  // Every answer, errors and 404s included, names its request id.
+  app.addHook('onSend', async (request, reply) => {
+    reply.header(REQUEST_ID_HEADER, request.id);
+  });
 
   const openapi = new OpenApiCollector();
   app.addHook('onRoute', openapi.onRoute);

@@ -147,6 +147,8 @@ print(json.dumps([uid, client.get(uid).value.hex()]))
       // Each response went to the call that asked: Get answers carry their own identifier (checked in
       // keyBytes) and the keys are distinct.
       expect(new Set(keys.map((k) => k.toString('hex'))).size).toBe(6);
+      // The pool's counts for the metrics listener: everything returned.
+      expect(small.poolCounts()).toEqual({ size: 2, inUse: 0, waiting: 0 });
     } finally {
       await small.close();
     }

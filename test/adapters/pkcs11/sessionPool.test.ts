@@ -34,6 +34,18 @@ describe('SessionPool', () => {
     expect(p.inUse).toBe(3);
   });
 
+  it('counts its size, the sessions lent and the callers waiting (for the metrics listener)', async () => {
+    const { p } = pool(2);
+    expect({ size: p.size, inUse: p.inUse, waiting: p.waiting }).toEqual({ size: 2, inUse: 0, waiting: 0 });
+    const a = await p.acquire();
+    await p.acquire();
+    const third = p.acquire();
+    expect({ size: p.size, inUse: p.inUse, waiting: p.waiting }).toEqual({ size: 2, inUse: 2, waiting: 1 });
+    p.release(a);
+    await third;
+    expect({ size: p.size, inUse: p.inUse, waiting: p.waiting }).toEqual({ size: 2, inUse: 2, waiting: 0 });
+  });
+
   it('serves waiters in FIFO order', async () => {
     const { p } = pool(1);
     const first = await p.acquire();

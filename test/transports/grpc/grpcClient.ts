@@ -17,18 +17,18 @@ export interface TestClients {
   callJose<T = Record<string, any>>(method: string, request?: Record<string, unknown>): Promise<T>;
   /** Calls an FspiopService rpc ('Sign', 'Validate', ...). */
   callFspiop<T = Record<string, any>>(method: string, request?: Record<string, unknown>): Promise<T>;
-  /** Calls a PaymentService rpc ('TranslatePin', ...). */
-  callPayment<T = Record<string, any>>(method: string, request?: Record<string, unknown>): Promise<T>;
+  /** Calls a PaymentService rpc ('TranslatePin', ...), with this metadata if given. */
+  callPayment<T = Record<string, any>>(method: string, request?: Record<string, unknown>, metadata?: Metadata): Promise<T>;
   health: Client & Record<string, any>;
   keyService: Client & Record<string, any>;
   close(): void;
 }
 
-function unary<T>(client: Client & Record<string, any>, method: string, request: Record<string, unknown>): Promise<T> {
+function unary<T>(client: Client & Record<string, any>, method: string, request: Record<string, unknown>, metadata = new Metadata()): Promise<T> {
   const fn = client[method] as UnaryMethod | undefined;
   if (!fn) throw new Error(`no rpc ${method}`);
   return new Promise<T>((resolve, reject) => {
-    fn.call(client, request, new Metadata(), { deadline: Date.now() + 30_000 }, (error, response) =>
+    fn.call(client, request, metadata, { deadline: Date.now() + 30_000 }, (error, response) =>
       error ? reject(error) : resolve(response as T),
     );
   });
@@ -59,7 +59,7 @@ export function connect(port: number): TestClients {
     call: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(keyService, method, request),
     callJose: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(jose, method, request),
     callFspiop: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(fspiop, method, request),
-    callPayment: <T>(method: string, request: Record<string, unknown> = {}) => unary<T>(payment, method, request),
+    callPayment: <T>(method: string, request: Record<string, unknown> = {}, metadata?: Metadata) => unary<T>(payment, method, request, metadata),
     close() {
       keyService.close();
       health.close();

@@ -12,6 +12,7 @@ import { KeyService } from '../../../src/operations/keyService.js';
 import { createPaymentServices } from '../../../src/payment/index.js';
 import { startGrpcServer, type RunningGrpcServer } from '../../../src/transports/grpc/server.js';
 import type { RestTarget } from '../rest/restFixture.js';
+import type { PipelineStages } from '../../../src/api/stages.js';
 import { connect, type TestClients } from './grpcClient.js';
 
 export interface GrpcFixture {
@@ -29,7 +30,7 @@ export interface GrpcFixture {
   close(): Promise<void>;
 }
 
-export async function startGrpc(target: RestTarget, maxMessageBytes = 64 * 1024): Promise<GrpcFixture> {
+export async function startGrpc(target: RestTarget, maxMessageBytes = 64 * 1024, stages?: PipelineStages): Promise<GrpcFixture> {
   const { backend, cleanup } = await target.open();
   let raw = '';
   const logger = pino(
@@ -55,6 +56,7 @@ export async function startGrpc(target: RestTarget, maxMessageBytes = 64 * 1024)
     host: '127.0.0.1',
     port: 0,
     maxMessageBytes,
+    ...(stages ? { stages } : {}),
   });
   const client = connect(server.port);
   return {

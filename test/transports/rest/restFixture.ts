@@ -13,6 +13,7 @@ import { JoseService } from '../../../src/jose/joseService.js';
 import { KeyService, type KeyServiceLimits } from '../../../src/operations/keyService.js';
 import { createPaymentServices } from '../../../src/payment/index.js';
 import { buildRestServer } from '../../../src/transports/rest/server.js';
+import type { PipelineStages } from '../../../src/api/stages.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -107,6 +108,8 @@ export interface RestOptions {
   readonly limits?: KeyServiceLimits;
   /** The participant registry's configuration (its logger is the fixture's). */
   readonly participants?: Omit<ParticipantRegistryOptions, 'logger'>;
+  /** The pipeline's deployment stages (identity, policy, audit, metrics); default: open. */
+  readonly stages?: PipelineStages;
 }
 
 export async function startRest(target: RestTarget, maxRequestBytesOrOptions: number | RestOptions = {}): Promise<RestFixture> {
@@ -127,7 +130,7 @@ export async function startRest(target: RestTarget, maxRequestBytesOrOptions: nu
   const jose = new JoseService(service);
   const otpIncomingKeys: string[] = [];
   const payment = createPaymentServices(service, jose, { participants, otpIncomingKeys, logger });
-  const app = await buildRestServer({ service, jose, fspiop: { service: fspiop, participants }, payment, logger, maxRequestBytes });
+  const app = await buildRestServer({ service, jose, fspiop: { service: fspiop, participants }, payment, logger, maxRequestBytes, ...(options.stages ? { stages: options.stages } : {}) });
   const toReply = (r: { statusCode: number; body: string; headers: Record<string, unknown> }): Reply => ({
     status: r.statusCode,
     body: r.body === '' ? undefined : JSON.parse(r.body),

@@ -12,7 +12,7 @@ const dir = mkdtempSync(join(tmpdir(), 'hsmb-smoke-'));
 const port = 18080 + Math.floor(Math.random() * 1000);
 const base = `http://127.0.0.1:${port}`;
 const child = spawn(process.execPath, ['dist/src/main.js'], {
-  env: { ...process.env, NODE_ENV: 'development', HSMB_REST__PORT: String(port), HSMB_GRPC__PORT: '0', HSMB_BACKEND__SOFTWARE__KEYSTORE_PATH: join(dir, 'keystore.json') },
+  env: { ...process.env, NODE_ENV: 'development', HSMB_REST__PORT: String(port), HSMB_GRPC__PORT: '0', HSMB_OPS__PORT: '0', HSMB_BACKEND__SOFTWARE__KEYSTORE_PATH: join(dir, 'keystore.json') },
   stdio: ['ignore', 'pipe', 'pipe'],
 });
 let output = '';

@@ -16,7 +16,11 @@ import { KeyService } from './operations/keyService.js';
 import { createPaymentServices } from './payment/index.js';
 import { startGrpcServer } from './transports/grpc/server.js';
 import { buildRestServer } from './transports/rest/server.js';
-import { loadTlsMaterial, type TlsMaterial } from './transports/tls.js';
+import { ReloadingTls } from './transports/tlsReload.js';
+import { createMetrics } from './metrics/metrics.js';
+import { timedBackend } from './metrics/timedBackend.js';
+import { startOpsServer } from './ops/opsServer.js';
+import { PinFailureLimiter, withPinFailureLimit } from './ops/pinFailureLimit.js';
 
 export interface RunningApp {
   readonly service: KeyService;
@@ -28,29 +32,34 @@ export interface RunningApp {
   readonly restUrl?: string;
   /** The bound gRPC port; undefined when gRPC is off. */
   readonly grpcPort?: number;
+  /** e.g. http://127.0.0.1:9464, serving /metrics and the health probes; undefined when ops is off. */
+  readonly opsUrl?: string;
   close(): Promise<void>;
 }
 
-/** The listener's TLS files, read and checked; undefined for plain TCP or a listener that is off. */
-function tlsFor(listener: ServiceConfig['rest'], field: string, logger: Logger): TlsMaterial | undefined {
+/** The listener's TLS files, read and checked, reloaded once watched; undefined for plain TCP or a listener that is off. */
+function tlsFor(listener: ServiceConfig['rest'], field: string, logger: Logger): ReloadingTls | undefined {
   if (!listener.enabled || !listener.tls) return undefined;
-  const material = loadTlsMaterial(listener.tls, field);
+  const tls = new ReloadingTls(listener.tls, field, logger);
   if (listener.tls.caFile && !listener.tls.requireClientCert) {
     logger.warn({ field: `${field}/caFile` }, `${field}/caFile is set but ${field}/requireClientCert is false: client certificates are not asked for`);
   }
-  return material;
+  return tls;
 }
 
-const tlsLog = (tls: TlsMaterial | undefined) =>
-  tls
+const tlsLog = (reloading: ReloadingTls | undefined) => {
+  const tls = reloading?.material;
+  return tls
     ? { tls: true, clientCert: tls.requireClientCert ? 'required' : 'off', certSubject: tls.subject, certValidTo: tls.validTo.toISOString() }
     : { tls: false };
+};
 
 export async function startApp(config: ServiceConfig, logger: Logger, backend?: Backend): Promise<RunningApp> {
   // Before the backend opens, so that a bad certificate path fails without touching the HSM.
-  let restTls: TlsMaterial | undefined;
-  let grpcTls: TlsMaterial | undefined;
+  let restTls: ReloadingTls | undefined;
+  let grpcTls: ReloadingTls | undefined;
   let access: AccessStages;
+  const metrics = createMetrics(config.metrics);
   try {
     restTls = tlsFor(config.rest, '/rest/tls', logger);
     grpcTls = tlsFor(config.grpc, '/grpc/tls', logger);
@@ -62,18 +71,19 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       ],
       logger,
     );
-    access = createAccessStages(config.access, logger);
+    access = createAccessStages(config.access, logger, { authenticationFailed: (why) => metrics.authenticationFailed(why) });
   } catch (e) {
     await backend?.close(); // a backend given to startApp is closed on failure, as below
     throw e;
   }
   let theBackend: Backend;
   try {
-    theBackend = backend ?? (await createBackend(config, { logger }));
+    theBackend = timedBackend(backend ?? (await createBackend(config, { logger })), metrics);
   } catch (e) {
     access.close();
     throw e;
   }
+  metrics.watchBackend(theBackend);
   const service = new KeyService(theBackend, {
     limits: config.limits,
     metadataCacheTtlMs: config.keys.metadataCacheTtlMs,
@@ -102,7 +112,18 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       acceptCanonicalBody: config.fspiop.acceptCanonicalBody,
     });
     const payment = createPaymentServices(service, jose, { participants, otpIncomingKeys: config.payment.otpIncomingKeys, logger });
-    const stages: PipelineStages = { ...openStages, identify: access.identify, authorize: access.authorize };
+    const stages: PipelineStages = withPinFailureLimit(
+      { ...openStages, identify: access.identify, authorize: access.authorize, observe: metrics.observe },
+      new PinFailureLimiter({ maxPerMinute: config.payment.maxPinFailuresPerMinute }),
+    );
+    // Before the API listeners, so that it closes after them.
+    let opsUrl: string | undefined;
+    if (config.ops.enabled) {
+      const ops = await startOpsServer({ host: config.ops.host, port: config.ops.port, metrics, health: () => service.health(), logger });
+      closers.push(() => ops.close());
+      opsUrl = ops.url;
+      logger.info({ url: opsUrl }, 'ops listening (metrics, health)');
+    }
     const extra = { jose, fspiop: { service: fspiop, participants }, payment, stages };
     let restUrl: string | undefined;
     let grpcPort: number | undefined;
@@ -114,6 +135,8 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       const port = typeof address === 'object' && address ? address.port : config.rest.port;
       restUrl = `${restTls ? 'https' : 'http'}://${config.rest.host.includes(':') ? `[${config.rest.host}]` : config.rest.host}:${port}`;
       logger.info({ url: restUrl, ...tlsLog(restTls) }, 'REST listening');
+      restTls?.watch();
+      if (restTls) closers.push(async () => restTls.close());
     }
     if (config.grpc.enabled) {
       const grpc = await startGrpcServer({
@@ -128,8 +151,10 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       closers.push(() => grpc.close());
       grpcPort = grpc.port;
       logger.info({ host: config.grpc.host, port: grpcPort, ...tlsLog(grpcTls) }, 'gRPC listening');
+      grpcTls?.watch();
+      if (grpcTls) closers.push(async () => grpcTls.close());
     }
-    return { service, jose, fspiop, participants, restUrl, grpcPort, close };
+    return { service, jose, fspiop, participants, restUrl, grpcPort, opsUrl, close };
   } catch (e) {
     await close();
     throw e;

@@ -4,6 +4,8 @@
  */
 import { fspiopConfigSchema, type FspiopConfig } from '../fspiop/config.js';
 import { accessConfigSchema, type AccessConfig } from '../identity/config.js';
+import { metricsConfigSchema, type MetricsConfig } from '../metrics/config.js';
+import { maxPinFailuresPerMinuteSchema, opsConfigSchema, type OpsConfig } from '../ops/config.js';
 import { OTP_KEY_ENTRY_PATTERN } from '../payment/pin/otpKeys.js';
 
 /** TLS for one listener; absent means plain TCP. Files are PEM and are read once, at start. */
@@ -42,6 +44,9 @@ export interface ServiceConfig {
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   /** Who may call (mTLS certificates, bearer JWTs) and what they may do (the policy file). */
   access: AccessConfig;
+  /** The operations listener: /metrics and the health probes, never the API. */
+  ops: OpsConfig;
+  metrics: MetricsConfig;
   /** Mojaloop FSPIOP signatures: participant keys and validation rules; every field has a default. */
   fspiop: FspiopConfig;
   payment: {
@@ -51,6 +56,8 @@ export interface ServiceConfig {
      * entry to one key value. Empty (the default) closes the flow.
      */
     otpIncomingKeys: string[];
+    /** PIN blocks that do not decode, per caller and per key and minute; beyond that, 429 RATE_LIMITED for the rest of the minute. */
+    maxPinFailuresPerMinute: number;
   };
   backend: {
     /** A built-in backend ('software', 'pkcs11', 'kmip') or 'module' for an adapter module of your own. */
@@ -121,6 +128,8 @@ export const serviceConfigSchema = {
       },
     },
     access: accessConfigSchema,
+    ops: opsConfigSchema,
+    metrics: metricsConfigSchema,
     fspiop: fspiopConfigSchema,
     payment: {
       type: 'object',
@@ -128,6 +137,7 @@ export const serviceConfigSchema = {
       default: {},
       properties: {
         otpIncomingKeys: { type: 'array', items: { type: 'string', pattern: OTP_KEY_ENTRY_PATTERN }, maxItems: 1024, uniqueItems: true, default: [] },
+        maxPinFailuresPerMinute: maxPinFailuresPerMinuteSchema,
       },
     },
     backend: {

@@ -22,8 +22,12 @@ export interface AccessStages extends Pick<PipelineStages, 'identify' | 'authori
   close(): void;
 }
 
-/** Every message a caller gets for a credential: which of the three it is, and nothing more. */
-const unauthenticated = (why: 'missing' | 'invalid' | 'expired') => new HsmBridgeError('UNAUTHENTICATED', `credentials ${why}`);
+type CredentialProblem = 'missing' | 'invalid' | 'expired';
+
+/** What the stages report beside their answers (the metrics' authentication failures). */
+export interface AccessHooks {
+  readonly authenticationFailed?: (why: CredentialProblem) => void;
+}
 
 /** The token's name for its caller: "sub", else the client id of a client-credentials token. */
 function tokenId(claims: Record<string, unknown>): string {
@@ -35,7 +39,12 @@ function tokenId(claims: Record<string, unknown>): string {
  * Builds the stages. Throws (a start-up failure) when the policy file or JWK Set file cannot be read or
  * is invalid; later changes to either are reloaded, and an invalid new file keeps the old one.
  */
-export function createAccessStages(config: AccessConfig, logger: Logger): AccessStages {
+export function createAccessStages(config: AccessConfig, logger: Logger, hooks: AccessHooks = {}): AccessStages {
+  /** Every message a caller gets for a credential: which of the three it is, and nothing more. */
+  const unauthenticated = (why: CredentialProblem) => {
+    hooks.authenticationFailed?.(why);
+    return new HsmBridgeError('UNAUTHENTICATED', `credentials ${why}`);
+  };
   const operationNames = operations.map((op) => op.name);
   let verifier: BearerVerifier | undefined;
   let policy: PolicyStore | undefined;

@@ -47,6 +47,7 @@ function closedPort(): Promise<number> {
 const configYaml = (server: PyKmipServer) => `
 rest: { host: 127.0.0.1, port: 0 }
 grpc: { host: 127.0.0.1, port: 0 }
+ops: { host: 127.0.0.1, port: 0 }
 backend:
   type: kmip
   kmip:
@@ -154,7 +155,7 @@ describe('the service on a KMIP server, configured by file alone', () => {
   /** startApp from a JSON file with this backend.kmip section; what a bad one must fail with. */
   const startWith = async (kmip: Record<string, unknown>) => {
     const file = join(server.dir, `bad-${Math.random().toString(36).slice(2)}.json`);
-    await writeFile(file, JSON.stringify({ rest: { port: 0 }, grpc: { port: 0 }, backend: { type: 'kmip', kmip } }));
+    await writeFile(file, JSON.stringify({ rest: { port: 0 }, grpc: { port: 0 }, ops: { port: 0 }, backend: { type: 'kmip', kmip } }));
     return startApp(loadServiceConfig({ file, env: {} }), createLogger('silent'));
   };
   const files = () => ({ host: '127.0.0.1', port: server.port, caFile: server.caPath, certFile: server.clientCertPath, keyFile: server.clientKeyPath });

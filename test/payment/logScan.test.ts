@@ -44,7 +44,7 @@ describe('no secret in any log line', () => {
   beforeAll(async () => {
     harness = await createSoftwareBackendConfig();
     const file = join(harness.dir, 'config.json');
-    await writeFile(file, JSON.stringify({ rest: { port: 0 }, grpc: { port: 0 }, payment: { otpIncomingKeys: ['log-zpk'] }, backend: { type: 'software', software: harness.config } }));
+    await writeFile(file, JSON.stringify({ rest: { port: 0 }, grpc: { port: 0 }, ops: { port: 0 }, payment: { otpIncomingKeys: ['log-zpk'] }, backend: { type: 'software', software: harness.config } }));
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {
         lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));

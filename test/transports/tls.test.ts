@@ -430,6 +430,7 @@ describe('startApp with TLS', () => {
       env: {
         HSMB_REST__PORT: '0',
         HSMB_GRPC__PORT: '0',
+        HSMB_OPS__PORT: '0',
         HSMB_LOG__LEVEL: 'silent',
         HSMB_REST__TLS__CERT_FILE: at('server.pem'),
         HSMB_REST__TLS__KEY_FILE: at('server.key'),

@@ -388,6 +388,7 @@ describe('startApp wiring of the fspiop configuration', () => {
     await writeFile(file, JSON.stringify({
       rest: { port: 0 },
       grpc: { port: 0 },
+      ops: { port: 0 },
       log: { level: 'silent' },
       backend: { type: 'software', software: soft.config },
       fspiop: { participants: [{ id: 'configured-fsp', keys: [configured.publicPem] }], participantsDir: dir, allowedAlgorithms: ['ES256', 'RS256'] },

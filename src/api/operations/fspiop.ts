@@ -94,6 +94,7 @@ export const fspiopOperations: Operation[] = [
     description: 'RSA of at least 2048 bits, or EC P-256 for signatures; use "enc" for the key fields are encrypted to. Kept in the participants directory when one is configured, in memory otherwise.',
     errors: ['KEY_ALREADY_EXISTS'],
     participants: (i) => [i.id],
+    changesState: true,
     run: (s, i: { id: string; publicKeyPem: string; use?: string }) => s.fspiop.participants.addKey(i.id, i.publicKeyPem, i.use),
     rest: {
       method: 'POST',
@@ -131,6 +132,7 @@ export const fspiopOperations: Operation[] = [
     description: 'Removes every registration of the key (both uses); a directory key loses its file.',
     errors: ['KEY_NOT_FOUND'] satisfies ErrorCode[],
     participants: (i) => [i.id],
+    changesState: true,
     run: (s, i: { id: string; keyId: string }) => s.fspiop.participants.deleteKey(i.id, i.keyId),
     rest: { method: 'DELETE', path: '/v1/fspiop/participants/:id/keys/:keyId', params: schemas.participantKeyParams, status: 204, decode: (r) => ({ id: r.params.id, keyId: r.params.keyId }), encode: () => undefined },
     grpc: { ...grpcFspiop('DeleteParticipantKey'), decode: (m: msg.ParticipantKeyRequest) => ({ id: m.id, keyId: m.keyId }), encode: (): msg.DeleteParticipantKeyResponse => ({}) },

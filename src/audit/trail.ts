@@ -158,7 +158,8 @@ export class AuditTrail {
     this.flush(false).catch(() => undefined); // logged in writeOut; retried on a timer
   }
 
-  private flush(sync: boolean): Promise<void> {
+  /** Writes every queued record (and fsyncs with `sync`); throws AUDIT_UNAVAILABLE when it cannot. */
+  flush(sync = false): Promise<void> {
     const done = this.writes.then(() => this.writeOut(sync));
     this.writes = done.catch(() => undefined);
     return done;

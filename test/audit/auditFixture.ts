@@ -1,0 +1,125 @@
+/**
+ * The service's REST and gRPC transports on one software backend, with the audit stage on a real
+ * trail file and a test identity stage that names the caller by transport; the log lines of both.
+ */
+import { Writable } from 'node:stream';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { softwareBackendFactory } from '../../adapters/software/index.js';
+import type { PipelineStages } from '../../src/api/stages.js';
+import { openStages } from '../../src/api/stages.js';
+import type { AuditConfig } from '../../src/audit/config.js';
+import { openAuditTrail } from '../../src/audit/open.js';
+import { auditStages } from '../../src/audit/stage.js';
+import type { AuditTrail } from '../../src/audit/trail.js';
+import type { Backend } from '../../src/backend/port.js';
+import { FspiopService, ParticipantRegistry } from '../../src/fspiop/index.js';
+import { JoseService } from '../../src/jose/joseService.js';
+import { KeyService } from '../../src/operations/keyService.js';
+import { createPaymentServices } from '../../src/payment/index.js';
+import { startGrpcServer, type RunningGrpcServer } from '../../src/transports/grpc/server.js';
+import { buildRestServer } from '../../src/transports/rest/server.js';
+import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../helpers/software.js';
+import { connect, type TestClients } from '../transports/grpc/grpcClient.js';
+
+export const AUDIT_KEY = 'hsmb-audit';
+
+export const trailOptions = (file: string, overrides: Partial<AuditConfig> = {}): AuditConfig => ({
+  file,
+  checkpointRecords: 1000,
+  checkpointMs: 3_600_000,
+  flushRecords: 1000,
+  flushMs: 3_600_000,
+  maxPendingRecords: 10_000,
+  keyName: AUDIT_KEY,
+  ...overrides,
+});
+
+/** A software backend on a temp directory, its KeyService, and a config file that names it (for hsmb). */
+export interface BackendHarness {
+  readonly harness: SoftwareBackendHarness;
+  readonly backend: Backend;
+  readonly keys: KeyService;
+  /** The service configuration file hsmb reads. */
+  readonly configFile: string;
+  readonly auditFile: string;
+  close(): Promise<void>;
+}
+
+export async function openSoftware(): Promise<BackendHarness> {
+  const harness = await createSoftwareBackendConfig();
+  const backend = await softwareBackendFactory.create(harness.config, { logger: pino({ level: 'silent' }) });
+  const configFile = join(harness.dir, 'config.json');
+  await writeFile(configFile, JSON.stringify({ backend: { type: 'software', software: harness.config } }));
+  return {
+    harness,
+    backend,
+    keys: new KeyService(backend, { limits: { maxDataBytes: 16 * 1024, maxRandomBytes: 256 }, metadataCacheTtlMs: 0 }),
+    configFile,
+    auditFile: join(harness.dir, 'audit.jsonl'),
+    async close() {
+      await backend.close();
+      await harness.cleanup();
+    },
+  };
+}
+
+export interface AuditedService {
+  readonly env: BackendHarness;
+  readonly trail: AuditTrail;
+  readonly rest: FastifyInstance;
+  readonly grpc: RunningGrpcServer;
+  readonly client: TestClients;
+  readonly otpIncomingKeys: string[];
+  logText(): string;
+  close(): Promise<void>;
+}
+
+/** The caller the test identity stage establishes: one per transport, so that records show which one called. */
+export const callerOf = (transport: string) => `tester-${transport}`;
+
+export async function startAudited(env: BackendHarness, options: Partial<AuditConfig> = {}): Promise<AuditedService> {
+  let logs = '';
+  const logger: Logger = pino(
+    { level: 'trace' },
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        logs += chunk.toString('utf8');
+        done();
+      },
+    }),
+  );
+  const trail = await openAuditTrail(trailOptions(env.auditFile, options), env.keys, logger);
+  const stages: PipelineStages = {
+    ...openStages,
+    identify: async (credentials) => ({ authenticatedBy: 'certificate', id: callerOf(credentials.transport) }),
+    ...auditStages(trail, AUDIT_KEY),
+  };
+  const service = env.keys;
+  const participants = await ParticipantRegistry.open({ logger });
+  const fspiop = { service: new FspiopService({ keyService: service, registry: participants }), participants };
+  const jose = new JoseService(service);
+  const otpIncomingKeys: string[] = [];
+  const payment = createPaymentServices(service, jose, { participants, otpIncomingKeys, logger });
+  const rest = await buildRestServer({ service, jose, fspiop, payment, logger, maxRequestBytes: 64 * 1024, stages });
+  const grpc = await startGrpcServer({ service, jose, fspiop, payment, logger, host: '127.0.0.1', port: 0, maxMessageBytes: 64 * 1024, stages });
+  const client = connect(grpc.port);
+  return {
+    env,
+    trail,
+    rest,
+    grpc,
+    client,
+    otpIncomingKeys,
+    logText: () => logs,
+    async close() {
+      client.close();
+      await grpc.close();
+      await rest.close();
+      await participants.close();
+      await trail.close();
+    },
+  };
+}

@@ -45,6 +45,8 @@ export interface BackendHarness {
   /** The service configuration file hsmb reads. */
   readonly configFile: string;
   readonly auditFile: string;
+  /** Closes the backend: a software keystore is used by one process at a time, so hsmb can open it only then. */
+  stopBackend(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -52,6 +54,11 @@ export async function openSoftware(): Promise<BackendHarness> {
   const harness = await createSoftwareBackendConfig();
   const backend = await softwareBackendFactory.create(harness.config, { logger: pino({ level: 'silent' }) });
   const configFile = join(harness.dir, 'config.json');
+  let stopped = false;
+  const stopBackend = async () => {
+    if (!stopped) await backend.close();
+    stopped = true;
+  };
   await writeFile(configFile, JSON.stringify({ backend: { type: 'software', software: harness.config } }));
   return {
     harness,
@@ -59,8 +66,9 @@ export async function openSoftware(): Promise<BackendHarness> {
     keys: new KeyService(backend, { limits: { maxDataBytes: 16 * 1024, maxRandomBytes: 256 }, metadataCacheTtlMs: 0 }),
     configFile,
     auditFile: join(harness.dir, 'audit.jsonl'),
+    stopBackend,
     async close() {
-      await backend.close();
+      await stopBackend();
       await harness.cleanup();
     },
   };
@@ -80,7 +88,8 @@ export interface AuditedService {
 /** The caller the test identity stage establishes: one per transport, so that records show which one called. */
 export const callerOf = (transport: string) => `tester-${transport}`;
 
-export async function startAudited(env: BackendHarness, options: Partial<AuditConfig> = {}): Promise<AuditedService> {
+/** The service on `env`, auditing to env.auditFile (or to `trail`, a trail the test built itself). */
+export async function startAudited(env: BackendHarness, options: Partial<AuditConfig> = {}, given?: (logger: Logger) => AuditTrail): Promise<AuditedService> {
   let logs = '';
   const logger: Logger = pino(
     { level: 'trace' },
@@ -91,7 +100,7 @@ export async function startAudited(env: BackendHarness, options: Partial<AuditCo
       },
     }),
   );
-  const trail = await openAuditTrail(trailOptions(env.auditFile, options), env.keys, logger);
+  const trail = given ? given(logger) : await openAuditTrail(trailOptions(env.auditFile, options), env.keys, logger);
   const stages: PipelineStages = {
     ...openStages,
     identify: async (credentials) => ({ authenticatedBy: 'certificate', id: callerOf(credentials.transport) }),

@@ -93,10 +93,6 @@ export class AuditTrail {
     return this.pending.length >= this.options.maxPendingRecords;
   }
 
-  get chainHead(): ChainHead {
-    return this.head;
-  }
-
   /**
    * Appends an operation's record. `durable`: resolves once it is written and fsynced, or throws
    * AUDIT_UNAVAILABLE; otherwise it resolves at once and the record is written with the next batch.

@@ -3,7 +3,8 @@
  * trail file and a test identity stage that names the caller by transport; the log lines of both.
  */
 import { Writable } from 'node:stream';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
@@ -12,6 +13,8 @@ import type { PipelineStages } from '../../src/api/stages.js';
 import { openStages } from '../../src/api/stages.js';
 import type { AuditConfig } from '../../src/audit/config.js';
 import { openAuditTrail } from '../../src/audit/open.js';
+import { hashLine } from '../../src/audit/record.js';
+import { runHsmb } from '../../src/cli/commands.js';
 import { auditStages } from '../../src/audit/stage.js';
 import type { AuditTrail } from '../../src/audit/trail.js';
 import type { Backend } from '../../src/backend/port.js';
@@ -21,7 +24,7 @@ import { KeyService } from '../../src/operations/keyService.js';
 import { createPaymentServices } from '../../src/payment/index.js';
 import { startGrpcServer, type RunningGrpcServer } from '../../src/transports/grpc/server.js';
 import { buildRestServer } from '../../src/transports/rest/server.js';
-import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../helpers/software.js';
+import { createSoftwareBackendConfig } from '../helpers/software.js';
 import { connect, type TestClients } from '../transports/grpc/grpcClient.js';
 
 export const AUDIT_KEY = 'hsmb-audit';
@@ -39,7 +42,8 @@ export const trailOptions = (file: string, overrides: Partial<AuditConfig> = {})
 
 /** A software backend on a temp directory, its KeyService, and a config file that names it (for hsmb). */
 export interface BackendHarness {
-  readonly harness: SoftwareBackendHarness;
+  /** A temp directory of the test's own. */
+  readonly dir: string;
   readonly backend: Backend;
   readonly keys: KeyService;
   /** The service configuration file hsmb reads. */
@@ -48,6 +52,35 @@ export interface BackendHarness {
   /** Closes the backend: a software keystore is used by one process at a time, so hsmb can open it only then. */
   stopBackend(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** SoftHSM through PKCS#11: a fresh token; its PIN in an environment variable of its own, as in production. */
+export async function openSoftHsm(): Promise<BackendHarness> {
+  const { pkcs11BackendFactory } = await import('../../adapters/pkcs11/index.js');
+  const { createSoftHsmToken } = await import('../helpers/softhsm.js');
+  const token = await createSoftHsmToken();
+  const dir = await mkdtemp(join(tmpdir(), 'hsmb-audit-'));
+  const backend = await pkcs11BackendFactory.create(token.backendConfig(), { logger: pino({ level: 'silent' }) });
+  const configFile = join(dir, 'config.json');
+  await writeFile(configFile, JSON.stringify({ backend: { type: 'pkcs11', pkcs11: token.backendConfig() } }));
+  let stopped = false;
+  const stopBackend = async () => {
+    if (!stopped) await backend.close();
+    stopped = true;
+  };
+  return {
+    dir,
+    backend,
+    keys: new KeyService(backend, { limits: { maxDataBytes: 16 * 1024, maxRandomBytes: 256 }, metadataCacheTtlMs: 0 }),
+    configFile,
+    auditFile: join(dir, 'audit.jsonl'),
+    stopBackend,
+    async close() {
+      await stopBackend();
+      await token.cleanup();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export async function openSoftware(): Promise<BackendHarness> {
@@ -61,7 +94,7 @@ export async function openSoftware(): Promise<BackendHarness> {
   };
   await writeFile(configFile, JSON.stringify({ backend: { type: 'software', software: harness.config } }));
   return {
-    harness,
+    dir: harness.dir,
     backend,
     keys: new KeyService(backend, { limits: { maxDataBytes: 16 * 1024, maxRandomBytes: 256 }, metadataCacheTtlMs: 0 }),
     configFile,
@@ -131,4 +164,27 @@ export async function startAudited(env: BackendHarness, options: Partial<AuditCo
       await trail.close();
     },
   };
+}
+
+/** Runs `hsmb audit verify FILE --config CONFIG` in process; its exit code and output. */
+export async function verify(env: BackendHarness, file: string): Promise<{ code: number; out: string }> {
+  const lines: string[] = [];
+  const io = { env: process.env, out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+  const code = await runHsmb(['audit', 'verify', file, '--config', env.configFile], io);
+  return { code, out: lines.join('\n') };
+}
+
+/** The trail's lines with record `at` (0-based) edited and the chain after it rewritten, as someone without the audit key could. */
+export function rewriteAfterEdit(lines: readonly string[], at: number): string[] {
+  const rewritten: string[] = [];
+  const newHash = new Map<number, string>();
+  for (const [i, line] of lines.entries()) {
+    const record = JSON.parse(line) as Record<string, any>;
+    if (i === at) record.outcome = 'KEY_NOT_FOUND';
+    if (i > 0) record.prev = hashLine(rewritten[i - 1]!);
+    if (record.type === 'checkpoint' && newHash.has(record.covers.seq)) record.covers.hash = newHash.get(record.covers.seq);
+    rewritten.push(JSON.stringify(record));
+    newHash.set(record.seq, hashLine(rewritten[i]!));
+  }
+  return rewritten;
 }

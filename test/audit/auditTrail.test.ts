@@ -10,21 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditStartError, openAuditTrail } from '../../src/audit/open.js';
 import { GENESIS, hashLine } from '../../src/audit/record.js';
 import { AuditTrail, FileSink } from '../../src/audit/trail.js';
-import { runHsmb } from '../../src/cli/commands.js';
-import { AUDIT_KEY, openSoftware, startAudited, trailOptions, type BackendHarness } from './auditFixture.js';
+import { AUDIT_KEY, openSoftware, rewriteAfterEdit, startAudited, trailOptions, verify, type BackendHarness } from './auditFixture.js';
 import { expectGrpcError } from '../transports/grpc/grpcClient.js';
 import { pino } from 'pino';
 import type { KeyMetadata } from '../../src/keys/types.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
-
-/** Runs `hsmb audit verify FILE --config CONFIG` in process; its exit code and output. */
-async function verify(env: BackendHarness, file: string): Promise<{ code: number; out: string }> {
-  const lines: string[] = [];
-  const io = { env: process.env, out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
-  const code = await runHsmb(['audit', 'verify', file, '--config', env.configFile], io);
-  return { code, out: lines.join('\n') };
-}
 
 describe('the audit trail file (software backend)', () => {
   let env: BackendHarness;
@@ -43,7 +34,7 @@ describe('the audit trail file (software backend)', () => {
     }
     lines = (await readFile(env.auditFile, 'utf8')).split('\n').filter(Boolean);
     auditKey = await env.keys.getKey(AUDIT_KEY);
-    await expect(openAuditTrail(trailOptions(join(env.harness.dir, 'no-such-dir', 'audit.jsonl')), env.keys, pino({ level: 'silent' }))).rejects.toThrow(AuditStartError);
+    await expect(openAuditTrail(trailOptions(join(env.dir, 'no-such-dir', 'audit.jsonl')), env.keys, pino({ level: 'silent' }))).rejects.toThrow(AuditStartError);
     await env.stopBackend(); // hsmb opens the keystore next
   });
   afterAll(async () => {
@@ -51,7 +42,7 @@ describe('the audit trail file (software backend)', () => {
   });
 
   const variant = async (name: string, content: string) => {
-    const file = join(env.harness.dir, name);
+    const file = join(env.dir, name);
     await writeFile(file, content);
     return verify(env, file);
   };
@@ -116,23 +107,14 @@ describe('the audit trail file (software backend)', () => {
 
   it('catches an edit whose chain was rewritten after it: the next checkpoint HMAC does not verify', async () => {
     const at = okRecordAt();
-    const rewritten: string[] = [];
-    const newHash = new Map<number, string>();
-    for (const [i, line] of lines.entries()) {
-      const record = JSON.parse(line) as Record<string, any>;
-      if (i === at) record.outcome = 'KEY_NOT_FOUND';
-      if (i > 0) record.prev = hashLine(rewritten[i - 1]!);
-      if (record.type === 'checkpoint' && newHash.has(record.covers.seq)) record.covers.hash = newHash.get(record.covers.seq);
-      rewritten.push(JSON.stringify(record));
-      newHash.set(record.seq, hashLine(rewritten[i]!));
-    }
+    const rewritten = rewriteAfterEdit(lines, at);
     const r = await variant('rewritten.jsonl', joined(rewritten));
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/checkpoint \d+ \(line \d+\) has an HMAC that does not verify/);
   });
 
   it('refuses to start when the audit file cannot be opened (in beforeAll, while the backend is open), or ends inside a record', async () => {
-    const cut = join(env.harness.dir, 'cut.jsonl');
+    const cut = join(env.dir, 'cut.jsonl');
     await writeFile(cut, joined(lines).slice(0, -20));
     await expect(openAuditTrail(trailOptions(cut), env.keys, pino({ level: 'silent' }))).rejects.toThrow(/ends inside a record/);
   });

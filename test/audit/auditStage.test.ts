@@ -33,6 +33,7 @@ interface Transport {
   destroy(name: string): Promise<unknown>;
   translate(incoming: string, outgoing: string, pinBlock: string): Promise<unknown>;
   addParticipantKey(id: string, publicKeyPem: string): Promise<unknown>;
+  fspiopSign(key: string, source: string): Promise<unknown>;
 }
 
 describe('the audit stage over REST and gRPC (software backend)', () => {
@@ -99,6 +100,7 @@ describe('the audit stage over REST and gRPC (software backend)', () => {
       translate: (incoming, outgoing, pinBlock) =>
         call('POST', '/v1/pin/translate', { incoming: { keyName: incoming, format: 'ISO_FORMAT_0', pan: PAN }, outgoing: { keyName: outgoing, format: 'ISO_FORMAT_0' }, pinBlock }),
       addParticipantKey: (id, publicKeyPem) => call('POST', '/v1/fspiop/participants', { id, publicKeyPem }),
+      fspiopSign: (key, source) => call('POST', '/v1/fspiop/sign', { key, method: 'put', uri: '/transfers/1', source, body: { note: MESSAGE } }),
     };
   };
 
@@ -119,6 +121,7 @@ describe('the audit stage over REST and gRPC (software backend)', () => {
       translate: (incoming, outgoing, pinBlock) =>
         c.callPayment('TranslatePin', { incoming: { keyName: incoming, format: 'ISO_FORMAT_0', pan: PAN }, outgoing: { keyName: outgoing, format: 'ISO_FORMAT_0' }, pinBlock }),
       addParticipantKey: (id, publicKeyPem) => c.callFspiop('AddParticipantKey', { id, publicKeyPem }),
+      fspiopSign: (key, source) => c.callFspiop('Sign', { key, method: 'put', uri: '/transfers/1', source, body: Buffer.from(JSON.stringify({ note: MESSAGE })) }),
     };
   };
 
@@ -146,6 +149,7 @@ describe('the audit stage over REST and gRPC (software backend)', () => {
     await expectRecord(t.name, () => t.translate(keys.zpkTdes, keys.macTdes, pinBlock()), { operation: 'pin.translate', outcome: 'INCOMPATIBLE_KEY', keys: [{ name: keys.zpkTdes }, { name: keys.macTdes }] });
     const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'pem', type: 'spki' }).toString();
     await expectRecord(t.name, () => t.addParticipantKey(`dfsp-${t.name}`, pem), { operation: 'fspiop.participants.write', outcome: 'ok', keys: [], participants: [`dfsp-${t.name}`] });
+    await expectRecord(t.name, () => t.fspiopSign(ec, 'payerfsp'), { operation: 'fspiop.sign', outcome: 'ok', keys: [v(ec, 2)], participants: ['payerfsp'] });
     await expectRecord(t.name, () => t.disable(ec), { operation: 'keys.disable', outcome: 'ok', keys: [v(ec, 2)] });
     await expectRecord(t.name, () => t.destroy(ec), { operation: 'keys.destroy', outcome: 'ok', keys: [{ name: ec }] });
     // The audit key is still usable for checkpoints: no caller could disable it.

@@ -8,7 +8,7 @@
 import { HsmBridgeError, quote, type ErrorCode } from '../../errors.js';
 import { parseParticipantId, type FspiopSignInput, type FspiopValidateInput, type ParticipantKeyView } from '../../fspiop/index.js';
 import { parseKeyName } from '../../keys/names.js';
-import { operation, type Operation } from '../declaration.js';
+import { keyUse, operation, type Operation } from '../declaration.js';
 import type * as msg from '../grpcMessages.js';
 import * as schemas from '../schemas.js';
 import { given } from '../wire.js';
@@ -26,6 +26,7 @@ export const fspiopOperations: Operation[] = [
     description: 'The body is signed, and returned, in canonical form (keys sorted, no whitespace): the bytes the Mojaloop reference validator checks. With encryptFields, the fields are encrypted to the recipient participant first (Encryption v1.1).',
     errors: ['UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'],
     keys: (i) => [i.key],
+    keysUsed: (r, i) => keyUse(i.key, r.keyVersion),
     participants: (i) => [i.source, i.destination, i.encryptFields?.recipient],
     run: (s, i: FspiopSignInput) => s.fspiop.service.sign(i),
     rest: { method: 'POST', path: '/v1/fspiop/sign', body: schemas.fspiopSignBody, response: schemas.fspiopSignResult, decode: (r) => r.body, encode: (r) => ({ headers: r.headers, body: r.body }) },

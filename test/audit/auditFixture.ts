@@ -12,7 +12,7 @@ import { softwareBackendFactory } from '../../adapters/software/index.js';
 import type { PipelineStages } from '../../src/api/stages.js';
 import { openStages } from '../../src/api/stages.js';
 import type { AuditConfig } from '../../src/audit/config.js';
-import { openAuditTrail } from '../../src/audit/open.js';
+import { openAudit } from '../../src/audit/index.js';
 import { hashLine } from '../../src/audit/record.js';
 import { runHsmb } from '../../src/cli/commands.js';
 import { auditStages } from '../../src/audit/stage.js';
@@ -133,11 +133,13 @@ export async function startAudited(env: BackendHarness, options: Partial<AuditCo
       },
     }),
   );
-  const trail = given ? given(logger) : await openAuditTrail(trailOptions(env.auditFile, options), env.keys, logger);
+  // As src/app.ts wires it (openAudit), unless the test built its own trail.
+  const audit = given ? { trail: given(logger), stages: undefined } : await openAudit(trailOptions(env.auditFile, options), env.keys, logger);
+  const trail = audit.trail;
   const stages: PipelineStages = {
     ...openStages,
     identify: async (credentials) => ({ authenticatedBy: 'certificate', id: callerOf(credentials.transport) }),
-    ...auditStages(trail, AUDIT_KEY),
+    ...(audit.stages ?? auditStages(trail, AUDIT_KEY)),
   };
   const service = env.keys;
   const participants = await ParticipantRegistry.open({ logger });

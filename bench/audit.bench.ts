@@ -113,13 +113,14 @@ async function main(): Promise<void> {
       const share = (best[base]! / perSecond) * 100;
       console.log(`  the audit stage alone: ${perSecond.toFixed(0)} records/s, ${(1e6 / perSecond).toFixed(1)} us per record = ${share.toFixed(1)}% of one sign at the unaudited rate`);
       const ratio = best[withAudit]! / best[base]!;
-      verdicts.push(`${b.label} ${ratio.toFixed(2)}x (${ratio >= 0.9 ? 'met' : 'NOT met'})`);
+      verdicts.push(`${b.label} ${ratio.toFixed(2)}x (${ratio >= 0.9 ? 'met' : 'NOT met'}; the stage alone ${share.toFixed(1)}% of a sign)`);
     }
   } finally {
     for (const b of backends) await b.close();
     await rm(dir, { recursive: true, force: true });
   }
   console.log(`\naim: auditing costs at most 10% of sign throughput (ratio >= 0.90): ${verdicts.join(', ')}`);
+  console.log('(the over-the-wire ratio varies by more than 10% between runs on a busy machine at short BENCH_SECONDS; the stage-alone share much less)');
 }
 
 main().catch((e: unknown) => {

@@ -21,7 +21,7 @@ export interface Problem {
 export interface VerifyReport {
   readonly records: number;
   readonly checkpoints: number;
-  /** Records after the last checkpoint's covered record. */
+  /** Operation records after the last checkpoint's covered record. */
   readonly unsealed: number;
   readonly problem?: Problem;
 }
@@ -64,7 +64,10 @@ export async function verifyTrail(content: Buffer, checkMac: MacCheck): Promise<
   let prevHash = GENESIS;
   let checkpoints = 0;
   let sealedUpTo = 0;
-  const report = (problem: Problem): VerifyReport => ({ records: hashes.size, checkpoints, unsealed: hashes.size - sealedUpTo, problem });
+  /** The sequence numbers of operation records, to count those no checkpoint covers. */
+  const operations: number[] = [];
+  const unsealed = () => operations.filter((seq) => seq > sealedUpTo).length;
+  const report = (problem: Problem): VerifyReport => ({ records: hashes.size, checkpoints, unsealed: unsealed(), problem });
 
   for (let i = 0; i < lines.length; i++) {
     const line = i + 1;
@@ -97,8 +100,10 @@ export async function verifyTrail(content: Buffer, checkMac: MacCheck): Promise<
       }
       checkpoints++;
       sealedUpTo = covered;
+    } else {
+      operations.push(expected);
     }
   }
   if (partial) return report({ kind: 'truncated', line: lines.length + 1, message: `the file is truncated: line ${lines.length + 1} is an incomplete record` });
-  return { records: hashes.size, checkpoints, unsealed: hashes.size - sealedUpTo };
+  return { records: hashes.size, checkpoints, unsealed: unsealed() };
 }

@@ -70,6 +70,13 @@ describe('the audit trail file (software backend)', () => {
   it('hsmb audit verify passes the intact trail (exit 0)', async () => {
     const r = await verify(env, env.auditFile);
     expect(r.out).toMatch(/intact: \d+ records, \d+ checkpoints verified with key hsmb-audit/);
+    expect(r.out).not.toContain('after the last checkpoint'); // closed: sealed
+    expect(r.code).toBe(0);
+  });
+
+  it('a cut at a record boundary that removes the closing checkpoint: the chain holds, the unsealed records are counted', async () => {
+    const r = await variant('unsealed.jsonl', joined(lines.slice(0, -1)));
+    expect(r.out).toMatch(/the last [1-9]\d* records come after the last checkpoint/);
     expect(r.code).toBe(0);
   });
 

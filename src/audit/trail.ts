@@ -26,15 +26,33 @@ export interface AuditSink {
 }
 
 export class FileSink implements AuditSink {
-  private constructor(readonly handle: FileHandle) {}
+  private constructor(
+    readonly handle: FileHandle,
+    /** The file's length after the last write that succeeded. */
+    private size: number,
+  ) {}
 
   /** Opens `path` for appending (created 0600 when absent); throws when it cannot. */
   static async open(path: string): Promise<FileSink> {
-    return new FileSink(await open(path, 'a', 0o600));
+    const handle = await open(path, 'a', 0o600);
+    try {
+      return new FileSink(handle, (await handle.stat()).size);
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
   }
 
-  write(data: string): Promise<void> {
-    return this.handle.appendFile(data, 'utf8');
+  /** Appends `data` whole or not at all: a write that failed halfway is cut off, so that a retry leaves no broken record. */
+  async write(data: string): Promise<void> {
+    const bytes = Buffer.from(data, 'utf8');
+    try {
+      await this.handle.appendFile(bytes);
+    } catch (e) {
+      await this.handle.truncate(this.size).catch(() => undefined);
+      throw e;
+    }
+    this.size += bytes.length;
   }
 
   sync(): Promise<void> {

@@ -156,7 +156,8 @@ export class AuditTrail {
       this.chain({ type: 'checkpoint', covers, key: { name: this.signer.keyName, version }, mac: mac.toString('base64') });
       this.flushInBackground();
     } catch (e) {
-      // The records stay in the chain; the next checkpoint covers them.
+      // The records stay in the chain; the next checkpoint covers them (counted, so that the timer tries again).
+      this.sinceCheckpoint++;
       this.logger.warn({ err: e }, 'audit: the checkpoint MAC could not be computed');
     }
   }

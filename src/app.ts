@@ -17,6 +17,7 @@ import { createPaymentServices } from './payment/index.js';
 import { startGrpcServer } from './transports/grpc/server.js';
 import { buildRestServer } from './transports/rest/server.js';
 import { ReloadingTls } from './transports/tlsReload.js';
+import { openAudit } from './audit/index.js';
 import { createMetrics } from './metrics/metrics.js';
 import { timedBackend } from './metrics/timedBackend.js';
 import { startOpsServer } from './ops/opsServer.js';
@@ -112,8 +113,11 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       acceptCanonicalBody: config.fspiop.acceptCanonicalBody,
     });
     const payment = createPaymentServices(service, jose, { participants, otpIncomingKeys: config.payment.otpIncomingKeys, logger });
+    // Before the listeners (it refuses the start when its file cannot be opened); closed after them, sealing the trail.
+    const audit = config.audit && (await openAudit(config.audit, service, logger, { recordsWritten: (n) => metrics.auditRecordsWritten(n), sinkFailed: () => metrics.auditSinkFailed() }));
+    if (audit) closers.push(() => audit.close());
     const stages: PipelineStages = withPinFailureLimit(
-      { ...openStages, identify: access.identify, authorize: access.authorize, observe: metrics.observe },
+      { ...openStages, identify: access.identify, authorize: access.authorize, ...audit?.stages, observe: metrics.observe },
       new PinFailureLimiter({ maxPerMinute: config.payment.maxPinFailuresPerMinute }),
     );
     // Before the API listeners, so that it closes after them.

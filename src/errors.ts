@@ -49,6 +49,8 @@ const table = {
   RATE_LIMITED: { http: 429, grpc: GrpcStatus.RESOURCE_EXHAUSTED },
   /** The HSM or key manager cannot be reached or is not logged in; retry later. */
   BACKEND_UNAVAILABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE },
+  /** The audit trail cannot be written: an operation that would go unrecorded is refused; retry later. */
+  AUDIT_UNAVAILABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE },
   /** A bug or an unexpected backend answer. The message is generic; the log has the detail. */
   INTERNAL: { http: 500, grpc: GrpcStatus.INTERNAL },
 } as const satisfies Record<string, { http: number; grpc: GrpcStatusCode }>;

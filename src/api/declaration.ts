@@ -84,6 +84,16 @@ export interface GrpcBinding<In, Out> {
   encode(out: Out, input: In): unknown;
 }
 
+/** A key an operation used: its name, and the version when the operation knows it (absent: every version, or none yet). */
+export interface KeyUse {
+  readonly name: string;
+  readonly version?: number;
+}
+
+/** The KeyUse list of one key, empty when there is no key of ours (a JWE to an outside JWK). */
+export const keyUse = (name: string | undefined, version?: number): KeyUse[] =>
+  name === undefined ? [] : [version === undefined ? { name } : { name, version }];
+
 export interface Operation<In = any, Out = any> {
   /** `<group>.<action>`, e.g. keys.sign: the permission it needs. */
   readonly name: string;
@@ -100,6 +110,10 @@ export interface Operation<In = any, Out = any> {
   keys?(input: In): readonly unknown[];
   /** The FSPIOP participants it reads or changes. */
   participants?(input: In): readonly unknown[];
+  /** The keys it used, with the version of each, read from its result (for the audit record). */
+  keysUsed?(out: Out, input: In): readonly KeyUse[];
+  /** It changes a key or a participant: its audit record is on disk before the answer leaves. */
+  readonly changesState?: true;
   /**
    * Buffer fields that hold secrets, by name: `input` ones are zeroed once the operation has run,
    * `output` ones once the answer is encoded (gRPC: serialized). Secrets are never logged in any case.

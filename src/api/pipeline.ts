@@ -2,7 +2,8 @@
  * The request pipeline: every operation, on every transport, passes the same stages in this order:
  *   identify (who calls: ./stages.ts, as soon as the request arrives) -> decode (the transport's wire
  *   form into the operation's input) -> validate (the JSON depth cap on every JSON-valued field) ->
- *   authorize (the access policy, on the keys and participants named) -> run (the core service) ->
+ *   authorize (the access policy, on the keys and participants named) -> admit (e.g. the audit trail can
+ *   record it) -> run (the core service) ->
  *   encode -> map errors (a stable code and a bounded, sanitised message) -> audit -> observe (metrics)
  *   -> log (one line per request, with only well-formed key names; the transports write it).
  * An operation declared `access: 'open'` skips identify and authorize, one declared 'authenticated' skips
@@ -14,7 +15,7 @@ import { isParticipantId } from '../fspiop/participants.js';
 import { parseKeyName } from '../keys/names.js';
 import { randomUUID } from 'node:crypto';
 import { checkJsonDepth } from '../json/depth.js';
-import type { Operation, ServicesFor } from './declaration.js';
+import type { KeyUse, Operation, ServicesFor } from './declaration.js';
 import { jsonFieldPaths, valueAt } from './jsonDepth.js';
 import { ANONYMOUS, openStages, type Caller, type Credentials, type Outcome, type PipelineStages, type Transport } from './stages.js';
 
@@ -28,6 +29,8 @@ export class RequestContext {
   keyNames: readonly string[] = [];
   /** The well-formed participant ids it names: for the policy and audit stages, which name them; not logged. */
   participants: readonly string[] = [];
+  /** The keys the operation used, with versions, from its result: for the audit stage. */
+  keysUsed: readonly KeyUse[] | undefined;
   /** The error code it ended with, if it failed inside the pipeline. */
   code: ErrorCode | undefined;
   /** Its finer cause, where the error names one (for metrics and the PIN-failure limit). */
@@ -53,6 +56,7 @@ export class RequestContext {
       ...(this.remoteAddress === undefined ? {} : { remoteAddress: this.remoteAddress }),
       keyNames: this.keyNames,
       participants: this.participants,
+      ...(this.keysUsed === undefined ? {} : { keysUsed: this.keysUsed }),
       ...(this.code === undefined ? {} : { code: this.code }),
       ...(this.reason === undefined ? {} : { reason: this.reason }),
       durationMs: this.durationMs,
@@ -123,7 +127,9 @@ export class Pipeline {
       context.participants = (op.participants?.(input) ?? []).filter(isParticipantId);
       for (const path of jsonFieldsOf(op)) checkJsonDepth(path, valueAt(input, path));
       if (op.access === undefined) this.stages.authorize(context.caller, op, context.keyNames, context.participants);
+      this.stages.admit?.(op, context.keyNames);
       const out = await op.run(this.services, input, context.caller);
+      context.keysUsed = op.keysUsed?.(out, input);
       let encoded = false;
       try {
         answer = encode(out, input);

@@ -7,7 +7,7 @@
  */
 import type { PeerCertificate } from 'node:tls';
 import type { ErrorCode, ErrorReason } from '../errors.js';
-import type { Operation } from './declaration.js';
+import type { KeyUse, Operation } from './declaration.js';
 
 export type Transport = 'rest' | 'grpc';
 
@@ -55,6 +55,8 @@ export interface Outcome {
   /** Well-formed key names and participant ids the request named. */
   readonly keyNames: readonly string[];
   readonly participants: readonly string[];
+  /** The keys used with their versions, as the operation's result names them; absent when it failed or names none. */
+  readonly keysUsed?: readonly KeyUse[];
   /** undefined: ok. */
   readonly code?: ErrorCode;
   /** A finer cause of the failure than its code, where one is known (an undecodable PIN block). */
@@ -67,6 +69,11 @@ export interface PipelineStages {
   identify(credentials: Credentials): Promise<Caller>;
   /** Throws PERMISSION_DENIED unless the policy lets `caller` run `operation` on every key and participant named. */
   authorize(caller: Caller, operation: Operation, keyNames: readonly string[], participants: readonly string[]): void;
+  /**
+   * Last check before the operation runs, after authorize: throws to refuse it (AUDIT_UNAVAILABLE when
+   * its audit record could not be written). Optional; the refusal is audited like any failure.
+   */
+  admit?(operation: Operation, keyNames: readonly string[]): void;
   /** Records the outcome; an operation's answer leaves only once this has settled. */
   audit(outcome: Outcome): Promise<void>;
   /** Counts the outcome (metrics); must not throw. */

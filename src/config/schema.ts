@@ -3,6 +3,7 @@
  * Each backend's own section is described by that backend's factory (BackendFactory.configSchema).
  */
 import { fspiopConfigSchema, type FspiopConfig } from '../fspiop/config.js';
+import { auditConfigSchema, type AuditConfig } from '../audit/config.js';
 import { accessConfigSchema, type AccessConfig } from '../identity/config.js';
 import { metricsConfigSchema, type MetricsConfig } from '../metrics/config.js';
 import { maxPinFailuresPerMinuteSchema, opsConfigSchema, type OpsConfig } from '../ops/config.js';
@@ -44,6 +45,8 @@ export interface ServiceConfig {
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   /** Who may call (mTLS certificates, bearer JWTs) and what they may do (the policy file). */
   access: AccessConfig;
+  /** The tamper-evident audit trail; absent: no trail is written. */
+  audit?: AuditConfig;
   /** The operations listener: /metrics and the health probes, never the API. */
   ops: OpsConfig;
   metrics: MetricsConfig;
@@ -128,6 +131,7 @@ export const serviceConfigSchema = {
       },
     },
     access: accessConfigSchema,
+    audit: auditConfigSchema,
     ops: opsConfigSchema,
     metrics: metricsConfigSchema,
     fspiop: fspiopConfigSchema,

@@ -51,6 +51,8 @@ export interface FspiopSignInput {
 export interface FspiopSignResult {
   /** The FSPIOP-Signature header value: {"protectedHeader","signature"}, byte-compatible with the reference signer. */
   readonly signatureHeader: string;
+  /** The version of our key that signed (for the audit record; FSPIOP headers do not name it). */
+  readonly keyVersion: number;
   /** The exact body bytes to send (canonical JSON, UTF-8). */
   readonly body: string;
   readonly headers: {
@@ -122,20 +124,22 @@ export class FspiopService {
     const signOnce = async () => {
       const alg = await this.algorithmOf(input.key);
       const protectedHeader = encode(buildProtectedHeader({ alg, uri, method, source, destination, date: input.date, encryption }));
-      const { signature } = await this.keyService.sign({ name: input.key, algorithm: alg, message: signingInput(protectedHeader, payload) });
+      const { signature, keyVersion } = await this.keyService.sign({ name: input.key, algorithm: alg, message: signingInput(protectedHeader, payload) });
       // Members in the order the reference signer writes them (it sorts them: protectedHeader, signature).
-      return JSON.stringify({ protectedHeader, signature: encode(signature) });
+      return { signatureHeader: JSON.stringify({ protectedHeader, signature: encode(signature) }), keyVersion };
     };
-    let signatureHeader: string;
+    let signed: { signatureHeader: string; keyVersion: number };
     try {
-      signatureHeader = await signOnce();
+      signed = await signOnce();
     } catch (e) {
       // The key may have been destroyed and re-created with another type since we cached its algorithm.
       if (!(e instanceof HsmBridgeError && e.code === 'INCOMPATIBLE_KEY' && this.algorithms.delete(input.key))) throw e;
-      signatureHeader = await signOnce();
+      signed = await signOnce();
     }
+    const { signatureHeader, keyVersion } = signed;
     return {
       signatureHeader,
+      keyVersion,
       body: canonical,
       headers: {
         'fspiop-signature': signatureHeader,

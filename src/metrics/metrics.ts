@@ -25,8 +25,8 @@ export interface Metrics {
   observeBackendCall(backend: string, primitive: string, seconds: number): void;
   /** Reads the backend's pool gauges and health at each scrape; one backend per registry. */
   watchBackend(backend: Backend): void;
-  /** For the audit stage: one record written to the sink. */
-  auditRecordWritten(): void;
+  /** For the audit trail: records written to the sink. */
+  auditRecordsWritten(count: number): void;
   /** For the audit stage: a write or flush to the sink failed. */
   auditSinkFailed(): void;
   /** For the identity stage. */
@@ -115,7 +115,7 @@ export function createMetrics(config: MetricsConfig): Metrics {
     watchBackend(backend) {
       watched = backend;
     },
-    auditRecordWritten: () => auditRecords.inc(),
+    auditRecordsWritten: (count) => auditRecords.inc(count),
     auditSinkFailed: () => auditFailures.inc(),
     authenticationFailed: (reason) => authenticationFailures.inc({ reason }),
     exposition: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),

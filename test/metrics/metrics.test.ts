@@ -53,8 +53,8 @@ describe('metrics on the ops listener after REST and gRPC calls (software backen
     const notFound = await grpc.client.call('GetKey', { name: 'no-such-key' }).catch((e: ServiceError) => e);
     expect((notFound as ServiceError).metadata?.get('hsmbridge-error-code')).toEqual(['KEY_NOT_FOUND']);
     // The counters the audit and identity stages call (their stages are wired by the composition root).
-    metrics.auditRecordWritten();
-    metrics.auditRecordWritten();
+    metrics.auditRecordsWritten(1);
+    metrics.auditRecordsWritten(1);
     metrics.auditSinkFailed();
     metrics.authenticationFailed('expired');
 

@@ -8,7 +8,7 @@
 import { HsmBridgeError, quote, type ErrorCode } from '../../errors.js';
 import { parseParticipantId, type FspiopSignInput, type FspiopValidateInput, type ParticipantKeyView } from '../../fspiop/index.js';
 import { parseKeyName } from '../../keys/names.js';
-import { operation, type Operation } from '../declaration.js';
+import { keyUse, operation, type Operation } from '../declaration.js';
 import type * as msg from '../grpcMessages.js';
 import * as schemas from '../schemas.js';
 import { given } from '../wire.js';
@@ -26,6 +26,7 @@ export const fspiopOperations: Operation[] = [
     description: 'The body is signed, and returned, in canonical form (keys sorted, no whitespace): the bytes the Mojaloop reference validator checks. With encryptFields, the fields are encrypted to the recipient participant first (Encryption v1.1).',
     errors: ['UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'],
     keys: (i) => [i.key],
+    keysUsed: (r, i) => keyUse(i.key, r.keyVersion),
     participants: (i) => [i.source, i.destination, i.encryptFields?.recipient],
     run: (s, i: FspiopSignInput) => s.fspiop.service.sign(i),
     rest: { method: 'POST', path: '/v1/fspiop/sign', body: schemas.fspiopSignBody, response: schemas.fspiopSignResult, decode: (r) => r.body, encode: (r) => ({ headers: r.headers, body: r.body }) },
@@ -94,6 +95,7 @@ export const fspiopOperations: Operation[] = [
     description: 'RSA of at least 2048 bits, or EC P-256 for signatures; use "enc" for the key fields are encrypted to. Kept in the participants directory when one is configured, in memory otherwise.',
     errors: ['KEY_ALREADY_EXISTS'],
     participants: (i) => [i.id],
+    changesState: true,
     run: (s, i: { id: string; publicKeyPem: string; use?: string }) => s.fspiop.participants.addKey(i.id, i.publicKeyPem, i.use),
     rest: {
       method: 'POST',
@@ -131,6 +133,7 @@ export const fspiopOperations: Operation[] = [
     description: 'Removes every registration of the key (both uses); a directory key loses its file.',
     errors: ['KEY_NOT_FOUND'] satisfies ErrorCode[],
     participants: (i) => [i.id],
+    changesState: true,
     run: (s, i: { id: string; keyId: string }) => s.fspiop.participants.deleteKey(i.id, i.keyId),
     rest: { method: 'DELETE', path: '/v1/fspiop/participants/:id/keys/:keyId', params: schemas.participantKeyParams, status: 204, decode: (r) => ({ id: r.params.id, keyId: r.params.keyId }), encode: () => undefined },
     grpc: { ...grpcFspiop('DeleteParticipantKey'), decode: (m: msg.ParticipantKeyRequest) => ({ id: m.id, keyId: m.keyId }), encode: (): msg.DeleteParticipantKeyResponse => ({}) },

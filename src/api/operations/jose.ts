@@ -10,7 +10,7 @@ import type { JoseHeader, JwsSerialization } from '../../jose/jws.js';
 import type { JweSerialization } from '../../jose/jwe.js';
 import { keyId } from '../../keys/publicKey.js';
 import { decodeBase64, decodeOptionalBase64, encodeBase64 } from '../base64.js';
-import { operation, type Operation } from '../declaration.js';
+import { keyUse, operation, type Operation } from '../declaration.js';
 import type * as msg from '../grpcMessages.js';
 import * as schemas from '../schemas.js';
 import { given, givenList, joseObjectText, jsonObjectText, serialized } from '../wire.js';
@@ -42,6 +42,7 @@ export const joseOperations: Operation[] = [
     description: 'The protected header gets "alg" and "kid" ("<name>:<version>"); detached payloads and unencoded payloads (RFC 7797) are supported.',
     errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'],
     keys: (i) => [i.key],
+    keysUsed: (r) => keyUse(r.keyName, r.keyVersion),
     run: async (s, i: SignJwsRequest) => {
       const r = await s.jose.signJws(i);
       const signed = r.signatures[0]!;
@@ -79,6 +80,7 @@ export const joseOperations: Operation[] = [
     errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'],
     // Without "key" the kids choose the keys: the access policy sees those (the service uses no other).
     keys: (i) => (i.key !== undefined ? [i.key] : keysNamedByJws(i.jws, i.payload)),
+    keysUsed: (r) => (r.valid ? keyUse(r.keyName, r.keyVersion) : []),
     run: (s, i: VerifyJwsRequest) => s.jose.verifyJws(i),
     rest: {
       method: 'POST',
@@ -122,6 +124,7 @@ export const joseOperations: Operation[] = [
     description: 'RSA-OAEP(-256), ECDH-ES(+A128KW/+A256KW), A128KW/A256KW and dir, with A128GCM/A256GCM content encryption.',
     errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'],
     keys: (i) => ['key' in i.recipient ? i.recipient.key : undefined],
+    keysUsed: (r) => keyUse(r.keyName, r.keyVersion),
     secrets: { input: ['plaintext'] },
     run: async (s, i: EncryptJweRequest) => {
       const r = await s.jose.encryptJwe(i);
@@ -175,6 +178,7 @@ export const joseOperations: Operation[] = [
     errors: [...keyErrors, 'DECRYPTION_FAILED', 'PAYLOAD_TOO_LARGE'],
     // Without "key" the kids choose the key: the access policy sees every key they name.
     keys: (i) => (i.key !== undefined ? [i.key] : keysNamedByJwe(i.jwe)),
+    keysUsed: (r) => keyUse(r.keyName, r.keyVersion),
     secrets: { output: ['plaintext'] },
     run: async (s, i: DecryptJweRequest) => {
       const r = await s.jose.decryptJwe(i);

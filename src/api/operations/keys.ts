@@ -6,9 +6,9 @@
 import type { ErrorCode } from '../../errors.js';
 import { invalid } from '../../errors.js';
 import { decodeBase64, decodeOptionalBase64, encodeBase64 } from '../base64.js';
-import { operation, type Operation } from '../declaration.js';
+import { keyUse, operation, type Operation } from '../declaration.js';
 import type * as msg from '../grpcMessages.js';
-import { keyMessage, keyView } from '../keyView.js';
+import { keyMessage, keyView, type KeyView } from '../keyView.js';
 import { toHex } from '../paymentWire.js';
 import * as schemas from '../schemas.js';
 import { given } from '../wire.js';
@@ -18,6 +18,8 @@ export const keyErrors: ErrorCode[] = ['UNSUPPORTED_ALGORITHM', 'UNSUPPORTED_BY_
 const withVersion: ErrorCode[] = [...keyErrors, 'KEY_VERSION_NOT_FOUND'];
 
 const named = <I extends { name: unknown }>(i: I) => [i.name];
+/** The key a lifecycle operation answers with, at its primary version. */
+const primaryOf = (v: KeyView) => keyUse(v.name, v.primaryVersion);
 const byName = { params: schemas.keyNameParams, response: schemas.keySchema };
 const grpcKeyService = (method: string) => ({ service: 'KeyService' as const, method });
 
@@ -31,6 +33,8 @@ function lifecycle(name: string, action: Lifecycle, route: { method: 'GET' | 'PO
     ...doc,
     errors,
     keys: named,
+    keysUsed: primaryOf,
+    ...(action === 'getKey' ? {} : { changesState: true as const }),
     run: async (s, i: { name: string }) => keyView(s.keys, await s.keys[action](i.name)),
     rest: { ...route, ...byName, decode: (r) => ({ name: r.params.name }), encode: (v) => v },
     grpc: { ...grpcKeyService(action.charAt(0).toUpperCase() + action.slice(1)), decode: (m: msg.KeyNameRequest) => ({ name: m.name }), encode: (v): msg.KeyMessage => keyMessage(v) },
@@ -45,6 +49,8 @@ export const keyOperations: Operation[] = [
     description: 'Generates a key in the backend, non-extractable. The purpose is fixed at creation; payment keys may be exportable (TR-31) and carry an X9.143 key usage.',
     errors: ['UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_ALREADY_EXISTS', 'BACKEND_UNAVAILABLE'],
     keys: named,
+    keysUsed: primaryOf,
+    changesState: true,
     run: async (s, i: { name: unknown; type: unknown; purpose?: unknown; exportable?: unknown; keyUsage?: unknown }) => keyView(s.keys, await s.keys.createKey(i)),
     rest: { method: 'POST', path: '/v1/keys', body: schemas.createKeyBody, response: schemas.keySchema, status: 201, decode: (r) => r.body, encode: (v) => v },
     grpc: {
@@ -98,6 +104,7 @@ export const keyOperations: Operation[] = [
     description: 'Removes every version from the backend. The key must be disabled first, so that a key in use is never destroyed by one mistaken call.',
     errors: ['KEY_NOT_FOUND', 'KEY_NOT_DISABLED', 'BACKEND_UNAVAILABLE'],
     keys: named,
+    changesState: true,
     run: (s, i: { name: string }) => s.keys.destroyKey(i.name),
     rest: { method: 'DELETE', path: '/v1/keys/:name', params: schemas.keyNameParams, status: 204, decode: (r) => ({ name: r.params.name }), encode: () => undefined },
     grpc: { ...grpcKeyService('DestroyKey'), decode: (m: msg.KeyNameRequest) => ({ name: m.name }), encode: (): msg.DestroyKeyResponse => ({}) },
@@ -110,6 +117,7 @@ export const keyOperations: Operation[] = [
     description: 'ECDSA signatures are raw r||s, as JWS wants them. Give exactly one of message or digest.',
     errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'],
     keys: named,
+    keysUsed: (r, i) => keyUse(i.name, r.keyVersion),
     run: (s, i: { name: string; algorithm?: string; message?: Buffer; digest?: Buffer }) => s.keys.sign(i),
     rest: {
       method: 'POST',
@@ -138,6 +146,7 @@ export const keyOperations: Operation[] = [
     description: 'A signature that does not verify is {valid: false}; older versions keep verifying after a rotation.',
     errors: [...withVersion, 'PAYLOAD_TOO_LARGE'],
     keys: named,
+    keysUsed: (r, i) => keyUse(i.name, r.keyVersion),
     run: (s, i: { name: string; algorithm?: string; keyVersion?: number; message?: Buffer; digest?: Buffer; signature: Buffer }) => s.keys.verify(i),
     rest: {
       method: 'POST',
@@ -168,6 +177,7 @@ export const keyOperations: Operation[] = [
     description: 'The answer is an hsm-bridge ciphertext: it names the key version and algorithm, so it decrypts after any number of rotations.',
     errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'],
     keys: named,
+    keysUsed: (r, i) => keyUse(i.name, r.keyVersion),
     secrets: { input: ['plaintext'] },
     run: (s, i: { name: string; algorithm?: string; plaintext: Buffer; aad?: Buffer }) => s.keys.encrypt(i),
     rest: {
@@ -197,6 +207,7 @@ export const keyOperations: Operation[] = [
     description: 'An hsm-bridge ciphertext names its key version; a raw ciphertext made elsewhere needs keyVersion (and optionally algorithm).',
     errors: [...withVersion, 'DECRYPTION_FAILED', 'PAYLOAD_TOO_LARGE'],
     keys: named,
+    keysUsed: (r, i) => keyUse(i.name, r.keyVersion),
     secrets: { output: ['plaintext'] },
     run: (s, i: { name: string; ciphertext: Buffer; aad?: Buffer; keyVersion?: number; algorithm?: string }) => s.keys.decrypt(i),
     rest: {
@@ -228,6 +239,7 @@ export const keyOperations: Operation[] = [
     description: 'HMAC, AES-CMAC and the payment MACs (ISO 9797-1 algorithms 1 and 3, TDES-CMAC); payment MAC keys answer with their KCV.',
     errors: [...keyErrors, 'PAYLOAD_TOO_LARGE'],
     keys: named,
+    keysUsed: (r, i) => keyUse(i.name, r.keyVersion),
     run: (s, i: { name: string; algorithm?: string; data: Buffer }) => s.keys.mac(i),
     rest: {
       method: 'POST',
@@ -251,6 +263,7 @@ export const keyOperations: Operation[] = [
     description: 'A MAC that does not match is {valid: false}. REST takes the MAC in base64 (mac) or hex (macHex).',
     errors: [...withVersion, 'PAYLOAD_TOO_LARGE'],
     keys: named,
+    keysUsed: (r, i) => keyUse(i.name, r.keyVersion),
     run: (s, i: { name: string; algorithm?: string; keyVersion?: number; data: Buffer; mac: Buffer }) => s.keys.verifyMac(i),
     rest: {
       method: 'POST',

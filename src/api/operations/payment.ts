@@ -7,7 +7,7 @@
 import { invalid, type ErrorCode } from '../../errors.js';
 import type { OtpRecipient } from '../../payment/pin/otpToJwe.js';
 import type { IncomingPin, PinSide } from '../../payment/pin/pinService.js';
-import { operation, type Operation } from '../declaration.js';
+import { keyUse, operation, type Operation } from '../declaration.js';
 import type * as msg from '../grpcMessages.js';
 import { keyMessage, keyView } from '../keyView.js';
 import { checkKeyBlockText, checkPan, parseKsn, parsePinBlock, toHex } from '../paymentWire.js';
@@ -71,6 +71,11 @@ const pinKeys = (i: { incoming: IncomingPin; outgoing?: PinSide; recipient?: Otp
   i.recipient && 'key' in i.recipient ? i.recipient.key : undefined,
 ];
 
+/** A key and version as the payment answers name them. */
+const used = (k: { keyName: string; keyVersion: number }) => keyUse(k.keyName, k.keyVersion);
+/** The recipient key of the OTP flow, when it is one of ours: its version only when the caller named one. */
+const recipientKeyUsed = (r: OtpRecipient | undefined) => (r !== undefined && 'key' in r && typeof r.key === 'string' ? keyUse(r.key, typeof r.keyVersion === 'number' ? r.keyVersion : undefined) : []);
+
 export const paymentOperations: Operation[] = [
   operation({
     name: 'pin.translate',
@@ -80,6 +85,7 @@ export const paymentOperations: Operation[] = [
     description: 'ISO 9564-1 formats 0, 1, 3 and 4 under TDES or AES PIN keys, or from a TDES (X9.24-1) or AES (X9.24-3) DUKPT terminal. A PAN-bound PIN never becomes format 1 and never changes PAN. Answers the KCV of both keys.',
     errors: [...keyErrors, 'RATE_LIMITED'],
     keys: pinKeys,
+    keysUsed: (r) => [...used(r.incoming), ...used(r.outgoing)],
     run: async (s, i: { incoming: IncomingPin; outgoing: PinSide; pinBlock: Buffer }) => {
       const r = await s.payment.pins.translate(i);
       return { pinBlock: toHex(r.pinBlock), incoming: keyUsedView(r.incoming), outgoing: keyUsedView(r.outgoing) };
@@ -111,6 +117,7 @@ export const paymentOperations: Operation[] = [
     errors: [...keyErrors, 'UNSUPPORTED_ALGORITHM', 'RATE_LIMITED'],
     keys: pinKeys,
     participants: (i) => [i.recipient && 'participant' in i.recipient ? i.recipient.participant : undefined],
+    keysUsed: (r, i) => [...used(r.incoming), ...recipientKeyUsed(i.recipient)],
     run: async (s, i: { incoming: IncomingPin; pinBlock: Buffer; recipient: OtpRecipient; alg?: string; enc?: string; references?: Record<string, string> }) => {
       const r = await s.payment.otp.toJwe(i);
       return { jwe: r.jwe, incoming: keyUsedView(r.incoming), ...(r.kid === undefined ? {} : { kid: r.kid }) };
@@ -151,6 +158,8 @@ export const paymentOperations: Operation[] = [
     description: "Versions B (TDES KBPK) and D (AES KBPK). The block's header sets the key's purpose, type, key usage, mode of use and exportability; KC/KP check-value blocks are verified.",
     errors: [...keyErrors, 'KEY_ALREADY_EXISTS'],
     keys: (i) => [i.name, i.kbpk.keyName],
+    keysUsed: (r) => [...keyUse(r.key.name, r.key.primaryVersion), ...used(r.kbpk)],
+    changesState: true,
     run: async (s, i: { name: string; keyBlock: string; kbpk: KeyRef }) => {
       const r = await s.payment.keyExchange.importTr31(i);
       return { key: await keyView(s.keys, r.key), keyCheckValue: r.keyCheckValue, kbpk: keyUsedView(r.kbpk) };
@@ -173,6 +182,7 @@ export const paymentOperations: Operation[] = [
     description: 'Only keys created or imported exportable, under a KBPK at least as strong as the key: version B under a TDES KBPK, D under an AES one.',
     errors: keyErrors,
     keys: (i) => [i.name, i.kbpk.keyName],
+    keysUsed: (r) => [...used(r), ...used(r.kbpk)],
     run: async (s, i: { name: string; keyVersion?: number; kbpk: KeyRef; exportability?: string }) => {
       const r = await s.payment.keyExchange.exportTr31(i);
       return { keyBlock: r.keyBlock, keyName: r.keyName, keyVersion: r.keyVersion, keyCheckValue: r.keyCheckValue, kbpk: keyUsedView(r.kbpk) };

@@ -48,7 +48,8 @@ export function operationRoute(app: FastifyInstance, op: Operation, pipeline: Pi
         tags: [op.tag],
         summary: op.summary,
         description: op.description,
-        errors: op.errors,
+        // A state change is refused while the audit trail cannot be written.
+        errors: op.changesState ? [...op.errors, 'AUDIT_UNAVAILABLE'] : op.errors,
         ...(op.access === undefined ? {} : { access: op.access }),
         ...(status === 204 ? { emptyResponses: { 204: 'Done' } } : {}),
       },

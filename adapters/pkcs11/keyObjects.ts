@@ -25,6 +25,7 @@ import pkcs11js from 'pkcs11js';
 import { parseKeyVersion, type KeyName, type KeyVersion } from '../../src/keys/names.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import { keyTypes, keyUsagesFor, modesOfUse, paymentAttributesOf, type KeyPurpose, type KeyState, type KeyType, type KeyUsage, type ModeOfUse } from '../../src/keys/types.js';
+import { CKR, ckrOf } from './errors.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
 
@@ -177,6 +178,20 @@ export function findObjects(api: Pkcs11Api, session: Handle, template: pkcs11js.
   }
 }
 
+/**
+ * One attribute of an object a search found, or undefined when the object is gone by now: another
+ * replica destroyed it between the search and the read (a withdrawn revision or create), or, on SoftHSM,
+ * another thread of this process is still generating it. Either way it is not there for this reader.
+ */
+function attributeOfFound(api: Pkcs11Api, session: Handle, handle: Handle, type: number): Buffer | undefined {
+  try {
+    return api.C_GetAttributeValue(session, handle, [{ type }])[0]?.value;
+  } catch (e) {
+    if (ckrOf(e) === CKR.OBJECT_HANDLE_INVALID) return undefined;
+    throw e;
+  }
+}
+
 const metadataTemplate = (name?: KeyName): pkcs11js.Template => [
   { type: A.CKA_CLASS, value: A.CKO_DATA },
   { type: A.CKA_APPLICATION, value: APPLICATION },
@@ -204,7 +219,7 @@ export interface StoredMetadata {
 export function readMetadataObjects(api: Pkcs11Api, session: Handle, name: KeyName): MetadataObject[] {
   const objects: MetadataObject[] = [];
   for (const handle of findObjects(api, session, metadataTemplate(name))) {
-    const value = api.C_GetAttributeValue(session, handle, [{ type: A.CKA_VALUE }])[0]?.value;
+    const value = attributeOfFound(api, session, handle, A.CKA_VALUE);
     const record = value && decodeMetadata(value);
     if (record) objects.push({ handle, record, digest: createHash('sha256').update(value).digest('hex') });
   }
@@ -229,7 +244,7 @@ export function readMetadata(api: Pkcs11Api, session: Handle, name: KeyName): St
 export function listKeyNames(api: Pkcs11Api, session: Handle): string[] {
   const names = new Set<string>();
   for (const h of findObjects(api, session, metadataTemplate())) {
-    const label = api.C_GetAttributeValue(session, h, [{ type: A.CKA_LABEL }])[0]?.value;
+    const label = attributeOfFound(api, session, h, A.CKA_LABEL);
     if (label) names.add(label.toString('utf8'));
   }
   return [...names].sort();
@@ -262,9 +277,9 @@ export function findKeyObjects(api: Pkcs11Api, session: Handle, name: KeyName): 
   const objects: KeyObject[] = [];
   for (const handle of findObjects(api, session, [{ type: A.CKA_LABEL, value: name }])) {
     // CLASS first: asking a data object (ours, or anyone's) for CKA_ID is CKR_ATTRIBUTE_TYPE_INVALID.
-    const objectClass = api.C_GetAttributeValue(session, handle, [{ type: A.CKA_CLASS }])[0]?.value.readUInt32LE(0);
+    const objectClass = attributeOfFound(api, session, handle, A.CKA_CLASS)?.readUInt32LE(0);
     if (objectClass !== A.CKO_SECRET_KEY && objectClass !== A.CKO_PRIVATE_KEY && objectClass !== A.CKO_PUBLIC_KEY) continue;
-    const id = api.C_GetAttributeValue(session, handle, [{ type: A.CKA_ID }])[0]?.value;
+    const id = attributeOfFound(api, session, handle, A.CKA_ID);
     const parsed = id && parseObjectId(id);
     if (parsed) objects.push({ handle, objectClass, id: parsed.versionId, parsed });
   }

@@ -1,7 +1,8 @@
 /**
  * Lifecycle changes racing on one SoftHSM token: within one backend (enable vs destroy through the
  * core) and between two backends on the token acting as replicas (create/create, rotate/rotate,
- * rotate/disable, enable/destroy). Each race runs in a loop; after each one the token must hold one
+ * rotate/disable, enable/destroy), and objects another replica destroys between a search and a read.
+ * Each race runs in a loop; after each one the token must hold one
  * consistent key (one metadata object, exactly the key objects it lists) and every loser must have a
  * clear error, never INTERNAL.
  */
@@ -10,6 +11,7 @@ import { pino } from 'pino';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
+import { writeMetadata } from '../../../adapters/pkcs11/keyObjects.js';
 import type { Backend, KeyRef } from '../../../src/backend/port.js';
 import { HsmBridgeError } from '../../../src/errors.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../../src/keys/names.js';
@@ -189,5 +191,62 @@ describe('objects another replica is still creating', () => {
     const c = createCipheriv('aes-128-gcm', Buffer.alloc(16, 7), ct.iv!);
     const withOrphan = Buffer.concat([c.update('abc'), c.final(), c.getAuthTag()]);
     expect(ct.data.equals(withOrphan)).toBe(false);
+  });
+});
+
+describe('objects another replica destroys between our search and our read', () => {
+  /** Another replica's young, unlisted version-1 object of `name` (its create is under way). */
+  const othersKeyObject = (name: KeyName): Buffer => {
+    const id = Buffer.alloc(20);
+    Buffer.from('hsmb').copy(id);
+    id.writeUInt32BE(1, 4);
+    id.writeUInt32BE(Math.floor(Date.now() / 1000), 8);
+    return inspector.withSession((api, session) =>
+      api.C_CreateObject(session, [
+        { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_AES }, { type: A.CKA_TOKEN, value: true },
+        { type: A.CKA_PRIVATE, value: true }, { type: A.CKA_LABEL, value: name }, { type: A.CKA_ID, value: id }, { type: A.CKA_VALUE, value: Buffer.alloc(16, 9) },
+      ]),
+    );
+  };
+  /** Another replica's revision 0 of `name`, which it is about to withdraw (it lost the create). */
+  const othersRevision = (name: KeyName): Buffer =>
+    inspector.withSession((api, session) => {
+      const at = new Date().toISOString();
+      return writeMetadata(api, session, name, { revision: 0, type: 'AES_128', purpose: 'encrypt', state: 'enabled', createdAt: at, versions: {}, writtenAt: at, nonce: 'ab' }).handle;
+    });
+
+  /** Runs `create` with the token destroying `handle` just before the adapter first reads one of its attributes. */
+  async function vanishingOnRead(handle: Buffer, create: () => Promise<KeyMetadata>): Promise<KeyMetadata> {
+    const api = (one as unknown as { connection: { api: pkcs11js.PKCS11 } }).connection.api;
+    const read = api.C_GetAttributeValue.bind(api);
+    let destroyed = false;
+    api.C_GetAttributeValue = ((session: Buffer, h: Buffer, template: pkcs11js.Template) => {
+      if (!destroyed && h.equals(handle)) {
+        destroyed = true;
+        inspector.withSession((raw, s) => raw.C_DestroyObject(s, handle));
+      }
+      return read(session, h, template);
+    }) as typeof api.C_GetAttributeValue;
+    try {
+      return await create();
+    } finally {
+      api.C_GetAttributeValue = read;
+      expect(destroyed).toBe(true);
+    }
+  }
+
+  it('a key object of a create that gave up: the create goes on', async () => {
+    const name = fresh('vanishing-key');
+    const meta = await vanishingOnRead(othersKeyObject(name), () => one.createKey({ name, type: 'AES_128', purpose: 'encrypt' }));
+    expectConsistent(name, meta, A.CKO_SECRET_KEY);
+    const ct = await two.encrypt(ref(name, 'AES_128', 1), 'AES_GCM', Buffer.from('abc'));
+    expect((await one.decrypt(ref(name, 'AES_128', 1), 'AES_GCM', ct)).toString()).toBe('abc');
+  });
+
+  it('a withdrawn revision: the create goes on', async () => {
+    const name = fresh('vanishing-meta');
+    const meta = await vanishingOnRead(othersRevision(name), () => one.createKey({ name, type: 'AES_128', purpose: 'encrypt' }));
+    expect(meta.primaryVersion).toBe(1);
+    expectConsistent(name, meta, A.CKO_SECRET_KEY);
   });
 });

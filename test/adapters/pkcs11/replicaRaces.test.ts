@@ -1,10 +1,10 @@
 /**
  * Lifecycle changes racing on one SoftHSM token: within one backend (enable vs destroy through the
  * core) and between two backends on the token acting as replicas (create/create, rotate/rotate,
- * rotate/disable, enable/destroy), and objects another replica destroys between a search and a read.
- * Each race runs in a loop; after each one the token must hold one
- * consistent key (one metadata object, exactly the key objects it lists) and every loser must have a
- * clear error, never INTERNAL.
+ * rotate/disable, enable/destroy); objects another replica destroys between a search and a read, and a
+ * generation the token refuses while it is being changed. Each race runs in a loop; after each one the
+ * token must hold one consistent key (one metadata object, exactly the key objects it lists) and every
+ * loser must have a clear error, never INTERNAL.
  */
 import { createCipheriv } from 'node:crypto';
 import { pino } from 'pino';

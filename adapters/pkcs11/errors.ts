@@ -8,6 +8,7 @@ import { HsmBridgeError } from '../../src/errors.js';
 /** The CKR values this adapter acts on (PKCS#11 v2.40 §3.6). */
 export const CKR = {
   GENERAL_ERROR: 0x05,
+  FUNCTION_FAILED: 0x06,
   ARGUMENTS_BAD: 0x07,
   DEVICE_ERROR: 0x30,
   DEVICE_MEMORY: 0x31,
@@ -26,6 +27,7 @@ export const CKR = {
   SESSION_HANDLE_INVALID: 0xb3,
   SIGNATURE_INVALID: 0xc0,
   SIGNATURE_LEN_RANGE: 0xc1,
+  TEMPLATE_INCONSISTENT: 0xd1,
   TOKEN_NOT_PRESENT: 0xe0,
   TOKEN_NOT_RECOGNIZED: 0xe1,
   USER_ALREADY_LOGGED_IN: 0x100,

@@ -17,11 +17,16 @@ export interface TokenTraits {
 }
 
 /**
+ * What SoftHSM's file store answers when a token key is generated while another session of the process
+ * creates, destroys or reads token objects (replicas changing keys at once): that try is CONFLICT, to be
+ * retried (a template the token really refuses still fails, after the retries, with the CKR in the log).
+ */
+const TOKEN_BUSY = new Set<number>([CKR.GENERAL_ERROR, CKR.FUNCTION_FAILED, CKR.TEMPLATE_INCONSISTENT]);
+
+/**
  * Makes the objects of one key version under `id`: generated in the token, or created from `material`
  * (an import), or, for kinds with companion objects, from the token's random bytes (paymentKeys.ts).
- * Returns their handles (for cleanup if the commit fails). SoftHSM's file store answers
- * CKR_GENERAL_ERROR when a token key is generated while another session creates or destroys token
- * objects (replicas changing keys at once): that try is CONFLICT, to be retried.
+ * Returns their handles (for cleanup if the commit fails); CONFLICT when the generation met TOKEN_BUSY.
  */
 export async function makeVersionObjects(
   api: Pkcs11Api,
@@ -49,7 +54,7 @@ export async function makeVersionObjects(
     const pair = await api.C_GenerateKeyPairAsync(session, { mechanism: g.mechanism }, g.publicKey, g.privateKey);
     return { handles: [pair.publicKey, pair.privateKey], companions: [] };
   } catch (e) {
-    if (ckrOf(e) !== CKR.GENERAL_ERROR) throw e;
+    if (!TOKEN_BUSY.has(ckrOf(e) ?? -1)) throw e;
     logger.warn({ ckr: ckrName(e) }, 'pkcs11: key generation failed while the token was being changed; retrying');
     return CONFLICT;
   }

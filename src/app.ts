@@ -116,6 +116,7 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
     // Before the listeners (it refuses the start when its file cannot be opened); closed after them, sealing the trail.
     const audit = config.audit && (await openAudit(config.audit, service, logger, { recordsWritten: (n) => metrics.auditRecordsWritten(n), sinkFailed: () => metrics.auditSinkFailed() }));
     if (audit) closers.push(() => audit.close());
+    else logger.warn('audit: no audit.file configured: the use and change of keys are not recorded');
     const stages: PipelineStages = withPinFailureLimit(
       { ...openStages, identify: access.identify, authorize: access.authorize, ...audit?.stages, observe: metrics.observe },
       new PinFailureLimiter({ maxPerMinute: config.payment.maxPinFailuresPerMinute }),

@@ -6,7 +6,7 @@ import { fspiopConfigSchema, type FspiopConfig } from '../fspiop/config.js';
 import { auditConfigSchema, type AuditConfig } from '../audit/config.js';
 import { accessConfigSchema, type AccessConfig } from '../identity/config.js';
 import { metricsConfigSchema, type MetricsConfig } from '../metrics/config.js';
-import { maxPinFailuresPerMinuteSchema, opsConfigSchema, type OpsConfig } from '../ops/config.js';
+import { maxPinFailuresPerMinuteSchema, type OpsConfig } from '../ops/config.js';
 import { OTP_KEY_ENTRY_PATTERN } from '../payment/pin/otpKeys.js';
 
 /** TLS for one listener; absent means plain TCP. Files are PEM and are read once, at start. */
@@ -86,16 +86,18 @@ const tls = {
   then: { required: ['caFile'] },
 } as const;
 
+/** A listener: on by default, on loopback by default. */
+const endpoint = (port: number) => ({
+  enabled: { type: 'boolean', default: true },
+  host: { type: 'string', minLength: 1, default: '127.0.0.1' },
+  port: { type: 'integer', minimum: 0, maximum: 65535, default: port },
+});
+
 const listen = (port: number) => ({
   type: 'object',
   additionalProperties: false,
   default: {},
-  properties: {
-    enabled: { type: 'boolean', default: true },
-    host: { type: 'string', minLength: 1, default: '127.0.0.1' },
-    port: { type: 'integer', minimum: 0, maximum: 65535, default: port },
-    tls,
-  },
+  properties: { ...endpoint(port), tls },
 });
 
 export const serviceConfigSchema = {
@@ -132,7 +134,8 @@ export const serviceConfigSchema = {
     },
     access: accessConfigSchema,
     audit: auditConfigSchema,
-    ops: opsConfigSchema,
+    // Plain HTTP, /metrics and the health probes only (src/ops/opsServer.ts).
+    ops: { type: 'object', additionalProperties: false, default: {}, properties: endpoint(9464) },
     metrics: metricsConfigSchema,
     fspiop: fspiopConfigSchema,
     payment: {

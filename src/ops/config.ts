@@ -1,7 +1,8 @@
 /**
- * The `ops` section of the service configuration (src/config/schema.ts): the operations listener, which
- * serves /metrics and the health probes apart from the API listeners, so that metrics are never exposed
- * with the API. Loopback by default: open it to a scraper's network deliberately.
+ * The `ops` section of the service configuration (its schema is a listener's, in src/config/schema.ts):
+ * the operations listener, which serves /metrics and the health probes apart from the API listeners, so
+ * that metrics are never exposed with the API. Loopback by default: open it to a scraper's network
+ * deliberately.
  */
 export interface OpsConfig {
   enabled: boolean;
@@ -9,17 +10,6 @@ export interface OpsConfig {
   /** 0 picks a free port (tests). */
   port: number;
 }
-
-export const opsConfigSchema = {
-  type: 'object',
-  additionalProperties: false,
-  default: {},
-  properties: {
-    enabled: { type: 'boolean', default: true },
-    host: { type: 'string', minLength: 1, default: '127.0.0.1' },
-    port: { type: 'integer', minimum: 0, maximum: 65535, default: 9464 },
-  },
-} as const;
 
 /**
  * `payment.maxPinFailuresPerMinute` (a key of the payment section): PIN blocks that may fail to decode per

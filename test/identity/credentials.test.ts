@@ -6,9 +6,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { credentials as grpcCredentials } from '@grpc/grpc-js';
+import { httpsJson, type HttpsAnswer } from '../helpers/httpsJson.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTlsMaterial } from '../../src/transports/tls.js';
 import { capturedLogger, grpcCaller, startAccessServers, tempDir, tokenIssuer, AUDIENCE, ISSUER, type AccessServers, type GrpcCaller, type TokenIssuer } from './accessSupport.js';
@@ -71,42 +72,8 @@ let log: ReturnType<typeof capturedLogger>;
 let restPort: number;
 const grpcClients = new Map<string, GrpcCaller>();
 
-interface Answer {
-  status: number;
-  body: any;
-}
-
-function https(method: 'GET' | 'POST' | 'DELETE', path: string, who: { cert?: Buffer; key?: Buffer; token?: string }, body?: unknown): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = httpsRequest(
-      {
-        host: '127.0.0.1',
-        port: restPort,
-        method,
-        path,
-        ca: pem('ca.pem'),
-        cert: who.cert,
-        key: who.key,
-        agent: false,
-        headers: {
-          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
-          ...(who.token === undefined ? {} : { authorization: `Bearer ${who.token}` }),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : JSON.parse(text) });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
+function https(method: 'GET' | 'POST' | 'DELETE', path: string, who: { cert?: Buffer; key?: Buffer; token?: string }, body?: unknown): Promise<HttpsAnswer> {
+  return httpsJson(restPort, method, path, body, { ca: pem('ca.pem'), cert: who.cert, key: who.key, headers: who.token === undefined ? {} : { authorization: `Bearer ${who.token}` } });
 }
 
 function grpcAs(name: string): GrpcCaller {

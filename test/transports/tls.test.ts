@@ -5,7 +5,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -13,6 +12,7 @@ import { credentials, loadPackageDefinition, Metadata, status, type ChannelCrede
 import { loadSync } from '@grpc/proto-loader';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
+import { httpsJson, type HttpsAnswer, type HttpsClient } from '../helpers/httpsJson.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { softwareBackendFactory } from '../../adapters/software/index.js';
 import { startApp } from '../../src/app.js';
@@ -91,47 +91,7 @@ afterAll(async () => {
 
 // ---- clients -----------------------------------------------------------------------------------------
 
-interface HttpsAnswer {
-  status: number;
-  body: any;
-}
-
-interface ClientTls {
-  ca?: Buffer;
-  cert?: Buffer;
-  key?: Buffer;
-  host?: string;
-}
-
-function httpsCall(port: number, method: string, path: string, body: unknown, client: ClientTls): Promise<HttpsAnswer> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = httpsRequest(
-      {
-        host: client.host ?? '127.0.0.1',
-        port,
-        method,
-        path,
-        ca: client.ca,
-        cert: client.cert,
-        key: client.key,
-        agent: false,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : JSON.parse(text) });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+const httpsCall = (port: number, method: string, path: string, body: unknown, client: HttpsClient): Promise<HttpsAnswer> => httpsJson(port, method, path, body, client);
 
 /** The error of a request that must not get an HTTP answer at all. */
 async function refused(call: Promise<HttpsAnswer>): Promise<NodeJS.ErrnoException> {
@@ -176,7 +136,7 @@ function grpcClient(port: number, creds: ChannelCredentials, host = '127.0.0.1')
   return { call, close: () => client.close() };
 }
 
-const grpcSsl = (client: ClientTls) =>
+const grpcSsl = (client: HttpsClient) =>
   credentials.createSsl(client.ca ?? null, client.key ?? null, client.cert ?? null);
 
 // ---- REST --------------------------------------------------------------------------------------------
@@ -244,7 +204,7 @@ describe('REST over TLS', () => {
      * client may send its request before the server's verdict arrives, so the client sees an alert or a
      * reset; the server side is what matters: no request was read, no answer was sent.
      */
-    const expectHandshakeRefusal = async (client: ClientTls, serverReason?: RegExp) => {
+    const expectHandshakeRefusal = async (client: HttpsClient, serverReason?: RegExp) => {
       const before = { errors: seen.handshakeErrors.length, requests: seen.requests };
       const error = await refused(httpsCall(port, 'GET', '/health/live', undefined, client));
       expect(error.code).toMatch(/^(ERR_SSL_|ECONNRESET$|EPIPE$)/);

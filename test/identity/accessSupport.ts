@@ -1,7 +1,8 @@
 /**
  * The parts the identity and policy tests share: a token issuer (a test key signing JWTs with `jose`,
- * its JWK Set in a file), the REST and gRPC servers on the software backend with the access stages, and
- * a gRPC caller that sends a bearer token and reports the status and hsm-bridge error code.
+ * its JWK Set in a file), the REST and gRPC servers on the software backend with the access stages (and,
+ * when asked, the audit trail), and a gRPC caller that sends a bearer token and a request id and reports
+ * the status and hsm-bridge error code.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from '
 import { pino, type Logger } from 'pino';
 import { softwareBackendFactory } from '../../adapters/software/index.js';
 import { openStages } from '../../src/api/stages.js';
+import { openAudit, type Audit, type AuditConfig } from '../../src/audit/index.js';
 import type { Backend } from '../../src/backend/port.js';
 import { FspiopService, ParticipantRegistry } from '../../src/fspiop/index.js';
 import type { AccessConfig } from '../../src/identity/config.js';
@@ -74,6 +76,8 @@ export interface AccessServers {
   readonly rest: FastifyInstance;
   readonly grpc: RunningGrpcServer;
   readonly stages: AccessStages;
+  /** The audit trail, when the servers were started with one. */
+  readonly audit?: Audit;
   readonly service: KeyService;
   readonly participants: ParticipantRegistry;
   close(): Promise<void>;
@@ -92,28 +96,37 @@ async function openBackend(name: BackendName, logger: Logger): Promise<{ backend
   return { backend: await pkcs11BackendFactory.create(token.backendConfig({}), { logger }), cleanup: () => token.cleanup() };
 }
 
-/** REST and gRPC on one backend (default: software), both with the access stages of `access`. */
-export async function startAccessServers(access: AccessConfig, logger: Logger, tls?: { rest?: TlsMaterial; grpc?: TlsMaterial }, backendName: BackendName = 'software'): Promise<AccessServers> {
+/** REST and gRPC on one backend (default: software), both with the access stages of `access` and, given `auditConfig`, the audit trail. */
+export async function startAccessServers(
+  access: AccessConfig,
+  logger: Logger,
+  tls?: { rest?: TlsMaterial; grpc?: TlsMaterial },
+  backendName: BackendName = 'software',
+  auditConfig?: AuditConfig,
+): Promise<AccessServers> {
   const { backend, cleanup } = await openBackend(backendName, logger);
   const service = new KeyService(backend, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, metadataCacheTtlMs: 0 });
   const participants = await ParticipantRegistry.open({ logger });
   const jose = new JoseService(service);
   const fspiop = { service: new FspiopService({ keyService: service, registry: participants }), participants };
   const payment = createPaymentServices(service, jose, { participants, otpIncomingKeys: [], logger });
+  const audit = auditConfig && (await openAudit(auditConfig, service, logger));
   const stages = createAccessStages(access, logger);
-  // As src/app.ts composes them: identity and policy here, audit and metrics open.
-  const pipelineStages = { ...openStages, identify: stages.identify, authorize: stages.authorize };
+  // As src/app.ts composes them: identity, policy and (when asked) audit here, metrics open.
+  const pipelineStages = { ...openStages, identify: stages.identify, authorize: stages.authorize, ...audit?.stages };
   const rest = await buildRestServer({ service, jose, fspiop, payment, logger, maxRequestBytes: 64 * 1024, stages: pipelineStages, ...(tls?.rest ? { tls: tls.rest } : {}) });
   const grpc = await startGrpcServer({ service, jose, fspiop, payment, logger, host: '127.0.0.1', port: 0, maxMessageBytes: 64 * 1024, stages: pipelineStages, ...(tls?.grpc ? { tls: tls.grpc } : {}) });
   return {
     rest,
     grpc,
     stages,
+    ...(audit ? { audit } : {}),
     service,
     participants,
     async close() {
       await grpc.close();
       await rest.close();
+      await audit?.close();
       stages.close();
       await participants.close();
       await backend.close();
@@ -133,7 +146,8 @@ export interface GrpcOutcome {
 }
 
 export interface GrpcCaller {
-  call(service: GrpcServiceName, method: string, request: Record<string, unknown>, token?: string): Promise<GrpcOutcome>;
+  /** `requestId` is sent as x-request-id, which the service takes as the request's id (logs, audit records). */
+  call(service: GrpcServiceName, method: string, request: Record<string, unknown>, token?: string, requestId?: string): Promise<GrpcOutcome>;
   close(): void;
 }
 
@@ -151,10 +165,11 @@ export function grpcCaller(port: number, channel: ChannelCredentials = grpcCrede
     clients.set(name, new (pkg[name] as ServiceClientConstructor)(`127.0.0.1:${port}`, channel, options) as Client & Record<string, any>);
   }
   return {
-    call: (service, method, request, token) =>
+    call: (service, method, request, token, requestId) =>
       new Promise((resolve) => {
         const metadata = new Metadata();
         if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
+        if (requestId !== undefined) metadata.set('x-request-id', requestId);
         const client = clients.get(service)!;
         client[method]!.call(client, request, metadata, { deadline: Date.now() + 30_000 }, (error: ServiceError | null, answer: Record<string, any>) => {
           if (!error) resolve({ status: 0, answer });

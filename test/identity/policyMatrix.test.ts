@@ -4,13 +4,17 @@
  * caller without credentials. Callers are bearer JWTs signed by a test key (JWK Set in a file). The same
  * well-formed request goes to every caller: the 403 of the caller without rules shows that it decoded and
  * reached the policy, so the allowed caller's answer (anything but 401/403, often KEY_NOT_FOUND since
- * the keys need not exist) shows that the policy let it through. Then: the policy can't be bypassed
- * through kids, whoami, reloads.
+ * the keys need not exist) shows that the policy let it through. Every call of the matrix leaves exactly
+ * one audit record, with its operation, caller and outcome, when its operation is audited (it names a
+ * key or participant), and none otherwise. Then: the policy can't be bypassed through kids, whoami,
+ * reloads.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { CompactEncrypt, CompactSign, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { operations } from '../../src/api/operations/index.js';
+import type { OperationRecord } from '../../src/audit/record.js';
+import { trailOptions } from '../audit/auditFixture.js';
 import { capturedLogger, grpcCaller, startAccessServers, tempDir, tokenIssuer, writeJson, AUDIENCE, ISSUER, type AccessServers, type BackendName, type GrpcCaller, type GrpcServiceName, type TokenIssuer } from './accessSupport.js';
 
 const policyText = `
@@ -120,6 +124,8 @@ let cells: Record<string, Cell>;
 const tokens: Record<'allowed' | 'nobody' | 'otherKeys', string> = { allowed: '', nobody: '', otherKeys: '' };
 /** Every cell checked, for the README's figure. */
 let checkedCells = 0;
+/** Audit records checked against the cell that left them. */
+let checkedRecords = 0;
 
 type Answer = { status: number; code?: string; message?: string; body?: any };
 
@@ -127,30 +133,51 @@ interface Target {
   readonly backend: BackendName;
   readonly servers: AccessServers;
   readonly grpc: GrpcCaller;
+  readonly auditFile: string;
 }
 /** The matrix runs on each backend: the software one, and SoftHSM. */
 const targets: Target[] = [];
 
-async function viaRest(target: Target, cell: Cell, token?: string): Promise<Answer> {
+async function viaRest(target: Target, cell: Cell, token?: string, requestId?: string): Promise<Answer> {
   const r = await target.servers.rest.inject({
     method: cell.rest.method,
     url: cell.rest.url,
     ...(cell.rest.body === undefined ? {} : { payload: cell.rest.body as object }),
-    ...(token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } }),
+    headers: { ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), ...(requestId === undefined ? {} : { 'x-request-id': requestId }) },
   });
   const body = r.body === '' ? undefined : JSON.parse(r.body);
   return { status: r.statusCode, code: body?.error?.code, message: body?.error?.message, body };
 }
 
-async function viaGrpc(target: Target, cell: Cell, token?: string): Promise<Answer> {
-  const r = await target.grpc.call(cell.grpc.service, cell.grpc.method, cell.grpc.request, token);
+async function viaGrpc(target: Target, cell: Cell, token?: string, requestId?: string): Promise<Answer> {
+  const r = await target.grpc.call(cell.grpc.service, cell.grpc.method, cell.grpc.request, token, requestId);
   return { status: r.status, ...(r.code === undefined ? {} : { code: r.code }), ...(r.message === undefined ? {} : { message: r.message }), body: r.answer };
 }
 
 const transports = [
-  { name: 'REST', call: viaRest, denied: 403, unauthenticated: 401 },
-  { name: 'gRPC', call: viaGrpc, denied: 7, unauthenticated: 16 },
+  { name: 'REST', wire: 'rest', call: viaRest, denied: 403, unauthenticated: 401 },
+  { name: 'gRPC', wire: 'grpc', call: viaGrpc, denied: 7, unauthenticated: 16 },
 ] as const;
+
+/** The operation records of a target's audit trail, once every queued record is written. */
+async function operationRecords(target: Target): Promise<OperationRecord[]> {
+  await target.servers.audit!.trail.flush();
+  return readFileSync(target.auditFile, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as { type: string })
+    .filter((record): record is OperationRecord => record.type === 'operation');
+}
+
+/** What one call of the matrix must have left in the trail. */
+interface Expected {
+  readonly requestId: string;
+  readonly operation: string;
+  readonly caller: { id: string; authenticatedBy: string };
+  readonly outcome: string;
+  /** Whether its operation is audited: it names a key or participant. */
+  readonly audited: boolean;
+}
 
 beforeAll(async () => {
   issuer = await tokenIssuer();
@@ -158,11 +185,12 @@ beforeAll(async () => {
   writeFileSync(files.at('policy.yaml'), policyText);
   log = capturedLogger();
   const access = { policyFile: files.at('policy.yaml'), allowUnauthenticated: false, jwt: { jwksFile: files.at('jwks.json'), jwksCacheSeconds: 300, issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'], clockToleranceSeconds: 30 } };
-  servers = await startAccessServers(access, log.logger);
+  // The trails are written when the test flushes them, not on a timer: the test reads them after each run.
+  servers = await startAccessServers(access, log.logger, undefined, 'software', trailOptions(files.at('audit-software.jsonl')));
   grpc = grpcCaller(servers.grpc.port);
-  targets.push({ backend: 'software', servers, grpc });
-  const softhsm = await startAccessServers(access, capturedLogger().logger, undefined, 'SoftHSM');
-  targets.push({ backend: 'SoftHSM', servers: softhsm, grpc: grpcCaller(softhsm.grpc.port) });
+  targets.push({ backend: 'software', servers, grpc, auditFile: files.at('audit-software.jsonl') });
+  const softhsm = await startAccessServers(access, capturedLogger().logger, undefined, 'SoftHSM', trailOptions(files.at('audit-softhsm.jsonl')));
+  targets.push({ backend: 'SoftHSM', servers: softhsm, grpc: grpcCaller(softhsm.grpc.port), auditFile: files.at('audit-softhsm.jsonl') });
   tokens.allowed = await issuer.token('mx-allowed');
   tokens.nobody = await issuer.token('mx-nobody');
   tokens.otherKeys = await issuer.token('someone', { roles: ['other-keys', 'unrelated'] });
@@ -181,7 +209,7 @@ afterAll(async () => {
   }
   files.remove();
   // The figure the README reports.
-  console.log(`policy matrix: ${checkedCells} cells`);
+  console.log(`policy matrix: ${checkedCells} cells; ${checkedRecords} audit records checked`);
 });
 
 describe('the policy matrix: every declared operation, on REST and gRPC, on the software backend and SoftHSM', () => {
@@ -191,18 +219,30 @@ describe('the policy matrix: every declared operation, on REST and gRPC, on the 
   });
 
   for (const transport of transports) {
-    it.each(['software', 'SoftHSM'] as const)(`${transport.name} on %s: each caller gets what the policy says`, async (backend) => {
+    it.each(['software', 'SoftHSM'] as const)(`${transport.name} on %s: each caller gets what the policy says, and each call leaves its audit record`, async (backend) => {
       const target = targets.find((t) => t.backend === backend)!;
+      const recordsBefore = (await operationRecords(target)).length;
+      const expected: Expected[] = [];
+      /** Calls `cell` as a caller with a request id of its own, and notes the record it must leave. */
+      const call = async (name: string, cell: Cell, as: string, caller: Expected['caller'], token?: string): Promise<Answer> => {
+        const requestId = `mx-${backend}-${transport.wire}-${name}-${as}`;
+        const answer = await transport.call(target, cell, token, requestId);
+        const failed = transport.wire === 'rest' ? answer.status >= 400 : answer.status !== 0;
+        expect(failed ? answer.code : 'ok', `${requestId}: the error code of status ${answer.status}`).toBeDefined();
+        expected.push({ requestId, operation: name, caller, outcome: failed ? answer.code! : 'ok', audited: cell.bound });
+        return answer;
+      };
+      const byToken = (id: string) => ({ id, authenticatedBy: 'token' });
       for (const [name, cell] of Object.entries(cells)) {
-        const nobody = await transport.call(target, cell, tokens.nobody);
+        const nobody = await call(name, cell, 'nobody', byToken('mx-nobody'), tokens.nobody);
         expect({ op: name, status: nobody.status, code: nobody.code }).toEqual({ op: name, status: transport.denied, code: 'PERMISSION_DENIED' });
         expect(nobody.message, name).toContain(name);
 
-        const allowed = await transport.call(target, cell, tokens.allowed);
+        const allowed = await call(name, cell, 'allowed', byToken('mx-allowed'), tokens.allowed);
         expect(['PERMISSION_DENIED', 'UNAUTHENTICATED'], `${name}: ${allowed.message}`).not.toContain(allowed.code);
         expect([transport.denied, transport.unauthenticated], name).not.toContain(allowed.status);
 
-        const other = await transport.call(target, cell, tokens.otherKeys);
+        const other = await call(name, cell, 'other-keys', byToken('someone'), tokens.otherKeys);
         if (cell.bound) {
           expect({ op: name, code: other.code }).toEqual({ op: name, code: 'PERMISSION_DENIED' });
           // It names the key or participant refused, and nothing about the rules.
@@ -212,11 +252,33 @@ describe('the policy matrix: every declared operation, on REST and gRPC, on the 
           expect(['PERMISSION_DENIED', 'UNAUTHENTICATED'], `${name}: ${other.message}`).not.toContain(other.code);
         }
 
-        const anonymous = await transport.call(target, cell);
+        // Refused before its request is read, so the record names no key: the caller is anonymous.
+        const anonymous = await call(name, cell, 'anonymous', { id: 'anonymous', authenticatedBy: 'none' });
         expect({ op: name, status: anonymous.status, code: anonymous.code, message: anonymous.message }).toEqual({ op: name, status: transport.unauthenticated, code: 'UNAUTHENTICATED', message: 'credentials missing' });
         checkedCells += 4;
       }
-    }, 120_000);
+
+      // Exactly one record per audited call, with its operation, caller and outcome; none for the others,
+      // and no record that no call of this run explains.
+      const records = (await operationRecords(target)).slice(recordsBefore);
+      for (const call of expected) {
+        const mine = records.filter((r) => r.requestId === call.requestId);
+        if (!call.audited) {
+          expect(mine, call.requestId).toEqual([]);
+          continue;
+        }
+        expect(mine.length, call.requestId).toBe(1);
+        expect({ requestId: call.requestId, transport: mine[0]!.transport, operation: mine[0]!.operation, caller: mine[0]!.caller, outcome: mine[0]!.outcome }).toEqual({
+          requestId: call.requestId,
+          transport: transport.wire,
+          operation: call.operation,
+          caller: call.caller,
+          outcome: call.outcome,
+        });
+        checkedRecords++;
+      }
+      expect(records.length).toBe(expected.filter((c) => c.audited).length);
+    }, 180_000);
 
     it(`${transport.name}: whoami needs only credentials; the JWKS needs none`, async () => {
       const whoami: Cell = { bound: false, rest: { method: 'GET', url: '/v1/whoami' }, grpc: { service: 'KeyService', method: 'WhoAmI', request: {} } };

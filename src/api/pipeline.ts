@@ -31,6 +31,8 @@ export class RequestContext {
   participants: readonly string[] = [];
   /** The keys the operation used, with versions, from its result: for the audit stage. */
   keysUsed: readonly KeyUse[] | undefined;
+  /** The authorize stage let it through. */
+  authorized = false;
   /** The error code it ended with, if it failed inside the pipeline. */
   code: ErrorCode | undefined;
   /** Its finer cause, where the error names one (for metrics and the PIN-failure limit). */
@@ -57,6 +59,7 @@ export class RequestContext {
       keyNames: this.keyNames,
       participants: this.participants,
       ...(this.keysUsed === undefined ? {} : { keysUsed: this.keysUsed }),
+      ...(this.authorized ? { authorized: true as const } : {}),
       ...(this.code === undefined ? {} : { code: this.code }),
       ...(this.reason === undefined ? {} : { reason: this.reason }),
       durationMs: this.durationMs,
@@ -127,6 +130,7 @@ export class Pipeline {
       context.participants = (op.participants?.(input) ?? []).filter(isParticipantId);
       for (const path of jsonFieldsOf(op)) checkJsonDepth(path, valueAt(input, path));
       if (op.access === undefined) this.stages.authorize(context.caller, op, context.keyNames, context.participants);
+      context.authorized = true;
       this.stages.admit?.(op, context.keyNames);
       const out = await op.run(this.services, input, context.caller);
       context.keysUsed = op.keysUsed?.(out, input);

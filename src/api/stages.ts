@@ -57,6 +57,8 @@ export interface Outcome {
   readonly participants: readonly string[];
   /** The keys used with their versions, as the operation's result names them; absent when it failed or names none. */
   readonly keysUsed?: readonly KeyUse[];
+  /** Present when the authorize stage let it through (whatever came of it after). */
+  readonly authorized?: true;
   /** undefined: ok. */
   readonly code?: ErrorCode;
   /** A finer cause of the failure than its code, where one is known (an undecodable PIN block). */

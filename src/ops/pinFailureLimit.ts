@@ -32,8 +32,12 @@ interface Window {
   failures: number;
 }
 
+/** Calls let through and not yet finished, per (caller, key): each may still fail, so each holds a slot. */
+type InFlight = Map<string, number>;
+
 export class PinFailureLimiter {
   private readonly windows = new Map<string, Window>();
+  private readonly inFlight: InFlight = new Map();
   private readonly now: () => number;
 
   constructor(private readonly options: PinFailureLimitOptions) {
@@ -53,13 +57,29 @@ export class PinFailureLimiter {
     this.windows.set(id, { start: now, failures: 1 });
   }
 
-  /** Throws RATE_LIMITED while `callerId` has used up its failures on `keyName` this minute. */
-  check(callerId: string, keyName: string): void {
-    const window = this.current(windowId(callerId, keyName), this.now());
-    if (window && window.failures >= this.options.maxPerMinute) {
-      const seconds = Math.ceil((window.start + WINDOW_MS - this.now()) / 1000);
+  /**
+   * Throws RATE_LIMITED while `callerId` has used up its failures on `keyName` this minute, counting the
+   * calls still running as failures to come (so that a burst of concurrent calls cannot pass the limit
+   * together); otherwise holds a slot until finish().
+   */
+  begin(callerId: string, keyName: string): void {
+    const id = windowId(callerId, keyName);
+    const running = this.inFlight.get(id) ?? 0;
+    const window = this.current(id, this.now());
+    if ((window?.failures ?? 0) + running >= this.options.maxPerMinute) {
+      const seconds = window ? Math.ceil((window.start + WINDOW_MS - this.now()) / 1000) : 1;
       throw new HsmBridgeError('RATE_LIMITED', `too many PIN blocks that do not decode under key ${keyName}; retry in ${seconds} s`);
     }
+    this.inFlight.set(id, running + 1);
+  }
+
+  /** A call begin() let through has finished; `failed`: its PIN block did not decode. */
+  finish(callerId: string, keyName: string, failed: boolean): void {
+    const id = windowId(callerId, keyName);
+    const running = (this.inFlight.get(id) ?? 1) - 1;
+    if (running > 0) this.inFlight.set(id, running);
+    else this.inFlight.delete(id);
+    if (failed) this.recordFailure(callerId, keyName);
   }
 
   private current(id: string, now: number): Window | undefined {
@@ -82,17 +102,20 @@ const incomingKey = (operation: string, keyNames: readonly string[]): string | u
 
 /** `stages` with the limit: checked after the access policy, fed by the outcomes of undecodable blocks. */
 export function withPinFailureLimit(stages: PipelineStages, limiter: PinFailureLimiter): PipelineStages {
+  // Every other stage (admit, audit, ...) passes through unchanged.
   return {
-    identify: (credentials) => stages.identify(credentials),
+    ...stages,
     authorize(caller, operation, keyNames, participants) {
       stages.authorize(caller, operation, keyNames, participants);
       const key = incomingKey(operation.name, keyNames);
-      if (key !== undefined) limiter.check(caller.id, key);
+      if (key !== undefined) limiter.begin(caller.id, key);
     },
-    audit: (outcome) => stages.audit(outcome),
     observe(outcome: Outcome) {
       const key = incomingKey(outcome.operation.name, outcome.keyNames);
-      if (key !== undefined && outcome.reason === 'PIN_BLOCK_NOT_DECODED') limiter.recordFailure(outcome.caller.id, key);
+      // Only a call that authorize let through holds a slot (begin()).
+      if (key !== undefined && outcome.authorized) {
+        limiter.finish(outcome.caller.id, key, outcome.reason === 'PIN_BLOCK_NOT_DECODED');
+      }
       stages.observe(outcome);
     },
   };

@@ -132,8 +132,27 @@ describe('PinFailureLimiter', () => {
   it('keeps callers and keys apart even when a caller id holds odd characters', () => {
     const limiter = new PinFailureLimiter({ maxPerMinute: 1, now: () => 0 });
     limiter.recordFailure('a","b', 'k');
-    expect(() => limiter.check('a","b', 'k')).toThrow(/too many PIN blocks/);
-    expect(() => limiter.check('a', 'b","k')).not.toThrow();
-    expect(() => limiter.check('a","b', 'k2')).not.toThrow();
+    expect(() => limiter.begin('a","b', 'k')).toThrow(/too many PIN blocks/);
+    expect(() => limiter.begin('a', 'b","k')).not.toThrow();
+    expect(() => limiter.begin('a","b', 'k2')).not.toThrow();
+  });
+
+  it('counts calls still running as failures to come: a burst cannot pass the limit together, and slots come back', () => {
+    const limiter = new PinFailureLimiter({ maxPerMinute: 3, now: () => 0 });
+    for (let i = 0; i < 3; i++) limiter.begin('alice', 'k');
+    expect(() => limiter.begin('alice', 'k')).toThrow(/too many PIN blocks/);
+    expect(() => limiter.begin('bob', 'k')).not.toThrow();
+    limiter.finish('alice', 'k', false); // decoded: its slot is free again
+    expect(() => limiter.begin('alice', 'k')).not.toThrow();
+    for (let i = 0; i < 3; i++) limiter.finish('alice', 'k', true);
+    expect(() => limiter.begin('alice', 'k')).toThrow(/too many PIN blocks/);
+  });
+});
+
+describe('withPinFailureLimit', () => {
+  it('passes every other stage through, the audit\'s admit among them', () => {
+    const admit = () => undefined;
+    const wrapped = withPinFailureLimit({ ...openStages, admit }, new PinFailureLimiter({ maxPerMinute: 1 }));
+    expect(wrapped.admit).toBe(admit);
   });
 });

@@ -56,6 +56,8 @@ async function auditSigner(keys: KeyService, keyName: string, logger: Logger): P
     logger.info({ keyName }, 'audit: created the audit MAC key');
   }
   if (meta.type !== 'HMAC_256' || meta.purpose !== 'mac') throw new AuditStartError(`audit: key ${keyName} exists but is not an HMAC_256 key of purpose mac`);
+  // A disabled key would make every checkpoint fail with no more than a warning: the trail would go unsealed.
+  if (meta.state !== 'enabled') throw new AuditStartError(`audit: key ${keyName} is disabled, so no checkpoint could be sealed`);
   return {
     keyName,
     async mac(data) {

@@ -156,9 +156,16 @@ export class Policy {
   decide(caller: Caller, operation: string, keyNames: readonly string[], participants: readonly string[]): Decision {
     const mine = new Set(this.principalsOf(caller));
     const rules = this.rules.filter((r) => mine.has(r.principal) && r.allows(operation));
-    if (rules.length === 0) return { allowed: false, ...(keyNames[0] === undefined ? {} : { key: keyNames[0] }) };
-    for (const key of keyNames) if (!rules.some((r) => r.coversKey(key))) return { allowed: false, key };
-    for (const participant of participants) if (!rules.some((r) => r.coversParticipant(participant))) return { allowed: false, participant };
-    return { allowed: true };
+    // One rule must cover the whole request: rules are not pooled, so that a rule's participant limit
+    // cannot be escaped through another rule that allows the operation on other terms.
+    if (rules.some((r) => keyNames.every((k) => r.coversKey(k)) && participants.every((p) => r.coversParticipant(p)))) return { allowed: true };
+    // The refusal names the key no rule covers, else the participant that no rule covering the keys covers.
+    const keyRules = rules.filter((r) => keyNames.every((k) => r.coversKey(k)));
+    if (keyRules.length === 0) {
+      const key = keyNames.find((k) => !rules.some((r) => r.coversKey(k))) ?? keyNames[0];
+      return { allowed: false, ...(key === undefined ? {} : { key }) };
+    }
+    const participant = participants.find((p) => !keyRules.some((r) => r.coversParticipant(p))) ?? participants[0];
+    return { allowed: false, ...(participant === undefined ? {} : { participant }) };
   }
 }

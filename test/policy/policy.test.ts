@@ -99,11 +99,24 @@ rules:
     const c = token({ client_id: 'pin-svc', tier: 2 });
     expect(policy.decide(c, 'pin.translate', ['zpk-in', 'zpk-out'], [])).toEqual({ allowed: true });
     expect(policy.decide(c, 'pin.translate', ['zpk-in', 'bdk-out'], [])).toEqual({ allowed: false, key: 'bdk-out' });
-    // Keys may come from different rules of the caller's, as long as each rule allows the operation.
-    expect(policy.decide(c, 'pin.toJwe', ['zpk-in', 'jwe-1'], [])).toEqual({ allowed: true });
+    // One rule must cover the whole request: keys covered only by two different rules are refused.
+    expect(policy.decide(c, 'pin.toJwe', ['zpk-in', 'jwe-1'], [])).toEqual({ allowed: false, key: 'zpk-in' });
     expect(policy.decide(c, 'pin.translate', ['zpk-in', 'jwe-1'], [])).toEqual({ allowed: false, key: 'jwe-1' });
-    // The first pin.toJwe rule does not limit participants; with only the second, payer would be refused.
+    // The first pin.toJwe rule does not limit participants.
     expect(policy.decide(c, 'pin.toJwe', ['zpk-in'], ['payeefsp'])).toEqual({ allowed: true });
+    expect(policy.decide(c, 'pin.toJwe', ['jwe-1'], ['payeefsp'])).toEqual({ allowed: true });
+    expect(policy.decide(c, 'pin.toJwe', ['jwe-1'], ['evilfsp'])).toEqual({ allowed: false, participant: 'evilfsp' });
+  });
+
+  it('does not pool rules: a rule limiting participants cannot be escaped through another rule on other keys', () => {
+    const p = Policy.parse(
+      'principals: {a: {jwtSubject: a}}\nrules:\n  - {principal: a, allow: [pin.toJwe], keys: [otp-zpk], participants: [payeefsp]}\n  - {principal: a, allow: ["*"], keys: [other-*]}',
+      names,
+    );
+    const a = token({ sub: 'a' });
+    expect(p.decide(a, 'pin.toJwe', ['otp-zpk'], ['payeefsp'])).toEqual({ allowed: true });
+    expect(p.decide(a, 'pin.toJwe', ['otp-zpk'], ['evilfsp'])).toEqual({ allowed: false, participant: 'evilfsp' });
+    expect(p.decide(a, 'pin.toJwe', ['other-1'], ['evilfsp'])).toEqual({ allowed: true });
   });
 
   it('participants globs limit the participants a rule covers', () => {

@@ -18,6 +18,9 @@ export interface PolicyStore {
 
 export const POLICY_POLL_MS = 5_000;
 
+/** Changes closer together than this are one reload. */
+const SETTLE_MS = 250;
+
 export function openPolicyStore(path: string, operationNames: readonly string[], logger: Logger, pollMs = POLICY_POLL_MS): PolicyStore {
   let text = readFileSync(path, 'utf8');
   let policy = Policy.parse(text, operationNames);
@@ -43,9 +46,14 @@ export function openPolicyStore(path: string, operationNames: readonly string[],
   };
   // The directory is watched, not the file: editors and config management replace files by rename.
   let watcher: FSWatcher | undefined;
+  let settling: NodeJS.Timeout | undefined;
   try {
     watcher = watch(dirname(path), { persistent: false }, (_event, name) => {
-      if (name === null || name === basename(path)) reload('changed');
+      if (name !== null && name !== basename(path)) return;
+      // A file written in place arrives in pieces: read it once the writes have settled, never half-written.
+      clearTimeout(settling);
+      settling = setTimeout(() => reload('changed'), SETTLE_MS);
+      settling.unref();
     });
     watcher.on('error', () => undefined);
   } catch {
@@ -59,6 +67,7 @@ export function openPolicyStore(path: string, operationNames: readonly string[],
     current: () => policy,
     reload,
     close: () => {
+      clearTimeout(settling);
       watcher?.close();
       clearInterval(poll);
       process.off('SIGHUP', onHup);

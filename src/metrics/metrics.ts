@@ -74,7 +74,9 @@ export function createMetrics(config: MetricsConfig): Metrics {
   });
   for (const reason of ['missing', 'invalid', 'expired'] satisfies AuthenticationFailureReason[]) authenticationFailures.labels({ reason }).inc(0);
 
-  const keyOf = (outcome: Outcome) => (config.keyLabels ? { key: outcome.keyNames[0] ?? '' } : {});
+  // Only a key an authorized call used is a label: a caller naming keys at will must not make series at will.
+  const namedKeyOf = (outcome: Outcome) => (config.keyLabels ? { key: outcome.keyNames[0] ?? '' } : {});
+  const keyOf = (outcome: Outcome) => (config.keyLabels ? { key: (outcome.authorized && outcome.keysUsed?.[0]?.name) || '' } : {});
   let watched: Backend | undefined;
 
   const poolGauge = (name: string, help: string, read: (pool: { size: number; inUse: number; waiting: number }) => number) =>
@@ -108,8 +110,9 @@ export function createMetrics(config: MetricsConfig): Metrics {
     observe(outcome) {
       const operation = outcome.operation.name;
       operationDuration.observe({ operation, transport: outcome.transport, code: outcome.code ?? 'OK', ...keyOf(outcome) }, outcome.durationMs / 1000);
-      if (outcome.reason === 'PIN_BLOCK_NOT_DECODED') pinDecodeFailures.inc({ operation, ...keyOf(outcome) });
-      if (outcome.code === 'RATE_LIMITED') rateLimitRefusals.inc({ operation, ...keyOf(outcome) });
+      // These two name a key that exists: one that deciphered a block, or one with failures on record.
+      if (outcome.reason === 'PIN_BLOCK_NOT_DECODED') pinDecodeFailures.inc({ operation, ...namedKeyOf(outcome) });
+      if (outcome.code === 'RATE_LIMITED') rateLimitRefusals.inc({ operation, ...namedKeyOf(outcome) });
     },
     observeBackendCall: (backend, primitive, seconds) => backendCallDuration.observe({ backend, primitive }, seconds),
     watchBackend(backend) {

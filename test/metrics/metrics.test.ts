@@ -116,12 +116,17 @@ describe('metrics on the ops listener after REST and gRPC calls (software backen
 });
 
 describe('metrics with keyLabels: true', () => {
-  it('labels the operation series with the key the request named', async () => {
+  it('labels the operation series with the key an authorized call used, and never with a key a caller merely named', async () => {
     const metrics = createMetrics({ keyLabels: true });
     const operation = { name: 'keys.sign' } as Outcome['operation'];
-    metrics.observe({ operation, transport: 'rest', requestId: 'r', caller: { authenticatedBy: 'none', id: 'a' }, keyNames: ['payer-1'], participants: [], durationMs: 2 });
+    const caller = { authenticatedBy: 'none', id: 'a' } as const;
+    metrics.observe({ operation, transport: 'rest', requestId: 'r', caller, keyNames: ['payer-1'], keysUsed: [{ name: 'payer-1', version: 1 }], authorized: true, participants: [], durationMs: 2 });
+    metrics.observe({ operation, transport: 'rest', requestId: 'r2', caller, keyNames: ['made-up-1'], participants: [], code: 'PERMISSION_DENIED', durationMs: 1 });
+    metrics.observe({ operation, transport: 'rest', requestId: 'r3', caller, keyNames: ['made-up-2'], authorized: true, participants: [], code: 'KEY_NOT_FOUND', durationMs: 1 });
     const text = (await metrics.exposition()).text;
     expect(text).toContain('hsmb_operation_duration_seconds_count{operation="keys.sign",transport="rest",code="OK",key="payer-1"} 1');
+    expect(text).not.toContain('made-up');
+    expect(text).toContain('hsmb_operation_duration_seconds_count{operation="keys.sign",transport="rest",code="KEY_NOT_FOUND",key=""} 1');
   });
 });
 

@@ -5,7 +5,10 @@
  *   - a record changed (the next record does not chain to it; or a line that is no record);
  *   - a checkpoint whose HMAC does not verify: the chain was rewritten after a change;
  *   - a last line without its newline: a truncated file.
- * Records after the last checkpoint are intact as a chain but not sealed: counted as `unsealed`.
+ * Records after the last checkpoint are intact as a chain but not sealed: counted as `unsealed` (a chain
+ * rewritten without the key is only detected where a checkpoint seals it, so the CLI fails on them
+ * unless told the service is running).
+ * Each checkpoint must seal a later record than the one before it.
  */
 import { checkpointMacInput, GENESIS, hashLine } from './record.js';
 
@@ -95,6 +98,8 @@ export async function verifyTrail(content: Buffer, checkMac: MacCheck): Promise<
       const version = record.key?.version;
       const fail = (why: string) => report({ kind: 'checkpoint', line, message: `checkpoint ${expected} (line ${line}) ${why}: a record after record ${sealedUpTo} and up to record ${String(covered)} was changed and the chain after it rewritten, or the checkpoint was forged` });
       if (typeof covered !== 'number' || typeof coveredHash !== 'string' || covered >= expected || coveredHash !== hashes.get(covered)) return fail('does not match the chain');
+      // Each checkpoint seals a later head than the one before: an old checkpoint copied further down is refused.
+      if (covered <= sealedUpTo) return fail('seals no record after the previous checkpoint');
       if (typeof version !== 'number' || typeof record.mac !== 'string' || !(await checkMac(checkpointMacInput(covered, coveredHash), version, Buffer.from(record.mac, 'base64')))) {
         return fail('has an HMAC that does not verify');
       }

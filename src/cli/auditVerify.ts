@@ -18,10 +18,11 @@ import { EXIT_FAILED, EXIT_USAGE, type Command } from './command.js';
 const auditKeyName = (config: ServiceConfig): string => (config as ServiceConfig & { audit?: Partial<AuditConfig> }).audit?.keyName ?? DEFAULT_AUDIT_KEY_NAME;
 
 export const auditVerify: Command = {
-  usage: 'FILE [--config CONFIG]',
-  summary: 'check the audit trail FILE: its hash chain and the checkpoint HMACs (with the audit key in the backend); exit 0 only when intact',
+  usage: 'FILE [--config CONFIG] [--live]',
+  summary:
+    'check the audit trail FILE: its hash chain and the checkpoint HMACs (with the audit key in the backend); exit 0 only when intact and every record is sealed by a checkpoint (--live: records after the last checkpoint of a running service are reported, not failed)',
   async run(args, io) {
-    const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, live: { type: 'boolean' } }, allowPositionals: true, strict: true });
     const [file, ...extra] = positionals;
     if (file === undefined || extra.length > 0) {
       io.err(`usage: hsmb audit verify ${this.usage}`);
@@ -44,6 +45,11 @@ export const auditVerify: Command = {
       if (report.problem) {
         io.out(`${file}: NOT INTACT: ${report.problem.message}`);
         io.out(`${file}: ${report.problem.kind} at line ${report.problem.line}; before it: ${summary}`);
+        return EXIT_FAILED;
+      }
+      if (report.unsealed > 0 && !values.live) {
+        // A service that stopped cleanly sealed its trail; unsealed records were cut off or written after it, or could have been rewritten.
+        io.out(`${file}: NOT SEALED: the last ${report.unsealed} records come after the last checkpoint, so a rewrite of them could not be detected (use --live for the file of a running service); ${summary}`);
         return EXIT_FAILED;
       }
       io.out(`${file}: intact: ${summary}`);

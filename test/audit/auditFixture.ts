@@ -169,10 +169,10 @@ export async function startAudited(env: BackendHarness, options: Partial<AuditCo
 }
 
 /** Runs `hsmb audit verify FILE --config CONFIG` in process; its exit code and output. */
-export async function verify(env: BackendHarness, file: string): Promise<{ code: number; out: string }> {
+export async function verify(env: BackendHarness, file: string, extra: readonly string[] = []): Promise<{ code: number; out: string }> {
   const lines: string[] = [];
   const io = { env: process.env, out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
-  const code = await runHsmb(['audit', 'verify', file, '--config', env.configFile], io);
+  const code = await runHsmb(['audit', 'verify', file, '--config', env.configFile, ...extra], io);
   return { code, out: lines.join('\n') };
 }
 

@@ -4,6 +4,7 @@
  * removed and a reordered record, a truncated file and a chain rewritten after an edit; the service
  * does not start without its file; and a failing file makes state changes fail with AUDIT_UNAVAILABLE.
  */
+import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -41,10 +42,10 @@ describe('the audit trail file (software backend)', () => {
     await env?.close();
   });
 
-  const variant = async (name: string, content: string) => {
+  const variant = async (name: string, content: string, extra: readonly string[] = []) => {
     const file = join(env.dir, name);
     await writeFile(file, content);
-    return verify(env, file);
+    return verify(env, file, extra);
   };
   const joined = (ls: string[]) => `${ls.join('\n')}\n`;
   /** The index of an operation record with outcome ok in the first run, not the first line. */
@@ -74,10 +75,25 @@ describe('the audit trail file (software backend)', () => {
     expect(r.code).toBe(0);
   });
 
-  it('a cut at a record boundary that removes the closing checkpoint: the chain holds, the unsealed records are counted', async () => {
+  it('a cut at a record boundary that removes the closing checkpoint fails as not sealed; --live (a running service) reports it', async () => {
     const r = await variant('unsealed.jsonl', joined(lines.slice(0, -1)));
-    expect(r.out).toMatch(/the last [1-9]\d* records come after the last checkpoint/);
-    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/NOT SEALED: the last [1-9]\d* records come after the last checkpoint/);
+    expect(r.code).toBe(1);
+    const live = await variant('unsealed-live.jsonl', joined(lines.slice(0, -1)), ['--live']);
+    expect(live.out).toMatch(/the last [1-9]\d* records come after the last checkpoint/);
+    expect(live.code).toBe(0);
+  });
+
+  it('catches an old checkpoint copied further down as if it sealed the records after it', async () => {
+    const checkpointAt = lines.findIndex((l) => l.includes('"type":"checkpoint"'));
+    expect(checkpointAt).toBeGreaterThan(0);
+    // Appended after the closing checkpoint, re-chained as someone without the key would.
+    const copy = JSON.parse(lines[checkpointAt]!) as Record<string, unknown>;
+    const last = lines.at(-1)!;
+    const appended = JSON.stringify({ ...copy, seq: lines.length + 1, prev: createHash('sha256').update(last).digest('hex') });
+    const r = await variant('replayed.jsonl', joined([...lines, appended]));
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/seals no record after the previous checkpoint/);
   });
 
   it('catches an edited record', async () => {

@@ -67,8 +67,8 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
     checkExposure(
       config.access,
       [
-        { field: '/rest', enabled: config.rest.enabled, host: config.rest.host },
-        { field: '/grpc', enabled: config.grpc.enabled, host: config.grpc.host },
+        { field: '/rest', enabled: config.rest.enabled, host: config.rest.host, tls: config.rest.tls !== undefined },
+        { field: '/grpc', enabled: config.grpc.enabled, host: config.grpc.host, tls: config.grpc.tls !== undefined },
       ],
       logger,
     );

@@ -14,6 +14,8 @@ export interface Listener {
   readonly field: string;
   readonly enabled: boolean;
   readonly host: string;
+  /** Whether it serves TLS. */
+  readonly tls?: boolean;
 }
 
 export function isLoopback(host: string): boolean {
@@ -25,6 +27,11 @@ export function isLoopback(host: string): boolean {
 
 /** Call before the listeners start; throws ConfigError when an open service would be reachable from elsewhere. */
 export function checkExposure(access: AccessConfig, listeners: readonly Listener[], logger: Logger): void {
+  const plaintext = listeners.filter((l) => l.enabled && !l.tls && !isLoopback(l.host));
+  if (access.jwt && plaintext.length > 0) {
+    // A bearer token read off the wire can be replayed until it expires. A service mesh may carry TLS up to the pod, hence no refusal.
+    logger.error({ listeners: plaintext.map((l) => l.field) }, 'access: bearer tokens are accepted on a listener without TLS that is not on loopback: terminate TLS on it unless a mesh protects the path');
+  }
   if (access.policyFile !== undefined) return;
   const exposed = listeners.filter((l) => l.enabled && !isLoopback(l.host));
   if (exposed.length === 0) {

@@ -67,6 +67,17 @@ describe('exposure without a policy', () => {
     expect(log.lines()).toEqual([expect.objectContaining({ level: 50, listeners: '/rest/host 10.1.2.3' })]);
   });
 
+  it('logs an error when bearer tokens would cross a non-loopback listener without TLS', () => {
+    const jwt = { jwksFile: '/j.json', jwksCacheSeconds: 300, issuer: 'i', audience: 'a', algorithms: ['ES256'], clockToleranceSeconds: 30 };
+    const policy = { allowUnauthenticated: false, policyFile: '/etc/hsmb/policy.yaml', jwt };
+    const plain = capturedLogger();
+    checkExposure(policy, listeners('0.0.0.0', '127.0.0.1'), plain.logger);
+    expect(plain.lines()).toEqual([expect.objectContaining({ level: 50, listeners: ['/rest'], msg: expect.stringContaining('without TLS') })]);
+    const tls = capturedLogger();
+    checkExposure(policy, listeners('0.0.0.0', '127.0.0.1').map((l) => ({ ...l, tls: true })), tls.logger);
+    expect(tls.lines()).toEqual([]);
+  });
+
   it('with a policy, says nothing', () => {
     const log = capturedLogger();
     checkExposure({ allowUnauthenticated: false, policyFile: '/etc/hsmb/policy.yaml' }, listeners('0.0.0.0', '0.0.0.0'), log.logger);

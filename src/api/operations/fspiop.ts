@@ -14,6 +14,10 @@ import * as schemas from '../schemas.js';
 import { given } from '../wire.js';
 
 const grpcFspiop = (method: string) => ({ service: 'FspiopService' as const, method });
+
+/** The FSPIOP-Source header, whatever its letter case; the pipeline keeps it only when it is a well-formed id. */
+const fspiopSource = (headers: unknown): unknown =>
+  headers !== null && typeof headers === 'object' ? Object.entries(headers).find(([name]) => name.toLowerCase() === 'fspiop-source')?.[1] : undefined;
 const participantKey = (key: ParticipantKeyView): msg.ParticipantKeyMessage => ({ ...key });
 
 export const fspiopOperations: Operation[] = [
@@ -56,6 +60,8 @@ export const fspiopOperations: Operation[] = [
     // Only decryptWith touches our keys; everything about the signature is an answer, not an error.
     errors: ['INCOMPATIBLE_KEY', 'KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'],
     keys: (i) => [i.decryptWith],
+    // The participant whose signature it checks: policy participant globs and the audit record name it.
+    participants: (i) => [fspiopSource(i.headers)],
     run: (s, i: FspiopValidateInput) => {
       // A malformed key name is a bad request whatever the signature turns out to be.
       if (i.decryptWith !== undefined) parseKeyName(i.decryptWith);

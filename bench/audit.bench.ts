@@ -16,19 +16,15 @@ import { join } from 'node:path';
 import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { pino } from 'pino';
-import { pkcs11BackendFactory } from '../adapters/pkcs11/index.js';
-import { softwareBackendFactory } from '../adapters/software/index.js';
 import { keyOperations } from '../src/api/operations/keys.js';
 import { ANONYMOUS, openStages, type Outcome, type PipelineStages } from '../src/api/stages.js';
 import { auditConfigSchema, DEFAULT_AUDIT_KEY_NAME, type AuditConfig } from '../src/audit/config.js';
 import { openAuditTrail } from '../src/audit/open.js';
 import { auditStages } from '../src/audit/stage.js';
-import type { Backend } from '../src/backend/port.js';
 import { KeyService } from '../src/operations/keyService.js';
 import { findProtoRoot } from '../src/transports/grpc/protos.js';
 import { startGrpcServer } from '../src/transports/grpc/server.js';
-import { createSoftHsmToken } from '../test/helpers/softhsm.js';
-import { createSoftwareBackendConfig } from '../test/helpers/software.js';
+import { openBenchBackends } from './backends.js';
 import { CONCURRENCY, Report, SECONDS, measure } from './measure.js';
 
 const logger = pino({ level: 'silent' });
@@ -38,16 +34,6 @@ const { properties: defaults } = auditConfigSchema;
 /** Rounds of the two cases, alternated; the best of each counts (the machine is shared: the best is the least disturbed). */
 const ROUNDS = 3;
 
-async function openBackends(): Promise<{ label: string; backend: Backend; close(): Promise<void> }[]> {
-  const soft = await createSoftwareBackendConfig();
-  const software = await softwareBackendFactory.create(soft.config, { logger });
-  const token = await createSoftHsmToken();
-  const hsm = await pkcs11BackendFactory.create(token.backendConfig(), { logger });
-  return [
-    { label: 'software', backend: software, close: async () => { await software.close(); await soft.cleanup(); } },
-    { label: 'SoftHSM', backend: hsm, close: async () => { await hsm.close(); await token.cleanup(); } },
-  ];
-}
 
 /** A gRPC server on `keys` with these stages, and a sign call over a client connection to it. */
 async function signOverGrpc(keys: KeyService, stages: PipelineStages, keyName: string) {
@@ -71,7 +57,7 @@ async function signOverGrpc(keys: KeyService, stages: PipelineStages, keyName: s
 async function main(): Promise<void> {
   console.log(`audit bench: node ${process.version}, ${SECONDS}s per case, sign over gRPC with ${CONCURRENCY} in flight\n`);
   const dir = await mkdtemp(join(tmpdir(), 'hsmb-audit-bench-'));
-  const backends = await openBackends();
+  const backends = await openBenchBackends(logger);
   const verdicts: string[] = [];
   try {
     for (const b of backends) {

@@ -16,16 +16,13 @@ import { createRequire } from 'node:module';
 import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { pino } from 'pino';
-import { pkcs11BackendFactory } from '../adapters/pkcs11/index.js';
-import { softwareBackendFactory } from '../adapters/software/index.js';
 import type { Backend } from '../src/backend/port.js';
 import { FspiopService } from '../src/fspiop/fspiopService.js';
 import { ParticipantRegistry } from '../src/fspiop/participants.js';
 import { KeyService } from '../src/operations/keyService.js';
 import { findProtoRoot } from '../src/transports/grpc/protos.js';
 import { startGrpcServer } from '../src/transports/grpc/server.js';
-import { createSoftHsmToken } from '../test/helpers/softhsm.js';
-import { createSoftwareBackendConfig } from '../test/helpers/software.js';
+import { openBenchBackends } from './backends.js';
 import { CONCURRENCY, Report, SECONDS, measure, type Row } from './measure.js';
 
 const require = createRequire(import.meta.url);
@@ -56,16 +53,6 @@ function transfer(i: number) {
   };
 }
 
-async function openBackends(): Promise<{ label: string; backend: Backend; close(): Promise<void> }[]> {
-  const soft = await createSoftwareBackendConfig();
-  const software = await softwareBackendFactory.create(soft.config, { logger });
-  const token = await createSoftHsmToken();
-  const hsm = await pkcs11BackendFactory.create(token.backendConfig(), { logger });
-  return [
-    { label: 'software', backend: software, close: async () => { await software.close(); await soft.cleanup(); } },
-    { label: 'SoftHSM', backend: hsm, close: async () => { await hsm.close(); await token.cleanup(); } },
-  ];
-}
 
 async function main(): Promise<void> {
   console.log(`FSPIOP bench: node ${process.version}, ${SECONDS}s per case, our sign with ${CONCURRENCY} in flight\n`);
@@ -81,7 +68,7 @@ async function main(): Promise<void> {
     logger,
     participants: [{ id: 'dfsp-rs', keys: [pem.RS256.pub] }, { id: 'dfsp-es', keys: [pem.ES256.pub] }],
   });
-  const backends = await openBackends();
+  const backends = await openBenchBackends(logger);
   const keyService = (b: Backend) => new KeyService(b, { limits: { maxDataBytes: 512 * 1024, maxRandomBytes: 1024 }, metadataCacheTtlMs: 2000 });
   const validator = new jws.validator({ validationKeys: { 'dfsp-rs': pem.RS256.pub, 'dfsp-es': pem.ES256.pub }, logger: refLogger });
   const inProcessKeys = keyService(backends[0]!.backend);

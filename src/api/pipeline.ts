@@ -16,7 +16,7 @@ import { parseKeyName } from '../keys/names.js';
 import { randomUUID } from 'node:crypto';
 import { checkJsonDepth } from '../json/depth.js';
 import type { KeyUse, Operation, ServicesFor } from './declaration.js';
-import { jsonFieldPaths, valueAt } from './jsonDepth.js';
+import { jsonFieldPaths, valueAt } from './jsonFields.js';
 import { ANONYMOUS, openStages, type Caller, type Credentials, type Outcome, type PipelineStages, type Transport } from './stages.js';
 
 /** What the pipeline learns about one request, for the stages after it (the log line). */

@@ -16,7 +16,7 @@ import * as schemas from '../schemas.js';
 import { given, givenList, joseObjectText, jsonObjectText, serialized } from '../wire.js';
 
 /** The reason both transports give for a well-formed JWS whose signatures do not verify. */
-export const JWS_NOT_VALID_REASON = 'no signature verifies with the key';
+const JWS_NOT_VALID_REASON = 'no signature verifies with the key';
 
 /** Errors of every operation that uses a key of this service. */
 const keyErrors: ErrorCode[] = ['UNSUPPORTED_ALGORITHM', 'UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_NOT_FOUND', 'KEY_VERSION_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jsonFieldPaths, valueAt } from '../../src/api/jsonDepth.js';
+import { jsonFieldPaths, valueAt } from '../../src/api/jsonFields.js';
 import { encryptJweBody, fspiopSignBody, pinToJweBody, signBody, signJwsBody, verifyJwsBody } from '../../src/api/schemas.js';
 
 describe('jsonFieldPaths', () => {

@@ -23,7 +23,7 @@ function gcm(iv: Buffer, aad?: Buffer): pkcs11js.Mechanism {
 
 export async function gcmEncrypt(api: Pkcs11Api, session: Handle, key: Handle, iv: Buffer, plaintext: Buffer, aad?: Buffer): Promise<RawCiphertext> {
   api.C_EncryptInit(session, gcm(iv, aad), key);
-  const data = await api.C_EncryptAsync(session, notNull(plaintext), Buffer.alloc(plaintext.length + tagLength));
+  const data = api.C_Encrypt(session, notNull(plaintext), Buffer.alloc(plaintext.length + tagLength));
   return { iv, data };
 }
 
@@ -31,7 +31,7 @@ export async function gcmEncrypt(api: Pkcs11Api, session: Handle, key: Handle, i
 export async function gcmDecrypt(api: Pkcs11Api, session: Handle, key: Handle, iv: Buffer, ciphertext: Buffer, aad?: Buffer): Promise<Buffer> {
   try {
     api.C_DecryptInit(session, gcm(iv, aad), key);
-    return await api.C_DecryptAsync(session, ciphertext, Buffer.alloc(ciphertext.length));
+    return api.C_Decrypt(session, ciphertext, Buffer.alloc(ciphertext.length));
   } catch (e) {
     // SoftHSM reports a wrong tag as CKR_GENERAL_ERROR, others as CKR_ENCRYPTED_DATA_INVALID or
     // CKR_AEAD_DECRYPT_FAILED: every failure that is not about the device or the handle is one answer.

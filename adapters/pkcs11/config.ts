@@ -22,8 +22,10 @@ export interface Pkcs11Config {
   readonly sessionPoolSize?: number;
   /** How long a request waits for a free session before BACKEND_UNAVAILABLE. Default 5000. */
   readonly acquireTimeoutMs?: number;
-  /** When set, an HSM call that takes longer fails with BACKEND_UNAVAILABLE (its session is reused only once the call returns). */
+  /** An HSM call that takes longer fails with BACKEND_UNAVAILABLE (its worker is reused only once the call returns). Default 10000. */
   readonly operationTimeoutMs?: number;
+  /** The same for calls that generate keys (create, rotate, import). Default 60000. */
+  readonly keyGenerationTimeoutMs?: number;
   /** Callers waiting for a session beyond this many fail at once with BACKEND_UNAVAILABLE. Default 4 x sessionPoolSize. */
   readonly maxQueuedRequests?: number;
   /**
@@ -38,6 +40,8 @@ export interface Pkcs11Config {
 export const DEFAULT_PIN_ENV = 'HSMB_PKCS11_PIN';
 export const DEFAULT_POOL_SIZE = 8;
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 5000;
+export const DEFAULT_OPERATION_TIMEOUT_MS = 10_000;
+export const DEFAULT_KEY_GENERATION_TIMEOUT_MS = 60_000;
 /** Default queue bound: waiters per session (each holds its request, up to ~2 MiB, while it waits). */
 const QUEUE_PER_SESSION = 4;
 
@@ -53,7 +57,8 @@ export const pkcs11ConfigSchema = {
     pinFile: { type: 'string', minLength: 1 },
     sessionPoolSize: { type: 'integer', minimum: 1, maximum: 1024, default: DEFAULT_POOL_SIZE },
     acquireTimeoutMs: { type: 'integer', minimum: 1, maximum: 600_000, default: DEFAULT_ACQUIRE_TIMEOUT_MS },
-    operationTimeoutMs: { type: 'integer', minimum: 1, maximum: 600_000 },
+    operationTimeoutMs: { type: 'integer', minimum: 1, maximum: 600_000, default: DEFAULT_OPERATION_TIMEOUT_MS },
+    keyGenerationTimeoutMs: { type: 'integer', minimum: 1, maximum: 600_000, default: DEFAULT_KEY_GENERATION_TIMEOUT_MS },
     maxQueuedRequests: { type: 'integer', minimum: 0, maximum: 1_000_000 },
     allowRawRsaOaepFallback: { type: 'boolean', default: false },
   },
@@ -68,7 +73,8 @@ export interface ResolvedPkcs11Config {
   readonly pin: PinSource;
   readonly sessionPoolSize: number;
   readonly acquireTimeoutMs: number;
-  readonly operationTimeoutMs?: number;
+  readonly operationTimeoutMs: number;
+  readonly keyGenerationTimeoutMs: number;
   readonly maxQueuedRequests: number;
   readonly allowRawRsaOaepFallback: boolean;
 }
@@ -86,7 +92,6 @@ export function resolveConfig(config: Pkcs11Config): ResolvedPkcs11Config {
     if (!Number.isInteger(v) || v < 1) throw bad(`${field} must be a whole number from 1`);
     return v;
   };
-  const operationTimeoutMs = positive(config.operationTimeoutMs, 'operationTimeoutMs');
   const sessionPoolSize = positive(config.sessionPoolSize, 'sessionPoolSize', DEFAULT_POOL_SIZE)!;
   const queued = config.maxQueuedRequests;
   if (queued !== undefined && (!Number.isInteger(queued) || queued < 0)) throw bad('maxQueuedRequests must be a whole number from 0');
@@ -97,7 +102,8 @@ export function resolveConfig(config: Pkcs11Config): ResolvedPkcs11Config {
     pin: config.pinFile !== undefined ? { file: config.pinFile } : { env: config.pinEnv ?? DEFAULT_PIN_ENV },
     sessionPoolSize,
     acquireTimeoutMs: positive(config.acquireTimeoutMs, 'acquireTimeoutMs', DEFAULT_ACQUIRE_TIMEOUT_MS)!,
-    ...(operationTimeoutMs !== undefined ? { operationTimeoutMs } : {}),
+    operationTimeoutMs: positive(config.operationTimeoutMs, 'operationTimeoutMs', DEFAULT_OPERATION_TIMEOUT_MS)!,
+    keyGenerationTimeoutMs: positive(config.keyGenerationTimeoutMs, 'keyGenerationTimeoutMs', DEFAULT_KEY_GENERATION_TIMEOUT_MS)!,
     maxQueuedRequests: queued ?? QUEUE_PER_SESSION * sessionPoolSize,
     allowRawRsaOaepFallback: config.allowRawRsaOaepFallback ?? false,
   };

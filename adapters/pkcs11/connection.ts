@@ -1,139 +1,179 @@
 /**
- * The backend's link to its token: module, slot, login and session pool, and what happens when the HSM
- * goes away. Every HSM call runs through `run()`, which lends it a session; when a call fails with a
- * "device gone" CKR, the pool is dropped, the module finalized and initialized again, the user logged in
- * again, and the call retried once. If the HSM stays away, calls fail fast with BACKEND_UNAVAILABLE and a
- * background timer (backoff, unref'd) keeps trying until it is back.
+ * The backend's link to its token, on the main thread, which never calls PKCS#11 itself (README.md,
+ * "Threads"). A control worker logs in, probes the token's health and reinitializes the module; a pool
+ * of session workers, each owning one session, runs the calls.
+ *
+ * - Every call has a deadline. A call past it fails with BACKEND_UNAVAILABLE; its worker is quarantined
+ *   (not lent again) until the call returns. When every worker is stuck like that, calls fail at once.
+ * - Readiness follows a probe (C_GetTokenInfo) every second with a short deadline, so an HSM that stops
+ *   answering turns the service not ready within a few seconds, with or without traffic.
+ * - A call that fails with a "device gone" CKR drops the sessions, reinitializes the module, logs in
+ *   again and is retried once. If the HSM stays away, calls fail fast with BACKEND_UNAVAILABLE and a
+ *   background timer (backoff, unref'd) keeps trying until it is back. A wrong PIN stops the retries.
  */
 import type { Logger } from 'pino';
-import type { BackendHealth } from '../../src/backend/port.js';
+import type { BackendHealth, Capabilities } from '../../src/backend/port.js';
+import type { HsmBridgeError } from '../../src/errors.js';
 import type { ResolvedPkcs11Config } from './config.js';
-import { ckrName, involvesCkr, isDeviceGone, PinError, toBridgeError, unavailable } from './errors.js';
-import { Pkcs11Module, type Handle, type Pkcs11Api } from './module.js';
-import { PoolClosedError, SessionPool } from './sessionPool.js';
-import { closeSession, describeToken, findSlot, login, openSession } from './token.js';
+import { unavailable } from './errors.js';
+import { SharedModule } from './sharedModule.js';
+import type { TokenProfile } from './worker/keyOperations.js';
+import type { WorkerSetup } from './worker/tokenWorker.js';
+import { WorkerCallError, WorkerLink } from './workerLink.js';
+import { PoolClosedError, WorkerPool } from './workerPool.js';
 
 const RECOVERY_FIRST_DELAY_MS = 250;
 const RECOVERY_MAX_DELAY_MS = 10_000;
 /** How long a reconnect waits for calls still running on the old sessions (they fail fast on a dead device). */
 const DRAIN_TIMEOUT_MS = 10_000;
-/** How often the token is probed for health(); probes answer from the last result. */
 const HEALTH_PROBE_INTERVAL_MS = 1000;
+/** A token that does not answer C_GetTokenInfo within this is not ready. */
+const HEALTH_PROBE_TIMEOUT_MS = 2000;
+/** How long close() waits for a worker to stop (one stuck in a call stops when the call returns). */
+const TERMINATE_WAIT_MS = 1000;
+
+/** One place in the pool: its worker is replaced if it stops. */
+interface SessionSlot {
+  link: WorkerLink;
+}
 
 type State =
-  | { readonly kind: 'up'; readonly slot: Handle; readonly pool: SessionPool<Handle>; readonly generation: number }
+  | { readonly kind: 'up'; readonly generation: number }
   | { readonly kind: 'recovering'; readonly done: Promise<void> }
-  | { readonly kind: 'down'; readonly detail: string }
+  | { readonly kind: 'down'; readonly detail: string; readonly pinError: boolean }
   | { readonly kind: 'closed' };
+
+export interface CallOptions {
+  readonly timeoutMs: number;
+}
 
 export class Connection {
   private state: State = { kind: 'closed' };
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelay = RECOVERY_FIRST_DELAY_MS;
   private healthTimer: NodeJS.Timeout | undefined;
-  /** The last device probe while up: undefined = fine, else why not. */
+  /** The last probe: undefined = fine, else why not ready. */
   private probeFailure: string | undefined;
-  /**
-   * Sessions that created session objects still in use (transient keys, transientKeys.ts), by handle:
-   * closing such a session would destroy its objects, so when the pool lets one go (replaced after a
-   * failed call) it stays open, out of the pool, until its last object is released.
-   */
-  private readonly holders = new Map<string, { readonly session: Handle; objects: number; retired: boolean }>();
+  private probing = false;
+  /** Slots whose worker is stuck in an overdue call, kept out of the pool until it returns. */
+  private readonly stuck = new Set<SessionSlot>();
+  private readonly pool: WorkerPool<SessionSlot>;
 
   private constructor(
-    private readonly module: Pkcs11Module,
+    private readonly module: SharedModule,
     private readonly config: ResolvedPkcs11Config,
     private readonly logger: Logger,
-    /** Called whenever sessions and object handles become invalid (reconnect, close). */
+    private control: WorkerLink,
+    private readonly slots: SessionSlot[],
+    private readonly profile: TokenProfile,
+    readonly capabilities: Capabilities,
+    /** Called when a reconnect starts: what was cached from the token may be stale. */
     private readonly onReset: () => void,
-  ) {}
+  ) {
+    this.pool = new WorkerPool(slots, { acquireTimeoutMs: config.acquireTimeoutMs, maxQueued: config.maxQueuedRequests });
+  }
 
-  /** Connects and logs in, or fails with a clear error (never containing the PIN). */
+  /** Spawns the workers, logs in and learns the token, or fails with a clear error (never containing the PIN). */
   static async open(config: ResolvedPkcs11Config, logger: Logger, onReset: () => void): Promise<Connection> {
-    const module = Pkcs11Module.acquire(config.library);
-    const connection = new Connection(module, config, logger, onReset);
+    const module = SharedModule.acquire(config.library);
+    const spawned: WorkerLink[] = [];
+    let holder: { connection?: Connection } = {};
+    const settled = (link: WorkerLink) => holder.connection?.settled(link);
+    const spawn = async (role: WorkerSetup['role'], label: string) => {
+      const link = await WorkerLink.spawn(setupFor(config, role), label, logger, settled);
+      spawned.push(link);
+      return link;
+    };
     try {
-      connection.state = await connection.connect();
+      const control = await spawn('control', 'control');
+      const { profile, capabilities } = await control.call<{ profile: TokenProfile; capabilities: Capabilities }>('connect', [config.allowRawRsaOaepFallback], config.keyGenerationTimeoutMs);
+      const generation = module.generation;
+      const slots = await Promise.all(
+        Array.from({ length: config.sessionPoolSize }, async (_, i) => {
+          const link = await spawn('session', `session-${i + 1}`);
+          await link.call('attach', [profile], config.operationTimeoutMs);
+          link.generation = generation;
+          return { link };
+        }),
+      );
+      const connection = new Connection(module, config, logger, control, slots, profile, capabilities, onReset);
+      holder.connection = connection;
+      connection.state = { kind: 'up', generation };
+      connection.healthTimer = setInterval(() => connection.probe(), HEALTH_PROBE_INTERVAL_MS);
+      connection.healthTimer.unref();
+      return connection;
     } catch (e) {
-      module.release();
-      throw e;
+      holder = {};
+      if (module.release() && spawned[0]?.alive) await spawned[0].call('finalize', [], TERMINATE_WAIT_MS).catch(() => undefined);
+      await Promise.all(spawned.map((l) => bounded(l.terminate())));
+      throw e instanceof WorkerCallError ? e.error : e;
     }
-    // Readiness probes come often (every replica, every orchestrator): a synchronous C_GetTokenInfo
-    // per probe would put the HSM's latency on the event loop each time. One timer does it instead.
-    connection.healthTimer = setInterval(() => connection.probe(), HEALTH_PROBE_INTERVAL_MS);
-    connection.healthTimer.unref();
-    return connection;
   }
 
-  get api(): Pkcs11Api {
-    return this.module.api;
-  }
-
-  /** The session pool's counts; all zero while the connection is not up (no sessions to lend). */
+  /** The pool's counts; all zero while the connection is not up. */
   poolCounts(): { size: number; inUse: number; waiting: number } {
     if (this.state.kind !== 'up') return { size: 0, inUse: 0, waiting: 0 };
-    const { pool } = this.state;
-    return { size: pool.size, inUse: pool.inUse, waiting: pool.waiting };
-  }
-
-  /** The token's slot; only valid while the connection is up. */
-  slot(): Handle {
-    if (this.state.kind !== 'up') throw this.notUp();
-    return this.state.slot;
+    return { size: this.pool.size, inUse: this.pool.inUse, waiting: this.pool.waiting };
   }
 
   /**
-   * Runs `operation` on a session of its own. Device-gone errors trigger one reconnect and one retry;
-   * everything else is mapped to an HsmBridgeError by the caller's own handling or toBridgeError.
+   * Runs `method` on a session worker of its own. Device-gone errors trigger one reconnect and one
+   * retry; every failure reaches the caller as an HsmBridgeError.
    */
-  async run<T>(operation: (session: Handle) => Promise<T>): Promise<T> {
+  async run<T>(method: string, args: readonly unknown[], options: CallOptions): Promise<T> {
+    return (await this.runOnAny<T>(method, args, options)).value;
+  }
+
+  /** As run(), and says which worker ran the call (a derived key lives in that worker's session). */
+  async runOnAny<T>(method: string, args: readonly unknown[], options: CallOptions): Promise<{ value: T; link: WorkerLink }> {
     for (let attempt = 0; ; attempt++) {
       const state = await this.upState();
-      let session: Handle;
+      let slot: SessionSlot;
       try {
-        session = await state.pool.acquire();
+        slot = await this.pool.acquire();
       } catch (e) {
-        if (e instanceof PoolClosedError && attempt === 0) continue; // a reconnect started meanwhile
-        throw e instanceof PoolClosedError ? unavailable('reconnecting') : e;
+        if (e instanceof PoolClosedError) throw unavailable('backend closed');
+        throw e;
       }
-      const outcome = await this.settle(state.pool, session, operation);
-      if (outcome.ok) return outcome.value;
-      if (isDeviceGone(outcome.error)) {
+      let outcome: { ok: true; value: T; link: WorkerLink } | { ok: false; error: WorkerCallError };
+      try {
+        await this.ready(slot);
+        const { link } = slot;
+        outcome = { ok: true, value: await link.call<T>(method, args, options.timeoutMs), link };
+      } catch (e) {
+        outcome = { ok: false, error: asCallError(e) };
+      }
+      if (slot.link.overdue > 0) this.quarantine(slot);
+      else this.pool.release(slot);
+      if (outcome.ok) return { value: outcome.value, link: outcome.link };
+      if (outcome.error.wire?.deviceGone) {
         if (attempt === 0) {
-          await this.recover(state, outcome.error).catch(() => undefined);
+          await this.recover(state, outcome.error.message).catch(() => undefined);
           continue;
         }
-        throw toBridgeError(outcome.error);
       }
-      throw outcome.error;
+      throw outcome.error.error;
     }
   }
 
-  /** Keeps `session` open while a session object it created is in use (until unhold). */
-  hold(session: Handle): void {
-    const id = session.toString('hex');
-    const entry = this.holders.get(id);
-    if (entry) entry.objects++;
-    else this.holders.set(id, { session, objects: 1, retired: false });
+  /**
+   * Sends `method` to every session worker without waiting for a free one (each handles its messages in
+   * order): a change one worker made, that the others must see (a key's cached handles).
+   */
+  broadcast(method: string, args: readonly unknown[]): void {
+    for (const slot of this.slots) if (slot.link.alive) void slot.link.call(method, args, this.config.operationTimeoutMs).catch(() => undefined);
   }
 
-  /** The session object is gone: a session the pool has let go meanwhile is closed now. */
-  unhold(session: Handle): void {
-    const id = session.toString('hex');
-    const entry = this.holders.get(id);
-    if (!entry || entry.session !== session) return; // a session of an older connection: already gone
-    if (--entry.objects > 0) return;
-    this.holders.delete(id);
-    if (entry.retired) closeSession(this.api, session);
+  /** Sends `method` to the worker of `link` itself (a derived key lives in that worker's session). */
+  async runOn<T>(link: WorkerLink, method: string, args: readonly unknown[]): Promise<T> {
+    try {
+      return await link.call<T>(method, args, this.config.operationTimeoutMs);
+    } catch (e) {
+      throw asCallError(e).error;
+    }
   }
 
-  private closeUnlessHolding(session: Handle): void {
-    const entry = this.holders.get(session.toString('hex'));
-    if (entry && entry.session === session) entry.retired = true;
-    else closeSession(this.api, session);
-  }
-
-  /** From the connection's state and the last probe (at most HEALTH_PROBE_INTERVAL_MS old); no HSM call. */
+  /** From the connection's state, the last probe (at most a second old) and the stuck workers; no HSM call. */
   async health(): Promise<BackendHealth> {
     const state = this.state;
     switch (state.kind) {
@@ -144,23 +184,9 @@ export class Connection {
       case 'recovering':
         return { ready: false, detail: 'reconnecting to the HSM' };
       case 'up':
-        return this.probeFailure === undefined ? { ready: true } : { ready: false, detail: this.probeFailure };
-    }
-  }
-
-  /**
-   * C_GetTokenInfo is cheap and touches the device, so an HSM that died while idle is noticed (and a
-   * reconnect started) without waiting for a request. It is synchronous: see README.md on a frozen HSM.
-   */
-  private probe(): void {
-    const state = this.state;
-    if (state.kind !== 'up') return;
-    try {
-      this.api.C_GetTokenInfo(state.slot);
-      this.probeFailure = undefined;
-    } catch (e) {
-      this.probeFailure = `HSM unavailable: ${ckrName(e)}`;
-      void this.recover(state, e).catch(() => undefined);
+        if (this.probeFailure !== undefined) return { ready: false, detail: this.probeFailure };
+        if (this.stuck.size === this.slots.length) return { ready: false, detail: 'HSM unavailable: every session is waiting for an answer past its deadline' };
+        return { ready: true };
     }
   }
 
@@ -172,43 +198,49 @@ export class Connection {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     if (state.kind === 'recovering') await state.done.catch(() => undefined);
-    if (state.kind === 'up') await state.pool.close(DRAIN_TIMEOUT_MS);
-    this.onReset();
-    this.module.release();
+    await this.pool.close(DRAIN_TIMEOUT_MS);
+    await Promise.all(this.slots.map(async ({ link }) => {
+      if (link.overdue === 0) await link.call('detach', [], TERMINATE_WAIT_MS).catch(() => undefined);
+      await bounded(link.terminate());
+    }));
+    if (this.module.release()) await this.control.call('finalize', [], TERMINATE_WAIT_MS).catch(() => undefined);
+    await bounded(this.control.terminate());
   }
 
   // --- internals ---------------------------------------------------------------------------------
 
-  private async connect(): Promise<State & { kind: 'up' }> {
-    const api = this.api;
-    const generation = this.module.generation;
-    const slot = findSlot(api, this.config.token);
-    // A new module generation: the sessions (and session objects) of the old one are gone.
-    this.holders.clear();
-    let pool: SessionPool<Handle>;
-    try {
-      pool = new SessionPool<Handle>({
-        size: this.config.sessionPoolSize,
-        acquireTimeoutMs: this.config.acquireTimeoutMs,
-        maxQueued: this.config.maxQueuedRequests,
-        open: () => openSession(api, slot),
-        close: (s) => this.closeUnlessHolding(s),
-      });
-    } catch (e) {
-      throw unavailable(`cannot open ${this.config.sessionPoolSize} session(s) on ${describeToken(this.config.token)} (${ckrName(e)})`, e);
+  /** A worker that stopped is replaced, and one whose session predates a reinitialization reopens it. */
+  private async ready(slot: SessionSlot): Promise<void> {
+    if (!slot.link.alive) {
+      this.logger.warn({ worker: slot.link.label }, 'pkcs11: replacing a token worker that stopped');
+      const link = await WorkerLink.spawn(setupFor(this.config, 'session'), slot.link.label, this.logger, (l) => this.settled(l));
+      await link.call('attach', [this.profile], this.config.operationTimeoutMs);
+      link.generation = this.module.generation;
+      slot.link = link;
+      return;
     }
-    try {
-      const session = await pool.acquire();
-      try {
-        await login(api, session, this.config.pin);
-      } finally {
-        pool.release(session);
-      }
-    } catch (e) {
-      await pool.close(0);
-      throw e;
+    if (slot.link.generation !== this.module.generation) {
+      const generation = this.module.generation;
+      await slot.link.call('reopen', [], this.config.operationTimeoutMs);
+      slot.link.generation = generation;
     }
-    return { kind: 'up', slot, pool, generation };
+  }
+
+  private quarantine(slot: SessionSlot): void {
+    this.stuck.add(slot);
+    if (this.stuck.size === this.slots.length) {
+      this.pool.failFast(unavailable('every HSM session is waiting for an answer past its deadline'));
+    }
+  }
+
+  /** An overdue call returned (or its worker stopped): the worker can be lent again. */
+  private settled(link: WorkerLink): void {
+    if (link.overdue > 0) return;
+    const slot = [...this.stuck].find((s) => s.link === link);
+    if (!slot) return;
+    this.stuck.delete(slot);
+    this.pool.failFast(undefined);
+    this.pool.release(slot);
   }
 
   private async upState(): Promise<State & { kind: 'up' }> {
@@ -221,47 +253,43 @@ export class Connection {
     return state;
   }
 
-  private notUp() {
+  private notUp(): HsmBridgeError {
     const state = this.state;
     return unavailable(state.kind === 'down' ? state.detail.replace(/^HSM unavailable: /, '') : state.kind === 'closed' ? 'backend closed' : 'reconnecting');
   }
 
-  /**
-   * Runs the operation and gives its session back when the call has really returned, even if the caller
-   * stopped waiting (operationTimeoutMs): PKCS#11 cannot cancel a call, and its session is busy until then.
-   */
-  private async settle<T>(pool: SessionPool<Handle>, session: Handle, operation: (session: Handle) => Promise<T>) {
-    type Outcome = { ok: true; value: T } | { ok: false; error: unknown };
-    const settled: Promise<Outcome> = Promise.resolve()
-      .then(() => operation(session))
+  /** C_GetTokenInfo in the control worker, one at a time; a timeout or a dead device makes the service not ready. */
+  private probe(): void {
+    const state = this.state;
+    if (state.kind !== 'up' || this.probing) return;
+    this.probing = true;
+    this.control
+      .call('probe', [], Math.min(HEALTH_PROBE_TIMEOUT_MS, this.config.operationTimeoutMs))
       .then(
-        (value) => ({ ok: true as const, value }),
-        (error: unknown) => ({ ok: false as const, error }),
-      );
-    // Released before any awaiting code below runs, so a reconnect waiting for the pool to drain sees it.
-    void settled.then((o) => pool.release(session, !o.ok && involvesCkr(o.error) && !isDeviceGone(o.error)));
-    const timeoutMs = this.config.operationTimeoutMs;
-    if (timeoutMs === undefined) return settled;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<Outcome>((resolve) => {
-      timer = setTimeout(() => resolve({ ok: false, error: unavailable(`an HSM call took longer than ${timeoutMs} ms`) }), timeoutMs);
-    });
-    try {
-      return await Promise.race([settled, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+        () => {
+          this.probeFailure = undefined;
+        },
+        (e: unknown) => {
+          const error = asCallError(e);
+          this.probeFailure = error.message.startsWith('HSM unavailable') ? error.message : `HSM unavailable: ${error.message}`;
+          if (error.wire?.deviceGone) void this.recover(state, error.message).catch(() => undefined);
+        },
+      )
+      .finally(() => {
+        // A probe stuck on a frozen HSM returns when the HSM does; until then no other is started.
+        if (this.control.overdue === 0) this.probing = false;
+      });
   }
 
   /** One reconnect at a time; callers that saw the same failure share it. */
-  private recover(failed: State & { kind: 'up' }, cause: unknown): Promise<void> {
+  private recover(failed: State & { kind: 'up' }, cause: string): Promise<void> {
     const current = this.state;
     if (current.kind === 'recovering') return current.done;
     if (current !== failed) return Promise.resolve(); // someone already reconnected (or closed)
-    this.logger.warn({ ckr: ckrName(cause) }, 'pkcs11: HSM connection lost; reconnecting');
+    this.logger.warn({ detail: cause }, 'pkcs11: HSM connection lost; reconnecting');
+    this.onReset();
     const done = (async () => {
-      await failed.pool.close(DRAIN_TIMEOUT_MS);
-      this.onReset();
+      await this.pool.settled(DRAIN_TIMEOUT_MS);
       await this.reconnect(failed.generation);
     })();
     this.state = { kind: 'recovering', done };
@@ -270,27 +298,34 @@ export class Connection {
 
   private async reconnect(failedGeneration: number): Promise<void> {
     try {
-      await this.module.reinitialize(failedGeneration);
-      const up = await this.connect();
-      if (this.state.kind === 'closed') {
-        await up.pool.close(0);
-        return;
+      if (!this.control.alive) {
+        this.control = await WorkerLink.spawn(setupFor(this.config, 'control'), 'control', this.logger, () => undefined);
+        await this.control.call('relogin', [], this.config.keyGenerationTimeoutMs);
       }
-      this.state = up;
+      let ours = false;
+      await this.module.reinitialize(failedGeneration, async () => {
+        ours = true;
+        await this.control.call('reinitialize', [], this.config.keyGenerationTimeoutMs);
+      });
+      // Another backend on the same library made the new generation: our anchor session went with the old one.
+      if (!ours) await this.control.call('relogin', [], this.config.keyGenerationTimeoutMs);
+      if (this.state.kind === 'closed') return;
+      this.state = { kind: 'up', generation: this.module.generation };
       this.probeFailure = undefined;
       this.retryDelay = RECOVERY_FIRST_DELAY_MS;
       this.logger.info('pkcs11: reconnected to the HSM');
     } catch (e) {
-      const error = toBridgeError(e);
+      const error = asCallError(e);
       if (this.state.kind === 'closed') return;
-      this.state = { kind: 'down', detail: error.message };
-      if (e instanceof PinError) {
+      const pinError = error.wire?.pin === true;
+      this.state = { kind: 'down', detail: error.message, pinError };
+      if (pinError) {
         // Retrying a wrong PIN would lock the token: stay down until an operator fixes it and restarts.
         this.logger.error({ detail: error.message }, 'pkcs11: cannot log in again; not retrying');
       } else {
         this.scheduleRetry();
       }
-      throw error;
+      throw error.error;
     }
   }
 
@@ -309,3 +344,19 @@ export class Connection {
     this.retryTimer.unref();
   }
 }
+
+function setupFor(config: ResolvedPkcs11Config, role: WorkerSetup['role']): WorkerSetup {
+  return { role, library: config.library, token: config.token, pin: config.pin };
+}
+
+function asCallError(e: unknown): WorkerCallError {
+  if (e instanceof WorkerCallError) return e;
+  return new WorkerCallError(unavailable(e instanceof Error ? e.message : String(e)), undefined);
+}
+
+async function bounded(p: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, TERMINATE_WAIT_MS)))]);
+  clearTimeout(timer);
+}
+

@@ -13,7 +13,6 @@
  *   the initial key, and the PIN key becomes a session object; every clear buffer is zeroed at once.
  */
 import pkcs11js from 'pkcs11js';
-import type { TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyType } from '../../src/keys/types.js';
 import { aesDukptPinKeySteps, type AesDukptStep } from '../../src/payment/dukpt/aesDukpt.js';
@@ -22,46 +21,44 @@ import type { VersionHandles } from './keyObjects.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
 import { destroyQuietly } from './revisions.js';
-import { sessionSecretKey } from './sessionObjects.js';
-import { intermediateKeyTemplate, workingKeyInfo, workingKeyTemplate, type TransientKeys, type WorkingKeyType } from './transientKeys.js';
+import { intermediateKeyTemplate, sessionSecretKey, workingKeyInfo, workingKeyTemplate, type DerivedKey, type WorkingKeyType } from './sessionObjects.js';
 
 const A = pkcs11js;
 const AES_BLOCK = 16;
 const ZERO_IV = Buffer.alloc(AES_BLOCK);
 
 /** The PIN encryption key of a TDES DUKPT transaction, as a session object. */
-export async function deriveTdesDukpt(api: Pkcs11Api, session: Handle, bdk: VersionHandles, ksn: Buffer, transients: TransientKeys): Promise<TransientKey> {
+export function deriveTdesDukpt(api: Pkcs11Api, session: Handle, bdk: VersionHandles, ksn: Buffer): DerivedKey {
   const variant = bdk.companions?.variant;
   if (!variant) throw new HsmBridgeError('INCOMPATIBLE_KEY', 'this BDK cannot derive TDES DUKPT keys in the HSM (a TDES_2KEY BDK created before payment support: rotate it)');
   const input = tdesInitialKeyInput(ksn);
-  const ecb = async (key: Handle) => {
+  const ecb = (key: Handle) => {
     api.C_EncryptInit(session, { mechanism: CKM.DES3_ECB }, key);
-    return api.C_EncryptAsync(session, input, Buffer.alloc(8));
+    return api.C_Encrypt(session, input, Buffer.alloc(8));
   };
-  const left = await ecb(bdk.key);
+  const left = ecb(bdk.key);
   let right: Buffer | undefined;
   let ipek: Buffer | undefined;
   let pinKey: Buffer | undefined;
   try {
-    right = await ecb(variant);
+    right = ecb(variant);
     ipek = Buffer.concat([left, right]);
     pinKey = tdesDukptPinKeyFromIpek(ipek, ksn);
     const handle = api.C_CreateObject(session, [...workingKeyTemplate('TDES_2KEY'), { type: A.CKA_VALUE, value: pinKey }]);
-    return transients.register(session, handle, 'tdes', 128);
+    return { handle, family: 'tdes', bits: 128 };
   } finally {
     for (const secret of [left, right, ipek, pinKey]) secret?.fill(0);
   }
 }
 
 /** The PIN encryption working key of an AES DUKPT transaction, derived step by step inside the token. */
-export async function deriveAesDukpt(
+export function deriveAesDukpt(
   api: Pkcs11Api,
   session: Handle,
   bdk: { readonly type: KeyType; readonly handle: Handle },
   ksn: Buffer,
   workingKey: WorkingKeyType,
-  transients: TransientKeys,
-): Promise<TransientKey> {
+): DerivedKey {
   if (bdk.type !== 'AES_128' && bdk.type !== 'AES_256') throw new HsmBridgeError('INCOMPATIBLE_KEY', 'AES DUKPT needs an AES BDK');
   const steps = aesDukptPinKeySteps(bdk.type, ksn, workingKey);
   let base = bdk.handle;
@@ -71,13 +68,13 @@ export async function deriveAesDukpt(
     for (const [i, step] of steps.entries()) {
       const last = i === steps.length - 1;
       const template = last ? workingKeyTemplate(workingKey) : intermediateKeyTemplate();
-      const next = await deriveStep(api, session, base, step, template, last ? workingKeyInfo(workingKey).keyType : A.CKK_AES);
+      const next = deriveStep(api, session, base, step, template, last ? workingKeyInfo(workingKey).keyType : A.CKK_AES);
       if (owned) api.C_DestroyObject(session, owned);
       owned = next;
       base = next;
     }
     const info = workingKeyInfo(workingKey);
-    const key = transients.register(session, owned!, info.family, info.bytes * 8);
+    const key = { handle: owned!, family: info.family, bits: info.bytes * 8 };
     owned = undefined;
     return key;
   } finally {
@@ -86,14 +83,14 @@ export async function deriveAesDukpt(
 }
 
 /** One step: the first step.bytes bytes of ECB(base, step.data), as a session object of `template`. */
-async function deriveStep(api: Pkcs11Api, session: Handle, base: Handle, step: AesDukptStep, template: pkcs11js.Template, keyType: number): Promise<Handle> {
+function deriveStep(api: Pkcs11Api, session: Handle, base: Handle, step: AesDukptStep, template: pkcs11js.Template, keyType: number): Handle {
   // DES key types fix their own length; some tokens refuse CKA_VALUE_LEN on them.
   const length: pkcs11js.Template = keyType === A.CKK_AES ? [{ type: A.CKA_VALUE_LEN, value: step.bytes }] : [];
-  if (step.data.length === AES_BLOCK) return api.C_DeriveKeyAsync(session, cbcEncryptData(step.data), base, [...template, ...length]);
+  if (step.data.length === AES_BLOCK) return api.C_DeriveKey(session, cbcEncryptData(step.data), base, [...template, ...length]);
   const value = Buffer.alloc(step.data.length);
   try {
     for (let at = 0; at < step.data.length; at += AES_BLOCK) {
-      const half = await api.C_DeriveKeyAsync(session, cbcEncryptData(step.data.subarray(at, at + AES_BLOCK)), base, readableBlock);
+      const half = api.C_DeriveKey(session, cbcEncryptData(step.data.subarray(at, at + AES_BLOCK)), base, readableBlock);
       try {
         const block = api.C_GetAttributeValue(session, half, [{ type: A.CKA_VALUE }])[0]?.value;
         if (!block || block.length !== AES_BLOCK) throw new HsmBridgeError('INTERNAL', 'the token derived a key of an unexpected length');

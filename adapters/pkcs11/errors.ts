@@ -73,7 +73,8 @@ export function ckrName(e: unknown): string {
 /** Whether a PKCS#11 call failed in this error or its cause (the session may then hold an active operation). */
 export const involvesCkr = (e: unknown) => ckrOf(e) !== undefined || (e instanceof Error && ckrOf(e.cause) !== undefined);
 
-export const isDeviceGone = (e: unknown) => DEVICE_GONE.has(ckrOf(e) ?? -1);
+/** Also through an error we made with a CKR as its cause (findSlot's, for instance). */
+export const isDeviceGone = (e: unknown): boolean => DEVICE_GONE.has(ckrOf(e) ?? -1) || (e instanceof Error && e.cause !== undefined && ckrOf(e.cause) !== undefined && DEVICE_GONE.has(ckrOf(e.cause)!));
 export const isHandleStale = (e: unknown) => HANDLE_STALE.has(ckrOf(e) ?? -1);
 export const isSignatureInvalid = (e: unknown) => {
   const code = ckrOf(e);

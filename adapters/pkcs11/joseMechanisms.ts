@@ -39,7 +39,7 @@ function takeValue(api: Pkcs11Api, session: Handle, handle: Handle): Buffer {
 export async function aesKeyWrap(api: Pkcs11Api, session: Handle, kek: Handle, data: Buffer): Promise<Buffer> {
   const object = api.C_CreateObject(session, sessionSecret([{ type: A.CKA_VALUE, value: data }]));
   try {
-    return await api.C_WrapKeyAsync(session, { mechanism: CKM.AES_KEY_WRAP }, kek, object, Buffer.alloc(data.length + encryptAlgorithms.AES_KW.wrap.overhead));
+    return api.C_WrapKey(session, { mechanism: CKM.AES_KEY_WRAP }, kek, object, Buffer.alloc(data.length + encryptAlgorithms.AES_KW.wrap.overhead));
   } finally {
     api.C_DestroyObject(session, object);
   }
@@ -55,7 +55,7 @@ const refusedByPolicy = (e: unknown) => {
 export async function aesKeyUnwrap(api: Pkcs11Api, session: Handle, kek: Handle, wrapped: Buffer): Promise<Buffer> {
   let object: Handle;
   try {
-    object = await api.C_UnwrapKeyAsync(session, { mechanism: CKM.AES_KEY_WRAP }, kek, wrapped, sessionSecret());
+    object = api.C_UnwrapKey(session, { mechanism: CKM.AES_KEY_WRAP }, kek, wrapped, sessionSecret());
   } catch (e) {
     throw isDeviceGone(e) || isHandleStale(e) || refusedByPolicy(e) ? e : new HsmBridgeError('DECRYPTION_FAILED', 'decryption failed', { cause: e });
   }
@@ -67,7 +67,7 @@ export async function ecdhSharedSecret(api: Pkcs11Api, session: Handle, privateK
   const { x, y } = createPublicKey({ key: peerSpki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
   // PKCS#11 §2.3.8: publicData is the peer's point; the uncompressed form 04 || X || Y is what tokens take.
   const publicData = Buffer.concat([Buffer.from([4]), Buffer.from(x!, 'base64url'), Buffer.from(y!, 'base64url')]);
-  const object = await api.C_DeriveKeyAsync(
+  const object = api.C_DeriveKey(
     session,
     { mechanism: CKM.ECDH1_DERIVE, parameter: { type: A.CK_PARAMS_EC_DH, kdf: CKD_NULL, publicData } as pkcs11js.ECDH1 },
     privateKey,

@@ -33,7 +33,7 @@ export async function exportKeyValue(api: Pkcs11Api, session: Handle, key: Handl
       { type: A.CKA_VALUE, value: kekValue },
     ]);
     try {
-      wrapped = await api.C_WrapKeyAsync(session, { mechanism: CKM.AES_KEY_WRAP }, kek, key, Buffer.alloc(length + kwOverhead));
+      wrapped = api.C_WrapKey(session, { mechanism: CKM.AES_KEY_WRAP }, kek, key, Buffer.alloc(length + kwOverhead));
     } catch (e) {
       const code = ckrOf(e);
       if (code === CKR_KEY_UNEXTRACTABLE || code === CKR.KEY_FUNCTION_NOT_PERMITTED) {

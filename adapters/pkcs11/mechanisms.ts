@@ -94,9 +94,14 @@ export class TokenMechanisms {
     return new TokenMechanisms(list, rsaBits, (api.C_GetTokenInfo(slot).flags & CKF_RNG) !== 0);
   }
 
-  /** For unit tests of the derivations below. */
+  /** From a profile() (a session worker rebuilding the control worker's view), or for unit tests. */
   static of(mechanisms: Iterable<number>, rsaBits?: { min: number; max: number }, hasRng = true): TokenMechanisms {
     return new TokenMechanisms(new Set(mechanisms), rsaBits, hasRng);
+  }
+
+  /** What TokenMechanisms.of needs to rebuild this in another thread. */
+  profile(): { mechanisms: number[]; rsaBits?: { min: number; max: number }; hasRng: boolean } {
+    return { mechanisms: [...this.list], ...(this.rsaBits ? { rsaBits: { ...this.rsaBits } } : {}), hasRng: this.hasRng };
   }
 
   has(mechanism: number): boolean {

@@ -4,9 +4,9 @@
  * on the first try (or at start, oaepProbe.ts), and then, where allowRawRsaOaepFallback permits, the token
  * applies the raw private-key operation (CKM_RSA_X_509) and the padding is removed here (oaep.ts).
  */
-import type { Logger } from 'pino';
 import pkcs11js from 'pkcs11js';
 import { HsmBridgeError } from '../../src/errors.js';
+import type { TokenLog } from './worker/protocol.js';
 import { CKR, ckrOf, decryptionFailed, isDeviceGone, isHandleStale } from './errors.js';
 import { CKM, CKZ_DATA_SPECIFIED } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
@@ -20,7 +20,7 @@ const oaepSha1: pkcs11js.Mechanism = {
 
 export class OaepDecryption {
   constructor(
-    private readonly logger: Logger,
+    private readonly logger: TokenLog,
     /** allowRawRsaOaepFallback, on a token that has CKM_RSA_X_509. */
     private readonly rawRsaFallback: boolean,
     /** Whether the token does OAEP with SHA-256 itself; undefined until the first RSA decryption tells. */
@@ -31,7 +31,7 @@ export class OaepDecryption {
   async sha1(api: Pkcs11Api, session: Handle, key: Handle, data: Buffer, k: number): Promise<Buffer> {
     try {
       api.C_DecryptInit(session, oaepSha1, key);
-      return await api.C_DecryptAsync(session, data, Buffer.alloc(k));
+      return api.C_Decrypt(session, data, Buffer.alloc(k));
     } catch (e) {
       // SoftHSM reports bad padding as CKR_GENERAL_ERROR: every failure not about the device, the handle
       // or the key's permissions is the one answer (no padding oracle).
@@ -48,11 +48,11 @@ export class OaepDecryption {
       } catch (e) {
         if (this.nativeSha256 === true || !refusesOaepParameters(e)) throw e;
         this.nativeSha256 = false;
-        this.logger.info('pkcs11: the token refuses OAEP with SHA-256; decrypting with CKM_RSA_X_509 and removing the padding in process');
+        this.logger.info({}, 'pkcs11: the token refuses OAEP with SHA-256; decrypting with CKM_RSA_X_509 and removing the padding in process');
       }
       if (this.nativeSha256) {
         try {
-          return await api.C_DecryptAsync(session, data, Buffer.alloc(k));
+          return api.C_Decrypt(session, data, Buffer.alloc(k));
         } catch (e) {
           throw isDeviceGone(e) || isHandleStale(e) ? e : decryptionFailed(e);
         }
@@ -63,7 +63,7 @@ export class OaepDecryption {
     let em: Buffer;
     try {
       api.C_DecryptInit(session, { mechanism: CKM.RSA_X_509 }, key);
-      em = await api.C_DecryptAsync(session, data, out);
+      em = api.C_Decrypt(session, data, out);
     } catch (e) {
       out.fill(0);
       throw isDeviceGone(e) || isHandleStale(e) ? e : decryptionFailed(e);

@@ -20,9 +20,9 @@ export const refusesOaepParameters = (e: unknown) => {
   return code === CKR.ARGUMENTS_BAD || code === CKR.MECHANISM_PARAM_INVALID || code === CKR.MECHANISM_INVALID;
 };
 
-export async function probeOaepSha256(api: Pkcs11Api, session: Handle): Promise<boolean> {
+export function probeOaepSha256(api: Pkcs11Api, session: Handle): boolean {
   const A = pkcs11js;
-  const pair = await api.C_GenerateKeyPairAsync(
+  const pair = api.C_GenerateKeyPair(
     session,
     { mechanism: CKM.RSA_PKCS_KEY_PAIR_GEN },
     [{ type: A.CKA_TOKEN, value: false }, { type: A.CKA_MODULUS_BITS, value: 2048 }, { type: A.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }, { type: A.CKA_ENCRYPT, value: true }],
@@ -31,7 +31,11 @@ export async function probeOaepSha256(api: Pkcs11Api, session: Handle): Promise<
   try {
     api.C_DecryptInit(session, oaepSha256Mechanism, pair.privateKey);
     // Finish the operation so the session is clean: the ciphertext is garbage, and the outcome irrelevant.
-    await api.C_DecryptAsync(session, Buffer.alloc(256, 1), Buffer.alloc(256)).catch(() => undefined);
+    try {
+      api.C_Decrypt(session, Buffer.alloc(256, 1), Buffer.alloc(256));
+    } catch {
+      // Garbage in, failure out: only whether DecryptInit took the parameters matters.
+    }
     return true;
   } catch (e) {
     if (refusesOaepParameters(e)) return false;

@@ -21,7 +21,7 @@ const ZERO_IV = Buffer.alloc(TDES_BLOCK);
 export async function macInToken(api: Pkcs11Api, session: Handle, key: VersionHandles, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
   const sign = (mechanism: number) => {
     api.C_SignInit(session, { mechanism }, key.key);
-    return api.C_SignAsync(session, notNull(data), Buffer.alloc(macAlgorithms[algorithm].length));
+    return api.C_Sign(session, notNull(data), Buffer.alloc(macAlgorithms[algorithm].length));
   };
   switch (algorithm) {
     case 'HMAC_SHA256':
@@ -44,7 +44,7 @@ async function cbcMac(api: Pkcs11Api, session: Handle, key: Handle, mechanism: n
   let chain: Buffer | undefined;
   try {
     api.C_EncryptInit(session, { mechanism, parameter: ZERO_IV }, key);
-    chain = await api.C_EncryptAsync(session, padded, Buffer.alloc(padded.length));
+    chain = api.C_Encrypt(session, padded, Buffer.alloc(padded.length));
     return Buffer.from(chain.subarray(chain.length - TDES_BLOCK));
   } finally {
     padded.fill(0);
@@ -66,7 +66,7 @@ async function retailMac(api: Pkcs11Api, session: Handle, key: VersionHandles, p
       h.fill(0);
     }
     api.C_EncryptInit(session, { mechanism: CKM.DES3_ECB }, key.key);
-    return await api.C_EncryptAsync(session, last, Buffer.alloc(TDES_BLOCK));
+    return api.C_Encrypt(session, last, Buffer.alloc(TDES_BLOCK));
   } finally {
     padded.fill(0);
     last.fill(0);

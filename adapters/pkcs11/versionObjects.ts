@@ -1,5 +1,4 @@
 /** Making the token objects of one key version, before the metadata that lists them is committed. */
-import type { Logger } from 'pino';
 import { CONFLICT, type Conflict } from '../../src/backend/keyChanges.js';
 import type { KeyName } from '../../src/keys/names.js';
 import { CKR, ckrName, ckrOf } from './errors.js';
@@ -7,6 +6,7 @@ import type { CompanionRole, MetadataRecord } from './keyObjects.js';
 import type { Handle, Pkcs11Api } from './module.js';
 import { companionsFor, createVersionFromValue, randomTdesValue } from './paymentKeys.js';
 import { generationFor } from './templates.js';
+import type { TokenLog } from './worker/protocol.js';
 
 /** What the token allows, learnt at start. */
 export interface TokenTraits {
@@ -31,7 +31,7 @@ const TOKEN_BUSY = new Set<number>([CKR.GENERAL_ERROR, CKR.FUNCTION_FAILED, CKR.
 export async function makeVersionObjects(
   api: Pkcs11Api,
   session: Handle,
-  logger: Logger,
+  logger: TokenLog,
   traits: TokenTraits,
   key: Pick<MetadataRecord, 'type' | 'purpose' | 'exportable' | 'keyUsage'>,
   name: KeyName,
@@ -50,8 +50,8 @@ export async function makeVersionObjects(
   }
   const g = generationFor(type, purpose, name, id, options);
   try {
-    if (g.kind === 'secret') return { handles: [await api.C_GenerateKeyAsync(session, { mechanism: g.mechanism }, g.secretKey)], companions: [] };
-    const pair = await api.C_GenerateKeyPairAsync(session, { mechanism: g.mechanism }, g.publicKey, g.privateKey);
+    if (g.kind === 'secret') return { handles: [api.C_GenerateKey(session, { mechanism: g.mechanism }, g.secretKey)], companions: [] };
+    const pair = api.C_GenerateKeyPair(session, { mechanism: g.mechanism }, g.publicKey, g.privateKey);
     return { handles: [pair.publicKey, pair.privateKey], companions: [] };
   } catch (e) {
     if (!TOKEN_BUSY.has(ckrOf(e) ?? -1)) throw e;

@@ -12,6 +12,10 @@ import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
 import { writeMetadata } from '../../../adapters/pkcs11/keyObjects.js';
+import { TokenMechanisms } from '../../../adapters/pkcs11/mechanisms.js';
+import { KeyOperations } from '../../../adapters/pkcs11/worker/keyOperations.js';
+import { isConflictResult } from '../../../adapters/pkcs11/worker/protocol.js';
+import { CONFLICT, KeyChanges } from '../../../src/backend/keyChanges.js';
 import type { Backend, KeyRef } from '../../../src/backend/port.js';
 import { HsmBridgeError } from '../../../src/errors.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../../src/keys/names.js';
@@ -215,29 +219,32 @@ describe('objects another replica destroys between our search and our read', () 
       return writeMetadata(api, session, name, { revision: 0, type: 'AES_128', purpose: 'encrypt', state: 'enabled', createdAt: at, versions: {}, writtenAt: at, nonce: 'ab' }).handle;
     });
 
-  /** Runs `create` with the token destroying `handle` just before the adapter first reads one of its attributes. */
-  async function vanishingOnRead(handle: Buffer, create: () => Promise<KeyMetadata>): Promise<KeyMetadata> {
-    const api = (one as unknown as { connection: { api: pkcs11js.PKCS11 } }).connection.api;
-    const read = api.C_GetAttributeValue.bind(api);
+  /**
+   * Creates `name` as a token worker does (worker/keyOperations.ts, retried on conflict as the backend
+   * does), here in the test's thread, with the token destroying `handle` just before the first read of
+   * one of its attributes.
+   */
+  async function createWhileVanishing(handle: Buffer, name: KeyName): Promise<KeyMetadata> {
     let destroyed = false;
-    api.C_GetAttributeValue = ((session: Buffer, h: Buffer, template: pkcs11js.Template) => {
-      if (!destroyed && h.equals(handle)) {
-        destroyed = true;
-        inspector.withSession((raw, s) => raw.C_DestroyObject(s, handle));
-      }
-      return read(session, h, template);
-    }) as typeof api.C_GetAttributeValue;
-    try {
-      return await create();
-    } finally {
-      api.C_GetAttributeValue = read;
-      expect(destroyed).toBe(true);
-    }
+    const meta = await createInTestThread(name, (api) => {
+      const read = api.C_GetAttributeValue.bind(api);
+      return {
+        C_GetAttributeValue: ((session: Buffer, h: Buffer, template: pkcs11js.Template) => {
+          if (!destroyed && h.equals(handle)) {
+            destroyed = true;
+            inspector.withSession((raw, s) => raw.C_DestroyObject(s, handle));
+          }
+          return read(session, h, template);
+        }) as typeof api.C_GetAttributeValue,
+      };
+    });
+    expect(destroyed).toBe(true);
+    return meta;
   }
 
   it('a key object of a create that gave up: the create goes on', async () => {
     const name = fresh('vanishing-key');
-    const meta = await vanishingOnRead(othersKeyObject(name), () => one.createKey({ name, type: 'AES_128', purpose: 'encrypt' }));
+    const meta = await createWhileVanishing(othersKeyObject(name), name);
     expectConsistent(name, meta, A.CKO_SECRET_KEY);
     const ct = await two.encrypt(ref(name, 'AES_128', 1), 'AES_GCM', Buffer.from('abc'));
     expect((await one.decrypt(ref(name, 'AES_128', 1), 'AES_GCM', ct)).toString()).toBe('abc');
@@ -245,7 +252,7 @@ describe('objects another replica destroys between our search and our read', () 
 
   it('a withdrawn revision: the create goes on', async () => {
     const name = fresh('vanishing-meta');
-    const meta = await vanishingOnRead(othersRevision(name), () => one.createKey({ name, type: 'AES_128', purpose: 'encrypt' }));
+    const meta = await createWhileVanishing(othersRevision(name), name);
     expect(meta.primaryVersion).toBe(1);
     expectConsistent(name, meta, A.CKO_SECRET_KEY);
   });
@@ -253,22 +260,45 @@ describe('objects another replica destroys between our search and our read', () 
 
 describe('a key generated while another session changes the token', () => {
   it('the token refusing the generation as it does in that race (CKR_TEMPLATE_INCONSISTENT) is retried', async () => {
-    const api = (one as unknown as { connection: { api: pkcs11js.PKCS11 } }).connection.api;
-    const generate = api.C_GenerateKeyAsync.bind(api);
     let refused = 0;
+    const name = fresh('busy-token');
     // SoftHSM's answer when another thread of the process reads or writes token objects meanwhile; here
     // produced for real, once, by a key type the mechanism does not make.
-    api.C_GenerateKeyAsync = ((session: Buffer, mechanism: pkcs11js.Mechanism, template: pkcs11js.Template) => {
-      if (refused++ > 0) return generate(session, mechanism, template);
-      return generate(session, mechanism, [...template.filter((a) => a.type !== A.CKA_KEY_TYPE), { type: A.CKA_KEY_TYPE, value: A.CKK_DES3 }]);
-    }) as typeof api.C_GenerateKeyAsync;
-    try {
-      const name = fresh('busy-token');
-      const meta = await one.createKey({ name, type: 'AES_128', purpose: 'encrypt' });
-      expect(refused).toBe(2);
-      expectConsistent(name, meta, A.CKO_SECRET_KEY);
-    } finally {
-      api.C_GenerateKeyAsync = generate;
-    }
+    const meta = await createInTestThread(name, (api) => {
+      const generate = api.C_GenerateKey.bind(api);
+      return {
+        C_GenerateKey: ((session: Buffer, mechanism: pkcs11js.Mechanism, template: pkcs11js.Template) => {
+          if (refused++ > 0) return generate(session, mechanism, template);
+          return generate(session, mechanism, [...template.filter((a) => a.type !== A.CKA_KEY_TYPE), { type: A.CKA_KEY_TYPE, value: A.CKK_DES3 }]);
+        }) as typeof api.C_GenerateKey,
+      };
+    });
+    expect(refused).toBe(2);
+    expectConsistent(name, meta, A.CKO_SECRET_KEY);
   });
 });
+
+/**
+ * An AES-128 encryption key `name` created by a worker's KeyOperations run in the test's thread on its own
+ * session, through a PKCS#11 API whose methods `intercept` replaces; attempts that lose are retried as
+ * the backend retries them (KeyChanges).
+ */
+async function createInTestThread(name: KeyName, intercept: (api: pkcs11js.PKCS11) => Partial<pkcs11js.PKCS11>): Promise<KeyMetadata> {
+  const { api, slot, session, close } = inspector.openSession();
+  try {
+    const overrides: Partial<pkcs11js.PKCS11> = intercept(api);
+    // Native methods need the real object as `this`: every other method is bound to it.
+    const intercepted = new Proxy(api, {
+      get: (target, key) => (Object.hasOwn(overrides, key) ? overrides[key as keyof pkcs11js.PKCS11] : (Reflect.get(target, key) as (...a: unknown[]) => unknown).bind(target)),
+    });
+    const profile = { ...TokenMechanisms.discover(api, slot).profile(), traits: { rawRsaDecrypt: false, singleDes: false }, oaepSha256Native: false };
+    const log = { info: () => undefined, warn: () => undefined, error: () => undefined };
+    const operations = new KeyOperations(intercepted, () => session, profile, log);
+    return await new KeyChanges().run(name, async () => {
+      const outcome = await operations.create({ name, type: 'AES_128', purpose: 'encrypt' }, undefined);
+      return isConflictResult(outcome) ? CONFLICT : outcome;
+    });
+  } finally {
+    close();
+  }
+}

@@ -61,6 +61,18 @@ export class TokenInspector {
     });
   }
 
+  /** A logged-in session kept open until close(): for token-side code run in the test's thread. */
+  openSession(): { api: pkcs11js.PKCS11; slot: Buffer; session: Buffer; close(): void } {
+    const slot = this.slot();
+    const session = this.api.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+    try {
+      this.api.C_Login(session, pkcs11js.CKU_USER, this.pin);
+    } catch (e) {
+      if ((e as { code?: number }).code !== CKR_USER_ALREADY_LOGGED_IN) throw e;
+    }
+    return { api: this.api, slot, session, close: () => this.api.C_CloseSession(session) };
+  }
+
   /** Runs fn on a fresh logged-in session, closed afterwards. */
   withSession<T>(fn: (api: pkcs11js.PKCS11, session: Buffer) => T): T {
     const session = this.api.C_OpenSession(this.slot(), pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);

@@ -1,34 +1,16 @@
-/** Pure logic of the session pool (sessions are plain numbers here; the SoftHSM suites use real ones). */
+/** Pure logic of the worker pool (workers are plain numbers here; the SoftHSM suites use real ones). */
 import { describe, expect, it } from 'vitest';
-import { PoolClosedError, SessionPool } from '../../../adapters/pkcs11/sessionPool.js';
+import { PoolClosedError, WorkerPool } from '../../../adapters/pkcs11/workerPool.js';
+import { unavailable } from '../../../adapters/pkcs11/errors.js';
 
 function pool(size: number, acquireTimeoutMs = 1000, maxQueued = 100) {
-  let next = 0;
-  const opened: number[] = [];
-  const closed: number[] = [];
-  const events: string[] = [];
-  const p = new SessionPool<number>({
-    size,
-    acquireTimeoutMs,
-    maxQueued,
-    open: () => {
-      const s = ++next;
-      opened.push(s);
-      events.push(`open ${s}`);
-      return s;
-    },
-    close: (s) => {
-      closed.push(s);
-      events.push(`close ${s}`);
-    },
-  });
-  return { p, opened, closed, events };
+  const workers = Array.from({ length: size }, (_, i) => i + 1);
+  return { p: new WorkerPool<number>(workers, { acquireTimeoutMs, maxQueued }) };
 }
 
-describe('SessionPool', () => {
-  it('opens every session up front and lends each to one caller at a time', async () => {
-    const { p, opened } = pool(3);
-    expect(opened).toEqual([1, 2, 3]);
+describe('WorkerPool', () => {
+  it('lends each worker to one caller at a time', async () => {
+    const { p } = pool(3);
     const lent = await Promise.all([p.acquire(), p.acquire(), p.acquire()]);
     expect(new Set(lent).size).toBe(3);
     expect(p.inUse).toBe(3);
@@ -101,16 +83,36 @@ describe('SessionPool', () => {
     expect(await p.acquire()).toBe(held);
   });
 
-  it('replaces a broken session, opening the new one before closing the old', async () => {
-    const { p, events } = pool(1);
-    const s = await p.acquire();
-    p.release(s, true);
-    expect(events.slice(-2)).toEqual(['open 2', 'close 1']);
-    expect(await p.acquire()).toBe(2);
+  it('failFast: waiters and new callers fail at once with the given error, until lifted', async () => {
+    const { p } = pool(1);
+    const held = await p.acquire();
+    const waiter = p.acquire();
+    const stuck = unavailable('every HSM session is waiting for an answer past its deadline');
+    p.failFast(stuck);
+    await expect(waiter).rejects.toBe(stuck);
+    await expect(p.acquire()).rejects.toBe(stuck);
+    expect(p.waiting).toBe(0);
+    p.failFast(undefined);
+    p.release(held);
+    expect(await p.acquire()).toBe(held);
   });
 
-  it('close fails the waiters, closes idle sessions and waits for lent ones', async () => {
-    const { p, closed } = pool(2);
+  it('settled resolves when the last lent worker comes back, or at its timeout', async () => {
+    const { p } = pool(2);
+    const a = await p.acquire();
+    let settled = false;
+    const waiting = p.settled(5000).then(() => { settled = true; });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(settled).toBe(false);
+    p.release(a);
+    await waiting;
+    await p.acquire();
+    await p.settled(30); // a worker stuck in a call never comes back: the wait ends anyway
+    expect(p.inUse).toBe(1);
+  });
+
+  it('close fails the waiters and waits for lent workers', async () => {
+    const { p } = pool(2);
     const a = await p.acquire();
     const b = await p.acquire();
     const waiter = p.acquire();
@@ -122,20 +124,6 @@ describe('SessionPool', () => {
     expect(done).toBe(false);
     p.release(b);
     await closing;
-    expect(closed.sort()).toEqual([1, 2]);
     await expect(p.acquire()).rejects.toBeInstanceOf(PoolClosedError);
-  });
-
-  it('a pool whose sessions cannot all be opened closes the ones it opened and throws', () => {
-    let n = 0;
-    const closed: number[] = [];
-    expect(() => new SessionPool<number>({
-      size: 3,
-      acquireTimeoutMs: 10,
-      maxQueued: 10,
-      open: () => { if (n === 2) throw new Error('CKR_SESSION_COUNT'); return ++n; },
-      close: (s) => closed.push(s),
-    })).toThrow('CKR_SESSION_COUNT');
-    expect(closed).toEqual([1, 2]);
   });
 });

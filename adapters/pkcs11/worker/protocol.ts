@@ -1,0 +1,62 @@
+/**
+ * The messages between the main thread and a token worker (README.md, "Threads"). The main thread never
+ * calls PKCS#11: it sends a method name and its arguments, and gets back a value or an error. Values
+ * cross by structured clone, which turns Buffers into Uint8Arrays; `revive` turns them back.
+ */
+import { HsmBridgeError, type ErrorCode } from '../../../src/errors.js';
+
+export interface Request {
+  readonly id: number;
+  readonly method: string;
+  readonly args: readonly unknown[];
+}
+
+/** An error as it crosses the thread boundary: what the main thread needs to act on it. */
+export interface WireError {
+  readonly code: ErrorCode;
+  readonly message: string;
+  /** The device, token or login went away: the main thread reconnects (and retries once). */
+  readonly deviceGone: boolean;
+  /** A PIN problem: reconnecting would count towards locking the token. */
+  readonly pin: boolean;
+}
+
+export type Response =
+  | { readonly kind: 'result'; readonly id: number; readonly value: unknown }
+  | { readonly kind: 'error'; readonly id: number; readonly error: WireError }
+  | { readonly kind: 'log'; readonly level: 'info' | 'warn' | 'error'; readonly fields: Record<string, unknown>; readonly message: string };
+
+/** How token-side code logs: the worker forwards each line to the main thread's logger. */
+export type TokenLog = Record<'info' | 'warn' | 'error', (fields: Record<string, unknown>, message: string) => void>;
+
+/** A lifecycle attempt that lost to another writer and left nothing behind (src/backend/keyChanges.ts). */
+export interface ConflictResult {
+  readonly conflict: true;
+}
+
+export const isConflictResult = (v: unknown): v is ConflictResult => typeof v === 'object' && v !== null && (v as ConflictResult).conflict === true;
+
+/** Uint8Arrays (structured clone's Buffers) back to Buffers, in arrays and plain objects, without copying. */
+export function revive<T>(value: T): T {
+  if (value instanceof Uint8Array) {
+    return (Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)) as T;
+  }
+  if (Array.isArray(value)) return value.map(revive) as T;
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = revive(v);
+    return out as T;
+  }
+  return value;
+}
+
+/** Zeroes every Buffer in a value: the worker's copies of what it received and sent, once done with. */
+export function wipe(value: unknown): void {
+  if (value instanceof Uint8Array) value.fill(0);
+  else if (Array.isArray(value)) value.forEach(wipe);
+  else if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) Object.values(value).forEach(wipe);
+}
+
+export function fromWire(error: WireError): HsmBridgeError {
+  return new HsmBridgeError(error.code, error.message);
+}

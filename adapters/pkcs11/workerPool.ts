@@ -1,0 +1,147 @@
+/**
+ * The token workers that own PKCS#11 sessions, lent one call at a time (PKCS#11 allows one active
+ * operation per session, and a worker's calls are synchronous). Callers beyond the pool wait in FIFO
+ * order for at most `acquireTimeoutMs`, so a saturated HSM turns into a clear BACKEND_UNAVAILABLE, not a
+ * hang; at most `maxQueued` wait (each holds its request in memory), beyond that they fail at once.
+ * A worker whose call passed its deadline is not given back until that call returns (connection.ts);
+ * when every worker is stuck like that, `failFast` makes new callers fail at once instead of waiting.
+ * Generic over the worker type so that its logic is unit-tested without threads or a token.
+ */
+import type { HsmBridgeError } from '../../src/errors.js';
+import { unavailable } from './errors.js';
+
+export interface WorkerPoolOptions {
+  readonly acquireTimeoutMs: number;
+  /** Callers that may wait for a worker; more fail at once with BACKEND_UNAVAILABLE. */
+  readonly maxQueued: number;
+}
+
+/** The pool was closed (the device is being reconnected, or the backend is closing). */
+export class PoolClosedError extends Error {
+  override readonly name = 'PoolClosedError';
+}
+
+interface Waiter<W> {
+  resolve(worker: W): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class WorkerPool<W> {
+  private readonly idle: W[];
+  /** Insertion-ordered (FIFO), and a waiter that times out leaves in O(1). */
+  private readonly waiters = new Set<Waiter<W>>();
+  private lent = 0;
+  private closed = false;
+  private failure: HsmBridgeError | undefined;
+  private drained: (() => void) | undefined;
+
+  constructor(
+    readonly workers: readonly W[],
+    private readonly options: WorkerPoolOptions,
+  ) {
+    this.idle = [...workers];
+  }
+
+  get inUse(): number {
+    return this.lent;
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** Callers waiting for a worker. */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  acquire(): Promise<W> {
+    if (this.closed) return Promise.reject(new PoolClosedError('worker pool closed'));
+    if (this.failure) return Promise.reject(this.failure);
+    const worker = this.idle.pop();
+    if (worker !== undefined) {
+      this.lent++;
+      return Promise.resolve(worker);
+    }
+    if (this.waiters.size >= this.options.maxQueued) {
+      return Promise.reject(unavailable(`all ${this.size} HSM sessions are busy and ${this.waiters.size} requests are waiting`));
+    }
+    return new Promise<W>((resolve, reject) => {
+      const waiter: Waiter<W> = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters.delete(waiter);
+          reject(unavailable(`no HSM session became free within ${this.options.acquireTimeoutMs} ms`));
+        }, this.options.acquireTimeoutMs),
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  release(worker: W): void {
+    const waiter = this.closed ? undefined : this.waiters.values().next().value;
+    if (waiter) {
+      this.waiters.delete(waiter);
+      clearTimeout(waiter.timer);
+      waiter.resolve(worker);
+      return;
+    }
+    this.lent--;
+    if (!this.closed) this.idle.push(worker);
+    if (this.lent === 0) {
+      const drained = this.drained;
+      this.drained = undefined;
+      drained?.();
+    }
+  }
+
+  /**
+   * While set, callers fail at once with `error` (and those waiting now fail with it): every worker is
+   * stuck in a call the HSM does not answer, so waiting would only pile requests up. Undefined lifts it.
+   */
+  failFast(error: HsmBridgeError | undefined): void {
+    this.failure = error;
+    if (!error) return;
+    for (const w of this.waiters) {
+      clearTimeout(w.timer);
+      w.reject(error);
+    }
+    this.waiters.clear();
+  }
+
+  /** Resolves once no worker is lent, or after `timeoutMs` (a worker stuck in a call may never come back). */
+  settled(timeoutMs: number): Promise<void> {
+    if (this.lent === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      const previous = this.drained;
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.drained = () => {
+        previous?.();
+        done();
+      };
+    });
+  }
+
+  /**
+   * Stops lending, fails the waiters and waits (at most `drainTimeoutMs`) for lent workers to come back:
+   * finalizing the module while a call runs on another thread is unsafe.
+   */
+  async close(drainTimeoutMs: number): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.waiters) {
+      clearTimeout(w.timer);
+      w.reject(new PoolClosedError('worker pool closed'));
+    }
+    this.waiters.clear();
+    this.idle.length = 0;
+    await this.settled(drainTimeoutMs);
+  }
+}

@@ -236,6 +236,10 @@ export class Connection {
   /** An overdue call returned (or its worker stopped): the worker can be lent again. */
   private settled(link: WorkerLink): void {
     if (link.overdue > 0) return;
+    if (link === this.control) {
+      this.probing = false; // the stuck probe returned: the next one tells how the token is
+      return;
+    }
     const slot = [...this.stuck].find((s) => s.link === link);
     if (!slot) return;
     this.stuck.delete(slot);
@@ -299,7 +303,7 @@ export class Connection {
   private async reconnect(failedGeneration: number): Promise<void> {
     try {
       if (!this.control.alive) {
-        this.control = await WorkerLink.spawn(setupFor(this.config, 'control'), 'control', this.logger, () => undefined);
+        this.control = await WorkerLink.spawn(setupFor(this.config, 'control'), 'control', this.logger, (l) => this.settled(l));
         await this.control.call('relogin', [], this.config.keyGenerationTimeoutMs);
       }
       let ours = false;

@@ -5,6 +5,7 @@
  *   const backend = await pkcs11BackendFactory.create(server.backendConfig(), { logger });
  *   await server.kill();     // SIGKILL: the HSM is gone, mid-call or not
  *   await server.restart();  // the same token on the same socket
+ *   server.freeze(); ... server.thaw();  // SIGSTOP / SIGCONT: an HSM that stops answering, then resumes
  *   ... await backend.close(); await server.stop(); await token.cleanup();
  *
  * `p11-kit server -f -n <socket> --provider libsofthsm2.so "pkcs11:token=<label>"` (Debian `p11-kit`)
@@ -57,6 +58,10 @@ export interface P11KitServer {
   backendConfig(overrides?: Partial<Pkcs11Config>): Pkcs11Config;
   /** SIGKILLs the server and every per-connection process it forked; resolves once all are gone. */
   kill(): Promise<void>;
+  /** SIGSTOPs the server's whole process group: the HSM stops answering, as a stalled network HSM does. */
+  freeze(): void;
+  /** SIGCONT after freeze(). */
+  thaw(): void;
   /** Starts the server again on the same socket (after kill()). */
   restart(): Promise<void>;
   /** kill() if running, then removes the socket directory. */
@@ -106,6 +111,11 @@ export async function startP11KitServer(token: SoftHsmToken): Promise<P11KitServ
 
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
+
+  const signalGroup = (signal: NodeJS.Signals) => {
+    if (child?.pid === undefined) throw new Error('the p11-kit server is not running');
+    process.kill(-child.pid, signal);
+  };
 
   const killGroupSync = () => {
     if (child?.pid === undefined) return;
@@ -183,6 +193,8 @@ export async function startP11KitServer(token: SoftHsmToken): Promise<P11KitServ
       return this.pid !== undefined;
     },
     backendConfig: (overrides) => ({ library: clientLibrary, tokenLabel: token.tokenLabel, pinEnv: token.pinEnv, ...overrides }),
+    freeze: () => signalGroup('SIGSTOP'),
+    thaw: () => signalGroup('SIGCONT'),
     async kill() {
       const proc = child;
       if (proc?.pid === undefined) return;

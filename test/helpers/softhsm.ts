@@ -103,7 +103,7 @@ export async function createSoftHsmToken(label?: string): Promise<SoftHsmToken> 
     pinEnv,
     // SoftHSM does OAEP only with SHA-1: tests keep RSA_OAEP_SHA256 through the (opt-in) raw-RSA fallback.
     // Suites fire bursts of concurrent calls to prove correctness; the default queue bound (4 x pool) is
-    // tested where it is the subject (sessionPool.test.ts, backend.test.ts).
+    // tested where it is the subject (workerPool.test.ts, backend.test.ts).
     backendConfig: (overrides) => ({ library: SOFTHSM_LIBRARY, tokenLabel, pinEnv, allowRawRsaOaepFallback: true, maxQueuedRequests: 1024, ...overrides }),
     async cleanup() {
       if (cleaned) return;

@@ -241,6 +241,7 @@ describe('pkcs11 backend with the HSM in a p11-kit server process that is killed
     for (const o of failures) {
       expect(o.error, `${o.what}: ${String(o.error)}`).toBeInstanceOf(HsmBridgeError);
       expect((o.error as HsmBridgeError).code, `${o.what}: ${(o.error as Error).message}`).toBe('BACKEND_UNAVAILABLE');
+      if (o.failedAfterKillMs === undefined) console.log("EARLY", o.what, String(o.error));
       expect(o.failedAfterKillMs, o.what).toBeLessThan(FAIL_FAST_MS);
     }
     expect((await backend.health()).ready).toBe(false);

@@ -23,16 +23,17 @@ export class WorkerPool {
 
   static async start(size: number, token: TokenRef): Promise<WorkerPool> {
     const entry = new URL('./signWorker.js', import.meta.url);
-    const workers = await Promise.all(
-      Array.from({ length: size }, () => {
-        const w = new Worker(entry, { workerData: token });
-        return new Promise<Worker>((resolve, reject) => {
-          w.once('message', () => resolve(w));
-          w.once('error', reject);
-        });
-      }),
-    );
-    return new WorkerPool(workers);
+    const spawn = () => {
+      const w = new Worker(entry, { workerData: token });
+      return new Promise<Worker>((resolve, reject) => {
+        w.once('message', () => resolve(w));
+        w.once('error', reject);
+      });
+    };
+    // SoftHSM's C_Initialize is not safe against itself: in a fresh process, workers initializing at once
+    // can each get CKR_OK (state set up twice) or look for the token before it is loaded. One goes first.
+    const first = await spawn();
+    return new WorkerPool([first, ...(await Promise.all(Array.from({ length: size - 1 }, spawn)))]);
   }
 
   sign(key: KeyIndex, data: Uint8Array): Promise<Uint8Array> {

@@ -8,8 +8,11 @@
  *   - one child process that alone loads the module (async calls or W workers inside), reached over the
  *     fork channel (serialization 'advanced') or over stdin/stdout with our own length-prefixed frames.
  * Throughput is with IN_FLIGHT calls outstanding, as a ratio to today's shape. Per-call overhead is the
- * sequential round trip (1 in flight, median call) minus the raw sync C_Sign call (median). Last, the child is killed with
- * SIGSEGV (for its parent that is what a vendor library faulting looks like) and a new one is started.
+ * sequential round trip (1 in flight, median call) minus the raw sync C_Sign call (median). Last, the
+ * child is killed with SIGSEGV (for its parent that is what a vendor library faulting looks like) and a
+ * new one is started. The same fault in a worker thread's native code ends the whole process (tried apart
+ * with a PKCS#11-shaped library whose C_Sign dereferences NULL: exit by SIGSEGV, no worker 'exit' or
+ * 'error' event), so it is not reproduced here.
  *
  *   npm run bench    (BENCH_SECONDS per case, default 3)
  *

@@ -3,8 +3,8 @@
 export const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 export const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 
-/** Runs `op` repeatedly for SECONDS (after a short warm-up), `inFlight` at a time; returns ops/s. */
-export async function measure(op: (i: number) => unknown, inFlight = 1): Promise<number> {
+/** Runs `op` repeatedly for `seconds` (after a short warm-up), `inFlight` at a time; returns ops/s. */
+export async function measure(op: (i: number) => unknown, inFlight = 1, seconds = SECONDS): Promise<number> {
   const run = async (ms: number) => {
     let count = 0;
     const end = performance.now() + ms;
@@ -15,8 +15,8 @@ export async function measure(op: (i: number) => unknown, inFlight = 1): Promise
     await Promise.all(Array.from({ length: inFlight }, worker));
     return (count * 1000) / (performance.now() - start);
   };
-  await run(Math.min(500, SECONDS * 200));
-  return run(SECONDS * 1000);
+  await run(Math.min(500, seconds * 200));
+  return run(seconds * 1000);
 }
 
 export interface Row {

@@ -13,12 +13,12 @@ import type { KeyName } from '../../src/keys/names.js';
 import { keyTypes, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
 import { hasGcmShape, newGcmIv } from './aesGcm.js';
 import type { ResolvedPkcs11Config } from './config.js';
-import { Connection } from './connection.js';
+import { Members, type MemberCallOptions } from './members.js';
 import { decryptionFailed } from './errors.js';
 import { signatureLength } from './mechanisms.js';
 import type { DerivedKey } from './sessionObjects.js';
 import { TransientKeys } from './transientKeys.js';
-import type { WorkerBlockKey } from './worker/keyOperations.js';
+import type { WorkerLink } from './workerLink.js';
 import { isConflictResult, type ConflictResult } from './worker/protocol.js';
 
 const keyEntry = (name: KeyName, version: number) => `${name}\u0000${version}`;
@@ -27,63 +27,63 @@ export class Pkcs11Backend implements Backend {
   readonly kind = 'pkcs11';
   /** Lifecycle changes of one name run one at a time in this process (PKCS#11 has no transactions). */
   private readonly changes = new KeyChanges((name) => this.forget(name as KeyName));
-  private readonly transients = new TransientKeys();
+  private readonly transients = new TransientKeys<WorkerLink>();
   /** RSA public keys by name and version, for RSA-OAEP encryption without a worker. */
   private readonly publicKeys = new Map<string, KeyObject>();
 
   private constructor(
-    private readonly connection: Connection,
+    private readonly members: Members,
     private readonly config: ResolvedPkcs11Config,
   ) {}
 
   static async open(config: ResolvedPkcs11Config, logger: Logger): Promise<Pkcs11Backend> {
     let backend: Pkcs11Backend | undefined;
     // A reconnect drops the cached public keys too: nothing is served from an HSM that went away.
-    const connection = await Connection.open(config, logger, () => backend?.publicKeys.clear());
-    backend = new Pkcs11Backend(connection, config);
+    const members = await Members.open(config, logger, () => backend?.publicKeys.clear());
+    backend = new Pkcs11Backend(members, config);
     return backend;
   }
 
   capabilities(): Capabilities {
-    return this.connection.capabilities;
+    return this.members.capabilities;
   }
 
   gauges(): BackendGauges {
-    return { sessionPool: this.connection.poolCounts() };
+    return { sessionPool: this.members.poolCounts() };
   }
 
   health(): Promise<BackendHealth> {
-    return this.connection.health();
+    return this.members.health();
   }
 
   close(): Promise<void> {
-    return this.connection.close();
+    return this.members.close();
   }
 
   // --- lifecycle -----------------------------------------------------------------------------------
 
   createKey(key: NewKey): Promise<KeyMetadata> {
-    return this.lifecycle(key.name, () => this.generating<KeyMetadata | ConflictResult>('create', [key, undefined]));
+    return this.lifecycle(key.name, () => this.change<KeyMetadata | ConflictResult>(key.name, 'create', [key, undefined], this.config.keyGenerationTimeoutMs));
   }
 
   /** A TR-31 import: version 1 from clear material (the core checked its length, set parity, and zeroes it). */
   importKey(key: NewKey, material: Buffer): Promise<KeyMetadata> {
-    return this.lifecycle(key.name, () => this.generating<KeyMetadata | ConflictResult>('create', [key, material]));
+    return this.lifecycle(key.name, () => this.change<KeyMetadata | ConflictResult>(key.name, 'create', [key, material], this.config.keyGenerationTimeoutMs));
   }
 
   rotateKey(name: KeyName): Promise<KeyMetadata> {
-    return this.lifecycle(name, () => this.generating<KeyMetadata | ConflictResult>('rotate', [name]));
+    return this.lifecycle(name, () => this.change<KeyMetadata | ConflictResult>(name, 'rotate', [name], this.config.keyGenerationTimeoutMs));
   }
 
   setKeyState(name: KeyName, state: KeyState): Promise<KeyMetadata> {
-    return this.lifecycle(name, () => this.run<KeyMetadata | ConflictResult>('setState', [name, state]));
+    return this.lifecycle(name, () => this.change<KeyMetadata | ConflictResult>(name, 'setState', [name, state], this.config.operationTimeoutMs));
   }
 
   destroyKey(name: KeyName): Promise<void> {
     /** CKA_IDs listed by metadata this destroy has already removed (kept across attempts). */
     let removed: string[] | undefined;
     return this.lifecycle(name, async () => {
-      const outcome = await this.run<{ removed: string[] } | { done: true }>('destroy', [name, removed]);
+      const outcome = await this.change<{ removed: string[] } | { done: true }>(name, 'destroy', [name, removed], this.config.operationTimeoutMs);
       if ('done' in outcome) return undefined;
       removed = outcome.removed;
       return { conflict: true } as const;
@@ -91,22 +91,22 @@ export class Pkcs11Backend implements Backend {
   }
 
   describeKey(name: KeyName): Promise<KeyMetadata> {
-    return this.run('describeKey', [name]);
+    return this.read('describeKey', [name], name);
   }
 
   listKeys(): Promise<KeyMetadata[]> {
-    return this.run('listKeys', []);
+    return this.read('listKeys', []);
   }
 
   // --- operations ----------------------------------------------------------------------------------
 
   sign(key: KeyRef, algorithm: SignAlgorithm, input: SignInput): Promise<Buffer> {
-    return this.run('sign', [key, algorithm, input]);
+    return this.read('sign', [key, algorithm, input], key.name);
   }
 
   verify(key: KeyRef, algorithm: SignAlgorithm, input: SignInput, signature: Buffer): Promise<boolean> {
     if (signature.length !== signatureLength(key.type)) return Promise.resolve(false);
-    return this.run('verify', [key, algorithm, input, signature]);
+    return this.read('verify', [key, algorithm, input, signature], key.name);
   }
 
   encrypt(key: KeyRef, algorithm: EncryptAlgorithm, plaintext: Buffer, aad?: Buffer): Promise<RawCiphertext> {
@@ -116,7 +116,8 @@ export class Pkcs11Backend implements Backend {
       const { oaepHash } = encryptAlgorithms[algorithm];
       return this.rsaPublicKey(key).then((pub) => ({ data: publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, plaintext) }));
     }
-    return this.run('encrypt', [key, algorithm, plaintext, algorithm === 'AES_KW' ? undefined : newGcmIv(), aad]);
+    // A fresh IV per attempt is drawn here, so even a retried encryption never reuses one.
+    return this.read('encrypt', [key, algorithm, plaintext, algorithm === 'AES_KW' ? undefined : newGcmIv(), aad], key.name);
   }
 
   decrypt(key: KeyRef, algorithm: EncryptAlgorithm, ciphertext: RawCiphertext, aad?: Buffer): Promise<Buffer> {
@@ -125,40 +126,40 @@ export class Pkcs11Backend implements Backend {
     } else if (algorithm !== 'AES_KW' && !hasGcmShape(ciphertext)) {
       return Promise.reject(decryptionFailed());
     }
-    return this.run('decrypt', [key, algorithm, ciphertext, aad]);
+    return this.read('decrypt', [key, algorithm, ciphertext, aad], key.name);
   }
 
   mac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
-    return this.run('mac', [key, algorithm, data]);
+    return this.read('mac', [key, algorithm, data], key.name);
   }
 
   verifyMac(key: KeyRef, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean> {
-    return this.run('verifyMac', [key, algorithm, data, mac]);
+    return this.read('verifyMac', [key, algorithm, data, mac], key.name);
   }
 
   randomBytes(length: number): Promise<Buffer> {
-    return this.run('randomBytes', [length]);
+    return this.read('randomBytes', [length]);
   }
 
   deriveSharedSecret(key: KeyRef, peerPublicKeySpki: Buffer): Promise<Buffer> {
-    return this.run('deriveSharedSecret', [key, peerPublicKeySpki]);
+    return this.read('deriveSharedSecret', [key, peerPublicKeySpki], key.name);
   }
 
   // --- payment primitives (README.md, "Payment keys") ---------------------------------------------------
 
   async encryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer> {
-    return this.run('ecb', [this.blockKey(key), 'encrypt', data]);
+    return this.blocks(key, 'encrypt', data);
   }
 
   async decryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer> {
-    return this.run('ecb', [this.blockKey(key), 'decrypt', data]);
+    return this.blocks(key, 'decrypt', data);
   }
 
   async deriveDukptKey(bdk: KeyRef, derivation: DukptDerivation): Promise<TransientKey> {
     this.transients.checkRoom();
-    const { value, link } = await this.connection.runOnAny<DerivedKey>('deriveDukpt', [bdk, derivation], { timeoutMs: this.config.operationTimeoutMs });
+    const { value, link } = await this.members.runOnAny<DerivedKey>('deriveDukpt', [bdk, derivation], this.options(true, bdk.name));
     // The object lives in that worker's session: that worker destroys it and lets the session go.
-    return this.transients.register(value, () => this.connection.runOn(link, 'releaseDerived', [value.handle]).then(() => undefined, () => undefined));
+    return this.transients.register(value, link, () => this.members.runOn(link, 'releaseDerived', [value.handle]).then(() => undefined, () => undefined));
   }
 
   releaseTransientKey(key: TransientKey): Promise<void> {
@@ -166,18 +167,35 @@ export class Pkcs11Backend implements Backend {
   }
 
   exportKey(key: KeyRef): Promise<Buffer> {
-    return this.run('exportKey', [key]);
+    return this.read('exportKey', [key], key.name);
   }
 
   // --- internals -----------------------------------------------------------------------------------
 
-  private run<T>(method: string, args: readonly unknown[]): Promise<T> {
-    return this.connection.run<T>(method, args, { timeoutMs: this.config.operationTimeoutMs });
+  private options(idempotent: boolean, key?: string, timeoutMs = this.config.operationTimeoutMs): MemberCallOptions {
+    return { timeoutMs, idempotent, ...(key === undefined ? {} : { key }) };
   }
 
-  /** Calls that generate keys get the longer deadline (an RSA-4096 key pair can take seconds). */
-  private generating<T>(method: string, args: readonly unknown[]): Promise<T> {
-    return this.connection.run<T>(method, args, { timeoutMs: this.config.keyGenerationTimeoutMs });
+  /** A call that changes nothing in the token: safe to retry on another member. */
+  private read<T>(method: string, args: readonly unknown[], key?: string): Promise<T> {
+    return this.members.run<T>(method, args, this.options(true, key));
+  }
+
+  /**
+   * One attempt at a lifecycle change, on one member (the vendor replicates it); never retried elsewhere
+   * once it may have run. Calls that generate keys get the longer deadline (an RSA-4096 pair takes seconds).
+   */
+  private async change<T>(name: KeyName, method: string, args: readonly unknown[], timeoutMs: number): Promise<T> {
+    const { value, link } = await this.members.runOnAny<T>(method, args, this.options(false, name, timeoutMs));
+    this.members.changed(name, link);
+    return value;
+  }
+
+  /** ECB with a stored key (any member) or a derived key, which lives in one worker's session: that worker runs it. */
+  private blocks(key: BlockKey, direction: 'encrypt' | 'decrypt', data: Buffer): Promise<Buffer> {
+    if (!('transient' in key)) return this.read('ecb', [key, direction, data], key.name);
+    const { handle, owner } = this.transients.entryOf(key);
+    return this.members.runOn(owner, 'ecb', [{ transientHandle: handle, family: key.family }, direction, data]);
   }
 
   /**
@@ -196,18 +214,14 @@ export class Pkcs11Backend implements Backend {
 
   private forget(name: KeyName): void {
     for (const k of this.publicKeys.keys()) if (k.startsWith(`${name}\u0000`)) this.publicKeys.delete(k);
-    this.connection.broadcast('forget', [name]);
-  }
-
-  private blockKey(key: BlockKey): WorkerBlockKey {
-    return 'transient' in key ? { transientHandle: this.transients.handleOf(key), family: key.family } : key;
+    this.members.broadcast('forget', [name]);
   }
 
   /** The version's public key as a KeyObject: cached, else read once from the token. */
   private async rsaPublicKey(key: KeyRef): Promise<KeyObject> {
     const cached = this.publicKeys.get(keyEntry(key.name, key.version));
     if (cached) return cached;
-    const spki = await this.run<Buffer>('publicKeySpki', [key]);
+    const spki = await this.read<Buffer>('publicKeySpki', [key], key.name);
     const publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
     this.publicKeys.set(keyEntry(key.name, key.version), publicKey);
     return publicKey;

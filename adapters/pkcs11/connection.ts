@@ -14,7 +14,7 @@
 import type { Logger } from 'pino';
 import type { BackendHealth, Capabilities } from '../../src/backend/port.js';
 import type { HsmBridgeError } from '../../src/errors.js';
-import type { ResolvedPkcs11Config } from './config.js';
+import type { MemberSettings } from './config.js';
 import { unavailable } from './errors.js';
 import { SharedModule } from './sharedModule.js';
 import type { TokenProfile } from './worker/keyOperations.js';
@@ -23,7 +23,8 @@ import { WorkerCallError, WorkerLink } from './workerLink.js';
 import { PoolClosedError, WorkerPool } from './workerPool.js';
 
 const RECOVERY_FIRST_DELAY_MS = 250;
-const RECOVERY_MAX_DELAY_MS = 10_000;
+/** A member that comes back is used again within about this long. */
+const RECOVERY_MAX_DELAY_MS = 2000;
 /** How long a reconnect waits for calls still running on the old sessions (they fail fast on a dead device). */
 const DRAIN_TIMEOUT_MS = 10_000;
 const HEALTH_PROBE_INTERVAL_MS = 1000;
@@ -55,13 +56,15 @@ export class Connection {
   /** The last probe: undefined = fine, else why not ready. */
   private probeFailure: string | undefined;
   private probing = false;
+  /** When this member last finalized and initialized its module (reinitMinIntervalMs). */
+  private lastReinitAt = 0;
   /** Slots whose worker is stuck in an overdue call, kept out of the pool until it returns. */
   private readonly stuck = new Set<SessionSlot>();
   private readonly pool: WorkerPool<SessionSlot>;
 
   private constructor(
     private readonly module: SharedModule,
-    private readonly config: ResolvedPkcs11Config,
+    private readonly config: MemberSettings,
     private readonly logger: Logger,
     private control: WorkerLink,
     private readonly slots: SessionSlot[],
@@ -74,7 +77,7 @@ export class Connection {
   }
 
   /** Spawns the workers, logs in and learns the token, or fails with a clear error (never containing the PIN). */
-  static async open(config: ResolvedPkcs11Config, logger: Logger, onReset: () => void): Promise<Connection> {
+  static async open(config: MemberSettings, logger: Logger, onReset: () => void): Promise<Connection> {
     const module = SharedModule.acquire(config.library);
     const spawned: WorkerLink[] = [];
     let holder: { connection?: Connection } = {};
@@ -86,12 +89,16 @@ export class Connection {
     };
     try {
       const control = await spawn('control', 'control');
-      const { profile, capabilities } = await control.call<{ profile: TokenProfile; capabilities: Capabilities }>('connect', [config.allowRawRsaOaepFallback], config.keyGenerationTimeoutMs);
+      const { profile, capabilities, maxSessions } = await control.call<{ profile: TokenProfile; capabilities: Capabilities; maxSessions: number }>(
+        'connect', [config.allowRawRsaOaepFallback], config.keyGenerationTimeoutMs);
       const generation = module.generation;
+      // Never more sessions than the token allows, counting the control worker's.
+      const size = maxSessions > 1 ? Math.min(config.sessionPoolSize, maxSessions - 1) : config.sessionPoolSize;
+      if (size < config.sessionPoolSize) logger.warn({ sessionPoolSize: config.sessionPoolSize, maxSessions }, 'pkcs11: the token allows fewer sessions than sessionPoolSize; using fewer');
       const slots = await Promise.all(
-        Array.from({ length: config.sessionPoolSize }, async (_, i) => {
+        Array.from({ length: size }, async (_, i) => {
           const link = await spawn('session', `session-${i + 1}`);
-          await link.call('attach', [profile], config.operationTimeoutMs);
+          await link.call('attach', [profile, config.idleSessionCheckMs], config.operationTimeoutMs);
           link.generation = generation;
           return { link };
         }),
@@ -108,6 +115,21 @@ export class Connection {
       await Promise.all(spawned.map((l) => bounded(l.terminate())));
       throw e instanceof WorkerCallError ? e.error : e;
     }
+  }
+
+  /** Whether `link` is one of this connection's workers. */
+  owns(link: WorkerLink): boolean {
+    return this.slots.some((s) => s.link === link);
+  }
+
+  /** Calls running or waiting on this member: the load balancer's measure. */
+  get inFlight(): number {
+    return this.pool.inUse + this.pool.waiting;
+  }
+
+  /** Whether calls can go here now: up, its last probe answered, and not every worker stuck. */
+  get serving(): boolean {
+    return this.state.kind === 'up' && this.probeFailure === undefined && this.stuck.size < this.slots.length;
   }
 
   /** The pool's counts; all zero while the connection is not up. */
@@ -127,13 +149,13 @@ export class Connection {
   /** As run(), and says which worker ran the call (a derived key lives in that worker's session). */
   async runOnAny<T>(method: string, args: readonly unknown[], options: CallOptions): Promise<{ value: T; link: WorkerLink }> {
     for (let attempt = 0; ; attempt++) {
-      const state = await this.upState();
+      let state: State & { kind: 'up' };
       let slot: SessionSlot;
       try {
+        state = await this.upState();
         slot = await this.pool.acquire();
       } catch (e) {
-        if (e instanceof PoolClosedError) throw unavailable('backend closed');
-        throw e;
+        throw notDispatched(e instanceof PoolClosedError ? unavailable('backend closed') : (e as HsmBridgeError));
       }
       let outcome: { ok: true; value: T; link: WorkerLink } | { ok: false; error: WorkerCallError };
       try {
@@ -146,6 +168,7 @@ export class Connection {
       if (slot.link.overdue > 0) this.quarantine(slot);
       else this.pool.release(slot);
       if (outcome.ok) return { value: outcome.value, link: outcome.link };
+      if (outcome.error.wire?.pin) this.pinFailed(outcome.error.error);
       if (outcome.error.wire?.deviceGone) {
         if (attempt === 0) {
           await this.recover(state, outcome.error.message).catch(() => undefined);
@@ -214,7 +237,7 @@ export class Connection {
     if (!slot.link.alive) {
       this.logger.warn({ worker: slot.link.label }, 'pkcs11: replacing a token worker that stopped');
       const link = await WorkerLink.spawn(setupFor(this.config, 'session'), slot.link.label, this.logger, (l) => this.settled(l));
-      await link.call('attach', [this.profile], this.config.operationTimeoutMs);
+      await link.call('attach', [this.profile, this.config.idleSessionCheckMs], this.config.operationTimeoutMs);
       link.generation = this.module.generation;
       slot.link = link;
       return;
@@ -224,6 +247,13 @@ export class Connection {
       await slot.link.call('reopen', [], this.config.operationTimeoutMs);
       slot.link.generation = generation;
     }
+  }
+
+  /** A worker could not log in: reconnecting would count towards locking the token. Stay down. */
+  private pinFailed(error: HsmBridgeError): void {
+    if (this.state.kind === 'closed' || (this.state.kind === 'down' && this.state.pinError)) return;
+    this.state = { kind: 'down', detail: error.message, pinError: true };
+    this.logger.error({ detail: error.message }, 'pkcs11: cannot log in; not retrying (a wrong PIN locks the token): fix the PIN and restart');
   }
 
   private quarantine(slot: SessionSlot): void {
@@ -306,9 +336,13 @@ export class Connection {
         this.control = await WorkerLink.spawn(setupFor(this.config, 'control'), 'control', this.logger, (l) => this.settled(l));
         await this.control.call('relogin', [], this.config.keyGenerationTimeoutMs);
       }
+      // At most one reinitialization per reinitMinIntervalMs: a flapping HSM is not hammered with them.
+      const wait = this.lastReinitAt + this.config.reinitMinIntervalMs - Date.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait).unref());
       let ours = false;
       await this.module.reinitialize(failedGeneration, async () => {
         ours = true;
+        this.lastReinitAt = Date.now();
         await this.control.call('reinitialize', [], this.config.keyGenerationTimeoutMs);
       });
       // Another backend on the same library made the new generation: our anchor session went with the old one.
@@ -349,9 +383,17 @@ export class Connection {
   }
 }
 
-function setupFor(config: ResolvedPkcs11Config, role: WorkerSetup['role']): WorkerSetup {
+function setupFor(config: MemberSettings, role: WorkerSetup['role']): WorkerSetup {
   return { role, library: config.library, token: config.token, pin: config.pin };
 }
+
+/** Errors of calls that never reached a worker: safe to send to another member, even a key creation. */
+const undispatched = new WeakSet<Error>();
+function notDispatched(e: HsmBridgeError): HsmBridgeError {
+  undispatched.add(e);
+  return e;
+}
+export const wasNotDispatched = (e: unknown): boolean => e instanceof Error && undispatched.has(e);
 
 function asCallError(e: unknown): WorkerCallError {
   if (e instanceof WorkerCallError) return e;

@@ -18,7 +18,10 @@ export const pkcs11BackendFactory: BackendFactory<Pkcs11Config> = {
     const backend = await Pkcs11Backend.open(resolved, log);
     const caps = backend.capabilities();
     log.info(
-      { library: resolved.library, token: describeToken(resolved.token), sessions: resolved.sessionPoolSize, keyTypes: caps.keyTypes, sign: caps.sign, encrypt: caps.encrypt, mac: caps.mac },
+      {
+        members: resolved.members.map((m) => ({ name: m.name, library: m.library, token: describeToken(m.token), sessions: m.sessionPoolSize })),
+        keyTypes: caps.keyTypes, sign: caps.sign, encrypt: caps.encrypt, mac: caps.mac,
+      },
       'pkcs11: logged in to the token',
     );
     return backend;

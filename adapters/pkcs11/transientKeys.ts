@@ -13,15 +13,17 @@ import type { DerivedKey } from './sessionObjects.js';
 export const TRANSIENT_TTL_MS = 30_000;
 const MAX_LIVE = 4096;
 
-interface Live {
+interface Live<Owner> {
   readonly handle: Buffer;
+  /** The worker whose session holds the object: only it can use the handle (another module instance cannot). */
+  readonly owner: Owner;
   /** Destroys the object in the worker that made it; never throws. */
   readonly destroy: () => Promise<void>;
   readonly timer: NodeJS.Timeout;
 }
 
-export class TransientKeys {
-  private readonly live = new WeakMap<TransientKey, Live>();
+export class TransientKeys<Owner> {
+  private readonly live = new WeakMap<TransientKey, Live<Owner>>();
   private count = 0;
 
   /** Refuses before any HSM work when too many keys are alive (a caller that never releases). */
@@ -29,22 +31,22 @@ export class TransientKeys {
     if (this.count >= MAX_LIVE) throw unavailable(`${MAX_LIVE} derived keys are in use; retry`);
   }
 
-  /** Takes over a derived session object, which `destroy` removes, as a TransientKey. */
-  register(derived: DerivedKey, destroy: () => Promise<void>): TransientKey {
+  /** Takes over a derived session object of `owner`'s session, which `destroy` removes, as a TransientKey. */
+  register(derived: DerivedKey, owner: Owner, destroy: () => Promise<void>): TransientKey {
     const { handle, family, bits } = derived;
     const key: TransientKey = Object.freeze({ transient: true as const, family, bits });
     const timer = setTimeout(() => void this.release(key), TRANSIENT_TTL_MS);
     timer.unref();
-    this.live.set(key, { handle, destroy, timer });
+    this.live.set(key, { handle, owner, destroy, timer });
     this.count++;
     return key;
   }
 
-  /** The handle behind a TransientKey this backend made and has not released. */
-  handleOf(key: TransientKey): Buffer {
+  /** The handle behind a TransientKey this backend made and has not released, and the worker holding it. */
+  entryOf(key: TransientKey): { readonly handle: Buffer; readonly owner: Owner } {
     const entry = this.live.get(key);
     if (!entry) throw new HsmBridgeError('INTERNAL', 'the derived key was released or was not made by this backend');
-    return entry.handle;
+    return entry;
   }
 
   /** Destroys the session object; never throws (a key lost with its session is gone already). */

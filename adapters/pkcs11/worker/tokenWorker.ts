@@ -65,7 +65,7 @@ async function logIn(): Promise<Handle> {
 
 const control = {
   /** Logs in and learns what the token can do; the profile goes to every session worker. */
-  async connect(allowRawRsaOaepFallback: boolean): Promise<{ profile: TokenProfile; capabilities: Capabilities }> {
+  async connect(allowRawRsaOaepFallback: boolean): Promise<{ profile: TokenProfile; capabilities: Capabilities; maxSessions: number }> {
     const session = await logIn();
     const a = loaded();
     const mechanisms = TokenMechanisms.discover(a, slot!);
@@ -78,7 +78,9 @@ const control = {
       if (!native) capabilities = { ...capabilities, encrypt: capabilities.encrypt.filter((e) => e !== 'RSA_OAEP_SHA256') };
     }
     const singleDes = mechanisms.has(CKM.DES_CBC) && probeSingleDes(a, session);
-    return { profile: { ...mechanisms.profile(), traits: { rawRsaDecrypt, singleDes }, oaepSha256Native: native }, capabilities };
+    // 0 (CK_EFFECTIVELY_INFINITE) or a number; CK_UNAVAILABLE_INFORMATION reads as a huge one.
+    const maxSessions = a.C_GetTokenInfo(slot!).maxSessionCount;
+    return { profile: { ...mechanisms.profile(), traits: { rawRsaDecrypt, singleDes }, oaepSha256Native: native }, capabilities, maxSessions };
   },
 
   /** C_GetTokenInfo: cheap, and it touches the device (a network HSM's link too). */
@@ -111,6 +113,9 @@ const control = {
 
 let session: Handle | undefined;
 let operations: KeyOperations | undefined;
+/** A session idle this long is checked before use (attach's idleCheckMs). */
+let idleCheckMs = Infinity;
+let lastUsedAt = 0;
 /**
  * Derived keys (session objects) alive, by handle, with the session that made them: a session is
  * closed only once it holds none (closing it would destroy them), so a replaced one may stay open a while.
@@ -159,7 +164,8 @@ async function openAndLogIn(): Promise<void> {
 }
 
 const sessionCalls = {
-  async attach(profile: TokenProfile): Promise<void> {
+  async attach(profile: TokenProfile, idleSessionCheckMs: number): Promise<void> {
+    idleCheckMs = idleSessionCheckMs;
     await openAndLogIn();
     operations = new KeyOperations(loaded(), currentSession, profile, log);
   },
@@ -236,9 +242,27 @@ function toWire(e: unknown, method: string): WireError {
   return { code: error.code, message: error.message, deviceGone: isDeviceGone(e), pin: e instanceof PinError };
 }
 
+/**
+ * A session that sat idle may have been closed under us (an HSM's idle timeout, a network client that
+ * reconnected): C_GetSessionInfo tells, and a dead one is replaced before the call uses it.
+ */
+async function checkIdleSession(): Promise<void> {
+  const now = Date.now();
+  const idle = now - lastUsedAt;
+  lastUsedAt = now;
+  if (!session || idle < idleCheckMs) return;
+  try {
+    loaded().C_GetSessionInfo(session);
+  } catch {
+    log.info({ idleMs: idle }, 'pkcs11: an idle session was gone; opening another');
+    await openAndLogIn();
+  }
+}
+
 async function handle(request: Request): Promise<void> {
   const args = revive(request.args) as never[];
   try {
+    if (setup.role === 'session' && (OPERATIONS as readonly string[]).includes(request.method)) await checkIdleSession();
     const run = handlerFor(request.method);
     if (!run) throw toBridgeError(new Error(`no such token worker call: ${request.method}`));
     const value = await run(...args);

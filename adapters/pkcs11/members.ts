@@ -1,0 +1,207 @@
+/**
+ * Several HSMs that hold the same keys through the vendor's own replication (a Luna HA group's members,
+ * a CloudHSM cluster, several network paths to one partition), each behind a connection of its own
+ * (connection.ts). README.md, "Members".
+ *
+ * - A call goes to the serving member with the fewest calls in flight. A member that fails stops
+ *   serving (its connection's probe or state says so), is probed in the background and serves again
+ *   when it answers.
+ * - An idempotent call (sign, verify, decrypt, MAC, random, key reads) that fails with
+ *   BACKEND_UNAVAILABLE is retried once on another member; any call is, when it never reached a worker.
+ * - A lifecycle change goes to one member and the vendor replicates it. For replicationWaitMs afterwards,
+ *   calls on that key prefer the member that made the change, and on another member a KEY_NOT_FOUND or
+ *   KEY_VERSION_NOT_FOUND is waited out (polled) until the change shows there.
+ */
+import type { Logger } from 'pino';
+import type { BackendHealth, Capabilities } from '../../src/backend/port.js';
+import { HsmBridgeError } from '../../src/errors.js';
+import type { ResolvedPkcs11Config } from './config.js';
+import { Connection, wasNotDispatched, type CallOptions } from './connection.js';
+import { unavailable } from './errors.js';
+import type { WorkerLink } from './workerLink.js';
+
+const POLL_MS = 100;
+
+export interface MemberCallOptions extends CallOptions {
+  /** Safe to run twice: may be retried on another member after BACKEND_UNAVAILABLE. */
+  readonly idempotent: boolean;
+  /** The key the call is about, for read-after-change across members. */
+  readonly key?: string;
+}
+
+interface Member {
+  readonly name: string;
+  /** Undefined while it could not be opened (at start); opened again in the background. */
+  connection: Connection | undefined;
+  openError?: string;
+}
+
+export class Members {
+  /** Keys changed lately, and by which member: prefer it, and wait for the others to catch up. */
+  private readonly recent = new Map<string, { member: Member; until: number }>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly members: Member[],
+    private readonly config: ResolvedPkcs11Config,
+    private readonly logger: Logger,
+    private readonly onReset: () => void,
+    readonly capabilities: Capabilities,
+  ) {}
+
+  /** Opens every member; starts when at least one opens (the others are retried), fails with the first error otherwise. */
+  static async open(config: ResolvedPkcs11Config, logger: Logger, onReset: () => void): Promise<Members> {
+    const members: Member[] = config.members.map((m) => ({ name: m.name, connection: undefined }));
+    const errors = await Promise.all(
+      config.members.map(async (settings, i) => {
+        try {
+          members[i]!.connection = await Connection.open({ ...config, ...settings }, memberLogger(logger, config, settings.name), onReset);
+          return undefined;
+        } catch (e) {
+          members[i]!.openError = (e as Error).message;
+          return e;
+        }
+      }),
+    );
+    const first = members.find((m) => m.connection)?.connection;
+    if (!first) throw errors[0];
+    for (const m of members) {
+      if (m.connection) continue;
+      logger.error({ member: m.name, detail: m.openError }, 'pkcs11: an HSM member could not be opened; serving from the others and retrying it');
+    }
+    const set = new Members(members, config, logger, onReset, first.capabilities);
+    set.scheduleReopen();
+    return set;
+  }
+
+  async run<T>(method: string, args: readonly unknown[], options: MemberCallOptions): Promise<T> {
+    return (await this.runOnAny<T>(method, args, options)).value;
+  }
+
+  /** As run(), and says which worker ran the call. */
+  async runOnAny<T>(method: string, args: readonly unknown[], options: MemberCallOptions): Promise<{ value: T; link: WorkerLink }> {
+    const tried = new Set<Member>();
+    for (;;) {
+      const member = this.pick(options.key, tried);
+      if (!member) throw unavailable(this.members.length === 1 ? this.downDetail(this.members[0]!) : 'no HSM member is available');
+      tried.add(member);
+      try {
+        return await this.onMember<T>(member, method, args, options);
+      } catch (e) {
+        const retry = e instanceof HsmBridgeError && e.code === 'BACKEND_UNAVAILABLE' && (options.idempotent || wasNotDispatched(e)) && tried.size === 1;
+        if (!retry || !this.pick(options.key, tried)) throw e;
+        this.logger.warn({ member: member.name, detail: e.message }, 'pkcs11: an HSM member failed a call; retrying it on another');
+      }
+    }
+  }
+
+  /** A lifecycle change of `key` was made by the member that ran `link`. */
+  changed(key: string, link: WorkerLink): void {
+    const member = this.members.find((m) => m.connection?.owns(link));
+    if (member && this.members.length > 1) this.recent.set(key, { member, until: Date.now() + this.config.replicationWaitMs });
+  }
+
+  /** Sends to every serving member's workers (a key's cached handles to drop). */
+  broadcast(method: string, args: readonly unknown[]): void {
+    for (const m of this.members) m.connection?.broadcast(method, args);
+  }
+
+  /** Sends to the worker of `link` itself, whichever member it belongs to. */
+  runOn<T>(link: WorkerLink, method: string, args: readonly unknown[]): Promise<T> {
+    const member = this.members.find((m) => m.connection?.owns(link));
+    if (!member?.connection) return Promise.reject(unavailable('that HSM member is gone'));
+    return member.connection.runOn<T>(link, method, args);
+  }
+
+  poolCounts(): { size: number; inUse: number; waiting: number } {
+    const total = { size: 0, inUse: 0, waiting: 0 };
+    for (const m of this.members) {
+      const c = m.connection?.poolCounts();
+      if (!c) continue;
+      total.size += c.size;
+      total.inUse += c.inUse;
+      total.waiting += c.waiting;
+    }
+    return total;
+  }
+
+  /** Ready when any member is; the detail names the members that are not. */
+  async health(): Promise<BackendHealth> {
+    const states = await Promise.all(this.members.map(async (m) => ({ m, health: m.connection ? await m.connection.health() : { ready: false, detail: this.downDetail(m) } })));
+    const down = states.filter((s) => !s.health.ready);
+    if (this.members.length === 1) return states[0]!.health;
+    if (down.length === states.length) return { ready: false, detail: `HSM unavailable: no member answers (${down.map((s) => `${s.m.name}: ${s.health.detail}`).join('; ')})` };
+    return down.length === 0 ? { ready: true } : { ready: true, detail: `serving without ${down.map((s) => s.m.name).join(', ')}` };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    await Promise.all(this.members.map((m) => m.connection?.close()));
+  }
+
+  // --- internals ---------------------------------------------------------------------------------
+
+  /**
+   * The member for a call: the one that changed the key lately if it serves, else the serving one with
+   * the fewest calls in flight; when none serves, a member that is at least connected (its calls then
+   * fail or succeed on their own), so a single member behaves as before.
+   */
+  private pick(key: string | undefined, tried: ReadonlySet<Member>): Member | undefined {
+    const open = this.members.filter((m) => m.connection && !tried.has(m));
+    const recent = key === undefined ? undefined : this.recent.get(key);
+    if (recent && recent.until < Date.now()) this.recent.delete(key!);
+    else if (recent && open.includes(recent.member) && recent.member.connection!.serving) return recent.member;
+    const serving = open.filter((m) => m.connection!.serving);
+    const pool = serving.length > 0 ? serving : tried.size === 0 ? open : [];
+    return pool.reduce<Member | undefined>((best, m) => (!best || m.connection!.inFlight < best.connection!.inFlight ? m : best), undefined);
+  }
+
+  /** Runs on one member; a key another member changed lately is waited for until it shows here. */
+  private async onMember<T>(member: Member, method: string, args: readonly unknown[], options: MemberCallOptions): Promise<{ value: T; link: WorkerLink }> {
+    for (;;) {
+      try {
+        return await member.connection!.runOnAny<T>(method, args, options);
+      } catch (e) {
+        const recent = options.key === undefined ? undefined : this.recent.get(options.key);
+        const notYet = e instanceof HsmBridgeError && (e.code === 'KEY_NOT_FOUND' || e.code === 'KEY_VERSION_NOT_FOUND');
+        if (!notYet || !recent || recent.member === member || recent.until < Date.now()) throw e;
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      }
+    }
+  }
+
+  private downDetail(m: Member): string {
+    return m.openError ?? 'not connected';
+  }
+
+  /** Members that could not be opened at start are tried again, with the connection's own backoff range. */
+  private scheduleReopen(delay = 250): void {
+    if (this.closed || this.members.every((m) => m.connection)) return;
+    this.retryTimer = setTimeout(() => {
+      void Promise.all(
+        this.members.map(async (m, i) => {
+          if (m.connection) return;
+          const settings = this.config.members[i]!;
+          try {
+            const connection = await Connection.open({ ...this.config, ...settings }, memberLogger(this.logger, this.config, settings.name), this.onReset);
+            if (this.closed) await connection.close();
+            else {
+              m.connection = connection;
+              delete m.openError;
+              this.logger.info({ member: m.name }, 'pkcs11: HSM member connected');
+            }
+          } catch (e) {
+            m.openError = (e as Error).message;
+          }
+        }),
+      ).then(() => this.scheduleReopen(Math.min(delay * 2, 2000)));
+    }, delay);
+    this.retryTimer.unref();
+  }
+}
+
+function memberLogger(logger: Logger, config: ResolvedPkcs11Config, name: string): Logger {
+  return config.members.length > 1 ? logger.child({ member: name }) : logger;
+}

@@ -49,7 +49,8 @@ export class Pkcs11Backend implements Backend {
   }
 
   gauges(): BackendGauges {
-    return { sessionPool: this.members.poolCounts() };
+    const members = this.members.memberGauges();
+    return { sessionPool: this.members.poolCounts(), ...(members ? { members } : {}) };
   }
 
   health(): Promise<BackendHealth> {

@@ -122,11 +122,6 @@ export class Connection {
     return this.slots.some((s) => s.link === link);
   }
 
-  /** Calls running or waiting on this member: the load balancer's measure. */
-  get inFlight(): number {
-    return this.pool.inUse + this.pool.waiting;
-  }
-
   /** Whether calls can go here now: up, its last probe answered, and not every worker stuck. */
   get serving(): boolean {
     return this.state.kind === 'up' && this.probeFailure === undefined && this.stuck.size < this.slots.length;

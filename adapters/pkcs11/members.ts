@@ -9,8 +9,8 @@
  * - An idempotent call (sign, verify, decrypt, MAC, random, key reads) that fails with
  *   BACKEND_UNAVAILABLE is retried once on another member; any call is, when it never reached a worker.
  * - A lifecycle change goes to one member and the vendor replicates it. For replicationWaitMs afterwards,
- *   calls on that key prefer the member that made the change, and on another member a KEY_NOT_FOUND or
- *   KEY_VERSION_NOT_FOUND is waited out (polled) until the change shows there.
+ *   a KEY_NOT_FOUND or KEY_VERSION_NOT_FOUND for that key on another member is waited out (polled) until
+ *   the change shows there, so a read after a create never fails.
  */
 import type { Logger } from 'pino';
 import type { BackendHealth, Capabilities } from '../../src/backend/port.js';
@@ -31,13 +31,17 @@ export interface MemberCallOptions extends CallOptions {
 
 interface Member {
   readonly name: string;
+  /** Calls sent to it so far (metrics, and to see that a member that came back is used again). */
+  calls: number;
+  /** Calls sent to it and not yet answered: counted here, at the moment of choosing, not when a worker takes them. */
+  inFlight: number;
   /** Undefined while it could not be opened (at start); opened again in the background. */
   connection: Connection | undefined;
   openError?: string;
 }
 
 export class Members {
-  /** Keys changed lately, and by which member: prefer it, and wait for the others to catch up. */
+  /** Keys changed lately, and by which member: the others may not show the change yet. */
   private readonly recent = new Map<string, { member: Member; until: number }>();
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -52,7 +56,7 @@ export class Members {
 
   /** Opens every member; starts when at least one opens (the others are retried), fails with the first error otherwise. */
   static async open(config: ResolvedPkcs11Config, logger: Logger, onReset: () => void): Promise<Members> {
-    const members: Member[] = config.members.map((m) => ({ name: m.name, connection: undefined }));
+    const members: Member[] = config.members.map((m) => ({ name: m.name, calls: 0, inFlight: 0, connection: undefined }));
     const errors = await Promise.all(
       config.members.map(async (settings, i) => {
         try {
@@ -83,14 +87,14 @@ export class Members {
   async runOnAny<T>(method: string, args: readonly unknown[], options: MemberCallOptions): Promise<{ value: T; link: WorkerLink }> {
     const tried = new Set<Member>();
     for (;;) {
-      const member = this.pick(options.key, tried);
+      const member = this.pick(tried);
       if (!member) throw unavailable(this.members.length === 1 ? this.downDetail(this.members[0]!) : 'no HSM member is available');
       tried.add(member);
       try {
         return await this.onMember<T>(member, method, args, options);
       } catch (e) {
         const retry = e instanceof HsmBridgeError && e.code === 'BACKEND_UNAVAILABLE' && (options.idempotent || wasNotDispatched(e)) && tried.size === 1;
-        if (!retry || !this.pick(options.key, tried)) throw e;
+        if (!retry || !this.pick(tried)) throw e;
         this.logger.warn({ member: member.name, detail: e.message }, 'pkcs11: an HSM member failed a call; retrying it on another');
       }
     }
@@ -112,6 +116,12 @@ export class Members {
     const member = this.members.find((m) => m.connection?.owns(link));
     if (!member?.connection) return Promise.reject(unavailable('that HSM member is gone'));
     return member.connection.runOn<T>(link, method, args);
+  }
+
+  /** Each member: serving, calls in flight, calls so far (only with more than one member). */
+  memberGauges(): { name: string; serving: boolean; inFlight: number; calls: number }[] | undefined {
+    if (this.members.length === 1) return undefined;
+    return this.members.map((m) => ({ name: m.name, serving: m.connection?.serving ?? false, inFlight: m.inFlight, calls: m.calls }));
   }
 
   poolCounts(): { size: number; inUse: number; waiting: number } {
@@ -144,30 +154,32 @@ export class Members {
   // --- internals ---------------------------------------------------------------------------------
 
   /**
-   * The member for a call: the one that changed the key lately if it serves, else the serving one with
-   * the fewest calls in flight; when none serves, a member that is at least connected (its calls then
-   * fail or succeed on their own), so a single member behaves as before.
+   * The member for a call: the serving one with the fewest calls in flight; when none serves, a member
+   * that is at least connected (its calls then fail or succeed on their own), so a single member
+   * behaves as before.
    */
-  private pick(key: string | undefined, tried: ReadonlySet<Member>): Member | undefined {
+  private pick(tried: ReadonlySet<Member>): Member | undefined {
     const open = this.members.filter((m) => m.connection && !tried.has(m));
-    const recent = key === undefined ? undefined : this.recent.get(key);
-    if (recent && recent.until < Date.now()) this.recent.delete(key!);
-    else if (recent && open.includes(recent.member) && recent.member.connection!.serving) return recent.member;
     const serving = open.filter((m) => m.connection!.serving);
     const pool = serving.length > 0 ? serving : tried.size === 0 ? open : [];
-    return pool.reduce<Member | undefined>((best, m) => (!best || m.connection!.inFlight < best.connection!.inFlight ? m : best), undefined);
+    return pool.reduce<Member | undefined>((best, m) => (!best || m.inFlight < best.inFlight ? m : best), undefined);
   }
 
   /** Runs on one member; a key another member changed lately is waited for until it shows here. */
   private async onMember<T>(member: Member, method: string, args: readonly unknown[], options: MemberCallOptions): Promise<{ value: T; link: WorkerLink }> {
     for (;;) {
+      member.calls++;
+      member.inFlight++;
       try {
         return await member.connection!.runOnAny<T>(method, args, options);
       } catch (e) {
         const recent = options.key === undefined ? undefined : this.recent.get(options.key);
+        if (recent && recent.until < Date.now()) this.recent.delete(options.key!);
         const notYet = e instanceof HsmBridgeError && (e.code === 'KEY_NOT_FOUND' || e.code === 'KEY_VERSION_NOT_FOUND');
         if (!notYet || !recent || recent.member === member || recent.until < Date.now()) throw e;
         await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      } finally {
+        member.inFlight--;
       }
     }
   }

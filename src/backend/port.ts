@@ -106,6 +106,8 @@ export interface BackendHealth {
 export interface BackendGauges {
   /** A pool of HSM sessions (PKCS#11) or connections (KMIP): its size, those lent out and the callers waiting for one. */
   readonly sessionPool?: { readonly size: number; readonly inUse: number; readonly waiting: number };
+  /** Several HSMs behind one backend (PKCS#11 members): whether each serves, its calls in flight, and its calls so far. */
+  readonly members?: readonly { readonly name: string; readonly serving: boolean; readonly inFlight: number; readonly calls: number }[];
 }
 
 export interface Backend {

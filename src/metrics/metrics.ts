@@ -6,7 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Outcome } from '../api/stages.js';
-import type { Backend } from '../backend/port.js';
+import type { Backend, BackendGauges } from '../backend/port.js';
 import type { MetricsConfig } from './config.js';
 
 /** Seconds; from a fast software signature (~100 µs) to an HSM at its timeout. */
@@ -94,6 +94,29 @@ export function createMetrics(config: MetricsConfig): Metrics {
   poolGauge('hsmb_backend_pool_size', 'Sessions (PKCS#11) or connections (KMIP) the backend pool may hold.', (p) => p.size);
   poolGauge('hsmb_backend_pool_in_use', 'Pool sessions or connections lent to a call right now.', (p) => p.inUse);
   poolGauge('hsmb_backend_pool_waiting', 'Calls waiting for a pool session or connection.', (p) => p.waiting);
+  const memberGauge = (name: string, help: string, read: (m: NonNullable<BackendGauges['members']>[number]) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['backend', 'member'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of watched?.gauges().members ?? []) this.labels({ backend: watched!.kind, member: m.name }).set(read(m));
+      },
+    });
+  memberGauge('hsmb_backend_member_up', 'Whether each HSM member serves calls (1) or is out (0).', (m) => (m.serving ? 1 : 0));
+  memberGauge('hsmb_backend_member_in_flight', 'Calls running or waiting on each HSM member.', (m) => m.inFlight);
+  new Counter({
+    name: 'hsmb_backend_member_calls_total',
+    help: 'Calls sent to each HSM member.',
+    labelNames: ['backend', 'member'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const m of watched?.gauges().members ?? []) this.labels({ backend: watched!.kind, member: m.name }).inc(m.calls);
+    },
+  });
   new Gauge({
     name: 'hsmb_backend_up',
     help: 'Whether the backend is ready (1) or not (0), from its health check at scrape time.',

@@ -17,6 +17,7 @@ import type { HsmBridgeError } from '../../src/errors.js';
 import type { MemberSettings } from './config.js';
 import { unavailable } from './errors.js';
 import { SharedModule } from './sharedModule.js';
+import { sessionPoolSizeFor } from './token.js';
 import type { TokenProfile } from './worker/keyOperations.js';
 import type { WorkerSetup } from './worker/tokenWorker.js';
 import { WorkerCallError, WorkerLink } from './workerLink.js';
@@ -92,8 +93,8 @@ export class Connection {
       const { profile, capabilities, maxSessions } = await control.call<{ profile: TokenProfile; capabilities: Capabilities; maxSessions: number }>(
         'connect', [config.allowRawRsaOaepFallback], config.keyGenerationTimeoutMs);
       const generation = module.generation;
-      // Never more sessions than the token allows, counting the control worker's.
-      const size = maxSessions > 1 ? Math.min(config.sessionPoolSize, maxSessions - 1) : config.sessionPoolSize;
+      const size = sessionPoolSizeFor(config.sessionPoolSize, maxSessions);
+      if (size < 1) throw unavailable(`the token allows ${maxSessions} session(s); hsm-bridge needs at least 2 (one stays logged in, one works)`);
       if (size < config.sessionPoolSize) logger.warn({ sessionPoolSize: config.sessionPoolSize, maxSessions }, 'pkcs11: the token allows fewer sessions than sessionPoolSize; using fewer');
       const slots = await Promise.all(
         Array.from({ length: size }, async (_, i) => {

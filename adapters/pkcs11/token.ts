@@ -40,6 +40,16 @@ export function findSlot(api: Pkcs11Api, token: TokenSelector): Handle {
   throw unavailable(`no ${describeToken(token)} is present (${slots.length} slot(s) with a token)`);
 }
 
+/**
+ * Session workers for a token that allows `maxSessionCount` sessions (C_GetTokenInfo; 0 means no limit,
+ * and CK_UNAVAILABLE_INFORMATION reads as a huge number): never more than it allows, counting the control
+ * worker's session, and never more than configured. 0 when the token cannot give a worker a session.
+ */
+export function sessionPoolSizeFor(configured: number, maxSessionCount: number): number {
+  if (maxSessionCount <= 0) return configured;
+  return Math.min(configured, maxSessionCount - 1);
+}
+
 export function openSession(api: Pkcs11Api, slot: Handle): Handle {
   // Read-write: key generation and metadata updates create token objects.
   return api.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);

@@ -78,4 +78,23 @@ describe('pkcs11 backend resilience', () => {
     }
     expect(await signsAndVerifies()).toBe(true);
   });
+
+  it('a session found dead after sitting idle is replaced before use, without a reconnect (idleSessionCheckMs)', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const watched = await pkcs11BackendFactory.create(token.backendConfig({ sessionPoolSize: 1, idleSessionCheckMs: 1 }), { logger: log });
+    try {
+      const sign = () => watched.sign(key, 'ES256', { kind: 'message', data: message });
+      await sign();
+      inspector.closeAllSessions();
+      await new Promise((r) => setTimeout(r, 20));
+      const signature = await sign();
+      expect(nodeVerify('sha256', message, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature)).toBe(true);
+      const messages = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+      expect(messages).toContain('pkcs11: an idle session was gone; opening another');
+      expect(messages).not.toContain('pkcs11: HSM connection lost; reconnecting');
+    } finally {
+      await watched.close();
+    }
+  });
 });

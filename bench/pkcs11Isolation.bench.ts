@@ -1,13 +1,13 @@
 /**
  * PKCS#11 isolation benchmark (issue 11): what it costs to keep every PKCS#11 call off the main event loop.
  * In one run, on a fresh SoftHSM token holding one RSA-2048 and one P-256 key (sensitive, non-extractable):
- *   - today's shape: pkcs11js on the main thread, C_SignInit there and C_SignAsync on the libuv pool, 8
+ *   - the former adapter's shape: pkcs11js on the main thread, C_SignInit there and C_SignAsync on the libuv pool, 8
  *     sessions; and the raw synchronous C_Sign in a loop;
  *   - worker threads, W = 2 and 4, each owning one session and signing synchronously; the main thread
  *     posts {id, key, data} to the least busy one;
  *   - one child process that alone loads the module (async calls or W workers inside), reached over the
  *     fork channel (serialization 'advanced') or over stdin/stdout with our own length-prefixed frames.
- * Throughput is with IN_FLIGHT calls outstanding, as a ratio to today's shape. Per-call overhead is the
+ * Throughput is with IN_FLIGHT calls outstanding, as a ratio to the former adapter's shape. Per-call overhead is the
  * sequential round trip (1 in flight, median call) minus the raw sync C_Sign call (median). Last, the
  * child is killed with SIGSEGV (for its parent that is what a vendor library faulting looks like) and a
  * new one is started. The same fault in a worker thread's native code ends the whole process (tried apart
@@ -131,7 +131,7 @@ async function main(): Promise<void> {
     verify('sha256', data[i]!, key === 0 ? publicKeys[0]! : { key: publicKeys[1]!, dsaEncoding: 'ieee-p1363' }, sig);
 
   const paths = await openPaths(main, ref);
-  const report = new Report('today (main thread, async)');
+  const report = new Report('former adapter (main thread, async)');
   const latency = new Map<string, number>(); // median µs per call, 1 in flight
   try {
     for (const path of paths) {

@@ -68,7 +68,7 @@ export class Token {
     return this.api.C_Sign(session, data, Buffer.allocUnsafe(SIGNATURE_BYTES));
   }
 
-  /** Today's adapter shape: C_SignInit on the calling thread, C_SignAsync on the libuv pool. */
+  /** The former adapter's shape: C_SignInit on the calling thread, C_SignAsync on the libuv pool. */
   signAsync(session: pkcs11js.Handle, key: KeyIndex, data: Buffer): Promise<Buffer> {
     this.api.C_SignInit(session, MECHANISMS[key]!, this.keys[key]!);
     return this.api.C_SignAsync(session, data, Buffer.allocUnsafe(SIGNATURE_BYTES));

@@ -3,20 +3,47 @@
 export const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 export const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 
+/**
+ * Runs `op` for `ms`, `inFlight` at a time, each in-flight slot numbered (0 .. inFlight-1) so that a
+ * caller can give each its own resource; pushes each call's latency to `latencies` when given. Returns ops/s.
+ */
+async function timedRun(op: (i: number, slot: number) => unknown, inFlight: number, ms: number, latencies?: number[]): Promise<number> {
+  let count = 0;
+  const end = performance.now() + ms;
+  const worker = async (slot: number) => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      await op(count++, slot);
+      latencies?.push(performance.now() - t0);
+    }
+  };
+  const start = performance.now();
+  await Promise.all(Array.from({ length: inFlight }, (_, slot) => worker(slot)));
+  return (count * 1000) / (performance.now() - start);
+}
+
+const warmUpMs = () => Math.min(500, SECONDS * 200);
+
 /** Runs `op` repeatedly for SECONDS (after a short warm-up), `inFlight` at a time; returns ops/s. */
 export async function measure(op: (i: number) => unknown, inFlight = 1): Promise<number> {
-  const run = async (ms: number) => {
-    let count = 0;
-    const end = performance.now() + ms;
-    const worker = async () => {
-      while (performance.now() < end) await op(count++);
-    };
-    const start = performance.now();
-    await Promise.all(Array.from({ length: inFlight }, worker));
-    return (count * 1000) / (performance.now() - start);
-  };
-  await run(Math.min(500, SECONDS * 200));
-  return run(SECONDS * 1000);
+  await timedRun(op, inFlight, warmUpMs());
+  return timedRun(op, inFlight, SECONDS * 1000);
+}
+
+export interface Timing {
+  readonly opsPerSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+/** As measure(), with the latency percentiles of the timed calls; `op` gets its in-flight slot too. */
+export async function measureLatency(op: (i: number, slot: number) => unknown, inFlight: number): Promise<Timing> {
+  await timedRun(op, inFlight, warmUpMs());
+  const latencies: number[] = [];
+  const opsPerSec = await timedRun(op, inFlight, SECONDS * 1000, latencies);
+  latencies.sort((a, b) => a - b);
+  const rank = (q: number) => latencies[Math.max(0, Math.ceil(q * latencies.length) - 1)] ?? NaN;
+  return { opsPerSec, p50Ms: rank(0.5), p99Ms: rank(0.99) };
 }
 
 export interface Row {
@@ -24,6 +51,10 @@ export interface Row {
   readonly opsPerSec: number;
   /** The name of an earlier row this one is compared with. */
   readonly baseline?: string;
+  /** Further earlier rows this one is compared with, each printed with its own label. */
+  readonly also?: ReadonlyArray<{ readonly row: string; readonly label: string }>;
+  readonly p50Ms?: number;
+  readonly p99Ms?: number;
 }
 
 /** Collects rows and prints each as it comes, with its ratio to its baseline. */
@@ -34,9 +65,14 @@ export class Report {
 
   print(row: Row): void {
     this.rows.push(row);
-    const base = row.baseline ? this.rows.find((r) => r.name === row.baseline) : undefined;
-    const ratio = base ? `  ${(row.opsPerSec / base.opsPerSec).toFixed(2)}x ${this.baselineLabel}` : '';
-    console.log(`${row.name.padEnd(60)} ${row.opsPerSec.toFixed(0).padStart(9)} ops/s${ratio}`);
+    const ratio = (name: string | undefined, label: string) => {
+      const base = name === undefined ? undefined : this.find(name);
+      return base ? `${(row.opsPerSec / base.opsPerSec).toFixed(2)}x ${label}` : undefined;
+    };
+    const ratios = [ratio(row.baseline, this.baselineLabel), ...(row.also ?? []).map((a) => ratio(a.row, a.label))].filter((r) => r !== undefined);
+    const ms = (v: number) => `${v.toFixed(1)} ms`.padStart(9);
+    const latency = row.p50Ms === undefined || row.p99Ms === undefined ? '' : `  p50 ${ms(row.p50Ms)}  p99 ${ms(row.p99Ms)}`;
+    console.log(`${row.name.padEnd(60)} ${row.opsPerSec.toFixed(0).padStart(9)} ops/s${latency}${ratios.length ? `  ${ratios.join(', ')}` : ''}`);
   }
 
   find(name: string): Row | undefined {

@@ -17,7 +17,7 @@
 import { spawn } from 'node:child_process';
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { Agent, request } from 'node:http';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -52,7 +52,8 @@ function checkSignature(what: string, algorithm: 'RS256' | 'ES256', key: KeyObje
 }
 
 async function main(): Promise<void> {
-  console.log(`keys bench: node ${process.version}, ${availableParallelism()} cores, ${SECONDS}s per case, ${IN_FLIGHT} in flight; service, client and raw pkcs11js in separate processes\n`);
+  // The load average says whether something else shared the cores: the figures are worth little then.
+  console.log(`keys bench: node ${process.version}, ${availableParallelism()} cores (load average ${loadavg()[0]!.toFixed(1)}), ${SECONDS}s per case, ${IN_FLIGHT} in flight; service, client and raw pkcs11js in separate processes\n`);
   const token = await createSoftHsmToken();
   let service: ServiceProcess | undefined;
   try {

@@ -24,6 +24,11 @@ async function timedRun(op: (i: number, slot: number) => unknown, inFlight: numb
 
 const warmUpMs = () => Math.min(500, SECONDS * 200);
 
+/** The warm-up measure() and measureLatency() give each case, alone; for warming a process up across cases first. */
+export async function warmUp(op: (i: number, slot: number) => unknown, inFlight: number): Promise<void> {
+  await timedRun(op, inFlight, warmUpMs());
+}
+
 /** Runs `op` repeatedly for SECONDS (after a short warm-up), `inFlight` at a time; returns ops/s. */
 export async function measure(op: (i: number) => unknown, inFlight = 1): Promise<number> {
   await timedRun(op, inFlight, warmUpMs());

@@ -24,7 +24,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { findProtoRoot } from '../src/transports/grpc/protos.js';
 import { nodeVerifies } from '../test/helpers/nodeVerify.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../test/helpers/softhsm.js';
-import { Report, SECONDS, measureLatency, warmUp } from './measure.js';
+import { Report, SECONDS, measureLatency, ownCpuMs, warmUp } from './measure.js';
 import type { RawSignResult, RawSignTask } from './rawPkcs11Sign.js';
 import { startService, type ServiceProcess } from './serviceProcess.js';
 
@@ -99,7 +99,7 @@ async function bench(token: SoftHsmToken, service: ServiceProcess): Promise<void
       const result = raw.results.find((r) => r.label === c.key);
       if (!result) throw new Error(`raw pkcs11js: no result for ${c.key}`);
       for (const s of result.samples) checkSignature(rawRow(c.algorithm), c.algorithm, publicKeys.get(c.key)!, s.message, Buffer.from(s.signature, 'base64'));
-      report.print({ name: rawRow(c.algorithm), opsPerSec: result.opsPerSec, p50Ms: result.p50Ms, p99Ms: result.p99Ms });
+      report.print({ name: rawRow(c.algorithm), opsPerSec: result.opsPerSec, p50Ms: result.p50Ms, p99Ms: result.p99Ms, cpuMsPerOp: result.cpuMsPerOp });
     }
 
     const floors = [
@@ -138,12 +138,13 @@ async function bench(token: SoftHsmToken, service: ServiceProcess): Promise<void
       await warmUp(s.sign, IN_FLIGHT);
     }
 
-    for (const f of floors) report.print({ name: f.name, ...(await measureLatency(f.call, IN_FLIGHT)) });
+    const cpuMs = { service: () => service.cpuMs(), client: ownCpuMs };
+    for (const f of floors) report.print({ name: f.name, ...(await measureLatency(f.call, IN_FLIGHT, cpuMs)) });
     for (const s of signs) {
       let last: { i: number; signature: Buffer } | undefined;
       const timing = await measureLatency(async (i) => {
         last = { i, signature: await s.sign(i) };
-      }, IN_FLIGHT);
+      }, IN_FLIGHT, cpuMs);
       checkSignature(s.name, s.algorithm, publicKeys.get(s.key)!, last!.i, last!.signature);
       report.print({ name: s.name, ...timing, baseline: rawRow(s.algorithm), also: [s.floor] });
     }

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import { measureLatency, type Timing } from './measure.js';
+import { measureLatency, ownCpuMs, type Timing } from './measure.js';
 
 export interface RawSignTask {
   readonly library: string;
@@ -63,7 +63,7 @@ async function main(): Promise<void> {
       };
       const samples = [];
       for (let i = 0; i < SAMPLES; i++) samples.push({ message: i, signature: (await sign(i, 0)).toString('base64') });
-      results.push({ label: key.label, ...(await measureLatency(sign, task.inFlight)), samples });
+      results.push({ label: key.label, ...(await measureLatency(sign, task.inFlight, { raw: ownCpuMs })), samples });
     }
     p11.C_Logout(sessions[0]!);
     for (const s of sessions) p11.C_CloseSession(s);

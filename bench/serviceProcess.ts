@@ -4,7 +4,7 @@
  * goes to a file (not a pipe this process would have to drain while it measures), where the
  * "REST listening" and "gRPC listening" lines give the bound ports. Every wait is bounded.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,8 @@ export interface ServiceProcess {
   /** e.g. http://127.0.0.1:41234 */
   readonly restUrl: string;
   readonly grpcPort: number;
+  /** CPU time (user + system, ms) the service has used so far, from /proc (Linux, as SoftHSM here). */
+  cpuMs(): number;
   /** SIGTERM, then the exit (0, or this throws) within STOP_TIMEOUT_MS, SIGKILL past it; removes the log. */
   stop(): Promise<void>;
 }
@@ -78,9 +80,17 @@ export async function startService(env: Record<string, string>): Promise<Service
     await sleep(100);
   }
 
+  const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+  const stat = `/proc/${child.pid}/stat`;
   return {
     restUrl,
     grpcPort,
+    cpuMs() {
+      // "pid (comm) state ...": utime and stime are the 12th and 13th fields after the comm's last ')'.
+      const text = readFileSync(stat, 'utf8');
+      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       let timer: NodeJS.Timeout | undefined;

@@ -7,9 +7,12 @@
  *
  * Rows: RS256 (RSA-2048) and ES256 (P-256) signing over gRPC (hsmbridge.v1.KeyService/Sign) and REST
  * (POST /v1/keys/{name}/sign), each with its ratio to the raw pkcs11js row of the same key and to the
- * transport floor: a call that does no key work (gRPC GetCapabilities, REST GET /health/live) on the
- * same service. The service runs as configured by default (session pool, log level info) but for the
- * backend and port 0 listeners; on loopback it needs no access policy (src/identity/exposure.ts).
+ * transport floor: a call that does no key work on the same service. The two floors differ: GetCapabilities
+ * runs the whole request pipeline and encodes a capability list, GET /health/live is a bare fastify route.
+ * Each row also gives the CPU time per call of the processes doing the work (the raw process; service and
+ * client), the figure that least depends on what else runs on the machine. The service runs as configured
+ * by default (session pool, log level info) but for the backend and port 0 listeners; on loopback it
+ * needs no access policy (src/identity/exposure.ts). Every path is warmed up before any is timed.
  *
  * Sample signatures of every signing case, the baseline's included, are verified with node:crypto
  * before the figures count; a failure anywhere makes the process exit non-zero.

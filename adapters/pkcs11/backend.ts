@@ -117,7 +117,6 @@ export class Pkcs11Backend implements Backend {
       const { oaepHash } = encryptAlgorithms[algorithm];
       return this.rsaPublicKey(key).then((pub) => ({ data: publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, plaintext) }));
     }
-    // A fresh IV per attempt is drawn here, so even a retried encryption never reuses one.
     return this.read('encrypt', [key, algorithm, plaintext, algorithm === 'AES_KW' ? undefined : newGcmIv(), aad], key.name);
   }
 
@@ -158,9 +157,10 @@ export class Pkcs11Backend implements Backend {
 
   async deriveDukptKey(bdk: KeyRef, derivation: DukptDerivation): Promise<TransientKey> {
     this.transients.checkRoom();
-    const { value, link } = await this.members.runOnAny<DerivedKey>('deriveDukpt', [bdk, derivation], this.options(true, bdk.name));
+    const { value, link } = await this.members.run<DerivedKey>('deriveDukpt', [bdk, derivation], this.options(true, bdk.name));
     // The object lives in that worker's session: that worker destroys it and lets the session go.
-    return this.transients.register(value, link, () => this.members.runOn(link, 'releaseDerived', [value.handle]).then(() => undefined, () => undefined));
+    const release = () => this.members.runOn(link, 'releaseDerived', [value.handle, value.epoch], Date.now() + this.config.operationTimeoutMs).then(() => undefined, () => undefined);
+    return this.transients.register(value, link, release);
   }
 
   releaseTransientKey(key: TransientKey): Promise<void> {
@@ -173,13 +173,14 @@ export class Pkcs11Backend implements Backend {
 
   // --- internals -----------------------------------------------------------------------------------
 
+  /** One deadline for the whole call: retries, reconnects and waits for a member all count against it. */
   private options(idempotent: boolean, key?: string, timeoutMs = this.config.operationTimeoutMs): MemberCallOptions {
-    return { timeoutMs, idempotent, ...(key === undefined ? {} : { key }) };
+    return { deadline: Date.now() + timeoutMs, idempotent, ...(key === undefined ? {} : { key }) };
   }
 
   /** A call that changes nothing in the token: safe to retry on another member. */
-  private read<T>(method: string, args: readonly unknown[], key?: string): Promise<T> {
-    return this.members.run<T>(method, args, this.options(true, key));
+  private async read<T>(method: string, args: readonly unknown[], key?: string): Promise<T> {
+    return (await this.members.run<T>(method, args, this.options(true, key))).value;
   }
 
   /**
@@ -187,7 +188,7 @@ export class Pkcs11Backend implements Backend {
    * once it may have run. Calls that generate keys get the longer deadline (an RSA-4096 pair takes seconds).
    */
   private async change<T>(name: KeyName, method: string, args: readonly unknown[], timeoutMs: number): Promise<T> {
-    const { value, link } = await this.members.runOnAny<T>(method, args, this.options(false, name, timeoutMs));
+    const { value, link } = await this.members.run<T>(method, args, this.options(false, name, timeoutMs));
     this.members.changed(name, link);
     return value;
   }
@@ -195,8 +196,8 @@ export class Pkcs11Backend implements Backend {
   /** ECB with a stored key (any member) or a derived key, which lives in one worker's session: that worker runs it. */
   private blocks(key: BlockKey, direction: 'encrypt' | 'decrypt', data: Buffer): Promise<Buffer> {
     if (!('transient' in key)) return this.read('ecb', [key, direction, data], key.name);
-    const { handle, owner } = this.transients.entryOf(key);
-    return this.members.runOn(owner, 'ecb', [{ transientHandle: handle, family: key.family }, direction, data]);
+    const { derived, owner } = this.transients.entryOf(key);
+    return this.members.runOn(owner, 'ecb', [{ transientHandle: derived.handle, epoch: derived.epoch, family: key.family }, direction, data], Date.now() + this.config.operationTimeoutMs);
   }
 
   /**

@@ -1,21 +1,23 @@
 /**
- * The backend's link to its token, on the main thread, which never calls PKCS#11 itself (README.md,
- * "Threads"). A control worker logs in, probes the token's health and reinitializes the module; a pool
- * of session workers, each owning one session, runs the calls.
+ * One member's link to its token, on the main thread, which never calls PKCS#11 itself (README.md,
+ * "Threads and deadlines"). A control worker logs in, probes the token's health and reinitializes the
+ * module; a pool of session workers, each owning one session, runs the calls.
  *
- * - Every call has a deadline. A call past it fails with BACKEND_UNAVAILABLE; its worker is quarantined
- *   (not lent again) until the call returns. When every worker is stuck like that, calls fail at once.
+ * - Every call has a deadline, carried from the backend through retries and reconnects. A call past it
+ *   fails with BACKEND_UNAVAILABLE; its worker is set aside (quarantined) until the call returns. When
+ *   every worker is set aside, calls fail at once.
  * - Readiness follows a probe (C_GetTokenInfo) every second with a short deadline, so an HSM that stops
- *   answering turns the service not ready within a few seconds, with or without traffic.
+ *   answering turns the member not ready within a few seconds, with or without traffic.
  * - A call that fails with a "device gone" CKR drops the sessions, reinitializes the module, logs in
- *   again and is retried once. If the HSM stays away, calls fail fast with BACKEND_UNAVAILABLE and a
- *   background timer (backoff, unref'd) keeps trying until it is back. A wrong PIN stops the retries.
+ *   again, and is retried once when it is idempotent. If the HSM stays away, calls fail fast with
+ *   BACKEND_UNAVAILABLE and a background timer (backoff, unref'd) keeps trying until it is back.
+ *   A wrong PIN stops the retries.
  */
 import type { Logger } from 'pino';
 import type { BackendHealth, Capabilities } from '../../src/backend/port.js';
-import type { HsmBridgeError } from '../../src/errors.js';
+import { HsmBridgeError } from '../../src/errors.js';
 import type { MemberSettings } from './config.js';
-import { unavailable } from './errors.js';
+import { PinError, unavailable } from './errors.js';
 import { SharedModule } from './sharedModule.js';
 import { sessionPoolSizeFor } from './token.js';
 import type { TokenProfile } from './worker/keyOperations.js';
@@ -40,13 +42,16 @@ interface SessionSlot {
 }
 
 type State =
-  | { readonly kind: 'up'; readonly generation: number }
+  | { readonly kind: 'up' }
   | { readonly kind: 'recovering'; readonly done: Promise<void> }
   | { readonly kind: 'down'; readonly detail: string; readonly pinError: boolean }
   | { readonly kind: 'closed' };
 
 export interface CallOptions {
-  readonly timeoutMs: number;
+  /** When the caller stops waiting (Date.now() ms): every wait and worker call of this call ends by then. */
+  readonly deadline: number;
+  /** Safe to run twice: retried after a reconnect (and, by members.ts, on another member). */
+  readonly idempotent: boolean;
 }
 
 export class Connection {
@@ -59,9 +64,8 @@ export class Connection {
   private probing = false;
   /** When this member last finalized and initialized its module (reinitMinIntervalMs). */
   private lastReinitAt = 0;
-  /** Slots whose worker is stuck in an overdue call, kept out of the pool until it returns. */
-  private readonly stuck = new Set<SessionSlot>();
   private readonly pool: WorkerPool<SessionSlot>;
+  private readonly unregister: () => void;
 
   private constructor(
     private readonly module: SharedModule,
@@ -75,16 +79,17 @@ export class Connection {
     private readonly onReset: () => void,
   ) {
     this.pool = new WorkerPool(slots, { acquireTimeoutMs: config.acquireTimeoutMs, maxQueued: config.maxQueuedRequests });
+    // Another connection on the same library that reinitializes the module waits for our calls too.
+    this.unregister = module.register(() => this.pool.settled(DRAIN_TIMEOUT_MS));
   }
 
   /** Spawns the workers, logs in and learns the token, or fails with a clear error (never containing the PIN). */
   static async open(config: MemberSettings, logger: Logger, onReset: () => void): Promise<Connection> {
     const module = SharedModule.acquire(config.library);
     const spawned: WorkerLink[] = [];
-    let holder: { connection?: Connection } = {};
-    const settled = (link: WorkerLink) => holder.connection?.settled(link);
+    let connection: Connection | undefined;
     const spawn = async (role: WorkerSetup['role'], label: string) => {
-      const link = await WorkerLink.spawn(setupFor(config, role), label, logger, settled);
+      const link = await WorkerLink.spawn(setupFor(config, role), label, logger, (l) => connection?.settled(l));
       spawned.push(link);
       return link;
     };
@@ -92,26 +97,24 @@ export class Connection {
       const control = await spawn('control', 'control');
       const { profile, capabilities, maxSessions } = await control.call<{ profile: TokenProfile; capabilities: Capabilities; maxSessions: number }>(
         'connect', [config.allowRawRsaOaepFallback], config.keyGenerationTimeoutMs);
-      const generation = module.generation;
       const size = sessionPoolSizeFor(config.sessionPoolSize, maxSessions);
       if (size < 1) throw unavailable(`the token allows ${maxSessions} session(s); hsm-bridge needs at least 2 (one stays logged in, one works)`);
       if (size < config.sessionPoolSize) logger.warn({ sessionPoolSize: config.sessionPoolSize, maxSessions }, 'pkcs11: the token allows fewer sessions than sessionPoolSize; using fewer');
+      // After the control worker's C_Initialize: SoftHSM's is not safe when threads call it at once.
       const slots = await Promise.all(
         Array.from({ length: size }, async (_, i) => {
           const link = await spawn('session', `session-${i + 1}`);
           await link.call('attach', [profile, config.idleSessionCheckMs], config.operationTimeoutMs);
-          link.generation = generation;
+          link.generation = module.generation;
           return { link };
         }),
       );
-      const connection = new Connection(module, config, logger, control, slots, profile, capabilities, onReset);
-      holder.connection = connection;
-      connection.state = { kind: 'up', generation };
-      connection.healthTimer = setInterval(() => connection.probe(), HEALTH_PROBE_INTERVAL_MS);
+      connection = new Connection(module, config, logger, control, slots, profile, capabilities, onReset);
+      connection.state = { kind: 'up' };
+      connection.healthTimer = setInterval(() => connection!.probe(), HEALTH_PROBE_INTERVAL_MS);
       connection.healthTimer.unref();
       return connection;
     } catch (e) {
-      holder = {};
       if (module.release() && spawned[0]?.alive) await spawned[0].call('finalize', [], TERMINATE_WAIT_MS).catch(() => undefined);
       await Promise.all(spawned.map((l) => bounded(l.terminate())));
       throw e instanceof WorkerCallError ? e.error : e;
@@ -125,7 +128,7 @@ export class Connection {
 
   /** Whether calls can go here now: up, its last probe answered, and not every worker stuck. */
   get serving(): boolean {
-    return this.state.kind === 'up' && this.probeFailure === undefined && this.stuck.size < this.slots.length;
+    return this.state.kind === 'up' && this.probeFailure === undefined && this.pool.stuck < this.slots.length;
   }
 
   /** The pool's counts; all zero while the connection is not up. */
@@ -135,43 +138,46 @@ export class Connection {
   }
 
   /**
-   * Runs `method` on a session worker of its own. Device-gone errors trigger one reconnect and one
-   * retry; every failure reaches the caller as an HsmBridgeError.
+   * Runs `method` on a session worker of its own and says which worker ran it (a derived key lives in
+   * that worker's session). A device-gone error triggers one reconnect, and an idempotent call is then
+   * retried once; every failure reaches the caller as an HsmBridgeError by the deadline.
    */
-  async run<T>(method: string, args: readonly unknown[], options: CallOptions): Promise<T> {
-    return (await this.runOnAny<T>(method, args, options)).value;
-  }
-
-  /** As run(), and says which worker ran the call (a derived key lives in that worker's session). */
-  async runOnAny<T>(method: string, args: readonly unknown[], options: CallOptions): Promise<{ value: T; link: WorkerLink }> {
+  async run<T>(method: string, args: readonly unknown[], options: CallOptions): Promise<{ value: T; link: WorkerLink }> {
+    /** Whether an attempt may have changed the token: after that, only an idempotent call may run again. */
+    let mayHaveRun = false;
+    const fail = (error: HsmBridgeError) => (mayHaveRun ? error : markUnchanged(error));
     for (let attempt = 0; ; attempt++) {
-      let state: State & { kind: 'up' };
       let slot: SessionSlot;
       try {
-        state = await this.upState();
+        await this.upState(options.deadline);
         slot = await this.pool.acquire();
       } catch (e) {
-        throw notDispatched(e instanceof PoolClosedError ? unavailable('backend closed') : (e as HsmBridgeError));
+        throw fail(e instanceof PoolClosedError ? unavailable('backend closed') : asCallError(e).error);
       }
-      let outcome: { ok: true; value: T; link: WorkerLink } | { ok: false; error: WorkerCallError };
+      const generation = slot.link.generation;
+      let outcome: { ok: true; value: T; link: WorkerLink } | { ok: false; error: WorkerCallError; sent: boolean };
+      let sent = false;
       try {
-        await this.ready(slot);
+        await this.ready(slot, options.deadline);
         const { link } = slot;
-        outcome = { ok: true, value: await link.call<T>(method, args, options.timeoutMs), link };
+        sent = true;
+        outcome = { ok: true, value: await link.call<T>(method, args, remaining(options.deadline)), link };
       } catch (e) {
-        outcome = { ok: false, error: asCallError(e) };
+        outcome = { ok: false, error: asCallError(e), sent };
       }
-      if (slot.link.overdue > 0) this.quarantine(slot);
+      if (slot.link.overdue > 0) this.pool.setAside(slot);
       else this.pool.release(slot);
       if (outcome.ok) return { value: outcome.value, link: outcome.link };
-      if (outcome.error.wire?.pin) this.pinFailed(outcome.error.error);
-      if (outcome.error.wire?.deviceGone) {
-        if (attempt === 0) {
-          await this.recover(state, outcome.error.message).catch(() => undefined);
-          continue;
-        }
+      const { error, wire } = outcome.error;
+      // A worker's answer says whether the call changed the token; a deadline or a lost worker says nothing.
+      if (outcome.sent && !wire?.unchanged) mayHaveRun = true;
+      if (error instanceof PinError) this.pinFailed(error);
+      if (wire?.deviceGone) {
+        await this.recover(generation, error.message).catch(() => undefined);
+        // A call that changed nothing may run again, whatever it is; otherwise only an idempotent one.
+        if (attempt === 0 && (options.idempotent || !mayHaveRun)) continue;
       }
-      throw outcome.error.error;
+      throw fail(error);
     }
   }
 
@@ -184,9 +190,9 @@ export class Connection {
   }
 
   /** Sends `method` to the worker of `link` itself (a derived key lives in that worker's session). */
-  async runOn<T>(link: WorkerLink, method: string, args: readonly unknown[]): Promise<T> {
+  async runOn<T>(link: WorkerLink, method: string, args: readonly unknown[], deadline: number): Promise<T> {
     try {
-      return await link.call<T>(method, args, this.config.operationTimeoutMs);
+      return await link.call<T>(method, args, remaining(deadline));
     } catch (e) {
       throw asCallError(e).error;
     }
@@ -204,7 +210,7 @@ export class Connection {
         return { ready: false, detail: 'reconnecting to the HSM' };
       case 'up':
         if (this.probeFailure !== undefined) return { ready: false, detail: this.probeFailure };
-        if (this.stuck.size === this.slots.length) return { ready: false, detail: 'HSM unavailable: every session is waiting for an answer past its deadline' };
+        if (this.pool.stuck === this.slots.length) return { ready: false, detail: 'HSM unavailable: every session is waiting for an answer past its deadline' };
         return { ready: true };
     }
   }
@@ -216,47 +222,49 @@ export class Connection {
     clearInterval(this.healthTimer);
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    this.unregister();
     if (state.kind === 'recovering') await state.done.catch(() => undefined);
     await this.pool.close(DRAIN_TIMEOUT_MS);
+    const stuck = this.slots.some((s) => s.link.overdue > 0) || this.control.overdue > 0;
     await Promise.all(this.slots.map(async ({ link }) => {
       if (link.overdue === 0) await link.call('detach', [], TERMINATE_WAIT_MS).catch(() => undefined);
       await bounded(link.terminate());
     }));
-    if (this.module.release()) await this.control.call('finalize', [], TERMINATE_WAIT_MS).catch(() => undefined);
+    // C_Finalize while another thread is inside a call is unsafe: with a call stuck, the process keeps the module.
+    if (this.module.release() && !stuck) await this.control.call('finalize', [], TERMINATE_WAIT_MS).catch(() => undefined);
     await bounded(this.control.terminate());
   }
 
   // --- internals ---------------------------------------------------------------------------------
 
   /** A worker that stopped is replaced, and one whose session predates a reinitialization reopens it. */
-  private async ready(slot: SessionSlot): Promise<void> {
+  private async ready(slot: SessionSlot, deadline: number): Promise<void> {
     if (!slot.link.alive) {
       this.logger.warn({ worker: slot.link.label }, 'pkcs11: replacing a token worker that stopped');
       const link = await WorkerLink.spawn(setupFor(this.config, 'session'), slot.link.label, this.logger, (l) => this.settled(l));
-      await link.call('attach', [this.profile, this.config.idleSessionCheckMs], this.config.operationTimeoutMs);
+      try {
+        await link.call('attach', [this.profile, this.config.idleSessionCheckMs], remaining(deadline));
+      } catch (e) {
+        void bounded(link.terminate());
+        throw e;
+      }
       link.generation = this.module.generation;
       slot.link = link;
       return;
     }
     if (slot.link.generation !== this.module.generation) {
       const generation = this.module.generation;
-      await slot.link.call('reopen', [], this.config.operationTimeoutMs);
+      await slot.link.call('reopen', [], remaining(deadline));
       slot.link.generation = generation;
     }
   }
 
   /** A worker could not log in: reconnecting would count towards locking the token. Stay down. */
-  private pinFailed(error: HsmBridgeError): void {
+  private pinFailed(error: PinError): void {
     if (this.state.kind === 'closed' || (this.state.kind === 'down' && this.state.pinError)) return;
     this.state = { kind: 'down', detail: error.message, pinError: true };
+    clearTimeout(this.retryTimer);
     this.logger.error({ detail: error.message }, 'pkcs11: cannot log in; not retrying (a wrong PIN locks the token): fix the PIN and restart');
-  }
-
-  private quarantine(slot: SessionSlot): void {
-    this.stuck.add(slot);
-    if (this.stuck.size === this.slots.length) {
-      this.pool.failFast(unavailable('every HSM session is waiting for an answer past its deadline'));
-    }
   }
 
   /** An overdue call returned (or its worker stopped): the worker can be lent again. */
@@ -266,21 +274,20 @@ export class Connection {
       this.probing = false; // the stuck probe returned: the next one tells how the token is
       return;
     }
-    const slot = [...this.stuck].find((s) => s.link === link);
-    if (!slot) return;
-    this.stuck.delete(slot);
-    this.pool.failFast(undefined);
-    this.pool.release(slot);
+    const slot = this.slots.find((s) => s.link === link);
+    if (slot) this.pool.restore(slot);
   }
 
-  private async upState(): Promise<State & { kind: 'up' }> {
-    let state = this.state;
+  /** Waits out a reconnect in progress, but never past the caller's deadline. */
+  private async upState(deadline: number): Promise<void> {
+    const state = this.state;
     if (state.kind === 'recovering') {
-      await state.done.catch(() => undefined);
-      state = this.state;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, remaining(deadline))));
+      await Promise.race([state.done.catch(() => undefined), late]);
+      clearTimeout(timer);
     }
-    if (state.kind !== 'up') throw this.notUp();
-    return state;
+    if (this.state.kind !== 'up') throw this.notUp();
   }
 
   private notUp(): HsmBridgeError {
@@ -288,11 +295,16 @@ export class Connection {
     return unavailable(state.kind === 'down' ? state.detail.replace(/^HSM unavailable: /, '') : state.kind === 'closed' ? 'backend closed' : 'reconnecting');
   }
 
-  /** C_GetTokenInfo in the control worker, one at a time; a timeout or a dead device makes the service not ready. */
+  /** C_GetTokenInfo in the control worker, one at a time; a timeout or a dead device makes the member not ready. */
   private probe(): void {
-    const state = this.state;
-    if (state.kind !== 'up' || this.probing) return;
+    if (this.state.kind !== 'up' || this.probing) return;
+    if (!this.control.alive) {
+      this.probeFailure = 'HSM unavailable: the control worker stopped';
+      void this.recover(this.module.generation, this.probeFailure).catch(() => undefined);
+      return;
+    }
     this.probing = true;
+    const generation = this.module.generation;
     this.control
       .call('probe', [], Math.min(HEALTH_PROBE_TIMEOUT_MS, this.config.operationTimeoutMs))
       .then(
@@ -300,27 +312,27 @@ export class Connection {
           this.probeFailure = undefined;
         },
         (e: unknown) => {
-          const error = asCallError(e);
+          const { error, wire } = asCallError(e);
           this.probeFailure = error.message.startsWith('HSM unavailable') ? error.message : `HSM unavailable: ${error.message}`;
-          if (error.wire?.deviceGone) void this.recover(state, error.message).catch(() => undefined);
+          if (wire?.deviceGone) void this.recover(generation, error.message).catch(() => undefined);
         },
       )
       .finally(() => {
-        // A probe stuck on a frozen HSM returns when the HSM does; until then no other is started.
+        // A probe stuck on a frozen HSM returns when the HSM does (settled()); until then no other starts.
         if (this.control.overdue === 0) this.probing = false;
       });
   }
 
-  /** One reconnect at a time; callers that saw the same failure share it. */
-  private recover(failed: State & { kind: 'up' }, cause: string): Promise<void> {
+  /** One reconnect at a time; callers that saw a failure of the same module generation share it. */
+  private recover(failedGeneration: number, cause: string): Promise<void> {
     const current = this.state;
     if (current.kind === 'recovering') return current.done;
-    if (current !== failed) return Promise.resolve(); // someone already reconnected (or closed)
+    if (current.kind !== 'up') return Promise.resolve();
     this.logger.warn({ detail: cause }, 'pkcs11: HSM connection lost; reconnecting');
     this.onReset();
     const done = (async () => {
       await this.pool.settled(DRAIN_TIMEOUT_MS);
-      await this.reconnect(failed.generation);
+      await this.reconnect(failedGeneration);
     })();
     this.state = { kind: 'recovering', done };
     return done;
@@ -328,9 +340,11 @@ export class Connection {
 
   private async reconnect(failedGeneration: number): Promise<void> {
     try {
-      if (!this.control.alive) {
+      // A control worker stuck in a call would run every queued call after it, C_Finalize included: replace it.
+      if (!this.control.alive || this.control.overdue > 0) {
+        void bounded(this.control.terminate());
         this.control = await WorkerLink.spawn(setupFor(this.config, 'control'), 'control', this.logger, (l) => this.settled(l));
-        await this.control.call('relogin', [], this.config.keyGenerationTimeoutMs);
+        this.probing = false;
       }
       // At most one reinitialization per reinitMinIntervalMs: a flapping HSM is not hammered with them.
       const wait = this.lastReinitAt + this.config.reinitMinIntervalMs - Date.now();
@@ -341,17 +355,17 @@ export class Connection {
         this.lastReinitAt = Date.now();
         await this.control.call('reinitialize', [], this.config.keyGenerationTimeoutMs);
       });
-      // Another backend on the same library made the new generation: our anchor session went with the old one.
+      // Another connection on the same library made the new generation: our login went with the old one.
       if (!ours) await this.control.call('relogin', [], this.config.keyGenerationTimeoutMs);
       if (this.state.kind === 'closed') return;
-      this.state = { kind: 'up', generation: this.module.generation };
+      this.state = { kind: 'up' };
       this.probeFailure = undefined;
       this.retryDelay = RECOVERY_FIRST_DELAY_MS;
       this.logger.info('pkcs11: reconnected to the HSM');
     } catch (e) {
-      const error = asCallError(e);
+      const { error } = asCallError(e);
       if (this.state.kind === 'closed') return;
-      const pinError = error.wire?.pin === true;
+      const pinError = error instanceof PinError;
       this.state = { kind: 'down', detail: error.message, pinError };
       if (pinError) {
         // Retrying a wrong PIN would lock the token: stay down until an operator fixes it and restarts.
@@ -359,7 +373,7 @@ export class Connection {
       } else {
         this.scheduleRetry();
       }
-      throw error.error;
+      throw error;
     }
   }
 
@@ -383,16 +397,20 @@ function setupFor(config: MemberSettings, role: WorkerSetup['role']): WorkerSetu
   return { role, library: config.library, token: config.token, pin: config.pin };
 }
 
-/** Errors of calls that never reached a worker: safe to send to another member, even a key creation. */
-const undispatched = new WeakSet<Error>();
-function notDispatched(e: HsmBridgeError): HsmBridgeError {
-  undispatched.add(e);
+/** What is left of a deadline for one wait (at least 1 ms: a timer of 0 would fire before the answer can). */
+const remaining = (deadline: number) => Math.max(1, deadline - Date.now());
+
+/** Errors of calls known not to have changed the token: safe to send to another member, even a key creation. */
+const unchangedErrors = new WeakSet<Error>();
+function markUnchanged(e: HsmBridgeError): HsmBridgeError {
+  unchangedErrors.add(e);
   return e;
 }
-export const wasNotDispatched = (e: unknown): boolean => e instanceof Error && undispatched.has(e);
+export const leftTokenUnchanged = (e: unknown): boolean => e instanceof Error && unchangedErrors.has(e);
 
 function asCallError(e: unknown): WorkerCallError {
   if (e instanceof WorkerCallError) return e;
+  if (e instanceof HsmBridgeError) return new WorkerCallError(e, undefined);
   return new WorkerCallError(unavailable(e instanceof Error ? e.message : String(e)), undefined);
 }
 
@@ -401,4 +419,3 @@ async function bounded(p: Promise<unknown>): Promise<void> {
   await Promise.race([p.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, TERMINATE_WAIT_MS)))]);
   clearTimeout(timer);
 }
-

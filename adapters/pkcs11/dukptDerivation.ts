@@ -28,7 +28,7 @@ const AES_BLOCK = 16;
 const ZERO_IV = Buffer.alloc(AES_BLOCK);
 
 /** The PIN encryption key of a TDES DUKPT transaction, as a session object. */
-export function deriveTdesDukpt(api: Pkcs11Api, session: Handle, bdk: VersionHandles, ksn: Buffer): DerivedKey {
+export function deriveTdesDukpt(api: Pkcs11Api, session: Handle, bdk: VersionHandles, ksn: Buffer): Omit<DerivedKey, 'epoch'> {
   const variant = bdk.companions?.variant;
   if (!variant) throw new HsmBridgeError('INCOMPATIBLE_KEY', 'this BDK cannot derive TDES DUKPT keys in the HSM (a TDES_2KEY BDK created before payment support: rotate it)');
   const input = tdesInitialKeyInput(ksn);
@@ -58,7 +58,7 @@ export function deriveAesDukpt(
   bdk: { readonly type: KeyType; readonly handle: Handle },
   ksn: Buffer,
   workingKey: WorkingKeyType,
-): DerivedKey {
+): Omit<DerivedKey, 'epoch'> {
   if (bdk.type !== 'AES_128' && bdk.type !== 'AES_256') throw new HsmBridgeError('INCOMPATIBLE_KEY', 'AES DUKPT needs an AES BDK');
   const steps = aesDukptPinKeySteps(bdk.type, ksn, workingKey);
   let base = bdk.handle;

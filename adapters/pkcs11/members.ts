@@ -16,15 +16,13 @@ import type { Logger } from 'pino';
 import type { BackendHealth, Capabilities } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { ResolvedPkcs11Config } from './config.js';
-import { Connection, wasNotDispatched, type CallOptions } from './connection.js';
-import { unavailable } from './errors.js';
+import { Connection, leftTokenUnchanged, type CallOptions } from './connection.js';
+import { PinError, unavailable } from './errors.js';
 import type { WorkerLink } from './workerLink.js';
 
 const POLL_MS = 100;
 
 export interface MemberCallOptions extends CallOptions {
-  /** Safe to run twice: may be retried on another member after BACKEND_UNAVAILABLE. */
-  readonly idempotent: boolean;
   /** The key the call is about, for read-after-change across members. */
   readonly key?: string;
 }
@@ -38,6 +36,8 @@ interface Member {
   /** Undefined while it could not be opened (at start); opened again in the background. */
   connection: Connection | undefined;
   openError?: string;
+  /** It could not log in: never tried again (a wrong PIN locks the token). */
+  pinError?: boolean;
 }
 
 export class Members {
@@ -64,6 +64,7 @@ export class Members {
           return undefined;
         } catch (e) {
           members[i]!.openError = (e as Error).message;
+          members[i]!.pinError = e instanceof PinError;
           return e;
         }
       }),
@@ -72,19 +73,16 @@ export class Members {
     if (!first) throw errors[0];
     for (const m of members) {
       if (m.connection) continue;
-      logger.error({ member: m.name, detail: m.openError }, 'pkcs11: an HSM member could not be opened; serving from the others and retrying it');
+      if (m.pinError) logger.error({ member: m.name, detail: m.openError }, 'pkcs11: an HSM member refused the PIN; serving from the others and not retrying it (a wrong PIN locks the token)');
+      else logger.error({ member: m.name, detail: m.openError }, 'pkcs11: an HSM member could not be opened; serving from the others and retrying it');
     }
     const set = new Members(members, config, logger, onReset, first.capabilities);
     set.scheduleReopen();
     return set;
   }
 
-  async run<T>(method: string, args: readonly unknown[], options: MemberCallOptions): Promise<T> {
-    return (await this.runOnAny<T>(method, args, options)).value;
-  }
-
-  /** As run(), and says which worker ran the call. */
-  async runOnAny<T>(method: string, args: readonly unknown[], options: MemberCallOptions): Promise<{ value: T; link: WorkerLink }> {
+  /** Runs a call on a member, within its deadline, and says which worker ran it. */
+  async run<T>(method: string, args: readonly unknown[], options: MemberCallOptions): Promise<{ value: T; link: WorkerLink }> {
     const tried = new Set<Member>();
     for (;;) {
       const member = this.pick(tried);
@@ -93,7 +91,7 @@ export class Members {
       try {
         return await this.onMember<T>(member, method, args, options);
       } catch (e) {
-        const retry = e instanceof HsmBridgeError && e.code === 'BACKEND_UNAVAILABLE' && (options.idempotent || wasNotDispatched(e)) && tried.size === 1;
+        const retry = e instanceof HsmBridgeError && e.code === 'BACKEND_UNAVAILABLE' && (options.idempotent || leftTokenUnchanged(e)) && tried.size === 1;
         if (!retry || !this.pick(tried)) throw e;
         this.logger.warn({ member: member.name, detail: e.message }, 'pkcs11: an HSM member failed a call; retrying it on another');
       }
@@ -103,7 +101,10 @@ export class Members {
   /** A lifecycle change of `key` was made by the member that ran `link`. */
   changed(key: string, link: WorkerLink): void {
     const member = this.members.find((m) => m.connection?.owns(link));
-    if (member && this.members.length > 1) this.recent.set(key, { member, until: Date.now() + this.config.replicationWaitMs });
+    if (!member || this.members.length === 1) return;
+    const now = Date.now();
+    for (const [k, r] of this.recent) if (r.until < now) this.recent.delete(k);
+    this.recent.set(key, { member, until: now + this.config.replicationWaitMs });
   }
 
   /** Sends to every serving member's workers (a key's cached handles to drop). */
@@ -112,10 +113,10 @@ export class Members {
   }
 
   /** Sends to the worker of `link` itself, whichever member it belongs to. */
-  runOn<T>(link: WorkerLink, method: string, args: readonly unknown[]): Promise<T> {
+  runOn<T>(link: WorkerLink, method: string, args: readonly unknown[], deadline: number): Promise<T> {
     const member = this.members.find((m) => m.connection?.owns(link));
     if (!member?.connection) return Promise.reject(unavailable('that HSM member is gone'));
-    return member.connection.runOn<T>(link, method, args);
+    return member.connection.runOn<T>(link, method, args, deadline);
   }
 
   /** Each member: serving, calls in flight, calls so far (only with more than one member). */
@@ -165,18 +166,21 @@ export class Members {
     return pool.reduce<Member | undefined>((best, m) => (!best || m.inFlight < best.inFlight ? m : best), undefined);
   }
 
-  /** Runs on one member; a key another member changed lately is waited for until it shows here. */
+  /**
+   * Runs on one member; a key another member changed lately is waited for until it shows here, within
+   * the replication wait and the call's deadline.
+   */
   private async onMember<T>(member: Member, method: string, args: readonly unknown[], options: MemberCallOptions): Promise<{ value: T; link: WorkerLink }> {
     for (;;) {
       member.calls++;
       member.inFlight++;
       try {
-        return await member.connection!.runOnAny<T>(method, args, options);
+        return await member.connection!.run<T>(method, args, options);
       } catch (e) {
         const recent = options.key === undefined ? undefined : this.recent.get(options.key);
-        if (recent && recent.until < Date.now()) this.recent.delete(options.key!);
         const notYet = e instanceof HsmBridgeError && (e.code === 'KEY_NOT_FOUND' || e.code === 'KEY_VERSION_NOT_FOUND');
-        if (!notYet || !recent || recent.member === member || recent.until < Date.now()) throw e;
+        const until = Math.min(recent?.until ?? 0, options.deadline - POLL_MS);
+        if (!notYet || !recent || recent.member === member || Date.now() >= until) throw e;
         await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       } finally {
         member.inFlight--;
@@ -190,11 +194,11 @@ export class Members {
 
   /** Members that could not be opened at start are tried again, with the connection's own backoff range. */
   private scheduleReopen(delay = 250): void {
-    if (this.closed || this.members.every((m) => m.connection)) return;
+    if (this.closed || this.members.every((m) => m.connection || m.pinError)) return;
     this.retryTimer = setTimeout(() => {
       void Promise.all(
         this.members.map(async (m, i) => {
-          if (m.connection) return;
+          if (m.connection || m.pinError) return;
           const settings = this.config.members[i]!;
           try {
             const connection = await Connection.open({ ...this.config, ...settings }, memberLogger(this.logger, this.config, settings.name), this.onReset);
@@ -206,6 +210,7 @@ export class Members {
             }
           } catch (e) {
             m.openError = (e as Error).message;
+            m.pinError = e instanceof PinError;
           }
         }),
       ).then(() => this.scheduleReopen(Math.min(delay * 2, 2000)));

@@ -18,24 +18,30 @@ export type Handle = pkcs11js.Handle;
  */
 export const notNull = (b: Buffer) => (b.length > 0 ? b : Buffer.alloc(1).subarray(0, 0));
 
-/** Loads `library` in this thread and makes sure the module is initialized. */
-export function loadModule(library: string): Pkcs11Api {
+/**
+ * Loads `library` in this thread and makes sure the module is initialized. `own` says this instance's
+ * C_Initialize did the work although another thread initialized the library first: a module that gives
+ * each loaded instance state of its own (p11-kit-client.so), which this thread may finalize alone.
+ */
+export function loadModule(library: string): { api: Pkcs11Api; own: boolean } {
   const api = new pkcs11js.PKCS11();
   try {
     api.load(library);
   } catch (e) {
     throw unavailable(`cannot load the PKCS#11 library ${library}: ${(e as Error).message}`);
   }
-  initialize(api);
-  return api;
+  return { api, own: initialize(api) };
 }
 
-export function initialize(api: Pkcs11Api): void {
+/** C_Initialize; false when the module was initialized already (by another thread: shared state). */
+export function initialize(api: Pkcs11Api): boolean {
   try {
     // OS locking: without it SoftHSM (and others) assume a single-threaded caller; every worker calls at once.
     api.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    return true;
   } catch (e) {
     if (ckrOf(e) !== CKR.CRYPTOKI_ALREADY_INITIALIZED) throw unavailable(`C_Initialize failed (${ckrName(e)})`, e);
+    return false;
   }
 }
 

@@ -54,9 +54,14 @@ export function intermediateKeyTemplate(): pkcs11js.Template {
   return [...sessionSecretKey(A.CKK_AES, false), allowedMechanismsAttribute([CKM.AES_CBC_ENCRYPT_DATA]), ...flags([A.CKA_DERIVE])];
 }
 
-/** A DUKPT transaction key made in a session: its handle, and what kind of block key it is. */
+/**
+ * A DUKPT transaction key made in a session: its handle, the epoch of the worker's sessions it belongs to
+ * (handles are numbered afresh after a reinitialization, so a handle alone could name another request's
+ * key), and what kind of block key it is.
+ */
 export interface DerivedKey {
   readonly handle: pkcs11js.Handle;
+  readonly epoch: number;
   readonly family: 'aes' | 'tdes';
   readonly bits: number;
 }

@@ -11,8 +11,16 @@ export class SharedModule {
   /** Bumped by every reinitialization: sessions opened in an older generation are dead. */
   generation = 0;
   private reinitializing: Promise<void> | undefined;
+  /** Each connection's wait for its calls in flight: C_Finalize under a call on another thread is unsafe. */
+  private readonly drains = new Set<() => Promise<void>>();
 
   private constructor(readonly library: string) {}
+
+  /** Adds a connection's drain; returns its removal. */
+  register(drain: () => Promise<void>): () => void {
+    this.drains.add(drain);
+    return () => this.drains.delete(drain);
+  }
 
   /** Each call must be paired with release(). */
   static acquire(library: string): SharedModule {
@@ -33,12 +41,14 @@ export class SharedModule {
   }
 
   /**
-   * Runs `reinitialize` (C_Finalize + C_Initialize) once per generation: a caller that saw generation
-   * `seen` fail asks for a new one; if another backend already made it, this returns at once.
+   * Runs `reinitialize` (C_Finalize + C_Initialize) once per generation, after every connection on the
+   * library has drained: a caller that saw generation `seen` fail asks for a new one; if another
+   * connection already made it, this returns at once.
    */
   async reinitialize(seen: number, reinitialize: () => Promise<void>): Promise<void> {
     if (this.generation !== seen) return;
-    this.reinitializing ??= reinitialize()
+    this.reinitializing ??= Promise.all([...this.drains].map((drain) => drain()))
+      .then(reinitialize)
       .then(() => {
         this.generation++;
       })

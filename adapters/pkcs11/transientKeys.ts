@@ -14,7 +14,7 @@ export const TRANSIENT_TTL_MS = 30_000;
 const MAX_LIVE = 4096;
 
 interface Live<Owner> {
-  readonly handle: Buffer;
+  readonly derived: DerivedKey;
   /** The worker whose session holds the object: only it can use the handle (another module instance cannot). */
   readonly owner: Owner;
   /** Destroys the object in the worker that made it; never throws. */
@@ -33,17 +33,17 @@ export class TransientKeys<Owner> {
 
   /** Takes over a derived session object of `owner`'s session, which `destroy` removes, as a TransientKey. */
   register(derived: DerivedKey, owner: Owner, destroy: () => Promise<void>): TransientKey {
-    const { handle, family, bits } = derived;
+    const { family, bits } = derived;
     const key: TransientKey = Object.freeze({ transient: true as const, family, bits });
     const timer = setTimeout(() => void this.release(key), TRANSIENT_TTL_MS);
     timer.unref();
-    this.live.set(key, { handle, owner, destroy, timer });
+    this.live.set(key, { derived, owner, destroy, timer });
     this.count++;
     return key;
   }
 
-  /** The handle behind a TransientKey this backend made and has not released, and the worker holding it. */
-  entryOf(key: TransientKey): { readonly handle: Buffer; readonly owner: Owner } {
+  /** The session object behind a TransientKey this backend made and has not released, and the worker holding it. */
+  entryOf(key: TransientKey): { readonly derived: DerivedKey; readonly owner: Owner } {
     const entry = this.live.get(key);
     if (!entry) throw new HsmBridgeError('INTERNAL', 'the derived key was released or was not made by this backend');
     return entry;

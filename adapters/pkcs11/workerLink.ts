@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { HsmBridgeError } from '../../src/errors.js';
 import { unavailable } from './errors.js';
-import { fromWire, revive, type Request, type Response, type WireError } from './worker/protocol.js';
+import { fromWire, revive, wipe, type Request, type Response, type WireError } from './worker/protocol.js';
 import type { WorkerSetup } from './worker/tokenWorker.js';
 
 /** A failed call: the error for the caller, and what the worker said about the device. */
@@ -125,7 +125,8 @@ export class WorkerLink {
     this.pending.delete(message.id);
     clearTimeout(entry.timer);
     if (entry.overdue) {
-      // Its caller has long had its 503; only the worker's availability changes.
+      // Its caller has long had its 503; only the worker's availability changes. A late result may be a secret.
+      if (message.kind === 'result') wipe(message.value);
       this.overdueCount--;
       this.onSettled(this);
       return;

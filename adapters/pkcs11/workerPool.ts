@@ -3,11 +3,10 @@
  * operation per session, and a worker's calls are synchronous). Callers beyond the pool wait in FIFO
  * order for at most `acquireTimeoutMs`, so a saturated HSM turns into a clear BACKEND_UNAVAILABLE, not a
  * hang; at most `maxQueued` wait (each holds its request in memory), beyond that they fail at once.
- * A worker whose call passed its deadline is not given back until that call returns (connection.ts);
- * when every worker is stuck like that, `failFast` makes new callers fail at once instead of waiting.
+ * A worker whose call passed its deadline is set aside (quarantined) until that call returns; when every
+ * worker is set aside, callers fail at once instead of waiting.
  * Generic over the worker type so that its logic is unit-tested without threads or a token.
  */
-import type { HsmBridgeError } from '../../src/errors.js';
 import { unavailable } from './errors.js';
 
 export interface WorkerPoolOptions {
@@ -32,8 +31,9 @@ export class WorkerPool<W> {
   /** Insertion-ordered (FIFO), and a waiter that times out leaves in O(1). */
   private readonly waiters = new Set<Waiter<W>>();
   private lent = 0;
+  /** Workers stuck in a call past its deadline: neither idle nor counted as lent (a drain does not wait for them). */
+  private readonly aside = new Set<W>();
   private closed = false;
-  private failure: HsmBridgeError | undefined;
   private drained: (() => void) | undefined;
 
   constructor(
@@ -44,7 +44,12 @@ export class WorkerPool<W> {
   }
 
   get inUse(): number {
-    return this.lent;
+    return this.lent + this.aside.size;
+  }
+
+  /** Workers set aside, stuck in a call past its deadline. */
+  get stuck(): number {
+    return this.aside.size;
   }
 
   get size(): number {
@@ -58,7 +63,7 @@ export class WorkerPool<W> {
 
   acquire(): Promise<W> {
     if (this.closed) return Promise.reject(new PoolClosedError('worker pool closed'));
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.allStuck) return Promise.reject(stuckError());
     const worker = this.idle.pop();
     if (worker !== undefined) {
       this.lent++;
@@ -90,28 +95,45 @@ export class WorkerPool<W> {
     }
     this.lent--;
     if (!this.closed) this.idle.push(worker);
-    if (this.lent === 0) {
-      const drained = this.drained;
-      this.drained = undefined;
-      drained?.();
-    }
+    this.signalIfDrained();
   }
 
   /**
-   * While set, callers fail at once with `error` (and those waiting now fail with it): every worker is
-   * stuck in a call the HSM does not answer, so waiting would only pile requests up. Undefined lifts it.
+   * A lent worker whose call passed its deadline: kept out until restore(). Once every worker is, the
+   * callers waiting fail at once: waiting would only pile requests up behind an HSM that does not answer.
    */
-  failFast(error: HsmBridgeError | undefined): void {
-    this.failure = error;
-    if (!error) return;
-    for (const w of this.waiters) {
-      clearTimeout(w.timer);
-      w.reject(error);
+  setAside(worker: W): void {
+    this.aside.add(worker);
+    this.lent--;
+    if (this.allStuck) {
+      for (const w of this.waiters) {
+        clearTimeout(w.timer);
+        w.reject(stuckError());
+      }
+      this.waiters.clear();
     }
-    this.waiters.clear();
+    this.signalIfDrained();
   }
 
-  /** Resolves once no worker is lent, or after `timeoutMs` (a worker stuck in a call may never come back). */
+  /** The stuck call returned: the worker serves again (or is dropped, if the pool closed meanwhile). */
+  restore(worker: W): void {
+    if (!this.aside.delete(worker)) return;
+    this.lent++;
+    this.release(worker);
+  }
+
+  private get allStuck(): boolean {
+    return this.aside.size > 0 && this.aside.size === this.workers.length;
+  }
+
+  private signalIfDrained(): void {
+    if (this.lent !== 0) return;
+    const drained = this.drained;
+    this.drained = undefined;
+    drained?.();
+  }
+
+  /** Resolves once no worker is lent (those set aside do not count), or after `timeoutMs`. */
   settled(timeoutMs: number): Promise<void> {
     if (this.lent === 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
@@ -145,3 +167,5 @@ export class WorkerPool<W> {
     await this.settled(drainTimeoutMs);
   }
 }
+
+const stuckError = () => unavailable('every HSM session is waiting for an answer past its deadline');

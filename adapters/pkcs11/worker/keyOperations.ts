@@ -40,7 +40,7 @@ export interface TokenProfile {
 }
 
 /** A block key as it reaches the worker: a stored version, or the handle of a derived session object. */
-export type WorkerBlockKey = KeyRef | { readonly transientHandle: Buffer; readonly family: 'aes' | 'tdes' };
+export type WorkerBlockKey = KeyRef | { readonly transientHandle: Buffer; readonly epoch: number; readonly family: 'aes' | 'tdes' };
 
 const conflict = (): ConflictResult => ({ conflict: true });
 type Attempt<T> = T | ConflictResult;
@@ -267,7 +267,7 @@ export class KeyOperations {
   }
 
   /** A DUKPT transaction key as a session object of this worker's session (the worker holds the session for it). */
-  deriveDukpt(bdk: KeyRef, derivation: DukptDerivation): Promise<DerivedKey> {
+  deriveDukpt(bdk: KeyRef, derivation: DukptDerivation): Promise<Omit<DerivedKey, 'epoch'>> {
     return this.withKey(bdk, (session, h) => {
       if (derivation.scheme === 'tdes') {
         if (bdk.type !== 'TDES_2KEY') throw new HsmBridgeError('INCOMPATIBLE_KEY', 'TDES DUKPT needs a double-length (TDES_2KEY) BDK');

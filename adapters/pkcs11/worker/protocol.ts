@@ -4,6 +4,7 @@
  * cross by structured clone, which turns Buffers into Uint8Arrays; `revive` turns them back.
  */
 import { HsmBridgeError, type ErrorCode } from '../../../src/errors.js';
+import { PinError } from '../errors.js';
 
 export interface Request {
   readonly id: number;
@@ -19,6 +20,8 @@ export interface WireError {
   readonly deviceGone: boolean;
   /** A PIN problem: reconnecting would count towards locking the token. */
   readonly pin: boolean;
+  /** The call changed nothing in the token before it failed (a lifecycle change may run again). */
+  readonly unchanged?: boolean;
 }
 
 export type Response =
@@ -57,6 +60,7 @@ export function wipe(value: unknown): void {
   else if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) Object.values(value).forEach(wipe);
 }
 
+/** The error for the caller; a PIN problem stays a PinError, which stops every retry. */
 export function fromWire(error: WireError): HsmBridgeError {
-  return new HsmBridgeError(error.code, error.message);
+  return error.pin ? new PinError(error.message.replace(/^HSM unavailable: /, '')) : new HsmBridgeError(error.code, error.message);
 }

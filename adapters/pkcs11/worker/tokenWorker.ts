@@ -15,7 +15,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { Capabilities } from '../../../src/backend/port.js';
 import type { KeyName } from '../../../src/keys/names.js';
 import type { PinSource } from '../config.js';
-import { ckrName, involvesCkr, isDeviceGone, PinError, toBridgeError } from '../errors.js';
+import { HsmBridgeError } from '../../../src/errors.js';
+import { ckrName, involvesCkr, isDeviceGone, PinError, toBridgeError, unavailable } from '../errors.js';
+import { TRANSIENT_TTL_MS } from '../transientKeys.js';
 import { CKM, TokenMechanisms } from '../mechanisms.js';
 import { finalize, initialize, loadModule, type Handle, type Pkcs11Api } from '../module.js';
 import { probeOaepSha256 } from '../oaepProbe.js';
@@ -34,7 +36,10 @@ export interface WorkerSetup {
 }
 
 /** Results that are secret: the worker's copy is zeroed once sent. */
-const SECRET_RESULTS = new Set(['decrypt', 'exportKey', 'randomBytes', 'deriveSharedSecret']);
+const SECRET_RESULTS = new Set(['decrypt', 'ecb', 'exportKey', 'randomBytes', 'deriveSharedSecret']);
+
+/** This worker could not get a working session: the connection reconnects (as for a device gone). */
+class SessionLost extends HsmBridgeError {}
 
 const port = parentPort!;
 const setup = workerData as WorkerSetup;
@@ -46,18 +51,25 @@ const log: TokenLog = {
 };
 
 let api: Pkcs11Api | undefined;
-const loaded = () => (api ??= loadModule(setup.library));
+/** This thread's module instance has state of its own (see loadModule): it may finalize it alone. */
+let ownInstance = false;
+function loaded(): Pkcs11Api {
+  if (!api) ({ api, own: ownInstance } = loadModule(setup.library));
+  return api;
+}
 
 // --- control ---------------------------------------------------------------------------------------
 
 let slot: Handle | undefined;
 let anchor: Handle | undefined;
 
-/** Finds the token, opens the anchor session and logs in (once per process; again after a reinitialization). */
+/**
+ * Finds the token, opens the anchor session and logs in (at start; again after a reinitialization). An
+ * older anchor is not closed: it died with the old generation, and its handle may now be another session's.
+ */
 async function logIn(): Promise<Handle> {
   const a = loaded();
   slot = findSlot(a, setup.token);
-  if (anchor) closeSession(a, anchor);
   anchor = openSession(a, slot);
   await login(a, anchor, setup.pin);
   return anchor;
@@ -116,65 +128,87 @@ let operations: KeyOperations | undefined;
 /** A session idle this long is checked before use (attach's idleCheckMs). */
 let idleCheckMs = Infinity;
 let lastUsedAt = 0;
+/** Bumped by every reopen: handles are numbered afresh after a reinitialization. */
+let epoch = 0;
 /**
- * Derived keys (session objects) alive, by handle, with the session that made them: a session is
- * closed only once it holds none (closing it would destroy them), so a replaced one may stay open a while.
+ * Derived keys (session objects) alive, by handle: the session that made them, and a timer that destroys
+ * one nobody released (a derivation whose caller gave up at its deadline). A session is closed only once
+ * it holds none (closing it would destroy them), so a replaced one may stay open a while.
  */
-const derived = new Map<string, Handle>();
+const derived = new Map<string, { readonly owner: Handle; readonly timer: NodeJS.Timeout }>();
 const retired = new Set<Handle>();
+/** Longer than the main thread's own expiry: this one only catches keys the main thread never registered. */
+const DERIVED_TTL_MS = TRANSIENT_TTL_MS + 5000;
 
 const currentSession = (): Handle => {
-  if (!session) throw toBridgeError(new Error('the token worker has no session'));
+  if (!session) throw new SessionLost('BACKEND_UNAVAILABLE', 'HSM unavailable: the token worker has no session');
   return session;
 };
 
-const holds = (s: Handle) => [...derived.values()].some((owner) => owner === s);
-
-function retire(s: Handle): void {
-  if (holds(s)) retired.add(s);
-  else closeSession(loaded(), s);
-}
-
-/** A new session for this worker: opened before the old one closes (closing a token's last session logs out). */
-function replaceSession(): void {
-  const a = loaded();
-  slot ??= findSlot(a, setup.token);
-  const old = session;
-  session = openSession(a, slot);
-  if (old) retire(old);
-}
+const holds = (s: Handle) => [...derived.values()].some((d) => d.owner === s);
 
 /**
- * Opens this worker's session and logs in on it. Most modules share login (and initialization) across
- * the process, and answer CKR_USER_ALREADY_LOGGED_IN; some give each loaded instance a connection of its
- * own (p11-kit-client.so: one server process per instance), which needs its own login, and, after the
- * HSM came back, its own C_Finalize + C_Initialize (until then it shows no slot, or fails): done only when
- * opening a session fails.
+ * Opens this worker's session (closing the old one first, unless derived keys still live in it) and logs
+ * in on it. Most modules share login (and initialization) across the process, and answer
+ * CKR_USER_ALREADY_LOGGED_IN; some give each loaded instance a connection of its own (p11-kit-client.so:
+ * one server process per instance), which needs its own login and, after the HSM came back, its own
+ * C_Finalize + C_Initialize. A shared module is never finalized here: the connection reinitializes it.
  */
 async function openAndLogIn(): Promise<void> {
-  try {
-    replaceSession();
-  } catch {
-    finalize(loaded());
-    initialize(loaded());
-    slot = undefined;
-    replaceSession();
+  const a = loaded();
+  const old = session;
+  session = undefined;
+  if (old) {
+    if (holds(old)) retired.add(old);
+    else closeSession(a, old);
   }
-  await login(loaded(), currentSession(), setup.pin);
+  try {
+    try {
+      slot ??= findSlot(a, setup.token);
+      session = openSession(a, slot);
+    } catch (e) {
+      if (!ownInstance) throw e;
+      finalize(a);
+      initialize(a);
+      slot = findSlot(a, setup.token);
+      session = openSession(a, slot);
+    }
+    await login(a, session, setup.pin);
+  } catch (e) {
+    if (e instanceof PinError) throw e;
+    const cause = e instanceof Error && e.cause !== undefined ? e.cause : e;
+    throw new SessionLost('BACKEND_UNAVAILABLE', `HSM unavailable: cannot open a session (${ckrName(cause)})`, { cause: e });
+  }
+}
+
+function forgetDerived(handle: string): Handle | undefined {
+  const entry = derived.get(handle);
+  if (!entry) return undefined;
+  clearTimeout(entry.timer);
+  derived.delete(handle);
+  return entry.owner;
+}
+
+/** The derived key a request names, if it is still alive in this worker's current epoch. */
+function liveDerived(handle: Buffer, keyEpoch: number): void {
+  if (keyEpoch !== epoch || !derived.has(handle.toString('hex'))) {
+    throw unavailable('the derived key was lost with its HSM session; retry');
+  }
 }
 
 const sessionCalls = {
   async attach(profile: TokenProfile, idleSessionCheckMs: number): Promise<void> {
     idleCheckMs = idleSessionCheckMs;
     await openAndLogIn();
-    operations = new KeyOperations(loaded(), currentSession, profile, log);
+    operations = new KeyOperations(countingWrites(loaded()), currentSession, profile, log);
   },
 
-  /** After a reinitialization: the old sessions are gone, and so are the derived keys. */
+  /** After a reinitialization: the old sessions are gone (their handles may be reused), and so are the derived keys. */
   async reopen(): Promise<void> {
     session = undefined;
     slot = undefined;
-    derived.clear();
+    epoch++;
+    for (const handle of [...derived.keys()]) forgetDerived(handle);
     retired.clear();
     operations?.clear();
     await openAndLogIn();
@@ -182,10 +216,10 @@ const sessionCalls = {
 
   /** The backend is closing: this worker's sessions go (another backend may keep the module initialized). */
   detach(): void {
+    for (const handle of [...derived.keys()]) forgetDerived(handle);
     for (const s of [...retired, ...(session ? [session] : [])]) closeSession(loaded(), s);
     session = undefined;
     retired.clear();
-    derived.clear();
   },
 
   forget(name: KeyName): void {
@@ -193,16 +227,25 @@ const sessionCalls = {
   },
 
   async deriveDukpt(...args: Parameters<KeyOperations['deriveDukpt']>): Promise<DerivedKey> {
-    const key = await ops().deriveDukpt(...args);
-    derived.set(key.handle.toString('hex'), currentSession());
+    const key = { ...(await ops().deriveDukpt(...args)), epoch };
+    const id = key.handle.toString('hex');
+    const timer = setTimeout(() => sessionCalls.releaseDerived(key.handle, key.epoch), DERIVED_TTL_MS);
+    timer.unref();
+    derived.set(id, { owner: currentSession(), timer });
     return key;
   },
 
+  ecb(...args: Parameters<KeyOperations['ecb']>): Promise<Buffer> {
+    const [key] = args;
+    if ('transientHandle' in key) liveDerived(key.transientHandle, key.epoch);
+    return ops().ecb(...args);
+  },
+
   /** Destroys a derived key; its session, if replaced meanwhile and now holding nothing, is closed. */
-  releaseDerived(handle: Buffer): void {
-    const owner = derived.get(handle.toString('hex'));
-    if (!owner) return; // lost with a reconnect
-    derived.delete(handle.toString('hex'));
+  releaseDerived(handle: Buffer, keyEpoch: number): void {
+    if (keyEpoch !== epoch) return; // lost with a reconnect; the handle may be another key's now
+    const owner = forgetDerived(handle.toString('hex'));
+    if (!owner) return;
     try {
       destroyQuietly(loaded(), owner, handle);
     } catch {
@@ -215,16 +258,42 @@ const sessionCalls = {
   },
 };
 
+/** PKCS#11 calls that change the token; counted so that a failed call can say it changed nothing. */
+const WRITES = new Set(['C_CreateObject', 'C_DestroyObject', 'C_GenerateKey', 'C_GenerateKeyPair', 'C_CopyObject', 'C_SetAttributeValue', 'C_UnwrapKey', 'C_DeriveKey']);
+let writes = 0;
+
+/**
+ * The module's API with its token-changing calls counted (after they succeed). A lifecycle call that
+ * failed before any write left the token as it was: the main thread may run it again after a reconnect.
+ */
+function countingWrites(target: Pkcs11Api): Pkcs11Api {
+  return new Proxy(target, {
+    get(t, key) {
+      const value = Reflect.get(t, key) as unknown;
+      if (typeof value !== 'function') return value;
+      const bound = (value as (...a: unknown[]) => unknown).bind(t);
+      if (!WRITES.has(String(key))) return bound;
+      return (...a: unknown[]) => {
+        const result = bound(...a);
+        writes++;
+        return result;
+      };
+    },
+  });
+}
+
 function ops(): KeyOperations {
   if (!operations) throw toBridgeError(new Error('the token worker is not attached'));
   return operations;
 }
 
-/** The KeyOperations methods the main thread may call (deriveDukpt goes through sessionCalls). */
+/** The KeyOperations methods the main thread may call directly (deriveDukpt and ecb go through sessionCalls). */
 const OPERATIONS = [
   'create', 'rotate', 'setState', 'destroy', 'describeKey', 'listKeys', 'sign', 'verify', 'encrypt', 'decrypt',
-  'mac', 'verifyMac', 'randomBytes', 'publicKeySpki', 'ecb', 'exportKey', 'deriveSharedSecret',
+  'mac', 'verifyMac', 'randomBytes', 'publicKeySpki', 'exportKey', 'deriveSharedSecret',
 ] as const satisfies readonly (keyof KeyOperations)[];
+/** Calls that use the session: an idle one is checked first. */
+const USES_SESSION = new Set<string>([...OPERATIONS, 'deriveDukpt', 'ecb']);
 
 function handlerFor(method: string): ((...args: never[]) => unknown) | undefined {
   if (setup.role === 'control') return Object.hasOwn(control, method) ? control[method as keyof typeof control] : undefined;
@@ -239,7 +308,7 @@ function handlerFor(method: string): ((...args: never[]) => unknown) | undefined
 function toWire(e: unknown, method: string): WireError {
   const error = toBridgeError(e);
   if (error.code === 'INTERNAL') log.error({ method, ckr: ckrName(e), detail: e instanceof Error ? e.message : String(e) }, 'pkcs11: unexpected HSM error');
-  return { code: error.code, message: error.message, deviceGone: isDeviceGone(e), pin: e instanceof PinError };
+  return { code: error.code, message: error.message, deviceGone: isDeviceGone(e) || e instanceof SessionLost, pin: e instanceof PinError };
 }
 
 /**
@@ -261,22 +330,19 @@ async function checkIdleSession(): Promise<void> {
 
 async function handle(request: Request): Promise<void> {
   const args = revive(request.args) as never[];
+  const writesBefore = writes;
   try {
-    if (setup.role === 'session' && (OPERATIONS as readonly string[]).includes(request.method)) await checkIdleSession();
+    if (setup.role === 'session' && USES_SESSION.has(request.method)) await checkIdleSession();
     const run = handlerFor(request.method);
     if (!run) throw toBridgeError(new Error(`no such token worker call: ${request.method}`));
     const value = await run(...args);
     send({ kind: 'result', id: request.id, value });
     if (SECRET_RESULTS.has(request.method)) wipe(value);
   } catch (e) {
-    send({ kind: 'error', id: request.id, error: toWire(e, request.method) });
+    send({ kind: 'error', id: request.id, error: { ...toWire(e, request.method), unchanged: writes === writesBefore } });
     // PKCS#11 may leave an operation active after some errors: the next call gets a fresh session.
     if (setup.role === 'session' && session && involvesCkr(e) && !isDeviceGone(e)) {
-      try {
-        replaceSession();
-      } catch {
-        // Cannot open a replacement: keep the old session; if the device is gone the main thread reconnects.
-      }
+      await openAndLogIn().catch(() => undefined); // without a session, the next call says so (SessionLost)
     }
   } finally {
     wipe(args);

@@ -97,4 +97,23 @@ describe('pkcs11 backend resilience', () => {
       await watched.close();
     }
   });
+
+  it('a derived DUKPT key from before a reconnect is refused, never confused with a later key given the same handle', async () => {
+    const bdk = parseKeyName('recovery-bdk');
+    await backend.importKey({ name: bdk, type: 'TDES_2KEY', purpose: 'bdk' }, Buffer.from('0123456789ABCDEFFEDCBA9876543210', 'hex'));
+    const ref = { name: bdk, type: 'TDES_2KEY' as const, version: 1 as KeyVersion };
+    const derive = (counter: string) => backend.deriveDukptKey(ref, { scheme: 'tdes', ksn: Buffer.from(`FFFF9876543210E0000${counter}`, 'hex') });
+    const before = await derive('1');
+    const block = Buffer.from('041274EDCBA9876F', 'hex');
+    const underBefore = await backend.encryptBlocks(before, block);
+    inspector.closeAllSessions(); // an HSM restart: the module is reinitialized and handles are numbered afresh
+    expect(await signsAndVerifies()).toBe(true);
+    const after = await derive('2');
+    const underAfter = await backend.encryptBlocks(after, block);
+    expect(underAfter.equals(underBefore)).toBe(false);
+    await expect(backend.encryptBlocks(before, block)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+    await backend.releaseTransientKey(before); // must not destroy the later key
+    expect((await backend.encryptBlocks(after, block)).equals(underAfter)).toBe(true);
+    await backend.releaseTransientKey(after);
+  });
 });

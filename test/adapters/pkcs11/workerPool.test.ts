@@ -1,7 +1,6 @@
 /** Pure logic of the worker pool (workers are plain numbers here; the SoftHSM suites use real ones). */
 import { describe, expect, it } from 'vitest';
 import { PoolClosedError, WorkerPool } from '../../../adapters/pkcs11/workerPool.js';
-import { unavailable } from '../../../adapters/pkcs11/errors.js';
 
 function pool(size: number, acquireTimeoutMs = 1000, maxQueued = 100) {
   const workers = Array.from({ length: size }, (_, i) => i + 1);
@@ -83,18 +82,30 @@ describe('WorkerPool', () => {
     expect(await p.acquire()).toBe(held);
   });
 
-  it('failFast: waiters and new callers fail at once with the given error, until lifted', async () => {
-    const { p } = pool(1);
-    const held = await p.acquire();
+  it('a worker set aside (stuck) is not lent until restored; with all set aside, callers fail at once', async () => {
+    const { p } = pool(2);
+    const a = await p.acquire();
+    const b = await p.acquire();
     const waiter = p.acquire();
-    const stuck = unavailable('every HSM session is waiting for an answer past its deadline');
-    p.failFast(stuck);
-    await expect(waiter).rejects.toBe(stuck);
-    await expect(p.acquire()).rejects.toBe(stuck);
+    p.setAside(a);
+    expect(p.stuck).toBe(1);
+    expect(p.inUse).toBe(2);
+    p.setAside(b);
+    await expect(waiter).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE', message: expect.stringContaining('past its deadline') });
+    await expect(p.acquire()).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
     expect(p.waiting).toBe(0);
-    p.failFast(undefined);
-    p.release(held);
-    expect(await p.acquire()).toBe(held);
+    p.restore(a);
+    expect(await p.acquire()).toBe(a);
+    expect(p.stuck).toBe(1);
+  });
+
+  it('a drain does not wait for workers set aside: they may never come back', async () => {
+    const { p } = pool(2);
+    const a = await p.acquire();
+    p.setAside(a);
+    let settled = false;
+    await p.settled(60_000).then(() => (settled = true));
+    expect(settled).toBe(true);
   });
 
   it('settled resolves when the last lent worker comes back, or at its timeout', async () => {

@@ -4,7 +4,8 @@
  * user out); an HSM that stays away by hiding the token's directory while the adapter reinitializes.
  */
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
-import { readdir, rename } from 'node:fs/promises';
+import { mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,4 +117,49 @@ describe('pkcs11 backend resilience', () => {
     expect((await backend.encryptBlocks(after, block)).equals(underAfter)).toBe(true);
     await backend.releaseTransientKey(after);
   });
+
+  it('a session worker that stops (an exception outside any call) is replaced on its next use', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const single = await pkcs11BackendFactory.create(token.backendConfig({ sessionPoolSize: 1 }), { logger: log });
+    try {
+      expect(await single.randomBytes(8)).toHaveLength(8);
+      // The only way to stop a worker from outside: its thread, reached through the backend's internals.
+      type Internals = { members: { members: { connection: { slots: { link: { terminate(): Promise<void> } }[] } }[] } };
+      await (single as unknown as Internals).members.members[0]!.connection.slots[0]!.link.terminate();
+      const signature = await single.sign(key, 'ES256', { kind: 'message', data: message });
+      expect(nodeVerify('sha256', message, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature)).toBe(true);
+      expect(lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toContain('pkcs11: replacing a token worker that stopped');
+    } finally {
+      await single.close();
+    }
+  });
+
+  it('a PIN that turns wrong at a reconnect: not ready with the reason, and never tried again', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hsmb-pin-'));
+    const pinFile = join(dir, 'pin');
+    await writeFile(pinFile, token.pin);
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const { pinEnv: _env, ...config } = token.backendConfig({ sessionPoolSize: 1, pinFile });
+    const pinned = await pkcs11BackendFactory.create(config, { logger: log });
+    try {
+      await writeFile(pinFile, '0000');
+      inspector.closeAllSessions();
+      await expect(pinned.randomBytes(8)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+      const health = await pinned.health();
+      expect(health.ready).toBe(false);
+      expect(health.detail).toContain('the user PIN is incorrect');
+      // The right PIN is back, but nothing logs in again by itself: an operator restarts the service.
+      await writeFile(pinFile, token.pin);
+      await new Promise((r) => setTimeout(r, 3000));
+      expect((await pinned.health()).ready).toBe(false);
+      await expect(pinned.randomBytes(8)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+      const messages = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+      expect(messages.filter((m) => m === 'pkcs11: HSM still unavailable')).toEqual([]);
+    } finally {
+      await pinned.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 });

@@ -115,7 +115,6 @@ export class Pkcs11Backend implements Backend {
       const id = newKeyObjectId(1 as KeyVersion);
       const record = { type: key.type, purpose: key.purpose, ...paymentAttributesOf(key) };
       const created = await makeVersionObjects(api, session, this.logger, this.traits, record, key.name, id, material);
-      if (created === CONFLICT) return CONFLICT;
       const version = { createdAt: now, id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
       const change = { ...record, state: 'enabled', createdAt: now, versions: { 1: version } } as const;
       return this.commitWith(session, created.handles, () => commitRevision(api, session, key.name, undefined, change), key.name);
@@ -132,7 +131,6 @@ export class Pkcs11Backend implements Backend {
       const version = (Math.max(0, ...listedVersions(base.record)) + 1) as KeyVersion;
       const id = newKeyObjectId(version);
       const created = await makeVersionObjects(api, session, this.logger, this.traits, base.record, name, id, undefined);
-      if (created === CONFLICT) return CONFLICT;
       const entry = { createdAt: new Date().toISOString(), id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
       const versions = { ...base.record.versions, [version]: entry };
       return this.commitWith(session, created.handles, () => commitRevision(api, session, name, base, { ...base.record, versions }), name);

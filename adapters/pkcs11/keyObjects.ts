@@ -28,6 +28,7 @@ import { keyTypes, keyUsagesFor, modesOfUse, paymentAttributesOf, type KeyPurpos
 import { CKR, ckrOf } from './errors.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
+import { createTokenObject } from './tokenWrites.js';
 
 const A = pkcs11js;
 export const APPLICATION = 'hsm-bridge';
@@ -180,8 +181,8 @@ export function findObjects(api: Pkcs11Api, session: Handle, template: pkcs11js.
 
 /**
  * One attribute of an object a search found, or undefined when the object is gone by now: another
- * replica destroyed it between the search and the read (a withdrawn revision or create), or, on SoftHSM,
- * another thread of this process is still generating it. Either way it is not there for this reader.
+ * replica destroyed it between the search and the read (a replaced or withdrawn revision, a withdrawn
+ * create). Either way it is not there for this reader.
  */
 function attributeOfFound(api: Pkcs11Api, session: Handle, handle: Handle, type: number): Buffer | undefined {
   try {
@@ -215,15 +216,37 @@ export interface StoredMetadata {
   readonly siblings: readonly MetadataObject[];
 }
 
+/** How many times a read starts again because objects vanished under it before it gives up (BACKEND_UNAVAILABLE). */
+const MAX_READS = 8;
+
+/**
+ * Reads what a search finds, as of one moment. When a found object has vanished before its read, the
+ * search is made again rather than the object skipped: a writer destroys a revision only once its
+ * successor is complete and read back, but the search may have met that successor half-made (SoftHSM
+ * creates the object, then writes its attributes, so it did not match yet). Skipping the vanished one
+ * would leave neither: the false KEY_NOT_FOUND two replicas saw. The next search finds the successor.
+ */
+function readFound<T>(api: Pkcs11Api, session: Handle, template: pkcs11js.Template, type: number, read: (handle: Handle, value: Buffer) => T | undefined): T[] {
+  for (let attempt = 1; attempt <= MAX_READS; attempt++) {
+    const found: T[] = [];
+    let vanished = false;
+    for (const handle of findObjects(api, session, template)) {
+      const value = attributeOfFound(api, session, handle, type);
+      if (!value) vanished = true;
+      const item = value && read(handle, value);
+      if (item) found.push(item);
+    }
+    if (!vanished) return found;
+  }
+  throw new HsmBridgeError('BACKEND_UNAVAILABLE', 'keys are being changed by other replicas faster than they can be read; retry');
+}
+
 /** Every hsm-bridge metadata object of the name (values that do not decode are not ours, and ignored). */
 export function readMetadataObjects(api: Pkcs11Api, session: Handle, name: KeyName): MetadataObject[] {
-  const objects: MetadataObject[] = [];
-  for (const handle of findObjects(api, session, metadataTemplate(name))) {
-    const value = attributeOfFound(api, session, handle, A.CKA_VALUE);
-    const record = value && decodeMetadata(value);
-    if (record) objects.push({ handle, record, digest: createHash('sha256').update(value).digest('hex') });
-  }
-  return objects;
+  return readFound(api, session, metadataTemplate(name), A.CKA_VALUE, (handle, value) => {
+    const record = decodeMetadata(value);
+    return record && { handle, record, digest: createHash('sha256').update(value).digest('hex') };
+  });
 }
 
 const before = (a: MetadataObject, b: MetadataObject) => a.record.revision > b.record.revision || (a.record.revision === b.record.revision && a.digest < b.digest);
@@ -242,18 +265,13 @@ export function readMetadata(api: Pkcs11Api, session: Handle, name: KeyName): St
 
 /** Names of every key that has a metadata object. */
 export function listKeyNames(api: Pkcs11Api, session: Handle): string[] {
-  const names = new Set<string>();
-  for (const h of findObjects(api, session, metadataTemplate())) {
-    const label = attributeOfFound(api, session, h, A.CKA_LABEL);
-    if (label) names.add(label.toString('utf8'));
-  }
-  return [...names].sort();
+  return [...new Set(readFound(api, session, metadataTemplate(), A.CKA_LABEL, (_, label) => label.toString('utf8')))].sort();
 }
 
 /** Writes a metadata object; the caller destroys the previous ones once it knows it won. */
 export function writeMetadata(api: Pkcs11Api, session: Handle, name: KeyName, record: MetadataRecord): MetadataObject {
   const value = encodeMetadata(record);
-  const handle = api.C_CreateObject(session, [
+  const handle = createTokenObject(api, session, [
     { type: A.CKA_CLASS, value: A.CKO_DATA },
     { type: A.CKA_TOKEN, value: true },
     { type: A.CKA_PRIVATE, value: true },

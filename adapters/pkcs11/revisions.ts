@@ -21,6 +21,7 @@ import type { KeyName } from '../../src/keys/names.js';
 import { ckrOf, CKR } from './errors.js';
 import { findKeyObjects, readMetadata, readMetadataObjects, writeMetadata, type KeyObject, type MetadataObject, type MetadataRecord, type StoredMetadata } from './keyObjects.js';
 import type { Handle, Pkcs11Api } from './module.js';
+import { destroyTokenObject } from './tokenWrites.js';
 
 /** A sibling revision written within this long may still be withdrawn by its writer (allows clock skew). */
 export const SIBLING_SETTLE_MS = 30_000;
@@ -87,10 +88,10 @@ export function commitWithObjects(api: Pkcs11Api, session: Handle, created: read
   return committed;
 }
 
-/** Destroys an object that another replica may have destroyed a moment earlier. */
+/** Destroys a token object that another replica may have destroyed a moment earlier. */
 export function destroyQuietly(api: Pkcs11Api, session: Handle, handle: Handle): void {
   try {
-    api.C_DestroyObject(session, handle);
+    destroyTokenObject(api, session, handle);
   } catch (e) {
     if (ckrOf(e) !== CKR.OBJECT_HANDLE_INVALID) throw e;
   }

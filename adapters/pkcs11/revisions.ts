@@ -10,7 +10,7 @@
  * - the revision we built on is gone: the key was destroyed meanwhile; we withdraw too.
  * - an object built on ours: someone read ours as current, so ours stands.
  *
- * A writer that kept its revision removes the older ones; one that finds the current revision contested
+ * A writer that kept its revision removes the older ones but its base; one that finds the current revision contested
  * (siblings still settling) does not build on it but retries. Siblings older than SIBLING_SETTLE_MS are
  * left over from a crashed writer and resolved by the readers' rule (lowest digest).
  */
@@ -71,7 +71,10 @@ export function commitRevision(api: Pkcs11Api, session: Handle, name: KeyName, b
     destroyQuietly(api, session, ours.handle);
     return false;
   }
-  if (!builtOnOurs) for (const o of after) if (o.record.revision < record.revision) destroyQuietly(api, session, o.handle);
+  // The base stays until the next change: a replica that has not seen our object yet (SoftHSM shows a new
+  // object to another process only once it re-reads the token: tokenWrites.ts) still finds the key, one
+  // change behind, instead of nothing at all (a false KEY_NOT_FOUND).
+  if (!builtOnOurs) for (const o of after) if (o.record.revision < record.revision && o.digest !== base?.digest) destroyQuietly(api, session, o.handle);
   return true;
 }
 

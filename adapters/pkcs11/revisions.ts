@@ -33,10 +33,17 @@ export const ORPHAN_GRACE_MS = 10 * 60_000;
 
 export type RecordChange = Omit<MetadataRecord, 'revision' | 'basedOn' | 'writtenAt' | 'nonce'>;
 
+/** A revision to build on, with the older metadata objects there were when it was read. */
+export interface Base extends MetadataObject {
+  /** Normally one: the revision the base was built on, which its writer kept (see commitRevision). */
+  readonly predecessors: readonly MetadataObject[];
+}
+
 /** The revision to build on, or CONFLICT while racing writers of the current revision have not settled. */
-export function settledCurrent(stored: StoredMetadata, now = Date.now()): MetadataObject | Conflict {
+export function settledCurrent(stored: StoredMetadata, now = Date.now()): Base | Conflict {
   const settling = stored.siblings.some((s) => now - Date.parse(s.record.writtenAt) < SIBLING_SETTLE_MS);
-  return settling ? CONFLICT : stored.current;
+  if (settling) return CONFLICT;
+  return { ...stored.current, predecessors: stored.objects.filter((o) => o.record.revision < stored.current.record.revision) };
 }
 
 export function requireMetadata(api: Pkcs11Api, session: Handle, name: KeyName): StoredMetadata {
@@ -46,7 +53,7 @@ export function requireMetadata(api: Pkcs11Api, session: Handle, name: KeyName):
 }
 
 /** The current revision to build a change on, or CONFLICT while other replicas' writes settle. */
-export function requireSettled(api: Pkcs11Api, session: Handle, name: KeyName): MetadataObject | Conflict {
+export function requireSettled(api: Pkcs11Api, session: Handle, name: KeyName): Base | Conflict {
   return settledCurrent(requireMetadata(api, session, name));
 }
 
@@ -54,7 +61,7 @@ export function requireSettled(api: Pkcs11Api, session: Handle, name: KeyName): 
  * Publishes `change` as the revision after `base` (revision 0 without a base) and reports whether it
  * stands. When it does not, nothing of it remains in the token; the caller removes what it generated.
  */
-export function commitRevision(api: Pkcs11Api, session: Handle, name: KeyName, base: MetadataObject | undefined, change: RecordChange): boolean {
+export function commitRevision(api: Pkcs11Api, session: Handle, name: KeyName, base: Base | undefined, change: RecordChange): boolean {
   const record: MetadataRecord = {
     ...change,
     revision: base ? base.record.revision + 1 : 0,
@@ -67,7 +74,12 @@ export function commitRevision(api: Pkcs11Api, session: Handle, name: KeyName, b
   const builtOnOurs = after.some((o) => o.record.basedOn === ours.digest);
   const competing = after.some((o) => o.digest !== ours.digest && o.record.revision >= record.revision);
   const baseGone = base !== undefined && !after.some((o) => o.digest === base.digest);
-  if (!builtOnOurs && (competing || baseGone)) {
+  // A predecessor of our base is destroyed only by a writer that kept the next revision (or a destroy):
+  // our base is superseded. This holds where the search misses that writer's new object (SoftHSM hides
+  // it from this process until the token is written again: tokenWrites.ts), since a destroyed object is
+  // gone for every process at once.
+  const superseded = base !== undefined && base.predecessors.some((p) => !after.some((o) => o.digest === p.digest));
+  if (!builtOnOurs && (competing || baseGone || superseded)) {
     destroyQuietly(api, session, ours.handle);
     return false;
   }

@@ -127,7 +127,7 @@ describe('two service processes on one token', () => {
           : await call(url, 'POST', `/v1/keys/${name}/${op}`);
         const outcome = `${op} ${answer.status} ${answer.body.error?.code ?? ''}`.trim();
         counts[outcome] = (counts[outcome] ?? 0) + 1;
-        if ((answer.status >= 500 && answer.status !== 503) || answer.body.error?.code === 'KEY_NOT_FOUND') {
+        if ((answer.status >= 500 && answer.status !== 503) || answer.body.error?.code === 'KEY_NOT_FOUND' || answer.body.error?.code === 'KEY_VERSION_NOT_FOUND') {
           failures.push(`replica ${c % 2}: ${outcome}: ${answer.body.error?.message}`);
         }
         if (op === 'sign' && answer.status === 200) {

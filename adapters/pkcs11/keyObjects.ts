@@ -11,9 +11,10 @@
  *   id}}, basedOn, writtenAt, nonce}. It is the commit point: a key exists when its metadata object
  *   does, and a version exists when the metadata lists it (with its CKA_ID) and that key object is present.
  * - SoftHSM (and others) make a data object's CKA_VALUE read-only, so a change writes a new object with
- *   the next revision (basedOn = SHA-256 of the value it changed) and then destroys the older ones.
- *   Readers take the highest revision and, between two objects at the same revision (two replicas wrote
- *   at once; see revisions.ts for how one of them withdraws), the lowest SHA-256 of the value.
+ *   the next revision (basedOn = SHA-256 of the value it changed) and then destroys the older ones but
+ *   its base. Readers take the highest revision its writer has kept (pickCurrent) and, between two objects
+ *   at the same revision (two replicas wrote at once; see revisions.ts for how one of them withdraws), the
+ *   lowest SHA-256 of the value.
  * - A version may have companion objects (paymentKeys.ts: the BDK variant, K1 of a MAC key) under the
  *   same label and CKA_ID = the version's ID || a role byte. They are found, rotated and destroyed with
  *   the version; the metadata lists the roles a version has, and a listed companion that is missing
@@ -208,11 +209,13 @@ export interface MetadataObject {
 }
 
 export interface StoredMetadata {
-  /** The record readers use: highest revision, then lowest digest. */
+  /** The record readers use: the newest revision whose writer has kept it (see pickCurrent). */
   readonly current: MetadataObject;
-  /** Every metadata object of the key, the current one included (more than one only mid-update). */
+  /** The highest revision (lowest digest between equals), kept or still being checked: what writers build on. */
+  readonly latest: MetadataObject;
+  /** Every metadata object of the key. */
   readonly objects: readonly MetadataObject[];
-  /** Other objects at the current revision: writers racing, of which all but one will withdraw. */
+  /** Other objects at the latest revision: writers racing, of which all but one will withdraw. */
   readonly siblings: readonly MetadataObject[];
 }
 
@@ -250,13 +253,22 @@ export function readMetadataObjects(api: Pkcs11Api, session: Handle, name: KeyNa
 }
 
 const before = (a: MetadataObject, b: MetadataObject) => a.record.revision > b.record.revision || (a.record.revision === b.record.revision && a.digest < b.digest);
+const best = (objects: readonly MetadataObject[]) => objects.reduce<MetadataObject | undefined>((b, o) => (!b || before(o, b) ? o : b), undefined);
 
+/**
+ * A writer that keeps revision r removes every older object but its base, r - 1 (revisions.ts). So while
+ * objects older than r - 1 are still there, revision r is being checked by its writer, who may yet
+ * withdraw it: readers use r - 1 meanwhile, and never sign with a version that is about to vanish.
+ * (A revision whose base has no predecessor has no such witness, and is used at once.)
+ */
 export function pickCurrent(objects: readonly MetadataObject[]): StoredMetadata | undefined {
-  let current: MetadataObject | undefined;
-  for (const o of objects) if (!current || before(o, current)) current = o;
-  if (!current) return undefined;
-  const siblings = objects.filter((o) => o !== current && o.record.revision === current.record.revision);
-  return { current, objects, siblings };
+  const latest = best(objects);
+  if (!latest) return undefined;
+  const r = latest.record.revision;
+  const siblings = objects.filter((o) => o !== latest && o.record.revision === r);
+  const base = best(objects.filter((o) => o.record.revision === r - 1));
+  const checking = base !== undefined && objects.some((o) => o.record.revision < r - 1);
+  return { current: checking ? base : latest, latest, objects, siblings };
 }
 
 export function readMetadata(api: Pkcs11Api, session: Handle, name: KeyName): StoredMetadata | undefined {

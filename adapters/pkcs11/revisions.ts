@@ -8,6 +8,8 @@
  *   other, both withdraw and retry after a random pause; at most one can see only itself, so two
  *   revisions are never both kept.
  * - the revision we built on is gone: the key was destroyed meanwhile; we withdraw too.
+ * - an older revision we saw when we read our base is gone: a writer that kept the next revision removed
+ *   it (even where this process cannot see that writer's object yet: tokenWrites.ts); we withdraw.
  * - an object built on ours: someone read ours as current, so ours stands.
  *
  * A writer that kept its revision removes the older ones but its base; one that finds the current revision contested
@@ -43,7 +45,7 @@ export interface Base extends MetadataObject {
 export function settledCurrent(stored: StoredMetadata, now = Date.now()): Base | Conflict {
   const settling = stored.siblings.some((s) => now - Date.parse(s.record.writtenAt) < SIBLING_SETTLE_MS);
   if (settling) return CONFLICT;
-  return { ...stored.current, predecessors: stored.objects.filter((o) => o.record.revision < stored.current.record.revision) };
+  return { ...stored.latest, predecessors: stored.objects.filter((o) => o.record.revision < stored.latest.record.revision) };
 }
 
 export function requireMetadata(api: Pkcs11Api, session: Handle, name: KeyName): StoredMetadata {

@@ -371,8 +371,8 @@ export class Pkcs11Backend implements Backend {
   }
 
   /** Commits a change whose new key objects are `created` (removed if the commit fails or loses), and describes the key. */
-  private commitWith(session: Handle, created: readonly Handle[], commit: () => boolean, name: KeyName): KeyMetadata | Conflict {
-    return commitWithObjects(this.connection.api, session, created, commit) ? this.describe(session, name) : CONFLICT;
+  private async commitWith(session: Handle, created: readonly Handle[], commit: () => Promise<boolean>, name: KeyName): Promise<KeyMetadata | Conflict> {
+    return (await commitWithObjects(this.connection.api, session, created, commit)) ? this.describe(session, name) : CONFLICT;
   }
 
   /** Runs on a pooled session and maps every failure to an HsmBridgeError. */

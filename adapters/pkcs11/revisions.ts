@@ -33,6 +33,15 @@ export const SIBLING_SETTLE_MS = 30_000;
  */
 export const ORPHAN_GRACE_MS = 10 * 60_000;
 
+/**
+ * How long a writer waits between publishing its revision and reading the name back. SoftHSM makes an
+ * object in two steps, the file and then its attributes, and a search between the two does not match it:
+ * two replicas publishing within that moment each read back before the other's object was whole, and both
+ * kept theirs (measured: a pair of revisions written in the same millisecond, each writer seeing only its
+ * own). After the pause, an object published before ours is whole, unless its writer stalled for longer.
+ */
+export const READ_BACK_PAUSE_MS = 20;
+
 export type RecordChange = Omit<MetadataRecord, 'revision' | 'basedOn' | 'writtenAt' | 'nonce'>;
 
 /** A revision to build on, with the older metadata objects there were when it was read. */
@@ -63,7 +72,7 @@ export function requireSettled(api: Pkcs11Api, session: Handle, name: KeyName): 
  * Publishes `change` as the revision after `base` (revision 0 without a base) and reports whether it
  * stands. When it does not, nothing of it remains in the token; the caller removes what it generated.
  */
-export function commitRevision(api: Pkcs11Api, session: Handle, name: KeyName, base: Base | undefined, change: RecordChange): boolean {
+export async function commitRevision(api: Pkcs11Api, session: Handle, name: KeyName, base: Base | undefined, change: RecordChange): Promise<boolean> {
   const record: MetadataRecord = {
     ...change,
     revision: base ? base.record.revision + 1 : 0,
@@ -72,6 +81,7 @@ export function commitRevision(api: Pkcs11Api, session: Handle, name: KeyName, b
     nonce: randomBytes(8).toString('hex'),
   };
   const ours = writeMetadata(api, session, name, record);
+  await new Promise((resolve) => setTimeout(resolve, READ_BACK_PAUSE_MS));
   const after = readMetadataObjects(api, session, name);
   const builtOnOurs = after.some((o) => o.record.basedOn === ours.digest);
   const competing = after.some((o) => o.digest !== ours.digest && o.record.revision >= record.revision);
@@ -93,10 +103,10 @@ export function commitRevision(api: Pkcs11Api, session: Handle, name: KeyName, b
 }
 
 /** Runs `commit` for a change whose new key objects are `created`, and removes them if it fails or loses. */
-export function commitWithObjects(api: Pkcs11Api, session: Handle, created: readonly Handle[], commit: () => boolean): boolean {
+export async function commitWithObjects(api: Pkcs11Api, session: Handle, created: readonly Handle[], commit: () => Promise<boolean>): Promise<boolean> {
   let committed: boolean;
   try {
-    committed = commit();
+    committed = await commit();
   } catch (e) {
     for (const h of created) destroyQuietly(api, session, h);
     throw e;

@@ -257,9 +257,9 @@ const best = (objects: readonly MetadataObject[]) => objects.reduce<MetadataObje
 
 /**
  * A writer that keeps revision r removes every older object but its base, r - 1 (revisions.ts). So while
- * objects older than r - 1 are still there, revision r is being checked by its writer, who may yet
- * withdraw it: readers use r - 1 meanwhile, and never sign with a version that is about to vanish.
- * (A revision whose base has no predecessor has no such witness, and is used at once.)
+ * objects older than r - 1 are still there, or another object is at revision r too, revision r may yet be
+ * withdrawn by its writer: readers use r - 1 meanwhile, and never sign with a version that is about to
+ * vanish. (A revision whose base has no predecessor has no such witness, and is used at once.)
  */
 export function pickCurrent(objects: readonly MetadataObject[]): StoredMetadata | undefined {
   const latest = best(objects);
@@ -267,8 +267,8 @@ export function pickCurrent(objects: readonly MetadataObject[]): StoredMetadata 
   const r = latest.record.revision;
   const siblings = objects.filter((o) => o !== latest && o.record.revision === r);
   const base = best(objects.filter((o) => o.record.revision === r - 1));
-  const checking = base !== undefined && objects.some((o) => o.record.revision < r - 1);
-  return { current: checking ? base : latest, latest, objects, siblings };
+  const unsettled = siblings.length > 0 || objects.some((o) => o.record.revision < r - 1);
+  return { current: base && unsettled ? base : latest, latest, objects, siblings };
 }
 
 export function readMetadata(api: Pkcs11Api, session: Handle, name: KeyName): StoredMetadata | undefined {

@@ -111,7 +111,7 @@ describe('two service processes on one token', () => {
       const created = await call(replicas[0]!.url, 'POST', '/v1/keys', { name, type: 'EC_P256', purpose: 'sign' });
       expect(created.status, JSON.stringify(created.body)).toBe(201);
     }
-    const signatures: { name: string; version: number; message: Buffer; signature: Buffer }[] = [];
+    const signatures: { name: string; version: number; message: Buffer; signature: Buffer; replica: number; at: string }[] = [];
     const failures: string[] = [];
     const counts: Record<string, number> = {};
     const deadline = Date.now() + DURATION_MS;
@@ -131,7 +131,7 @@ describe('two service processes on one token', () => {
           failures.push(`replica ${c % 2}: ${outcome}: ${answer.body.error?.message}`);
         }
         if (op === 'sign' && answer.status === 200) {
-          signatures.push({ name, version: answer.body.keyVersion!, message, signature: Buffer.from(answer.body.signature!, 'base64') });
+          signatures.push({ name, version: answer.body.keyVersion!, message, signature: Buffer.from(answer.body.signature!, 'base64'), replica: c % 2, at: new Date().toISOString() });
         }
       }
     };
@@ -150,6 +150,6 @@ describe('two service processes on one token', () => {
     });
     expect(failures, JSON.stringify(counts)).toEqual([]);
     expect(signatures.length).toBeGreaterThan(0);
-    expect(unverified.map((s) => `${s.name} v${s.version}`)).toEqual([]);
+    expect(unverified.map((s) => `${s.name} v${s.version} from replica ${s.replica} at ${s.at}`)).toEqual([]);
   }, DURATION_MS + 4 * REQUEST_TIMEOUT_MS);
 });

@@ -280,7 +280,7 @@ export function listKeyNames(api: Pkcs11Api, session: Handle): string[] {
   return [...new Set(readFound(api, session, metadataTemplate(), A.CKA_LABEL, (_, label) => label.toString('utf8')))].sort();
 }
 
-/** Writes a metadata object; the caller destroys the previous ones once it knows it won. */
+/** Writes a metadata object (tokenWrites.ts); the caller removes the older ones but its base once it knows it won. */
 export function writeMetadata(api: Pkcs11Api, session: Handle, name: KeyName, record: MetadataRecord): MetadataObject {
   const value = encodeMetadata(record);
   const handle = createTokenObject(api, session, [

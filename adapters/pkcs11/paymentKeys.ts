@@ -11,8 +11,8 @@
  *   so no other MAC key gets one (the retail MAC itself is that strong anyway).
  *
  * Such keys are built in process from the token's random bytes (parity set) or from imported material,
- * and created with C_CreateObject (tokenWrites.ts) together with their companions; every clear buffer is zeroed before
- * the call returns. Other payment keys are generated inside the token as before.
+ * and created with C_CreateObject (tokenWrites.ts) together with their companions; every clear buffer is
+ * zeroed before the call returns. Other payment keys are generated as every key is (versionObjects.ts).
  */
 import pkcs11js from 'pkcs11js';
 import type { KeyName } from '../../src/keys/names.js';

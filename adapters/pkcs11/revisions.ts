@@ -12,9 +12,9 @@
  *   it (even where this process cannot see that writer's object yet: tokenWrites.ts); we withdraw.
  * - an object built on ours: someone read ours as current, so ours stands.
  *
- * A writer that kept its revision removes the older ones but its base; one that finds the current revision contested
- * (siblings still settling) does not build on it but retries. Siblings older than SIBLING_SETTLE_MS are
- * left over from a crashed writer and resolved by the readers' rule (lowest digest).
+ * A writer that kept its revision removes the older ones but its base; one that finds the latest revision
+ * contested (siblings still settling) does not build on it but retries. Siblings older than
+ * SIBLING_SETTLE_MS are left over from a crashed writer and resolved by the readers' rule (lowest digest).
  */
 import { randomBytes } from 'node:crypto';
 import { CONFLICT, type Conflict } from '../../src/backend/keyChanges.js';

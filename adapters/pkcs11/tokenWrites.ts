@@ -15,6 +15,10 @@
  * So every token write here runs right after a search, with nothing in between: the index catches up, and
  * the write's own count hides nothing. What is left is a change another process makes in those
  * microseconds. A token that keeps its objects in the HSM (network HSMs) pays one search per write.
+ * "Nothing in between" holds within the process too: the search and the write are synchronous calls on one
+ * thread, and no other thread of the process creates or destroys token objects (keys are generated off
+ * the token: versionObjects.ts). Calls moved to several threads must keep each pair exclusive of the
+ * process's other token writes, and keep token objects from being created while other threads search.
  */
 import pkcs11js from 'pkcs11js';
 import type { Handle, Pkcs11Api } from './module.js';

@@ -58,9 +58,9 @@ export async function makeVersionObjects(
  * precede: on SoftHSM, every change other processes made meanwhile would then stay hidden from this one
  * (the false KEY_NOT_FOUND, a competing revision missed), and this process's searches running meanwhile
  * raced SoftHSM writing them (it locks object files per process, not per thread): the generation failed
- * with CKR_TEMPLATE_INCONSISTENT, CKR_FUNCTION_FAILED or CKR_GENERAL_ERROR. A copy keeps CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_LOCAL,
- * CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE (measured on SoftHSM). A token that refuses such a
- * copy generates in the token, as tokens that keep their objects in the HSM can.
+ * with CKR_TEMPLATE_INCONSISTENT, CKR_FUNCTION_FAILED or CKR_GENERAL_ERROR. A copy keeps CKA_SENSITIVE,
+ * CKA_EXTRACTABLE, CKA_LOCAL, CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE (measured on SoftHSM). A
+ * token that refuses such a copy generates in the token, as tokens that keep their objects in the HSM can.
  */
 async function generate(api: Pkcs11Api, session: Handle, logger: Logger, g: Generation): Promise<Handle[]> {
   if (copyRefused.has(api)) return generateIn(api, session, g, true);

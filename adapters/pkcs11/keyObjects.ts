@@ -255,11 +255,15 @@ export function readMetadataObjects(api: Pkcs11Api, session: Handle, name: KeyNa
 const before = (a: MetadataObject, b: MetadataObject) => a.record.revision > b.record.revision || (a.record.revision === b.record.revision && a.digest < b.digest);
 const best = (objects: readonly MetadataObject[]) => objects.reduce<MetadataObject | undefined>((b, o) => (!b || before(o, b) ? o : b), undefined);
 
+/** Digests of the revisions this process has published and is still checking (revisions.ts, commitRevision). */
+export const beingChecked = new Set<string>();
+
 /**
  * A writer that keeps revision r removes every older object but its base, r - 1 (revisions.ts). So while
  * objects older than r - 1 are still there, or another object is at revision r too, revision r may yet be
  * withdrawn by its writer: readers use r - 1 meanwhile, and never sign with a version that is about to
- * vanish. (A revision whose base has no predecessor has no such witness, and is used at once.)
+ * vanish. A revision whose base has no predecessor has no such witness: only its writer's process knows
+ * (beingChecked) until its check is done.
  */
 export function pickCurrent(objects: readonly MetadataObject[]): StoredMetadata | undefined {
   const latest = best(objects);
@@ -267,7 +271,7 @@ export function pickCurrent(objects: readonly MetadataObject[]): StoredMetadata 
   const r = latest.record.revision;
   const siblings = objects.filter((o) => o !== latest && o.record.revision === r);
   const base = best(objects.filter((o) => o.record.revision === r - 1));
-  const unsettled = siblings.length > 0 || objects.some((o) => o.record.revision < r - 1);
+  const unsettled = siblings.length > 0 || beingChecked.has(latest.digest) || objects.some((o) => o.record.revision < r - 1);
   return { current: base && unsettled ? base : latest, latest, objects, siblings };
 }
 

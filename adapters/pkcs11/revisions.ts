@@ -21,7 +21,7 @@ import { CONFLICT, type Conflict } from '../../src/backend/keyChanges.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName } from '../../src/keys/names.js';
 import { ckrOf, CKR } from './errors.js';
-import { findKeyObjects, readMetadata, readMetadataObjects, writeMetadata, type KeyObject, type MetadataObject, type MetadataRecord, type StoredMetadata } from './keyObjects.js';
+import { beingChecked, findKeyObjects, readMetadata, readMetadataObjects, writeMetadata, type KeyObject, type MetadataObject, type MetadataRecord, type StoredMetadata } from './keyObjects.js';
 import type { Handle, Pkcs11Api } from './module.js';
 import { destroyTokenObject } from './tokenWrites.js';
 
@@ -81,7 +81,18 @@ export async function commitRevision(api: Pkcs11Api, session: Handle, name: KeyN
     nonce: randomBytes(8).toString('hex'),
   };
   const ours = writeMetadata(api, session, name, record);
-  await new Promise((resolve) => setTimeout(resolve, READ_BACK_PAUSE_MS));
+  beingChecked.add(ours.digest);
+  try {
+    await new Promise((resolve) => setTimeout(resolve, READ_BACK_PAUSE_MS));
+    return keepOrWithdraw(api, session, name, base, ours);
+  } finally {
+    beingChecked.delete(ours.digest);
+  }
+}
+
+/** The check of a published revision (see the top of this file); true when it stands. */
+function keepOrWithdraw(api: Pkcs11Api, session: Handle, name: KeyName, base: Base | undefined, ours: MetadataObject): boolean {
+  const { record } = ours;
   const after = readMetadataObjects(api, session, name);
   const builtOnOurs = after.some((o) => o.record.basedOn === ours.digest);
   const competing = after.some((o) => o.digest !== ours.digest && o.record.revision >= record.revision);

@@ -89,7 +89,7 @@ export class Connection {
     const spawned: WorkerLink[] = [];
     let connection: Connection | undefined;
     const spawn = async (role: WorkerSetup['role'], label: string) => {
-      const link = await WorkerLink.spawn(setupFor(config, role), label, logger, (l) => connection?.settled(l));
+      const link = await WorkerLink.spawn(setupFor(config, role, module), label, logger, (l) => connection?.settled(l));
       spawned.push(link);
       return link;
     };
@@ -241,7 +241,7 @@ export class Connection {
   private async ready(slot: SessionSlot, deadline: number): Promise<void> {
     if (!slot.link.alive) {
       this.logger.warn({ worker: slot.link.label }, 'pkcs11: replacing a token worker that stopped');
-      const link = await WorkerLink.spawn(setupFor(this.config, 'session'), slot.link.label, this.logger, (l) => this.settled(l));
+      const link = await WorkerLink.spawn(setupFor(this.config, 'session', this.module), slot.link.label, this.logger, (l) => this.settled(l));
       try {
         await link.call('attach', [this.profile, this.config.idleSessionCheckMs], remaining(deadline));
       } catch (e) {
@@ -343,7 +343,7 @@ export class Connection {
       // A control worker stuck in a call would run every queued call after it, C_Finalize included: replace it.
       if (!this.control.alive || this.control.overdue > 0) {
         void bounded(this.control.terminate());
-        this.control = await WorkerLink.spawn(setupFor(this.config, 'control'), 'control', this.logger, (l) => this.settled(l));
+        this.control = await WorkerLink.spawn(setupFor(this.config, 'control', this.module), 'control', this.logger, (l) => this.settled(l));
         this.probing = false;
       }
       // At most one reinitialization per reinitMinIntervalMs: a flapping HSM is not hammered with them.
@@ -393,8 +393,8 @@ export class Connection {
   }
 }
 
-function setupFor(config: MemberSettings, role: WorkerSetup['role']): WorkerSetup {
-  return { role, library: config.library, token: config.token, pin: config.pin };
+function setupFor(config: MemberSettings, role: WorkerSetup['role'], module: SharedModule): WorkerSetup {
+  return { role, library: config.library, token: config.token, pin: config.pin, tokenLock: module.tokenLock };
 }
 
 /** What is left of a deadline for one wait (at least 1 ms: a timer of 0 would fire before the answer can). */

@@ -8,13 +8,15 @@ import { HsmBridgeError } from '../../src/errors.js';
 /** The CKR values this adapter acts on (PKCS#11 v2.40 §3.6). */
 export const CKR = {
   GENERAL_ERROR: 0x05,
-  FUNCTION_FAILED: 0x06,
   ARGUMENTS_BAD: 0x07,
+  ATTRIBUTE_READ_ONLY: 0x10,
+  ACTION_PROHIBITED: 0x1b,
   DEVICE_ERROR: 0x30,
   DEVICE_MEMORY: 0x31,
   DEVICE_REMOVED: 0x32,
   ENCRYPTED_DATA_INVALID: 0x40,
   ENCRYPTED_DATA_LEN_RANGE: 0x41,
+  FUNCTION_NOT_SUPPORTED: 0x54,
   KEY_HANDLE_INVALID: 0x60,
   KEY_FUNCTION_NOT_PERMITTED: 0x68,
   MECHANISM_INVALID: 0x70,
@@ -54,12 +56,17 @@ const DEVICE_GONE = new Set<number>([
 
 const HANDLE_STALE = new Set<number>([CKR.OBJECT_HANDLE_INVALID, CKR.KEY_HANDLE_INVALID]);
 
-/** The numeric CKR of an error thrown by pkcs11js, if it is one. */
+/**
+ * The numeric CKR of an error thrown by pkcs11js, if it is one. pkcs11js 2.1.7 passes the failures of the
+ * calls it overrides in JavaScript (C_CreateObject, C_CopyObject, ...) on as a plain Error "CKR_NAME:code".
+ */
 export function ckrOf(e: unknown): number | undefined {
-  if (e instanceof Error && typeof (e as { code?: unknown }).code === 'number' && typeof (e as { method?: unknown }).method === 'string') {
+  if (!(e instanceof Error)) return undefined;
+  if (typeof (e as { code?: unknown }).code === 'number' && typeof (e as { method?: unknown }).method === 'string') {
     return (e as unknown as { code: number }).code;
   }
-  return undefined;
+  const plain = /^CKR_[A-Z0-9_]+:(\d+)$/.exec(e.message);
+  return plain ? Number(plain[1]) : undefined;
 }
 
 /** The CKR name (pkcs11js puts it first in the message), for logs and non-secret error details. */

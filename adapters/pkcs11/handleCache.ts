@@ -8,7 +8,7 @@ import type { KeyRef } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { isAsymmetric } from '../../src/keys/types.js';
-import { findVersion, readMetadata, type VersionHandles, type VersionRecord } from './keyObjects.js';
+import { findVersion, readMetadata, type MetadataObject, type VersionHandles, type VersionRecord } from './keyObjects.js';
 import type { Handle, Pkcs11Api } from './module.js';
 
 /** Handles of one version, plus its public key once read (public keys never change). */
@@ -19,6 +19,17 @@ export interface CachedVersion extends VersionHandles {
 }
 
 const entryKey = (name: KeyName, version: KeyVersion | '') => `${name}\u0000${version}`;
+
+/**
+ * The version as the key's metadata objects list it, when every one that lists it gives the same CKA_ID.
+ * The core may name a version that the revision readers use does not list: readers step back to the base
+ * while another object shares the latest revision (keyObjects.ts, pickCurrent), and a replica that has not
+ * seen the latest revision yet reads the base too (tokenWrites.ts).
+ */
+function agreedListing(objects: readonly MetadataObject[], version: KeyVersion): VersionRecord | undefined {
+  const listings = objects.flatMap((o) => o.record.versions[version] ?? []);
+  return listings.length > 0 && listings.every((l) => l.id === listings[0]!.id) ? listings[0] : undefined;
+}
 
 export class HandleCache {
   private readonly entries = new Map<string, CachedVersion>();
@@ -51,10 +62,11 @@ export class HandleCache {
     if (cached) return cached;
     const stored = readMetadata(api, session, key.name);
     if (!stored) throw new HsmBridgeError('KEY_NOT_FOUND', `key ${key.name} not found`);
-    const listed = stored.current.record.versions[key.version];
+    const current = stored.current.record.versions[key.version];
+    const listed = current ?? agreedListing(stored.objects, key.version);
     const found = listed && findVersion(api, session, key.name, listed, isAsymmetric(key.type));
     if (!found) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${key.name} has no version ${key.version}`);
-    this.set(key.name, key.version, found);
+    if (current) this.set(key.name, key.version, found); // a version only a revision being checked lists is not kept
     return found;
   }
 

@@ -11,9 +11,10 @@
  *   id}}, basedOn, writtenAt, nonce}. It is the commit point: a key exists when its metadata object
  *   does, and a version exists when the metadata lists it (with its CKA_ID) and that key object is present.
  * - SoftHSM (and others) make a data object's CKA_VALUE read-only, so a change writes a new object with
- *   the next revision (basedOn = SHA-256 of the value it changed) and then destroys the older ones.
- *   Readers take the highest revision and, between two objects at the same revision (two replicas wrote
- *   at once; see revisions.ts for how one of them withdraws), the lowest SHA-256 of the value.
+ *   the next revision (basedOn = SHA-256 of the value it changed) and then destroys the older ones but
+ *   its base. Readers take the highest revision its writer has kept (pickCurrent) and, between two objects
+ *   at the same revision (two replicas wrote at once; see revisions.ts for how one of them withdraws), the
+ *   lowest SHA-256 of the value.
  * - A version may have companion objects (paymentKeys.ts: the BDK variant, K1 of a MAC key) under the
  *   same label and CKA_ID = the version's ID || a role byte. They are found, rotated and destroyed with
  *   the version; the metadata lists the roles a version has, and a listed companion that is missing
@@ -28,6 +29,8 @@ import { keyTypes, keyUsagesFor, modesOfUse, paymentAttributesOf, type KeyPurpos
 import { CKR, ckrOf } from './errors.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
+import { withTokenLock } from './tokenLock.js';
+import { createTokenObject } from './tokenWrites.js';
 
 const A = pkcs11js;
 export const APPLICATION = 'hsm-bridge';
@@ -164,24 +167,27 @@ export function listedVersions(record: MetadataRecord): KeyVersion[] {
     .sort((a, b) => a - b);
 }
 
+/** A search of the token's objects, never overlapping another thread's search or token write (tokenLock.ts). */
 export function findObjects(api: Pkcs11Api, session: Handle, template: pkcs11js.Template): Handle[] {
-  api.C_FindObjectsInit(session, template);
-  try {
-    const found: Handle[] = [];
-    for (;;) {
-      const batch = api.C_FindObjects(session, 64);
-      found.push(...batch);
-      if (batch.length < 64) return found;
+  return withTokenLock(() => {
+    api.C_FindObjectsInit(session, template);
+    try {
+      const found: Handle[] = [];
+      for (;;) {
+        const batch = api.C_FindObjects(session, 64);
+        found.push(...batch);
+        if (batch.length < 64) return found;
+      }
+    } finally {
+      api.C_FindObjectsFinal(session);
     }
-  } finally {
-    api.C_FindObjectsFinal(session);
-  }
+  });
 }
 
 /**
  * One attribute of an object a search found, or undefined when the object is gone by now: another
- * replica destroyed it between the search and the read (a withdrawn revision or create), or, on SoftHSM,
- * another thread of this process is still generating it. Either way it is not there for this reader.
+ * replica destroyed it between the search and the read (a replaced or withdrawn revision, a withdrawn
+ * create). Either way it is not there for this reader.
  */
 function attributeOfFound(api: Pkcs11Api, session: Handle, handle: Handle, type: number): Buffer | undefined {
   try {
@@ -207,33 +213,70 @@ export interface MetadataObject {
 }
 
 export interface StoredMetadata {
-  /** The record readers use: highest revision, then lowest digest. */
+  /** The record readers use: the newest revision whose writer has kept it (see pickCurrent). */
   readonly current: MetadataObject;
-  /** Every metadata object of the key, the current one included (more than one only mid-update). */
+  /** The highest revision (lowest digest between equals), kept or still being checked: what writers build on. */
+  readonly latest: MetadataObject;
+  /** Every metadata object of the key. */
   readonly objects: readonly MetadataObject[];
-  /** Other objects at the current revision: writers racing, of which all but one will withdraw. */
+  /** Other objects at the latest revision: writers racing, of which all but one will withdraw. */
   readonly siblings: readonly MetadataObject[];
+}
+
+/** How many times a read starts again because objects vanished under it before it gives up (BACKEND_UNAVAILABLE). */
+const MAX_READS = 8;
+
+/**
+ * Reads what a search finds, as of one moment. When a found object has vanished before its read, the
+ * search is made again rather than the object skipped: a writer destroys a revision only once its
+ * successor is complete and read back, but the search may have met that successor half-made (SoftHSM
+ * creates the object, then writes its attributes, so it did not match yet). Skipping the vanished one
+ * would leave neither: the false KEY_NOT_FOUND two replicas saw. The next search finds the successor.
+ */
+function readFound<T>(api: Pkcs11Api, session: Handle, template: pkcs11js.Template, type: number, read: (handle: Handle, value: Buffer) => T | undefined): T[] {
+  for (let attempt = 1; attempt <= MAX_READS; attempt++) {
+    const found: T[] = [];
+    let vanished = false;
+    for (const handle of findObjects(api, session, template)) {
+      const value = attributeOfFound(api, session, handle, type);
+      if (!value) vanished = true;
+      const item = value && read(handle, value);
+      if (item) found.push(item);
+    }
+    if (!vanished) return found;
+  }
+  throw new HsmBridgeError('BACKEND_UNAVAILABLE', 'keys are being changed by other replicas faster than they can be read; retry');
 }
 
 /** Every hsm-bridge metadata object of the name (values that do not decode are not ours, and ignored). */
 export function readMetadataObjects(api: Pkcs11Api, session: Handle, name: KeyName): MetadataObject[] {
-  const objects: MetadataObject[] = [];
-  for (const handle of findObjects(api, session, metadataTemplate(name))) {
-    const value = attributeOfFound(api, session, handle, A.CKA_VALUE);
-    const record = value && decodeMetadata(value);
-    if (record) objects.push({ handle, record, digest: createHash('sha256').update(value).digest('hex') });
-  }
-  return objects;
+  return readFound(api, session, metadataTemplate(name), A.CKA_VALUE, (handle, value) => {
+    const record = decodeMetadata(value);
+    return record && { handle, record, digest: createHash('sha256').update(value).digest('hex') };
+  });
 }
 
 const before = (a: MetadataObject, b: MetadataObject) => a.record.revision > b.record.revision || (a.record.revision === b.record.revision && a.digest < b.digest);
+const best = (objects: readonly MetadataObject[]) => objects.reduce<MetadataObject | undefined>((b, o) => (!b || before(o, b) ? o : b), undefined);
 
+/** Digests of the revisions this process has published and is still checking (revisions.ts, commitRevision). */
+export const beingChecked = new Set<string>();
+
+/**
+ * A writer that keeps revision r removes every older object but its base, r - 1 (revisions.ts). So while
+ * objects older than r - 1 are still there, or another object is at revision r too, revision r may yet be
+ * withdrawn by its writer: readers use r - 1 meanwhile, and never sign with a version that is about to
+ * vanish. A revision whose base has no predecessor has no such witness: only its writer's process knows
+ * (beingChecked) until its check is done.
+ */
 export function pickCurrent(objects: readonly MetadataObject[]): StoredMetadata | undefined {
-  let current: MetadataObject | undefined;
-  for (const o of objects) if (!current || before(o, current)) current = o;
-  if (!current) return undefined;
-  const siblings = objects.filter((o) => o !== current && o.record.revision === current.record.revision);
-  return { current, objects, siblings };
+  const latest = best(objects);
+  if (!latest) return undefined;
+  const r = latest.record.revision;
+  const siblings = objects.filter((o) => o !== latest && o.record.revision === r);
+  const base = best(objects.filter((o) => o.record.revision === r - 1));
+  const unsettled = siblings.length > 0 || beingChecked.has(latest.digest) || objects.some((o) => o.record.revision < r - 1);
+  return { current: base && unsettled ? base : latest, latest, objects, siblings };
 }
 
 export function readMetadata(api: Pkcs11Api, session: Handle, name: KeyName): StoredMetadata | undefined {
@@ -242,18 +285,13 @@ export function readMetadata(api: Pkcs11Api, session: Handle, name: KeyName): St
 
 /** Names of every key that has a metadata object. */
 export function listKeyNames(api: Pkcs11Api, session: Handle): string[] {
-  const names = new Set<string>();
-  for (const h of findObjects(api, session, metadataTemplate())) {
-    const label = attributeOfFound(api, session, h, A.CKA_LABEL);
-    if (label) names.add(label.toString('utf8'));
-  }
-  return [...names].sort();
+  return [...new Set(readFound(api, session, metadataTemplate(), A.CKA_LABEL, (_, label) => label.toString('utf8')))].sort();
 }
 
-/** Writes a metadata object; the caller destroys the previous ones once it knows it won. */
+/** Writes a metadata object (tokenWrites.ts); the caller removes the older ones but its base once it knows it won. */
 export function writeMetadata(api: Pkcs11Api, session: Handle, name: KeyName, record: MetadataRecord): MetadataObject {
   const value = encodeMetadata(record);
-  const handle = api.C_CreateObject(session, [
+  const handle = createTokenObject(api, session, [
     { type: A.CKA_CLASS, value: A.CKO_DATA },
     { type: A.CKA_TOKEN, value: true },
     { type: A.CKA_PRIVATE, value: true },

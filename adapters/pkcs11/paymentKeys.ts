@@ -11,8 +11,8 @@
  *   so no other MAC key gets one (the retail MAC itself is that strong anyway).
  *
  * Such keys are built in process from the token's random bytes (parity set) or from imported material,
- * and created with C_CreateObject together with their companions; every clear buffer is zeroed before
- * the call returns. Other payment keys are generated inside the token as before.
+ * and created with C_CreateObject (tokenWrites.ts) together with their companions; every clear buffer is
+ * zeroed before the call returns. Other payment keys are generated as every key is (versionObjects.ts).
  */
 import pkcs11js from 'pkcs11js';
 import type { KeyName } from '../../src/keys/names.js';
@@ -24,6 +24,7 @@ import { companionObjectId, type CompanionRole } from './keyObjects.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
 import { companionTemplate, secretObjectTemplate, type TemplateOptions } from './templates.js';
+import { createTokenObject, destroyTokenObject } from './tokenWrites.js';
 
 const A = pkcs11js;
 
@@ -61,11 +62,11 @@ export function createVersionFromValue(
   const companions = companionsFor(key.type, key.purpose, key.keyUsage);
   const handles: Handle[] = [];
   try {
-    handles.push(api.C_CreateObject(session, secretObjectTemplate(key.type, key.purpose, key.name, id, value, options)));
+    handles.push(createTokenObject(api, session, secretObjectTemplate(key.type, key.purpose, key.name, id, value, options)));
     for (const role of companions) {
       const companion = companionValue(role, value, options.singleDes);
       try {
-        handles.push(api.C_CreateObject(session, companionTemplate(role, key.name, companionObjectId(id, role), companion, options.singleDes)));
+        handles.push(createTokenObject(api, session, companionTemplate(role, key.name, companionObjectId(id, role), companion, options.singleDes)));
       } finally {
         companion.fill(0);
       }
@@ -74,7 +75,7 @@ export function createVersionFromValue(
   } catch (e) {
     for (const h of handles) {
       try {
-        api.C_DestroyObject(session, h);
+        destroyTokenObject(api, session, h);
       } catch {
         // the error that matters is e
       }

@@ -91,10 +91,9 @@ export class KeyOperations {
     const id = newKeyObjectId(1 as KeyVersion);
     const record = { type: key.type, purpose: key.purpose, ...paymentAttributesOf(key) };
     const created = await makeVersionObjects(api, session, this.log, this.profile.traits, record, key.name, id, material);
-    if (created === CONFLICT) return conflict();
     const version = { createdAt: now, id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
     const change = { ...record, state: 'enabled', createdAt: now, versions: { 1: version } } as const;
-    return asAttempt(this.commitWith(created.handles, () => commitRevision(api, session, key.name, undefined, change), key.name));
+    return asAttempt(await this.commitWith(created.handles, () => commitRevision(api, session, key.name, undefined, change), key.name));
   }
 
   async rotate(name: KeyName): Promise<Attempt<KeyMetadata>> {
@@ -107,18 +106,17 @@ export class KeyOperations {
     const version = (Math.max(0, ...listedVersions(base.record)) + 1) as KeyVersion;
     const id = newKeyObjectId(version);
     const created = await makeVersionObjects(api, session, this.log, this.profile.traits, base.record, name, id, undefined);
-    if (created === CONFLICT) return conflict();
     const entry = { createdAt: new Date().toISOString(), id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
     const versions = { ...base.record.versions, [version]: entry };
-    return asAttempt(this.commitWith(created.handles, () => commitRevision(api, session, name, base, { ...base.record, versions }), name));
+    return asAttempt(await this.commitWith(created.handles, () => commitRevision(api, session, name, base, { ...base.record, versions }), name));
   }
 
-  setState(name: KeyName, state: KeyState): Attempt<KeyMetadata> {
+  async setState(name: KeyName, state: KeyState): Promise<Attempt<KeyMetadata>> {
     const session = this.session();
     const base = requireSettled(this.api, session, name);
     if (base === CONFLICT) return conflict();
     if (base.record.state === state) return this.describe(name);
-    return asAttempt(this.commitWith([], () => commitRevision(this.api, session, name, base, { ...base.record, state }), name));
+    return asAttempt(await this.commitWith([], () => commitRevision(this.api, session, name, base, { ...base.record, state }), name));
   }
 
   /**
@@ -312,8 +310,8 @@ export class KeyOperations {
   }
 
   /** Commits a change whose new key objects are `created` (removed if the commit fails or loses), and describes the key. */
-  private commitWith(created: readonly Handle[], commit: () => boolean, name: KeyName): KeyMetadata | Conflict {
-    return commitWithObjects(this.api, this.session(), created, commit) ? this.describe(name) : CONFLICT;
+  private async commitWith(created: readonly Handle[], commit: () => Promise<boolean>, name: KeyName): Promise<KeyMetadata | Conflict> {
+    return (await commitWithObjects(this.api, this.session(), created, commit)) ? this.describe(name) : CONFLICT;
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import { encodeMetadata, newKeyObjectId } from '../../../adapters/pkcs11/keyObjects.js';
+import { decodeMetadata, encodeMetadata, newKeyObjectId } from '../../../adapters/pkcs11/keyObjects.js';
 import type { KeyVersion } from '../../../src/keys/names.js';
 import type { KeyPurpose, KeyType } from '../../../src/keys/types.js';
 
@@ -106,6 +106,20 @@ export class TokenInspector {
         const [id, ...values] = api.C_GetAttributeValue(session, h, [{ type: pkcs11js.CKA_ID }, ...booleans.map((type) => ({ type }))]);
         return { id: id!.value, flags: new Map(values.map((v) => [v.type, v.value[0] === 1])) };
       });
+    });
+  }
+
+  /** The revisions of the name's metadata objects, highest first. */
+  metadataRevisions(name: string): number[] {
+    return this.withSession((api, session) => {
+      api.C_FindObjectsInit(session, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_APPLICATION, value: 'hsm-bridge' },
+        { type: pkcs11js.CKA_LABEL, value: name },
+      ]);
+      const handles = api.C_FindObjects(session, 100);
+      api.C_FindObjectsFinal(session);
+      return handles.map((h) => decodeMetadata(api.C_GetAttributeValue(session, h, [{ type: pkcs11js.CKA_VALUE }])[0]!.value)!.revision).sort((a, b) => b - a);
     });
   }
 

@@ -394,7 +394,7 @@ export class Connection {
 }
 
 function setupFor(config: MemberSettings, role: WorkerSetup['role'], module: SharedModule): WorkerSetup {
-  return { role, library: config.library, token: config.token, pin: config.pin, tokenLock: module.tokenLock };
+  return { role, library: config.library, token: config.token, pin: config.pin, sharing: module.sharing };
 }
 
 /** What is left of a deadline for one wait (at least 1 ms: a timer of 0 would fire before the answer can). */

@@ -29,7 +29,7 @@ import { keyTypes, keyUsagesFor, modesOfUse, paymentAttributesOf, type KeyPurpos
 import { CKR, ckrOf } from './errors.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
-import { withTokenLock } from './tokenLock.js';
+import { beingChecked, withTokenLock } from './tokenLock.js';
 import { createTokenObject } from './tokenWrites.js';
 
 const A = pkcs11js;
@@ -221,6 +221,8 @@ export interface StoredMetadata {
   readonly objects: readonly MetadataObject[];
   /** Other objects at the latest revision: writers racing, of which all but one will withdraw. */
   readonly siblings: readonly MetadataObject[];
+  /** The latest revision may still be withdrawn by its writer (see pickCurrent). */
+  readonly unsettled: boolean;
 }
 
 /** How many times a read starts again because objects vanished under it before it gives up (BACKEND_UNAVAILABLE). */
@@ -259,9 +261,6 @@ export function readMetadataObjects(api: Pkcs11Api, session: Handle, name: KeyNa
 const before = (a: MetadataObject, b: MetadataObject) => a.record.revision > b.record.revision || (a.record.revision === b.record.revision && a.digest < b.digest);
 const best = (objects: readonly MetadataObject[]) => objects.reduce<MetadataObject | undefined>((b, o) => (!b || before(o, b) ? o : b), undefined);
 
-/** Digests of the revisions this process has published and is still checking (revisions.ts, commitRevision). */
-export const beingChecked = new Set<string>();
-
 /**
  * A writer that keeps revision r removes every older object but its base, r - 1 (revisions.ts). So while
  * objects older than r - 1 are still there, or another object is at revision r too, revision r may yet be
@@ -276,7 +275,7 @@ export function pickCurrent(objects: readonly MetadataObject[]): StoredMetadata 
   const siblings = objects.filter((o) => o !== latest && o.record.revision === r);
   const base = best(objects.filter((o) => o.record.revision === r - 1));
   const unsettled = siblings.length > 0 || beingChecked.has(latest.digest) || objects.some((o) => o.record.revision < r - 1);
-  return { current: base && unsettled ? base : latest, latest, objects, siblings };
+  return { current: base && unsettled ? base : latest, latest, objects, siblings, unsettled };
 }
 
 export function readMetadata(api: Pkcs11Api, session: Handle, name: KeyName): StoredMetadata | undefined {

@@ -21,7 +21,8 @@ import { CONFLICT, type Conflict } from '../../src/backend/keyChanges.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName } from '../../src/keys/names.js';
 import { ckrOf, CKR } from './errors.js';
-import { beingChecked, findKeyObjects, readMetadata, readMetadataObjects, writeMetadata, type KeyObject, type MetadataObject, type MetadataRecord, type StoredMetadata } from './keyObjects.js';
+import { beingChecked } from './tokenLock.js';
+import { findKeyObjects, readMetadata, readMetadataObjects, writeMetadata, type KeyObject, type MetadataObject, type MetadataRecord, type StoredMetadata } from './keyObjects.js';
 import type { Handle, Pkcs11Api } from './module.js';
 import { destroyTokenObject } from './tokenWrites.js';
 

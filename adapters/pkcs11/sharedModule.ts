@@ -4,7 +4,7 @@
  * library is finalized when the last of them closes, and a reinitialization after a device failure
  * happens once for all of them. The C_Finalize and C_Initialize themselves run in a control worker.
  */
-import { newTokenLock } from './tokenLock.js';
+import { newTokenSharing } from './tokenLock.js';
 
 const shared = new Map<string, SharedModule>();
 
@@ -15,8 +15,8 @@ export class SharedModule {
   private reinitializing: Promise<void> | undefined;
   /** Each connection's wait for its calls in flight: C_Finalize under a call on another thread is unsafe. */
   private readonly drains = new Set<() => Promise<void>>();
-  /** The token lock every worker on this library shares (tokenLock.ts). */
-  readonly tokenLock = newTokenLock();
+  /** What every worker on this library shares: the token lock and the revisions being checked (tokenLock.ts). */
+  readonly sharing = newTokenSharing();
 
   private constructor(readonly library: string) {}
 

@@ -1,5 +1,8 @@
 /**
- * One lock per PKCS#11 library in the process, shared by its token workers through a SharedArrayBuffer:
+ * What the token workers of one PKCS#11 library share in the process, through SharedArrayBuffers, so that
+ * they behave as one process and not as replicas of each other.
+ *
+ * The token lock:
  * searches of token objects and token writes (tokenWrites.ts: each a search, then the write) never
  * overlap across threads. SoftHSM's file store indexes the token per process, not per thread: a write
  * on one thread between another thread's search and write would hide other processes' changes again,
@@ -13,11 +16,25 @@ let depth = 0;
 /** How long one wait for the lock lasts before it checks again (a holder frozen by the HSM keeps it). */
 const WAIT_SLICE_MS = 50;
 
-/** A fresh lock's memory, for the main thread to hand every worker of one library. */
-export const newTokenLock = () => new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+/** Revisions this process has published and is still checking (revisions.ts): a digest per slot. */
+const CHECKED_SLOTS = 256;
+const DIGEST_BYTES = 32;
 
-export function installTokenLock(buffer: SharedArrayBuffer): void {
-  lock = new Int32Array(buffer);
+/** The shared memory of one library, for the main thread to hand every worker of it. */
+export interface TokenSharing {
+  readonly lock: SharedArrayBuffer;
+  /** CHECKED_SLOTS flags (Int32), then CHECKED_SLOTS digests. */
+  readonly checked: SharedArrayBuffer;
+}
+
+export const newTokenSharing = (): TokenSharing => ({
+  lock: new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT),
+  checked: new SharedArrayBuffer(CHECKED_SLOTS * (Int32Array.BYTES_PER_ELEMENT + DIGEST_BYTES)),
+});
+
+export function installTokenSharing(sharing: TokenSharing): void {
+  lock = new Int32Array(sharing.lock);
+  beingChecked = new SharedDigestSet(sharing.checked);
 }
 
 export function withTokenLock<T>(section: () => T): T {
@@ -37,5 +54,57 @@ function run<T>(section: () => T): T {
     return section();
   } finally {
     depth--;
+  }
+}
+
+/**
+ * Digests (SHA-256, hex) of the metadata revisions this process has published and is still checking,
+ * seen by every worker of the process: a revision without a witness in the token is known to be
+ * unsettled only here (keyObjects.ts, pickCurrent). Without installed sharing, a plain Set (one thread).
+ */
+export interface DigestSet {
+  add(digest: string): void;
+  delete(digest: string): void;
+  has(digest: string): boolean;
+}
+
+export let beingChecked: DigestSet = new Set<string>();
+
+class SharedDigestSet implements DigestSet {
+  private readonly flags: Int32Array;
+  private readonly digests: Uint8Array;
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.flags = new Int32Array(buffer, 0, CHECKED_SLOTS);
+    this.digests = new Uint8Array(buffer, CHECKED_SLOTS * Int32Array.BYTES_PER_ELEMENT);
+  }
+
+  /** Takes a free slot (0 -> 1 writing, 2 once readable). With every slot taken, the digest goes unrecorded. */
+  add(digest: string): void {
+    const bytes = Buffer.from(digest, 'hex');
+    for (let i = 0; i < CHECKED_SLOTS; i++) {
+      if (Atomics.compareExchange(this.flags, i, 0, 1) !== 0) continue;
+      this.digests.set(bytes, i * DIGEST_BYTES);
+      Atomics.store(this.flags, i, 2);
+      return;
+    }
+  }
+
+  delete(digest: string): void {
+    const i = this.slotOf(digest);
+    if (i >= 0) Atomics.store(this.flags, i, 0);
+  }
+
+  has(digest: string): boolean {
+    return this.slotOf(digest) >= 0;
+  }
+
+  private slotOf(digest: string): number {
+    const bytes = Buffer.from(digest, 'hex');
+    for (let i = 0; i < CHECKED_SLOTS; i++) {
+      if (Atomics.load(this.flags, i) !== 2) continue;
+      if (bytes.equals(this.digests.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES))) return i;
+    }
+    return -1;
   }
 }

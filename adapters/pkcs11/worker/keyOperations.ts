@@ -132,8 +132,12 @@ export class KeyOperations {
     if (stored) {
       const base = settledCurrent(stored);
       if (base === CONFLICT) return { removed: [...gone] };
-      // Checked under the name's lock, so an enable that ran just before cannot slip past it.
-      if (base.record.state !== 'disabled') throw new HsmBridgeError('KEY_NOT_DISABLED', `key ${name} must be disabled before it is destroyed`);
+      // Checked under the name's lock, so an enable that ran just before cannot slip past it. An enable still
+      // being checked may yet withdraw (its base is what an earlier attempt of this destroy removed): wait.
+      if (base.record.state !== 'disabled') {
+        if (stored.unsettled) return { removed: [...gone] };
+        throw new HsmBridgeError('KEY_NOT_DISABLED', `key ${name} must be disabled before it is destroyed`);
+      }
       // Metadata first: from that moment the key does not exist, whatever happens to the rest.
       gone = new Set([...gone, ...removeMetadata(api, session, stored)]);
       this.handles.forget(name);

@@ -17,7 +17,7 @@ import type { KeyName } from '../../../src/keys/names.js';
 import type { PinSource } from '../config.js';
 import { HsmBridgeError } from '../../../src/errors.js';
 import { ckrName, involvesCkr, isDeviceGone, PinError, toBridgeError, unavailable } from '../errors.js';
-import { installTokenLock } from '../tokenLock.js';
+import { installTokenSharing, type TokenSharing } from '../tokenLock.js';
 import { TRANSIENT_TTL_MS } from '../transientKeys.js';
 import { CKM, TokenMechanisms } from '../mechanisms.js';
 import { finalize, initialize, loadModule, type Handle, type Pkcs11Api } from '../module.js';
@@ -34,8 +34,8 @@ export interface WorkerSetup {
   readonly library: string;
   readonly token: TokenSelector;
   readonly pin: PinSource;
-  /** The library's token lock (tokenLock.ts), shared by every worker of it in the process. */
-  readonly tokenLock: SharedArrayBuffer;
+  /** What every worker of the library in the process shares (tokenLock.ts). */
+  readonly sharing: TokenSharing;
 }
 
 /** Results that are secret: the worker's copy is zeroed once sent. */
@@ -46,7 +46,7 @@ class SessionLost extends HsmBridgeError {}
 
 const port = parentPort!;
 const setup = workerData as WorkerSetup;
-installTokenLock(setup.tokenLock);
+installTokenSharing(setup.sharing);
 const send = (message: Response) => port.postMessage(message);
 const log: TokenLog = {
   info: (fields, message) => send({ kind: 'log', level: 'info', fields, message }),

@@ -108,13 +108,12 @@ beforeAll(async () => {
   backend = await pkcs11BackendFactory.create(server.backendConfig({ sessionPoolSize: 4, allowRawRsaOaepFallback: true, maxQueuedRequests: 1024 }), { logger });
   // A long metadata TTL: the hot path goes straight to the HSM operation, as in production.
   service = new KeyService(backend, { limits: { maxDataBytes: 64 * 1024, maxRandomBytes: 1024 }, metadataCacheTtlMs: 60_000 });
-  const created: KeyMetadata[] = [];
-  for (const k of [
-    { name: 'fault-ec', type: 'EC_P256' },
-    { name: 'fault-rsa', type: 'RSA_2048', purpose: 'sign' },
-    { name: 'fault-oaep', type: 'RSA_2048', purpose: 'encrypt' },
-    { name: 'fault-hmac', type: 'HMAC_256' },
-  ] as const) created.push(await service.createKey(k));
+  const created: KeyMetadata[] = await Promise.all([
+    service.createKey({ name: 'fault-ec', type: 'EC_P256' }),
+    service.createKey({ name: 'fault-rsa', type: 'RSA_2048', purpose: 'sign' }),
+    service.createKey({ name: 'fault-oaep', type: 'RSA_2048', purpose: 'encrypt' }),
+    service.createKey({ name: 'fault-hmac', type: 'HMAC_256' }),
+  ]);
   for (const meta of created) {
     const spki = meta.versions[0]!.publicKeySpki;
     if (spki) publicKeys.set(meta.name, createPublicKey({ key: spki, format: 'der', type: 'spki' }));
@@ -241,7 +240,6 @@ describe('pkcs11 backend with the HSM in a p11-kit server process that is killed
     for (const o of failures) {
       expect(o.error, `${o.what}: ${String(o.error)}`).toBeInstanceOf(HsmBridgeError);
       expect((o.error as HsmBridgeError).code, `${o.what}: ${(o.error as Error).message}`).toBe('BACKEND_UNAVAILABLE');
-      if (o.failedAfterKillMs === undefined) console.log("EARLY", o.what, String(o.error));
       expect(o.failedAfterKillMs, o.what).toBeLessThan(FAIL_FAST_MS);
     }
     expect((await backend.health()).ready).toBe(false);

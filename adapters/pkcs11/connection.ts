@@ -27,7 +27,7 @@ import { PoolClosedError, WorkerPool } from './workerPool.js';
 
 const RECOVERY_FIRST_DELAY_MS = 250;
 /** A member that comes back is used again within about this long. */
-const RECOVERY_MAX_DELAY_MS = 2000;
+const RECOVERY_MAX_DELAY_MS = 1000;
 /** How long a reconnect waits for calls still running on the old sessions (they fail fast on a dead device). */
 const DRAIN_TIMEOUT_MS = 10_000;
 const HEALTH_PROBE_INTERVAL_MS = 1000;

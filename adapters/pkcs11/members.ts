@@ -213,7 +213,7 @@ export class Members {
             m.pinError = e instanceof PinError;
           }
         }),
-      ).then(() => this.scheduleReopen(Math.min(delay * 2, 2000)));
+      ).then(() => this.scheduleReopen(Math.min(delay * 2, 1000)));
     }, delay);
     this.retryTimer.unref();
   }

@@ -84,21 +84,22 @@ for (const target of restTargets) {
     it('bad input is INVALID_ARGUMENT (or its own status) with the stable code, never INTERNAL', async () => {
       const sign = (o: Record<string, unknown>) =>
         f.client.callFspiop('Sign', { key: ours.RS256.key, method: 'PUT', uri: '/transfers/1', source: 'payerfsp', body: Buffer.from('{"a":1}'), ...o });
-      const cases: Array<[Promise<unknown>, number, string]> = [
-        [sign({ body: Buffer.alloc(0) }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
-        [sign({ body: Buffer.from('{oops') }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
-        [sign({ method: '' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
-        [sign({ source: '' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
-        [sign({ date: 'a\nb' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
-        [sign({ key: 'no-such-key' }), status.NOT_FOUND, 'KEY_NOT_FOUND'],
-        [sign({ encryptFields: { fields: ['a'], recipient: 'nobody' } }), status.NOT_FOUND, 'KEY_NOT_FOUND'],
-        [f.client.callFspiop('Validate', { headers: {}, body: Buffer.from('{}'), decryptWith: 'bad name!' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
-        [f.client.callFspiop('AddParticipantKey', { id: 'fsp', publicKeyPem: 'nope' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
-        [f.client.callFspiop('AddParticipantKey', { id: '', publicKeyPem: peer.ES256.publicPem }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
-        [f.client.callFspiop('AddParticipantKey', { id: 'fsp', publicKeyPem: peer.ES256.publicPem, use: 'enc' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
-        [f.client.callFspiop('GetParticipantKey', { id: '../x', keyId: 'k' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+      // Thunks, called one at a time: a call started early could fail before its check attaches (an unhandled rejection).
+      const cases: Array<[() => Promise<unknown>, number, string]> = [
+        [() => sign({ body: Buffer.alloc(0) }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+        [() => sign({ body: Buffer.from('{oops') }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+        [() => sign({ method: '' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+        [() => sign({ source: '' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+        [() => sign({ date: 'a\nb' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+        [() => sign({ key: 'no-such-key' }), status.NOT_FOUND, 'KEY_NOT_FOUND'],
+        [() => sign({ encryptFields: { fields: ['a'], recipient: 'nobody' } }), status.NOT_FOUND, 'KEY_NOT_FOUND'],
+        [() => f.client.callFspiop('Validate', { headers: {}, body: Buffer.from('{}'), decryptWith: 'bad name!' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+        [() => f.client.callFspiop('AddParticipantKey', { id: 'fsp', publicKeyPem: 'nope' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+        [() => f.client.callFspiop('AddParticipantKey', { id: '', publicKeyPem: peer.ES256.publicPem }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+        [() => f.client.callFspiop('AddParticipantKey', { id: 'fsp', publicKeyPem: peer.ES256.publicPem, use: 'enc' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+        [() => f.client.callFspiop('GetParticipantKey', { id: '../x', keyId: 'k' }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
       ];
-      for (const [call, grpcStatus, code] of cases) await expectGrpcError(call, grpcStatus, code);
+      for (const [call, grpcStatus, code] of cases) await expectGrpcError(call(), grpcStatus, code);
       // A refused signature is an answer, not an error.
       expect(await f.client.callFspiop('Validate', { headers: {}, body: Buffer.from('{}') })).toMatchObject({ valid: false, errorCode: '3105' });
       // So is a body nested 30,000 levels deep (a real signature over other bytes sends validate to the canonical form).

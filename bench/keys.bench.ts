@@ -29,7 +29,7 @@ import { nodeVerifies } from '../test/helpers/nodeVerify.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../test/helpers/softhsm.js';
 import { Report, SECONDS, measureLatency, ownCpuMs, warmUp } from './measure.js';
 import type { RawSignResult, RawSignTask } from './rawPkcs11Sign.js';
-import { startService, type ServiceProcess } from './serviceProcess.js';
+import { startServiceProcess, type ServiceProcess } from '../test/helpers/serviceProcess.js';
 
 const IN_FLIGHT = 16;
 const CALL_TIMEOUT_MS = 10_000;
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   const token = await createSoftHsmToken();
   let service: ServiceProcess | undefined;
   try {
-    service = await startService({
+    service = await startServiceProcess({ env: {
       HSMB_BACKEND__TYPE: 'pkcs11',
       HSMB_BACKEND__PKCS11__LIBRARY: token.library,
       HSMB_BACKEND__PKCS11__TOKEN_LABEL: token.tokenLabel,
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
       HSMB_REST__PORT: '0',
       HSMB_GRPC__PORT: '0',
       HSMB_OPS__PORT: '0',
-    });
+    } });
     await bench(token, service);
   } finally {
     try {
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
 
 async function bench(token: SoftHsmToken, service: ServiceProcess): Promise<void> {
   const rest = restClient(service.restUrl);
-  const grpc = grpcClient(service.grpcPort);
+  const grpc = grpcClient(service.grpcPort!);
   try {
     const publicKeys = new Map<string, KeyObject>();
     for (const c of cases) {

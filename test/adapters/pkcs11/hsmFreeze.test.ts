@@ -125,10 +125,16 @@ function expectSignaturesVerify(calls: readonly Call[]): void {
 beforeAll(async () => {
   token = await createSoftHsmToken();
   server = await startP11KitServer(token);
-  service = await startServiceProcess(
-    { backend: { type: 'pkcs11', pkcs11: server.backendConfig({ sessionPoolSize: 4, operationTimeoutMs: OPERATION_TIMEOUT_MS }) } },
-    { env: { [token.pinEnv]: token.pin, P11_KIT_SERVER_ADDRESS: server.address }, hardDeadlineMs: 180_000 },
-  );
+  service = await startServiceProcess({
+    config: {
+      rest: { host: '127.0.0.1', port: 0 },
+      grpc: { enabled: false },
+      ops: { enabled: false },
+      backend: { type: 'pkcs11', pkcs11: server.backendConfig({ sessionPoolSize: 4, operationTimeoutMs: OPERATION_TIMEOUT_MS }) },
+    },
+    env: { [token.pinEnv]: token.pin, P11_KIT_SERVER_ADDRESS: server.address },
+    hardDeadlineMs: 180_000,
+  });
   const created = await fetch(`${service.restUrl}/v1/keys`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },

@@ -7,12 +7,9 @@
  * process its own view of the token (keyObjects.ts, "Replicas" in adapters/pkcs11/README.md): that is
  * what this exercises, and what two backends in one process (replicaRaces.test.ts) cannot.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServiceProcess, type ServiceProcess } from '../../helpers/serviceProcess.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../../helpers/softhsm.js';
 
 const DURATION_MS = Number(process.env.HSMB_TEST_REPLICA_MS ?? 15_000);
@@ -22,38 +19,7 @@ const START_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 
 let token: SoftHsmToken;
-const replicas: { child: ChildProcess; url: string }[] = [];
-
-/** Starts `node --import tsx src/main.ts` and resolves with its REST URL once it listens (bounded). */
-function startReplica(configPath: string, index: number): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', configPath], {
-    cwd: join(import.meta.dirname, '../../..'),
-    env: { ...process.env, SOFTHSM2_CONF: token.confPath },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`replica ${index} did not listen within ${START_TIMEOUT_MS} ms: ${stderr}`)), START_TIMEOUT_MS);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`replica ${index} exited with ${code}: ${stderr}`));
-    });
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      let entry: { msg?: string; url?: string; level?: number };
-      try {
-        entry = JSON.parse(line) as typeof entry;
-      } catch {
-        return;
-      }
-      if (process.env.HSMB_TEST_REPORT && (entry.level ?? 0) >= 50) process.stderr.write(`replica ${index}: ${line}\n`);
-      if (entry.msg === 'REST listening' && entry.url) {
-        clearTimeout(timer);
-        resolve({ child, url: entry.url });
-      }
-    });
-  });
-}
+const replicas: { service: ServiceProcess; url: string }[] = [];
 
 interface Answer {
   status: number;
@@ -73,36 +39,22 @@ async function call(url: string, method: string, path: string, body?: object): P
 
 beforeAll(async () => {
   token = await createSoftHsmToken();
-  const configPath = join(token.dir, `replicas-${token.tokenLabel}.json`);
   const config = {
     rest: { host: '127.0.0.1', port: 0 },
     grpc: { enabled: false },
-    ops: { port: 0 },
+    ops: { enabled: false },
     log: { level: 'info' },
     access: { allowUnauthenticated: true },
     backend: { type: 'pkcs11', pkcs11: { library: token.library, tokenLabel: token.tokenLabel, pinEnv: token.pinEnv, sessionPoolSize: 8, maxQueuedRequests: 256 } },
   };
-  await writeFile(configPath, JSON.stringify(config));
-  replicas.push(...(await Promise.all([0, 1].map((i) => startReplica(configPath, i)))));
+  const started = await Promise.all([0, 1].map(() => startServiceProcess({ config, hardDeadlineMs: 5 * 60_000 })));
+  replicas.push(...started.map((service) => ({ service, url: service.restUrl })));
 }, 2 * START_TIMEOUT_MS);
 
 afterAll(async () => {
-  await Promise.all(
-    replicas.map(
-      ({ child }) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-          child.once('exit', () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          child.kill('SIGTERM');
-        }),
-    ),
-  );
+  await Promise.all(replicas.map(({ service }) => service.stop()));
   await token?.cleanup();
-}, 15_000);
+}, 30_000);
 
 describe('two service processes on one token', () => {
   it(`${CLIENTS} clients sign, rotate, disable and enable ${KEYS} keys for ${DURATION_MS} ms: no 5xx but 503, no false KEY_NOT_FOUND, every signature verifies`, async () => {
@@ -148,7 +100,9 @@ describe('two service processes on one token', () => {
       const pem = keys.get(name)!.get(version);
       return !pem || !verify('sha256', message, { key: createPublicKey(pem), dsaEncoding: 'ieee-p1363' }, signature);
     });
-    expect(failures, JSON.stringify(counts)).toEqual([]);
+    // On failure, what the replicas logged as errors tells why (the PKCS#11 return value, never a secret).
+    const errorLines = replicas.flatMap(({ service }, i) => service.output().split('\n').filter((l) => /"level":(50|60)/.test(l)).map((l) => `replica ${i}: ${l.slice(0, 400)}`));
+    expect(failures, `${JSON.stringify(counts)}\n${errorLines.join('\n')}`).toEqual([]);
     expect(signatures.length).toBeGreaterThan(0);
     expect(unverified.map((s) => `${s.name} v${s.version} from replica ${s.replica} at ${s.at}`)).toEqual([]);
   }, DURATION_MS + 4 * REQUEST_TIMEOUT_MS);

@@ -237,14 +237,18 @@ const MAX_READS = 8;
  */
 function readFound<T>(api: Pkcs11Api, session: Handle, template: pkcs11js.Template, type: number, read: (handle: Handle, value: Buffer) => T | undefined): T[] {
   for (let attempt = 1; attempt <= MAX_READS; attempt++) {
-    const found: T[] = [];
-    let vanished = false;
-    for (const handle of findObjects(api, session, template)) {
-      const value = attributeOfFound(api, session, handle, type);
-      if (!value) vanished = true;
-      const item = value && read(handle, value);
-      if (item) found.push(item);
-    }
+    // The search and its reads under one hold of the token lock: no other thread writes in between.
+    const { found, vanished } = withTokenLock(() => {
+      const items: T[] = [];
+      let gone = false;
+      for (const handle of findObjects(api, session, template)) {
+        const value = attributeOfFound(api, session, handle, type);
+        if (!value) gone = true;
+        const item = value && read(handle, value);
+        if (item) items.push(item);
+      }
+      return { found: items, vanished: gone };
+    });
     if (!vanished) return found;
   }
   throw new HsmBridgeError('BACKEND_UNAVAILABLE', 'keys are being changed by other replicas faster than they can be read; retry');
@@ -311,17 +315,19 @@ export interface KeyObject {
 
 /** hsm-bridge's key objects (any class, any version) for a name. */
 export function findKeyObjects(api: Pkcs11Api, session: Handle, name: KeyName): KeyObject[] {
-  const objects: KeyObject[] = [];
-  for (const handle of findObjects(api, session, [{ type: A.CKA_LABEL, value: name }])) {
-    // CLASS first: asking a data object (ours, or anyone's) for CKA_ID is CKR_ATTRIBUTE_TYPE_INVALID.
-    const objectClass = attributeOfFound(api, session, handle, A.CKA_CLASS)?.readUInt32LE(0);
-    if (objectClass !== A.CKO_SECRET_KEY && objectClass !== A.CKO_PRIVATE_KEY && objectClass !== A.CKO_PUBLIC_KEY) continue;
-    const id = attributeOfFound(api, session, handle, A.CKA_ID);
-    const parsed = id && parseObjectId(id);
-    if (parsed) objects.push({ handle, objectClass, id: parsed.versionId, parsed });
-  }
-  // Companions last: a reader that finds the key object of a version being destroyed then still finds its companions.
-  return objects.sort((a, b) => Number(a.parsed.companion !== undefined) - Number(b.parsed.companion !== undefined));
+  return withTokenLock(() => {
+    const objects: KeyObject[] = [];
+    for (const handle of findObjects(api, session, [{ type: A.CKA_LABEL, value: name }])) {
+      // CLASS first: asking a data object (ours, or anyone's) for CKA_ID is CKR_ATTRIBUTE_TYPE_INVALID.
+      const objectClass = attributeOfFound(api, session, handle, A.CKA_CLASS)?.readUInt32LE(0);
+      if (objectClass !== A.CKO_SECRET_KEY && objectClass !== A.CKO_PRIVATE_KEY && objectClass !== A.CKO_PUBLIC_KEY) continue;
+      const id = attributeOfFound(api, session, handle, A.CKA_ID);
+      const parsed = id && parseObjectId(id);
+      if (parsed) objects.push({ handle, objectClass, id: parsed.versionId, parsed });
+    }
+    // Companions last: a reader that finds the key object of a version being destroyed then still finds its companions.
+    return objects.sort((a, b) => Number(a.parsed.companion !== undefined) - Number(b.parsed.companion !== undefined));
+  });
 }
 
 /** The handles of one key version: the key that signs/decrypts/MACs and, for a pair, its public half. */
@@ -341,31 +347,33 @@ export interface VersionHandles {
  * is gone (an interrupted destroy); an error when the key is there but a companion the metadata lists is not.
  */
 export function findVersion(api: Pkcs11Api, session: Handle, name: KeyName, listed: VersionRecord, asymmetric: boolean): VersionHandles | undefined {
-  const { id } = listed;
-  const find = (objectClass: number, objectId: Buffer) =>
-    findObjects(api, session, [
-      { type: A.CKA_CLASS, value: objectClass },
-      { type: A.CKA_LABEL, value: name },
-      { type: A.CKA_ID, value: objectId },
-    ])[0];
-  if (!asymmetric) {
-    const key = find(A.CKO_SECRET_KEY, Buffer.from(id, 'hex'));
-    if (!key) return undefined;
-    if (!listed.companions?.length) return { key, id };
-    const companions: Partial<Record<CompanionRole, Handle>> = {};
-    for (const role of listed.companions) {
-      const handle = find(A.CKO_SECRET_KEY, companionObjectId(Buffer.from(id, 'hex'), role));
-      if (!handle) throw new HsmBridgeError('INTERNAL', `key ${name}: an object of one of its versions is missing from the HSM`);
-      companions[role] = handle;
+  return withTokenLock(() => {
+    const { id } = listed;
+    const find = (objectClass: number, objectId: Buffer) =>
+      findObjects(api, session, [
+        { type: A.CKA_CLASS, value: objectClass },
+        { type: A.CKA_LABEL, value: name },
+        { type: A.CKA_ID, value: objectId },
+      ])[0];
+    if (!asymmetric) {
+      const key = find(A.CKO_SECRET_KEY, Buffer.from(id, 'hex'));
+      if (!key) return undefined;
+      if (!listed.companions?.length) return { key, id };
+      const companions: Partial<Record<CompanionRole, Handle>> = {};
+      for (const role of listed.companions) {
+        const handle = find(A.CKO_SECRET_KEY, companionObjectId(Buffer.from(id, 'hex'), role));
+        if (!handle) throw new HsmBridgeError('INTERNAL', `key ${name}: an object of one of its versions is missing from the HSM`);
+        companions[role] = handle;
+      }
+      const k1 = companions.k1;
+      if (!k1) return { key, id, companions };
+      const k1Type = api.C_GetAttributeValue(session, k1, [{ type: A.CKA_KEY_TYPE }])[0]?.value;
+      return { key, id, companions, k1Mechanism: k1Type && readUlong(k1Type) === A.CKK_DES ? CKM.DES_CBC : CKM.DES3_CBC };
     }
-    const k1 = companions.k1;
-    if (!k1) return { key, id, companions };
-    const k1Type = api.C_GetAttributeValue(session, k1, [{ type: A.CKA_KEY_TYPE }])[0]?.value;
-    return { key, id, companions, k1Mechanism: k1Type && readUlong(k1Type) === A.CKK_DES ? CKM.DES_CBC : CKM.DES3_CBC };
-  }
-  const key = find(A.CKO_PRIVATE_KEY, Buffer.from(id, 'hex'));
-  const publicKey = key && find(A.CKO_PUBLIC_KEY, Buffer.from(id, 'hex'));
-  return key && publicKey ? { key, publicKey, id } : undefined;
+    const key = find(A.CKO_PRIVATE_KEY, Buffer.from(id, 'hex'));
+    const publicKey = key && find(A.CKO_PUBLIC_KEY, Buffer.from(id, 'hex'));
+    return key && publicKey ? { key, publicKey, id } : undefined;
+  });
 }
 
 const readUlong = (b: Buffer) => (b.length >= 8 ? Number(b.readBigUInt64LE(0)) : b.readUInt32LE(0));

@@ -6,6 +6,7 @@ import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { keyTypes, type KeyType, type KeyTypeInfo } from '../../src/keys/types.js';
 import type { Handle, Pkcs11Api } from './module.js';
+import { withTokenLock } from './tokenLock.js';
 
 const b64url = (b: Buffer) => b.toString('base64url');
 
@@ -30,15 +31,15 @@ export function unwrapEcPoint(type: KeyType, value: Buffer): Buffer {
   throw new Error(`unexpected CKA_EC_POINT of ${value.length} bytes for ${type}`);
 }
 
-/** SPKI DER for the public key object of a key of `type`. */
+/** SPKI DER for the public key object of a key of `type` (a read of a token object: under the token lock). */
 export function readPublicKeySpki(api: Pkcs11Api, session: Handle, handle: Handle, type: KeyType): Buffer {
   const info: KeyTypeInfo = keyTypes[type];
   let jwk: JsonWebKey;
   if (info.family === 'rsa') {
-    const [n, e] = api.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
+    const [n, e] = withTokenLock(() => api.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]));
     jwk = { kty: 'RSA', n: b64url(stripZeros(n!.value)), e: b64url(stripZeros(e!.value)) };
   } else {
-    const [attr] = api.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_EC_POINT }]);
+    const [attr] = withTokenLock(() => api.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_EC_POINT }]));
     const point = unwrapEcPoint(type, attr!.value);
     if (info.family === 'okp') {
       jwk = { kty: 'OKP', crv: 'Ed25519', x: b64url(point) };

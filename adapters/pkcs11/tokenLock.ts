@@ -2,13 +2,12 @@
  * What the token workers of one PKCS#11 library share in the process, through SharedArrayBuffers, so that
  * they behave as one process and not as replicas of each other.
  *
- * The token lock:
- * searches of token objects and token writes (tokenWrites.ts: each a search, then the write) never
- * overlap across threads. SoftHSM's file store indexes the token per process, not per thread: a write
- * on one thread between another thread's search and write would hide other processes' changes again,
- * and a token object created while another thread searches raced SoftHSM writing its file (README.md,
- * "Replicas"). Only the worker installs a lock; without one (token-side code run in a test's thread) the
- * sections just run.
+ * The token lock: searches and reads of token objects, and token writes (tokenWrites.ts: each a search,
+ * then the write), never overlap across threads. SoftHSM's file store indexes the token per process, not
+ * per thread: a write on one thread between another thread's search and write would hide other
+ * processes' changes again, and a token object created while another thread searches raced SoftHSM
+ * writing its file (README.md, "Replicas"). Only the worker installs a lock; without one (token-side code
+ * run in a test's thread) the sections just run.
  */
 let lock: Int32Array | undefined;
 /** Sections of this thread now running: the lock is reentrant within a thread (a write's search). */

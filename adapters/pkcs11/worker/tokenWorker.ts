@@ -178,6 +178,7 @@ async function openAndLogIn(): Promise<void> {
       session = openSession(a, slot);
     }
     await login(a, session, setup.pin);
+    lastUsedAt = Date.now();
   } catch (e) {
     if (e instanceof PinError) throw e;
     const cause = e instanceof Error && e.cause !== undefined ? e.cause : e;

@@ -162,4 +162,21 @@ describe('pkcs11 backend resilience', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 20_000);
+
+  it('reinitializes the module at most once per reinitMinIntervalMs, however often the HSM goes away', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const limited = await pkcs11BackendFactory.create(token.backendConfig({ sessionPoolSize: 1, reinitMinIntervalMs: 1500 }), { logger: log });
+    try {
+      for (let i = 0; i < 2; i++) {
+        inspector.closeAllSessions();
+        expect((await limited.randomBytes(8)).length).toBe(8); // the call reconnects, then is retried
+      }
+      const reconnects = lines.map((l) => JSON.parse(l) as { msg: string; time: number }).filter((e) => e.msg === 'pkcs11: reconnected to the HSM');
+      expect(reconnects).toHaveLength(2);
+      expect(reconnects[1]!.time - reconnects[0]!.time).toBeGreaterThanOrEqual(1400);
+    } finally {
+      await limited.close();
+    }
+  }, 20_000);
 });

@@ -80,7 +80,7 @@ export class Connection {
   ) {
     this.pool = new WorkerPool(slots, { acquireTimeoutMs: config.acquireTimeoutMs, maxQueued: config.maxQueuedRequests });
     // Another connection on the same library that reinitializes the module waits for our calls too.
-    this.unregister = module.register(() => this.pool.settled(DRAIN_TIMEOUT_MS));
+    this.unregister = module.register({ drain: () => this.pool.settled(DRAIN_TIMEOUT_MS), stuck: () => this.pool.stuck > 0 || this.control.overdue > 0 });
   }
 
   /** Spawns the workers, logs in and learns the token, or fails with a clear error (never containing the PIN). */
@@ -154,6 +154,11 @@ export class Connection {
       } catch (e) {
         throw fail(e instanceof PoolClosedError ? unavailable('backend closed') : asCallError(e).error);
       }
+      if (Date.now() >= options.deadline) {
+        // Waiting (for a reconnect, a worker) used the whole deadline: never send a call that cannot be answered in time.
+        this.pool.release(slot);
+        throw fail(unavailable('no HSM session became free before the deadline'));
+      }
       const generation = slot.link.generation;
       let outcome: { ok: true; value: T; link: WorkerLink } | { ok: false; error: WorkerCallError; sent: boolean };
       let sent = false;
@@ -173,7 +178,7 @@ export class Connection {
       if (outcome.sent && !wire?.unchanged) mayHaveRun = true;
       if (error instanceof PinError) this.pinFailed(error);
       if (wire?.deviceGone) {
-        await this.recover(generation, error.message).catch(() => undefined);
+        await withinDeadline(this.recover(generation, error.message).catch(() => undefined), options.deadline);
         // A call that changed nothing may run again, whatever it is; otherwise only an idempotent one.
         if (attempt === 0 && (options.idempotent || !mayHaveRun)) continue;
       }
@@ -189,8 +194,12 @@ export class Connection {
     for (const slot of this.slots) if (slot.link.alive) void slot.link.call(method, args, this.config.operationTimeoutMs).catch(() => undefined);
   }
 
-  /** Sends `method` to the worker of `link` itself (a derived key lives in that worker's session). */
+  /**
+   * Sends `method` to the worker of `link` itself (a derived key lives in that worker's session), unless
+   * the module was reinitialized since that worker's session was opened: its handles may name other objects now.
+   */
   async runOn<T>(link: WorkerLink, method: string, args: readonly unknown[], deadline: number): Promise<T> {
+    if (link.generation !== this.module.generation) throw unavailable('the derived key was lost with its HSM session; retry');
     try {
       return await link.call<T>(method, args, remaining(deadline));
     } catch (e) {
@@ -227,7 +236,10 @@ export class Connection {
     await this.pool.close(DRAIN_TIMEOUT_MS);
     const stuck = this.slots.some((s) => s.link.overdue > 0) || this.control.overdue > 0;
     await Promise.all(this.slots.map(async ({ link }) => {
-      if (link.overdue === 0) await link.call('detach', [], TERMINATE_WAIT_MS).catch(() => undefined);
+      // A worker inside a call may hold the token lock: terminating it would never release it. It ends when
+      // the call returns (it is unref'd, so it does not keep the process alive).
+      if (link.overdue > 0) return;
+      await link.call('detach', [], TERMINATE_WAIT_MS).catch(() => undefined);
       await bounded(link.terminate());
     }));
     // C_Finalize while another thread is inside a call is unsafe: with a call stuck, the process keeps the module.
@@ -281,12 +293,7 @@ export class Connection {
   /** Waits out a reconnect in progress, but never past the caller's deadline. */
   private async upState(deadline: number): Promise<void> {
     const state = this.state;
-    if (state.kind === 'recovering') {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, remaining(deadline))));
-      await Promise.race([state.done.catch(() => undefined), late]);
-      clearTimeout(timer);
-    }
+    if (state.kind === 'recovering') await withinDeadline(state.done.catch(() => undefined), deadline);
     if (this.state.kind !== 'up') throw this.notUp();
   }
 
@@ -327,7 +334,8 @@ export class Connection {
   private recover(failedGeneration: number, cause: string): Promise<void> {
     const current = this.state;
     if (current.kind === 'recovering') return current.done;
-    if (current.kind !== 'up') return Promise.resolve();
+    // A failure of a session older than the module's generation: reconnected already; it reopens on next use.
+    if (current.kind !== 'up' || failedGeneration !== this.module.generation) return Promise.resolve();
     this.logger.warn({ detail: cause }, 'pkcs11: HSM connection lost; reconnecting');
     this.onReset();
     const done = (async () => {
@@ -340,9 +348,10 @@ export class Connection {
 
   private async reconnect(failedGeneration: number): Promise<void> {
     try {
-      // A control worker stuck in a call would run every queued call after it, C_Finalize included: replace it.
-      if (!this.control.alive || this.control.overdue > 0) {
-        void bounded(this.control.terminate());
+      // A control worker stuck in a call would run every queued call after it, C_Finalize included, while
+      // that call is still inside the library: wait for it (the retry timer comes back). A dead one is replaced.
+      if (this.control.overdue > 0) throw unavailable('the HSM has not answered the last health probe yet');
+      if (!this.control.alive) {
         this.control = await WorkerLink.spawn(setupFor(this.config, 'control', this.module), 'control', this.logger, (l) => this.settled(l));
         this.probing = false;
       }
@@ -394,7 +403,7 @@ export class Connection {
 }
 
 function setupFor(config: MemberSettings, role: WorkerSetup['role'], module: SharedModule): WorkerSetup {
-  return { role, library: config.library, token: config.token, pin: config.pin, sharing: module.sharing };
+  return { role, library: config.library, token: config.token, pin: config.pin, sharing: module.sharingFor(JSON.stringify(config.token)) };
 }
 
 /** What is left of a deadline for one wait (at least 1 ms: a timer of 0 would fire before the answer can). */
@@ -412,6 +421,13 @@ function asCallError(e: unknown): WorkerCallError {
   if (e instanceof WorkerCallError) return e;
   if (e instanceof HsmBridgeError) return new WorkerCallError(e, undefined);
   return new WorkerCallError(unavailable(e instanceof Error ? e.message : String(e)), undefined);
+}
+
+/** Waits for `p`, but never past `deadline`. */
+async function withinDeadline(p: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise((resolve) => (timer = setTimeout(resolve, remaining(deadline))))]);
+  clearTimeout(timer);
 }
 
 async function bounded(p: Promise<unknown>): Promise<void> {

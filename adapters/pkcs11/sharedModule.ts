@@ -4,7 +4,8 @@
  * library is finalized when the last of them closes, and a reinitialization after a device failure
  * happens once for all of them. The C_Finalize and C_Initialize themselves run in a control worker.
  */
-import { newTokenSharing } from './tokenLock.js';
+import { unavailable } from './errors.js';
+import { newTokenSharing, type TokenSharing } from './tokenLock.js';
 
 const shared = new Map<string, SharedModule>();
 
@@ -13,17 +14,27 @@ export class SharedModule {
   /** Bumped by every reinitialization: sessions opened in an older generation are dead. */
   generation = 0;
   private reinitializing: Promise<void> | undefined;
-  /** Each connection's wait for its calls in flight: C_Finalize under a call on another thread is unsafe. */
-  private readonly drains = new Set<() => Promise<void>>();
-  /** What every worker on this library shares: the token lock and the revisions being checked (tokenLock.ts). */
-  readonly sharing = newTokenSharing();
+  /** Each connection's wait for its calls in flight, and whether one of its calls is stuck in the HSM. */
+  private readonly users = new Set<{ drain(): Promise<void>; stuck(): boolean }>();
+  /** Per token: what its workers share (tokenLock.ts): a lock, the revisions being checked, the generation. */
+  private readonly sharings = new Map<string, TokenSharing>();
 
   private constructor(readonly library: string) {}
 
-  /** Adds a connection's drain; returns its removal. */
-  register(drain: () => Promise<void>): () => void {
-    this.drains.add(drain);
-    return () => this.drains.delete(drain);
+  /** Adds a connection; returns its removal. */
+  register(user: { drain(): Promise<void>; stuck(): boolean }): () => void {
+    this.users.add(user);
+    return () => this.users.delete(user);
+  }
+
+  /** What the workers on one token of this library share. */
+  sharingFor(token: string): TokenSharing {
+    let sharing = this.sharings.get(token);
+    if (!sharing) {
+      sharing = newTokenSharing();
+      this.sharings.set(token, sharing);
+    }
+    return sharing;
   }
 
   /** Each call must be paired with release(). */
@@ -51,7 +62,11 @@ export class SharedModule {
    */
   async reinitialize(seen: number, reinitialize: () => Promise<void>): Promise<void> {
     if (this.generation !== seen) return;
-    this.reinitializing ??= Promise.all([...this.drains].map((drain) => drain()))
+    this.reinitializing ??= Promise.all([...this.users].map((u) => u.drain()))
+      .then(() => {
+        // C_Finalize while another thread is inside a call can crash the library: wait for the HSM to return them.
+        if ([...this.users].some((u) => u.stuck())) throw unavailable('calls are still waiting for the HSM; reinitializing once they return');
+      })
       .then(reinitialize)
       .then(() => {
         this.generation++;

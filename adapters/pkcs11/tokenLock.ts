@@ -9,11 +9,15 @@
  * writing its file (README.md, "Replicas"). Only the worker installs a lock; without one (token-side code
  * run in a test's thread) the sections just run.
  */
+import { unavailable } from './errors.js';
+
 let lock: Int32Array | undefined;
 /** Sections of this thread now running: the lock is reentrant within a thread (a write's search). */
 let depth = 0;
 /** How long one wait for the lock lasts before it checks again (a holder frozen by the HSM keeps it). */
 const WAIT_SLICE_MS = 50;
+/** A worker gives up on a lock held this long (by a call the HSM does not answer): BACKEND_UNAVAILABLE. */
+const LOCK_WAIT_MS = 10_000;
 
 /** Revisions this process has published and is still checking (revisions.ts): a digest per slot. */
 const CHECKED_SLOTS = 256;
@@ -24,21 +28,39 @@ export interface TokenSharing {
   readonly lock: SharedArrayBuffer;
   /** CHECKED_SLOTS flags (Int32), then CHECKED_SLOTS digests. */
   readonly checked: SharedArrayBuffer;
+  /** Bumped before every C_Finalize of the module: handles of an older value may name other objects now. */
+  readonly generation: SharedArrayBuffer;
 }
 
 export const newTokenSharing = (): TokenSharing => ({
   lock: new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT),
   checked: new SharedArrayBuffer(CHECKED_SLOTS * (Int32Array.BYTES_PER_ELEMENT + DIGEST_BYTES)),
+  generation: new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT),
 });
+
+let generation: Int32Array = new Int32Array(1);
 
 export function installTokenSharing(sharing: TokenSharing): void {
   lock = new Int32Array(sharing.lock);
   beingChecked = new SharedDigestSet(sharing.checked);
+  generation = new Int32Array(sharing.generation);
+}
+
+/** The module generation every worker of the library sees (sessions and handles belong to one). */
+export const moduleGeneration = (): number => Atomics.load(generation, 0);
+
+/** Called before C_Finalize: from now on, older handles are not to be used. */
+export function endModuleGeneration(): void {
+  Atomics.add(generation, 0, 1);
 }
 
 export function withTokenLock<T>(section: () => T): T {
   if (!lock || depth > 0) return run(section);
-  while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) Atomics.wait(lock, 0, 1, WAIT_SLICE_MS);
+  const giveUpAt = Date.now() + LOCK_WAIT_MS;
+  while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) {
+    if (Date.now() > giveUpAt) throw unavailable('the token is held by a call the HSM does not answer');
+    Atomics.wait(lock, 0, 1, WAIT_SLICE_MS);
+  }
   try {
     return run(section);
   } finally {

@@ -40,7 +40,7 @@ export interface TokenProfile {
 }
 
 /** A block key as it reaches the worker: a stored version, or the handle of a derived session object. */
-export type WorkerBlockKey = KeyRef | { readonly transientHandle: Buffer; readonly epoch: number; readonly family: 'aes' | 'tdes' };
+type WorkerBlockKey = KeyRef | { readonly transientHandle: Buffer; readonly epoch: number; readonly family: 'aes' | 'tdes' };
 
 const conflict = (): ConflictResult => ({ conflict: true });
 type Attempt<T> = T | ConflictResult;

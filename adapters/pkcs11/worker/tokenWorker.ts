@@ -17,7 +17,7 @@ import type { KeyName } from '../../../src/keys/names.js';
 import type { PinSource } from '../config.js';
 import { HsmBridgeError } from '../../../src/errors.js';
 import { ckrName, involvesCkr, isDeviceGone, PinError, toBridgeError, unavailable } from '../errors.js';
-import { installTokenSharing, type TokenSharing } from '../tokenLock.js';
+import { endModuleGeneration, installTokenSharing, moduleGeneration, type TokenSharing } from '../tokenLock.js';
 import { TRANSIENT_TTL_MS } from '../transientKeys.js';
 import { CKM, TokenMechanisms } from '../mechanisms.js';
 import { finalize, initialize, loadModule, type Handle, type Pkcs11Api } from '../module.js';
@@ -108,6 +108,7 @@ const control = {
   async reinitialize(): Promise<void> {
     const a = loaded();
     anchor = undefined; // gone with the finalization
+    endModuleGeneration(); // every worker's derived-key handles die with it, even a worker not reopened yet
     finalize(a);
     initialize(a);
     await logIn();
@@ -139,7 +140,7 @@ let epoch = 0;
  * one nobody released (a derivation whose caller gave up at its deadline). A session is closed only once
  * it holds none (closing it would destroy them), so a replaced one may stay open a while.
  */
-const derived = new Map<string, { readonly owner: Handle; readonly timer: NodeJS.Timeout }>();
+const derived = new Map<string, { readonly owner: Handle; readonly timer: NodeJS.Timeout; readonly generation: number }>();
 const retired = new Set<Handle>();
 /** Longer than the main thread's own expiry: this one only catches keys the main thread never registered. */
 const DERIVED_TTL_MS = TRANSIENT_TTL_MS + 5000;
@@ -172,6 +173,7 @@ async function openAndLogIn(): Promise<void> {
       session = openSession(a, slot);
     } catch (e) {
       if (!ownInstance) throw e;
+      forgetAllDerived(); // this instance's handles are numbered afresh
       finalize(a);
       initialize(a);
       slot = findSlot(a, setup.token);
@@ -186,6 +188,13 @@ async function openAndLogIn(): Promise<void> {
   }
 }
 
+/** Every derived key is lost (a reinitialization): forgotten, never destroyed (their handles may be others' now). */
+function forgetAllDerived(): void {
+  epoch++;
+  for (const handle of [...derived.keys()]) forgetDerived(handle);
+  retired.clear();
+}
+
 function forgetDerived(handle: string): Handle | undefined {
   const entry = derived.get(handle);
   if (!entry) return undefined;
@@ -194,11 +203,14 @@ function forgetDerived(handle: string): Handle | undefined {
   return entry.owner;
 }
 
-/** The derived key a request names, if it is still alive in this worker's current epoch. */
+/** Whether a derived key is alive: this worker's epoch, and no reinitialization of the module since it was made. */
+function isLive(handle: Buffer, keyEpoch: number): boolean {
+  const entry = derived.get(handle.toString('hex'));
+  return keyEpoch === epoch && entry !== undefined && entry.generation === moduleGeneration();
+}
+
 function liveDerived(handle: Buffer, keyEpoch: number): void {
-  if (keyEpoch !== epoch || !derived.has(handle.toString('hex'))) {
-    throw unavailable('the derived key was lost with its HSM session; retry');
-  }
+  if (!isLive(handle, keyEpoch)) throw unavailable('the derived key was lost with its HSM session; retry');
 }
 
 const sessionCalls = {
@@ -212,9 +224,7 @@ const sessionCalls = {
   async reopen(): Promise<void> {
     session = undefined;
     slot = undefined;
-    epoch++;
-    for (const handle of [...derived.keys()]) forgetDerived(handle);
-    retired.clear();
+    forgetAllDerived();
     operations?.clear();
     await openAndLogIn();
   },
@@ -236,7 +246,7 @@ const sessionCalls = {
     const id = key.handle.toString('hex');
     const timer = setTimeout(() => sessionCalls.releaseDerived(key.handle, key.epoch), DERIVED_TTL_MS);
     timer.unref();
-    derived.set(id, { owner: currentSession(), timer });
+    derived.set(id, { owner: currentSession(), timer, generation: moduleGeneration() });
     return key;
   },
 
@@ -248,7 +258,11 @@ const sessionCalls = {
 
   /** Destroys a derived key; its session, if replaced meanwhile and now holding nothing, is closed. */
   releaseDerived(handle: Buffer, keyEpoch: number): void {
-    if (keyEpoch !== epoch) return; // lost with a reconnect; the handle may be another key's now
+    // Lost with a reinitialization: forgotten, not destroyed (the handle may be another object's now).
+    if (!isLive(handle, keyEpoch)) {
+      if (keyEpoch === epoch) forgetDerived(handle.toString('hex'));
+      return;
+    }
     const owner = forgetDerived(handle.toString('hex'));
     if (!owner) return;
     try {
@@ -268,8 +282,8 @@ const WRITES = new Set(['C_CreateObject', 'C_DestroyObject', 'C_GenerateKey', 'C
 let writes = 0;
 
 /**
- * The module's API with its token-changing calls counted (after they succeed). A lifecycle call that
- * failed before any write left the token as it was: the main thread may run it again after a reconnect.
+ * The module's API with its token-changing calls counted (tried, not only succeeded). A call that failed
+ * before trying any write left the token as it was: the main thread may run it again after a reconnect.
  */
 function countingWrites(target: Pkcs11Api): Pkcs11Api {
   return new Proxy(target, {
@@ -278,10 +292,10 @@ function countingWrites(target: Pkcs11Api): Pkcs11Api {
       if (typeof value !== 'function') return value;
       const bound = (value as (...a: unknown[]) => unknown).bind(t);
       if (!WRITES.has(String(key))) return bound;
+      // Counted before the call: a write whose answer is lost (a device error) may still have landed.
       return (...a: unknown[]) => {
-        const result = bound(...a);
         writes++;
-        return result;
+        return bound(...a);
       };
     },
   });

@@ -286,17 +286,25 @@ let writes = 0;
  * before trying any write left the token as it was: the main thread may run it again after a reconnect.
  */
 function countingWrites(target: Pkcs11Api): Pkcs11Api {
+  // Bound once per method: the sign path reads C_SignInit and C_Sign on every call.
+  const methods = new Map<PropertyKey, unknown>();
   return new Proxy(target, {
     get(t, key) {
       const value = Reflect.get(t, key) as unknown;
       if (typeof value !== 'function') return value;
-      const bound = (value as (...a: unknown[]) => unknown).bind(t);
-      if (!WRITES.has(String(key))) return bound;
-      // Counted before the call: a write whose answer is lost (a device error) may still have landed.
-      return (...a: unknown[]) => {
-        writes++;
-        return bound(...a);
-      };
+      let method = methods.get(key);
+      if (!method) {
+        const bound = (value as (...a: unknown[]) => unknown).bind(t);
+        // Counted before the call: a write whose answer is lost (a device error) may still have landed.
+        method = WRITES.has(String(key))
+          ? (...a: unknown[]) => {
+              writes++;
+              return bound(...a);
+            }
+          : bound;
+        methods.set(key, method);
+      }
+      return method;
     },
   });
 }

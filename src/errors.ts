@@ -42,6 +42,16 @@ const table = {
   /** No such route (REST only). */
   NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND },
   KEY_ALREADY_EXISTS: { http: 409, grpc: GrpcStatus.ALREADY_EXISTS },
+  /** No key ceremony with that id: never started, or completed, cancelled or expired and ended. */
+  CEREMONY_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND },
+  /** The ceremony's time ran out (ceremonies.ttlMs): its staged components are destroyed; start again. */
+  CEREMONY_EXPIRED: { http: 410, grpc: GrpcStatus.FAILED_PRECONDITION },
+  /** Another request entered that component number at the same moment (another replica); read the ceremony and retry. */
+  CEREMONY_CONFLICT: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION },
+  /** Dual control: this identity already entered a component of this ceremony; another custodian must enter the next. */
+  DUAL_CONTROL: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED },
+  /** A key check value does not match: a component's (which one is named), or the combined key's against expectedKcv. */
+  KCV_MISMATCH: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT },
   KEY_DISABLED: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION },
   /** Destroying a key needs it disabled first, so that a key in use is never destroyed by accident. */
   KEY_NOT_DISABLED: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION },

@@ -10,6 +10,7 @@ import type { Backend, BackendGauges, BackendHealth, Capabilities, KeyRef, NewKe
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { isPaymentPurpose, keyTypes, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
+import type { CeremonyState } from '../../src/ceremonies/record.js';
 import { KmipOperationError, type KmipClient } from './client.js';
 import { offeredCapabilities, needs } from './capabilities.js';
 import { KeyHeads, preferred, SETTLE_MS, type Head, type LifecycleTiming } from './keyHeads.js';
@@ -298,6 +299,34 @@ export class KmipBackend implements Backend {
 
   exportKey(): Promise<Buffer> {
     return Promise.reject(unsupported('has no payment operations (exportKey)'));
+  }
+
+  importWrappedKey(): Promise<KeyMetadata> {
+    return Promise.reject(unsupported('cannot import wrapped keys'));
+  }
+
+  startCeremony(): Promise<void> {
+    return Promise.reject(unsupported('has no key ceremonies'));
+  }
+
+  describeCeremony(): Promise<CeremonyState> {
+    return Promise.reject(unsupported('has no key ceremonies'));
+  }
+
+  async listCeremonies(): Promise<CeremonyState[]> {
+    return [];
+  }
+
+  stageComponent(): Promise<CeremonyState> {
+    return Promise.reject(unsupported('has no key ceremonies'));
+  }
+
+  stagedComponents(): Promise<Buffer[]> {
+    return Promise.reject(unsupported('has no key ceremonies'));
+  }
+
+  endCeremony(): Promise<void> {
+    return Promise.reject(unsupported('has no key ceremonies'));
   }
 
   // --- internals -----------------------------------------------------------------------------------

@@ -35,5 +35,7 @@ export function offeredCapabilities(has: (ops: readonly number[]) => boolean, cl
     random: false,
     keyAgreement: [],
     payment: { dukpt: [], importKeys: false, exportKeys: false },
+    // Not yet: PyKMIP has no key unwrapping, so an import would be a Register of clear material.
+    keyImport: { wrappings: [], unwrapsInside: [], ceremonies: false },
   };
 }

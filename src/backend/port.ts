@@ -12,6 +12,7 @@
 import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../algorithms/registry.js';
 import type { KeyName, KeyVersion } from '../keys/names.js';
 import type { KeyMetadata, KeyPurpose, KeyState, KeyType, KeyUsage, ModeOfUse } from '../keys/types.js';
+import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../ceremonies/record.js';
 
 /** A resolved key version, as the core hands it to an operation. */
 export interface KeyRef {
@@ -69,6 +70,45 @@ export interface PaymentCapabilities {
   readonly exportKeys: boolean;
 }
 
+/**
+ * How a wrapped key (BYOK) is wrapped: the CKM_RSA_AES_KEY_WRAP layout of PKCS#11 v2.40. A fresh AES-256
+ * key encrypted with RSA-OAEP (SHA-256 or SHA-1, MGF1 with the same hash, no label) under the service's
+ * import wrapping key, followed by the target key wrapped with AES key wrap with padding (RFC 5649)
+ * under that AES key. Private keys travel as PKCS#8 DER, secret keys as their raw bytes.
+ */
+export type WrappingScheme = 'RSA_OAEP_SHA256_AES_KWP' | 'RSA_OAEP_SHA1_AES_KWP';
+export const wrappingSchemes: readonly WrappingScheme[] = ['RSA_OAEP_SHA256_AES_KWP', 'RSA_OAEP_SHA1_AES_KWP'];
+
+/** A wrapped key, split by the core: the OAEP part is as long as the wrapping key's modulus. */
+export interface WrappedKey {
+  /** A version of the import wrapping key (an RSA key of purpose wrap). */
+  readonly wrappingKey: KeyRef;
+  readonly scheme: WrappingScheme;
+  /** RSA-OAEP of the AES-256 transport key. */
+  readonly encryptedKey: Buffer;
+  /** RFC 5649 wrap of the target under the transport key. */
+  readonly wrappedTarget: Buffer;
+}
+
+/** Where a wrapped key goes: version 1 of a new key, or the next version of an existing key (rotation by import). */
+export type ImportTarget =
+  | { readonly kind: 'create'; readonly key: NewKey }
+  | { readonly kind: 'rotate'; readonly name: KeyName; readonly type: KeyType };
+
+/** Bringing keys in: wrapped import (BYOK) and key ceremonies. */
+export interface KeyImportCapabilities {
+  /** The schemes importWrappedKey unwraps; empty when the backend cannot import wrapped keys. */
+  readonly wrappings: readonly WrappingScheme[];
+  /**
+   * The key types whose wrapped material is unwrapped inside the backend (PKCS#11 C_UnwrapKey). For the
+   * other types in keyTypes, the clear material exists in this process for the one import call (the
+   * software backend always; an HSM that cannot unwrap a type), zeroed after: the docs say so.
+   */
+  readonly unwrapsInside: readonly KeyType[];
+  /** Key ceremonies: plans and staged components kept by the backend (startCeremony and the rest). */
+  readonly ceremonies: boolean;
+}
+
 /** Sign either a message (the backend hashes it) or a digest the caller computed with the algorithm's hash. */
 export type SignInput =
   | { readonly kind: 'message'; readonly data: Buffer }
@@ -94,6 +134,7 @@ export interface Capabilities {
   /** The key types (EC curves) whose keys of purpose 'agree' can do ECDH (deriveSharedSecret). */
   readonly keyAgreement: readonly KeyType[];
   readonly payment: PaymentCapabilities;
+  readonly keyImport: KeyImportCapabilities;
 }
 
 export interface BackendHealth {
@@ -173,4 +214,36 @@ export interface Backend {
   importKey(key: NewKey, material: Buffer): Promise<KeyMetadata>;
   /** The clear material of an exportable key version, for a TR-31 export; INCOMPATIBLE_KEY when the key is not exportable. The core zeroes it. */
   exportKey(key: KeyRef): Promise<Buffer>;
+
+  // Bringing keys in (keyImport capabilities). A backend that cannot answers UNSUPPORTED_BY_BACKEND.
+  /**
+   * Creates a key version from a wrapped key (BYOK; see WrappingScheme). The backend unwraps it (inside the
+   * HSM where it can), checks the material against the type before anything is kept (an RSA modulus of
+   * the type's size, an EC key on the type's curve, a secret of the type's length), and gives the new
+   * version the attributes of a generated key of its purpose (sensitive, non-extractable unless
+   * exportable). DECRYPTION_FAILED when either layer does not unwrap (wrong wrapping-key version,
+   * tampered or truncated blob); INCOMPATIBLE_KEY when the material is another kind of key; INVALID_ARGUMENT
+   * when it is malformed. A failed import leaves no object behind.
+   */
+  importWrappedKey(target: ImportTarget, wrapped: WrappedKey): Promise<KeyMetadata>;
+  /** Stores a new ceremony's plan (src/ceremonies/record.ts). */
+  startCeremony(plan: CeremonyPlan): Promise<void>;
+  /** CEREMONY_NOT_FOUND when there is none (never started, completed, cancelled or expired). */
+  describeCeremony(id: CeremonyId): Promise<CeremonyState>;
+  /** Every ceremony the backend holds, for the expiry sweep. */
+  listCeremonies(): Promise<CeremonyState[]>;
+  /**
+   * Stages one component as a sensitive object nothing can use, with its entry, and answers the new state.
+   * Atomic with its checks, also against other replicas: CEREMONY_CONFLICT when entry.number is already
+   * entered, DUAL_CONTROL when entry.enteredBy already entered a component, CEREMONY_NOT_FOUND when the
+   * ceremony is gone. The core has checked the component (length, parity, KCV) and zeroes it.
+   */
+  stageComponent(id: CeremonyId, entry: ComponentEntry, component: Buffer): Promise<CeremonyState>;
+  /**
+   * The staged components in number order, in clear, for the core to combine (one call, zeroed by the
+   * caller): the backends here cannot XOR keys inside (SoftHSM has no CKM_XOR_BASE_AND_DATA).
+   */
+  stagedComponents(id: CeremonyId): Promise<Buffer[]>;
+  /** Destroys the plan and every staged component (completion, cancellation, expiry); nothing when it is gone. */
+  endCeremony(id: CeremonyId): Promise<void>;
 }

@@ -14,8 +14,9 @@ const paymentPurposes = ['pin', 'mac', 'bdk', 'kbpk'] as const;
  */
 export const keyTypes = {
   RSA_2048: { family: 'rsa', bits: 2048, purposes: ['sign', 'encrypt'] },
-  RSA_3072: { family: 'rsa', bits: 3072, purposes: ['sign', 'encrypt'] },
-  RSA_4096: { family: 'rsa', bits: 4096, purposes: ['sign', 'encrypt'] },
+  /** Of purpose wrap: the service's import wrapping key (BYOK), made by the service and used only to unwrap imports. */
+  RSA_3072: { family: 'rsa', bits: 3072, purposes: ['sign', 'encrypt', 'wrap'] },
+  RSA_4096: { family: 'rsa', bits: 4096, purposes: ['sign', 'encrypt', 'wrap'] },
   EC_P256: { family: 'ec', curve: 'P-256', nodeCurve: 'prime256v1', curveOid: '06082a8648ce3d030107', bits: 256, purposes: ['sign', 'agree'] },
   EC_P384: { family: 'ec', curve: 'P-384', nodeCurve: 'secp384r1', curveOid: '06052b81040022', bits: 384, purposes: ['sign', 'agree'] },
   ED25519: { family: 'okp', curve: 'Ed25519', curveOid: '06032b6570', bits: 256, purposes: ['sign'] },
@@ -36,6 +37,7 @@ export type KeyFamily = 'rsa' | 'ec' | 'okp' | 'aes' | 'tdes' | 'hmac';
  * sign = sign and verify; encrypt = encrypt and decrypt data; mac = generate and verify MACs;
  * agree = ECDH key agreement (used inside hsm-bridge, for JWE ECDH-ES; the shared secret is never returned);
  * wrap = AES key wrap of key material (JWE A128KW / A256KW), through the encrypt and decrypt operations;
+ *   an RSA key of purpose wrap is the service's import wrapping key, which only unwraps imported keys (BYOK);
  * pin = a PIN encryption key (TPK, ZPK): enciphers ISO 9564 PIN blocks, nothing else;
  * bdk = a DUKPT base derivation key: derives the terminals' transaction keys (X9.24), nothing else;
  * kbpk = a key block protection key: wraps and unwraps TR-31 / X9.143 key blocks, nothing else.

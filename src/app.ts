@@ -22,6 +22,8 @@ import { createMetrics } from './metrics/metrics.js';
 import { timedBackend } from './metrics/timedBackend.js';
 import { startOpsServer } from './ops/opsServer.js';
 import { PinFailureLimiter, withPinFailureLimit } from './ops/pinFailureLimit.js';
+import { CeremonyService } from './ceremonies/ceremonyService.js';
+import { reservedKeyNames } from './api/reservedKeys.js';
 
 export interface RunningApp {
   readonly service: KeyService;
@@ -88,6 +90,7 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
   const service = new KeyService(theBackend, {
     limits: config.limits,
     metadataCacheTtlMs: config.keys.metadataCacheTtlMs,
+    wrappingKey: { name: config.keyImport.wrappingKeyName, type: config.keyImport.wrappingKeyType },
   });
   const closers: Array<() => Promise<void>> = [() => theBackend.close(), async () => access.close()];
   const close = async () => {
@@ -117,8 +120,28 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
     const audit = config.audit && (await openAudit(config.audit, service, logger, { recordsWritten: (n) => metrics.auditRecordsWritten(n), sinkFailed: () => metrics.auditSinkFailed() }));
     if (audit) closers.push(() => audit.close());
     else logger.warn('audit: no audit.file configured: the use and change of keys are not recorded');
+    const ceremonies = new CeremonyService(theBackend, service.paymentKeys, {
+      ttlMs: config.ceremonies.ttlMs,
+      expired: (state) => {
+        logger.info({ ceremony: state.plan.id, keyName: state.plan.key.name }, 'ceremony expired: its staged components are destroyed');
+        audit?.recordInternal('ceremonies.expire', [{ name: state.plan.key.name }], { ceremony: state.plan.id, received: state.entries.length });
+      },
+    });
+    ceremonies.startSweeping();
+    closers.push(async () => ceremonies.close());
+    const reserved = reservedKeyNames([[service.wrappedImport.reservedName, 'the import wrapping key']]);
     const stages: PipelineStages = withPinFailureLimit(
-      { ...openStages, identify: access.identify, authorize: access.authorize, ...audit?.stages, observe: metrics.observe },
+      {
+        ...openStages,
+        identify: access.identify,
+        authorize: access.authorize,
+        ...audit?.stages,
+        admit: (op, keyNames) => {
+          reserved(keyNames);
+          audit?.stages.admit?.(op, keyNames);
+        },
+        observe: metrics.observe,
+      },
       new PinFailureLimiter({ maxPerMinute: config.payment.maxPinFailuresPerMinute }),
     );
     // Before the API listeners, so that it closes after them.
@@ -129,7 +152,7 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       opsUrl = ops.url;
       logger.info({ url: opsUrl }, 'ops listening (metrics, health)');
     }
-    const extra = { jose, fspiop: { service: fspiop, participants }, payment, stages };
+    const extra = { jose, fspiop: { service: fspiop, participants }, payment, ceremonies, stages };
     let restUrl: string | undefined;
     let grpcPort: number | undefined;
     if (config.rest.enabled) {

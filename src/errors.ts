@@ -73,15 +73,21 @@ export type ErrorCode = keyof typeof table;
  */
 export type ErrorReason = 'PIN_BLOCK_NOT_DECODED';
 
+/** Facts about a request worth an audit record (a ceremony's component number, whether a KCV matched): names and numbers, never an input value. */
+export type AuditDetails = Readonly<Record<string, string | number | boolean>>;
+
 export class HsmBridgeError extends Error {
   override readonly name = 'HsmBridgeError';
   readonly code: ErrorCode;
   readonly reason?: ErrorReason;
+  /** For the audit record of the failed request; never sent to the caller. */
+  readonly details?: AuditDetails;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; reason?: ErrorReason }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; reason?: ErrorReason; details?: AuditDetails }) {
     super(message, options);
     this.code = code;
     if (options?.reason !== undefined) this.reason = options.reason;
+    if (options?.details !== undefined) this.details = options.details;
   }
 
   get httpStatus(): number {
@@ -131,6 +137,7 @@ export function forCaller(e: unknown): HsmBridgeError {
   return new HsmBridgeError(error.code, message.length > MAX_ERROR_MESSAGE_CHARS ? `${message.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : message, {
     cause: error,
     ...(error.reason === undefined ? {} : { reason: error.reason }),
+    ...(error.details === undefined ? {} : { details: error.details }),
   });
 }
 

@@ -5,9 +5,10 @@
  * from these declarations (src/transports/), the OpenAPI document lists them, and the request pipeline
  * (./pipeline.ts) runs every one of them through the same stages.
  */
-import type { ErrorCode } from '../errors.js';
+import type { AuditDetails, ErrorCode } from '../errors.js';
 import type { FspiopService, ParticipantRegistry } from '../fspiop/index.js';
 import type { JoseService } from '../jose/joseService.js';
+import type { CeremonyService } from '../ceremonies/ceremonyService.js';
 import type { KeyService } from '../operations/keyService.js';
 import type { PaymentServices } from '../payment/index.js';
 import type { Caller } from './stages.js';
@@ -21,6 +22,8 @@ export interface Services {
   readonly fspiop?: FspiopServices;
   /** PIN translation, the OTP-to-JWE flow and TR-31 key exchange. */
   readonly payment?: PaymentServices;
+  /** Key ceremonies (keys formed from components under dual control). */
+  readonly ceremonies?: CeremonyService;
 }
 
 export interface FspiopServices {
@@ -29,7 +32,7 @@ export interface FspiopServices {
 }
 
 /** A service an operation needs beside KeyService. */
-export type OptionalService = 'jose' | 'fspiop' | 'payment';
+export type OptionalService = 'jose' | 'fspiop' | 'payment' | 'ceremonies';
 
 /** The services an operation's `run` sees: the one it `needs` is there (the transports register it only then). */
 export type ServicesFor = Services & Required<Pick<Services, OptionalService>>;
@@ -41,6 +44,7 @@ export const operationTags = {
   jose: 'JWS and JWE with keys of this service, and the JWKS document',
   fspiop: 'Mojaloop FSPIOP signatures (API Signature v1.1) and participant keys',
   payment: 'PIN translation, PIN blocks to JWE, TR-31 key exchange',
+  ceremonies: 'Key ceremonies: a payment key formed from clear components entered by different custodians (dual control)',
 } as const;
 export type OperationTag = keyof typeof operationTags;
 
@@ -95,8 +99,10 @@ export const keyUse = (name: string | undefined, version?: number): KeyUse[] =>
   name === undefined ? [] : [version === undefined ? { name } : { name, version }];
 
 export interface Operation<In = any, Out = any> {
-  /** `<group>.<action>`, e.g. keys.sign: the permission it needs. */
+  /** `<group>.<action>`, e.g. keys.sign: the permission it needs unless `permission` names another. */
   readonly name: string;
+  /** The policy permission it needs, when two operations share one (keys.import and keys.importVersion). */
+  readonly permission?: string;
   /** Its OpenAPI operationId, when not the rpc's name with a lower-case first letter (FSPIOP's Sign would clash with KeyService's). */
   readonly operationId?: string;
   readonly tag: OperationTag;
@@ -112,6 +118,8 @@ export interface Operation<In = any, Out = any> {
   participants?(input: In): readonly unknown[];
   /** The keys it used, with the version of each, read from its result (for the audit record). */
   keysUsed?(out: Out, input: In): readonly KeyUse[];
+  /** Facts for its audit record beyond caller, keys and outcome (a failure adds those its error carries). */
+  auditDetails?(input: In, out: Out | undefined): AuditDetails;
   /** It changes a key or a participant: its audit record is on disk before the answer leaves. */
   readonly changesState?: true;
   /**
@@ -134,6 +142,9 @@ export interface Operation<In = any, Out = any> {
 export function operation<In, Out>(declaration: Operation<In, Out>): Operation<In, Out> {
   return declaration;
 }
+
+/** The permission an operation needs in the access policy. */
+export const permissionOf = (op: Pick<Operation, 'name' | 'permission'>): string => op.permission ?? op.name;
 
 /** The OpenAPI operationId: GenerateMac -> generateMac, unless the declaration names one. */
 export function operationId(op: Pick<Operation, 'operationId' | 'grpc'>): string {

@@ -199,3 +199,17 @@ export interface WhoAmIResponse {
   principals: string[];
   rules: AccessRuleMessage[];
 }
+
+export type GetWrappingKeyRequest = Record<string, never>;
+export interface WrappingKeyMessage { keyName: string; keyVersion: number; publicKeyPem: string; publicKeyJwk: string; wrappings: string[] }
+export interface ImportKeyRequest { name: string; type: string; purpose: string; exportable: boolean; keyUsage: string; wrappedKey: Buffer; wrapping: string; wrappingKeyVersion: number }
+export interface ImportKeyVersionRequest { name: string; wrappedKey: Buffer; wrapping: string; wrappingKeyVersion: number }
+export interface StartCeremonyRequest { name: string; type: string; purpose: string; keyUsage: string; exportable: boolean; components: number; expectedKcv: string }
+export interface EnterComponentRequest { id: string; component: string; kcv: string }
+export interface CeremonyIdRequest { id: string }
+export interface CeremonyMessage {
+  id: string; name: string; type: string; purpose: string; keyUsage?: string; exportable: boolean; components: number; received: number;
+  expectedKcv?: string; startedBy: string; startedAt: string; expiresAt: string;
+  entries: { number: number; enteredBy: string; enteredAt: string; kcv: string }[];
+}
+export interface EnterComponentResponse { received: number; of: number; key?: KeyMessage; keyCheckValue?: string }

@@ -10,7 +10,7 @@
  * authorize. Secret buffers are zeroed on the way out. A concern that applies to every operation is added here,
  * once; the transports (src/transports/) only carry requests in and answers out.
  */
-import { forCaller, type ErrorCode, type ErrorReason, type HsmBridgeError } from '../errors.js';
+import { forCaller, type AuditDetails, type ErrorCode, type ErrorReason, type HsmBridgeError } from '../errors.js';
 import { isParticipantId } from '../fspiop/participants.js';
 import { parseKeyName } from '../keys/names.js';
 import { randomUUID } from 'node:crypto';
@@ -37,6 +37,8 @@ export class RequestContext {
   code: ErrorCode | undefined;
   /** Its finer cause, where the error names one (for metrics and the PIN-failure limit). */
   reason: ErrorReason | undefined;
+  /** Facts for the audit record, from the operation or its error. */
+  details: AuditDetails | undefined;
 
   constructor(
     readonly operation: Operation,
@@ -62,6 +64,7 @@ export class RequestContext {
       ...(this.authorized ? { authorized: true as const } : {}),
       ...(this.code === undefined ? {} : { code: this.code }),
       ...(this.reason === undefined ? {} : { reason: this.reason }),
+      ...(this.details === undefined ? {} : { details: this.details }),
       durationMs: this.durationMs,
     };
   }
@@ -134,6 +137,7 @@ export class Pipeline {
       this.stages.admit?.(op, context.keyNames);
       const out = await op.run(this.services, input, context.caller);
       context.keysUsed = op.keysUsed?.(out, input);
+      context.details = op.auditDetails?.(input, out);
       let encoded = false;
       try {
         answer = encode(out, input);
@@ -142,6 +146,7 @@ export class Pipeline {
         if (!encoded || context.transport === 'rest') zero(out, op.secrets?.output);
       }
     } catch (e) {
+      if (input !== undefined && context.details === undefined) context.details = op.auditDetails?.(input, undefined);
       throw this.failed(context, e);
     } finally {
       zero(request, op.secrets?.input);
@@ -160,6 +165,7 @@ export class Pipeline {
     const error = forCaller(e);
     context.code = error.code;
     context.reason = error.reason;
+    if (error.details !== undefined) context.details = { ...context.details, ...error.details };
     void this.settle(context).catch(() => undefined);
     return error;
   }

@@ -18,3 +18,4 @@ import { keyUsedSchema } from './schemas/payment.js';
 
 /** Objects openapi.ts publishes once under components/schemas and refers to by $ref. */
 export const namedSchemas: Record<string, Schema> = { Key: keySchema, Error: errorEnvelopeSchema, ParticipantKey: participantKeySchema, KeyUsed: keyUsedSchema };
+export * from './schemas/keyImport.js';

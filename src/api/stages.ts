@@ -6,7 +6,7 @@
  * behaviour without an access policy, which src/app.ts allows only on loopback listeners.
  */
 import type { PeerCertificate } from 'node:tls';
-import type { ErrorCode, ErrorReason } from '../errors.js';
+import type { AuditDetails, ErrorCode, ErrorReason } from '../errors.js';
 import type { KeyUse, Operation } from './declaration.js';
 
 export type Transport = 'rest' | 'grpc';
@@ -63,6 +63,8 @@ export interface Outcome {
   readonly code?: ErrorCode;
   /** A finer cause of the failure than its code, where one is known (an undecodable PIN block). */
   readonly reason?: ErrorReason;
+  /** What the operation (auditDetails) or its error added for the audit record. */
+  readonly details?: AuditDetails;
   readonly durationMs: number;
 }
 

@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { KeyUse } from '../api/declaration.js';
 import type { Transport } from '../api/stages.js';
+import type { AuditDetails } from '../errors.js';
 
 export const GENESIS = '0'.repeat(64);
 
@@ -24,7 +25,8 @@ interface Chained {
 export interface OperationRecord extends Chained {
   readonly type: 'operation';
   readonly requestId: string;
-  readonly transport: Transport;
+  /** 'internal' for what the service does by itself (a ceremony that expired). */
+  readonly transport: Transport | 'internal';
   readonly caller: { readonly id: string; readonly authenticatedBy: string };
   readonly operation: string;
   readonly keys: readonly KeyUse[];
@@ -32,6 +34,8 @@ export interface OperationRecord extends Chained {
   /** 'ok' or the error code. */
   readonly outcome: string;
   readonly remoteAddress?: string;
+  /** Facts beyond the above (a ceremony's id, a component's number, whether its KCV matched). */
+  readonly details?: AuditDetails;
 }
 
 /** An HMAC, by the audit key in the backend, over the chain up to and including record `covers.seq`. */

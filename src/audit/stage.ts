@@ -37,6 +37,7 @@ export function toRecord(outcome: Outcome): Unchained<OperationRecord> {
     participants: outcome.participants,
     outcome: outcome.code ?? 'ok',
     ...(outcome.remoteAddress === undefined ? {} : { remoteAddress: outcome.remoteAddress }),
+    ...(outcome.details === undefined ? {} : { details: outcome.details }),
   };
 }
 

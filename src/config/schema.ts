@@ -42,6 +42,16 @@ export interface ServiceConfig {
     /** How long key metadata is cached in each replica; 0 turns the cache off. */
     metadataCacheTtlMs: number;
   };
+  /** Key ceremonies: keys formed from components under dual control. */
+  ceremonies: {
+    /** How long a ceremony may take from its start; then it expires and its staged components are destroyed. */
+    ttlMs: number;
+  };
+  /** Wrapped import (BYOK): the import wrapping key, made on first use under a reserved name. */
+  keyImport: {
+    wrappingKeyName: string;
+    wrappingKeyType: 'RSA_3072' | 'RSA_4096';
+  };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   /** Who may call (mTLS certificates, bearer JWTs) and what they may do (the policy file). */
   access: AccessConfig;
@@ -122,6 +132,23 @@ export const serviceConfigSchema = {
       default: {},
       properties: {
         metadataCacheTtlMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 2000 },
+      },
+    },
+    ceremonies: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        ttlMs: { type: 'integer', minimum: 1000, maximum: 7 * 24 * 3_600_000, default: 3_600_000 },
+      },
+    },
+    keyImport: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        wrappingKeyName: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', default: 'hsm-bridge-import' },
+        wrappingKeyType: { enum: ['RSA_3072', 'RSA_4096'], default: 'RSA_3072' },
       },
     },
     log: {

@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { operations } from '../api/operations/index.js';
+import { permissionOf } from '../api/declaration.js';
 import { ANONYMOUS, type Caller, type Credentials, type PipelineStages } from '../api/stages.js';
 import { ConfigError } from '../config/load.js';
 import { HsmBridgeError, quote } from '../errors.js';
@@ -45,7 +46,7 @@ export function createAccessStages(config: AccessConfig, logger: Logger, hooks: 
     hooks.authenticationFailed?.(why);
     return new HsmBridgeError('UNAUTHENTICATED', `credentials ${why}`);
   };
-  const operationNames = operations.map((op) => op.name);
+  const operationNames = [...new Set(operations.map(permissionOf))];
   let verifier: BearerVerifier | undefined;
   let policy: PolicyStore | undefined;
   let field = '/access/jwt';
@@ -90,10 +91,10 @@ export function createAccessStages(config: AccessConfig, logger: Logger, hooks: 
 
   const authorize: PipelineStages['authorize'] = (caller, op, keyNames, participants) => {
     if (!policy) return;
-    const decision = policy.current().decide(caller, op.name, keyNames, participants);
+    const decision = policy.current().decide(caller, permissionOf(op), keyNames, participants);
     if (decision.allowed) return;
     const on = decision.key !== undefined ? ` on key ${quote(decision.key)}` : decision.participant !== undefined ? ` for participant ${quote(decision.participant)}` : '';
-    throw new HsmBridgeError('PERMISSION_DENIED', `permission denied: ${op.name}${on}`);
+    throw new HsmBridgeError('PERMISSION_DENIED', `permission denied: ${permissionOf(op)}${on}`);
   };
 
   return {

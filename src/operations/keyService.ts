@@ -35,6 +35,7 @@ import {
 } from '../keys/types.js';
 import { checkModeOfUse } from '../payment/modeOfUse.js';
 import { PaymentKeys } from '../payment/paymentKeys.js';
+import { WrappedImport, type WrappingKeyConfig } from './wrappedImport.js';
 import { openEnvelope, sealEnvelope, splitRaw } from './ciphertext.js';
 import { AlgorithmChoice } from './algorithmChoice.js';
 import { KeyResolver, checkEnabled, refTo } from './keyResolver.js';
@@ -52,7 +53,11 @@ export interface KeyServiceOptions {
   readonly limits: KeyServiceLimits;
   /** How long key metadata is cached; other replicas see state changes after at most this long. 0 = no cache. */
   readonly metadataCacheTtlMs: number;
+  /** The import wrapping key (BYOK); default DEFAULT_WRAPPING_KEY. */
+  readonly wrappingKey?: WrappingKeyConfig;
 }
+
+export const DEFAULT_WRAPPING_KEY: WrappingKeyConfig = { name: 'hsm-bridge-import', type: 'RSA_3072' };
 
 export type * from './requests.js';
 
@@ -64,6 +69,8 @@ export class KeyService {
   private readonly algorithms: AlgorithmChoice;
   /** The payment keys and their primitives, for the payment services (src/payment), on this service's metadata cache. */
   readonly paymentKeys: PaymentKeys;
+  /** Wrapped import (BYOK) and the import wrapping key. */
+  readonly wrappedImport: WrappedImport;
 
   constructor(
     private readonly backend: Backend,
@@ -73,6 +80,7 @@ export class KeyService {
     this.keys = new KeyResolver(backend, options.metadataCacheTtlMs);
     this.algorithms = new AlgorithmChoice(this.caps, backend.kind);
     this.paymentKeys = new PaymentKeys(backend, this.keys);
+    this.wrappedImport = new WrappedImport(backend, this.keys, this.paymentKeys, options.wrappingKey ?? DEFAULT_WRAPPING_KEY, (type, purpose) => this.checkUsable(type, purpose));
   }
 
   get limits(): KeyServiceLimits {
@@ -119,6 +127,9 @@ export class KeyService {
    */
   private checkUsable(type: KeyType, purpose: KeyPurpose): void {
     if (purpose === 'pin' || purpose === 'bdk' || purpose === 'kbpk') return;
+    if (purpose === 'wrap' && keyTypes[type].family === 'rsa') {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', 'an RSA key of purpose wrap is the service\'s own import wrapping key (GET /v1/wrapping-key): it is not created through the API');
+    }
     const offered: readonly string[] = [...this.caps.sign, ...this.caps.encrypt, ...this.caps.mac, ...(this.caps.keyAgreement.includes(type) ? ['ECDH'] : [])];
     if (!algorithmsFor(type, purpose).some((a) => offered.includes(a))) {
       throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend offers no algorithm a ${type} key of purpose ${purpose} could use`);

@@ -50,6 +50,12 @@ export class KeyCheckValues {
     return block !== undefined && block.length === candidate.length && timingSafeEqual(block, candidate);
   }
 
+  /** A copy of the version's whole check block, for comparing with the others'; undefined for keys without one. The caller zeroes it. */
+  async blockOf(meta: KeyMetadata, version: KeyVersionInfo): Promise<Buffer | undefined> {
+    const block = await this.block(meta, version);
+    return block && Buffer.from(block);
+  }
+
   /** Whether the version's check block starts with `prefix` (a KCV as a key block's KP block gives it). */
   async startsWith(meta: KeyMetadata, version: KeyVersionInfo, prefix: Buffer): Promise<boolean> {
     const block = await this.block(meta, version);

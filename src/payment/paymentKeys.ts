@@ -209,7 +209,15 @@ export class PaymentKeys {
       }
     }
     const kind = { purpose, ...(keyUsage ? { keyUsage } : {}), ...(input.modeOfUse ? { modeOfUse: input.modeOfUse } : {}) };
-    await this.assertNotHeldAsAnotherKind(type, kind, material);
+    const family = checkBlockFamily({ type, purpose });
+    if (family) {
+      const candidate = checkBlockOfMaterial(family, material);
+      try {
+        await this.assertNotHeldAsAnotherKind(type, kind, candidate);
+      } finally {
+        candidate.fill(0);
+      }
+    }
     const meta = await this.backend.importKey({ name, type, ...kind, ...(input.exportable ? { exportable: true } : {}) }, material);
     this.keys.cache.put(meta);
     return meta;
@@ -231,30 +239,47 @@ export class PaymentKeys {
   private async assertNotHeldAsAnotherKind(
     type: KeyType,
     kind: { purpose: KeyPurpose; keyUsage?: KeyUsage; modeOfUse?: ModeOfUse },
-    material: Buffer,
+    candidate: Buffer,
   ): Promise<void> {
     const family = checkBlockFamily({ type, purpose: kind.purpose });
     if (!family) return;
-    const candidate = checkBlockOfMaterial(family, material);
-    try {
-      for (const meta of await this.backend.listKeys()) {
-        if (checkBlockFamily(meta) !== family) continue;
-        if (paymentKindOf(meta) === paymentKindOf({ type, ...kind })) continue;
-        for (const version of meta.versions) {
-          const ref = refTo(meta, version.version);
-          let same: boolean;
-          try {
-            same = await this.keys.run(ref, () => this.kcvs.sameBlock(meta, version, candidate));
-          } catch (e) {
-            if (e instanceof HsmBridgeError && (e.code === 'KEY_NOT_FOUND' || e.code === 'KEY_VERSION_NOT_FOUND')) continue;
-            throw e;
-          }
-          // Which key holds it is not said: a key block's holder would learn where that value lives.
-          if (same) throw new HsmBridgeError('INCOMPATIBLE_KEY', 'this key value is already held by a key of another kind (purpose, usage or mode of use)');
+    for (const meta of await this.backend.listKeys()) {
+      if (checkBlockFamily(meta) !== family) continue;
+      if (paymentKindOf(meta) === paymentKindOf({ type, ...kind })) continue;
+      for (const version of meta.versions) {
+        const ref = refTo(meta, version.version);
+        let same: boolean;
+        try {
+          same = await this.keys.run(ref, () => this.kcvs.sameBlock(meta, version, candidate));
+        } catch (e) {
+          if (e instanceof HsmBridgeError && (e.code === 'KEY_NOT_FOUND' || e.code === 'KEY_VERSION_NOT_FOUND')) continue;
+          throw e;
         }
+        // Which key holds it is not said: a key block's holder would learn where that value lives.
+        if (same) throw new HsmBridgeError('INCOMPATIBLE_KEY', 'this key value is already held by a key of another kind (purpose, usage or mode of use)');
       }
+    }
+  }
+
+  /**
+   * The same rule for a key version the backend unwrapped itself (BYOK), whose value the core never sees:
+   * checked from the version's check block once it exists. A new key that breaks it is destroyed; a key
+   * that gained such a version by import is disabled (a version cannot be taken back alone).
+   */
+  async refuseHeldAsAnotherKind(meta: KeyMetadata, version: KeyVersionInfo): Promise<void> {
+    const block = await this.keys.run(refTo(meta, version.version), () => this.kcvs.blockOf(meta, version));
+    if (!block) return;
+    const kind = { purpose: meta.purpose, ...(meta.keyUsage ? { keyUsage: meta.keyUsage } : {}), ...(meta.modeOfUse ? { modeOfUse: meta.modeOfUse } : {}) };
+    try {
+      await this.assertNotHeldAsAnotherKind(meta.type, kind, block);
+    } catch (e) {
+      if (!(e instanceof HsmBridgeError) || e.code !== 'INCOMPATIBLE_KEY') throw e;
+      await this.backend.setKeyState(meta.name, 'disabled');
+      if (meta.versions.length === 1) await this.backend.destroyKey(meta.name);
+      this.keys.cache.forget(meta.name);
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `${e.message}: ${meta.versions.length === 1 ? 'the imported key was destroyed' : `key ${meta.name} is disabled`}`);
     } finally {
-      candidate.fill(0);
+      block.fill(0);
     }
   }
 }

@@ -2,8 +2,10 @@
 import type { Operation } from '../declaration.js';
 import { fspiopOperations } from './fspiop.js';
 import { joseOperations } from './jose.js';
+import { ceremonyOperations } from './ceremonies.js';
+import { keyImportOperations } from './keyImport.js';
 import { keyOperations } from './keys.js';
 import { paymentOperations } from './payment.js';
 import { systemOperations } from './system.js';
 
-export const operations: readonly Operation[] = [...keyOperations, ...systemOperations, ...joseOperations, ...fspiopOperations, ...paymentOperations];
+export const operations: readonly Operation[] = [...keyOperations, ...keyImportOperations, ...ceremonyOperations, ...systemOperations, ...joseOperations, ...fspiopOperations, ...paymentOperations];

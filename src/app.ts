@@ -22,7 +22,6 @@ import { createMetrics } from './metrics/metrics.js';
 import { timedBackend } from './metrics/timedBackend.js';
 import { startOpsServer } from './ops/opsServer.js';
 import { PinFailureLimiter, withPinFailureLimit } from './ops/pinFailureLimit.js';
-import { CeremonyService } from './ceremonies/ceremonyService.js';
 import { reservedKeyNames } from './api/reservedKeys.js';
 
 export interface RunningApp {
@@ -91,6 +90,7 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
     limits: config.limits,
     metadataCacheTtlMs: config.keys.metadataCacheTtlMs,
     wrappingKey: { name: config.keyImport.wrappingKeyName, type: config.keyImport.wrappingKeyType },
+    ceremonyTtlMs: config.ceremonies.ttlMs,
   });
   const closers: Array<() => Promise<void>> = [() => theBackend.close(), async () => access.close()];
   const close = async () => {
@@ -120,15 +120,11 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
     const audit = config.audit && (await openAudit(config.audit, service, logger, { recordsWritten: (n) => metrics.auditRecordsWritten(n), sinkFailed: () => metrics.auditSinkFailed() }));
     if (audit) closers.push(() => audit.close());
     else logger.warn('audit: no audit.file configured: the use and change of keys are not recorded');
-    const ceremonies = new CeremonyService(theBackend, service.paymentKeys, {
-      ttlMs: config.ceremonies.ttlMs,
-      expired: (state) => {
-        logger.info({ ceremony: state.plan.id, keyName: state.plan.key.name }, 'ceremony expired: its staged components are destroyed');
-        audit?.recordInternal('ceremonies.expire', [{ name: state.plan.key.name }], { ceremony: state.plan.id, received: state.entries.length });
-      },
+    service.ceremonies.startSweeping((state) => {
+      logger.info({ ceremony: state.plan.id, keyName: state.plan.key.name }, 'ceremony expired: its staged components are destroyed');
+      audit?.recordInternal('ceremonies.expire', [{ name: state.plan.key.name }], { ceremony: state.plan.id, received: state.entries.length });
     });
-    ceremonies.startSweeping();
-    closers.push(async () => ceremonies.close());
+    closers.push(async () => service.ceremonies.close());
     const reserved = reservedKeyNames([[service.wrappedImport.reservedName, 'the import wrapping key']]);
     const stages: PipelineStages = withPinFailureLimit(
       {
@@ -152,7 +148,7 @@ export async function startApp(config: ServiceConfig, logger: Logger, backend?: 
       opsUrl = ops.url;
       logger.info({ url: opsUrl }, 'ops listening (metrics, health)');
     }
-    const extra = { jose, fspiop: { service: fspiop, participants }, payment, ceremonies, stages };
+    const extra = { jose, fspiop: { service: fspiop, participants }, payment, stages };
     let restUrl: string | undefined;
     let grpcPort: number | undefined;
     if (config.rest.enabled) {

@@ -8,7 +8,6 @@
 import type { AuditDetails, ErrorCode } from '../errors.js';
 import type { FspiopService, ParticipantRegistry } from '../fspiop/index.js';
 import type { JoseService } from '../jose/joseService.js';
-import type { CeremonyService } from '../ceremonies/ceremonyService.js';
 import type { KeyService } from '../operations/keyService.js';
 import type { PaymentServices } from '../payment/index.js';
 import type { Caller } from './stages.js';
@@ -22,8 +21,6 @@ export interface Services {
   readonly fspiop?: FspiopServices;
   /** PIN translation, the OTP-to-JWE flow and TR-31 key exchange. */
   readonly payment?: PaymentServices;
-  /** Key ceremonies (keys formed from components under dual control). */
-  readonly ceremonies?: CeremonyService;
 }
 
 export interface FspiopServices {
@@ -32,7 +29,7 @@ export interface FspiopServices {
 }
 
 /** A service an operation needs beside KeyService. */
-export type OptionalService = 'jose' | 'fspiop' | 'payment' | 'ceremonies';
+export type OptionalService = 'jose' | 'fspiop' | 'payment';
 
 /** The services an operation's `run` sees: the one it `needs` is there (the transports register it only then). */
 export type ServicesFor = Services & Required<Pick<Services, OptionalService>>;

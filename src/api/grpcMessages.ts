@@ -62,6 +62,7 @@ export interface CapabilitiesMessage {
   random: boolean;
   keyAgreement: string[];
   payment: { dukpt: string[]; importKeys: boolean; exportKeys: boolean };
+  keyImport: { wrappings: string[]; unwrapsInside: string[]; ceremonies: boolean };
 }
 
 

@@ -70,8 +70,6 @@ export type EnterResult =
 
 export interface CeremonyOptions {
   readonly ttlMs: number;
-  /** Tells the audit trail that a ceremony expired unattended (the sweep found it). */
-  readonly expired?: (state: CeremonyState) => void;
   readonly now?: () => number;
 }
 
@@ -90,6 +88,8 @@ export class CeremonyService {
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly now: () => number;
   private sweeper: NodeJS.Timeout | undefined;
+  /** Tells the log and the audit trail that a ceremony expired (app.ts sets it once the trail is open). */
+  private expiredHook: ((state: CeremonyState) => void) | undefined;
 
   constructor(
     private readonly backend: Backend,
@@ -99,8 +99,9 @@ export class CeremonyService {
     this.now = options.now ?? Date.now;
   }
 
-  /** Ends expired ceremonies every minute (or every ttlMs, when shorter) until close(). */
-  startSweeping(): void {
+  /** Ends expired ceremonies every minute (or every ttlMs, when shorter) until close(), telling `expired` of each. */
+  startSweeping(expired?: (state: CeremonyState) => void): void {
+    this.expiredHook = expired;
     if (!this.backend.capabilities().keyImport.ceremonies || this.sweeper) return;
     this.sweeper = setInterval(() => void this.sweep().catch(() => undefined), Math.min(60_000, this.options.ttlMs));
     this.sweeper.unref();
@@ -118,7 +119,7 @@ export class CeremonyService {
       if (!this.expired(state)) continue;
       await this.serialized(state.plan.id, async () => {
         await this.backend.endCeremony(state.plan.id);
-        this.options.expired?.(state);
+        this.expiredHook?.(state);
       });
       ended++;
     }
@@ -242,7 +243,7 @@ export class CeremonyService {
     const state = await this.backend.describeCeremony(id);
     if (!this.expired(state)) return state;
     await this.backend.endCeremony(id);
-    this.options.expired?.(state);
+    this.expiredHook?.(state);
     throw new HsmBridgeError('CEREMONY_EXPIRED', `ceremony ${id} expired at ${state.plan.expiresAt}; its components are destroyed: start again`, {
       details: { ceremony: id, expired: true },
     });

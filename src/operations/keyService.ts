@@ -36,6 +36,7 @@ import {
 import { checkModeOfUse } from '../payment/modeOfUse.js';
 import { PaymentKeys } from '../payment/paymentKeys.js';
 import { WrappedImport, type WrappingKeyConfig } from './wrappedImport.js';
+import { CeremonyService } from '../ceremonies/ceremonyService.js';
 import { openEnvelope, sealEnvelope, splitRaw } from './ciphertext.js';
 import { AlgorithmChoice } from './algorithmChoice.js';
 import { KeyResolver, checkEnabled, refTo } from './keyResolver.js';
@@ -55,6 +56,8 @@ export interface KeyServiceOptions {
   readonly metadataCacheTtlMs: number;
   /** The import wrapping key (BYOK); default DEFAULT_WRAPPING_KEY. */
   readonly wrappingKey?: WrappingKeyConfig;
+  /** How long a key ceremony may take; default one hour. */
+  readonly ceremonyTtlMs?: number;
 }
 
 export const DEFAULT_WRAPPING_KEY: WrappingKeyConfig = { name: 'hsm-bridge-import', type: 'RSA_3072' };
@@ -71,6 +74,8 @@ export class KeyService {
   readonly paymentKeys: PaymentKeys;
   /** Wrapped import (BYOK) and the import wrapping key. */
   readonly wrappedImport: WrappedImport;
+  /** Key ceremonies: keys formed from components under dual control. */
+  readonly ceremonies: CeremonyService;
 
   constructor(
     private readonly backend: Backend,
@@ -81,6 +86,7 @@ export class KeyService {
     this.algorithms = new AlgorithmChoice(this.caps, backend.kind);
     this.paymentKeys = new PaymentKeys(backend, this.keys);
     this.wrappedImport = new WrappedImport(backend, this.keys, this.paymentKeys, options.wrappingKey ?? DEFAULT_WRAPPING_KEY, (type, purpose) => this.checkUsable(type, purpose));
+    this.ceremonies = new CeremonyService(backend, this.paymentKeys, { ttlMs: options.ceremonyTtlMs ?? 3_600_000 });
   }
 
   get limits(): KeyServiceLimits {

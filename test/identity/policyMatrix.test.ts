@@ -107,6 +107,30 @@ function requests(jws: string, jwe: string): Record<string, Cell> {
       rest: { method: 'POST', url: '/v1/keys/import/tr31', body: { name: 'mx-imported', keyBlock: 'D0112P0AE00E0000ABCDEF', kbpk: { keyName: 'mx-kbpk' } } },
       grpc: p('ImportTr31', { name: 'mx-imported', keyBlock: 'D0112P0AE00E0000ABCDEF', kbpk: { keyName: 'mx-kbpk' } }),
     },
+    'keys.getWrappingKey': { bound: false, rest: { method: 'GET', url: '/v1/wrapping-key' }, grpc: k('GetWrappingKey') },
+    'keys.rotateWrappingKey': { bound: false, rest: { method: 'POST', url: '/v1/wrapping-key/rotate' }, grpc: k('RotateWrappingKey') },
+    'keys.import': {
+      bound: true,
+      rest: { method: 'POST', url: '/v1/keys/import', body: { name: 'mx-imported', type: 'AES_256', wrappedKey: b64('w'.repeat(400)), wrapping: 'RSA_OAEP_SHA1_AES_KWP' } },
+      grpc: k('ImportKey', { name: 'mx-imported', type: 'AES_256', wrappedKey: Buffer.from('w'.repeat(400)), wrapping: 'RSA_OAEP_SHA1_AES_KWP' }),
+    },
+    'keys.importVersion': {
+      bound: true,
+      rest: { method: 'POST', url: '/v1/keys/mx-key/import', body: { wrappedKey: b64('w'.repeat(400)), wrapping: 'RSA_OAEP_SHA1_AES_KWP' } },
+      grpc: k('ImportKeyVersion', { ...named, wrappedKey: Buffer.from('w'.repeat(400)), wrapping: 'RSA_OAEP_SHA1_AES_KWP' }),
+    },
+    'ceremonies.create': {
+      bound: true,
+      rest: { method: 'POST', url: '/v1/ceremonies', body: { name: 'mx-zmk', type: 'TDES_2KEY', purpose: 'kbpk', components: 2 } },
+      grpc: k('StartCeremony', { name: 'mx-zmk', type: 'TDES_2KEY', purpose: 'kbpk', components: 2 }),
+    },
+    'ceremonies.enterComponent': {
+      bound: false,
+      rest: { method: 'POST', url: `/v1/ceremonies/${'0'.repeat(32)}/components`, body: { component: '01'.repeat(16), kcv: '000000' } },
+      grpc: k('EnterComponent', { id: '0'.repeat(32), component: '01'.repeat(16), kcv: '000000' }),
+    },
+    'ceremonies.get': { bound: false, rest: { method: 'GET', url: `/v1/ceremonies/${'0'.repeat(32)}` }, grpc: k('GetCeremony', { id: '0'.repeat(32) }) },
+    'ceremonies.cancel': { bound: false, rest: { method: 'DELETE', url: `/v1/ceremonies/${'0'.repeat(32)}` }, grpc: k('CancelCeremony', { id: '0'.repeat(32) }) },
     'keys.exportTr31': {
       bound: true,
       rest: { method: 'POST', url: '/v1/keys/mx-key/export/tr31', body: { kbpk: { keyName: 'mx-kbpk' } } },

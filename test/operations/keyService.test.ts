@@ -19,6 +19,7 @@ const caps: Capabilities = {
   random: true,
   keyAgreement: ['EC_P256'],
   payment: { dukpt: [], importKeys: false, exportKeys: false },
+  keyImport: { wrappings: [], unwrapsInside: [], ceremonies: false },
 };
 
 function recordingBackend(keys: KeyMetadata[]) {
@@ -70,6 +71,13 @@ function recordingBackend(keys: KeyMetadata[]) {
     releaseTransientKey: async () => void calls.push('releaseTransientKey'),
     importKey: async (k) => (calls.push('importKey'), meta(k.name, k.type, 'enabled')),
     exportKey: record('exportKey'),
+    importWrappedKey: async () => (calls.push('importWrappedKey'), find('')),
+    startCeremony: async () => void calls.push('startCeremony'),
+    describeCeremony: async () => (calls.push('describeCeremony'), Promise.reject(new Error('none'))),
+    listCeremonies: async () => [],
+    stageComponent: async () => (calls.push('stageComponent'), Promise.reject(new Error('none'))),
+    stagedComponents: async () => [],
+    endCeremony: async () => void calls.push('endCeremony'),
   };
   return { backend, calls };
 }

@@ -44,11 +44,10 @@ export const ceremonyOperations: Operation[] = [
     description:
       'Plans the key (TDES_2KEY, TDES_3KEY, AES_128 or AES_256; purpose pin, bdk, kbpk or mac). Each component is then entered by a different identified custodian; the ceremony expires after ceremonies.ttlMs.',
     errors: ['UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_ALREADY_EXISTS', 'DUAL_CONTROL', 'BACKEND_UNAVAILABLE'],
-    needs: 'ceremonies',
     keys: (i) => [i.name],
     changesState: true,
     auditDetails: (_i, out): AuditDetails => (out ? { ceremony: out.id, components: out.components } : {}),
-    run: (s, i: { name: unknown; type: unknown; purpose: unknown; keyUsage?: unknown; exportable?: unknown; components: unknown; expectedKcv?: unknown }, caller) => s.ceremonies.start(i, caller),
+    run: (s, i: { name: unknown; type: unknown; purpose: unknown; keyUsage?: unknown; exportable?: unknown; components: unknown; expectedKcv?: unknown }, caller) => s.keys.ceremonies.start(i, caller),
     rest: { method: 'POST', path: '/v1/ceremonies', body: schemas.startCeremonyBody, response: schemas.ceremonySchema, status: 201, decode: (r) => r.body, encode: (v) => v },
     grpc: {
       ...grpcCeremonies('StartCeremony'),
@@ -71,7 +70,6 @@ export const ceremonyOperations: Operation[] = [
     description:
       'The component (hex) is checked against its KCV (and, TDES, for odd parity) and staged in the backend; the same identity never enters two components. After the last one the key is formed and the answer is the new key with its keyCheckValue.',
     errors: [...ceremonyErrors, 'KCV_MISMATCH', 'DUAL_CONTROL', 'CEREMONY_CONFLICT', 'INCOMPATIBLE_KEY', 'KEY_ALREADY_EXISTS'],
-    needs: 'ceremonies',
     changesState: true,
     secrets: { input: ['component'] },
     keysUsed: (out) => (out.result.completed ? keyUse(out.result.key.name, out.result.key.primaryVersion) : []),
@@ -80,7 +78,7 @@ export const ceremonyOperations: Operation[] = [
       ...(out ? { component: out.result.number, kcvMatched: true, completed: out.result.completed } : {}),
     }),
     run: async (s, i: { id: unknown; component: Buffer; kcv: unknown }, caller): Promise<Entered> => {
-      const result = await s.ceremonies.enter(i, caller);
+      const result = await s.keys.ceremonies.enter(i, caller);
       return result.completed ? { result, key: await keyView(s.keys, result.key) } : { result };
     },
     rest: {
@@ -105,8 +103,7 @@ export const ceremonyOperations: Operation[] = [
     summary: 'Read a key ceremony\'s progress',
     description: 'Its plan, how many components are entered, by whom and when, with their KCVs; never a component.',
     errors: ceremonyErrors,
-    needs: 'ceremonies',
-    run: (s, i: { id: unknown }) => s.ceremonies.describe(i.id),
+    run: (s, i: { id: unknown }) => s.keys.ceremonies.describe(i.id),
     rest: { method: 'GET', path: '/v1/ceremonies/:id', params: schemas.ceremonyIdParams, response: schemas.ceremonySchema, decode: (r) => ({ id: r.params.id }), encode: (v) => v },
     grpc: { ...grpcCeremonies('GetCeremony'), decode: (m: msg.CeremonyIdRequest) => ({ id: m.id }), encode: ceremonyMessage },
   }),
@@ -116,10 +113,9 @@ export const ceremonyOperations: Operation[] = [
     summary: 'Cancel a key ceremony',
     description: 'Ends it and destroys the components staged so far.',
     errors: ceremonyErrors,
-    needs: 'ceremonies',
     changesState: true,
     auditDetails: (i) => idDetail(i.id),
-    run: (s, i: { id: unknown }) => s.ceremonies.cancel(i.id),
+    run: (s, i: { id: unknown }) => s.keys.ceremonies.cancel(i.id),
     rest: { method: 'DELETE', path: '/v1/ceremonies/:id', params: schemas.ceremonyIdParams, status: 204, decode: (r) => ({ id: r.params.id }), encode: () => undefined },
     grpc: { ...grpcCeremonies('CancelCeremony'), decode: (m: msg.CeremonyIdRequest) => ({ id: m.id }), encode: (): Record<string, never> => ({}) },
   }),

@@ -52,6 +52,7 @@ export const systemOperations: Operation[] = [
         random: caps.random,
         keyAgreement: [...caps.keyAgreement],
         payment: { dukpt: [...caps.payment.dukpt], importKeys: caps.payment.importKeys, exportKeys: caps.payment.exportKeys },
+        keyImport: { wrappings: [...caps.keyImport.wrappings], unwrapsInside: [...caps.keyImport.unwrapsInside], ceremonies: caps.keyImport.ceremonies },
       }),
     },
   }),

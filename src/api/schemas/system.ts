@@ -1,6 +1,7 @@
 /** Random bytes, capabilities, the health probes and whoami. */
 import { allEncryptAlgorithms, allMacAlgorithms, allSignAlgorithms } from '../../algorithms/registry.js';
 import { allKeyTypes } from '../../keys/types.js';
+import { wrappingSchemes } from '../../backend/port.js';
 import { type Schema, base64, object, stringList } from './common.js';
 
 // --- system ----------------------------------------------------------------------------------------------------
@@ -25,6 +26,14 @@ export const capabilitiesSchema = object(
         exportKeys: { type: 'boolean', description: 'TR-31 export of exportable keys works.' },
       },
       ['dukpt', 'importKeys', 'exportKeys'],
+    ),
+    keyImport: object(
+      {
+        wrappings: { ...names(wrappingSchemes), description: 'The wrappings wrapped import (BYOK) unwraps; empty: none.' },
+        unwrapsInside: { ...names(allKeyTypes), description: 'Key types whose wrapped material is unwrapped inside the backend; the others pass through process memory for the one call.' },
+        ceremonies: { type: 'boolean', description: 'Key ceremonies work.' },
+      },
+      ['wrappings', 'unwrapsInside', 'ceremonies'],
     ),
   },
   ['keyTypes', 'sign', 'encrypt', 'mac', 'signDigest', 'random'],

@@ -42,7 +42,7 @@ import { allKeyTypes, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyP
 import { writeFileAtomic } from '../../src/files/writeFileAtomic.js';
 import { blockLength, ecb, type BlockFamily, type Direction } from '../../src/payment/crypto/blockCiphers.js';
 import { aesGcmDecrypt, aesGcmEncrypt, aesKeyUnwrap, aesKeyWrap, ecdh, rsaOaepDecrypt, rsaOaepEncrypt, unwrapWrappedKey } from './ciphers.js';
-import { openComponents, stateOf, withComponent, type StoredCeremony } from './ceremonyRecords.js';
+import { newCeremony, openComponents, stateOf, withComponent, type StoredCeremony } from './ceremonyRecords.js';
 import { deriveDukptPinKey } from './dukpt.js';
 import { generateKeys, importClearKey, importKeyMaterial, type VersionKeys } from './keyMaterial.js';
 import {
@@ -363,7 +363,7 @@ class SoftwareBackend implements Backend, KeystoreState {
   async startCeremony(plan: CeremonyPlan): Promise<void> {
     await this.change(({ ceremonies }) => {
       if (ceremonies.has(plan.id)) throw new HsmBridgeError('CEREMONY_CONFLICT', 'a ceremony with this id exists');
-      ceremonies.set(plan.id, { plan, components: [] });
+      ceremonies.set(plan.id, newCeremony(plan));
     });
   }
 

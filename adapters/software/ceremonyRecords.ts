@@ -4,6 +4,7 @@
  * one is opened for the one call that needs it (stagedComponents) and at start, to check it.
  */
 import type { KeyObject } from 'node:crypto';
+import { Ajv } from 'ajv';
 import { parseCeremonyId, type CeremonyPlan, type CeremonyState, type ComponentEntry } from '../../src/ceremonies/record.js';
 import { HsmBridgeError, invalid } from '../../src/errors.js';
 import { parseKeyName } from '../../src/keys/names.js';
@@ -77,6 +78,37 @@ export const storedCeremonySchema = {
   },
 };
 
+const validateCeremony = new Ajv({ allErrors: false, strict: false }).compile<StoredCeremony>(storedCeremonySchema);
+
+/**
+ * A new ceremony as it is stored: the plan's own fields only, checked as the keystore's reader will check
+ * them, so that what is written always opens again (an unknown field would stop the next start).
+ */
+export function newCeremony(plan: CeremonyPlan): StoredCeremony {
+  const { id, key, components, expectedKcv, startedBy, startedAt, expiresAt } = plan;
+  const ceremony: StoredCeremony = {
+    plan: {
+      id,
+      key: {
+        name: key.name,
+        type: key.type,
+        purpose: key.purpose,
+        ...(key.exportable !== undefined ? { exportable: key.exportable } : {}),
+        ...(key.modeOfUse !== undefined ? { modeOfUse: key.modeOfUse } : {}),
+        ...(key.keyUsage !== undefined ? { keyUsage: key.keyUsage } : {}),
+      },
+      components,
+      ...(expectedKcv !== undefined ? { expectedKcv } : {}),
+      startedBy,
+      startedAt,
+      expiresAt,
+    },
+    components: [],
+  };
+  if (!validateCeremony(ceremony) || !hasValidNames(ceremony.plan)) throw invalid('the ceremony plan is malformed');
+  return ceremony;
+}
+
 export function stateOf(ceremony: StoredCeremony): CeremonyState {
   return { plan: ceremony.plan, entries: ceremony.components.map((c) => c.entry) };
 }
@@ -97,7 +129,8 @@ export function withComponent(masterKey: KeyObject, ceremony: StoredCeremony, en
   if (components.some((c) => c.entry.enteredBy === entry.enteredBy)) {
     throw new HsmBridgeError('DUAL_CONTROL', 'this identity already entered a component of this ceremony');
   }
-  const stored: StoredComponent = { entry, material: sealComponent(masterKey, plan.id, entry.number, component) };
+  const { number, enteredBy, enteredAt, kcv } = entry;
+  const stored: StoredComponent = { entry: { number, enteredBy, enteredAt, kcv }, material: sealComponent(masterKey, plan.id, number, component) };
   return { plan, components: [...components, stored].sort((a, b) => a.entry.number - b.entry.number) };
 }
 
@@ -115,15 +148,20 @@ export function openComponents(masterKey: KeyObject, ceremony: StoredCeremony): 
   return opened;
 }
 
-/** What is wrong with a ceremony read from the file, or undefined; every component is opened and zeroed. */
-export function problemWith(masterKey: KeyObject, ceremony: StoredCeremony): string | undefined {
-  const { plan, components } = ceremony;
+function hasValidNames(plan: CeremonyPlan): boolean {
   try {
     parseCeremonyId(plan.id);
     parseKeyName(plan.key.name);
+    return true;
   } catch {
-    return 'has an invalid id or key name';
+    return false;
   }
+}
+
+/** What is wrong with a ceremony read from the file, or undefined; every component is opened and zeroed. */
+export function problemWith(masterKey: KeyObject, ceremony: StoredCeremony): string | undefined {
+  const { plan, components } = ceremony;
+  if (!hasValidNames(plan)) return 'has an invalid id or key name';
   let previous = 0;
   for (const { entry, material } of components) {
     if (entry.number <= previous || entry.number > plan.components) return 'has component numbers out of order or beyond its plan';

@@ -79,6 +79,19 @@ describe('software backend: ceremonies in the keystore file', () => {
     expect(JSON.parse(readFileSync(h.config.keystorePath, 'utf8'))).not.toHaveProperty('ceremonies');
   });
 
+  it('a plan the file could not hold again is refused (INVALID_ARGUMENT), and stores only its own fields', async () => {
+    const b = await start();
+    await expect(b.startCeremony({ ...planFor(newCeremonyId()), id: 'not-an-id' as CeremonyId })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(b.startCeremony({ ...planFor(newCeremonyId()), components: 4 as 3 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const plan = planFor(newCeremonyId());
+    await b.startCeremony({ ...plan, note: 'not a plan field' } as CeremonyPlan);
+    await expect(b.startCeremony(plan)).rejects.toMatchObject({ code: 'CEREMONY_CONFLICT' });
+    expect(await b.listCeremonies()).toEqual([{ plan, entries: [] }]);
+    expect((await b.describeCeremony(plan.id)).plan).not.toHaveProperty('note');
+    await b.close();
+    expect(await (await start()).listCeremonies()).toEqual([{ plan, entries: [] }]);
+  });
+
   it('a component moved to another number or ceremony stops the start', async () => {
     const b1 = await start();
     const plans = [newCeremonyId(), newCeremonyId()].map((id) => ({ ...planFor(id) }));

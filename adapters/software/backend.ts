@@ -26,26 +26,32 @@ import type {
   BlockKey,
   Capabilities,
   DukptDerivation,
+  ImportTarget,
   KeyRef,
   NewKey,
   RawCiphertext,
   SignInput,
   TransientKey,
+  WrappedKey,
 } from '../../src/backend/port.js';
+import { wrappingSchemes } from '../../src/backend/port.js';
+import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../src/ceremonies/record.js';
 import { HsmBridgeError, invalid } from '../../src/errors.js';
 import type { KeyName } from '../../src/keys/names.js';
-import { allKeyTypes, paymentAttributesOf, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
+import { allKeyTypes, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType } from '../../src/keys/types.js';
 import { writeFileAtomic } from '../../src/files/writeFileAtomic.js';
 import { blockLength, ecb, type BlockFamily, type Direction } from '../../src/payment/crypto/blockCiphers.js';
-import { aesGcmDecrypt, aesGcmEncrypt, aesKeyUnwrap, aesKeyWrap, ecdh, rsaOaepDecrypt, rsaOaepEncrypt } from './ciphers.js';
+import { aesGcmDecrypt, aesGcmEncrypt, aesKeyUnwrap, aesKeyWrap, ecdh, rsaOaepDecrypt, rsaOaepEncrypt, unwrapWrappedKey } from './ciphers.js';
+import { newCeremony, openComponents, stateOf, withComponent, type StoredCeremony } from './ceremonyRecords.js';
 import { deriveDukptPinKey } from './dukpt.js';
-import { generateKeys, importClearKey, type VersionKeys } from './keyMaterial.js';
+import { generateKeys, importClearKey, importKeyMaterial, type VersionKeys } from './keyMaterial.js';
 import {
   mayBeExportable,
   readKeystore,
   sealVersion,
   serializeKeystore,
   toMetadata,
+  unsealCeremonies,
   unsealKeystore,
   type KeyEntry,
   type StoredKey,
@@ -77,7 +83,14 @@ const capabilities: Capabilities = {
   random: true,
   keyAgreement: ['EC_P256', 'EC_P384'],
   payment: { dukpt: ['tdes', 'aes'], importKeys: true, exportKeys: true },
+  // Everything happens in this process: a wrapped key is unwrapped here, and exists in clear for the call.
+  keyImport: { wrappings: wrappingSchemes, unwrapsInside: [], ceremonies: true },
 };
+
+type KeyPair = Extract<VersionKeys, { kind: 'pair' }>;
+
+/** The service's import wrapping key (BYOK): used only by importWrappedKey. */
+const isImportWrappingKey = (key: { type: KeyType; purpose: KeyPurpose }) => keyTypes[key.type].family === 'rsa' && key.purpose === 'wrap';
 
 const isTransient = (key: BlockKey): key is TransientKey => 'transient' in key && key.transient;
 
@@ -91,9 +104,16 @@ export async function openSoftwareBackend(options: SoftwareBackendOptions, logge
       logger,
     );
     const backend = new SoftwareBackend(options.keystorePath, masterKey, doc?.masterKeyCheck ?? makeMasterKeyCheck(masterKey), lock, logger);
-    if (doc) backend.entries = unsealKeystore(options.keystorePath, doc, masterKey);
-    else await backend.persist(backend.entries); // a new keystore exists, with its master key check, from the first start
-    logger.info({ keystorePath: options.keystorePath, keys: backend.entries.size }, 'software backend: keystore opened');
+    if (doc) {
+      backend.entries = unsealKeystore(options.keystorePath, doc, masterKey);
+      backend.ceremonies = unsealCeremonies(options.keystorePath, doc, masterKey);
+    } else {
+      await backend.persist(backend); // a new keystore exists, with its master key check, from the first start
+    }
+    logger.info(
+      { keystorePath: options.keystorePath, keys: backend.entries.size, ceremonies: backend.ceremonies.size },
+      'software backend: keystore opened',
+    );
     return backend;
   } catch (e) {
     await lock.release();
@@ -101,9 +121,21 @@ export async function openSoftwareBackend(options: SoftwareBackendOptions, logge
   }
 }
 
-class SoftwareBackend implements Backend {
+/** What the keystore file holds; a change edits a copy of it (see SoftwareBackend.change). */
+interface KeystoreState {
+  readonly entries: ReadonlyMap<KeyName, KeyEntry>;
+  readonly ceremonies: ReadonlyMap<CeremonyId, StoredCeremony>;
+}
+
+interface Draft {
+  readonly entries: Map<KeyName, KeyEntry>;
+  readonly ceremonies: Map<CeremonyId, StoredCeremony>;
+}
+
+class SoftwareBackend implements Backend, KeystoreState {
   readonly kind = 'software';
   entries: ReadonlyMap<KeyName, KeyEntry> = new Map();
+  ceremonies: ReadonlyMap<CeremonyId, StoredCeremony> = new Map();
   private writes: Promise<unknown> = Promise.resolve();
   private closed = false;
   private readonly transientKeys = new TransientKeys();
@@ -134,6 +166,7 @@ class SoftwareBackend implements Backend {
     this.closed = true;
     await this.writes.catch(() => undefined);
     this.entries = new Map();
+    this.ceremonies = new Map();
     await this.lock.release();
   }
 
@@ -152,7 +185,7 @@ class SoftwareBackend implements Backend {
   }
 
   private addKey(key: NewKey, live: VersionKeys): Promise<KeyMetadata> {
-    return this.change((entries) => {
+    return this.change(({ entries }) => {
       if (entries.has(key.name)) throw new HsmBridgeError('KEY_ALREADY_EXISTS', `key ${key.name} already exists`);
       const attributes = {
         name: key.name,
@@ -163,7 +196,7 @@ class SoftwareBackend implements Backend {
       const version = sealVersion(this.masterKey, attributes, 1, live);
       const stored: StoredKey = { ...attributes, state: 'enabled', createdAt: version.createdAt, versions: [version] };
       entries.set(key.name, { stored, keys: new Map([[1, live]]) });
-      return stored;
+      return toMetadata(stored);
     });
   }
 
@@ -175,34 +208,38 @@ class SoftwareBackend implements Backend {
 
   async rotateKey(name: KeyName): Promise<KeyMetadata> {
     const { stored } = this.entry(name);
-    const live = await generateKeys(stored.type);
-    return this.change((entries) => {
-      const current = this.entryIn(entries, name); // it may have changed while the key was generated
+    return this.addVersion(name, stored.type, await generateKeys(stored.type));
+  }
+
+  /** Adds the next version, which becomes primary, to a key that must still be of `type`. */
+  private addVersion(name: KeyName, type: KeyType, live: VersionKeys): Promise<KeyMetadata> {
+    return this.change(({ entries }) => {
+      const current = this.entryIn(entries, name); // it may have changed while the key was made
+      if (current.stored.type !== type) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${name} is not a ${type} key`);
       const next = current.stored.versions[current.stored.versions.length - 1]!.version + 1;
       const version = sealVersion(this.masterKey, current.stored, next, live);
       const updated: StoredKey = { ...current.stored, versions: [...current.stored.versions, version] };
       entries.set(name, { stored: updated, keys: new Map([...current.keys, [next, live]]) });
-      return updated;
+      return toMetadata(updated);
     });
   }
 
   setKeyState(name: KeyName, state: KeyState): Promise<KeyMetadata> {
-    return this.change((entries) => {
+    return this.change(({ entries }) => {
       const current = this.entryIn(entries, name);
       const updated: StoredKey = { ...current.stored, state };
       entries.set(name, { ...current, stored: updated });
-      return updated;
+      return toMetadata(updated);
     });
   }
 
   async destroyKey(name: KeyName): Promise<void> {
-    await this.change((entries) => {
+    await this.change(({ entries }) => {
       // Checked here, in the queue of changes, so an enable queued just before cannot slip past it.
       if (this.entryIn(entries, name).stored.state !== 'disabled') {
         throw new HsmBridgeError('KEY_NOT_DISABLED', `key ${name} must be disabled before it is destroyed`);
       }
       entries.delete(name);
-      return undefined;
     });
   }
 
@@ -217,11 +254,11 @@ class SoftwareBackend implements Backend {
 
   // --- operations ----------------------------------------------------------------------------------
 
-  sign(key: KeyRef, algorithm: SignAlgorithm, input: SignInput): Promise<Buffer> {
+  async sign(key: KeyRef, algorithm: SignAlgorithm, input: SignInput): Promise<Buffer> {
     return sign(algorithm, this.pair(key).privateKey, input);
   }
 
-  verify(key: KeyRef, algorithm: SignAlgorithm, input: SignInput, signature: Buffer): Promise<boolean> {
+  async verify(key: KeyRef, algorithm: SignAlgorithm, input: SignInput, signature: Buffer): Promise<boolean> {
     return verify(algorithm, this.pair(key).publicKey, input, signature);
   }
 
@@ -295,6 +332,77 @@ class SoftwareBackend implements Backend {
     return this.withClearKey(key, (clear) => Buffer.from(clear));
   }
 
+  // --- bringing keys in ------------------------------------------------------------------------------
+
+  async importWrappedKey(target: ImportTarget, wrapped: WrappedKey): Promise<KeyMetadata> {
+    if (!isImportWrappingKey(this.entry(wrapped.wrappingKey.name).stored)) {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${wrapped.wrappingKey.name} is not an import wrapping key (an RSA key of purpose wrap)`);
+    }
+    // Checked before the unwrap for a clear answer, and again with the change (the key may change meanwhile).
+    // An import wrapping key is made here: one whose private half came from outside would protect nothing.
+    const type = target.kind === 'create' ? target.key.type : target.type;
+    if (target.kind === 'create') {
+      this.checkExportable(target.key);
+      if (isImportWrappingKey(target.key)) throw new HsmBridgeError('INCOMPATIBLE_KEY', 'an import wrapping key cannot itself be imported');
+      if (this.entries.has(target.key.name)) throw new HsmBridgeError('KEY_ALREADY_EXISTS', `key ${target.key.name} already exists`);
+    } else {
+      const { stored } = this.entry(target.name);
+      if (stored.type !== type) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${target.name} is not a ${type} key`);
+      if (isImportWrappingKey(stored)) throw new HsmBridgeError('INCOMPATIBLE_KEY', 'an import wrapping key cannot itself be imported');
+    }
+    const material = unwrapWrappedKey(this.anyPair(wrapped.wrappingKey).privateKey, wrapped);
+    let live: VersionKeys;
+    try {
+      live = importKeyMaterial(type, material);
+    } finally {
+      material.fill(0);
+    }
+    return target.kind === 'create' ? this.addKey(target.key, live) : this.addVersion(target.name, type, live);
+  }
+
+  async startCeremony(plan: CeremonyPlan): Promise<void> {
+    await this.change(({ ceremonies }) => {
+      if (ceremonies.has(plan.id)) throw new HsmBridgeError('CEREMONY_CONFLICT', 'a ceremony with this id exists');
+      ceremonies.set(plan.id, newCeremony(plan));
+    });
+  }
+
+  async describeCeremony(id: CeremonyId): Promise<CeremonyState> {
+    return stateOf(this.ceremony(this.ceremonies, id));
+  }
+
+  async listCeremonies(): Promise<CeremonyState[]> {
+    this.checkOpen();
+    return [...this.ceremonies.values()].map(stateOf);
+  }
+
+  stageComponent(id: CeremonyId, entry: ComponentEntry, component: Buffer): Promise<CeremonyState> {
+    return this.change(({ ceremonies }) => {
+      const staged = withComponent(this.masterKey, this.ceremony(ceremonies, id), entry, component);
+      ceremonies.set(id, staged);
+      return stateOf(staged);
+    });
+  }
+
+  async stagedComponents(id: CeremonyId): Promise<Buffer[]> {
+    return openComponents(this.masterKey, this.ceremony(this.ceremonies, id));
+  }
+
+  async endCeremony(id: CeremonyId): Promise<void> {
+    this.checkOpen();
+    if (!this.ceremonies.has(id)) return;
+    await this.change(({ ceremonies }) => {
+      ceremonies.delete(id);
+    });
+  }
+
+  private ceremony(ceremonies: ReadonlyMap<CeremonyId, StoredCeremony>, id: CeremonyId): StoredCeremony {
+    this.checkOpen();
+    const c = ceremonies.get(id);
+    if (!c) throw new HsmBridgeError('CEREMONY_NOT_FOUND', `there is no ceremony ${id}`);
+    return c;
+  }
+
   /** ECB over whole blocks, on a stored key (as its purpose allows) or a transient one. */
   private blocks(key: BlockKey, direction: Direction, data: Buffer): Buffer {
     if (isTransient(key)) return this.ecbChecked(key.family, direction, this.transientKeys.material(key), data);
@@ -342,7 +450,13 @@ class SoftwareBackend implements Backend {
     return keys;
   }
 
-  private pair(ref: KeyRef): Extract<VersionKeys, { kind: 'pair' }> {
+  /** A key pair for the operations; an import wrapping key serves none of them (only importWrappedKey). */
+  private pair(ref: KeyRef): KeyPair {
+    if (isImportWrappingKey(this.entry(ref.name).stored)) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${ref.name} only unwraps imported keys`);
+    return this.anyPair(ref);
+  }
+
+  private anyPair(ref: KeyRef): KeyPair {
     const keys = this.versionKeys(ref);
     if (keys.kind !== 'pair') throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${ref.name} is not a key pair`);
     return keys;
@@ -355,28 +469,28 @@ class SoftwareBackend implements Backend {
   }
 
   /**
-   * Applies `edit` to a copy of the keys, writes the copy to the file, and only then makes it current.
-   * Changes are queued, so each edit sees the result of the one before it.
+   * Applies `edit` to a copy of the keys and ceremonies, writes the copy to the file, and only then makes
+   * it current. Changes are queued, so each edit sees the result of the one before it, and the checks an
+   * edit makes are atomic with its change.
    */
-  private change(edit: (entries: Map<KeyName, KeyEntry>) => StoredKey): Promise<KeyMetadata>;
-  private change(edit: (entries: Map<KeyName, KeyEntry>) => undefined): Promise<undefined>;
-  private change(edit: (entries: Map<KeyName, KeyEntry>) => StoredKey | undefined): Promise<KeyMetadata | undefined> {
+  private change<T>(edit: (draft: Draft) => T): Promise<T> {
     const run = async () => {
       this.checkOpen();
-      const draft = new Map(this.entries);
-      const changed = edit(draft);
+      const draft: Draft = { entries: new Map(this.entries), ceremonies: new Map(this.ceremonies) };
+      const result = edit(draft);
       await this.persist(draft);
-      this.entries = draft;
-      return changed && toMetadata(changed);
+      this.entries = draft.entries;
+      this.ceremonies = draft.ceremonies;
+      return result;
     };
     const result = this.writes.then(run, run);
     this.writes = result.catch(() => undefined);
     return result;
   }
 
-  async persist(entries: ReadonlyMap<KeyName, KeyEntry>): Promise<void> {
+  async persist(state: KeystoreState): Promise<void> {
     try {
-      await writeFileAtomic(this.path, serializeKeystore(this.masterKeyCheck, entries.values()));
+      await writeFileAtomic(this.path, serializeKeystore(this.masterKeyCheck, state.entries.values(), state.ceremonies.values()));
     } catch (e) {
       this.logger.error({ err: e, keystorePath: this.path }, 'software backend: cannot write the keystore');
       throw new HsmBridgeError('BACKEND_UNAVAILABLE', 'the software keystore cannot be written', { cause: e });

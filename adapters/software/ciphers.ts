@@ -11,7 +11,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { encryptAlgorithms, type EncryptAlgorithmInfo } from '../../src/algorithms/registry.js';
-import type { RawCiphertext } from '../../src/backend/port.js';
+import type { RawCiphertext, WrappedKey, WrappingScheme } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 
 const { ivLength: GCM_IV, tagLength: GCM_TAG } = encryptAlgorithms.AES_GCM;
@@ -76,6 +76,32 @@ export function aesKeyUnwrap(key: KeyObject, ciphertext: RawCiphertext): Buffer 
     throw decryptionFailed();
   } finally {
     plaintext?.fill(0);
+  }
+}
+
+const oaepHashOf: Record<WrappingScheme, OaepHash> = { RSA_OAEP_SHA256_AES_KWP: 'sha256', RSA_OAEP_SHA1_AES_KWP: 'sha1' };
+/** RFC 5649's alternative initial value (with the length it prepends); OpenSSL's id-aes256-wrap-pad checks it on unwrap. */
+const KWP_IV = Buffer.from('a65959a6', 'hex');
+const TRANSPORT_KEY_LENGTH = 32;
+
+/**
+ * Opens both layers of a wrapped key (src/backend/port.ts WrappingScheme): RSA-OAEP yields the AES-256
+ * transport key, which unwraps the target (RFC 5649). Returns the clear target material, which the
+ * caller zeroes; the transport key is zeroed here. Any failure of either layer is DECRYPTION_FAILED.
+ */
+export function unwrapWrappedKey(wrappingKey: KeyObject, wrapped: WrappedKey): Buffer {
+  const transport = rsaOaepDecrypt(wrappingKey, { data: wrapped.encryptedKey }, oaepHashOf[wrapped.scheme]);
+  let head: Buffer | undefined;
+  try {
+    if (transport.length !== TRANSPORT_KEY_LENGTH) throw decryptionFailed();
+    const decipher = createDecipheriv('id-aes256-wrap-pad', transport, KWP_IV);
+    head = decipher.update(wrapped.wrappedTarget);
+    return Buffer.concat([head, decipher.final()]);
+  } catch {
+    throw decryptionFailed();
+  } finally {
+    transport.fill(0);
+    head?.fill(0);
   }
 }
 

@@ -3,7 +3,7 @@
  * for key pairs, raw bytes for secrets), and the reverse, which checks that what comes back out of the
  * keystore really is a key of the recorded type.
  */
-import { createPrivateKey, createPublicKey, createSecretKey, generateKey, generateKeyPair, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, createSecretKey, generateKey, generateKeyPair, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { HsmBridgeError, invalid } from '../../src/errors.js';
 import { keyTypes, type KeyType } from '../../src/keys/types.js';
@@ -18,13 +18,16 @@ export type VersionKeys =
   | { readonly kind: 'pair'; readonly privateKey: KeyObject; readonly publicKey: KeyObject }
   | { readonly kind: 'secret'; readonly secretKey: KeyObject };
 
-/** A TDES key whose 8-byte parts all differ: equal parts would make it single DES. */
+/** Whether a TDES key's 8-byte parts all differ: equal parts would make it single DES. */
+function hasDistinctParts(raw: Buffer): boolean {
+  const parts = Array.from({ length: raw.length / 8 }, (_, i) => raw.subarray(i * 8, i * 8 + 8));
+  return parts.every((p, i) => parts.every((q, j) => i === j || !p.equals(q)));
+}
+
 async function generateTdesKey(length: 16 | 24): Promise<KeyObject> {
   for (;;) {
     const raw = setOddParity(await randomBytesAsync(length));
-    const parts = Array.from({ length: length / 8 }, (_, i) => raw.subarray(i * 8, i * 8 + 8));
-    const distinct = parts.every((p, i) => parts.every((q, j) => i === j || !p.equals(q)));
-    if (distinct) {
+    if (hasDistinctParts(raw)) {
       const key = createSecretKey(raw);
       raw.fill(0);
       return key;
@@ -65,6 +68,20 @@ export function publicKeySpki(keys: VersionKeys): Buffer | undefined {
   return keys.kind === 'pair' ? keys.publicKey.export({ format: 'der', type: 'spki' }) : undefined;
 }
 
+/** Whether a private key is one of `type` (kind, modulus size, curve). */
+function isOfType(privateKey: KeyObject, type: KeyType): boolean {
+  const info = keyTypes[type];
+  const details = privateKey.asymmetricKeyDetails;
+  switch (info.family) {
+    case 'rsa':
+      return privateKey.asymmetricKeyType === 'rsa' && details?.modulusLength === info.bits;
+    case 'ec':
+      return privateKey.asymmetricKeyType === 'ec' && details?.namedCurve === info.nodeCurve;
+    default:
+      return privateKey.asymmetricKeyType === 'ed25519';
+  }
+}
+
 /**
  * Rebuilds the keys from unsealed bytes and zeroes those bytes. Throws a plain Error (no key bytes in it)
  * when the bytes are not a key of `type`.
@@ -78,14 +95,7 @@ export function importSecretMaterial(type: KeyType, material: Buffer): VersionKe
       return { kind: 'secret', secretKey: createSecretKey(material) };
     }
     const privateKey = createPrivateKey({ key: material, format: 'der', type: 'pkcs8' });
-    const details = privateKey.asymmetricKeyDetails;
-    const fits =
-      info.family === 'rsa'
-        ? privateKey.asymmetricKeyType === 'rsa' && details?.modulusLength === info.bits
-        : info.family === 'ec'
-          ? privateKey.asymmetricKeyType === 'ec' && details?.namedCurve === info.nodeCurve
-          : privateKey.asymmetricKeyType === 'ed25519';
-    if (!fits) throw new Error(`the private key is not a ${type} key`);
+    if (!isOfType(privateKey, type)) throw new Error(`the private key is not a ${type} key`);
     return { kind: 'pair', privateKey, publicKey: createPublicKey(privateKey) };
   } finally {
     material.fill(0);
@@ -94,16 +104,54 @@ export function importSecretMaterial(type: KeyType, material: Buffer): VersionKe
 
 /**
  * A TDES or AES key from clear material the core supplies (a TR-31 import); `material` is left as it is
- * (the core zeroes it). DES ignores parity bits, so a TDES key is given odd parity, the form this
- * backend always holds (and checks when the keystore is read).
+ * (the core zeroes it).
  */
 export function importClearKey(type: KeyType, material: Buffer): VersionKeys {
-  const info = keyTypes[type];
-  if (info.family !== 'tdes' && info.family !== 'aes') {
+  const family = keyTypes[type].family;
+  if (family !== 'tdes' && family !== 'aes') {
     throw new HsmBridgeError('INCOMPATIBLE_KEY', `only TDES and AES keys can be imported, not ${type}`);
   }
-  if (material.length * 8 !== info.bits) throw invalid(`a ${type} key is ${info.bits / 8} bytes`);
-  const copy = Buffer.from(material);
-  if (info.family === 'tdes') setOddParity(copy);
-  return importSecretMaterial(type, copy);
+  return importKeyMaterial(type, material);
+}
+
+const PROBE = Buffer.from('hsm-bridge imported key pairwise check');
+
+/**
+ * A key of `type` from material that came from outside (raw bytes of a secret key, PKCS#8 DER of a
+ * private key), with the port's error codes: a secret of the wrong length, bytes that are not PKCS#8, or
+ * a private key whose parts disagree, INVALID_ARGUMENT; a private key of another kind, size or curve
+ * (well-formed, but not this type), or a TDES key whose parts are equal, INCOMPATIBLE_KEY. `material` is
+ * left as it is (the caller zeroes it). DES ignores parity bits, so a TDES key is given odd parity, the
+ * form this backend always holds (and checks when the keystore is read).
+ */
+export function importKeyMaterial(type: KeyType, material: Buffer): VersionKeys {
+  const info = keyTypes[type];
+  if (info.family === 'aes' || info.family === 'hmac' || info.family === 'tdes') {
+    if (material.length * 8 !== info.bits) throw invalid(`a ${type} key is ${info.bits / 8} bytes`);
+    const copy = Buffer.from(material);
+    if (info.family === 'tdes' && !hasDistinctParts(setOddParity(copy))) {
+      copy.fill(0);
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', 'a TDES key whose parts are equal is single DES and is refused');
+    }
+    return importSecretMaterial(type, copy);
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey({ key: material, format: 'der', type: 'pkcs8' });
+  } catch {
+    throw invalid('the key material is not a PKCS#8 private key');
+  }
+  if (!isOfType(privateKey, type)) throw new HsmBridgeError('INCOMPATIBLE_KEY', `the private key is not a ${type} key`);
+  // PKCS#8 may carry a public key (EC) or CRT parts (RSA) that do not belong to the private key: the
+  // pair must sign and verify before it is kept.
+  const publicKey = createPublicKey(privateKey);
+  const hash = info.family === 'okp' ? null : 'sha256';
+  let consistent: boolean;
+  try {
+    consistent = verify(hash, PROBE, publicKey, sign(hash, PROBE, privateKey));
+  } catch {
+    consistent = false;
+  }
+  if (!consistent) throw invalid('the private key is inconsistent (its parts do not belong together)');
+  return { kind: 'pair', privateKey, publicKey };
 }

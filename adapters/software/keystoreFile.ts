@@ -7,12 +7,14 @@
  *   "format": "hsm-bridge-software-keystore", "formatVersion": 1,
  *   "masterKeyCheck": { "iv": b64, "data": b64 },
  *   "keys": [ { "name", "type", "purpose", "state", "createdAt", "exportable"?: true, "modeOfUse"?: "E", "keyUsage"?: "M3",
- *               "versions": [ { "version", "createdAt", "publicKeySpki"?: b64 DER, "material": { "iv", "data" } } ] } ]
+ *               "versions": [ { "version", "createdAt", "publicKeySpki"?: b64 DER, "material": { "iv", "data" } } ] } ],
+ *   "ceremonies"?: [ { "plan": CeremonyPlan, "components": [ { "entry": ComponentEntry, "material": { "iv", "data" } } ] } ]
  * }
  */
 import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Ajv } from 'ajv';
+import type { CeremonyId } from '../../src/ceremonies/record.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../src/keys/names.js';
 import {
   allKeyTypes,
@@ -33,7 +35,8 @@ import {
   type ModeOfUse,
 } from '../../src/keys/types.js';
 import { exportSecretMaterial, importSecretMaterial, publicKeySpki, type VersionKeys } from './keyMaterial.js';
-import { masterKeyCheckPasses, openRecord, sealRecord, type RecordBinding, type Sealed } from './sealing.js';
+import { masterKeyCheckPasses, openRecord, sealedSchema, sealRecord, type RecordBinding, type Sealed } from './sealing.js';
+import { problemWith, storedCeremonySchema, type StoredCeremony } from './ceremonyRecords.js';
 
 const FORMAT = 'hsm-bridge-software-keystore';
 const FORMAT_VERSION = 1;
@@ -65,6 +68,8 @@ export interface KeystoreDocument {
   readonly formatVersion: typeof FORMAT_VERSION;
   readonly masterKeyCheck: Sealed;
   readonly keys: readonly StoredKey[];
+  /** Key ceremonies in progress; absent when there are none (so keystores without any stay as before). */
+  readonly ceremonies?: readonly StoredCeremony[];
 }
 
 /** A key as the backend holds it: the stored record (rewritten as is) and its versions' live keys. */
@@ -73,12 +78,6 @@ export interface KeyEntry {
   readonly keys: ReadonlyMap<number, VersionKeys>;
 }
 
-const sealedSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['iv', 'data'],
-  properties: { iv: { type: 'string' }, data: { type: 'string' } },
-};
 const documentSchema = {
   type: 'object',
   additionalProperties: false,
@@ -120,6 +119,7 @@ const documentSchema = {
         },
       },
     },
+    ceremonies: { type: 'array', items: storedCeremonySchema },
   },
 };
 const validateDocument = new Ajv({ allErrors: false, strict: false }).compile<KeystoreDocument>(documentSchema);
@@ -187,6 +187,18 @@ export function unsealKeystore(path: string, doc: KeystoreDocument, masterKey: K
   return entries;
 }
 
+/** Checks every ceremony of the document (its components open); throws KeystoreError on any problem. */
+export function unsealCeremonies(path: string, doc: KeystoreDocument, masterKey: KeyObject): Map<CeremonyId, StoredCeremony> {
+  const ceremonies = new Map<CeremonyId, StoredCeremony>();
+  for (const ceremony of doc.ceremonies ?? []) {
+    const problem = problemWith(masterKey, ceremony);
+    if (problem) throw new KeystoreError(path, `ceremony ${ceremony.plan.id} ${problem}`);
+    if (ceremonies.has(ceremony.plan.id)) throw new KeystoreError(path, `ceremony ${ceremony.plan.id} appears twice`);
+    ceremonies.set(ceremony.plan.id, ceremony);
+  }
+  return ceremonies;
+}
+
 /**
  * Before the payment purposes, TDES keys had purpose 'encrypt', which no operation ever served. Such a key
  * still opens (its record is bound to that purpose), so the keystore does too; nothing can use it.
@@ -233,12 +245,14 @@ export function sealVersion(masterKey: KeyObject, key: KeyAttributes, version: n
   }
 }
 
-export function serializeKeystore(masterKeyCheck: Sealed, entries: Iterable<KeyEntry>): Buffer {
+export function serializeKeystore(masterKeyCheck: Sealed, entries: Iterable<KeyEntry>, ceremonies: Iterable<StoredCeremony>): Buffer {
+  const inProgress = [...ceremonies];
   const doc: KeystoreDocument = {
     format: FORMAT,
     formatVersion: FORMAT_VERSION,
     masterKeyCheck,
     keys: [...entries].map((e) => e.stored),
+    ...(inProgress.length > 0 ? { ceremonies: inProgress } : {}),
   };
   return Buffer.from(`${JSON.stringify(doc, null, 2)}\n`);
 }

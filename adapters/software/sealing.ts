@@ -18,6 +18,14 @@ export interface Sealed {
   readonly data: string;
 }
 
+/** A Sealed value's JSON schema, for the keystore file's. */
+export const sealedSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['iv', 'data'],
+  properties: { iv: { type: 'string' }, data: { type: 'string' } },
+};
+
 export interface RecordBinding {
   readonly name: string;
   readonly version: number;
@@ -43,6 +51,12 @@ function recordAad(b: RecordBinding): Buffer {
         : ['hsm-bridge software keystore record v1', b.name, b.version, b.type, b.purpose];
   return Buffer.from(JSON.stringify(fields));
 }
+/**
+ * A key ceremony's staged component is bound to its ceremony and number, so that a component copied into
+ * another ceremony (or renumbered) does not open.
+ */
+const componentAad = (ceremony: string, number: number): Buffer =>
+  Buffer.from(JSON.stringify(['hsm-bridge software keystore ceremony component v1', ceremony, number]));
 /** The master key check seals nothing under its own AAD: its tag alone tells whether the master key is the right one. */
 const CHECK_AAD = Buffer.from('hsm-bridge software keystore master key check v1');
 
@@ -77,6 +91,12 @@ export const sealRecord = (masterKey: KeyObject, binding: RecordBinding, materia
 
 export const openRecord = (masterKey: KeyObject, binding: RecordBinding, sealed: Sealed): Buffer | undefined =>
   open(masterKey, recordAad(binding), sealed);
+
+export const sealComponent = (masterKey: KeyObject, ceremony: string, number: number, component: Buffer): Sealed =>
+  seal(masterKey, componentAad(ceremony, number), component);
+
+export const openComponent = (masterKey: KeyObject, ceremony: string, number: number, sealed: Sealed): Buffer | undefined =>
+  open(masterKey, componentAad(ceremony, number), sealed);
 
 export const makeMasterKeyCheck = (masterKey: KeyObject): Sealed => seal(masterKey, CHECK_AAD, Buffer.alloc(0));
 

@@ -222,8 +222,11 @@ export interface Backend {
    * the type's size, an EC key on the type's curve, a secret of the type's length), and gives the new
    * version the attributes of a generated key of its purpose (sensitive, non-extractable unless
    * exportable). DECRYPTION_FAILED when either layer does not unwrap (wrong wrapping-key version,
-   * tampered or truncated blob); INCOMPATIBLE_KEY when the material is another kind of key; INVALID_ARGUMENT
-   * when it is malformed. A failed import leaves no object behind.
+   * tampered or truncated blob, an OAEP part that is not a 32-byte key); INCOMPATIBLE_KEY when the material
+   * is another kind of key (a well-formed private key of another kind, size or curve: RSA-3072 for
+   * RSA_2048, P-384 for EC_P256; a TDES key whose parts are equal), or wrappingKey is not an RSA key of
+   * purpose wrap; INVALID_ARGUMENT when it is malformed (a secret of another length: raw bytes say no
+   * type; bytes that are not PKCS#8; a private key whose parts disagree). A failed import leaves no object behind.
    */
   importWrappedKey(target: ImportTarget, wrapped: WrappedKey): Promise<KeyMetadata>;
   /** Stores a new ceremony's plan (src/ceremonies/record.ts). */

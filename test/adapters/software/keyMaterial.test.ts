@@ -1,6 +1,6 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { exportSecretMaterial, generateKeys, importSecretMaterial } from '../../../adapters/software/keyMaterial.js';
+import { exportSecretMaterial, generateKeys, importKeyMaterial, importSecretMaterial } from '../../../adapters/software/keyMaterial.js';
 import { hasOddParity, setOddParity } from '../../../src/payment/crypto/parity.js';
 import { allKeyTypes } from '../../../src/keys/types.js';
 
@@ -49,5 +49,24 @@ describe('key material', () => {
     badParity[0]! ^= 1;
     expect(() => importSecretMaterial('TDES_2KEY', badParity)).toThrow(/parity/);
     expect(() => importSecretMaterial('ED25519', Buffer.from('not der'))).toThrow();
+  });
+});
+
+describe('material from outside (wrapped import)', () => {
+  it('a PKCS#8 key whose public part is another key\'s is refused (INVALID_ARGUMENT): the pair must sign and verify', () => {
+    const a = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+    const b = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+    const mixed = createPrivateKey({ key: { ...a, x: b.x, y: b.y }, format: 'jwk' }).export({ format: 'der', type: 'pkcs8' });
+    expect(() => importKeyMaterial('EC_P256', mixed)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    const whole = createPrivateKey({ key: a, format: 'jwk' }).export({ format: 'der', type: 'pkcs8' });
+    expect(importKeyMaterial('EC_P256', whole).kind).toBe('pair');
+  });
+
+  it('TDES material gets odd parity; the caller\'s buffer is left as it was', () => {
+    const material = Buffer.alloc(16, 0x02);
+    material[8] = 0x04;
+    const keys = importKeyMaterial('TDES_2KEY', material);
+    expect(material.subarray(0, 8)).toEqual(Buffer.alloc(8, 0x02));
+    expect(hasOddParity(exportSecretMaterial(keys))).toBe(true);
   });
 });

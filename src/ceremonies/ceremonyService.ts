@@ -96,7 +96,7 @@ export class CeremonyService {
     private readonly paymentKeys: PaymentKeys,
     private readonly options: CeremonyOptions,
   ) {
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? (() => Date.now());
   }
 
   /** Ends expired ceremonies every minute (or every ttlMs, when shorter) until close(), telling `expired` of each. */

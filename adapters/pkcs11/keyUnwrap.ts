@@ -100,7 +100,7 @@ export function unwrapTransportKey(api: Pkcs11Api, session: Handle, wrappingKey:
 
 export interface UnwrapSetting {
   readonly traits: TokenTraits;
-  /** The key types the token unwraps inside (probeUnwrapsInside). */
+  /** The key types the token unwraps inside for every purpose (probeUnwrapsInside). */
   readonly inside: readonly KeyType[];
   readonly log: TokenLog;
 }
@@ -122,7 +122,8 @@ export async function unwrapVersionObjects(
   const { type, purpose, keyUsage } = key;
   const options: TemplateOptions = { rawRsaDecrypt: setting.traits.rawRsaDecrypt, exportable: key.exportable === true, ...(keyUsage ? { keyUsage } : {}) };
   if (!isAsymmetric(type)) {
-    if (companionsFor(type, purpose, keyUsage).length > 0 || !setting.inside.includes(type)) {
+    // Secrets unwrap inside on any token with CKM_AES_KEY_WRAP_PAD, but kinds with companions need the value.
+    if (companionsFor(type, purpose, keyUsage).length > 0) {
       const value = readableSecret(api, session, transport, wrappedTarget, type);
       try {
         return await makeVersionObjects(api, session, setting.log, setting.traits, key, name, id, value);
@@ -175,7 +176,8 @@ function secretInside(api: Pkcs11Api, session: Handle, type: KeyType, template: 
   const bytes = keyTypes[type].bits / 8;
   const object = unwrapTarget(api, session, transport, wrappedTarget, template);
   try {
-    const reported = readUlong(api.C_GetAttributeValue(session, object, [{ type: A.CKA_VALUE_LEN }])[0]?.value);
+    // DES keys have no CKA_VALUE_LEN (their type fixes the length).
+    const reported = keyTypes[type].family === 'tdes' ? 0 : readUlong(api.C_GetAttributeValue(session, object, [{ type: A.CKA_VALUE_LEN }])[0]?.value);
     // RFC 5649 adds 8 bytes to a multiple of 8 (the wrap passed its integrity check, so the length is the sender's).
     if (wrappedTarget.length !== bytes + 8 || (reported !== 0 && reported !== bytes)) throw incompatible(type, `${bytes} bytes expected`);
     return [copyIntoToken(api, session, object)];
@@ -184,7 +186,7 @@ function secretInside(api: Pkcs11Api, session: Handle, type: KeyType, template: 
   }
 }
 
-/** CKA_VALUE_LEN, or 0 where the key type has none (DES keys on SoftHSM). */
+/** A CK_ULONG attribute; 0 when empty. */
 function readUlong(b: Buffer | undefined): number {
   if (!b || b.length === 0) return 0;
   return b.length >= 8 ? Number(b.readBigUInt64LE(0)) : b.readUInt32LE(0);
@@ -374,8 +376,8 @@ function pairFromValue(api: Pkcs11Api, session: Handle, type: KeyType, privateTe
  * Which asymmetric key types the token unwraps inside (once, at start): a throwaway key of each family,
  * made with node:crypto, is wrapped under a known AES key and unwrapped as a session object. An EC key
  * also needs ECDH and ECDSA inside, for its public point (ecPublicPoint). Secret types unwrap inside on
- * any token with the mechanism, except TDES_2KEY, some of whose purposes need the clear value
- * (companion objects). Every throwaway object is destroyed.
+ * any token with the mechanism; TDES_2KEY is not listed, since a BDK and an M3 MAC key need the clear value
+ * (companion objects), while its other kinds unwrap inside. Every throwaway object is destroyed.
  */
 export function probeUnwrapsInside(api: Pkcs11Api, session: Handle, types: readonly KeyType[], has: (mechanism: number) => boolean): KeyType[] {
   if (!has(CKM.AES_KEY_WRAP_PAD)) return [];

@@ -195,6 +195,8 @@ describe('wrapped import', () => {
     expect((await backend.encryptBlocks(ref(pin, 'TDES_2KEY'), Buffer.alloc(8))).equals(nodeEcb('tdes', 'encrypt', tdes, Buffer.alloc(8)))).toBe(true);
     const [pinObject] = inspector.objects(pin, A.CKO_SECRET_KEY, SECRET);
     expect(pinObject!.flags.get(A.CKA_EXTRACTABLE)).toBe(false);
+    expect(pinObject!.flags.get(A.CKA_NEVER_EXTRACTABLE)).toBe(false); // unwrapped inside: it was outside once
+    expect(pinObject!.flags.get(A.CKA_SIGN)).toBe(false);
 
     const aes = randomBytes(32);
     const kbpk = fresh('kbpk');
@@ -244,6 +246,8 @@ describe('wrapped import', () => {
       { what: 'AES-128 material for AES_256', type: 'AES_256', purpose: 'encrypt', wrapped: () => wrap(randomBytes(16)), codes: ['INCOMPATIBLE_KEY'] },
       { what: 'a PKCS#8 key for AES_256', type: 'AES_256', purpose: 'encrypt', wrapped: () => wrap(rsa2048()), codes: ['INCOMPATIBLE_KEY'] },
       { what: '24 bytes for a TDES_2KEY BDK (fallback path)', type: 'TDES_2KEY', purpose: 'bdk', wrapped: () => wrap(randomBytes(24)), codes: ['INCOMPATIBLE_KEY'] },
+      { what: '24 bytes for a TDES_2KEY PIN key', type: 'TDES_2KEY', purpose: 'pin', wrapped: () => wrap(randomBytes(24)), codes: ['INCOMPATIBLE_KEY'] },
+      { what: 'a tampered TDES_2KEY BDK (fallback path)', type: 'TDES_2KEY', purpose: 'bdk', wrapped: () => tamper(wrap(randomBytes(16)), 'wrappedTarget'), codes: ['DECRYPTION_FAILED'] },
       { what: 'garbage for RSA_2048', type: 'RSA_2048', purpose: 'sign', wrapped: () => wrap(randomBytes(300)), codes: ['INVALID_ARGUMENT', 'DECRYPTION_FAILED'] },
       { what: 'garbage for ED25519', type: 'ED25519', purpose: 'sign', wrapped: () => wrap(randomBytes(48)), codes: ['INVALID_ARGUMENT', 'DECRYPTION_FAILED'] },
     ];

@@ -6,13 +6,16 @@
  * failure). A second process on the same token sees and continues a half-done ceremony.
  */
 import { execFile } from 'node:child_process';
-import { constants, createCipheriv, createHmac, createPublicKey, generateKeyPairSync, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
+import { constants, createCipheriv, createHash, createHmac, createPublicKey, generateKeyPairSync, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
+import { newKeyObjectId } from '../../../adapters/pkcs11/keyObjects.js';
+import { unwrapVersionObjects } from '../../../adapters/pkcs11/keyUnwrap.js';
+import { readPublicKeySpki } from '../../../adapters/pkcs11/publicKey.js';
 import type { SignAlgorithm } from '../../../src/algorithms/registry.js';
 import type { Backend, ImportTarget, KeyRef, NewKey, WrappedKey } from '../../../src/backend/port.js';
 import { newCeremonyId, type CeremonyPlan, type ComponentEntry } from '../../../src/ceremonies/record.js';
@@ -228,6 +231,42 @@ describe('wrapped import', () => {
     await expectCode(backend.importWrappedKey(create(name, 'RSA_2048', 'sign'), wrap(pkcs8(second.privateKey))), ['KEY_ALREADY_EXISTS']);
     await expectCode(backend.importWrappedKey({ kind: 'rotate', name: fresh('none'), type: 'RSA_2048' }, wrap(pkcs8(second.privateKey))), ['KEY_NOT_FOUND']);
     expect(tokenObjectCount()).toBe(count);
+  });
+
+  it('the in-process fallback, forced for RSA and EC (SoftHSM unwraps them inside): the objects sign, their public keys are the originals', async () => {
+    const { api, session, close } = inspector.openSession();
+    const log = { info: () => undefined, warn: () => undefined, error: () => undefined };
+    const setting = { traits: { rawRsaDecrypt: false, singleDes: false }, inside: [] as KeyType[], log };
+    try {
+      for (const [type, pair, mechanism] of [
+        ['RSA_2048', generateKeyPairSync('rsa', { modulusLength: 2048 }), { mechanism: 0x40 }],
+        ['EC_P256', generateKeyPairSync('ec', { namedCurve: 'prime256v1' }), { mechanism: 0x1041 }],
+      ] as const) {
+        const kek = randomBytes(32);
+        const transport = api.C_CreateObject(session, [
+          { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_AES }, { type: A.CKA_TOKEN, value: false },
+          { type: A.CKA_UNWRAP, value: true }, { type: A.CKA_VALUE, value: kek },
+        ]);
+        const cipher = createCipheriv('id-aes256-wrap-pad', kek, KWP_IV);
+        const wrapped = Buffer.concat([cipher.update(pkcs8(pair.privateKey)), cipher.final()]);
+        const name = fresh('fallback');
+        const { handles } = await unwrapVersionObjects(api, session, setting, { type, purpose: 'sign' }, name, newKeyObjectId(1 as KeyVersion), transport, wrapped);
+        const [publicHandle, privateHandle] = handles as [Buffer, Buffer];
+        expect(readPublicKeySpki(api, session, publicHandle, type).equals(pair.publicKey.export({ format: 'der', type: 'spki' }))).toBe(true);
+        const message = randomBytes(40);
+        api.C_SignInit(session, mechanism, privateHandle);
+        const data = type === 'RSA_2048' ? message : createHash('sha256').update(message).digest();
+        const signature = api.C_Sign(session, data, Buffer.alloc(256));
+        expect(nodeVerifies(type === 'RSA_2048' ? 'RS256' : 'ES256', pair.publicKey, message, signature)).toBe(true);
+        const [priv] = inspector.objects(name, A.CKO_PRIVATE_KEY, PRIVATE);
+        expect(priv!.flags.get(A.CKA_SENSITIVE)).toBe(true);
+        expect(priv!.flags.get(A.CKA_EXTRACTABLE)).toBe(false);
+        for (const h of handles) api.C_DestroyObject(session, h);
+        api.C_DestroyObject(session, transport);
+      }
+    } finally {
+      close();
+    }
   });
 
   describe('refuses bad input and leaves the token as it was', () => {

@@ -22,6 +22,8 @@ export function allowedMechanisms(type: KeyType, purpose: KeyPurpose, options: A
   switch (keyTypes[type].family) {
     case 'rsa':
       if (purpose === 'encrypt') return options.rawRsaDecrypt ? [M.RSA_PKCS_OAEP, M.RSA_X_509] : [M.RSA_PKCS_OAEP];
+      // The import wrapping key: C_UnwrapKey of a wrapped import's transport key (keyUnwrap.ts), nothing else.
+      if (purpose === 'wrap') return [M.RSA_PKCS_OAEP];
       // CKM_RSA_PKCS signs a DigestInfo built in process (signing a precomputed digest).
       return [M.RSA_PKCS, M.RSA_PKCS_PSS, M.SHA256_RSA_PKCS, M.SHA384_RSA_PKCS, M.SHA512_RSA_PKCS, M.SHA256_RSA_PKCS_PSS, M.SHA384_RSA_PKCS_PSS, M.SHA512_RSA_PKCS_PSS];
     case 'ec':

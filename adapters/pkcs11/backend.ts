@@ -8,7 +8,8 @@ import { constants, createPublicKey, publicEncrypt, type KeyObject } from 'node:
 import type { Logger } from 'pino';
 import { encryptAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import { CONFLICT, KeyChanges } from '../../src/backend/keyChanges.js';
-import type { Backend, BackendGauges, BackendHealth, BlockKey, Capabilities, DukptDerivation, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
+import type { Backend, BackendGauges, BackendHealth, BlockKey, Capabilities, DukptDerivation, ImportTarget, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey, WrappedKey } from '../../src/backend/port.js';
+import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../src/ceremonies/record.js';
 import type { KeyName } from '../../src/keys/names.js';
 import { keyTypes, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
 import { hasGcmShape, newGcmIv } from './aesGcm.js';
@@ -169,6 +170,39 @@ export class Pkcs11Backend implements Backend {
 
   exportKey(key: KeyRef): Promise<Buffer> {
     return this.read('exportKey', [key], key.name);
+  }
+
+  // --- bringing keys in (keyUnwrap.ts, ceremonies.ts) ----------------------------------------------------
+
+  /** A lifecycle change like createKey or rotateKey, whose new version is unwrapped instead of generated. */
+  importWrappedKey(target: ImportTarget, wrapped: WrappedKey): Promise<KeyMetadata> {
+    const name = target.kind === 'create' ? target.key.name : target.name;
+    return this.lifecycle(name, () => this.change<KeyMetadata | ConflictResult>(name, 'importWrapped', [target, wrapped], this.config.keyGenerationTimeoutMs));
+  }
+
+  async startCeremony(plan: CeremonyPlan): Promise<void> {
+    await this.members.run('startCeremony', [plan], this.options(false));
+  }
+
+  describeCeremony(id: CeremonyId): Promise<CeremonyState> {
+    return this.read('describeCeremony', [id]);
+  }
+
+  listCeremonies(): Promise<CeremonyState[]> {
+    return this.read('listCeremonies', []);
+  }
+
+  async stageComponent(id: CeremonyId, entry: ComponentEntry, component: Buffer): Promise<CeremonyState> {
+    return (await this.members.run<CeremonyState>('stageComponent', [id, entry, component], this.options(false))).value;
+  }
+
+  stagedComponents(id: CeremonyId): Promise<Buffer[]> {
+    return this.read('stagedComponents', [id]);
+  }
+
+  /** Idempotent: destroying what is already gone does nothing. */
+  endCeremony(id: CeremonyId): Promise<void> {
+    return this.read('endCeremony', [id]);
   }
 
   // --- internals -----------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ export const CKM = {
   /** CK_AES_CBC_ENCRYPT_DATA_PARAMS, which pkcs11js can pass (it cannot pass AES_ECB_ENCRYPT_DATA's CK_KEY_DERIVATION_STRING_DATA). */
   AES_CBC_ENCRYPT_DATA: 0x1105,
   AES_KEY_WRAP: 0x2109,
+  /** RFC 5649 (with padding): the second layer of a wrapped import, and how staged ceremony components leave the token. */
+  AES_KEY_WRAP_PAD: 0x210a,
 } as const;
 
 
@@ -174,6 +176,9 @@ export class TokenMechanisms {
       keyAgreement: this.has(CKM.ECDH1_DERIVE) ? types.filter((t) => keyTypes[t].family === 'ec') : [],
       // Import is C_CreateObject, which every token has; export wraps under a session AES key (keyExport.ts).
       payment: { dukpt, importKeys: tdes || family('aes'), exportKeys: family('aes') && this.has(CKM.AES_KEY_WRAP) },
+      // The control worker fills in wrappings and unwrapsInside from its probes (keyUnwrap.ts); staged
+      // ceremony components are wrapped out with AES key wrap with padding (ceremonies.ts).
+      keyImport: { wrappings: [], unwrapsInside: [], ceremonies: this.has(CKM.AES_KEY_WRAP_PAD) },
     };
   }
 

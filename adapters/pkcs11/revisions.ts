@@ -136,6 +136,15 @@ export function destroyQuietly(api: Pkcs11Api, session: Handle, handle: Handle):
   }
 }
 
+/** Destroys a session object made for one call; it goes with its session anyway, so a failure here is not the call's. */
+export function destroySessionObject(api: Pkcs11Api, session: Handle, handle: Handle): void {
+  try {
+    api.C_DestroyObject(session, handle);
+  } catch {
+    // the error that matters, if any, is the caller's
+  }
+}
+
 /** A key object no metadata lists, old enough that no create or rotate can still be about to list it. */
 export function isAbandoned(o: KeyObject, listed: ReadonlySet<string>, now = Date.now()): boolean {
   return !listed.has(o.id) && now - o.parsed.createdMs > ORPHAN_GRACE_MS;

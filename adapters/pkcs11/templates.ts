@@ -47,10 +47,14 @@ export interface TemplateOptions extends AllowedMechanismOptions {
   readonly exportable?: boolean;
 }
 
-/** Usage of each half of a key pair by purpose. An agreement key derives (ECDH) and does nothing else; its public half is used outside the HSM only. */
+/**
+ * Usage of each half of a key pair by purpose. An agreement key derives (ECDH) and does nothing else; its
+ * public half is used outside the HSM only. An RSA wrapping key (the import wrapping key) only unwraps:
+ * never decrypts, so no transport key it unwrapped can be read back through C_Decrypt.
+ */
 const noPayment = { pin: [], bdk: [], kbpk: [] };
-const publicUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_VERIFY], encrypt: [A.CKA_ENCRYPT], agree: [], mac: [], wrap: [], ...noPayment };
-const privateUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_SIGN], encrypt: [A.CKA_DECRYPT], agree: [A.CKA_DERIVE], mac: [], wrap: [], ...noPayment };
+const publicUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_VERIFY], encrypt: [A.CKA_ENCRYPT], agree: [], mac: [], wrap: [A.CKA_WRAP], ...noPayment };
+const privateUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_SIGN], encrypt: [A.CKA_DECRYPT], agree: [A.CKA_DERIVE], mac: [], wrap: [A.CKA_UNWRAP], ...noPayment };
 /**
  * Usage of a secret key by purpose. A wrapping key (AES_KW: C_WrapKey / C_UnwrapKey, see joseMechanisms.ts)
  * neither encrypts nor decrypts data, and a data key never wraps: one key doing both is the wrap-then-decrypt
@@ -178,4 +182,18 @@ export function generationFor(type: KeyType, purpose: KeyPurpose, label: string,
       };
     }
   }
+}
+
+/**
+ * The templates of a version made by unwrapping (keyUnwrap.ts): the private or secret key as the generated
+ * one's, but a session object (copied into the token once checked) without what the unwrapped material
+ * sets (CKA_VALUE_LEN is read-only in C_UnwrapKey on SoftHSM); the public half without its shape, which
+ * the caller adds from the unwrapped key.
+ */
+export function unwrapTemplates(type: KeyType, purpose: KeyPurpose, label: string, id: Buffer, options: TemplateOptions = {}): { key: pkcs11js.Template; publicKey?: pkcs11js.Template } {
+  const g = generationFor(type, purpose, label, id, options);
+  const session = (t: pkcs11js.Template) => t.map((a) => (a.type === A.CKA_TOKEN ? { type: A.CKA_TOKEN, value: false } : a));
+  if (g.kind === 'secret') return { key: session(g.secretKey.filter((a) => a.type !== A.CKA_VALUE_LEN)) };
+  const shape = new Set<number>([A.CKA_MODULUS_BITS, A.CKA_PUBLIC_EXPONENT, A.CKA_EC_PARAMS]);
+  return { key: session(g.privateKey), publicKey: g.publicKey.filter((a) => !shape.has(a.type)) };
 }

@@ -7,7 +7,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../../../src/algorithms/registry.js';
 import { CONFLICT, type Conflict } from '../../../src/backend/keyChanges.js';
-import type { DukptDerivation, KeyRef, NewKey, RawCiphertext, SignInput } from '../../../src/backend/port.js';
+import type { DukptDerivation, ImportTarget, KeyRef, NewKey, RawCiphertext, SignInput, WrappedKey } from '../../../src/backend/port.js';
+import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../../src/ceremonies/record.js';
 import { HsmBridgeError } from '../../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../../src/keys/names.js';
 import { isAsymmetric, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyState, type KeyType, type KeyVersionInfo } from '../../../src/keys/types.js';
@@ -18,13 +19,15 @@ import { CKR, ckrOf, isHandleStale, isSignatureInvalid } from '../errors.js';
 import { HandleCache, type CachedVersion } from '../handleCache.js';
 import { aesKeyUnwrap, aesKeyWrap, ecdhSharedSecret } from '../joseMechanisms.js';
 import { exportKeyValue } from '../keyExport.js';
-import { listedVersions, listKeyNames, newKeyObjectId, readMetadata, type VersionHandles } from '../keyObjects.js';
+import * as ceremonies from '../ceremonies.js';
+import { listedVersions, listKeyNames, newKeyObjectId, readMetadata, type CompanionRole, type MetadataRecord, type VersionHandles } from '../keyObjects.js';
+import { unwrapTransportKey, unwrapVersionObjects } from '../keyUnwrap.js';
 import { signatureLength, TokenMechanisms } from '../mechanisms.js';
 import { notNull, type Handle, type Pkcs11Api } from '../module.js';
 import { OaepDecryption } from '../oaepDecryption.js';
 import { macInToken } from '../paymentMacs.js';
 import { readPublicKeySpki } from '../publicKey.js';
-import { commitRevision, commitWithObjects, removeKeyObjects, removeMetadata, requireMetadata, requireSettled, settledCurrent } from '../revisions.js';
+import { commitRevision, commitWithObjects, destroySessionObject, removeKeyObjects, removeMetadata, requireMetadata, requireSettled, settledCurrent } from '../revisions.js';
 import type { DerivedKey } from '../sessionObjects.js';
 import { makeVersionObjects, type TokenTraits } from '../versionObjects.js';
 import type { ConflictResult, TokenLog } from './protocol.js';
@@ -37,7 +40,16 @@ export interface TokenProfile {
   readonly traits: TokenTraits;
   /** Whether the token does OAEP with SHA-256 itself; undefined until the first RSA decryption tells. */
   readonly oaepSha256Native: boolean | undefined;
+  /** The key types whose wrapped imports the token unwraps inside (keyUnwrap.ts). */
+  readonly unwrapsInside: readonly KeyType[];
 }
+
+/** Makes the token objects of one version under `id` (keyUnwrap.ts, versionObjects.ts); on an error, leaves none. */
+type VersionMaker = (
+  record: Pick<MetadataRecord, 'type' | 'purpose' | 'exportable' | 'keyUsage'>,
+  name: KeyName,
+  id: Buffer,
+) => Promise<{ handles: Handle[]; companions: CompanionRole[] }>;
 
 /** A block key as it reaches the worker: a stored version, or the handle of a derived session object. */
 type WorkerBlockKey = KeyRef | { readonly transientHandle: Buffer; readonly epoch: number; readonly family: 'aes' | 'tdes' };
@@ -75,7 +87,37 @@ export class KeyOperations {
   // --- lifecycle attempts --------------------------------------------------------------------------
 
   /** Version 1 of a new key: generated, or from clear material (a TR-31 import, zeroed by the caller). */
-  async create(key: NewKey, material: Buffer | undefined): Promise<Attempt<KeyMetadata>> {
+  create(key: NewKey, material: Buffer | undefined): Promise<Attempt<KeyMetadata>> {
+    return this.createWith(key, this.generated(material));
+  }
+
+  rotate(name: KeyName): Promise<Attempt<KeyMetadata>> {
+    return this.rotateWith(name, this.generated(undefined));
+  }
+
+  /**
+   * A version from a wrapped key (keyUnwrap.ts): version 1 of a new key, or the next version of an
+   * existing key of the same type. Nothing is unwrapped before the key's state is checked.
+   */
+  importWrapped(target: ImportTarget, wrapped: WrappedKey): Promise<Attempt<KeyMetadata>> {
+    const setting = { traits: this.profile.traits, inside: this.profile.unwrapsInside, log: this.log };
+    const make: VersionMaker = async (record, name, id) => {
+      const transport = await this.withKey(wrapped.wrappingKey, (session, h) => unwrapTransportKey(this.api, session, h.key, wrapped));
+      try {
+        return await unwrapVersionObjects(this.api, this.session(), setting, record, name, id, transport, wrapped.wrappedTarget);
+      } finally {
+        destroySessionObject(this.api, this.session(), transport);
+      }
+    };
+    return target.kind === 'create' ? this.createWith(target.key, make) : this.rotateWith(target.name, make, target.type);
+  }
+
+  /** Objects generated in the token, or made from clear material. */
+  private generated(material: Buffer | undefined): VersionMaker {
+    return (record, name, id) => makeVersionObjects(this.api, this.session(), this.log, this.profile.traits, record, name, id, material);
+  }
+
+  private async createWith(key: NewKey, make: VersionMaker): Promise<Attempt<KeyMetadata>> {
     const { api } = this;
     const session = this.session();
     const stored = readMetadata(api, session, key.name);
@@ -90,22 +132,23 @@ export class KeyOperations {
     const now = new Date().toISOString();
     const id = newKeyObjectId(1 as KeyVersion);
     const record = { type: key.type, purpose: key.purpose, ...paymentAttributesOf(key) };
-    const created = await makeVersionObjects(api, session, this.log, this.profile.traits, record, key.name, id, material);
+    const created = await make(record, key.name, id);
     const version = { createdAt: now, id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
     const change = { ...record, state: 'enabled', createdAt: now, versions: { 1: version } } as const;
     return asAttempt(await this.commitWith(created.handles, () => commitRevision(api, session, key.name, undefined, change), key.name));
   }
 
-  async rotate(name: KeyName): Promise<Attempt<KeyMetadata>> {
+  private async rotateWith(name: KeyName, make: VersionMaker, type?: KeyType): Promise<Attempt<KeyMetadata>> {
     const { api } = this;
     const session = this.session();
     const base = requireSettled(api, session, name);
     if (base === CONFLICT) return conflict();
+    if (type !== undefined && base.record.type !== type) throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${name} is a ${base.record.type} key, not ${type}`);
     // A version number is never reused within one key (old ciphertexts name their version); the random
     // part of the ID keeps this writer's objects apart from a concurrent rotation's.
     const version = (Math.max(0, ...listedVersions(base.record)) + 1) as KeyVersion;
     const id = newKeyObjectId(version);
-    const created = await makeVersionObjects(api, session, this.log, this.profile.traits, base.record, name, id, undefined);
+    const created = await make(base.record, name, id);
     const entry = { createdAt: new Date().toISOString(), id: id.toString('hex'), ...(created.companions.length ? { companions: created.companions } : {}) };
     const versions = { ...base.record.versions, [version]: entry };
     return asAttempt(await this.commitWith(created.handles, () => commitRevision(api, session, name, base, { ...base.record, versions }), name));
@@ -292,6 +335,32 @@ export class KeyOperations {
   deriveSharedSecret(key: KeyRef, peerPublicKeySpki: Buffer): Promise<Buffer> {
     const fieldLength = Math.ceil(keyTypes[key.type].bits / 8);
     return this.withKey(key, (session, h) => ecdhSharedSecret(this.api, session, h.key, peerPublicKeySpki, fieldLength));
+  }
+
+  // --- key ceremonies (ceremonies.ts) -------------------------------------------------------------
+
+  startCeremony(plan: CeremonyPlan): void {
+    ceremonies.startCeremony(this.api, this.session(), plan);
+  }
+
+  describeCeremony(id: CeremonyId): CeremonyState {
+    return ceremonies.describeCeremony(this.api, this.session(), id);
+  }
+
+  listCeremonies(): CeremonyState[] {
+    return ceremonies.listCeremonies(this.api, this.session());
+  }
+
+  stageComponent(id: CeremonyId, entry: ComponentEntry, component: Buffer): Promise<CeremonyState> {
+    return ceremonies.stageComponent(this.api, this.session(), id, entry, component);
+  }
+
+  stagedComponents(id: CeremonyId): Buffer[] {
+    return ceremonies.stagedComponents(this.api, this.session(), id);
+  }
+
+  endCeremony(id: CeremonyId): void {
+    ceremonies.endCeremony(this.api, this.session(), id);
   }
 
   // --- internals -----------------------------------------------------------------------------------

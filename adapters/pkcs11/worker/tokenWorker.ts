@@ -12,7 +12,8 @@
  * Requests are handled one at a time, in order, whatever the handlers await.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Capabilities } from '../../../src/backend/port.js';
+import type { Capabilities, WrappingScheme } from '../../../src/backend/port.js';
+import { keyTypes } from '../../../src/keys/types.js';
 import type { KeyName } from '../../../src/keys/names.js';
 import type { PinSource } from '../config.js';
 import { HsmBridgeError } from '../../../src/errors.js';
@@ -21,6 +22,7 @@ import { endModuleGeneration, installTokenSharing, moduleGeneration, type TokenS
 import { TRANSIENT_TTL_MS } from '../transientKeys.js';
 import { CKM, TokenMechanisms } from '../mechanisms.js';
 import { finalize, initialize, loadModule, type Handle, type Pkcs11Api } from '../module.js';
+import { probeUnwrapsInside } from '../keyUnwrap.js';
 import { probeOaepSha256 } from '../oaepProbe.js';
 import { probeSingleDes } from '../paymentKeys.js';
 import { destroyQuietly } from '../revisions.js';
@@ -39,7 +41,7 @@ export interface WorkerSetup {
 }
 
 /** Results that are secret: the worker's copy is zeroed once sent. */
-const SECRET_RESULTS = new Set(['decrypt', 'ecb', 'exportKey', 'randomBytes', 'deriveSharedSecret']);
+const SECRET_RESULTS = new Set(['decrypt', 'ecb', 'exportKey', 'randomBytes', 'deriveSharedSecret', 'stagedComponents']);
 
 /** This worker could not get a working session: the connection reconnects (as for a device gone). */
 class SessionLost extends HsmBridgeError {}
@@ -94,9 +96,18 @@ const control = {
       if (!native) capabilities = { ...capabilities, encrypt: capabilities.encrypt.filter((e) => e !== 'RSA_OAEP_SHA256') };
     }
     const singleDes = mechanisms.has(CKM.DES_CBC) && probeSingleDes(a, session);
+    // Wrapped import: OAEP with SHA-1 wherever the token has OAEP, with SHA-256 where it takes the parameters.
+    const unwrapsInside = probeUnwrapsInside(a, session, capabilities.keyTypes, (m) => mechanisms.has(m));
+    const wrappings: WrappingScheme[] = [];
+    if (mechanisms.has(CKM.RSA_PKCS_OAEP) && mechanisms.has(CKM.AES_KEY_WRAP_PAD) && capabilities.keyTypes.some((t) => (keyTypes[t].purposes as readonly string[]).includes('wrap'))) {
+      native ??= probeOaepSha256(a, session);
+      if (native) wrappings.push('RSA_OAEP_SHA256_AES_KWP');
+      wrappings.push('RSA_OAEP_SHA1_AES_KWP');
+    }
+    capabilities = { ...capabilities, keyImport: { ...capabilities.keyImport, wrappings, unwrapsInside } };
     // 0 (CK_EFFECTIVELY_INFINITE) or a number; CK_UNAVAILABLE_INFORMATION reads as a huge one.
     const maxSessions = a.C_GetTokenInfo(slot!).maxSessionCount;
-    return { profile: { ...mechanisms.profile(), traits: { rawRsaDecrypt, singleDes }, oaepSha256Native: native }, capabilities, maxSessions };
+    return { profile: { ...mechanisms.profile(), traits: { rawRsaDecrypt, singleDes }, oaepSha256Native: native, unwrapsInside }, capabilities, maxSessions };
   },
 
   /** C_GetTokenInfo: cheap, and it touches the device (a network HSM's link too). */
@@ -317,7 +328,8 @@ function ops(): KeyOperations {
 /** The KeyOperations methods the main thread may call directly (deriveDukpt and ecb go through sessionCalls). */
 const OPERATIONS = [
   'create', 'rotate', 'setState', 'destroy', 'describeKey', 'listKeys', 'sign', 'verify', 'encrypt', 'decrypt',
-  'mac', 'verifyMac', 'randomBytes', 'publicKeySpki', 'exportKey', 'deriveSharedSecret',
+  'mac', 'verifyMac', 'randomBytes', 'publicKeySpki', 'exportKey', 'deriveSharedSecret', 'importWrapped',
+  'startCeremony', 'describeCeremony', 'listCeremonies', 'stageComponent', 'stagedComponents', 'endCeremony',
 ] as const satisfies readonly (keyof KeyOperations)[];
 /** Calls that use the session: an idle one is checked first. */
 const USES_SESSION = new Set<string>([...OPERATIONS, 'deriveDukpt', 'ecb']);

@@ -300,7 +300,7 @@ async function createInTestThread(name: KeyName, intercept: (api: pkcs11js.PKCS1
     const intercepted = new Proxy(api, {
       get: (target, key) => (Object.hasOwn(overrides, key) ? overrides[key as keyof pkcs11js.PKCS11] : (Reflect.get(target, key) as (...a: unknown[]) => unknown).bind(target)),
     });
-    const profile = { ...TokenMechanisms.discover(api, slot).profile(), traits: { rawRsaDecrypt: false, singleDes: false }, oaepSha256Native: false };
+    const profile = { ...TokenMechanisms.discover(api, slot).profile(), traits: { rawRsaDecrypt: false, singleDes: false }, oaepSha256Native: false, unwrapsInside: [] };
     const log = { info: () => undefined, warn: () => undefined, error: () => undefined };
     const operations = new KeyOperations(intercepted, () => session, profile, log);
     return await new KeyChanges().run(name, async () => {

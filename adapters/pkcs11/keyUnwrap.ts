@@ -1,0 +1,415 @@
+/**
+ * Wrapped import (BYOK, src/backend/port.ts WrappingScheme): CKM_RSA_AES_KEY_WRAP in two steps, since
+ * SoftHSM (like several HSMs) lacks the combined mechanism. C_UnwrapKey with CKM_RSA_PKCS_OAEP and the
+ * import wrapping key's private half gives a session AES key (sensitive, unwrap only); C_UnwrapKey with
+ * CKM_AES_KEY_WRAP_PAD under it gives the target as a session object, which is checked against the type
+ * and only then copied into the token (as generated keys are: versionObjects.ts), with its public half.
+ *
+ * What SoftHSM 2.6.1 does here (measured): it unwraps RSA and EC PKCS#8 and raw secrets inside, but
+ * fails Ed25519 PKCS#8 (CKR_FUNCTION_FAILED); an unwrapped secret key reports CKA_VALUE_LEN 0 and takes
+ * any length (a 24-byte CKK_DES2 key, a 15-byte AES key); an unwrapped EC key has no public point. So:
+ *
+ * - a probe at start (probeUnwrapsInside) tells which key families the token unwraps inside; the others
+ *   are unwrapped into a readable session object, parsed with node:crypto in this worker and created
+ *   with C_CreateObject, every clear buffer zeroed before return (JWK strings of RSA and EC keys on such a
+ *   token cannot be: they stay in the heap until collected);
+ * - a secret's length is checked from the wrapped length (RFC 5649: 8 bytes more than the key, for
+ *   lengths that are multiples of 8, as every secret type's is) and from CKA_VALUE_LEN where the token
+ *   reports one; on SoftHSM a secret whose length is off by less than 8 bytes is not seen;
+ * - an EC key's public point comes from ECDH with the curve's generator inside the token (its x), and
+ *   the y that verifies a signature made with the key;
+ * - kinds with companion objects (paymentKeys.ts: a TDES_2KEY BDK, an M3 MAC key) need the clear value
+ *   for the companion, so they are unwrapped readable and made as a TR-31 import makes them.
+ */
+import { createCipheriv, createECDH, createHash, createPrivateKey, createPublicKey, ECDH, generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
+import pkcs11js from 'pkcs11js';
+import type { WrappedKey } from '../../src/backend/port.js';
+import { HsmBridgeError } from '../../src/errors.js';
+import type { KeyName } from '../../src/keys/names.js';
+import { isAsymmetric, keyTypes, type KeyType, type KeyTypeInfo } from '../../src/keys/types.js';
+import { setOddParity } from '../../src/payment/crypto/parity.js';
+import { allowedMechanismsAttribute } from './allowedMechanisms.js';
+import { CKR, ckrOf, isDeviceGone, isHandleStale } from './errors.js';
+import { ecdhSharedSecret } from './joseMechanisms.js';
+import type { CompanionRole, MetadataRecord } from './keyObjects.js';
+import { CKM, hashMechanism, CKZ_DATA_SPECIFIED } from './mechanisms.js';
+import type { Handle, Pkcs11Api } from './module.js';
+import { companionsFor } from './paymentKeys.js';
+import { sessionSecretKey } from './sessionObjects.js';
+import { CKK_EC_EDWARDS, unwrapTemplates, type TemplateOptions } from './templates.js';
+import { copyIntoToken, createTokenObject, destroyTokenObject } from './tokenWrites.js';
+import { makeVersionObjects, type TokenTraits } from './versionObjects.js';
+import type { TokenLog } from './worker/protocol.js';
+
+const A = pkcs11js;
+/** RFC 5649's alternative initial value, as node:crypto's id-aes256-wrap-pad wants it. */
+export const KWP_IV = Buffer.from('a65959a6', 'hex');
+const KWP = { mechanism: CKM.AES_KEY_WRAP_PAD };
+type Family = 'rsa' | 'ec' | 'okp';
+const KEY_TYPE: Record<Family, number> = { rsa: A.CKK_RSA, ec: A.CKK_EC, okp: CKK_EC_EDWARDS };
+
+/** OAEP's hash and MGF1 (CKG_MGF1_SHA1 = 1), the same for both, with an empty label. */
+const OAEP_HASH = { sha1: { hash: CKM.SHA_1, mgf: 1 }, sha256: hashMechanism.sha256 } as const;
+const oaepMechanism = (hash: 'sha1' | 'sha256'): pkcs11js.Mechanism => ({
+  mechanism: CKM.RSA_PKCS_OAEP,
+  parameter: { type: A.CK_PARAMS_RSA_OAEP, hashAlg: OAEP_HASH[hash].hash, mgf: OAEP_HASH[hash].mgf, source: CKZ_DATA_SPECIFIED } as pkcs11js.RsaOAEP,
+});
+
+const flags = (on: readonly number[]): pkcs11js.Template =>
+  [A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_SIGN, A.CKA_VERIFY, A.CKA_WRAP, A.CKA_UNWRAP, A.CKA_DERIVE].map((type) => ({ type, value: on.includes(type) }));
+
+/** The transport key: a session AES key that unwraps the target with RFC 5649 and does nothing else. */
+const transportTemplate = (): pkcs11js.Template => [
+  ...sessionSecretKey(A.CKK_AES, false),
+  ...flags([A.CKA_UNWRAP]),
+  allowedMechanismsAttribute([CKM.AES_KEY_WRAP_PAD]),
+];
+
+/** Failures that are the device's or a stale handle's, never the blob's: passed on as they are. */
+const notTheBlob = (e: unknown) => isDeviceGone(e) || isHandleStale(e);
+const failed = (cause: unknown) => new HsmBridgeError('DECRYPTION_FAILED', 'the wrapped key does not unwrap', { cause });
+const incompatible = (type: KeyType, detail: string) => new HsmBridgeError('INCOMPATIBLE_KEY', `the wrapped key is not a ${type} key: ${detail}`);
+const malformed = () => new HsmBridgeError('INVALID_ARGUMENT', 'the wrapped key is not a well-formed key');
+
+function quietly(cleanup: () => void): void {
+  try {
+    cleanup();
+  } catch {
+    // a session object goes with its session anyway; the error that matters is the caller's
+  }
+}
+
+/** Step 1: the transport key, unwrapped with the import wrapping key's private half (a session object). */
+export function unwrapTransportKey(api: Pkcs11Api, session: Handle, wrappingKey: Handle, wrapped: WrappedKey): Handle {
+  const hash = wrapped.scheme === 'RSA_OAEP_SHA256_AES_KWP' ? 'sha256' : 'sha1';
+  try {
+    return api.C_UnwrapKey(session, oaepMechanism(hash), wrappingKey, wrapped.encryptedKey, transportTemplate());
+  } catch (e) {
+    if (notTheBlob(e)) throw e;
+    const code = ckrOf(e);
+    if (code === CKR.KEY_FUNCTION_NOT_PERMITTED || code === CKR.MECHANISM_INVALID) {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', 'the wrapping key is not an import wrapping key', { cause: e });
+    }
+    if (hash === 'sha256' && (code === CKR.ARGUMENTS_BAD || code === CKR.MECHANISM_PARAM_INVALID)) {
+      throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', 'the HSM does not unwrap with RSA-OAEP SHA-256', { cause: e });
+    }
+    // SoftHSM answers a bad OAEP block with CKR_GENERAL_ERROR; others with CKR_ENCRYPTED_DATA_INVALID and the like.
+    throw failed(e);
+  }
+}
+
+export interface UnwrapSetting {
+  readonly traits: TokenTraits;
+  /** The key types the token unwraps inside for every purpose (probeUnwrapsInside). */
+  readonly inside: readonly KeyType[];
+  readonly log: TokenLog;
+}
+
+/**
+ * Step 2: the objects of one version (`id`) from the wrapped target, under the transport key. Returns every
+ * token object made (the caller removes them if its commit fails); on an error, leaves none.
+ */
+export async function unwrapVersionObjects(
+  api: Pkcs11Api,
+  session: Handle,
+  setting: UnwrapSetting,
+  key: Pick<MetadataRecord, 'type' | 'purpose' | 'exportable' | 'keyUsage'>,
+  name: KeyName,
+  id: Buffer,
+  transport: Handle,
+  wrappedTarget: Buffer,
+): Promise<{ handles: Handle[]; companions: CompanionRole[] }> {
+  const { type, purpose, keyUsage } = key;
+  const options: TemplateOptions = { rawRsaDecrypt: setting.traits.rawRsaDecrypt, exportable: key.exportable === true, ...(keyUsage ? { keyUsage } : {}) };
+  if (!isAsymmetric(type)) {
+    // Secrets unwrap inside on any token with CKM_AES_KEY_WRAP_PAD, but kinds with companions need the value.
+    if (companionsFor(type, purpose, keyUsage).length > 0) {
+      const value = readableSecret(api, session, transport, wrappedTarget, type);
+      try {
+        return await makeVersionObjects(api, session, setting.log, setting.traits, key, name, id, value);
+      } finally {
+        value.fill(0);
+      }
+    }
+    return { handles: secretInside(api, session, type, unwrapTemplates(type, purpose, name, id, options).key, transport, wrappedTarget), companions: [] };
+  }
+  const templates = unwrapTemplates(type, purpose, name, id, options);
+  const handles = setting.inside.includes(type)
+    ? await pairInside(api, session, type, templates.key, templates.publicKey!, transport, wrappedTarget)
+    : pairFromValue(api, session, type, templates.key, templates.publicKey!, transport, wrappedTarget);
+  return { handles, companions: [] };
+}
+
+/** Unwraps the target with the transport key into a session object made from `template`; every failure is the blob's. */
+function unwrapTarget(api: Pkcs11Api, session: Handle, transport: Handle, wrappedTarget: Buffer, template: pkcs11js.Template): Handle {
+  try {
+    return api.C_UnwrapKey(session, KWP, transport, wrappedTarget, template);
+  } catch (e) {
+    if (notTheBlob(e)) throw e;
+    throw failed(e);
+  }
+}
+
+/** The target's clear bytes, through a readable session object destroyed at once; the caller zeroes them. */
+function readableValue(api: Pkcs11Api, session: Handle, transport: Handle, wrappedTarget: Buffer): Buffer {
+  const object = unwrapTarget(api, session, transport, wrappedTarget, sessionSecretKey(A.CKK_GENERIC_SECRET, true, flags([])));
+  try {
+    const value = api.C_GetAttributeValue(session, object, [{ type: A.CKA_VALUE }])[0]?.value;
+    if (!value) throw new HsmBridgeError('INTERNAL', 'the token returned no value');
+    return value;
+  } finally {
+    quietly(() => api.C_DestroyObject(session, object));
+  }
+}
+
+function readableSecret(api: Pkcs11Api, session: Handle, transport: Handle, wrappedTarget: Buffer, type: KeyType): Buffer {
+  const value = readableValue(api, session, transport, wrappedTarget);
+  if (value.length !== keyTypes[type].bits / 8) {
+    value.fill(0);
+    throw incompatible(type, `${keyTypes[type].bits / 8} bytes expected`);
+  }
+  return keyTypes[type].family === 'tdes' ? setOddParity(value) : value;
+}
+
+/** A secret key unwrapped inside and copied into the token once its length is checked. */
+function secretInside(api: Pkcs11Api, session: Handle, type: KeyType, template: pkcs11js.Template, transport: Handle, wrappedTarget: Buffer): Handle[] {
+  const bytes = keyTypes[type].bits / 8;
+  const object = unwrapTarget(api, session, transport, wrappedTarget, template);
+  try {
+    // DES keys have no CKA_VALUE_LEN (their type fixes the length).
+    const reported = keyTypes[type].family === 'tdes' ? 0 : readUlong(api.C_GetAttributeValue(session, object, [{ type: A.CKA_VALUE_LEN }])[0]?.value);
+    // RFC 5649 adds 8 bytes to a multiple of 8 (the wrap passed its integrity check, so the length is the sender's).
+    if (wrappedTarget.length !== bytes + 8 || (reported !== 0 && reported !== bytes)) throw incompatible(type, `${bytes} bytes expected`);
+    return [copyIntoToken(api, session, object)];
+  } finally {
+    quietly(() => api.C_DestroyObject(session, object));
+  }
+}
+
+/** A CK_ULONG attribute; 0 when empty. */
+function readUlong(b: Buffer | undefined): number {
+  if (!b || b.length === 0) return 0;
+  return b.length >= 8 ? Number(b.readBigUInt64LE(0)) : b.readUInt32LE(0);
+}
+
+/**
+ * A private key unwrapped inside, checked (modulus size, curve), copied into the token, and its public
+ * half created from what the token tells of the private key.
+ */
+async function pairInside(api: Pkcs11Api, session: Handle, type: KeyType, privateTemplate: pkcs11js.Template, publicTemplate: pkcs11js.Template, transport: Handle, wrappedTarget: Buffer): Promise<Handle[]> {
+  const info: KeyTypeInfo = keyTypes[type];
+  let object: Handle;
+  try {
+    object = api.C_UnwrapKey(session, KWP, transport, wrappedTarget, privateTemplate);
+  } catch (e) {
+    if (notTheBlob(e)) throw e;
+    throw whyNotUnwrapped(api, session, type, transport, wrappedTarget, e);
+  }
+  const made: Handle[] = [];
+  try {
+    let shape: pkcs11js.Template;
+    if (info.family === 'rsa') {
+      const [n, e] = api.C_GetAttributeValue(session, object, [{ type: A.CKA_MODULUS }, { type: A.CKA_PUBLIC_EXPONENT }]);
+      const bits = bitLength(n!.value);
+      if (bits !== info.bits) throw incompatible(type, `a ${bits}-bit modulus`);
+      shape = [{ type: A.CKA_MODULUS, value: n!.value }, { type: A.CKA_PUBLIC_EXPONENT, value: e!.value }];
+    } else {
+      const params = api.C_GetAttributeValue(session, object, [{ type: A.CKA_EC_PARAMS }])[0]!.value;
+      if (!params.equals(Buffer.from(info.curveOid!, 'hex'))) throw incompatible(type, 'another curve');
+      shape = [{ type: A.CKA_EC_PARAMS, value: params }, { type: A.CKA_EC_POINT, value: derOctetString(await ecPublicPoint(api, session, type, transport, wrappedTarget)) }];
+    }
+    made.push(createTokenObject(api, session, [...publicTemplate, ...shape]));
+    made.push(copyIntoToken(api, session, object));
+    return made;
+  } catch (e) {
+    for (const h of made) quietly(() => destroyTokenObject(api, session, h));
+    throw e;
+  } finally {
+    quietly(() => api.C_DestroyObject(session, object));
+  }
+}
+
+/**
+ * Why the token refused to unwrap the target as the type's private key: the wrap itself (a tampered or
+ * truncated blob, another transport key: DECRYPTION_FAILED), or what it holds, found by unwrapping it
+ * again as session objects that are destroyed at once: another kind of private key (INCOMPATIBLE_KEY), or
+ * none the token knows (INVALID_ARGUMENT).
+ */
+function whyNotUnwrapped(api: Pkcs11Api, session: Handle, type: KeyType, transport: Handle, wrappedTarget: Buffer, cause: unknown): HsmBridgeError {
+  const opaque = [...sessionSecretKey(A.CKK_GENERIC_SECRET, false), ...flags([])];
+  const tries: pkcs11js.Template[] = (['rsa', 'ec', 'okp'] as const)
+    .filter((f) => f !== keyTypes[type].family)
+    .map((f) => [{ type: A.CKA_CLASS, value: A.CKO_PRIVATE_KEY }, { type: A.CKA_KEY_TYPE, value: KEY_TYPE[f] }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_SENSITIVE, value: true }, { type: A.CKA_EXTRACTABLE, value: false }]);
+  for (const [i, template] of [opaque, ...tries].entries()) {
+    let object: Handle;
+    try {
+      object = api.C_UnwrapKey(session, KWP, transport, wrappedTarget, template);
+    } catch (e) {
+      if (notTheBlob(e)) throw e;
+      if (i === 0) return failed(cause);
+      continue;
+    }
+    quietly(() => api.C_DestroyObject(session, object));
+    if (i > 0) return incompatible(type, 'another kind of key');
+  }
+  return malformed();
+}
+
+const bitLength = (n: Buffer) => {
+  let i = 0;
+  while (i < n.length - 1 && n[i] === 0) i++;
+  return (n.length - i) * 8 - Math.clz32(n[i]!) + 24;
+};
+
+/** DER OCTET STRING around a point (CKA_EC_POINT as PKCS#11 has it; points here are under 128 bytes). */
+const derOctetString = (point: Buffer) => Buffer.concat([Buffer.from([0x04, point.length]), point]);
+
+/** A fixed message signed once per EC import, to tell the two points with the same x apart. */
+const PROBE_MESSAGE = Buffer.from('hsm-bridge: which y', 'latin1');
+
+/**
+ * The public point Q = dG of an EC key unwrapped inside, without its private scalar leaving the token: a
+ * second session copy (derive and sign only, destroyed at once) does ECDH with the generator G, which
+ * gives x(Q) (public); of the two points with that x, Q is the one that verifies the copy's signature.
+ */
+async function ecPublicPoint(api: Pkcs11Api, session: Handle, type: KeyType, transport: Handle, wrappedTarget: Buffer): Promise<Buffer> {
+  const info: KeyTypeInfo = keyTypes[type];
+  const fieldLength = Math.ceil(info.bits / 8);
+  const copy = unwrapTarget(api, session, transport, wrappedTarget, [
+    { type: A.CKA_CLASS, value: A.CKO_PRIVATE_KEY },
+    { type: A.CKA_KEY_TYPE, value: A.CKK_EC },
+    { type: A.CKA_TOKEN, value: false },
+    { type: A.CKA_SENSITIVE, value: true },
+    { type: A.CKA_EXTRACTABLE, value: false },
+    { type: A.CKA_DERIVE, value: true },
+    { type: A.CKA_SIGN, value: true },
+    allowedMechanismsAttribute([CKM.ECDH1_DERIVE, CKM.ECDSA]),
+  ]);
+  try {
+    const x = await ecdhSharedSecret(api, session, copy, pointSpki(generator(info.nodeCurve!, fieldLength), info.curve!), fieldLength);
+    api.C_SignInit(session, { mechanism: CKM.ECDSA }, copy);
+    const signature = api.C_Sign(session, createHash('sha256').update(PROBE_MESSAGE).digest(), Buffer.alloc(2 * fieldLength));
+    for (const prefix of [2, 3]) {
+      const point = ECDH.convertKey(Buffer.concat([Buffer.from([prefix]), x]), info.nodeCurve!, undefined, undefined, 'uncompressed') as Buffer;
+      const key = createPublicKey({ key: pointSpki(point, info.curve!), format: 'der', type: 'spki' });
+      if (verify('sha256', PROBE_MESSAGE, { key, dsaEncoding: 'ieee-p1363' }, signature)) return point;
+    }
+    throw new HsmBridgeError('INTERNAL', 'the EC public key could not be determined');
+  } finally {
+    quietly(() => api.C_DestroyObject(session, copy));
+  }
+}
+
+/** The curve's generator G, uncompressed: the public key of the private scalar 1. */
+function generator(nodeCurve: string, fieldLength: number): Buffer {
+  const one = Buffer.alloc(fieldLength);
+  one[fieldLength - 1] = 1;
+  const ecdh = createECDH(nodeCurve);
+  ecdh.setPrivateKey(one);
+  return ecdh.getPublicKey();
+}
+
+/** SPKI DER of an uncompressed point on a named curve. */
+function pointSpki(point: Buffer, curve: string): Buffer {
+  const size = (point.length - 1) / 2;
+  const jwk = { kty: 'EC', crv: curve, x: point.subarray(1, 1 + size).toString('base64url'), y: point.subarray(1 + size).toString('base64url') };
+  return createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'der', type: 'spki' });
+}
+
+/**
+ * A private key the token cannot unwrap inside: unwrapped readable, parsed and checked here, and created
+ * with C_CreateObject (private half sensitive, not extractable) together with its public half. Every
+ * buffer of clear material is zeroed before return.
+ */
+function pairFromValue(api: Pkcs11Api, session: Handle, type: KeyType, privateTemplate: pkcs11js.Template, publicTemplate: pkcs11js.Template, transport: Handle, wrappedTarget: Buffer): Handle[] {
+  const info: KeyTypeInfo = keyTypes[type];
+  const der = readableValue(api, session, transport, wrappedTarget);
+  const secrets: Buffer[] = [der];
+  const made: Handle[] = [];
+  try {
+    let key: KeyObject;
+    try {
+      key = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+    } catch {
+      throw malformed();
+    }
+    const kind = key.asymmetricKeyType;
+    const details = key.asymmetricKeyDetails ?? {};
+    if (info.family === 'rsa' && (kind !== 'rsa' || details.modulusLength !== info.bits)) throw incompatible(type, kind === 'rsa' ? `a ${details.modulusLength}-bit modulus` : 'another kind of key');
+    if (info.family === 'ec' && (kind !== 'ec' || details.namedCurve !== info.nodeCurve)) throw incompatible(type, kind === 'ec' ? 'another curve' : 'another kind of key');
+    if (info.family === 'okp' && kind !== 'ed25519') throw incompatible(type, 'another kind of key');
+    // JWK strings are immutable: on a token that needs this path for RSA or EC they stay in the heap until collected.
+    const jwk = key.export({ format: 'jwk' });
+    const b = (v: string | undefined) => {
+      const buffer = Buffer.from(v!, 'base64url');
+      secrets.push(buffer);
+      return buffer;
+    };
+    let privateValues: pkcs11js.Template;
+    let publicValues: pkcs11js.Template;
+    if (info.family === 'rsa') {
+      const [n, e] = [b(jwk.n), b(jwk.e)];
+      privateValues = [
+        { type: A.CKA_MODULUS, value: n }, { type: A.CKA_PUBLIC_EXPONENT, value: e }, { type: A.CKA_PRIVATE_EXPONENT, value: b(jwk.d) },
+        { type: A.CKA_PRIME_1, value: b(jwk.p) }, { type: A.CKA_PRIME_2, value: b(jwk.q) }, { type: A.CKA_EXPONENT_1, value: b(jwk.dp) },
+        { type: A.CKA_EXPONENT_2, value: b(jwk.dq) }, { type: A.CKA_COEFFICIENT, value: b(jwk.qi) },
+      ];
+      publicValues = [{ type: A.CKA_MODULUS, value: n }, { type: A.CKA_PUBLIC_EXPONENT, value: e }];
+    } else {
+      const params = { type: A.CKA_EC_PARAMS, value: Buffer.from(info.curveOid!, 'hex') };
+      const point = info.family === 'okp' ? b(jwk.x) : Buffer.concat([Buffer.from([4]), b(jwk.x), b(jwk.y)]);
+      privateValues = [params, { type: A.CKA_VALUE, value: b(jwk.d) }];
+      publicValues = [params, { type: A.CKA_EC_POINT, value: derOctetString(point) }];
+    }
+    made.push(createTokenObject(api, session, [...publicTemplate, ...publicValues]));
+    made.push(createTokenObject(api, session, [...privateTemplate.map((a) => (a.type === A.CKA_TOKEN ? { type: A.CKA_TOKEN, value: true } : a)), ...privateValues]));
+    return made;
+  } catch (e) {
+    for (const h of made) quietly(() => destroyTokenObject(api, session, h));
+    throw e;
+  } finally {
+    for (const buffer of secrets) buffer.fill(0);
+  }
+}
+
+/**
+ * Which asymmetric key types the token unwraps inside (once, at start): a throwaway key of each family,
+ * made with node:crypto, is wrapped under a known AES key and unwrapped as a session object. An EC key
+ * also needs ECDH and ECDSA inside, for its public point (ecPublicPoint). Secret types unwrap inside on
+ * any token with the mechanism; TDES_2KEY is not listed, since a BDK and an M3 MAC key need the clear value
+ * (companion objects), while its other kinds unwrap inside. Every throwaway object is destroyed.
+ */
+export function probeUnwrapsInside(api: Pkcs11Api, session: Handle, types: readonly KeyType[], has: (mechanism: number) => boolean): KeyType[] {
+  if (!has(CKM.AES_KEY_WRAP_PAD)) return [];
+  const kekValue = randomBytes(32);
+  const kek = api.C_CreateObject(session, [...sessionSecretKey(A.CKK_AES, false), ...flags([A.CKA_UNWRAP]), { type: A.CKA_VALUE, value: kekValue }]);
+  const family: Partial<Record<Family, boolean>> = {};
+  const tries = (f: Family): boolean => {
+    const pair = f === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 1024 }) : f === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('ed25519');
+    const cipher = createCipheriv('id-aes256-wrap-pad', kekValue, KWP_IV);
+    const der = pair.privateKey.export({ format: 'der', type: 'pkcs8' });
+    const wrapped = Buffer.concat([cipher.update(der), cipher.final()]);
+    der.fill(0);
+    try {
+      const object = api.C_UnwrapKey(session, KWP, kek, wrapped, [
+        { type: A.CKA_CLASS, value: A.CKO_PRIVATE_KEY }, { type: A.CKA_KEY_TYPE, value: KEY_TYPE[f] }, { type: A.CKA_TOKEN, value: false },
+        { type: A.CKA_SENSITIVE, value: true }, { type: A.CKA_EXTRACTABLE, value: false },
+      ]);
+      quietly(() => api.C_DestroyObject(session, object));
+      return f !== 'ec' || (has(CKM.ECDH1_DERIVE) && has(CKM.ECDSA));
+    } catch (e) {
+      if (isDeviceGone(e)) throw e;
+      return false;
+    }
+  };
+  try {
+    return types.filter((t) => {
+      const f = keyTypes[t].family;
+      if (f === 'rsa' || f === 'ec' || f === 'okp') return (family[f] ??= tries(f));
+      return t !== 'TDES_2KEY';
+    });
+  } finally {
+    kekValue.fill(0);
+    quietly(() => api.C_DestroyObject(session, kek));
+  }
+}

@@ -38,7 +38,7 @@ interface WrappingKeyAnswer {
 }
 
 /** The CKM_RSA_AES_KEY_WRAP layout, made with node:crypto: OAEP(transport key) || KWP(material). */
-function wrapFor(publicKeyPem: string, scheme: string, material: Buffer, transport = randomBytes(32)): Buffer {
+function wrapFor(publicKeyPem: string, scheme: string, material: Buffer, transport: Buffer = randomBytes(32)): Buffer {
   const oaepHash = scheme === 'RSA_OAEP_SHA256_AES_KWP' ? 'sha256' : 'sha1';
   const encryptedKey = publicEncrypt({ key: createPublicKey(publicKeyPem), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, transport);
   const cipher = createCipheriv(`id-aes${transport.length * 8}-wrap-pad`, transport, KWP_IV);

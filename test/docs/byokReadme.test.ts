@@ -4,7 +4,8 @@
  * imported key must then sign what the original public key verifies. Only the service's address is
  * replaced.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createPublicKey, verify } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -44,7 +45,8 @@ describe('README: Bringing your own keys', () => {
   it('the openssl wrapping example imports a key that signs as the original', async () => {
     const script = shellBlockAfter('### Wrapped import (BYOK)').replaceAll('localhost:8080', new URL(app.restUrl!).host);
     execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'signing-key.pem'], { cwd: dir.dir });
-    const out = execFileSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: dir.dir, encoding: 'utf8' });
+    // Asynchronously: the service answering curl runs in this process.
+    const { stdout: out } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', script], { cwd: dir.dir, encoding: 'utf8' });
     expect(JSON.parse(out.trim().split('\n').at(-1)!)).toMatchObject({ name: 'payerfsp-jws', type: 'EC_P256', purpose: 'sign', primaryVersion: 1 });
     expect(() => readFileSync(dir.at('transport.key'))).toThrow(); // the example removes the clear transport key
 

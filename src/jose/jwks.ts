@@ -4,7 +4,7 @@
  * working across rotations and a key disabled for a while does not break the checking of what it signed.
  * Disabling stops this service from using a key; only destroying it removes its public key from here.
  * Each JWK has "kid" (name:version), "use" ("sig" for signing keys, "enc" for encryption and key
- * agreement) and "alg" where exactly one fits.
+ * agreement) and "alg" where exactly one fits. The import wrapping key is left out.
  */
 import type { JsonWebKey } from 'node:crypto';
 import { algorithmsFor } from '../algorithms/registry.js';
@@ -18,7 +18,8 @@ export interface JsonWebKeySet {
 export function jwksOf(keys: readonly KeyMetadata[]): JsonWebKeySet {
   const out: JsonWebKey[] = [];
   for (const meta of [...keys].sort((a, b) => a.name.localeCompare(b.name))) {
-    if (!isAsymmetric(meta.type)) continue;
+    // An RSA key of purpose wrap is the import wrapping key: not a JOSE key (GET /v1/wrapping-key publishes it).
+    if (!isAsymmetric(meta.type) || meta.purpose === 'wrap') continue;
     const signing = meta.purpose === 'sign' ? algorithmsFor(meta.type, 'sign') : [];
     for (const version of meta.versions) {
       const jwk = publicKeyForms(meta, version)?.jwk;

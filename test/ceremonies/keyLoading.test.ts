@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { credentials as grpcCredentials, loadPackageDefinition, Metadata, type Client, type ServiceClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../../src/app.js';
 import { loadServiceConfig } from '../../src/config/load.js';
@@ -177,6 +178,8 @@ interface Target {
   readonly app: RunningApp;
   readonly auditFile: string;
   readonly wires: Wire[];
+  /** What the backend still holds of a ceremony: on SoftHSM its token objects (plan, staged components), inspected directly; in software, mentions in the keystore file. */
+  leftovers(id: string): number;
   close(): Promise<void>;
 }
 
@@ -184,15 +187,21 @@ async function startTarget(backend: Target['backend']): Promise<Target> {
   const dir = tempDir();
   let backendSection: Record<string, unknown>;
   let cleanup: () => Promise<void>;
+  let leftovers: (id: string) => number;
   if (backend === 'software') {
     const h = await createSoftwareBackendConfig();
     backendSection = { type: 'software', software: h.config };
     cleanup = () => h.cleanup();
+    leftovers = (id) => readFileSync(h.config.keystorePath, 'utf8').split(id).length - 1;
   } else {
     const { createSoftHsmToken } = await import('../helpers/softhsm.js');
+    const { TokenInspector } = await import('../adapters/pkcs11/tokenInspector.js');
     const token = await createSoftHsmToken();
     backendSection = { type: 'pkcs11', pkcs11: token.backendConfig() };
     cleanup = () => token.cleanup();
+    const inspector = new TokenInspector(token.library, token.tokenLabel, token.pin);
+    // The adapter labels a ceremony's plan (a data object) and staged components (secret objects) with its id.
+    leftovers = (id) => inspector.objects(id, pkcs11js.CKO_DATA, []).length + inspector.objects(id, pkcs11js.CKO_SECRET_KEY, []).length;
   }
   const tls = { certFile: files.at('server.pem'), keyFile: files.at('server.key'), caFile: files.at('ca.pem'), requireClientCert: true };
   const auditFile = dir.at('audit.jsonl');
@@ -212,6 +221,7 @@ async function startTarget(backend: Target['backend']): Promise<Target> {
     app,
     auditFile,
     wires: [restWire(app), grpc],
+    leftovers,
     async close() {
       grpc.close();
       await app.close();
@@ -286,16 +296,21 @@ describe.each(['software', 'SoftHSM'] as const)('key loading on %s', (backendNam
         expect(r.ok, JSON.stringify(r)).toBe(true);
         return r.body.id as string;
       };
-      const noKey = async (stem: string) => expect((await wire().getKey('operator', n(stem))).code).toBe('KEY_NOT_FOUND');
+      /** No key, and nothing of the ceremony left in the backend. */
+      const nothingLeft = async (stem: string, ceremonyId: string) => {
+        expect((await wire().getKey('operator', n(stem))).code).toBe('KEY_NOT_FOUND');
+        expect(target().leftovers(ceremonyId)).toBe(0);
+      };
 
       // The same identity twice.
       let id = await start('twice');
       expect((await wire().enter('alice', id, toHex(c1), nodeKcv('tdes', c1))).ok).toBe(true);
       expect(await wire().enter('alice', id, toHex(c2), nodeKcv('tdes', c2))).toMatchObject({ ok: false, code: 'DUAL_CONTROL' });
       expect((await wire().getCeremony('operator', id)).body).toMatchObject({ received: 1, components: 2, entries: [{ number: 1, enteredBy: 'certificate:custodian-alice', kcv: nodeKcv('tdes', c1) }] });
+      expect(target().leftovers(id)).toBeGreaterThan(0); // the plan and the staged component, until cancelled
       expect((await wire().cancel('operator', id)).ok).toBe(true);
       expect((await wire().getCeremony('operator', id)).code).toBe('CEREMONY_NOT_FOUND');
-      await noKey('twice');
+      await nothingLeft('twice', id);
 
       // A wrong KCV names the component; a component with even parity is refused.
       id = await start('wrongkcv');
@@ -307,14 +322,14 @@ describe.each(['software', 'SoftHSM'] as const)('key loading on %s', (backendNam
       expect(await wire().enter('alice', id, toHex(even), nodeKcv('tdes', even))).toMatchObject({ ok: false, code: 'INVALID_ARGUMENT' });
       expect((await wire().getCeremony('operator', id)).body.received).toBe(0);
       expect((await wire().cancel('operator', id)).ok).toBe(true);
-      await noKey('wrongkcv');
+      await nothingLeft('wrongkcv', id);
 
       // The combined key's KCV against expectedKcv: the ceremony ends and no key is made.
       id = await start('wrongtotal', { expectedKcv: '000000' });
       expect((await wire().enter('alice', id, toHex(c1), nodeKcv('tdes', c1))).ok).toBe(true);
       expect(await wire().enter('bob', id, toHex(c2), nodeKcv('tdes', c2))).toMatchObject({ ok: false, code: 'KCV_MISMATCH' });
       expect((await wire().getCeremony('operator', id)).code).toBe('CEREMONY_NOT_FOUND');
-      await noKey('wrongtotal');
+      await nothingLeft('wrongtotal', id);
 
       // A custodian may not start one, nor the operator enter a component (the policy).
       expect((await wire().startCeremony('alice', { name: n('x'), type: 'TDES_2KEY', purpose: 'pin', components: 2 })).code).toBe('PERMISSION_DENIED');
@@ -341,6 +356,26 @@ describe.each(['software', 'SoftHSM'] as const)('key loading on %s', (backendNam
       Date.now = realNow;
     }
     await expect(ceremonies.describe(started.id)).rejects.toMatchObject({ code: 'CEREMONY_NOT_FOUND' });
+    expect(target().leftovers(started.id)).toBe(0);
+
+    // Unattended: the sweep ends what expired, and only that.
+    const stale = await ceremonies.start({ name: `stale-${backendName}`, type: 'AES_128', purpose: 'kbpk', components: 2 }, { authenticatedBy: 'certificate', id: 'custodian-operator' });
+    const aesPart = randomBytes(16);
+    await ceremonies.enter({ id: stale.id, component: Buffer.from(aesPart), kcv: nodeKcv('aes', aesPart) }, caller);
+    await new Promise((resolve) => setTimeout(resolve, 5)); // so that the next one expires strictly later
+    const fresh = await ceremonies.start({ name: `fresh-${backendName}`, type: 'AES_128', purpose: 'kbpk', components: 2 }, { authenticatedBy: 'certificate', id: 'custodian-operator' });
+    expect(target().leftovers(stale.id)).toBeGreaterThan(0);
+    Date.now = () => Date.parse(stale.expiresAt) + 1;
+    try {
+      expect(await ceremonies.sweep()).toBeGreaterThanOrEqual(1);
+    } finally {
+      Date.now = realNow;
+    }
+    expect(target().leftovers(stale.id)).toBe(0);
+    await expect(ceremonies.describe(stale.id)).rejects.toMatchObject({ code: 'CEREMONY_NOT_FOUND' });
+    // The one started later has not expired: it is still there.
+    expect((await ceremonies.describe(fresh.id)).received).toBe(0);
+    await ceremonies.cancel(fresh.id);
   });
 
   it('audits every step: who started it, who entered component n, whether its KCV matched, the completion; never a component', async () => {

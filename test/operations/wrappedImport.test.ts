@@ -192,6 +192,9 @@ describe.each(['software', 'SoftHSM'] as const)('wrapped import (BYOK) on %s', (
     }
     await expectGrpcError(grpc.call('Decrypt', { name: 'hsm-bridge-import', ciphertext: randomBytes(384), keyVersion: 1 }), status.INVALID_ARGUMENT, 'INVALID_ARGUMENT');
     expect((await rest('POST', '/v1/keys', { name: 'my-wrap', type: 'RSA_3072', purpose: 'wrap' })).body.error.code).toBe('INCOMPATIBLE_KEY');
+    // Not a JOSE key: the JWKS leaves it out.
+    const jwks = (await rest('GET', '/.well-known/jwks.json')).body as { keys: { kid: string }[] };
+    expect(jwks.keys.some((k) => k.kid.startsWith('hsm-bridge-import:'))).toBe(false);
 
     const oldWrapping = wrapping;
     const aes = randomBytes(32);

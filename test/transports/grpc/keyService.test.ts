@@ -518,6 +518,7 @@ describe.each(targets)('gRPC transport end to end: $label', (target) => {
           importKeys: caps.payment?.importKeys ?? false,
           exportKeys: caps.payment?.exportKeys ?? false,
         },
+        keyImport: { wrappings: [...caps.keyImport.wrappings], unwrapsInside: [...caps.keyImport.unwrapsInside], ceremonies: caps.keyImport.ceremonies },
       });
       expect(got.keyTypes).toContain(signer.type);
     });

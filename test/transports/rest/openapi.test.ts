@@ -30,6 +30,9 @@ const contract: Array<[string, string]> = [
   ['post', '/v1/pin/translate'], ['post', '/v1/pin/to-jwe'], ['post', '/v1/keys/import/tr31'], ['post', '/v1/keys/{name}/export/tr31'],
   // Issue 10: who the caller is.
   ['get', '/v1/whoami'],
+  // Issue 12: bringing keys in.
+  ['get', '/v1/wrapping-key'], ['post', '/v1/wrapping-key/rotate'], ['post', '/v1/keys/import'], ['post', '/v1/keys/{name}/import'],
+  ['post', '/v1/ceremonies'], ['post', '/v1/ceremonies/{id}/components'], ['get', '/v1/ceremonies/{id}'], ['delete', '/v1/ceremonies/{id}'],
 ];
 
 /** The operationIds clients generate code from, pinned: a rename breaks them. */
@@ -45,6 +48,9 @@ const operationIds: Record<string, string> = {
   'get /v1/fspiop/participants/{id}/keys/{keyId}': 'getParticipantKey', 'delete /v1/fspiop/participants/{id}/keys/{keyId}': 'deleteParticipantKey',
   'post /v1/pin/translate': 'translatePin', 'post /v1/pin/to-jwe': 'pinToJwe', 'post /v1/keys/import/tr31': 'importTr31',
   'post /v1/keys/{name}/export/tr31': 'exportTr31', 'get /v1/whoami': 'whoAmI',
+  'get /v1/wrapping-key': 'getWrappingKey', 'post /v1/wrapping-key/rotate': 'rotateWrappingKey', 'post /v1/keys/import': 'importKey',
+  'post /v1/keys/{name}/import': 'importKeyVersion', 'post /v1/ceremonies': 'startCeremony', 'post /v1/ceremonies/{id}/components': 'enterComponent',
+  'get /v1/ceremonies/{id}': 'getCeremony', 'delete /v1/ceremonies/{id}': 'cancelCeremony',
 };
 
 type Json = Record<string, any>;
@@ -177,6 +183,8 @@ describe('OpenAPI document', () => {
       expect(o.security, key).toBeUndefined();
       expect(codesAt(o, 401), key).toEqual(['UNAUTHENTICATED']);
       if (key === 'get /v1/whoami') expect(o.responses['403']).toBeUndefined();
+      // Dual control is a refusal of its own in a key ceremony.
+      else if (key === 'post /v1/ceremonies' || key === 'post /v1/ceremonies/{id}/components') expect(codesAt(o, 403), key).toEqual(['PERMISSION_DENIED', 'DUAL_CONTROL']);
       else expect(codesAt(o, 403), key).toEqual(['PERMISSION_DENIED']);
     }
   });

@@ -43,6 +43,16 @@ describe('loadServiceConfig', () => {
     expect((section as { tokenLabel: unknown }).tokenLabel).toBe('1234');
   });
 
+  it('key import: a ceremony lasts an hour by default; the import wrapping key is RSA-3072 under a name that can be changed', () => {
+    const c = loadServiceConfig({ env: {} });
+    expect(c.ceremonies).toEqual({ ttlMs: 3_600_000 });
+    expect(c.keyImport).toEqual({ wrappingKeyName: 'hsm-bridge-import', wrappingKeyType: 'RSA_3072' });
+    expect(loadServiceConfig({ env: { HSMB_CEREMONIES__TTL_MS: '600000', HSMB_KEY_IMPORT__WRAPPING_KEY_TYPE: 'RSA_4096' } })).toMatchObject({ ceremonies: { ttlMs: 600_000 }, keyImport: { wrappingKeyType: 'RSA_4096' } });
+    expect(() => loadServiceConfig({ env: { HSMB_CEREMONIES__TTL_MS: '0' } })).toThrow(/ceremonies\/ttlMs/);
+    expect(() => loadServiceConfig({ env: { HSMB_KEY_IMPORT__WRAPPING_KEY_TYPE: 'RSA_2048' } })).toThrow(/keyImport\/wrappingKeyType/);
+    expect(() => loadServiceConfig({ env: { HSMB_KEY_IMPORT__WRAPPING_KEY_NAME: '-bad' } })).toThrow(/keyImport\/wrappingKeyName/);
+  });
+
   it('refuses a data limit larger than the request limit', () => {
     expect(() => loadServiceConfig({ env: { HSMB_LIMITS__MAX_DATA_BYTES: '2000000' } })).toThrow(/maxDataBytes must be <= \/limits\/maxRequestBytes/);
   });

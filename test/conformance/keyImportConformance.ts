@@ -9,13 +9,11 @@
  *   describeKeyImportConformance('software', async () => ({ open: () => ..., cleanup: () => ... }));
  */
 import {
-  constants,
   createCipheriv,
   createDecipheriv,
   createHmac,
   createPublicKey,
   generateKeyPairSync,
-  publicEncrypt,
   randomBytes,
   type KeyObject,
 } from 'node:crypto';
@@ -26,23 +24,12 @@ import { newCeremonyId, type CeremonyId, type CeremonyPlan, type ComponentEntry 
 import { parseKeyName, type KeyVersion } from '../../src/keys/names.js';
 import { keyTypes, type KeyMetadata, type KeyPurpose, type KeyType } from '../../src/keys/types.js';
 import { setOddParity } from '../../src/payment/crypto/parity.js';
+import { wrapForImport } from '../helpers/byokWrap.js';
 import { nodeKcv } from '../helpers/nodeBlockCiphers.js';
 import { nodeVerifies } from '../helpers/nodeVerify.js';
 import type { ConformanceTarget } from './backendConformance.js';
 
-/** RFC 5649's alternative initial value. */
-const KWP_IV = Buffer.from('A65959A6', 'hex');
-const oaepHash: Record<WrappingScheme, 'sha256' | 'sha1'> = { RSA_OAEP_SHA256_AES_KWP: 'sha256', RSA_OAEP_SHA1_AES_KWP: 'sha1' };
-
-/**
- * The two layers of a wrapped key, made with node:crypto. `transport` is the AES key OAEP carries: 32
- * random bytes, or for a bad-input test 16, which then really wraps the target (AES-128 key wrap).
- */
-function wrap(wrappingPublicKey: KeyObject, scheme: WrappingScheme, material: Buffer, transport: Buffer = randomBytes(32)) {
-  const encryptedKey = publicEncrypt({ key: wrappingPublicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: oaepHash[scheme] }, transport);
-  const c = createCipheriv(`id-aes${transport.length * 8}-wrap-pad`, transport, KWP_IV);
-  return { encryptedKey, wrappedTarget: Buffer.concat([c.update(material), c.final()]) };
-}
+const wrap = wrapForImport;
 
 const pkcs8 = (k: KeyObject) => k.export({ format: 'der', type: 'pkcs8' });
 const spki = (k: KeyObject) => k.export({ format: 'der', type: 'spki' });

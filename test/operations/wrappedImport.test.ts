@@ -6,12 +6,10 @@
  * ciphertext made with the original AES key decrypts, its HMAC is the original's.
  */
 import {
-  constants,
   createCipheriv,
   createHmac,
   createPublicKey,
   generateKeyPairSync,
-  publicEncrypt,
   randomBytes,
   verify as nodeVerify,
   type KeyObject,
@@ -22,11 +20,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../../src/app.js';
 import { loadServiceConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
+import type { WrappingScheme } from '../../src/backend/port.js';
+import { wrapForImport } from '../helpers/byokWrap.js';
 import { createSoftwareBackendConfig } from '../helpers/software.js';
 import { tempDir } from '../identity/accessSupport.js';
 import { connect, expectGrpcError, type TestClients } from '../transports/grpc/grpcClient.js';
 
-const KWP_IV = Buffer.from('A65959A6', 'hex');
 const b64 = (b: Buffer) => b.toString('base64');
 
 interface WrappingKeyAnswer {
@@ -37,12 +36,10 @@ interface WrappingKeyAnswer {
   wrappings: string[];
 }
 
-/** The CKM_RSA_AES_KEY_WRAP layout, made with node:crypto: OAEP(transport key) || KWP(material). */
-function wrapFor(publicKeyPem: string, scheme: string, material: Buffer, transport: Buffer = randomBytes(32)): Buffer {
-  const oaepHash = scheme === 'RSA_OAEP_SHA256_AES_KWP' ? 'sha256' : 'sha1';
-  const encryptedKey = publicEncrypt({ key: createPublicKey(publicKeyPem), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash }, transport);
-  const cipher = createCipheriv(`id-aes${transport.length * 8}-wrap-pad`, transport, KWP_IV);
-  return Buffer.concat([encryptedKey, cipher.update(material), cipher.final()]);
+/** The whole blob as the API takes it: OAEP(transport key) || KWP(material). */
+function wrapFor(publicKeyPem: string, scheme: string, material: Buffer, transport?: Buffer): Buffer {
+  const { encryptedKey, wrappedTarget } = wrapForImport(publicKeyPem, scheme as WrappingScheme, material, transport);
+  return Buffer.concat([encryptedKey, wrappedTarget]);
 }
 
 const pkcs8 = (k: KeyObject) => k.export({ format: 'der', type: 'pkcs8' });

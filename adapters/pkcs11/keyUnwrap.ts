@@ -13,13 +13,14 @@
  *   are unwrapped into a readable session object, parsed with node:crypto in this worker and created
  *   with C_CreateObject, every clear buffer zeroed before return (JWK strings of RSA and EC keys on such a
  *   token cannot be: they stay in the heap until collected);
- * - a secret's length is checked from the wrapped length (RFC 5649: 8 bytes more than the key, for
- *   lengths that are multiples of 8, as every secret type's is) and from CKA_VALUE_LEN where the token
- *   reports one; on SoftHSM a secret whose length is off by less than 8 bytes is not seen;
+ * - a secret's length (the transport key's, the target's) is told inside the token (secretLength):
+ *   CKA_VALUE_LEN where the token reports one, the RFC 5649 length (8 bytes more than the key rounded up
+ *   to 8), and whether a sensitive AES copy encrypts (AES takes 16, 24 or 32 bytes);
  * - an EC key's public point comes from ECDH with the curve's generator inside the token (its x), and
  *   the y that verifies a signature made with the key;
- * - kinds with companion objects (paymentKeys.ts: a TDES_2KEY BDK, an M3 MAC key) need the clear value
- *   for the companion, so they are unwrapped readable and made as a TR-31 import makes them.
+ * - TDES keys are unwrapped readable and made as a TR-31 import makes them: a key whose parts are equal
+ *   (single DES) must be refused, which the token cannot tell, and kinds with companion objects
+ *   (paymentKeys.ts: a BDK, an M3 MAC key) need the clear value for the companion.
  */
 import { createCipheriv, createECDH, createHash, createPrivateKey, createPublicKey, ECDH, generateKeyPairSync, randomBytes, verify, type KeyObject } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
@@ -27,7 +28,7 @@ import type { WrappedKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName } from '../../src/keys/names.js';
 import { isAsymmetric, keyTypes, type KeyType, type KeyTypeInfo } from '../../src/keys/types.js';
-import { setOddParity } from '../../src/payment/crypto/parity.js';
+import { hasDistinctParts, setOddParity } from '../../src/payment/crypto/parity.js';
 import { allowedMechanismsAttribute } from './allowedMechanisms.js';
 import { CKR, ckrOf, isDeviceGone, isHandleStale } from './errors.js';
 import { ecdhSharedSecret } from './joseMechanisms.js';
@@ -45,6 +46,8 @@ const A = pkcs11js;
 /** RFC 5649's alternative initial value, as node:crypto's id-aes256-wrap-pad wants it. */
 export const KWP_IV = Buffer.from('a65959a6', 'hex');
 const KWP = { mechanism: CKM.AES_KEY_WRAP_PAD };
+/** The transport key's length: CKM_RSA_AES_KEY_WRAP's AES key is AES-256 here. */
+const TRANSPORT_BYTES = 32;
 type Family = 'rsa' | 'ec' | 'okp';
 const KEY_TYPE: Record<Family, number> = { rsa: A.CKK_RSA, ec: A.CKK_EC, okp: CKK_EC_EDWARDS };
 
@@ -81,9 +84,22 @@ function quietly(cleanup: () => void): void {
 
 /** Step 1: the transport key, unwrapped with the import wrapping key's private half (a session object). */
 export function unwrapTransportKey(api: Pkcs11Api, session: Handle, wrappingKey: Handle, wrapped: WrappedKey): Handle {
+  const unwrap = (template: pkcs11js.Template) => unwrapEncryptedKey(api, session, wrappingKey, wrapped, template);
+  const transport = unwrap(transportTemplate());
+  try {
+    // A block that opens to a key of another length is not the sender's transport key.
+    if (!secretLength(api, session, TRANSPORT_BYTES, undefined, unwrap)) throw failed(undefined);
+    return transport;
+  } catch (e) {
+    quietly(() => api.C_DestroyObject(session, transport));
+    throw e;
+  }
+}
+
+function unwrapEncryptedKey(api: Pkcs11Api, session: Handle, wrappingKey: Handle, wrapped: WrappedKey, template: pkcs11js.Template): Handle {
   const hash = wrapped.scheme === 'RSA_OAEP_SHA256_AES_KWP' ? 'sha256' : 'sha1';
   try {
-    return api.C_UnwrapKey(session, oaepMechanism(hash), wrappingKey, wrapped.encryptedKey, transportTemplate());
+    return api.C_UnwrapKey(session, oaepMechanism(hash), wrappingKey, wrapped.encryptedKey, template);
   } catch (e) {
     if (notTheBlob(e)) throw e;
     const code = ckrOf(e);
@@ -122,8 +138,8 @@ export async function unwrapVersionObjects(
   const { type, purpose, keyUsage } = key;
   const options: TemplateOptions = { rawRsaDecrypt: setting.traits.rawRsaDecrypt, exportable: key.exportable === true, ...(keyUsage ? { keyUsage } : {}) };
   if (!isAsymmetric(type)) {
-    // Secrets unwrap inside on any token with CKM_AES_KEY_WRAP_PAD, but kinds with companions need the value.
-    if (companionsFor(type, purpose, keyUsage).length > 0) {
+    // Secrets unwrap inside on any token with CKM_AES_KEY_WRAP_PAD, but TDES keys need the value (header).
+    if (keyTypes[type].family === 'tdes' || companionsFor(type, purpose, keyUsage).length > 0) {
       const value = readableSecret(api, session, transport, wrappedTarget, type);
       try {
         return await makeVersionObjects(api, session, setting.log, setting.traits, key, name, id, value);
@@ -162,27 +178,90 @@ function readableValue(api: Pkcs11Api, session: Handle, transport: Handle, wrapp
   }
 }
 
+/**
+ * A secret's clear value, checked as the software backend checks imported material (keyMaterial.ts): a
+ * TDES key gets odd parity (DES ignores those bits) and is refused when two of its parts are equal.
+ */
 function readableSecret(api: Pkcs11Api, session: Handle, transport: Handle, wrappedTarget: Buffer, type: KeyType): Buffer {
   const value = readableValue(api, session, transport, wrappedTarget);
   if (value.length !== keyTypes[type].bits / 8) {
     value.fill(0);
-    throw incompatible(type, `${keyTypes[type].bits / 8} bytes expected`);
+    throw malformed();
   }
-  return keyTypes[type].family === 'tdes' ? setOddParity(value) : value;
+  if (keyTypes[type].family !== 'tdes') return value;
+  if (!hasDistinctParts(setOddParity(value))) {
+    value.fill(0);
+    throw incompatible(type, 'two of its parts are equal (single DES)');
+  }
+  return value;
 }
 
 /** A secret key unwrapped inside and copied into the token once its length is checked. */
 function secretInside(api: Pkcs11Api, session: Handle, type: KeyType, template: pkcs11js.Template, transport: Handle, wrappedTarget: Buffer): Handle[] {
-  const bytes = keyTypes[type].bits / 8;
   const object = unwrapTarget(api, session, transport, wrappedTarget, template);
   try {
-    // DES keys have no CKA_VALUE_LEN (their type fixes the length).
-    const reported = keyTypes[type].family === 'tdes' ? 0 : readUlong(api.C_GetAttributeValue(session, object, [{ type: A.CKA_VALUE_LEN }])[0]?.value);
-    // RFC 5649 adds 8 bytes to a multiple of 8 (the wrap passed its integrity check, so the length is the sender's).
-    if (wrappedTarget.length !== bytes + 8 || (reported !== 0 && reported !== bytes)) throw incompatible(type, `${bytes} bytes expected`);
+    // The wrap passed its integrity check, so its length is the sender's: RFC 5649 without a wrap inside.
+    const ok = secretLength(api, session, keyTypes[type].bits / 8, object, (copy) => unwrapTarget(api, session, transport, wrappedTarget, copy), wrappedTarget.length);
+    if (!ok) throw malformed();
     return [copyIntoToken(api, session, object)];
   } finally {
     quietly(() => api.C_DestroyObject(session, object));
+  }
+}
+
+/**
+ * Whether a secret the token holds is `bytes` long (16 or 32: AES-128, AES-256, HMAC-256), told without
+ * its value leaving the token. SoftHSM reports CKA_VALUE_LEN 0 for unwrapped secrets and takes any length,
+ * so: CKA_VALUE_LEN of `object` where reported; the RFC 5649 length, ceil(len/8)*8 + 8, which is
+ * `kwpLength` when given, else that of an extractable copy wrapped under an ephemeral AES-256 key
+ * generated in the token (it never leaves it); and whether a sensitive AES copy encrypts a block, as AES
+ * does only with 16, 24 or 32 bytes, which leaves `bytes` alone in its range of 8. `copyOf` unwraps the
+ * secret again from a template; every copy and the ephemeral key are destroyed.
+ */
+function secretLength(api: Pkcs11Api, session: Handle, bytes: number, object: Handle | undefined, copyOf: (template: pkcs11js.Template) => Handle, kwpLength?: number): boolean {
+  if (object !== undefined) {
+    const reported = readUlong(api.C_GetAttributeValue(session, object, [{ type: A.CKA_VALUE_LEN }])[0]?.value);
+    if (reported !== 0 && reported !== bytes) return false;
+  }
+  const wrappedLength = kwpLength ?? withCopy(api, session, copyOf, sessionSecretKey(A.CKK_GENERIC_SECRET, false, [{ type: A.CKA_EXTRACTABLE, value: true }, ...flags([])]), (copy) => {
+    const ephemeral = api.C_GenerateKey(session, { mechanism: CKM.AES_KEY_GEN }, [
+      ...sessionSecretKey(A.CKK_AES, false, flags([A.CKA_WRAP])),
+      { type: A.CKA_VALUE_LEN, value: 32 },
+      allowedMechanismsAttribute([CKM.AES_KEY_WRAP_PAD]),
+    ]);
+    try {
+      // Room for any secret OAEP can carry (under 512 bytes), so that a long one is measured, not an error.
+      return api.C_WrapKey(session, KWP, ephemeral, copy, Buffer.alloc(1024)).length;
+    } finally {
+      quietly(() => api.C_DestroyObject(session, ephemeral));
+    }
+  });
+  if (wrappedLength !== bytes + 8) return false;
+  return withCopy(api, session, copyOf, sessionSecretKey(A.CKK_AES, false, [...flags([A.CKA_ENCRYPT]), allowedMechanismsAttribute([CKM.AES_ECB])]), (copy) => {
+    try {
+      api.C_EncryptInit(session, { mechanism: CKM.AES_ECB }, copy);
+      api.C_Encrypt(session, Buffer.alloc(16), Buffer.alloc(16));
+      return true;
+    } catch (e) {
+      if (notTheBlob(e)) throw e;
+      return false;
+    }
+  });
+}
+
+/** `use` on a session copy made by `copyOf`, destroyed after; a copy the token refuses to make is a length it refuses (false). */
+function withCopy<T>(api: Pkcs11Api, session: Handle, copyOf: (template: pkcs11js.Template) => Handle, template: pkcs11js.Template, use: (copy: Handle) => T): T | false {
+  let copy: Handle;
+  try {
+    copy = copyOf(template);
+  } catch (e) {
+    if (notTheBlob(e)) throw e;
+    return false;
+  }
+  try {
+    return use(copy);
+  } finally {
+    quietly(() => api.C_DestroyObject(session, copy));
   }
 }
 
@@ -375,9 +454,9 @@ function pairFromValue(api: Pkcs11Api, session: Handle, type: KeyType, privateTe
 /**
  * Which asymmetric key types the token unwraps inside (once, at start): a throwaway key of each family,
  * made with node:crypto, is wrapped under a known AES key and unwrapped as a session object. An EC key
- * also needs ECDH and ECDSA inside, for its public point (ecPublicPoint). Secret types unwrap inside on
- * any token with the mechanism; TDES_2KEY is not listed, since a BDK and an M3 MAC key need the clear value
- * (companion objects), while its other kinds unwrap inside. Every throwaway object is destroyed.
+ * also needs ECDH and ECDSA inside, for its public point (ecPublicPoint). AES and HMAC types unwrap inside
+ * on any token with the mechanism; TDES types never do (unwrapVersionObjects). Every throwaway object is
+ * destroyed.
  */
 export function probeUnwrapsInside(api: Pkcs11Api, session: Handle, types: readonly KeyType[], has: (mechanism: number) => boolean): KeyType[] {
   if (!has(CKM.AES_KEY_WRAP_PAD)) return [];
@@ -406,7 +485,7 @@ export function probeUnwrapsInside(api: Pkcs11Api, session: Handle, types: reado
     return types.filter((t) => {
       const f = keyTypes[t].family;
       if (f === 'rsa' || f === 'ec' || f === 'okp') return (family[f] ??= tries(f));
-      return t !== 'TDES_2KEY';
+      return f !== 'tdes';
     });
   } finally {
     kekValue.fill(0);

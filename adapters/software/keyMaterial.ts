@@ -7,7 +7,7 @@ import { createPrivateKey, createPublicKey, createSecretKey, generateKey, genera
 import { promisify } from 'node:util';
 import { HsmBridgeError, invalid } from '../../src/errors.js';
 import { keyTypes, type KeyType } from '../../src/keys/types.js';
-import { hasOddParity, setOddParity } from '../../src/payment/crypto/parity.js';
+import { hasDistinctParts, hasOddParity, setOddParity } from '../../src/payment/crypto/parity.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 const generateKeyAsync = promisify(generateKey);
@@ -17,12 +17,6 @@ const randomBytesAsync = promisify(randomBytes);
 export type VersionKeys =
   | { readonly kind: 'pair'; readonly privateKey: KeyObject; readonly publicKey: KeyObject }
   | { readonly kind: 'secret'; readonly secretKey: KeyObject };
-
-/** Whether a TDES key's 8-byte parts all differ: equal parts would make it single DES. */
-function hasDistinctParts(raw: Buffer): boolean {
-  const parts = Array.from({ length: raw.length / 8 }, (_, i) => raw.subarray(i * 8, i * 8 + 8));
-  return parts.every((p, i) => parts.every((q, j) => i === j || !p.equals(q)));
-}
 
 async function generateTdesKey(length: 16 | 24): Promise<KeyObject> {
   for (;;) {

@@ -102,7 +102,14 @@ export class KeyOperations {
   importWrapped(target: ImportTarget, wrapped: WrappedKey): Promise<Attempt<KeyMetadata>> {
     const setting = { traits: this.profile.traits, inside: this.profile.unwrapsInside, log: this.log };
     const make: VersionMaker = async (record, name, id) => {
-      const transport = await this.withKey(wrapped.wrappingKey, (session, h) => unwrapTransportKey(this.api, session, h.key, wrapped));
+      const transport = await this.withKey(wrapped.wrappingKey, (session, h) => {
+        // Only an import wrapping key opens the outer layer: an RSA key of purpose wrap.
+        const wrapping = readMetadata(this.api, session, wrapped.wrappingKey.name)?.current.record;
+        if (!wrapping || wrapping.purpose !== 'wrap' || keyTypes[wrapping.type].family !== 'rsa') {
+          throw new HsmBridgeError('INCOMPATIBLE_KEY', 'the wrapping key is not an import wrapping key');
+        }
+        return unwrapTransportKey(this.api, session, h.key, wrapped);
+      });
       try {
         return await unwrapVersionObjects(this.api, this.session(), setting, record, name, id, transport, wrapped.wrappedTarget);
       } finally {

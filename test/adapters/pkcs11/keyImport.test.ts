@@ -22,6 +22,7 @@ import { newCeremonyId, type CeremonyPlan, type ComponentEntry } from '../../../
 import { HsmBridgeError, type ErrorCode } from '../../../src/errors.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../../src/keys/names.js';
 import type { KeyPurpose, KeyType } from '../../../src/keys/types.js';
+import { setOddParity } from '../../../src/payment/crypto/parity.js';
 import { nodeCmacOfZeros, nodeEcb } from '../../helpers/nodeBlockCiphers.js';
 import { nodeVerifies } from '../../helpers/nodeVerify.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../../helpers/softhsm.js';
@@ -100,10 +101,9 @@ describe('capabilities and the wrapping key', () => {
     const { keyImport } = backend.capabilities();
     expect(keyImport.wrappings).toEqual(['RSA_OAEP_SHA1_AES_KWP']);
     expect(keyImport.ceremonies).toBe(true);
-    for (const t of ['RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P384', 'AES_128', 'AES_256', 'TDES_3KEY', 'HMAC_256'] as const) expect(keyImport.unwrapsInside).toContain(t);
-    // SoftHSM 2.6.1 fails C_UnwrapKey of Ed25519 PKCS#8; TDES_2KEY BDKs and M3 MAC keys need their value for a companion.
-    expect(keyImport.unwrapsInside).not.toContain('ED25519');
-    expect(keyImport.unwrapsInside).not.toContain('TDES_2KEY');
+    for (const t of ['RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P384', 'AES_128', 'AES_256', 'HMAC_256'] as const) expect(keyImport.unwrapsInside).toContain(t);
+    // SoftHSM 2.6.1 fails C_UnwrapKey of Ed25519 PKCS#8; a TDES key's parts must be compared (single DES), which the token cannot do.
+    for (const t of ['ED25519', 'TDES_2KEY', 'TDES_3KEY'] as const) expect(keyImport.unwrapsInside).not.toContain(t);
   });
 
   it('makes the wrapping key unwrap only: private CKA_UNWRAP, no decrypt or sign; public CKA_WRAP', () => {
@@ -198,7 +198,7 @@ describe('wrapped import', () => {
     expect((await backend.encryptBlocks(ref(pin, 'TDES_2KEY'), Buffer.alloc(8))).equals(nodeEcb('tdes', 'encrypt', tdes, Buffer.alloc(8)))).toBe(true);
     const [pinObject] = inspector.objects(pin, A.CKO_SECRET_KEY, SECRET);
     expect(pinObject!.flags.get(A.CKA_EXTRACTABLE)).toBe(false);
-    expect(pinObject!.flags.get(A.CKA_NEVER_EXTRACTABLE)).toBe(false); // unwrapped inside: it was outside once
+    expect(pinObject!.flags.get(A.CKA_NEVER_EXTRACTABLE)).toBe(false); // made from its value: it was outside once
     expect(pinObject!.flags.get(A.CKA_SIGN)).toBe(false);
 
     const aes = randomBytes(32);
@@ -282,10 +282,15 @@ describe('wrapped import', () => {
       { what: 'P-384 for EC_P256', type: 'EC_P256', purpose: 'sign', wrapped: () => wrap(pkcs8(generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey)), codes: ['INCOMPATIBLE_KEY'] },
       { what: 'an EC key for RSA_2048', type: 'RSA_2048', purpose: 'sign', wrapped: () => wrap(pkcs8(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey)), codes: ['INCOMPATIBLE_KEY'] },
       { what: 'an RSA key for ED25519', type: 'ED25519', purpose: 'sign', wrapped: () => wrap(rsa2048()), codes: ['INCOMPATIBLE_KEY'] },
-      { what: 'AES-128 material for AES_256', type: 'AES_256', purpose: 'encrypt', wrapped: () => wrap(randomBytes(16)), codes: ['INCOMPATIBLE_KEY'] },
-      { what: 'a PKCS#8 key for AES_256', type: 'AES_256', purpose: 'encrypt', wrapped: () => wrap(rsa2048()), codes: ['INCOMPATIBLE_KEY'] },
-      { what: '24 bytes for a TDES_2KEY BDK (fallback path)', type: 'TDES_2KEY', purpose: 'bdk', wrapped: () => wrap(randomBytes(24)), codes: ['INCOMPATIBLE_KEY'] },
-      { what: '24 bytes for a TDES_2KEY PIN key', type: 'TDES_2KEY', purpose: 'pin', wrapped: () => wrap(randomBytes(24)), codes: ['INCOMPATIBLE_KEY'] },
+      // A secret of the wrong length is malformed material, as on the software backend (keyMaterial.ts).
+      { what: 'AES-128 material for AES_256', type: 'AES_256', purpose: 'encrypt', wrapped: () => wrap(randomBytes(16)), codes: ['INVALID_ARGUMENT'] },
+      { what: '31 bytes for AES_256 (same RFC 5649 length as 32)', type: 'AES_256', purpose: 'encrypt', wrapped: () => wrap(randomBytes(31)), codes: ['INVALID_ARGUMENT'] },
+      { what: '25 bytes for HMAC_256', type: 'HMAC_256', purpose: 'mac', wrapped: () => wrap(randomBytes(25)), codes: ['INVALID_ARGUMENT'] },
+      { what: 'a PKCS#8 key for AES_256', type: 'AES_256', purpose: 'encrypt', wrapped: () => wrap(rsa2048()), codes: ['INVALID_ARGUMENT'] },
+      { what: '24 bytes for a TDES_2KEY BDK', type: 'TDES_2KEY', purpose: 'bdk', wrapped: () => wrap(randomBytes(24)), codes: ['INVALID_ARGUMENT'] },
+      { what: '24 bytes for a TDES_2KEY PIN key', type: 'TDES_2KEY', purpose: 'pin', wrapped: () => wrap(randomBytes(24)), codes: ['INVALID_ARGUMENT'] },
+      { what: 'a TDES_2KEY whose halves differ only in parity bits', type: 'TDES_2KEY', purpose: 'pin', wrapped: () => wrap(equalParts(2, true)), codes: ['INCOMPATIBLE_KEY'] },
+      { what: 'a TDES_3KEY whose first and third parts are equal', type: 'TDES_3KEY', purpose: 'pin', wrapped: () => wrap(equalParts(3, false)), codes: ['INCOMPATIBLE_KEY'] },
       { what: 'a tampered TDES_2KEY BDK (fallback path)', type: 'TDES_2KEY', purpose: 'bdk', wrapped: () => tamper(wrap(randomBytes(16)), 'wrappedTarget'), codes: ['DECRYPTION_FAILED'] },
       { what: 'garbage for RSA_2048', type: 'RSA_2048', purpose: 'sign', wrapped: () => wrap(randomBytes(300)), codes: ['INVALID_ARGUMENT', 'DECRYPTION_FAILED'] },
       { what: 'garbage for ED25519', type: 'ED25519', purpose: 'sign', wrapped: () => wrap(randomBytes(48)), codes: ['INVALID_ARGUMENT', 'DECRYPTION_FAILED'] },
@@ -302,6 +307,14 @@ describe('wrapped import', () => {
     }
   });
 });
+
+/** A TDES key whose first and last 8-byte parts are the same DES key (`parity`: one with odd parity, the other with even). */
+function equalParts(parts: 2 | 3, parity: boolean): Buffer {
+  const first = setOddParity(randomBytes(8));
+  const last = Buffer.from(first);
+  if (parity) for (let i = 0; i < 8; i++) last[i]! ^= 1;
+  return Buffer.concat(parts === 2 ? [first, last] : [first, setOddParity(randomBytes(8)), last]);
+}
 
 function tamper(wrapped: WrappedKey, field: 'encryptedKey' | 'wrappedTarget'): WrappedKey {
   const value = Buffer.from(wrapped[field]);

@@ -42,8 +42,15 @@ export interface CeremonyPlan {
 export interface ComponentEntry {
   /** 1 to plan.components, in the order entered. */
   readonly number: number;
-  /** The identity that entered it; the same identity never enters two components of one ceremony. */
+  /** Who entered it, for people to read: how the caller authenticated and its id ("certificate:CN"). */
   readonly enteredBy: string;
+  /**
+   * Every credential the custodian presented (identitiesOf): the certificate's subject and each of its
+   * SANs, the token's issuer and subject. Dual control: no identity may enter a component when one of
+   * these is already among an earlier entry's (sameCustodian), so that one person cannot count twice by
+   * adding a token to a certificate or by holding two certificates with one SAN.
+   */
+  readonly identities: readonly string[];
   readonly enteredAt: string;
   /** The component's KCV, as the custodian gave it and the core checked it. */
   readonly kcv: string;
@@ -54,3 +61,12 @@ export interface CeremonyState {
   /** In number order. */
   readonly entries: readonly ComponentEntry[];
 }
+
+/** Whether two entries share a credential: the same custodian, whatever else either presented. */
+export function sameCustodian(a: Pick<ComponentEntry, 'identities'>, b: Pick<ComponentEntry, 'identities'>): boolean {
+  return a.identities.some((identity) => b.identities.includes(identity));
+}
+
+/** The longest identity list an entry may carry, and the longest identity: bounds on what a backend stores. */
+export const MAX_IDENTITIES = 16;
+export const MAX_IDENTITY_LENGTH = 512;

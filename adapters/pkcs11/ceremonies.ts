@@ -12,7 +12,7 @@
  */
 import { createDecipheriv, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../src/ceremonies/record.js';
+import { sameCustodian, type CeremonyId, type CeremonyPlan, type CeremonyState, type ComponentEntry } from '../../src/ceremonies/record.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import { CKR, ckrOf } from './errors.js';
 import { findObjects } from './keyObjects.js';
@@ -83,8 +83,8 @@ interface Staged {
 }
 
 function componentId(entry: ComponentEntry): Buffer {
-  const { number, enteredBy, enteredAt, kcv } = entry;
-  return Buffer.concat([MARKER, randomBytes(NONCE_LENGTH), Buffer.from(JSON.stringify({ number, enteredBy, enteredAt, kcv }), 'utf8')]);
+  const { number, enteredBy, identities, enteredAt, kcv } = entry;
+  return Buffer.concat([MARKER, randomBytes(NONCE_LENGTH), Buffer.from(JSON.stringify({ number, enteredBy, identities, enteredAt, kcv }), 'utf8')]);
 }
 
 function decodeComponentId(handle: Handle, id: Buffer): Staged | undefined {
@@ -92,6 +92,7 @@ function decodeComponentId(handle: Handle, id: Buffer): Staged | undefined {
   try {
     const entry = JSON.parse(id.subarray(MARKER.length + NONCE_LENGTH).toString('utf8')) as ComponentEntry;
     if (typeof entry.number !== 'number' || typeof entry.enteredBy !== 'string') return undefined;
+    if (!Array.isArray(entry.identities) || entry.identities.length === 0 || !entry.identities.every((i) => typeof i === 'string')) return undefined;
     return { handle, entry, nonce: id.subarray(MARKER.length, MARKER.length + NONCE_LENGTH).toString('hex') };
   } catch {
     return undefined;
@@ -138,7 +139,7 @@ export function listCeremonies(api: Pkcs11Api, session: Handle): CeremonyState[]
 /** Whether an entry clashes with another: the same number, or the same custodian (dual control). */
 function clash(entry: ComponentEntry, others: readonly Staged[]): HsmBridgeError | undefined {
   if (others.some((s) => s.entry.number === entry.number)) return new HsmBridgeError('CEREMONY_CONFLICT', `component ${entry.number} is already entered`);
-  if (others.some((s) => s.entry.enteredBy === entry.enteredBy)) return new HsmBridgeError('DUAL_CONTROL', 'this identity already entered a component of this ceremony');
+  if (others.some((s) => sameCustodian(s.entry, entry))) return new HsmBridgeError('DUAL_CONTROL', 'a credential of this custodian already entered a component of this ceremony');
   return undefined;
 }
 

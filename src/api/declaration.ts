@@ -111,6 +111,11 @@ export interface Operation<In = any, Out = any> {
   readonly needs?: OptionalService;
   /** The key names it uses (as given: the log keeps only well-formed ones). */
   keys?(input: In): readonly unknown[];
+  /**
+   * Key names it uses that only the backend knows (a ceremony's key, by the ceremony's id), read before the
+   * policy decides; [] when there is nothing to name (the operation then fails on its own terms).
+   */
+  resolveKeys?(services: ServicesFor, input: In): Promise<readonly unknown[]>;
   /** The FSPIOP participants it reads or changes. */
   participants?(input: In): readonly unknown[];
   /** The keys it used, with the version of each, read from its result (for the audit record). */

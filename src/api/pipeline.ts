@@ -129,7 +129,8 @@ export class Pipeline {
     let answer: unknown;
     try {
       input = decode(request);
-      context.keyNames = (op.keys?.(input) ?? []).flatMap(wellFormedKeyName);
+      const named = [...(op.keys?.(input) ?? []), ...(op.resolveKeys ? await op.resolveKeys(this.services, input) : [])];
+      context.keyNames = named.flatMap(wellFormedKeyName);
       context.participants = (op.participants?.(input) ?? []).filter(isParticipantId);
       for (const path of jsonFieldsOf(op)) checkJsonDepth(path, valueAt(input, path));
       if (op.access === undefined) this.stages.authorize(context.caller, op, context.keyNames, context.participants);

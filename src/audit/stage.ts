@@ -2,7 +2,7 @@
  * The audit stage of the request pipeline (src/api/stages.ts): one record for every operation that
  * uses or changes a key or a participant, from its outcome.
  *
- * Audited: every declared operation that names keys or participants (`keys` / `participants`
+ * Audited: every declared operation that names keys or participants (`keys`, `resolveKeys`, `participants`
  * extractors) or changes state (`changesState`). Not audited: those that name neither (keys.list,
  * jose.jwks, fspiop.participants.list, system.random, system.capabilities).
  *
@@ -17,7 +17,7 @@ import type { Outcome, PipelineStages } from '../api/stages.js';
 import type { OperationRecord, Unchained } from './record.js';
 import type { AuditTrail } from './trail.js';
 
-export const isAudited = (op: Operation): boolean => op.changesState === true || op.keys !== undefined || op.participants !== undefined;
+export const isAudited = (op: Operation): boolean => op.changesState === true || op.keys !== undefined || op.resolveKeys !== undefined || op.participants !== undefined;
 
 /** The keys with the versions the result named, and the other names the request gave (version unknown). */
 function keysOf(outcome: Outcome): KeyUse[] {

@@ -14,6 +14,7 @@
  * - A ceremony ends, and its staged components are destroyed, at completion, cancellation, a failed
  *   completion, or expiry (ceremonies.ttlMs after its start; checked on every use and by a sweep).
  */
+import { createHash } from 'node:crypto';
 import { HsmBridgeError, invalid, type AuditDetails } from '../errors.js';
 import type { Backend } from '../backend/port.js';
 import type { Caller } from '../api/stages.js';
@@ -22,12 +23,27 @@ import { keyTypes, parseKeyPurpose, parseKeyType, parseKeyUsage, type KeyMetadat
 import { hasOddParity, setOddParity } from '../payment/crypto/parity.js';
 import { checkBlockOfMaterial, KCV_BYTES } from '../payment/kcv.js';
 import type { PaymentKeys } from '../payment/paymentKeys.js';
-import { newCeremonyId, parseCeremonyId, type CeremonyId, type CeremonyPlan, type CeremonyState, type ComponentEntry } from './record.js';
+import {
+  MAX_IDENTITIES,
+  MAX_IDENTITY_LENGTH,
+  newCeremonyId,
+  parseCeremonyId,
+  sameCustodian,
+  type CeremonyId,
+  type CeremonyPlan,
+  type CeremonyState,
+  type ComponentEntry,
+} from './record.js';
 
 /** The key types a ceremony can form: the payment world's symmetric keys. */
 const ceremonyTypes: readonly KeyType[] = ['TDES_2KEY', 'TDES_3KEY', 'AES_128', 'AES_256'];
 const ceremonyPurposes = ['pin', 'bdk', 'kbpk', 'mac'] as const;
 const KCV = /^[0-9A-Fa-f]{6}$/;
+/**
+ * A ceremony whose components are all staged but that is still there this long after the last one was
+ * entered was interrupted while its key was being formed (a crash, a lost backend): it counts as expired.
+ */
+const FORMING_MS = 120_000;
 
 export interface StartCeremonyInput {
   name: unknown;
@@ -73,8 +89,29 @@ export interface CeremonyOptions {
   readonly now?: () => number;
 }
 
-/** Who a caller is for dual control: the way it proved it and its id, so that a certificate CN never equals a token's sub. */
+/** Who a caller is, for people to read: the way it proved it and its id. */
 export const custodianOf = (caller: Caller): string => `${caller.authenticatedBy}:${caller.id}`;
+
+/**
+ * Every credential a caller presented, for dual control (ComponentEntry.identities): the certificate's
+ * subject and each of its SANs, the token's issuer and subject (or client). A long one is kept as its
+ * SHA-256, so that the comparison stays exact.
+ */
+export function identitiesOf(caller: Caller): string[] {
+  const identities: string[] = [];
+  if (caller.certSubject !== undefined) identities.push(`cert-subject:${caller.certSubject}`);
+  for (const san of caller.certSans ?? []) identities.push(`cert-san:${san}`);
+  const claims = caller.jwtClaims;
+  if (claims !== undefined) {
+    const subject = [claims.sub, claims.client_id, claims.azp].find((c) => typeof c === 'string') ?? '';
+    identities.push(`token:${String(claims.iss ?? '')}|${String(subject)}`);
+  }
+  if (identities.length === 0) identities.push(custodianOf(caller));
+  if (identities.length > MAX_IDENTITIES) {
+    throw new HsmBridgeError('DUAL_CONTROL', `a custodian's credentials may carry at most ${MAX_IDENTITIES} names (certificate subject and SANs, token subject)`);
+  }
+  return identities.map((i) => (i.length <= MAX_IDENTITY_LENGTH ? i : `sha256:${createHash('sha256').update(i).digest('hex')}`));
+}
 
 const kcvOf = (family: 'tdes' | 'aes', key: Buffer): string => {
   const block = checkBlockOfMaterial(family, key);
@@ -115,13 +152,24 @@ export class CeremonyService {
   /** Ends every expired ceremony; answers how many. */
   async sweep(): Promise<number> {
     let ended = 0;
-    for (const state of await this.backend.listCeremonies()) {
-      if (!this.expired(state)) continue;
-      await this.serialized(state.plan.id, async () => {
-        await this.backend.endCeremony(state.plan.id);
+    for (const listed of await this.backend.listCeremonies()) {
+      if (!this.expired(listed)) continue;
+      // Read again in the ceremony's queue: a request may have completed, cancelled or expired it meanwhile.
+      const id = listed.plan.id;
+      const endedNow = await this.serialized(id, async () => {
+        let state: CeremonyState;
+        try {
+          state = await this.backend.describeCeremony(id);
+        } catch (e) {
+          if (e instanceof HsmBridgeError && e.code === 'CEREMONY_NOT_FOUND') return false;
+          throw e;
+        }
+        if (!this.expired(state)) return false;
+        await this.backend.endCeremony(id);
         this.expiredHook?.(state);
+        return true;
       });
-      ended++;
+      if (endedNow) ended++;
     }
     return ended;
   }
@@ -160,6 +208,20 @@ export class CeremonyService {
     return viewOf({ plan, entries: [] });
   }
 
+  /**
+   * The name of the key a ceremony forms, for the access policy (an operation's resolveKeys); undefined
+   * when there is no such ceremony, which the operation itself then reports.
+   */
+  async keyNameOf(id: unknown): Promise<string | undefined> {
+    if (typeof id !== 'string' || !/^[0-9a-f]{32}$/.test(id)) return undefined;
+    try {
+      return (await this.backend.describeCeremony(id as CeremonyId)).plan.key.name;
+    } catch (e) {
+      if (e instanceof HsmBridgeError && e.code === 'CEREMONY_NOT_FOUND') return undefined;
+      throw e;
+    }
+  }
+
   async describe(id: unknown): Promise<CeremonyView> {
     const ceremony = parseCeremonyId(id);
     return this.serialized(ceremony, async () => viewOf(await this.current(ceremony)));
@@ -187,9 +249,9 @@ export class CeremonyService {
       const fail = (code: 'KCV_MISMATCH' | 'INVALID_ARGUMENT' | 'DUAL_CONTROL' | 'CEREMONY_CONFLICT', message: string, details: AuditDetails = {}) =>
         new HsmBridgeError(code, message, { details: { ceremony, component: number, ...details } });
       if (number > plan.components) throw fail('CEREMONY_CONFLICT', `all ${plan.components} components are entered; the key is being formed`);
-      const custodian = custodianOf(caller);
-      if (state.entries.some((e) => e.enteredBy === custodian)) {
-        throw fail('DUAL_CONTROL', `dual control: this identity already entered a component of ceremony ${ceremony}; another custodian enters component ${number}`);
+      const identities = identitiesOf(caller);
+      if (state.entries.some((e) => sameCustodian(e, { identities }))) {
+        throw fail('DUAL_CONTROL', `dual control: a credential of this caller already entered a component of ceremony ${ceremony}; another custodian enters component ${number}`);
       }
       const { family, bits } = keyTypes[plan.key.type];
       if (family !== 'tdes' && family !== 'aes') throw new HsmBridgeError('INTERNAL', 'a ceremony of a key type without components');
@@ -198,7 +260,10 @@ export class CeremonyService {
       if (typeof input.kcv !== 'string' || !KCV.test(input.kcv)) throw fail('INVALID_ARGUMENT', `component ${number}: kcv is 6 hex digits`);
       const kcv = kcvOf(family, input.component);
       if (kcv !== input.kcv.toUpperCase()) throw fail('KCV_MISMATCH', `component ${number}: its KCV does not match the kcv given`, { kcvMatched: false });
-      const entry: ComponentEntry = { number, enteredBy: custodian, enteredAt: new Date(this.now()).toISOString(), kcv };
+      // Two equal components cancel out (an all-zero AES key): each custodian holds a component of their own.
+      const twin = state.entries.find((e) => e.kcv === kcv);
+      if (twin) throw fail('INVALID_ARGUMENT', `component ${number} has the KCV of component ${twin.number}: each custodian enters a component of their own`, { kcvMatched: true });
+      const entry: ComponentEntry = { number, enteredBy: custodianOf(caller), identities, enteredAt: new Date(this.now()).toISOString(), kcv };
       const staged = await this.backend.stageComponent(ceremony, entry, input.component);
       const received = staged.entries.length;
       if (received < plan.components) return { completed: false, ceremony, number, received, of: plan.components };
@@ -223,6 +288,9 @@ export class CeremonyService {
         throw new HsmBridgeError('INTERNAL', `ceremony ${plan.id}: the backend answered components that do not fit its plan`);
       }
       for (const part of parts) for (let i = 0; i < key.length; i++) key[i]! ^= part[i]!;
+      if (key.every((b) => b === 0)) {
+        throw new HsmBridgeError('INCOMPATIBLE_KEY', `the components cancel out (an all-zero key); ceremony ${plan.id} is ended: start again`, { details: { ceremony: plan.id } });
+      }
       if (family === 'tdes') setOddParity(key);
       const keyCheckValue = kcvOf(family, key);
       const details = { ceremony: plan.id, component: plan.components };
@@ -250,8 +318,12 @@ export class CeremonyService {
     });
   }
 
-  private expired(state: CeremonyState): boolean {
-    return Date.parse(state.plan.expiresAt) <= this.now();
+  /** Past its time, or interrupted while its key was being formed (all components in, long ago). */
+  private expired({ plan, entries }: CeremonyState): boolean {
+    const now = this.now();
+    if (Date.parse(plan.expiresAt) <= now) return true;
+    const last = entries.at(-1);
+    return entries.length >= plan.components && last !== undefined && Date.parse(last.enteredAt) + FORMING_MS <= now;
   }
 
   private async checkNameFree(name: string): Promise<void> {

@@ -107,6 +107,11 @@ export class WrappedImport {
     if (name === this.wrappingKeyName) throw invalid(`the key name ${name} is reserved for the import wrapping key`);
     const meta = await this.keys.current(name);
     checkEnabled(meta);
+    // A payment key's value must not be held as two kinds, which the core can check only once the version
+    // exists, and a version cannot be taken back alone: payment keys come in as new keys.
+    if (isPaymentPurpose(meta.purpose)) {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${name} is a payment key: import the new value as a new key (payment keys are replaced, not rotated by import)`);
+    }
     this.checkType(meta.type);
     return this.run({ kind: 'rotate', name, type: meta.type }, input);
   }

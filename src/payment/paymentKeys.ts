@@ -262,24 +262,24 @@ export class PaymentKeys {
   }
 
   /**
-   * The same rule for a key version the backend unwrapped itself (BYOK), whose value the core never sees:
-   * checked from the version's check block once it exists. A new key that breaks it is destroyed; a key
-   * that gained such a version by import is disabled (a version cannot be taken back alone).
+   * The same rule for a new key the backend unwrapped itself (BYOK), whose value the core never sees:
+   * checked from its check block once it exists. A key that breaks the rule, or that cannot be checked,
+   * is destroyed (fail closed); only new keys come this way (WrappedImport refuses payment key rotation).
    */
   async refuseHeldAsAnotherKind(meta: KeyMetadata, version: KeyVersionInfo): Promise<void> {
-    const block = await this.keys.run(refTo(meta, version.version), () => this.kcvs.blockOf(meta, version));
-    if (!block) return;
     const kind = { purpose: meta.purpose, ...(meta.keyUsage ? { keyUsage: meta.keyUsage } : {}), ...(meta.modeOfUse ? { modeOfUse: meta.modeOfUse } : {}) };
+    let block: Buffer | undefined;
     try {
-      await this.assertNotHeldAsAnotherKind(meta.type, kind, block);
+      block = await this.keys.run(refTo(meta, version.version), () => this.kcvs.blockOf(meta, version));
+      if (block) await this.assertNotHeldAsAnotherKind(meta.type, kind, block);
     } catch (e) {
-      if (!(e instanceof HsmBridgeError) || e.code !== 'INCOMPATIBLE_KEY') throw e;
-      await this.backend.setKeyState(meta.name, 'disabled');
-      if (meta.versions.length === 1) await this.backend.destroyKey(meta.name);
+      await this.backend.setKeyState(meta.name, 'disabled').then(() => this.backend.destroyKey(meta.name)).catch(() => undefined);
       this.keys.cache.forget(meta.name);
-      throw new HsmBridgeError('INCOMPATIBLE_KEY', `${e.message}: ${meta.versions.length === 1 ? 'the imported key was destroyed' : `key ${meta.name} is disabled`}`);
+      if (e instanceof HsmBridgeError && e.code === 'INCOMPATIBLE_KEY') throw new HsmBridgeError('INCOMPATIBLE_KEY', `${e.message}: the imported key was destroyed`);
+      throw e;
     } finally {
-      block.fill(0);
+      block?.fill(0);
     }
   }
+
 }

@@ -65,7 +65,10 @@ rules:
   - principal: operator
     allow: [ceremonies.create, ceremonies.get, ceremonies.cancel, keys.get, keys.list, keys.importTr31, pin.translate]
     keys: ["*"]
-${['alice', 'bob', 'carol'].map((p) => `  - principal: ${p}\n    allow: [ceremonies.enterComponent, ceremonies.get]\n`).join('')}`;
+${['alice', 'bob'].map((p) => `  - principal: ${p}\n    allow: [ceremonies.enterComponent, ceremonies.get]\n    keys: ["*"]\n`).join('')}  - principal: carol
+    allow: [ceremonies.enterComponent, ceremonies.get]
+    keys: ["zpk-*"]
+`;
 writeFileSync(files.at('policy.yaml'), policy);
 
 // --- the two transports, as one small client per person ----------------------------------------------------
@@ -331,12 +334,41 @@ describe.each(['software', 'SoftHSM'] as const)('key loading on %s', (backendNam
       expect((await wire().getCeremony('operator', id)).code).toBe('CEREMONY_NOT_FOUND');
       await nothingLeft('wrongtotal', id);
 
-      // A custodian may not start one, nor the operator enter a component (the policy).
+      // A custodian may not start one, nor the operator enter a component; a custodian whose keys are
+      // zpk-* may not enter a component of another key's ceremony, nor read it (the policy).
       expect((await wire().startCeremony('alice', { name: n('x'), type: 'TDES_2KEY', purpose: 'pin', components: 2 })).code).toBe('PERMISSION_DENIED');
       id = await start('policy');
       expect((await wire().enter('operator', id, toHex(c1), nodeKcv('tdes', c1))).code).toBe('PERMISSION_DENIED');
+      const outOfScope = await wire().enter('carol', id, toHex(c1), nodeKcv('tdes', c1));
+      expect(outOfScope).toMatchObject({ ok: false, code: 'PERMISSION_DENIED' });
+      expect(outOfScope.message).toContain(n('policy'));
+      expect((await wire().getCeremony('carol', id)).code).toBe('PERMISSION_DENIED');
+      // Two components with one KCV (the same component twice) would cancel out.
+      expect((await wire().enter('alice', id, toHex(c1), nodeKcv('tdes', c1))).ok).toBe(true);
+      expect(await wire().enter('bob', id, toHex(c1), nodeKcv('tdes', c1))).toMatchObject({ ok: false, code: 'INVALID_ARGUMENT' });
       expect((await wire().cancel('operator', id)).ok).toBe(true);
     });
+  });
+
+  it('takes a custodian to be every credential it presented: a certificate with a token added is still the same custodian', async () => {
+    const ceremonies = target().app.service.ceremonies;
+    const value = setOddParity(randomBytes(16));
+    const [c1, c2] = componentsOf(value, 2) as [Buffer, Buffer];
+    const started = await ceremonies.start({ name: `faces-${backendName}`, type: 'TDES_2KEY', purpose: 'pin', components: 2 }, { authenticatedBy: 'certificate', id: 'custodian-operator' });
+    const alice = { authenticatedBy: 'certificate', id: 'custodian-alice', certSubject: 'CN=custodian-alice', certSans: [] } as const;
+    await ceremonies.enter({ id: started.id, component: Buffer.from(c1), kcv: nodeKcv('tdes', c1) }, alice);
+    // The same certificate, now with a bearer token for someone else: the caller reads as the token's subject.
+    const aliceWithToken = { ...alice, authenticatedBy: 'token', id: 'some-service', jwtClaims: { iss: 'https://idp.example', sub: 'some-service' } } as const;
+    await expect(ceremonies.enter({ id: started.id, component: Buffer.from(c2), kcv: nodeKcv('tdes', c2) }, aliceWithToken)).rejects.toMatchObject({ code: 'DUAL_CONTROL' });
+    // Another certificate with one SAN in common.
+    const spiffe = (cn: string) => ({ authenticatedBy: 'certificate', id: cn, certSubject: `CN=${cn}`, certSans: ['URI:spiffe://bank/custodian'] }) as const;
+    const other = await ceremonies.start({ name: `faces2-${backendName}`, type: 'TDES_2KEY', purpose: 'pin', components: 2 }, { authenticatedBy: 'certificate', id: 'custodian-operator' });
+    await ceremonies.enter({ id: other.id, component: Buffer.from(c1), kcv: nodeKcv('tdes', c1) }, spiffe('one'));
+    await expect(ceremonies.enter({ id: other.id, component: Buffer.from(c2), kcv: nodeKcv('tdes', c2) }, spiffe('two'))).rejects.toMatchObject({ code: 'DUAL_CONTROL' });
+    // Anonymous callers are all the same one: no ceremony for them.
+    await expect(ceremonies.start({ name: 'anon', type: 'TDES_2KEY', purpose: 'pin', components: 2 }, { authenticatedBy: 'none', id: 'anonymous' })).rejects.toMatchObject({ code: 'DUAL_CONTROL' });
+    await ceremonies.cancel(started.id);
+    await ceremonies.cancel(other.id);
   });
 
   it('expires a ceremony after ceremonies.ttlMs, destroying what was staged', async () => {

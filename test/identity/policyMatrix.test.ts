@@ -109,8 +109,8 @@ function requests(jws: string, jwe: string): Record<string, Cell> {
       rest: { method: 'POST', url: '/v1/keys/import/tr31', body: { name: 'mx-imported', keyBlock: 'D0112P0AE00E0000ABCDEF', kbpk: { keyName: 'mx-kbpk' } } },
       grpc: p('ImportTr31', { name: 'mx-imported', keyBlock: 'D0112P0AE00E0000ABCDEF', kbpk: { keyName: 'mx-kbpk' } }),
     },
-    'keys.getWrappingKey': { bound: false, rest: { method: 'GET', url: '/v1/wrapping-key' }, grpc: k('GetWrappingKey') },
-    'keys.rotateWrappingKey': { bound: false, rest: { method: 'POST', url: '/v1/wrapping-key/rotate' }, grpc: k('RotateWrappingKey') },
+    'wrapping.getKey': { bound: false, rest: { method: 'GET', url: '/v1/wrapping-key' }, grpc: k('GetWrappingKey') },
+    'wrapping.rotateKey': { bound: false, rest: { method: 'POST', url: '/v1/wrapping-key/rotate' }, grpc: k('RotateWrappingKey') },
     'keys.import': {
       bound: true,
       rest: { method: 'POST', url: '/v1/keys/import', body: { name: 'mx-imported', type: 'AES_256', wrappedKey: b64('w'.repeat(400)), wrapping: 'RSA_OAEP_SHA1_AES_KWP' } },

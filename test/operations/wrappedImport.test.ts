@@ -152,6 +152,11 @@ describe.each(['software', 'SoftHSM'] as const)('wrapped import (BYOK) on %s', (
     const signed = await rest('POST', '/v1/keys/byok-rotated/sign', { message: b64(message) });
     expect(signed.body.keyVersion).toBe(2);
     expect(nodeVerify('sha256', message, { key: second.publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(signed.body.signature, 'base64'))).toBe(true);
+    // Payment keys are replaced by new keys, never rotated by import.
+    expect((await importRest('byok-kbpk', 'AES_128', randomBytes(16), { purpose: 'kbpk' })).status).toBe(201);
+    const paymentRotation = await rest('POST', '/v1/keys/byok-kbpk/import', { wrappedKey: b64(wrap(randomBytes(16))), wrapping: scheme });
+    expect(paymentRotation.body.error.code).toBe('INCOMPATIBLE_KEY');
+    expect((await rest('GET', '/v1/keys/byok-kbpk')).body.primaryVersion).toBe(1);
     // Material of another type than the key's is refused.
     const other = await grpc.call('ImportKeyVersion', { name: 'byok-rotated', wrappedKey: wrap(randomBytes(32)), wrapping: scheme }).catch((e: unknown) => e);
     expect(other).toMatchObject({ code: status.INVALID_ARGUMENT });

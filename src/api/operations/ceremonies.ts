@@ -5,7 +5,7 @@
  */
 import { invalid, type AuditDetails, type ErrorCode } from '../../errors.js';
 import type { CeremonyView, EnterResult } from '../../ceremonies/ceremonyService.js';
-import { keyUse, operation, type Operation } from '../declaration.js';
+import { keyUse, operation, type Operation, type ServicesFor } from '../declaration.js';
 import type * as msg from '../grpcMessages.js';
 import { keyMessage, keyView, type KeyView } from '../keyView.js';
 import * as schemas from '../schemas.js';
@@ -33,6 +33,12 @@ interface Entered {
 
 /** The ceremony id for the audit record, when well formed (the record never quotes input that failed its check). */
 const idDetail = (id: unknown): AuditDetails => (typeof id === 'string' && /^[0-9a-f]{32}$/.test(id) ? { ceremony: id } : {});
+
+/** The key a ceremony forms: the access policy's key globs govern its ceremony too. */
+const ceremonyKey = async (s: ServicesFor, i: { id: unknown }) => {
+  const name = await s.keys.ceremonies.keyNameOf(i.id);
+  return name === undefined ? [] : [name];
+};
 
 const progress = ({ result }: Entered) => ({ received: result.received, of: result.of });
 
@@ -70,6 +76,7 @@ export const ceremonyOperations: Operation[] = [
     description:
       'The component (hex) is checked against its KCV (and, TDES, for odd parity) and staged in the backend; the same identity never enters two components. After the last one the key is formed and the answer is the new key with its keyCheckValue.',
     errors: [...ceremonyErrors, 'KCV_MISMATCH', 'DUAL_CONTROL', 'CEREMONY_CONFLICT', 'INCOMPATIBLE_KEY', 'KEY_ALREADY_EXISTS'],
+    resolveKeys: ceremonyKey,
     changesState: true,
     secrets: { input: ['component'] },
     keysUsed: (out) => (out.result.completed ? keyUse(out.result.key.name, out.result.key.primaryVersion) : []),
@@ -103,6 +110,7 @@ export const ceremonyOperations: Operation[] = [
     summary: 'Read a key ceremony\'s progress',
     description: 'Its plan, how many components are entered, by whom and when, with their KCVs; never a component.',
     errors: ceremonyErrors,
+    resolveKeys: ceremonyKey,
     run: (s, i: { id: unknown }) => s.keys.ceremonies.describe(i.id),
     rest: { method: 'GET', path: '/v1/ceremonies/:id', params: schemas.ceremonyIdParams, response: schemas.ceremonySchema, decode: (r) => ({ id: r.params.id }), encode: (v) => v },
     grpc: { ...grpcCeremonies('GetCeremony'), decode: (m: msg.CeremonyIdRequest) => ({ id: m.id }), encode: ceremonyMessage },
@@ -113,6 +121,7 @@ export const ceremonyOperations: Operation[] = [
     summary: 'Cancel a key ceremony',
     description: 'Ends it and destroys the components staged so far.',
     errors: ceremonyErrors,
+    resolveKeys: ceremonyKey,
     changesState: true,
     auditDetails: (i) => idDetail(i.id),
     run: (s, i: { id: unknown }) => s.keys.ceremonies.cancel(i.id),

@@ -21,18 +21,22 @@ const wrappingKeyMessage = (v: WrappingKeyView): msg.WrappingKeyMessage => ({ ..
 const versionGiven = (v: number) => (v === 0 ? undefined : v);
 
 export const keyImportOperations: Operation[] = [
+  // The wrapping key's own group, apart from keys.*: a rule granting keys.* grants neither.
   operation({
-    name: 'keys.getWrappingKey',
+    name: 'wrapping.getKey',
     tag: 'keys',
     summary: 'The import wrapping key: its public key and the wrappings this backend unwraps',
     description: 'An RSA key (RSA-3072 by default) made on first use, under a reserved name no other operation may use. Wrap keys to import under its primary version.',
     errors: ['UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'],
+    // The first call makes the key: recorded like any key creation.
+    changesState: true,
+    keysUsed: (v) => keyUse(v.keyName, v.keyVersion),
     run: (s) => s.keys.wrappedImport.describeWrappingKey(),
     rest: { method: 'GET', path: '/v1/wrapping-key', response: schemas.wrappingKeySchema, decode: () => ({}), encode: wrappingKeyRest },
     grpc: { ...grpcKeyService('GetWrappingKey'), decode: () => ({}), encode: wrappingKeyMessage },
   }),
   operation({
-    name: 'keys.rotateWrappingKey',
+    name: 'wrapping.rotateKey',
     tag: 'keys',
     summary: 'Make the import wrapping key\'s next version',
     description: 'New imports are wrapped under the new version; blobs wrapped under older versions still import (give wrappingKeyVersion).',

@@ -60,7 +60,7 @@ export const startCeremonyBody = object(
 
 export const enterComponentBody = object(
   {
-    component: { type: 'string', pattern: COMPONENT_HEX_PATTERN, description: 'The clear component in hex; TDES components with odd parity. Never logged, never kept in memory after the request.' },
+    component: { type: 'string', pattern: COMPONENT_HEX_PATTERN, description: 'The clear component in hex; TDES components with odd parity. Never logged; staged in the backend, not kept in this process between requests.' },
     kcv: { type: 'string', pattern: '^[0-9A-Fa-f]{6}$', description: "The component's KCV from its form: the component is refused when it does not match." },
   },
   ['component', 'kcv'],

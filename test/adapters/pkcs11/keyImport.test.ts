@@ -352,7 +352,7 @@ function planFor(components: 2 | 3): CeremonyPlan {
   };
 }
 
-const entry = (number: number, enteredBy: string, kcv = 'ABCDEF'): ComponentEntry => ({ number, enteredBy, enteredAt: new Date().toISOString(), kcv });
+const entry = (number: number, enteredBy: string, kcv = 'ABCDEF'): ComponentEntry => ({ number, enteredBy, identities: [enteredBy], enteredAt: new Date().toISOString(), kcv });
 
 /** Every token object labelled with the ceremony id (plan and components). */
 const ceremonyObjects = (id: string) => inspector.objects(id, A.CKO_DATA, []).length + inspector.objects(id, A.CKO_SECRET_KEY, []).length;
@@ -371,6 +371,8 @@ describe('key ceremonies', () => {
     expect(state.entries.map((e) => [e.number, e.enteredBy])).toEqual([[1, 'token:carol'], [2, 'token:bob']]);
     await expectCode(backend.stageComponent(plan.id, entry(1, 'token:dave'), randomBytes(16)), ['CEREMONY_CONFLICT']);
     await expectCode(backend.stageComponent(plan.id, entry(3, 'token:bob'), randomBytes(16)), ['DUAL_CONTROL']);
+    // One shared credential is enough: the certificate bob also presented.
+    await expectCode(backend.stageComponent(plan.id, { ...entry(3, 'token:mallory'), identities: ['token:mallory', 'token:bob'] }, randomBytes(16)), ['DUAL_CONTROL']);
     await expectCode(backend.stageComponent(newCeremonyId(), entry(1, 'token:bob'), randomBytes(16)), ['CEREMONY_NOT_FOUND']);
 
     const staged = inspector.objects(plan.id, A.CKO_SECRET_KEY, SECRET);

@@ -363,7 +363,7 @@ class SoftwareBackend implements Backend, KeystoreState {
   async startCeremony(plan: CeremonyPlan): Promise<void> {
     await this.change(({ ceremonies }) => {
       if (ceremonies.has(plan.id)) throw new HsmBridgeError('CEREMONY_CONFLICT', 'a ceremony with this id exists');
-      ceremonies.set(plan.id, newCeremony(plan));
+      ceremonies.set(plan.id, newCeremony(this.masterKey, plan));
     });
   }
 

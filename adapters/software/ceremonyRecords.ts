@@ -1,15 +1,25 @@
 /**
- * Key ceremonies in the keystore file: each plan with its staged components, every component sealed
- * under the master key (sealing.ts) next to its entry. Only sealed components are ever held in memory;
- * one is opened for the one call that needs it (stagedComponents) and at start, to check it.
+ * Key ceremonies in the keystore file: each plan with its seal and its staged components, every component
+ * sealed under the master key (sealing.ts) next to its entry. The plan's seal and each component's AAD
+ * bind the plan and entries, which are in clear, so that an edit of the file (an exportable key, a later
+ * expiry, a renamed custodian) stops the start. Only sealed components are ever held in memory; one is
+ * opened for the one call that needs it (stagedComponents) and at start, to check it.
  */
 import type { KeyObject } from 'node:crypto';
 import { Ajv } from 'ajv';
-import { parseCeremonyId, type CeremonyPlan, type CeremonyState, type ComponentEntry } from '../../src/ceremonies/record.js';
+import {
+  MAX_IDENTITIES,
+  MAX_IDENTITY_LENGTH,
+  parseCeremonyId,
+  sameCustodian,
+  type CeremonyPlan,
+  type CeremonyState,
+  type ComponentEntry,
+} from '../../src/ceremonies/record.js';
 import { HsmBridgeError, invalid } from '../../src/errors.js';
 import { parseKeyName } from '../../src/keys/names.js';
 import { allKeyTypes, keyPurposes, keyUsages, modesOfUse } from '../../src/keys/types.js';
-import { openComponent, sealComponent, sealedSchema, type Sealed } from './sealing.js';
+import { openComponent, planSealPasses, sealComponent, sealedSchema, sealPlan, type Sealed } from './sealing.js';
 
 export interface StoredComponent {
   readonly entry: ComponentEntry;
@@ -18,15 +28,36 @@ export interface StoredComponent {
 
 export interface StoredCeremony {
   readonly plan: CeremonyPlan;
+  /** A tag over the plan (sealing.ts): the plan cannot be edited before its first component binds it too. */
+  readonly planSeal: Sealed;
   /** In number order. */
   readonly components: readonly StoredComponent[];
 }
 
+const entrySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['number', 'enteredBy', 'identities', 'enteredAt', 'kcv'],
+  properties: {
+    number: { type: 'integer' },
+    enteredBy: { type: 'string' },
+    identities: {
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_IDENTITIES,
+      items: { type: 'string', minLength: 1, maxLength: MAX_IDENTITY_LENGTH },
+    },
+    enteredAt: { type: 'string' },
+    kcv: { type: 'string' },
+  },
+};
+
 export const storedCeremonySchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['plan', 'components'],
+  required: ['plan', 'planSeal', 'components'],
   properties: {
+    planSeal: sealedSchema,
     plan: {
       type: 'object',
       additionalProperties: false,
@@ -60,17 +91,7 @@ export const storedCeremonySchema = {
         additionalProperties: false,
         required: ['entry', 'material'],
         properties: {
-          entry: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['number', 'enteredBy', 'enteredAt', 'kcv'],
-            properties: {
-              number: { type: 'integer' },
-              enteredBy: { type: 'string' },
-              enteredAt: { type: 'string' },
-              kcv: { type: 'string' },
-            },
-          },
+          entry: entrySchema,
           material: sealedSchema,
         },
       },
@@ -78,33 +99,33 @@ export const storedCeremonySchema = {
   },
 };
 
-const validateCeremony = new Ajv({ allErrors: false, strict: false }).compile<StoredCeremony>(storedCeremonySchema);
+const ajv = new Ajv({ allErrors: false, strict: false });
+const validateCeremony = ajv.compile<StoredCeremony>(storedCeremonySchema);
+const validateEntry = ajv.compile<ComponentEntry>(entrySchema);
 
 /**
  * A new ceremony as it is stored: the plan's own fields only, checked as the keystore's reader will check
  * them, so that what is written always opens again (an unknown field would stop the next start).
  */
-export function newCeremony(plan: CeremonyPlan): StoredCeremony {
+export function newCeremony(masterKey: KeyObject, plan: CeremonyPlan): StoredCeremony {
   const { id, key, components, expectedKcv, startedBy, startedAt, expiresAt } = plan;
-  const ceremony: StoredCeremony = {
-    plan: {
-      id,
-      key: {
-        name: key.name,
-        type: key.type,
-        purpose: key.purpose,
-        ...(key.exportable !== undefined ? { exportable: key.exportable } : {}),
-        ...(key.modeOfUse !== undefined ? { modeOfUse: key.modeOfUse } : {}),
-        ...(key.keyUsage !== undefined ? { keyUsage: key.keyUsage } : {}),
-      },
-      components,
-      ...(expectedKcv !== undefined ? { expectedKcv } : {}),
-      startedBy,
-      startedAt,
-      expiresAt,
+  const stored: CeremonyPlan = {
+    id,
+    key: {
+      name: key.name,
+      type: key.type,
+      purpose: key.purpose,
+      ...(key.exportable !== undefined ? { exportable: key.exportable } : {}),
+      ...(key.modeOfUse !== undefined ? { modeOfUse: key.modeOfUse } : {}),
+      ...(key.keyUsage !== undefined ? { keyUsage: key.keyUsage } : {}),
     },
-    components: [],
+    components,
+    ...(expectedKcv !== undefined ? { expectedKcv } : {}),
+    startedBy,
+    startedAt,
+    expiresAt,
   };
+  const ceremony: StoredCeremony = { plan: stored, planSeal: sealPlan(masterKey, stored), components: [] };
   if (!validateCeremony(ceremony) || !hasValidNames(ceremony.plan)) throw invalid('the ceremony plan is malformed');
   return ceremony;
 }
@@ -119,26 +140,29 @@ export function stateOf(ceremony: StoredCeremony): CeremonyState {
  */
 export function withComponent(masterKey: KeyObject, ceremony: StoredCeremony, entry: ComponentEntry, component: Buffer): StoredCeremony {
   const { plan, components } = ceremony;
-  // A number outside the plan would leave a keystore that no longer opens (see problemWith).
-  if (!Number.isInteger(entry.number) || entry.number < 1 || entry.number > plan.components) {
-    throw invalid(`a component number is 1 to ${plan.components}`);
+  if (!planSealPasses(masterKey, plan, ceremony.planSeal)) throw new HsmBridgeError('INTERNAL', 'the ceremony plan fails authentication');
+  const { number, enteredBy, identities, enteredAt, kcv } = entry;
+  // Checked as the keystore's reader checks it, so that what is written always opens again (see problemWith).
+  if (!validateEntry({ number, enteredBy, identities, enteredAt, kcv })) {
+    throw invalid(`the entry is malformed (a custodian has 1 to ${MAX_IDENTITIES} identities of 1 to ${MAX_IDENTITY_LENGTH} characters)`);
   }
-  if (components.some((c) => c.entry.number === entry.number)) {
-    throw new HsmBridgeError('CEREMONY_CONFLICT', `component ${entry.number} of this ceremony is already entered`);
+  if (number < 1 || number > plan.components) throw invalid(`a component number is 1 to ${plan.components}`);
+  if (components.some((c) => c.entry.number === number)) {
+    throw new HsmBridgeError('CEREMONY_CONFLICT', `component ${number} of this ceremony is already entered`);
   }
-  if (components.some((c) => c.entry.enteredBy === entry.enteredBy)) {
-    throw new HsmBridgeError('DUAL_CONTROL', 'this identity already entered a component of this ceremony');
+  const stored: ComponentEntry = { number, enteredBy, identities: [...identities], enteredAt, kcv };
+  if (components.some((c) => sameCustodian(c.entry, stored))) {
+    throw new HsmBridgeError('DUAL_CONTROL', 'this custodian already entered a component of this ceremony');
   }
-  const { number, enteredBy, enteredAt, kcv } = entry;
-  const stored: StoredComponent = { entry: { number, enteredBy, enteredAt, kcv }, material: sealComponent(masterKey, plan.id, number, component) };
-  return { plan, components: [...components, stored].sort((a, b) => a.entry.number - b.entry.number) };
+  const sealed: StoredComponent = { entry: stored, material: sealComponent(masterKey, plan, stored, component) };
+  return { ...ceremony, components: [...components, sealed].sort((a, b) => a.entry.number - b.entry.number) };
 }
 
 /** The clear components in number order; the caller zeroes them. */
 export function openComponents(masterKey: KeyObject, ceremony: StoredCeremony): Buffer[] {
   const opened: Buffer[] = [];
   for (const { entry, material } of ceremony.components) {
-    const clear = openComponent(masterKey, ceremony.plan.id, entry.number, material);
+    const clear = openComponent(masterKey, ceremony.plan, entry, material);
     if (!clear) {
       for (const b of opened) b.fill(0);
       throw new HsmBridgeError('INTERNAL', 'a staged component fails authentication');
@@ -162,14 +186,15 @@ function hasValidNames(plan: CeremonyPlan): boolean {
 export function problemWith(masterKey: KeyObject, ceremony: StoredCeremony): string | undefined {
   const { plan, components } = ceremony;
   if (!hasValidNames(plan)) return 'has an invalid id or key name';
+  if (!planSealPasses(masterKey, plan, ceremony.planSeal)) return 'has a plan that fails authentication (altered)';
   let previous = 0;
-  for (const { entry, material } of components) {
+  for (const [i, { entry, material }] of components.entries()) {
     if (entry.number <= previous || entry.number > plan.components) return 'has component numbers out of order or beyond its plan';
     previous = entry.number;
-    if (components.filter((c) => c.entry.enteredBy === entry.enteredBy).length > 1) return 'has two components entered by one identity';
-    const clear = openComponent(masterKey, plan.id, entry.number, material);
+    const clear = openComponent(masterKey, plan, entry, material);
     if (!clear) return `component ${entry.number} fails authentication (altered, or moved from another ceremony)`;
     clear.fill(0);
+    if (components.slice(0, i).some((c) => sameCustodian(c.entry, entry))) return 'has two components entered by one identity';
   }
   return undefined;
 }

@@ -8,7 +8,8 @@
  *   "masterKeyCheck": { "iv": b64, "data": b64 },
  *   "keys": [ { "name", "type", "purpose", "state", "createdAt", "exportable"?: true, "modeOfUse"?: "E", "keyUsage"?: "M3",
  *               "versions": [ { "version", "createdAt", "publicKeySpki"?: b64 DER, "material": { "iv", "data" } } ] } ],
- *   "ceremonies"?: [ { "plan": CeremonyPlan, "components": [ { "entry": ComponentEntry, "material": { "iv", "data" } } ] } ]
+ *   "ceremonies"?: [ { "plan": CeremonyPlan, "planSeal": { "iv", "data" },
+ *                      "components": [ { "entry": ComponentEntry, "material": { "iv", "data" } } ] } ]
  * }
  */
 import type { KeyObject } from 'node:crypto';
@@ -187,7 +188,7 @@ export function unsealKeystore(path: string, doc: KeystoreDocument, masterKey: K
   return entries;
 }
 
-/** Checks every ceremony of the document (its components open); throws KeystoreError on any problem. */
+/** Checks every ceremony of the document (its plan's seal and components open); throws KeystoreError on any problem. */
 export function unsealCeremonies(path: string, doc: KeystoreDocument, masterKey: KeyObject): Map<CeremonyId, StoredCeremony> {
   const ceremonies = new Map<CeremonyId, StoredCeremony>();
   for (const ceremony of doc.ceremonies ?? []) {

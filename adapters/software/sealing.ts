@@ -4,9 +4,11 @@
  * mode of use, key usage), so that
  * a sealed record copied into another key (or another version) fails authentication instead of silently
  * becoming that key, and an edit that makes a key exportable, lifts its mode of use or changes its key
- * usage (an M1 MAC key into an M3 one) does too.
+ * usage (an M1 MAC key into an M3 one) does too. A key ceremony's plan and its components' entries are
+ * bound the same way (planAad, componentAad).
  */
 import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto';
+import type { CeremonyPlan, ComponentEntry } from '../../src/ceremonies/record.js';
 import type { KeyPurpose, KeyType, KeyUsage, ModeOfUse } from '../../src/keys/types.js';
 
 const IV_LENGTH = 12;
@@ -52,11 +54,34 @@ function recordAad(b: RecordBinding): Buffer {
   return Buffer.from(JSON.stringify(fields));
 }
 /**
- * A key ceremony's staged component is bound to its ceremony and number, so that a component copied into
- * another ceremony (or renumbered) does not open.
+ * Canonical JSON: object keys sorted at every depth (undefined members left out, as JSON.stringify does),
+ * so one value has one encoding whatever order its fields were written in. Used for ceremony records,
+ * which have optional fields and may gain new ones: every field the file holds is bound, with no list to
+ * keep up to date.
  */
-const componentAad = (ceremony: string, number: number): Buffer =>
-  Buffer.from(JSON.stringify(['hsm-bridge software keystore ceremony component v1', ceremony, number]));
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const members = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`);
+    return `{${members.join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+/**
+ * A ceremony's plan is sealed on its own (an empty message: the tag alone), so that the plan cannot be
+ * edited in the file before its first component is entered (which would then seal the edited plan).
+ */
+const planAad = (plan: CeremonyPlan): Buffer => Buffer.from(canonicalJson(['hsm-bridge software keystore ceremony plan v1', plan]));
+/**
+ * A staged component is bound to its whole plan and its own entry: a component copied into another
+ * ceremony or renumbered does not open, and neither does one whose plan (exportable, expected KCV,
+ * expiry...) or entry (custodian, identities, KCV) was edited in the file.
+ */
+const componentAad = (plan: CeremonyPlan, entry: ComponentEntry): Buffer =>
+  Buffer.from(canonicalJson(['hsm-bridge software keystore ceremony component v2', plan, entry]));
 /** The master key check seals nothing under its own AAD: its tag alone tells whether the master key is the right one. */
 const CHECK_AAD = Buffer.from('hsm-bridge software keystore master key check v1');
 
@@ -92,11 +117,15 @@ export const sealRecord = (masterKey: KeyObject, binding: RecordBinding, materia
 export const openRecord = (masterKey: KeyObject, binding: RecordBinding, sealed: Sealed): Buffer | undefined =>
   open(masterKey, recordAad(binding), sealed);
 
-export const sealComponent = (masterKey: KeyObject, ceremony: string, number: number, component: Buffer): Sealed =>
-  seal(masterKey, componentAad(ceremony, number), component);
+export const sealPlan = (masterKey: KeyObject, plan: CeremonyPlan): Sealed => seal(masterKey, planAad(plan), Buffer.alloc(0));
 
-export const openComponent = (masterKey: KeyObject, ceremony: string, number: number, sealed: Sealed): Buffer | undefined =>
-  open(masterKey, componentAad(ceremony, number), sealed);
+export const planSealPasses = (masterKey: KeyObject, plan: CeremonyPlan, sealed: Sealed): boolean => open(masterKey, planAad(plan), sealed) !== undefined;
+
+export const sealComponent = (masterKey: KeyObject, plan: CeremonyPlan, entry: ComponentEntry, component: Buffer): Sealed =>
+  seal(masterKey, componentAad(plan, entry), component);
+
+export const openComponent = (masterKey: KeyObject, plan: CeremonyPlan, entry: ComponentEntry, sealed: Sealed): Buffer | undefined =>
+  open(masterKey, componentAad(plan, entry), sealed);
 
 export const makeMasterKeyCheck = (masterKey: KeyObject): Sealed => seal(masterKey, CHECK_AAD, Buffer.alloc(0));
 

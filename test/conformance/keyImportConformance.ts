@@ -281,7 +281,7 @@ export function describeKeyImportConformance(label: string, makeTarget: () => Pr
         startedAt: at(),
         expiresAt: at(3_600_000),
       });
-      const entry = (number: number, enteredBy: string): ComponentEntry => ({ number, enteredBy, enteredAt: at(), kcv: 'ABC123' });
+      const entry = (number: number, enteredBy: string, identities = [enteredBy]): ComponentEntry => ({ number, enteredBy, identities, enteredAt: at(), kcv: 'ABC123' });
       const component = () => setOddParity(randomBytes(16));
       const start = async (components: 2 | 3) => {
         const plan = planFor(components);
@@ -327,6 +327,18 @@ export function describeKeyImportConformance(label: string, makeTarget: () => Pr
         await expect(backend.stageComponent(plan.id, entry(2, 'token:alice'), component())).rejects.toMatchObject({ code: 'DUAL_CONTROL' });
         expect((await backend.describeCeremony(plan.id)).entries.map((e) => e.enteredBy)).toEqual(['token:alice']);
         expect(await backend.stagedComponents(plan.id)).toEqual([first]);
+        await backend.endCeremony(plan.id);
+      });
+
+      it('dual control is by identities: an entry sharing one credential with an earlier entry is DUAL_CONTROL, though enteredBy differs', async () => {
+        if (!caps().keyImport.ceremonies) return;
+        const plan = await start(3);
+        await backend.stageComponent(plan.id, entry(1, 'certificate:alice', ['certificate:alice', 'san:alice@example.com']), component());
+        await expect(
+          backend.stageComponent(plan.id, entry(2, 'token:alice', ['token:https://idp.example|alice', 'san:alice@example.com']), component()),
+        ).rejects.toMatchObject({ code: 'DUAL_CONTROL' });
+        await backend.stageComponent(plan.id, entry(2, 'certificate:bob'), component());
+        expect((await backend.describeCeremony(plan.id)).entries.map((e) => e.identities)).toEqual([['certificate:alice', 'san:alice@example.com'], ['certificate:bob']]);
         await backend.endCeremony(plan.id);
       });
 

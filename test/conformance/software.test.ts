@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { createSecretKey, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { softwareBackendFactory } from '../../adapters/software/index.js';
+import { sealComponent } from '../../adapters/software/sealing.js';
 import type { Backend } from '../../src/backend/port.js';
-import { newCeremonyId, type CeremonyId, type CeremonyPlan, type ComponentEntry } from '../../src/ceremonies/record.js';
+import { MAX_IDENTITIES, MAX_IDENTITY_LENGTH, newCeremonyId, type CeremonyId, type CeremonyPlan, type ComponentEntry } from '../../src/ceremonies/record.js';
 import { parseKeyName } from '../../src/keys/names.js';
 import { setOddParity } from '../../src/payment/crypto/parity.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../helpers/software.js';
@@ -22,8 +23,13 @@ const target = async () => {
 describeBackendConformance('software', target);
 describeKeyImportConformance('software', target);
 
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
 interface KeystoreWithCeremonies {
-  ceremonies: Array<{ components: Array<{ entry: { number: number }; material: unknown }> }>;
+  ceremonies: Array<{
+    plan: Omit<Writable<CeremonyPlan>, 'key'> & { key: Writable<CeremonyPlan['key']> };
+    planSeal: unknown;
+    components: Array<{ entry: Writable<ComponentEntry> & { identities: string[] }; material: unknown }>;
+  }>;
 }
 
 const planFor = (id: CeremonyId): CeremonyPlan => ({
@@ -33,6 +39,13 @@ const planFor = (id: CeremonyId): CeremonyPlan => ({
   startedBy: 'token:starter',
   startedAt: new Date().toISOString(),
   expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+});
+const entryOf = (number: number, enteredBy: string, identities = [enteredBy]): ComponentEntry => ({
+  number,
+  enteredBy,
+  identities,
+  enteredAt: new Date().toISOString(),
+  kcv: 'A1B2C3',
 });
 
 describe('software backend: ceremonies in the keystore file', () => {
@@ -53,7 +66,7 @@ describe('software backend: ceremonies in the keystore file', () => {
 
   it('a half-done ceremony survives a restart; its components are nowhere in the file in clear', async () => {
     const plan = planFor(newCeremonyId());
-    const entries: ComponentEntry[] = [1, 2].map((number) => ({ number, enteredBy: `token:custodian-${number}`, enteredAt: new Date().toISOString(), kcv: 'A1B2C3' }));
+    const entries: ComponentEntry[] = [1, 2].map((number) => ({ number, enteredBy: `token:custodian-${number}`, identities: [`token:custodian-${number}`], enteredAt: new Date().toISOString(), kcv: 'A1B2C3' }));
     const parts = [setOddParity(randomBytes(24)), setOddParity(randomBytes(24))];
     const b1 = await start();
     await b1.startCeremony(plan);
@@ -97,7 +110,7 @@ describe('software backend: ceremonies in the keystore file', () => {
     const plans = [newCeremonyId(), newCeremonyId()].map((id) => ({ ...planFor(id) }));
     for (const plan of plans) {
       await b1.startCeremony(plan);
-      await b1.stageComponent(plan.id, { number: 1, enteredBy: 'token:alice', enteredAt: new Date().toISOString(), kcv: 'A1B2C3' }, randomBytes(16));
+      await b1.stageComponent(plan.id, entryOf(1, 'token:alice'), randomBytes(16));
     }
     await b1.close();
     const original = readFileSync(h.config.keystorePath, 'utf8');
@@ -111,6 +124,80 @@ describe('software backend: ceremonies in the keystore file', () => {
       writeFileSync(h.config.keystorePath, JSON.stringify(doc));
       await expect(start()).rejects.toThrow(/ceremony [0-9a-f]{32} component \d fails authentication/);
     }
+  });
+
+  it('an edit of a plan or an entry in the file stops the start, with components entered or none', async () => {
+    const b1 = await start();
+    const [bare, begun, other] = [newCeremonyId(), newCeremonyId(), newCeremonyId()].map(planFor);
+    for (const plan of [bare!, begun!, other!]) await b1.startCeremony(plan);
+    await b1.stageComponent(begun!.id, entryOf(1, 'certificate:alice', ['certificate:alice', 'san:alice']), setOddParity(randomBytes(24)));
+    await b1.close();
+    const original = readFileSync(h.config.keystorePath, 'utf8');
+    const planEdits: Array<(c: KeystoreWithCeremonies['ceremonies'][number], doc: KeystoreWithCeremonies) => void> = [
+      (c) => void (c.plan.key.exportable = true),
+      (c) => void (c.plan.expectedKcv = 'FFFFFF'),
+      (c) => void (c.plan.expiresAt = new Date(Date.now() + 365 * 86_400_000).toISOString()),
+      (c) => void (c.plan.components = 2),
+      (c, doc) => void (c.planSeal = doc.ceremonies[2]!.planSeal),
+    ];
+    const entryEdits: Array<(entry: KeystoreWithCeremonies['ceremonies'][number]['components'][number]['entry']) => void> = [
+      (e) => void (e.enteredBy = 'token:mallory'),
+      (e) => void (e.identities = ['token:mallory']),
+      (e) => void e.identities.pop(),
+      (e) => void (e.kcv = 'FFFFFF'),
+    ];
+    const refusedWith = async (edit: (doc: KeystoreWithCeremonies) => void, problem: RegExp) => {
+      const doc = JSON.parse(original) as KeystoreWithCeremonies;
+      edit(doc);
+      writeFileSync(h.config.keystorePath, JSON.stringify(doc));
+      await expect(start()).rejects.toThrow(problem);
+    };
+    for (const index of [0, 1]) {
+      for (const edit of planEdits) {
+        await refusedWith((doc) => edit(doc.ceremonies[index]!, doc), /ceremony [0-9a-f]{32} has a plan that fails authentication/);
+      }
+    }
+    for (const edit of entryEdits) {
+      await refusedWith((doc) => edit(doc.ceremonies[1]!.components[0]!.entry), /ceremony [0-9a-f]{32} component 1 fails authentication/);
+    }
+    writeFileSync(h.config.keystorePath, original);
+    expect((await (await start()).describeCeremony(begun!.id)).entries).toHaveLength(1);
+  });
+
+  it('identities: 1 to MAX_IDENTITIES non-empty strings of at most MAX_IDENTITY_LENGTH, or INVALID_ARGUMENT; the reader checks them too', async () => {
+    const b = await start();
+    const plan = planFor(newCeremonyId());
+    await b.startCeremony(plan);
+    const refused: unknown[] = [[], [''], Array.from({ length: MAX_IDENTITIES + 1 }, (_, i) => `token:${i}`), ['x'.repeat(MAX_IDENTITY_LENGTH + 1)], [42], 'token:alice', undefined];
+    for (const identities of refused) {
+      await expect(b.stageComponent(plan.id, { ...entryOf(1, 'token:alice'), identities: identities as string[] }, setOddParity(randomBytes(24)))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
+    const most = Array.from({ length: MAX_IDENTITIES }, (_, i) => `token:${i}`.padEnd(MAX_IDENTITY_LENGTH, 'x'));
+    await b.stageComponent(plan.id, { ...entryOf(1, 'token:alice'), identities: most }, setOddParity(randomBytes(24)));
+    expect((await b.describeCeremony(plan.id)).entries.map((e) => e.identities)).toEqual([most]);
+    await b.close();
+
+    const doc = JSON.parse(readFileSync(h.config.keystorePath, 'utf8')) as KeystoreWithCeremonies;
+    doc.ceremonies[0]!.components[0]!.entry = { ...doc.ceremonies[0]!.components[0]!.entry, identities: [] };
+    writeFileSync(h.config.keystorePath, JSON.stringify(doc));
+    await expect(start()).rejects.toThrow(/is malformed: \/ceremonies\/0\/components\/0\/entry\/identities/);
+  });
+
+  it('two entries sharing an identity stop the start, even sealed under the master key', async () => {
+    const b1 = await start();
+    const plan = planFor(newCeremonyId());
+    await b1.startCeremony(plan);
+    await b1.stageComponent(plan.id, entryOf(1, 'token:alice', ['token:alice', 'san:alice']), setOddParity(randomBytes(24)));
+    await b1.stageComponent(plan.id, entryOf(2, 'token:bob'), setOddParity(randomBytes(24)));
+    await b1.close();
+    // Only the holder of the master key can write such a file: the reader checks dual control all the same.
+    const doc = JSON.parse(readFileSync(h.config.keystorePath, 'utf8')) as KeystoreWithCeremonies;
+    const ceremony = doc.ceremonies[0]!;
+    const entry = { ...ceremony.components[1]!.entry, identities: ['token:bob', 'san:alice'] };
+    const masterKey = createSecretKey(Buffer.from(process.env[h.config.masterKeyEnv]!, 'base64'));
+    ceremony.components[1] = { entry, material: sealComponent(masterKey, ceremony.plan, entry, setOddParity(randomBytes(24))) };
+    writeFileSync(h.config.keystorePath, JSON.stringify(doc));
+    await expect(start()).rejects.toThrow(/ceremony [0-9a-f]{32} has two components entered by one identity/);
   });
 
   it('an import wrapping key serves no operation but importWrappedKey', async () => {

@@ -238,8 +238,8 @@ export interface Backend {
   /**
    * Stages one component as a sensitive object nothing can use, with its entry, and answers the new state.
    * Atomic with its checks, also against other replicas: CEREMONY_CONFLICT when entry.number is already
-   * entered, DUAL_CONTROL when an earlier entry has the same custodian (sameCustodian), CEREMONY_NOT_FOUND when the
-   * ceremony is gone. The core has checked the component (length, parity, KCV) and zeroes it.
+   * entered, DUAL_CONTROL when an earlier entry has the same custodian (sameCustodian), CEREMONY_NOT_FOUND
+   * when the ceremony is gone. The core has checked the component (length, parity, KCV) and zeroes it.
    */
   stageComponent(id: CeremonyId, entry: ComponentEntry, component: Buffer): Promise<CeremonyState>;
   /**

@@ -106,9 +106,20 @@ function readStaged(api: Pkcs11Api, session: Handle, id: CeremonyId): Staged[] {
     .sort((a, b) => (a.entry.enteredAt < b.entry.enteredAt ? -1 : a.entry.enteredAt > b.entry.enteredAt ? 1 : a.nonce < b.nonce ? -1 : a.nonce > b.nonce ? 1 : 0));
 }
 
+/**
+ * The entries that stand: in entry order, each that clashes with one standing before it is left out (its
+ * writer, another replica, withdraws it). Everything that answers a ceremony's state or components reads
+ * through this, so that an entry about to be withdrawn never counts, nor goes into a key.
+ */
+function survivors(staged: readonly Staged[]): Staged[] {
+  const standing: Staged[] = [];
+  for (const s of staged) if (!clash(s.entry, standing)) standing.push(s);
+  return standing;
+}
+
 const stateOf = (plan: CeremonyPlan, staged: readonly Staged[]): CeremonyState => ({
   plan,
-  entries: staged.map((s) => s.entry).sort((a, b) => a.number - b.number),
+  entries: survivors(staged).map((s) => s.entry).sort((a, b) => a.number - b.number),
 });
 
 export function startCeremony(api: Pkcs11Api, session: Handle, plan: CeremonyPlan): void {
@@ -165,6 +176,7 @@ export async function stageComponent(api: Pkcs11Api, session: Handle, id: Ceremo
       { type: A.CKA_ID, value: objectId },
       { type: A.CKA_SENSITIVE, value: true },
       { type: A.CKA_EXTRACTABLE, value: true },
+      { type: A.CKA_MODIFIABLE, value: false },
       ...[A.CKA_ENCRYPT, A.CKA_DECRYPT, A.CKA_SIGN, A.CKA_VERIFY, A.CKA_WRAP, A.CKA_UNWRAP, A.CKA_DERIVE].map((type) => ({ type, value: false })),
       { type: A.CKA_VALUE, value: component },
     ]);
@@ -172,8 +184,9 @@ export async function stageComponent(api: Pkcs11Api, session: Handle, id: Ceremo
   });
   await new Promise((resolve) => setTimeout(resolve, READ_BACK_PAUSE_MS));
   const staged = readStaged(api, session, id);
+  const standing = survivors(staged);
   const ours = staged.findIndex((s) => s.handle.equals(handle));
-  const refused = !readPlans(api, session, id).length ? notFound(id) : ours < 0 ? notFound(id) : clash(entry, staged.slice(0, ours));
+  const refused = !readPlans(api, session, id).length || ours < 0 ? notFound(id) : standing.some((s) => s.handle.equals(handle)) ? undefined : clash(entry, standing.filter((s) => staged.indexOf(s) < ours));
   if (refused) {
     destroyQuietly(api, session, handle);
     throw refused;
@@ -188,7 +201,7 @@ export async function stageComponent(api: Pkcs11Api, session: Handle, id: Ceremo
  */
 export function stagedComponents(api: Pkcs11Api, session: Handle, id: CeremonyId): Buffer[] {
   if (!readPlans(api, session, id).length) throw notFound(id);
-  const staged = readStaged(api, session, id).sort((a, b) => a.entry.number - b.entry.number);
+  const staged = survivors(readStaged(api, session, id)).sort((a, b) => a.entry.number - b.entry.number);
   const kekValue = randomBytes(32);
   let kek: Handle | undefined;
   const components: Buffer[] = [];
@@ -203,7 +216,11 @@ export function stagedComponents(api: Pkcs11Api, session: Handle, id: CeremonyId
       const wrapped = api.C_WrapKey(session, { mechanism: CKM.AES_KEY_WRAP_PAD }, kek, handle, Buffer.alloc(WRAPPED_ROOM));
       const decipher = createDecipheriv('id-aes256-wrap-pad', kekValue, KWP_IV);
       const parts = [decipher.update(wrapped), decipher.final()];
-      components.push(Buffer.concat(parts));
+      // Unpooled: a small Buffer.concat lands on Node's shared pool slab, which posting to the main thread copies whole.
+      const component = Buffer.alloc(parts[0]!.length + parts[1]!.length);
+      parts[0]!.copy(component);
+      parts[1]!.copy(component, parts[0]!.length);
+      components.push(component);
       for (const p of [...parts, wrapped]) p.fill(0);
     }
     return components;
@@ -222,9 +239,12 @@ export function stagedComponents(api: Pkcs11Api, session: Handle, id: CeremonyId
   }
 }
 
-/** Destroys the plan and every staged component; nothing to do when they are gone. */
+/**
+ * Destroys the plan and every staged component; nothing to do when they are gone. The plan goes first: a
+ * component another replica writes after this search finds no plan at its read-back and withdraws itself
+ * (stageComponent), so none is left without a plan, where no sweep would find it.
+ */
 export function endCeremony(api: Pkcs11Api, session: Handle, id: CeremonyId): void {
-  // Components first: a plan without components is a ceremony just started, never a half-ended one.
-  for (const { handle } of readStaged(api, session, id)) destroyQuietly(api, session, handle);
   for (const { handle } of readAll(api, session, planTemplate(id), A.CKA_LABEL)) destroyQuietly(api, session, handle);
+  for (const { handle } of readStaged(api, session, id)) destroyQuietly(api, session, handle);
 }

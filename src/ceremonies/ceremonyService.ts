@@ -281,6 +281,15 @@ export class CeremonyService {
   /** XORs the staged components into the key, checks it against expectedKcv, and imports it; zeroes every clear buffer. */
   private async form({ plan }: CeremonyState): Promise<{ key: KeyMetadata; keyCheckValue: string }> {
     const family = keyTypes[plan.key.type].family as 'tdes' | 'aes';
+    // Read once more, right before the components: exactly one entry per number, and no custodian twice,
+    // whatever another replica staged at the same moment.
+    const { entries } = await this.backend.describeCeremony(plan.id);
+    const sound = entries.length === plan.components && entries.every((e, i) => e.number === i + 1 && entries.every((f, j) => j <= i || !sameCustodian(e, f)));
+    if (!sound) {
+      throw new HsmBridgeError('CEREMONY_CONFLICT', `ceremony ${plan.id}: its entries changed while the key was being formed (entries at the same moment on another replica); it is ended: start again`, {
+        details: { ceremony: plan.id },
+      });
+    }
     const parts = await this.backend.stagedComponents(plan.id);
     const key = Buffer.alloc(keyTypes[plan.key.type].bits / 8);
     try {

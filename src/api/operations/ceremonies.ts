@@ -18,7 +18,10 @@ const COMPONENT_HEX = new RegExp(schemas.COMPONENT_HEX_PATTERN);
 /** The component as the service takes it: bytes, from hex that REST's schema (or this check, on gRPC) has vetted. */
 function componentBytes(hex: unknown): Buffer {
   if (typeof hex !== 'string' || !COMPONENT_HEX.test(hex)) throw invalid('component is 32, 48 or 64 hex digits');
-  return Buffer.from(hex, 'hex');
+  // Unpooled (Buffer.from would use Node's shared pool slab), so that zeroing it leaves no copy behind.
+  const component = Buffer.alloc(hex.length / 2);
+  component.write(hex, 'hex');
+  return component;
 }
 
 function ceremonyMessage(view: CeremonyView): msg.CeremonyMessage {

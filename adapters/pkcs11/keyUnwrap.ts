@@ -72,7 +72,7 @@ const transportTemplate = (): pkcs11js.Template => [
 const notTheBlob = (e: unknown) => isDeviceGone(e) || isHandleStale(e);
 const failed = (cause: unknown) => new HsmBridgeError('DECRYPTION_FAILED', 'the wrapped key does not unwrap', { cause });
 const incompatible = (type: KeyType, detail: string) => new HsmBridgeError('INCOMPATIBLE_KEY', `the wrapped key is not a ${type} key: ${detail}`);
-const malformed = () => new HsmBridgeError('INVALID_ARGUMENT', 'the wrapped key is not a well-formed key');
+const malformed = (cause?: unknown) => new HsmBridgeError('INVALID_ARGUMENT', 'the wrapped key is not a well-formed key', cause === undefined ? undefined : { cause });
 
 function quietly(cleanup: () => void): void {
   try {
@@ -223,7 +223,9 @@ function secretLength(api: Pkcs11Api, session: Handle, bytes: number, object: Ha
     const reported = readUlong(api.C_GetAttributeValue(session, object, [{ type: A.CKA_VALUE_LEN }])[0]?.value);
     if (reported !== 0 && reported !== bytes) return false;
   }
-  const wrappedLength = kwpLength ?? withCopy(api, session, copyOf, sessionSecretKey(A.CKK_GENERIC_SECRET, false, [{ type: A.CKA_EXTRACTABLE, value: true }, ...flags([])]), (copy) => {
+  // Sensitive but extractable: sessionSecretKey's CKA_EXTRACTABLE replaced, not repeated (a token may refuse a template that says it twice).
+  const extractable = [...sessionSecretKey(A.CKK_GENERIC_SECRET, false).filter((a) => a.type !== A.CKA_EXTRACTABLE), { type: A.CKA_EXTRACTABLE, value: true }, ...flags([])];
+  const wrappedLength = kwpLength ?? withCopy(api, session, copyOf, extractable, (copy) => {
     const ephemeral = api.C_GenerateKey(session, { mechanism: CKM.AES_KEY_GEN }, [
       ...sessionSecretKey(A.CKK_AES, false, flags([A.CKA_WRAP])),
       { type: A.CKA_VALUE_LEN, value: 32 },
@@ -232,6 +234,10 @@ function secretLength(api: Pkcs11Api, session: Handle, bytes: number, object: Ha
     try {
       // Room for any secret OAEP can carry (under 512 bytes), so that a long one is measured, not an error.
       return api.C_WrapKey(session, KWP, ephemeral, copy, Buffer.alloc(1024)).length;
+    } catch (e) {
+      // A secret the token will not wrap (SoftHSM: an empty one, CKR_KEY_NOT_WRAPPABLE) is not the length asked for.
+      if (notTheBlob(e)) throw e;
+      return false;
     } finally {
       quietly(() => api.C_DestroyObject(session, ephemeral));
     }
@@ -365,9 +371,17 @@ async function ecPublicPoint(api: Pkcs11Api, session: Handle, type: KeyType, tra
     allowedMechanismsAttribute([CKM.ECDH1_DERIVE, CKM.ECDSA]),
   ]);
   try {
-    const x = await ecdhSharedSecret(api, session, copy, pointSpki(generator(info.nodeCurve!, fieldLength), info.curve!), fieldLength);
-    api.C_SignInit(session, { mechanism: CKM.ECDSA }, copy);
-    const signature = api.C_Sign(session, createHash('sha256').update(PROBE_MESSAGE).digest(), Buffer.alloc(2 * fieldLength));
+    let x: Buffer;
+    let signature: Buffer;
+    try {
+      x = await ecdhSharedSecret(api, session, copy, pointSpki(generator(info.nodeCurve!, fieldLength), info.curve!), fieldLength);
+      api.C_SignInit(session, { mechanism: CKM.ECDSA }, copy);
+      signature = api.C_Sign(session, createHash('sha256').update(PROBE_MESSAGE).digest(), Buffer.alloc(2 * fieldLength));
+    } catch (e) {
+      // A scalar out of range (0, n) unwraps but neither derives nor signs (SoftHSM: CKR_GENERAL_ERROR).
+      if (notTheBlob(e)) throw e;
+      throw malformed(e);
+    }
     for (const prefix of [2, 3]) {
       const point = ECDH.convertKey(Buffer.concat([Buffer.from([prefix]), x]), info.nodeCurve!, undefined, undefined, 'uncompressed') as Buffer;
       const key = createPublicKey({ key: pointSpki(point, info.curve!), format: 'der', type: 'spki' });

@@ -30,7 +30,7 @@ import type { KeyName } from '../../src/keys/names.js';
 import { isAsymmetric, keyTypes, type KeyType, type KeyTypeInfo } from '../../src/keys/types.js';
 import { hasDistinctParts, setOddParity } from '../../src/payment/crypto/parity.js';
 import { allowedMechanismsAttribute } from './allowedMechanisms.js';
-import { CKR, ckrOf, isDeviceGone, isHandleStale } from './errors.js';
+import { CKR, ckrName, ckrOf, isDeviceGone, isHandleStale } from './errors.js';
 import { ecdhSharedSecret } from './joseMechanisms.js';
 import type { CompanionRole, MetadataRecord } from './keyObjects.js';
 import { CKM, hashMechanism, CKZ_DATA_SPECIFIED } from './mechanisms.js';
@@ -151,7 +151,7 @@ export async function unwrapVersionObjects(
   }
   const templates = unwrapTemplates(type, purpose, name, id, options);
   const handles = setting.inside.includes(type)
-    ? await pairInside(api, session, type, templates.key, templates.publicKey!, transport, wrappedTarget)
+    ? await pairInside(api, session, setting.inside, type, templates.key, templates.publicKey!, transport, wrappedTarget)
     : pairFromValue(api, session, type, templates.key, templates.publicKey!, transport, wrappedTarget);
   return { handles, companions: [] };
 }
@@ -281,14 +281,14 @@ function readUlong(b: Buffer | undefined): number {
  * A private key unwrapped inside, checked (modulus size, curve), copied into the token, and its public
  * half created from what the token tells of the private key.
  */
-async function pairInside(api: Pkcs11Api, session: Handle, type: KeyType, privateTemplate: pkcs11js.Template, publicTemplate: pkcs11js.Template, transport: Handle, wrappedTarget: Buffer): Promise<Handle[]> {
+async function pairInside(api: Pkcs11Api, session: Handle, inside: readonly KeyType[], type: KeyType, privateTemplate: pkcs11js.Template, publicTemplate: pkcs11js.Template, transport: Handle, wrappedTarget: Buffer): Promise<Handle[]> {
   const info: KeyTypeInfo = keyTypes[type];
   let object: Handle;
   try {
     object = api.C_UnwrapKey(session, KWP, transport, wrappedTarget, privateTemplate);
   } catch (e) {
     if (notTheBlob(e)) throw e;
-    throw whyNotUnwrapped(api, session, type, transport, wrappedTarget, e);
+    throw whyNotUnwrapped(api, session, inside, type, transport, wrappedTarget, e);
   }
   const made: Handle[] = [];
   try {
@@ -318,13 +318,13 @@ async function pairInside(api: Pkcs11Api, session: Handle, type: KeyType, privat
  * Why the token refused to unwrap the target as the type's private key: the wrap itself (a tampered or
  * truncated blob, another transport key: DECRYPTION_FAILED), or what it holds, found by unwrapping it
  * again as session objects that are destroyed at once: another kind of private key (INCOMPATIBLE_KEY), or
- * none the token knows (INVALID_ARGUMENT).
+ * none the token knows (INVALID_ARGUMENT). A kind the token cannot unwrap at all (not in `inside`; SoftHSM:
+ * Ed25519) is told from the value, read as pairFromValue reads such keys and zeroed at once.
  */
-function whyNotUnwrapped(api: Pkcs11Api, session: Handle, type: KeyType, transport: Handle, wrappedTarget: Buffer, cause: unknown): HsmBridgeError {
+function whyNotUnwrapped(api: Pkcs11Api, session: Handle, inside: readonly KeyType[], type: KeyType, transport: Handle, wrappedTarget: Buffer, cause: unknown): HsmBridgeError {
   const opaque = [...sessionSecretKey(A.CKK_GENERIC_SECRET, false), ...flags([])];
-  const tries: pkcs11js.Template[] = (['rsa', 'ec', 'okp'] as const)
-    .filter((f) => f !== keyTypes[type].family)
-    .map((f) => [{ type: A.CKA_CLASS, value: A.CKO_PRIVATE_KEY }, { type: A.CKA_KEY_TYPE, value: KEY_TYPE[f] }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_SENSITIVE, value: true }, { type: A.CKA_EXTRACTABLE, value: false }]);
+  const others = (['rsa', 'ec', 'okp'] as const).filter((f) => f !== keyTypes[type].family);
+  const tries: pkcs11js.Template[] = others.map((f) => [{ type: A.CKA_CLASS, value: A.CKO_PRIVATE_KEY }, { type: A.CKA_KEY_TYPE, value: KEY_TYPE[f] }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_SENSITIVE, value: true }, { type: A.CKA_EXTRACTABLE, value: false }]);
   for (const [i, template] of [opaque, ...tries].entries()) {
     let object: Handle;
     try {
@@ -337,8 +337,26 @@ function whyNotUnwrapped(api: Pkcs11Api, session: Handle, type: KeyType, transpo
     quietly(() => api.C_DestroyObject(session, object));
     if (i > 0) return incompatible(type, 'another kind of key');
   }
+  const outside = others.filter((f) => !inside.some((t) => keyTypes[t].family === f));
+  if (outside.length > 0 && (outside as readonly (Family | undefined)[]).includes(familyOfValue(api, session, transport, wrappedTarget))) return incompatible(type, 'another kind of key');
   return malformed();
 }
+
+/** The family of the PKCS#8 key the target holds, if it is one node:crypto parses; the clear value is zeroed before return. */
+function familyOfValue(api: Pkcs11Api, session: Handle, transport: Handle, wrappedTarget: Buffer): Family | undefined {
+  const der = readableValue(api, session, transport, wrappedTarget);
+  try {
+    const kind = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }).asymmetricKeyType;
+    return kind === 'rsa' ? 'rsa' : kind === 'ec' ? 'ec' : kind === 'ed25519' ? 'okp' : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    der.fill(0);
+  }
+}
+
+/** An Ed25519 PKCS#8 (RFC 8410 §7, no public key, no attributes) is these 16 bytes and the 32-byte seed. */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 const bitLength = (n: Buffer) => {
   let i = 0;
@@ -431,28 +449,39 @@ function pairFromValue(api: Pkcs11Api, session: Handle, type: KeyType, privateTe
     if (info.family === 'rsa' && (kind !== 'rsa' || details.modulusLength !== info.bits)) throw incompatible(type, kind === 'rsa' ? `a ${details.modulusLength}-bit modulus` : 'another kind of key');
     if (info.family === 'ec' && (kind !== 'ec' || details.namedCurve !== info.nodeCurve)) throw incompatible(type, kind === 'ec' ? 'another curve' : 'another kind of key');
     if (info.family === 'okp' && kind !== 'ed25519') throw incompatible(type, 'another kind of key');
-    // JWK strings are immutable: on a token that needs this path for RSA or EC they stay in the heap until collected.
-    const jwk = key.export({ format: 'jwk' });
-    const b = (v: string | undefined) => {
-      const buffer = Buffer.from(v!, 'base64url');
-      secrets.push(buffer);
-      return buffer;
-    };
     let privateValues: pkcs11js.Template;
     let publicValues: pkcs11js.Template;
-    if (info.family === 'rsa') {
-      const [n, e] = [b(jwk.n), b(jwk.e)];
-      privateValues = [
-        { type: A.CKA_MODULUS, value: n }, { type: A.CKA_PUBLIC_EXPONENT, value: e }, { type: A.CKA_PRIVATE_EXPONENT, value: b(jwk.d) },
-        { type: A.CKA_PRIME_1, value: b(jwk.p) }, { type: A.CKA_PRIME_2, value: b(jwk.q) }, { type: A.CKA_EXPONENT_1, value: b(jwk.dp) },
-        { type: A.CKA_EXPONENT_2, value: b(jwk.dq) }, { type: A.CKA_COEFFICIENT, value: b(jwk.qi) },
-      ];
-      publicValues = [{ type: A.CKA_MODULUS, value: n }, { type: A.CKA_PUBLIC_EXPONENT, value: e }];
-    } else {
+    if (info.family === 'okp') {
+      // The seed straight from the DER (RFC 8410's one layout), so that no string ever holds it; the public key from the SPKI's tail.
+      if (der.length !== ED25519_PKCS8_PREFIX.length + 32 || !der.subarray(0, ED25519_PKCS8_PREFIX.length).equals(ED25519_PKCS8_PREFIX)) throw malformed();
       const params = { type: A.CKA_EC_PARAMS, value: Buffer.from(info.curveOid!, 'hex') };
-      const point = info.family === 'okp' ? b(jwk.x) : Buffer.concat([Buffer.from([4]), b(jwk.x), b(jwk.y)]);
-      privateValues = [params, { type: A.CKA_VALUE, value: b(jwk.d) }];
-      publicValues = [params, { type: A.CKA_EC_POINT, value: derOctetString(point) }];
+      const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
+      privateValues = [params, { type: A.CKA_VALUE, value: der.subarray(ED25519_PKCS8_PREFIX.length) }];
+      publicValues = [params, { type: A.CKA_EC_POINT, value: derOctetString(spki.subarray(spki.length - 32)) }];
+    } else {
+      // JWK strings are immutable: on a token that needs this path for RSA or EC they stay in the heap until collected.
+      const jwk = key.export({ format: 'jwk' });
+      // Buffer.alloc, never Buffer.from's shared pool slab, which a later message to another thread could carry.
+      const b = (v: string | undefined) => {
+        const buffer = Buffer.alloc(Buffer.byteLength(v!, 'base64url'));
+        buffer.write(v!, 'base64url');
+        secrets.push(buffer);
+        return buffer;
+      };
+      if (info.family === 'rsa') {
+        const [n, e] = [b(jwk.n), b(jwk.e)];
+        privateValues = [
+          { type: A.CKA_MODULUS, value: n }, { type: A.CKA_PUBLIC_EXPONENT, value: e }, { type: A.CKA_PRIVATE_EXPONENT, value: b(jwk.d) },
+          { type: A.CKA_PRIME_1, value: b(jwk.p) }, { type: A.CKA_PRIME_2, value: b(jwk.q) }, { type: A.CKA_EXPONENT_1, value: b(jwk.dp) },
+          { type: A.CKA_EXPONENT_2, value: b(jwk.dq) }, { type: A.CKA_COEFFICIENT, value: b(jwk.qi) },
+        ];
+        publicValues = [{ type: A.CKA_MODULUS, value: n }, { type: A.CKA_PUBLIC_EXPONENT, value: e }];
+      } else {
+        const params = { type: A.CKA_EC_PARAMS, value: Buffer.from(info.curveOid!, 'hex') };
+        const point = Buffer.concat([Buffer.from([4]), b(jwk.x), b(jwk.y)]);
+        privateValues = [params, { type: A.CKA_VALUE, value: b(jwk.d) }];
+        publicValues = [params, { type: A.CKA_EC_POINT, value: derOctetString(point) }];
+      }
     }
     made.push(createTokenObject(api, session, [...publicTemplate, ...publicValues]));
     made.push(createTokenObject(api, session, [...privateTemplate.map((a) => (a.type === A.CKA_TOKEN ? { type: A.CKA_TOKEN, value: true } : a)), ...privateValues]));
@@ -466,21 +495,52 @@ function pairFromValue(api: Pkcs11Api, session: Handle, type: KeyType, privateTe
 }
 
 /**
+ * A THROWAWAY TEST KEY, public in this source and never used for anything but the start-up probe: RSA-2048
+ * (HSMs that refuse shorter RSA keys would fail a smaller one), fixed to save a key generation at start.
+ */
+const PROBE_RSA_2048_PKCS8 =
+  'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCRNqRpihV7Oy1I2i0kpOkR/+ugZmidNSauUDT2QYtTidU1Wfxg' +
+  'IF6iYMnzu2cDYP2AZ5MeZDVB4FyafPYELQp5j0lipb2+xDuTHwJq2p+XZXnvu+/SiQYXdyCt9aiW26HrNHeQASG/YW6QQnDGejn3' +
+  'O5fmSfdN+jtxswwFqVhYMSIe+eaUwRs7sLKpooIETLLnTCbGH/ifPAx5IfczGYDtqbKreWSwPl46Znz4zz09KjB2M0nfa27+S8j6' +
+  'bONfhV37GttGxzc/CT5Mxnmm92RyjZ2rwgenkfnPqOJfPi4sCNLv9oTqhoXnQRtpN6X7ChoOvCXkDkUFr2Ot2e50gRatAgMBAAEC' +
+  'ggEAASOOko1Uscy7BDFB3WG1ukBplq5275S1IvTaFXxaHWOdWnfENPTMCTX9H34+xpYCJvmo+7oJeOTLlSKZw1qfFGj9SFrIbDCZ' +
+  'zwOVP0VLryJKnIi6zsnoVFLI3NRqaBR85p1YurZnj1qyRUtgGw5mWfwLqvC1kdT+lluzInA7kyV8ehJCJ0ZQjrES2Mvr1WJqIujV' +
+  'wz+/6IhlNWgUyRZIBiPJgPe9HveQmQk52FG6DUMBMLkqe+J0l/VcaPAWC9r0oeokQOHYklLsoTke2nL15F/edseAXpoecYGdqY4f' +
+  'ZsKkZ2VRWMg2VvrFSQKK76MGcFDs2NANSmUOeLqAAVjqgQKBgQDJPTGTnpuOXnODmG/jcJ6b1YSeaAH2IaD2dULtvf7uVEEPwWii' +
+  'LFLP00U7DHseJhS6vWPlHsNKepZVzsnzZzcYIjvvO4qI+4CuiraucmQR5xrdFqyMBoS5ekW6rR78yyMqRGfcLL9+I5tGdq6ftXvi' +
+  'V+F1vhPHBryCSvpR4HsvsQKBgQC4upFtF8f/6WBHCdeo4j/CvKBZgjhUB+noSvLdC/sj0kfxOyCnRNLeydUdSywXoAVMBVVEWpX5' +
+  'ecU0RErKJaC0+lpbGSIOzT9e4BG/d2hR4TuMdjjFSiWiI41n3BDFW+UUOyK1pBkmDM6KWThd1wG6iFqbXFEaKZvJli/uVc4xvQKB' +
+  'gGuqQLcA+aq+38B9MweVPlaTcuOpM7tynIKflBJMP3NVQoXibU+utROZrgV8lPY5W4fZQfPYdJWJZps8CpIeG7zevAAvc9v76wn3' +
+  'DuvgKafmZFn7Ao/cAPCW+W15qAWJzSOU+5gxnLYo6K9XWe/6kfA0IlzzN/OYqAxxfuGFX4LRAoGARgCVSXUAmk7S6Dinm90Y8m/O' +
+  'h/zb4aQaFKgKPo/ivKFcF+MjLZ/cFQcBFpe8/rrqJvPCayO0v5RQkczrVo1JyCszAGCW0mse/5IDx721L4odqc3HF6RQfI/ibyAq' +
+  'zs9TEQaT0ad8zDmAL1c+D/mBMzGmvEcQiMyJt6uNQFEN0TUCgYEAoEvFsZw6JwQ6qpSor81KuW0SDdAOhy5dd0YdMhHrymq0o28E' +
+  '3lIStPkz8AZ/AoTqoFoJiHTzT/NSnVi0Rl/qlXgyTg39TUtWPBbkre8hsdUCroSnbJXVDBdb2lIuhXxRASTWCzXBQ1G47Pz9436X' +
+  'dPFf/lJMCsizUwcGbWhzyJE=';
+
+/**
  * Which asymmetric key types the token unwraps inside (once, at start): a throwaway key of each family,
  * made with node:crypto, is wrapped under a known AES key and unwrapped as a session object. An EC key
  * also needs ECDH and ECDSA inside, for its public point (ecPublicPoint). AES and HMAC types unwrap inside
  * on any token with the mechanism; TDES types never do (unwrapVersionObjects). Every throwaway object is
- * destroyed.
+ * destroyed. A token that refuses the known AES key (an HSM in FIPS mode takes no clear secret) unwraps
+ * nothing inside as far as hsm-bridge knows: wrapped import is optional, the backend still starts.
  */
-export function probeUnwrapsInside(api: Pkcs11Api, session: Handle, types: readonly KeyType[], has: (mechanism: number) => boolean): KeyType[] {
+export function probeUnwrapsInside(api: Pkcs11Api, session: Handle, types: readonly KeyType[], has: (mechanism: number) => boolean, log: TokenLog): KeyType[] {
   if (!has(CKM.AES_KEY_WRAP_PAD)) return [];
   const kekValue = randomBytes(32);
-  const kek = api.C_CreateObject(session, [...sessionSecretKey(A.CKK_AES, false), ...flags([A.CKA_UNWRAP]), { type: A.CKA_VALUE, value: kekValue }]);
+  let kek: Handle;
+  try {
+    kek = api.C_CreateObject(session, [...sessionSecretKey(A.CKK_AES, false), ...flags([A.CKA_UNWRAP]), { type: A.CKA_VALUE, value: kekValue }]);
+  } catch (e) {
+    kekValue.fill(0);
+    if (isDeviceGone(e)) throw e;
+    log.info({ ckr: ckrName(e) }, 'pkcs11: the token takes no known AES key; no wrapped key is unwrapped inside');
+    return [];
+  }
   const family: Partial<Record<Family, boolean>> = {};
   const tries = (f: Family): boolean => {
-    const pair = f === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 1024 }) : f === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('ed25519');
     const cipher = createCipheriv('id-aes256-wrap-pad', kekValue, KWP_IV);
-    const der = pair.privateKey.export({ format: 'der', type: 'pkcs8' });
+    const der = f === 'rsa' ? Buffer.from(PROBE_RSA_2048_PKCS8, 'base64') : (f === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('ed25519')).privateKey.export({ format: 'der', type: 'pkcs8' });
     const wrapped = Buffer.concat([cipher.update(der), cipher.final()]);
     der.fill(0);
     try {

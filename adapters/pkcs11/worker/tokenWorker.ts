@@ -97,7 +97,7 @@ const control = {
     }
     const singleDes = mechanisms.has(CKM.DES_CBC) && probeSingleDes(a, session);
     // Wrapped import: OAEP with SHA-1 wherever the token has OAEP, with SHA-256 where it takes the parameters.
-    const unwrapsInside = probeUnwrapsInside(a, session, capabilities.keyTypes, (m) => mechanisms.has(m));
+    const unwrapsInside = probeUnwrapsInside(a, session, capabilities.keyTypes, (m) => mechanisms.has(m), log);
     const wrappings: WrappingScheme[] = [];
     if (mechanisms.has(CKM.RSA_PKCS_OAEP) && mechanisms.has(CKM.AES_KEY_WRAP_PAD) && capabilities.keyTypes.some((t) => (keyTypes[t].purposes as readonly string[]).includes('wrap'))) {
       native ??= probeOaepSha256(a, session);

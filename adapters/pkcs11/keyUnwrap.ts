@@ -342,17 +342,44 @@ function whyNotUnwrapped(api: Pkcs11Api, session: Handle, inside: readonly KeyTy
   return malformed();
 }
 
-/** The family of the PKCS#8 key the target holds, if it is one node:crypto parses; the clear value is zeroed before return. */
+/**
+ * The family of the PKCS#8 key the target holds, by its algorithm OID; the clear value is zeroed before
+ * return. Read by hand, not with node:crypto: the token's failed unwraps can leave errors on this thread's
+ * OpenSSL error queue (SoftHSM shares the process's OpenSSL), which createPrivateKey then reports as its own.
+ */
 function familyOfValue(api: Pkcs11Api, session: Handle, transport: Handle, wrappedTarget: Buffer): Family | undefined {
   const der = readableValue(api, session, transport, wrappedTarget);
   try {
-    const kind = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }).asymmetricKeyType;
-    return kind === 'rsa' ? 'rsa' : kind === 'ec' ? 'ec' : kind === 'ed25519' ? 'okp' : undefined;
-  } catch {
-    return undefined;
+    return PKCS8_ALGORITHMS[pkcs8Algorithm(der) ?? ''];
   } finally {
     der.fill(0);
   }
+}
+
+const PKCS8_ALGORITHMS: Readonly<Record<string, Family>> = { '2a864886f70d010101': 'rsa', '2a8648ce3d0201': 'ec', '2b6570': 'okp' };
+
+/** The algorithm OID (hex) of a PrivateKeyInfo: SEQUENCE { INTEGER version, SEQUENCE { OID, ... }, ... }. */
+function pkcs8Algorithm(der: Buffer): string | undefined {
+  let at = 0;
+  const enter = (tag: number): number | undefined => {
+    if (der[at] !== tag || at + 1 >= der.length) return undefined;
+    let length = der[at + 1]!;
+    at += 2;
+    if (length & 0x80) {
+      const n = length & 0x7f;
+      if (n < 1 || n > 3) return undefined;
+      length = 0;
+      for (let i = 0; i < n; i++) length = length * 256 + (der[at++] ?? 0);
+    }
+    return at + length <= der.length ? length : undefined;
+  };
+  if (enter(0x30) === undefined) return undefined;
+  const version = enter(0x02);
+  if (version === undefined) return undefined;
+  at += version;
+  if (enter(0x30) === undefined) return undefined;
+  const oid = enter(0x06);
+  return oid === undefined ? undefined : der.subarray(at, at + oid).toString('hex');
 }
 
 /** An Ed25519 PKCS#8 (RFC 8410 §7, no public key, no attributes) is these 16 bytes and the 32-byte seed. */

@@ -13,9 +13,9 @@
  *   are unwrapped into a readable session object, parsed with node:crypto in this worker and created
  *   with C_CreateObject, every clear buffer zeroed before return (JWK strings of RSA and EC keys on such a
  *   token cannot be: they stay in the heap until collected);
- * - a secret's length (the transport key's, the target's) is told inside the token (secretLength):
- *   CKA_VALUE_LEN where the token reports one, the RFC 5649 length (8 bytes more than the key rounded up
- *   to 8), and whether a sensitive AES copy encrypts (AES takes 16, 24 or 32 bytes);
+ * - a secret's length (the transport key's, the target's) is told inside the token (secretLength): the
+ *   target's CKA_VALUE_LEN where the token reports one, the RFC 5649 length (8 bytes more than the key
+ *   rounded up to 8), and whether a sensitive AES copy encrypts (AES takes 16, 24 or 32 bytes);
  * - an EC key's public point comes from ECDH with the curve's generator inside the token (its x), and
  *   the y that verifies a signature made with the key;
  * - TDES keys are unwrapped readable and made as a TR-31 import makes them: a key whose parts are equal

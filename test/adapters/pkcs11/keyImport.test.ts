@@ -14,7 +14,7 @@ import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
 import { newKeyObjectId } from '../../../adapters/pkcs11/keyObjects.js';
-import { probeUnwrapsInside, unwrapVersionObjects } from '../../../adapters/pkcs11/keyUnwrap.js';
+import { probeUnwrapsInside, unwrapTransportKey, unwrapVersionObjects } from '../../../adapters/pkcs11/keyUnwrap.js';
 import { unpooled } from '../../../adapters/pkcs11/worker/protocol.js';
 import { readPublicKeySpki } from '../../../adapters/pkcs11/publicKey.js';
 import type { SignAlgorithm } from '../../../src/algorithms/registry.js';
@@ -357,6 +357,36 @@ describe('wrapped import: the start-up probe, and secret results crossing thread
       expect(probeUnwrapsInside(refusing, session, types, () => true, log)).toEqual([]);
       expect(entries.map((e) => e.level)).toEqual(['info']);
       expect(JSON.stringify(entries[0]!.fields)).toContain('CKR_TEMPLATE_INCONSISTENT');
+    } finally {
+      close();
+    }
+  });
+
+  it('measures the transport key with templates that name each attribute once (other tokens answer TEMPLATE_INCONSISTENT)', () => {
+    const { api, session, close } = inspector.openSession();
+    const templates: pkcs11js.Template[] = [];
+    const recording = new Proxy(api, {
+      get: (target, p, receiver) => {
+        const f = Reflect.get(target, p, receiver);
+        if (p !== 'C_UnwrapKey' && p !== 'C_GenerateKey' && p !== 'C_CreateObject') return typeof f === 'function' ? f.bind(target) : f;
+        return (...args: unknown[]) => {
+          templates.push(args.at(-1) as pkcs11js.Template);
+          return (f as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    try {
+      const { publicKey, privateKey } = api.C_GenerateKeyPair(session, { mechanism: A.CKM_RSA_PKCS_KEY_PAIR_GEN }, [
+        { type: A.CKA_TOKEN, value: false }, { type: A.CKA_MODULUS_BITS, value: 2048 }, { type: A.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+      ], [{ type: A.CKA_TOKEN, value: false }, { type: A.CKA_SENSITIVE, value: true }, { type: A.CKA_UNWRAP, value: true }]);
+      const [n, e] = api.C_GetAttributeValue(session, publicKey, [{ type: A.CKA_MODULUS }, { type: A.CKA_PUBLIC_EXPONENT }]);
+      const rsa = createPublicKey({ key: { kty: 'RSA', n: n!.value!.toString('base64url'), e: e!.value!.toString('base64url') }, format: 'jwk' });
+      const aes = randomBytes(32);
+      const encryptedKey = publicEncrypt({ key: rsa, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, aes);
+      const transport = unwrapTransportKey(recording, session, privateKey, { wrappingKey, scheme: 'RSA_OAEP_SHA1_AES_KWP', encryptedKey, wrappedTarget: Buffer.alloc(0) });
+      api.C_DestroyObject(session, transport);
+      expect(templates.length).toBeGreaterThanOrEqual(3); // the transport key, the measured copy, the ephemeral key, the AES copy
+      for (const template of templates) expect(new Set(template.map((a) => a.type)).size).toBe(template.length);
     } finally {
       close();
     }

@@ -545,8 +545,9 @@ const PROBE_RSA_2048_PKCS8 =
   'dPFf/lJMCsizUwcGbWhzyJE=';
 
 /**
- * Which asymmetric key types the token unwraps inside (once, at start): a throwaway key of each family,
- * made with node:crypto, is wrapped under a known AES key and unwrapped as a session object. An EC key
+ * Which asymmetric key types the token unwraps inside (once, at start): a throwaway key of each family
+ * (RSA the fixed test key above, EC and Ed25519 made with node:crypto) is wrapped under a known AES key
+ * and unwrapped as a session object. An EC key
  * also needs ECDH and ECDSA inside, for its public point (ecPublicPoint). AES and HMAC types unwrap inside
  * on any token with the mechanism; TDES types never do (unwrapVersionObjects). Every throwaway object is
  * destroyed. A token that refuses the known AES key (an HSM in FIPS mode takes no clear secret) unwraps

@@ -13,9 +13,9 @@
  *   are unwrapped into a readable session object, parsed with node:crypto in this worker and created
  *   with C_CreateObject, every clear buffer zeroed before return (JWK strings of RSA and EC keys on such a
  *   token cannot be: they stay in the heap until collected);
- * - a secret's length (the transport key's, the target's) is told inside the token (secretLength):
- *   CKA_VALUE_LEN where the token reports one, the RFC 5649 length (8 bytes more than the key rounded up
- *   to 8), and whether a sensitive AES copy encrypts (AES takes 16, 24 or 32 bytes);
+ * - a secret's length (the transport key's, the target's) is told inside the token (secretLength): the
+ *   target's CKA_VALUE_LEN where the token reports one, the RFC 5649 length (8 bytes more than the key
+ *   rounded up to 8), and whether a sensitive AES copy encrypts (AES takes 16, 24 or 32 bytes);
  * - an EC key's public point comes from ECDH with the curve's generator inside the token (its x), and
  *   the y that verifies a signature made with the key;
  * - TDES keys are unwrapped readable and made as a TR-31 import makes them: a key whose parts are equal
@@ -30,7 +30,7 @@ import type { KeyName } from '../../src/keys/names.js';
 import { isAsymmetric, keyTypes, type KeyType, type KeyTypeInfo } from '../../src/keys/types.js';
 import { hasDistinctParts, setOddParity } from '../../src/payment/crypto/parity.js';
 import { allowedMechanismsAttribute } from './allowedMechanisms.js';
-import { CKR, ckrOf, isDeviceGone, isHandleStale } from './errors.js';
+import { CKR, ckrName, ckrOf, isDeviceGone, isHandleStale } from './errors.js';
 import { ecdhSharedSecret } from './joseMechanisms.js';
 import type { CompanionRole, MetadataRecord } from './keyObjects.js';
 import { CKM, hashMechanism, CKZ_DATA_SPECIFIED } from './mechanisms.js';
@@ -72,7 +72,7 @@ const transportTemplate = (): pkcs11js.Template => [
 const notTheBlob = (e: unknown) => isDeviceGone(e) || isHandleStale(e);
 const failed = (cause: unknown) => new HsmBridgeError('DECRYPTION_FAILED', 'the wrapped key does not unwrap', { cause });
 const incompatible = (type: KeyType, detail: string) => new HsmBridgeError('INCOMPATIBLE_KEY', `the wrapped key is not a ${type} key: ${detail}`);
-const malformed = () => new HsmBridgeError('INVALID_ARGUMENT', 'the wrapped key is not a well-formed key');
+const malformed = (cause?: unknown) => new HsmBridgeError('INVALID_ARGUMENT', 'the wrapped key is not a well-formed key', cause === undefined ? undefined : { cause });
 
 function quietly(cleanup: () => void): void {
   try {
@@ -151,7 +151,7 @@ export async function unwrapVersionObjects(
   }
   const templates = unwrapTemplates(type, purpose, name, id, options);
   const handles = setting.inside.includes(type)
-    ? await pairInside(api, session, type, templates.key, templates.publicKey!, transport, wrappedTarget)
+    ? await pairInside(api, session, setting.inside, type, templates.key, templates.publicKey!, transport, wrappedTarget)
     : pairFromValue(api, session, type, templates.key, templates.publicKey!, transport, wrappedTarget);
   return { handles, companions: [] };
 }
@@ -223,7 +223,9 @@ function secretLength(api: Pkcs11Api, session: Handle, bytes: number, object: Ha
     const reported = readUlong(api.C_GetAttributeValue(session, object, [{ type: A.CKA_VALUE_LEN }])[0]?.value);
     if (reported !== 0 && reported !== bytes) return false;
   }
-  const wrappedLength = kwpLength ?? withCopy(api, session, copyOf, sessionSecretKey(A.CKK_GENERIC_SECRET, false, [{ type: A.CKA_EXTRACTABLE, value: true }, ...flags([])]), (copy) => {
+  // Sensitive but extractable: sessionSecretKey's CKA_EXTRACTABLE replaced, not repeated (a token may refuse a template that says it twice).
+  const extractable = [...sessionSecretKey(A.CKK_GENERIC_SECRET, false).filter((a) => a.type !== A.CKA_EXTRACTABLE), { type: A.CKA_EXTRACTABLE, value: true }, ...flags([])];
+  const wrappedLength = kwpLength ?? withCopy(api, session, copyOf, extractable, (copy) => {
     const ephemeral = api.C_GenerateKey(session, { mechanism: CKM.AES_KEY_GEN }, [
       ...sessionSecretKey(A.CKK_AES, false, flags([A.CKA_WRAP])),
       { type: A.CKA_VALUE_LEN, value: 32 },
@@ -232,6 +234,10 @@ function secretLength(api: Pkcs11Api, session: Handle, bytes: number, object: Ha
     try {
       // Room for any secret OAEP can carry (under 512 bytes), so that a long one is measured, not an error.
       return api.C_WrapKey(session, KWP, ephemeral, copy, Buffer.alloc(1024)).length;
+    } catch (e) {
+      // A secret the token will not wrap (SoftHSM: an empty one, CKR_KEY_NOT_WRAPPABLE) is not the length asked for.
+      if (notTheBlob(e)) throw e;
+      return false;
     } finally {
       quietly(() => api.C_DestroyObject(session, ephemeral));
     }
@@ -275,14 +281,14 @@ function readUlong(b: Buffer | undefined): number {
  * A private key unwrapped inside, checked (modulus size, curve), copied into the token, and its public
  * half created from what the token tells of the private key.
  */
-async function pairInside(api: Pkcs11Api, session: Handle, type: KeyType, privateTemplate: pkcs11js.Template, publicTemplate: pkcs11js.Template, transport: Handle, wrappedTarget: Buffer): Promise<Handle[]> {
+async function pairInside(api: Pkcs11Api, session: Handle, inside: readonly KeyType[], type: KeyType, privateTemplate: pkcs11js.Template, publicTemplate: pkcs11js.Template, transport: Handle, wrappedTarget: Buffer): Promise<Handle[]> {
   const info: KeyTypeInfo = keyTypes[type];
   let object: Handle;
   try {
     object = api.C_UnwrapKey(session, KWP, transport, wrappedTarget, privateTemplate);
   } catch (e) {
     if (notTheBlob(e)) throw e;
-    throw whyNotUnwrapped(api, session, type, transport, wrappedTarget, e);
+    throw whyNotUnwrapped(api, session, inside, type, transport, wrappedTarget, e);
   }
   const made: Handle[] = [];
   try {
@@ -312,13 +318,13 @@ async function pairInside(api: Pkcs11Api, session: Handle, type: KeyType, privat
  * Why the token refused to unwrap the target as the type's private key: the wrap itself (a tampered or
  * truncated blob, another transport key: DECRYPTION_FAILED), or what it holds, found by unwrapping it
  * again as session objects that are destroyed at once: another kind of private key (INCOMPATIBLE_KEY), or
- * none the token knows (INVALID_ARGUMENT).
+ * none the token knows (INVALID_ARGUMENT). A kind the token cannot unwrap at all (not in `inside`; SoftHSM:
+ * Ed25519) is told from the value, read as pairFromValue reads such keys and zeroed at once.
  */
-function whyNotUnwrapped(api: Pkcs11Api, session: Handle, type: KeyType, transport: Handle, wrappedTarget: Buffer, cause: unknown): HsmBridgeError {
+function whyNotUnwrapped(api: Pkcs11Api, session: Handle, inside: readonly KeyType[], type: KeyType, transport: Handle, wrappedTarget: Buffer, cause: unknown): HsmBridgeError {
   const opaque = [...sessionSecretKey(A.CKK_GENERIC_SECRET, false), ...flags([])];
-  const tries: pkcs11js.Template[] = (['rsa', 'ec', 'okp'] as const)
-    .filter((f) => f !== keyTypes[type].family)
-    .map((f) => [{ type: A.CKA_CLASS, value: A.CKO_PRIVATE_KEY }, { type: A.CKA_KEY_TYPE, value: KEY_TYPE[f] }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_SENSITIVE, value: true }, { type: A.CKA_EXTRACTABLE, value: false }]);
+  const others = (['rsa', 'ec', 'okp'] as const).filter((f) => f !== keyTypes[type].family);
+  const tries: pkcs11js.Template[] = others.map((f) => [{ type: A.CKA_CLASS, value: A.CKO_PRIVATE_KEY }, { type: A.CKA_KEY_TYPE, value: KEY_TYPE[f] }, { type: A.CKA_TOKEN, value: false }, { type: A.CKA_SENSITIVE, value: true }, { type: A.CKA_EXTRACTABLE, value: false }]);
   for (const [i, template] of [opaque, ...tries].entries()) {
     let object: Handle;
     try {
@@ -331,8 +337,53 @@ function whyNotUnwrapped(api: Pkcs11Api, session: Handle, type: KeyType, transpo
     quietly(() => api.C_DestroyObject(session, object));
     if (i > 0) return incompatible(type, 'another kind of key');
   }
+  const outside = others.filter((f) => !inside.some((t) => keyTypes[t].family === f));
+  if (outside.length > 0 && (outside as readonly (Family | undefined)[]).includes(familyOfValue(api, session, transport, wrappedTarget))) return incompatible(type, 'another kind of key');
   return malformed();
 }
+
+/**
+ * The family of the PKCS#8 key the target holds, by its algorithm OID; the clear value is zeroed before
+ * return. Read by hand, not with node:crypto: the token's failed unwraps can leave errors on this thread's
+ * OpenSSL error queue (SoftHSM shares the process's OpenSSL), which createPrivateKey then reports as its own.
+ */
+function familyOfValue(api: Pkcs11Api, session: Handle, transport: Handle, wrappedTarget: Buffer): Family | undefined {
+  const der = readableValue(api, session, transport, wrappedTarget);
+  try {
+    return PKCS8_ALGORITHMS[pkcs8Algorithm(der) ?? ''];
+  } finally {
+    der.fill(0);
+  }
+}
+
+const PKCS8_ALGORITHMS: Readonly<Record<string, Family>> = { '2a864886f70d010101': 'rsa', '2a8648ce3d0201': 'ec', '2b6570': 'okp' };
+
+/** The algorithm OID (hex) of a PrivateKeyInfo: SEQUENCE { INTEGER version, SEQUENCE { OID, ... }, ... }. */
+function pkcs8Algorithm(der: Buffer): string | undefined {
+  let at = 0;
+  const enter = (tag: number): number | undefined => {
+    if (der[at] !== tag || at + 1 >= der.length) return undefined;
+    let length = der[at + 1]!;
+    at += 2;
+    if (length & 0x80) {
+      const n = length & 0x7f;
+      if (n < 1 || n > 3) return undefined;
+      length = 0;
+      for (let i = 0; i < n; i++) length = length * 256 + (der[at++] ?? 0);
+    }
+    return at + length <= der.length ? length : undefined;
+  };
+  if (enter(0x30) === undefined) return undefined;
+  const version = enter(0x02);
+  if (version === undefined) return undefined;
+  at += version;
+  if (enter(0x30) === undefined) return undefined;
+  const oid = enter(0x06);
+  return oid === undefined ? undefined : der.subarray(at, at + oid).toString('hex');
+}
+
+/** An Ed25519 PKCS#8 (RFC 8410 §7, no public key, no attributes) is these 16 bytes and the 32-byte seed. */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 const bitLength = (n: Buffer) => {
   let i = 0;
@@ -365,9 +416,17 @@ async function ecPublicPoint(api: Pkcs11Api, session: Handle, type: KeyType, tra
     allowedMechanismsAttribute([CKM.ECDH1_DERIVE, CKM.ECDSA]),
   ]);
   try {
-    const x = await ecdhSharedSecret(api, session, copy, pointSpki(generator(info.nodeCurve!, fieldLength), info.curve!), fieldLength);
-    api.C_SignInit(session, { mechanism: CKM.ECDSA }, copy);
-    const signature = api.C_Sign(session, createHash('sha256').update(PROBE_MESSAGE).digest(), Buffer.alloc(2 * fieldLength));
+    let x: Buffer;
+    let signature: Buffer;
+    try {
+      x = await ecdhSharedSecret(api, session, copy, pointSpki(generator(info.nodeCurve!, fieldLength), info.curve!), fieldLength);
+      api.C_SignInit(session, { mechanism: CKM.ECDSA }, copy);
+      signature = api.C_Sign(session, createHash('sha256').update(PROBE_MESSAGE).digest(), Buffer.alloc(2 * fieldLength));
+    } catch (e) {
+      // A scalar out of range (0, n) unwraps but neither derives nor signs (SoftHSM: CKR_GENERAL_ERROR).
+      if (notTheBlob(e)) throw e;
+      throw malformed(e);
+    }
     for (const prefix of [2, 3]) {
       const point = ECDH.convertKey(Buffer.concat([Buffer.from([prefix]), x]), info.nodeCurve!, undefined, undefined, 'uncompressed') as Buffer;
       const key = createPublicKey({ key: pointSpki(point, info.curve!), format: 'der', type: 'spki' });
@@ -417,28 +476,39 @@ function pairFromValue(api: Pkcs11Api, session: Handle, type: KeyType, privateTe
     if (info.family === 'rsa' && (kind !== 'rsa' || details.modulusLength !== info.bits)) throw incompatible(type, kind === 'rsa' ? `a ${details.modulusLength}-bit modulus` : 'another kind of key');
     if (info.family === 'ec' && (kind !== 'ec' || details.namedCurve !== info.nodeCurve)) throw incompatible(type, kind === 'ec' ? 'another curve' : 'another kind of key');
     if (info.family === 'okp' && kind !== 'ed25519') throw incompatible(type, 'another kind of key');
-    // JWK strings are immutable: on a token that needs this path for RSA or EC they stay in the heap until collected.
-    const jwk = key.export({ format: 'jwk' });
-    const b = (v: string | undefined) => {
-      const buffer = Buffer.from(v!, 'base64url');
-      secrets.push(buffer);
-      return buffer;
-    };
     let privateValues: pkcs11js.Template;
     let publicValues: pkcs11js.Template;
-    if (info.family === 'rsa') {
-      const [n, e] = [b(jwk.n), b(jwk.e)];
-      privateValues = [
-        { type: A.CKA_MODULUS, value: n }, { type: A.CKA_PUBLIC_EXPONENT, value: e }, { type: A.CKA_PRIVATE_EXPONENT, value: b(jwk.d) },
-        { type: A.CKA_PRIME_1, value: b(jwk.p) }, { type: A.CKA_PRIME_2, value: b(jwk.q) }, { type: A.CKA_EXPONENT_1, value: b(jwk.dp) },
-        { type: A.CKA_EXPONENT_2, value: b(jwk.dq) }, { type: A.CKA_COEFFICIENT, value: b(jwk.qi) },
-      ];
-      publicValues = [{ type: A.CKA_MODULUS, value: n }, { type: A.CKA_PUBLIC_EXPONENT, value: e }];
-    } else {
+    if (info.family === 'okp') {
+      // The seed straight from the DER (RFC 8410's one layout), so that no string ever holds it; the public key from the SPKI's tail.
+      if (der.length !== ED25519_PKCS8_PREFIX.length + 32 || !der.subarray(0, ED25519_PKCS8_PREFIX.length).equals(ED25519_PKCS8_PREFIX)) throw malformed();
       const params = { type: A.CKA_EC_PARAMS, value: Buffer.from(info.curveOid!, 'hex') };
-      const point = info.family === 'okp' ? b(jwk.x) : Buffer.concat([Buffer.from([4]), b(jwk.x), b(jwk.y)]);
-      privateValues = [params, { type: A.CKA_VALUE, value: b(jwk.d) }];
-      publicValues = [params, { type: A.CKA_EC_POINT, value: derOctetString(point) }];
+      const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
+      privateValues = [params, { type: A.CKA_VALUE, value: der.subarray(ED25519_PKCS8_PREFIX.length) }];
+      publicValues = [params, { type: A.CKA_EC_POINT, value: derOctetString(spki.subarray(spki.length - 32)) }];
+    } else {
+      // JWK strings are immutable: on a token that needs this path for RSA or EC they stay in the heap until collected.
+      const jwk = key.export({ format: 'jwk' });
+      // Buffer.alloc, never Buffer.from's shared pool slab, which a later message to another thread could carry.
+      const b = (v: string | undefined) => {
+        const buffer = Buffer.alloc(Buffer.byteLength(v!, 'base64url'));
+        buffer.write(v!, 'base64url');
+        secrets.push(buffer);
+        return buffer;
+      };
+      if (info.family === 'rsa') {
+        const [n, e] = [b(jwk.n), b(jwk.e)];
+        privateValues = [
+          { type: A.CKA_MODULUS, value: n }, { type: A.CKA_PUBLIC_EXPONENT, value: e }, { type: A.CKA_PRIVATE_EXPONENT, value: b(jwk.d) },
+          { type: A.CKA_PRIME_1, value: b(jwk.p) }, { type: A.CKA_PRIME_2, value: b(jwk.q) }, { type: A.CKA_EXPONENT_1, value: b(jwk.dp) },
+          { type: A.CKA_EXPONENT_2, value: b(jwk.dq) }, { type: A.CKA_COEFFICIENT, value: b(jwk.qi) },
+        ];
+        publicValues = [{ type: A.CKA_MODULUS, value: n }, { type: A.CKA_PUBLIC_EXPONENT, value: e }];
+      } else {
+        const params = { type: A.CKA_EC_PARAMS, value: Buffer.from(info.curveOid!, 'hex') };
+        const point = Buffer.concat([Buffer.from([4]), b(jwk.x), b(jwk.y)]);
+        privateValues = [params, { type: A.CKA_VALUE, value: b(jwk.d) }];
+        publicValues = [params, { type: A.CKA_EC_POINT, value: derOctetString(point) }];
+      }
     }
     made.push(createTokenObject(api, session, [...publicTemplate, ...publicValues]));
     made.push(createTokenObject(api, session, [...privateTemplate.map((a) => (a.type === A.CKA_TOKEN ? { type: A.CKA_TOKEN, value: true } : a)), ...privateValues]));
@@ -452,21 +522,53 @@ function pairFromValue(api: Pkcs11Api, session: Handle, type: KeyType, privateTe
 }
 
 /**
- * Which asymmetric key types the token unwraps inside (once, at start): a throwaway key of each family,
- * made with node:crypto, is wrapped under a known AES key and unwrapped as a session object. An EC key
+ * A THROWAWAY TEST KEY, public in this source and never used for anything but the start-up probe: RSA-2048
+ * (HSMs that refuse shorter RSA keys would fail a smaller one), fixed to save a key generation at start.
+ */
+const PROBE_RSA_2048_PKCS8 =
+  'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCRNqRpihV7Oy1I2i0kpOkR/+ugZmidNSauUDT2QYtTidU1Wfxg' +
+  'IF6iYMnzu2cDYP2AZ5MeZDVB4FyafPYELQp5j0lipb2+xDuTHwJq2p+XZXnvu+/SiQYXdyCt9aiW26HrNHeQASG/YW6QQnDGejn3' +
+  'O5fmSfdN+jtxswwFqVhYMSIe+eaUwRs7sLKpooIETLLnTCbGH/ifPAx5IfczGYDtqbKreWSwPl46Znz4zz09KjB2M0nfa27+S8j6' +
+  'bONfhV37GttGxzc/CT5Mxnmm92RyjZ2rwgenkfnPqOJfPi4sCNLv9oTqhoXnQRtpN6X7ChoOvCXkDkUFr2Ot2e50gRatAgMBAAEC' +
+  'ggEAASOOko1Uscy7BDFB3WG1ukBplq5275S1IvTaFXxaHWOdWnfENPTMCTX9H34+xpYCJvmo+7oJeOTLlSKZw1qfFGj9SFrIbDCZ' +
+  'zwOVP0VLryJKnIi6zsnoVFLI3NRqaBR85p1YurZnj1qyRUtgGw5mWfwLqvC1kdT+lluzInA7kyV8ehJCJ0ZQjrES2Mvr1WJqIujV' +
+  'wz+/6IhlNWgUyRZIBiPJgPe9HveQmQk52FG6DUMBMLkqe+J0l/VcaPAWC9r0oeokQOHYklLsoTke2nL15F/edseAXpoecYGdqY4f' +
+  'ZsKkZ2VRWMg2VvrFSQKK76MGcFDs2NANSmUOeLqAAVjqgQKBgQDJPTGTnpuOXnODmG/jcJ6b1YSeaAH2IaD2dULtvf7uVEEPwWii' +
+  'LFLP00U7DHseJhS6vWPlHsNKepZVzsnzZzcYIjvvO4qI+4CuiraucmQR5xrdFqyMBoS5ekW6rR78yyMqRGfcLL9+I5tGdq6ftXvi' +
+  'V+F1vhPHBryCSvpR4HsvsQKBgQC4upFtF8f/6WBHCdeo4j/CvKBZgjhUB+noSvLdC/sj0kfxOyCnRNLeydUdSywXoAVMBVVEWpX5' +
+  'ecU0RErKJaC0+lpbGSIOzT9e4BG/d2hR4TuMdjjFSiWiI41n3BDFW+UUOyK1pBkmDM6KWThd1wG6iFqbXFEaKZvJli/uVc4xvQKB' +
+  'gGuqQLcA+aq+38B9MweVPlaTcuOpM7tynIKflBJMP3NVQoXibU+utROZrgV8lPY5W4fZQfPYdJWJZps8CpIeG7zevAAvc9v76wn3' +
+  'DuvgKafmZFn7Ao/cAPCW+W15qAWJzSOU+5gxnLYo6K9XWe/6kfA0IlzzN/OYqAxxfuGFX4LRAoGARgCVSXUAmk7S6Dinm90Y8m/O' +
+  'h/zb4aQaFKgKPo/ivKFcF+MjLZ/cFQcBFpe8/rrqJvPCayO0v5RQkczrVo1JyCszAGCW0mse/5IDx721L4odqc3HF6RQfI/ibyAq' +
+  'zs9TEQaT0ad8zDmAL1c+D/mBMzGmvEcQiMyJt6uNQFEN0TUCgYEAoEvFsZw6JwQ6qpSor81KuW0SDdAOhy5dd0YdMhHrymq0o28E' +
+  '3lIStPkz8AZ/AoTqoFoJiHTzT/NSnVi0Rl/qlXgyTg39TUtWPBbkre8hsdUCroSnbJXVDBdb2lIuhXxRASTWCzXBQ1G47Pz9436X' +
+  'dPFf/lJMCsizUwcGbWhzyJE=';
+
+/**
+ * Which asymmetric key types the token unwraps inside (once, at start): a throwaway key of each family
+ * (RSA the fixed test key above, EC and Ed25519 made with node:crypto) is wrapped under a known AES key
+ * and unwrapped as a session object. An EC key
  * also needs ECDH and ECDSA inside, for its public point (ecPublicPoint). AES and HMAC types unwrap inside
  * on any token with the mechanism; TDES types never do (unwrapVersionObjects). Every throwaway object is
- * destroyed.
+ * destroyed. A token that refuses the known AES key (an HSM in FIPS mode takes no clear secret) unwraps
+ * nothing inside as far as hsm-bridge knows: wrapped import is optional, the backend still starts.
  */
-export function probeUnwrapsInside(api: Pkcs11Api, session: Handle, types: readonly KeyType[], has: (mechanism: number) => boolean): KeyType[] {
+export function probeUnwrapsInside(api: Pkcs11Api, session: Handle, types: readonly KeyType[], has: (mechanism: number) => boolean, log: TokenLog): KeyType[] {
   if (!has(CKM.AES_KEY_WRAP_PAD)) return [];
   const kekValue = randomBytes(32);
-  const kek = api.C_CreateObject(session, [...sessionSecretKey(A.CKK_AES, false), ...flags([A.CKA_UNWRAP]), { type: A.CKA_VALUE, value: kekValue }]);
+  let kek: Handle;
+  try {
+    kek = api.C_CreateObject(session, [...sessionSecretKey(A.CKK_AES, false), ...flags([A.CKA_UNWRAP]), { type: A.CKA_VALUE, value: kekValue }]);
+  } catch (e) {
+    kekValue.fill(0);
+    if (isDeviceGone(e)) throw e;
+    log.info({ ckr: ckrName(e) }, 'pkcs11: the token takes no known AES key; no wrapped key is unwrapped inside');
+    return [];
+  }
   const family: Partial<Record<Family, boolean>> = {};
   const tries = (f: Family): boolean => {
-    const pair = f === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 1024 }) : f === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('ed25519');
     const cipher = createCipheriv('id-aes256-wrap-pad', kekValue, KWP_IV);
-    const der = pair.privateKey.export({ format: 'der', type: 'pkcs8' });
+    const der = f === 'rsa' ? Buffer.from(PROBE_RSA_2048_PKCS8, 'base64') : (f === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('ed25519')).privateKey.export({ format: 'der', type: 'pkcs8' });
     const wrapped = Buffer.concat([cipher.update(der), cipher.final()]);
     der.fill(0);
     try {

@@ -53,6 +53,28 @@ export function revive<T>(value: T): T {
   return value;
 }
 
+/**
+ * A secret result as it may be posted: structured clone copies a view's whole ArrayBuffer, and a Buffer
+ * made by Buffer.concat or a small Buffer.from is a view on Node's shared 8 KB pool slab, whose other
+ * bytes may be other secrets. Such views are copied into Buffers of their own (Buffer.alloc); the caller
+ * wipes both the original and what it sent.
+ */
+export function unpooled<T>(value: T): T {
+  if (value instanceof Uint8Array) {
+    if (value.byteLength === value.buffer.byteLength) return value;
+    const own = Buffer.alloc(value.byteLength);
+    own.set(value);
+    return own as T;
+  }
+  if (Array.isArray(value)) return value.map(unpooled) as T;
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = unpooled(v);
+    return out as T;
+  }
+  return value;
+}
+
 /** Zeroes every Buffer in a value: the worker's copies of what it received and sent, once done with. */
 export function wipe(value: unknown): void {
   if (value instanceof Uint8Array) value.fill(0);

@@ -29,7 +29,7 @@ import { destroyQuietly } from '../revisions.js';
 import type { DerivedKey } from '../sessionObjects.js';
 import { closeSession, findSlot, login, openSession, type TokenSelector } from '../token.js';
 import { KeyOperations, type TokenProfile } from './keyOperations.js';
-import { revive, wipe, type Request, type Response, type TokenLog, type WireError } from './protocol.js';
+import { revive, unpooled, wipe, type Request, type Response, type TokenLog, type WireError } from './protocol.js';
 
 export interface WorkerSetup {
   readonly role: 'control' | 'session';
@@ -40,7 +40,7 @@ export interface WorkerSetup {
   readonly sharing: TokenSharing;
 }
 
-/** Results that are secret: the worker's copy is zeroed once sent. */
+/** Results that are secret: sent in buffers of their own (unpooled), the worker's copies zeroed once sent. */
 const SECRET_RESULTS = new Set(['decrypt', 'ecb', 'exportKey', 'randomBytes', 'deriveSharedSecret', 'stagedComponents']);
 
 /** This worker could not get a working session: the connection reconnects (as for a device gone). */
@@ -97,7 +97,7 @@ const control = {
     }
     const singleDes = mechanisms.has(CKM.DES_CBC) && probeSingleDes(a, session);
     // Wrapped import: OAEP with SHA-1 wherever the token has OAEP, with SHA-256 where it takes the parameters.
-    const unwrapsInside = probeUnwrapsInside(a, session, capabilities.keyTypes, (m) => mechanisms.has(m));
+    const unwrapsInside = probeUnwrapsInside(a, session, capabilities.keyTypes, (m) => mechanisms.has(m), log);
     const wrappings: WrappingScheme[] = [];
     if (mechanisms.has(CKM.RSA_PKCS_OAEP) && mechanisms.has(CKM.AES_KEY_WRAP_PAD) && capabilities.keyTypes.some((t) => (keyTypes[t].purposes as readonly string[]).includes('wrap'))) {
       native ??= probeOaepSha256(a, session);
@@ -375,8 +375,13 @@ async function handle(request: Request): Promise<void> {
     const run = handlerFor(request.method);
     if (!run) throw toBridgeError(new Error(`no such token worker call: ${request.method}`));
     const value = await run(...args);
-    send({ kind: 'result', id: request.id, value });
-    if (SECRET_RESULTS.has(request.method)) wipe(value);
+    const secret = SECRET_RESULTS.has(request.method);
+    const sent = secret ? unpooled(value) : value;
+    send({ kind: 'result', id: request.id, value: sent });
+    if (secret) {
+      wipe(value);
+      wipe(sent);
+    }
   } catch (e) {
     send({ kind: 'error', id: request.id, error: { ...toWire(e, request.method), unchanged: writes === writesBefore } });
     // PKCS#11 may leave an operation active after some errors: the next call gets a fresh session.

@@ -14,7 +14,8 @@ import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
 import { newKeyObjectId } from '../../../adapters/pkcs11/keyObjects.js';
-import { unwrapVersionObjects } from '../../../adapters/pkcs11/keyUnwrap.js';
+import { probeUnwrapsInside, unwrapTransportKey, unwrapVersionObjects } from '../../../adapters/pkcs11/keyUnwrap.js';
+import { unpooled } from '../../../adapters/pkcs11/worker/protocol.js';
 import { readPublicKeySpki } from '../../../adapters/pkcs11/publicKey.js';
 import type { SignAlgorithm } from '../../../src/algorithms/registry.js';
 import type { Backend, ImportTarget, KeyRef, NewKey, WrappedKey } from '../../../src/backend/port.js';
@@ -63,6 +64,17 @@ function wrap(material: Buffer, publicKey = wrappingPublic): WrappedKey {
   const cipher = createCipheriv('id-aes256-wrap-pad', aes, KWP_IV);
   return { wrappingKey, scheme: 'RSA_OAEP_SHA1_AES_KWP', encryptedKey, wrappedTarget: Buffer.concat([cipher.update(material), cipher.final()]) };
 }
+
+/** The same with a transport key of any length (`aes`, under OAEP) and the target wrapped under `kwpKey`. */
+function wrapWithTransport(material: Buffer, aes: Buffer, kwpKey = randomBytes(32)): WrappedKey {
+  const encryptedKey = publicEncrypt({ key: wrappingPublic, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, aes);
+  const cipher = createCipheriv(`id-aes${kwpKey.length * 8}-wrap-pad`, kwpKey, KWP_IV);
+  return { wrappingKey, scheme: 'RSA_OAEP_SHA1_AES_KWP', encryptedKey, wrappedTarget: Buffer.concat([cipher.update(material), cipher.final()]) };
+}
+
+/** A P-256 PKCS#8 (RFC 5915, no public key) with the private scalar `d`, in or out of range. */
+const p256WithScalar = (d: Buffer) => Buffer.concat([Buffer.from('3041020100301306072a8648ce3d020106082a8648ce3d030107042730250201010420', 'hex'), d]);
+const P256_ORDER = Buffer.from('ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551', 'hex');
 
 const pkcs8 = (key: KeyObject) => key.export({ format: 'der', type: 'pkcs8' });
 const create = (name: KeyName, type: KeyType, purpose: KeyPurpose, extra: Partial<NewKey> = {}): ImportTarget => ({ kind: 'create', key: { name, type, purpose, ...extra } });
@@ -294,6 +306,18 @@ describe('wrapped import', () => {
       { what: 'a tampered TDES_2KEY BDK (fallback path)', type: 'TDES_2KEY', purpose: 'bdk', wrapped: () => tamper(wrap(randomBytes(16)), 'wrappedTarget'), codes: ['DECRYPTION_FAILED'] },
       { what: 'garbage for RSA_2048', type: 'RSA_2048', purpose: 'sign', wrapped: () => wrap(randomBytes(300)), codes: ['INVALID_ARGUMENT', 'DECRYPTION_FAILED'] },
       { what: 'garbage for ED25519', type: 'ED25519', purpose: 'sign', wrapped: () => wrap(randomBytes(48)), codes: ['INVALID_ARGUMENT', 'DECRYPTION_FAILED'] },
+      // The token unwraps these scalars but neither derives nor signs with them (the public point's derivation).
+      { what: 'a P-256 key with d = 0', type: 'EC_P256', purpose: 'sign', wrapped: () => wrap(p256WithScalar(Buffer.alloc(32))), codes: ['INVALID_ARGUMENT'] },
+      { what: 'a P-256 key with d = n', type: 'EC_P256', purpose: 'sign', wrapped: () => wrap(p256WithScalar(P256_ORDER)), codes: ['INVALID_ARGUMENT'] },
+      // SoftHSM unwraps the empty one but refuses to wrap it for the measurement (CKR_KEY_NOT_WRAPPABLE).
+      { what: 'a 0-byte transport key', type: 'AES_256', purpose: 'encrypt', wrapped: () => wrapWithTransport(randomBytes(32), Buffer.alloc(0)), codes: ['DECRYPTION_FAILED'] },
+      { what: 'a 1-byte transport key', type: 'AES_256', purpose: 'encrypt', wrapped: () => wrapWithTransport(randomBytes(32), randomBytes(1)), codes: ['DECRYPTION_FAILED'] },
+      { what: 'an AES-128 transport key (the target wrapped under it)', type: 'AES_256', purpose: 'encrypt', wrapped: () => { const aes = randomBytes(16); return wrapWithTransport(randomBytes(32), aes, aes); }, codes: ['DECRYPTION_FAILED'] },
+      // SoftHSM cannot unwrap Ed25519: its kind is told from the value.
+      { what: 'an Ed25519 key for RSA_2048', type: 'RSA_2048', purpose: 'sign', wrapped: () => wrap(pkcs8(generateKeyPairSync('ed25519').privateKey)), codes: ['INCOMPATIBLE_KEY'] },
+      { what: 'an Ed25519 key for EC_P256', type: 'EC_P256', purpose: 'sign', wrapped: () => wrap(pkcs8(generateKeyPairSync('ed25519').privateKey)), codes: ['INCOMPATIBLE_KEY'] },
+      // OpenSSL parses it, but it is not RFC 8410's one layout, from which the seed is taken.
+      { what: 'an Ed25519 PKCS#8 with a long-form length', type: 'ED25519', purpose: 'sign', wrapped: () => wrap(Buffer.concat([Buffer.from('302f020100300506032b65700423048120', 'hex'), pkcs8(generateKeyPairSync('ed25519').privateKey).subarray(16)])), codes: ['INVALID_ARGUMENT'] },
     ];
     for (const c of cases) {
       it(`${c.what}`, async () => {
@@ -305,6 +329,78 @@ describe('wrapped import', () => {
         await expectCode(backend.describeKey(name), ['KEY_NOT_FOUND']);
       });
     }
+  });
+});
+
+describe('wrapped import: the start-up probe, and secret results crossing threads', () => {
+  const entries: { level: string; fields: object; message: string }[] = [];
+  const log = (['info', 'warn', 'error'] as const).reduce((l, level) => ({ ...l, [level]: (fields: object, message: string) => entries.push({ level, fields, message }) }), {} as Record<'info' | 'warn' | 'error', (fields: object, message: string) => void>);
+  const types: KeyType[] = ['RSA_2048', 'EC_P256', 'ED25519', 'AES_256', 'TDES_2KEY'];
+
+  it('probes RSA with a 2048-bit key (SoftHSM unwraps it) and lists AES, never TDES', () => {
+    const { api, session, close } = inspector.openSession();
+    try {
+      expect(probeUnwrapsInside(api, session, types, () => true, log)).toEqual(['RSA_2048', 'EC_P256', 'AES_256']);
+    } finally {
+      close();
+    }
+  });
+
+  it('a token that refuses the clear AES key (an HSM in FIPS mode) unwraps nothing inside, logged at info, and the probe does not fail', () => {
+    const { api, session, close } = inspector.openSession();
+    // The real token, but for C_CreateObject answering as such an HSM does.
+    const refusing = new Proxy(api, {
+      get: (target, p, receiver) => (p === 'C_CreateObject' ? () => { throw new Error('CKR_TEMPLATE_INCONSISTENT:209'); } : Reflect.get(target, p, receiver)),
+    });
+    try {
+      entries.length = 0;
+      expect(probeUnwrapsInside(refusing, session, types, () => true, log)).toEqual([]);
+      expect(entries.map((e) => e.level)).toEqual(['info']);
+      expect(JSON.stringify(entries[0]!.fields)).toContain('CKR_TEMPLATE_INCONSISTENT');
+    } finally {
+      close();
+    }
+  });
+
+  it('measures the transport key with templates that name each attribute once (other tokens answer TEMPLATE_INCONSISTENT)', () => {
+    const { api, session, close } = inspector.openSession();
+    const templates: pkcs11js.Template[] = [];
+    const recording = new Proxy(api, {
+      get: (target, p, receiver) => {
+        const f = Reflect.get(target, p, receiver);
+        if (p !== 'C_UnwrapKey' && p !== 'C_GenerateKey' && p !== 'C_CreateObject') return typeof f === 'function' ? f.bind(target) : f;
+        return (...args: unknown[]) => {
+          templates.push(args.at(-1) as pkcs11js.Template);
+          return (f as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    try {
+      const { publicKey, privateKey } = api.C_GenerateKeyPair(session, { mechanism: A.CKM_RSA_PKCS_KEY_PAIR_GEN }, [
+        { type: A.CKA_TOKEN, value: false }, { type: A.CKA_MODULUS_BITS, value: 2048 }, { type: A.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+      ], [{ type: A.CKA_TOKEN, value: false }, { type: A.CKA_SENSITIVE, value: true }, { type: A.CKA_UNWRAP, value: true }]);
+      const [n, e] = api.C_GetAttributeValue(session, publicKey, [{ type: A.CKA_MODULUS }, { type: A.CKA_PUBLIC_EXPONENT }]);
+      const rsa = createPublicKey({ key: { kty: 'RSA', n: n!.value!.toString('base64url'), e: e!.value!.toString('base64url') }, format: 'jwk' });
+      const aes = randomBytes(32);
+      const encryptedKey = publicEncrypt({ key: rsa, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, aes);
+      const transport = unwrapTransportKey(recording, session, privateKey, { wrappingKey, scheme: 'RSA_OAEP_SHA1_AES_KWP', encryptedKey, wrappedTarget: Buffer.alloc(0) });
+      api.C_DestroyObject(session, transport);
+      expect(templates.length).toBeGreaterThanOrEqual(3); // the transport key, the measured copy, the ephemeral key, the AES copy
+      for (const template of templates) expect(new Set(template.map((a) => a.type)).size).toBe(template.length);
+    } finally {
+      close();
+    }
+  });
+
+  it('unpooled: a view on the shared pool slab is copied into a buffer of its own, in arrays and objects; a whole buffer is kept', () => {
+    const pooled = Buffer.concat([Buffer.from([1, 2, 3]), Buffer.from([4])]);
+    expect(pooled.buffer.byteLength).toBeGreaterThan(pooled.length); // Node's 8 KB slab
+    const own = Buffer.alloc(4, 7);
+    const out = unpooled({ a: [pooled], b: own, n: 1 });
+    expect(out.a[0]!.equals(pooled)).toBe(true);
+    expect(out.a[0]!.buffer.byteLength).toBe(4);
+    expect(out.b).toBe(own);
+    expect(out.n).toBe(1);
   });
 });
 

@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { HsmBridgeError, invalid, type AuditDetails } from '../errors.js';
 import type { Backend } from '../backend/port.js';
 import type { Caller } from '../api/stages.js';
-import { parseKeyName } from '../keys/names.js';
+import { parseKeyName, type KeyName } from '../keys/names.js';
 import { keyTypes, parseKeyPurpose, parseKeyType, parseKeyUsage, type KeyMetadata, type KeyType } from '../keys/types.js';
 import { hasOddParity, setOddParity } from '../payment/crypto/parity.js';
 import { checkBlockOfMaterial, KCV_BYTES } from '../payment/kcv.js';
@@ -335,9 +335,9 @@ export class CeremonyService {
     return entries.length >= plan.components && last !== undefined && Date.parse(last.enteredAt) + FORMING_MS <= now;
   }
 
-  private async checkNameFree(name: string): Promise<void> {
+  private async checkNameFree(name: KeyName): Promise<void> {
     try {
-      await this.backend.describeKey(name as never);
+      await this.backend.describeKey(name);
     } catch (e) {
       if (e instanceof HsmBridgeError && e.code === 'KEY_NOT_FOUND') return;
       throw e;

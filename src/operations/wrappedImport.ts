@@ -68,7 +68,7 @@ export class WrappedImport {
     this.wrappingKeyName = parseKeyName(wrappingKey.name);
   }
 
-  /** The reserved name: no API operation may name it. */
+  /** The reserved name: no API operation may name it (the pipeline's admit stage, src/api/reservedKeys.ts). */
   get reservedName(): string {
     return this.wrappingKeyName;
   }
@@ -89,11 +89,10 @@ export class WrappedImport {
   /** Version 1 of a new key from a wrapped key. */
   async importKey(input: ImportWrappedInput): Promise<KeyMetadata> {
     const name = parseKeyName(input.name);
-    if (name === this.wrappingKeyName) throw invalid(`the key name ${name} is reserved for the import wrapping key`);
     const type = parseKeyType(input.type);
     const purpose = parseKeyPurpose(input.purpose, type);
-    if (purpose === 'wrap' && keyTypes[type].family === 'rsa') throw new HsmBridgeError('INCOMPATIBLE_KEY', 'an RSA key of purpose wrap is the service\'s own import wrapping key: it is not imported');
     this.checkType(type);
+    // Also refuses RSA keys of purpose wrap: only the service makes those.
     this.checkUsable(type, purpose);
     const exportable = this.paymentKeys.parseExportable(input.exportable, purpose);
     const keyUsage = parseKeyUsage(input.keyUsage, type, purpose);
@@ -104,7 +103,6 @@ export class WrappedImport {
   /** The next version of an existing, enabled key from a wrapped key: rotation by import. */
   async importVersion(input: ImportVersionInput): Promise<KeyMetadata> {
     const name = parseKeyName(input.name);
-    if (name === this.wrappingKeyName) throw invalid(`the key name ${name} is reserved for the import wrapping key`);
     const meta = await this.keys.current(name);
     checkEnabled(meta);
     // A payment key's value must not be held as two kinds, which the core can check only once the version

@@ -129,7 +129,8 @@ export class Pipeline {
     let answer: unknown;
     try {
       input = decode(request);
-      const named = [...(op.keys?.(input) ?? []), ...(op.resolveKeys ? await op.resolveKeys(this.services, input) : [])];
+      const given = op.keys?.(input) ?? [];
+      const named = op.resolveKeys ? [...given, ...(await op.resolveKeys(this.services, input))] : given;
       context.keyNames = named.flatMap(wellFormedKeyName);
       context.participants = (op.participants?.(input) ?? []).filter(isParticipantId);
       for (const path of jsonFieldsOf(op)) checkJsonDepth(path, valueAt(input, path));

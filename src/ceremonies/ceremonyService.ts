@@ -76,7 +76,8 @@ export interface CeremonyView {
   readonly startedBy: string;
   readonly startedAt: string;
   readonly expiresAt: string;
-  readonly entries: readonly ComponentEntry[];
+  /** Who entered which component, when, with its KCV: not every credential they presented (identities). */
+  readonly entries: readonly Omit<ComponentEntry, 'identities'>[];
 }
 
 /** What entering a component answers: progress, or the key it completed and its KCV. */
@@ -369,7 +370,7 @@ export class CeremonyService {
   }
 }
 
-export function viewOf({ plan, entries }: CeremonyState): CeremonyView {
+function viewOf({ plan, entries }: CeremonyState): CeremonyView {
   return {
     id: plan.id,
     name: plan.key.name,
@@ -383,6 +384,6 @@ export function viewOf({ plan, entries }: CeremonyState): CeremonyView {
     startedBy: plan.startedBy,
     startedAt: plan.startedAt,
     expiresAt: plan.expiresAt,
-    entries,
+    entries: entries.map(({ number, enteredBy, enteredAt, kcv }) => ({ number, enteredBy, enteredAt, kcv })),
   };
 }

@@ -9,9 +9,9 @@ import { keyUse, operation, type Operation, type ServicesFor } from '../declarat
 import type * as msg from '../grpcMessages.js';
 import { keyMessage, keyView, type KeyView } from '../keyView.js';
 import * as schemas from '../schemas.js';
+import { grpcKeyService } from './keys.js';
 import { given } from '../wire.js';
 
-const grpcCeremonies = (method: string) => ({ service: 'KeyService' as const, method });
 const ceremonyErrors: ErrorCode[] = ['CEREMONY_NOT_FOUND', 'CEREMONY_EXPIRED', 'UNSUPPORTED_BY_BACKEND', 'BACKEND_UNAVAILABLE'];
 const COMPONENT_HEX = new RegExp(schemas.COMPONENT_HEX_PATTERN);
 
@@ -59,7 +59,7 @@ export const ceremonyOperations: Operation[] = [
     run: (s, i: { name: unknown; type: unknown; purpose: unknown; keyUsage?: unknown; exportable?: unknown; components: unknown; expectedKcv?: unknown }, caller) => s.keys.ceremonies.start(i, caller),
     rest: { method: 'POST', path: '/v1/ceremonies', body: schemas.startCeremonyBody, response: schemas.ceremonySchema, status: 201, decode: (r) => r.body, encode: (v) => v },
     grpc: {
-      ...grpcCeremonies('StartCeremony'),
+      ...grpcKeyService('StartCeremony'),
       decode: (m: msg.StartCeremonyRequest) => ({
         name: m.name,
         type: m.type,
@@ -101,7 +101,7 @@ export const ceremonyOperations: Operation[] = [
       encode: (out) => (out.result.completed ? { ...progress(out), ...out.key, keyCheckValue: out.result.keyCheckValue } : progress(out)),
     },
     grpc: {
-      ...grpcCeremonies('EnterComponent'),
+      ...grpcKeyService('EnterComponent'),
       decode: (m: msg.EnterComponentRequest) => ({ id: m.id, component: componentBytes(m.component), kcv: m.kcv }),
       encode: (out): msg.EnterComponentResponse =>
         out.result.completed ? { ...progress(out), key: keyMessage(out.key!), keyCheckValue: out.result.keyCheckValue } : progress(out),
@@ -116,7 +116,7 @@ export const ceremonyOperations: Operation[] = [
     resolveKeys: ceremonyKey,
     run: (s, i: { id: unknown }) => s.keys.ceremonies.describe(i.id),
     rest: { method: 'GET', path: '/v1/ceremonies/:id', params: schemas.ceremonyIdParams, response: schemas.ceremonySchema, decode: (r) => ({ id: r.params.id }), encode: (v) => v },
-    grpc: { ...grpcCeremonies('GetCeremony'), decode: (m: msg.CeremonyIdRequest) => ({ id: m.id }), encode: ceremonyMessage },
+    grpc: { ...grpcKeyService('GetCeremony'), decode: (m: msg.CeremonyIdRequest) => ({ id: m.id }), encode: ceremonyMessage },
   }),
   operation({
     name: 'ceremonies.cancel',
@@ -129,6 +129,6 @@ export const ceremonyOperations: Operation[] = [
     auditDetails: (i) => idDetail(i.id),
     run: (s, i: { id: unknown }) => s.keys.ceremonies.cancel(i.id),
     rest: { method: 'DELETE', path: '/v1/ceremonies/:id', params: schemas.ceremonyIdParams, status: 204, decode: (r) => ({ id: r.params.id }), encode: () => undefined },
-    grpc: { ...grpcCeremonies('CancelCeremony'), decode: (m: msg.CeremonyIdRequest) => ({ id: m.id }), encode: (): Record<string, never> => ({}) },
+    grpc: { ...grpcKeyService('CancelCeremony'), decode: (m: msg.CeremonyIdRequest) => ({ id: m.id }), encode: (): Record<string, never> => ({}) },
   }),
 ];

@@ -4,14 +4,14 @@
  */
 import type { ErrorCode } from '../../errors.js';
 import type { WrappingKeyView } from '../../operations/wrappedImport.js';
-import { keyUse, operation, type Operation } from '../declaration.js';
+import { keyUse, operation, type Operation, type ServicesFor } from '../declaration.js';
 import type * as msg from '../grpcMessages.js';
 import { keyMessage, keyView, type KeyView } from '../keyView.js';
 import { decodeBase64 } from '../base64.js';
 import * as schemas from '../schemas.js';
+import { grpcKeyService } from './keys.js';
 import { given } from '../wire.js';
 
-const grpcKeyService = (method: string) => ({ service: 'KeyService' as const, method });
 const importErrors: ErrorCode[] = ['UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'DECRYPTION_FAILED', 'KEY_VERSION_NOT_FOUND', 'BACKEND_UNAVAILABLE'];
 const primaryOf = (v: KeyView) => keyUse(v.name, v.primaryVersion);
 
@@ -20,39 +20,53 @@ const wrappingKeyMessage = (v: WrappingKeyView): msg.WrappingKeyMessage => ({ ..
 /** 0 is proto3's "not given". */
 const versionGiven = (v: number) => (v === 0 ? undefined : v);
 
+/** An operation on the import wrapping key, which answers with it. */
+function wrappingKeyOperation(
+  name: string,
+  route: { method: 'GET' | 'POST'; path: string; rpc: string },
+  doc: { summary: string; description: string },
+  run: (s: ServicesFor) => Promise<WrappingKeyView>,
+): Operation {
+  return operation({
+    name,
+    tag: 'keys',
+    ...doc,
+    errors: ['UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'],
+    changesState: true,
+    keysUsed: (v) => keyUse(v.keyName, v.keyVersion),
+    run: (s) => run(s),
+    rest: { method: route.method, path: route.path, response: schemas.wrappingKeySchema, decode: () => ({}), encode: wrappingKeyRest },
+    grpc: { ...grpcKeyService(route.rpc), decode: () => ({}), encode: wrappingKeyMessage },
+  });
+}
+
 export const keyImportOperations: Operation[] = [
-  // The wrapping key's own group, apart from keys.*: a rule granting keys.* grants neither.
-  operation({
-    name: 'wrapping.getKey',
-    tag: 'keys',
-    summary: 'The import wrapping key: its public key and the wrappings this backend unwraps',
-    description: 'An RSA key (RSA-3072 by default) made on first use, under a reserved name no other operation may use. Wrap keys to import under its primary version.',
-    errors: ['UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'],
-    // The first call makes the key: recorded like any key creation.
-    changesState: true,
-    keysUsed: (v) => keyUse(v.keyName, v.keyVersion),
-    run: (s) => s.keys.wrappedImport.describeWrappingKey(),
-    rest: { method: 'GET', path: '/v1/wrapping-key', response: schemas.wrappingKeySchema, decode: () => ({}), encode: wrappingKeyRest },
-    grpc: { ...grpcKeyService('GetWrappingKey'), decode: () => ({}), encode: wrappingKeyMessage },
-  }),
-  operation({
-    name: 'wrapping.rotateKey',
-    tag: 'keys',
-    summary: 'Make the import wrapping key\'s next version',
-    description: 'New imports are wrapped under the new version; blobs wrapped under older versions still import (give wrappingKeyVersion).',
-    errors: ['UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'],
-    changesState: true,
-    keysUsed: (v) => keyUse(v.keyName, v.keyVersion),
-    run: (s) => s.keys.wrappedImport.rotateWrappingKey(),
-    rest: { method: 'POST', path: '/v1/wrapping-key/rotate', response: schemas.wrappingKeySchema, decode: () => ({}), encode: wrappingKeyRest },
-    grpc: { ...grpcKeyService('RotateWrappingKey'), decode: () => ({}), encode: wrappingKeyMessage },
-  }),
+  // The wrapping key's own group, apart from keys.*: a rule granting keys.* grants neither. Both change
+  // state: the first call of either makes the key, recorded like any key creation.
+  wrappingKeyOperation(
+    'wrapping.getKey',
+    { method: 'GET', path: '/v1/wrapping-key', rpc: 'GetWrappingKey' },
+    {
+      summary: 'The import wrapping key: its public key and the wrappings this backend unwraps',
+      description: 'An RSA key (RSA-3072 by default) made on first use, under a reserved name no other operation may use. Wrap keys to import under its primary version.',
+    },
+    (s) => s.keys.wrappedImport.describeWrappingKey(),
+  ),
+  wrappingKeyOperation(
+    'wrapping.rotateKey',
+    { method: 'POST', path: '/v1/wrapping-key/rotate', rpc: 'RotateWrappingKey' },
+    {
+      summary: "Make the import wrapping key's next version",
+      description: 'New imports are wrapped under the new version; blobs wrapped under older versions still import (give wrappingKeyVersion).',
+    },
+    (s) => s.keys.wrappedImport.rotateWrappingKey(),
+  ),
   operation({
     name: 'keys.import',
     tag: 'keys',
     summary: 'Import a key wrapped under the import wrapping key (BYOK)',
     description:
-      'Version 1 of a new key from a wrapped key: RSA-OAEP of a fresh AES-256 key, then the key wrapped with AES key wrap with padding (RFC 5649). On PKCS#11 it is unwrapped inside the HSM, and gets the attributes of a generated key of its purpose.',
+      'Version 1 of a new key from a wrapped key: RSA-OAEP of a fresh AES-256 key, then the key wrapped with AES key wrap with padding (RFC 5649). It is unwrapped inside the HSM where the backend can (capabilities: keyImport.unwrapsInside), and gets the attributes of a generated key of its purpose.',
     errors: [...importErrors, 'KEY_ALREADY_EXISTS'],
     keys: (i) => [i.name],
     keysUsed: primaryOf,

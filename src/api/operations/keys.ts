@@ -21,7 +21,8 @@ const named = <I extends { name: unknown }>(i: I) => [i.name];
 /** The key a lifecycle operation answers with, at its primary version. */
 const primaryOf = (v: KeyView) => keyUse(v.name, v.primaryVersion);
 const byName = { params: schemas.keyNameParams, response: schemas.keySchema };
-const grpcKeyService = (method: string) => ({ service: 'KeyService' as const, method });
+/** An rpc of hsmbridge.v1.KeyService. */
+export const grpcKeyService = (method: string) => ({ service: 'KeyService' as const, method });
 
 type Lifecycle = 'getKey' | 'rotateKey' | 'enableKey' | 'disableKey';
 

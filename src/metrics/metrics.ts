@@ -4,7 +4,7 @@
  * operation histogram; the other stages call the counters exported here; backend gauges are read from the
  * backend at each scrape.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Outcome } from '../api/stages.js';
 import type { Backend, BackendGauges } from '../backend/port.js';
 import type { MetricsConfig } from './config.js';
@@ -37,6 +37,9 @@ export interface Metrics {
 
 export function createMetrics(config: MetricsConfig): Metrics {
   const registry = new Registry();
+  // The process's own figures (resident memory, heap, event-loop delay since the last scrape, CPU): what a
+  // leak or a blocked event loop shows up in first.
+  collectDefaultMetrics({ register: registry, prefix: 'hsmb_' });
   const keyLabel = config.keyLabels ? (['key'] as const) : ([] as const);
   const operationDuration = new Histogram({
     name: 'hsmb_operation_duration_seconds',

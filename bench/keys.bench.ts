@@ -1,65 +1,88 @@
 /**
- * Key signing benchmark, everything in separate processes: the service on the pkcs11 backend (a fresh
- * SoftHSM token), this process as its client, and the baseline, bare pkcs11js signing with the same keys
- * on the same token (rawPkcs11Sign.ts), in a third. 16 requests in flight throughout.
+ * Key operation benchmark (issue #13), everything in separate processes: the service on the pkcs11 backend
+ * (a fresh SoftHSM token), this process as its client, and the baseline, bare pkcs11js with the same keys
+ * on the same token (rawPkcs11.ts), in a third.
  *
- *   npm run bench    (BENCH_SECONDS per case, default 3)
+ *   npm run bench        BENCH_SECONDS per case (default 3; CI runs 0.2)
+ *                        BENCH_SIGNS operations in the long run (default 1,000,000 from BENCH_SECONDS=3,
+ *                        100,000 x BENCH_SECONDS below)
+ *                        BENCH_PROFILE=<dir>: the service writes a CPU profile there when it stops (cpuProfile.ts)
  *
- * Rows: RS256 (RSA-2048) and ES256 (P-256) signing over gRPC (hsmbridge.v1.KeyService/Sign) and REST
- * (POST /v1/keys/{name}/sign), each with its ratio to the raw pkcs11js row of the same key and to the
- * transport floor: a call that does no key work on the same service. The two floors differ: GetCapabilities
- * runs the whole request pipeline and encodes a capability list, GET /health/live is a bare fastify route.
- * Each row also gives the CPU time per call of the processes doing the work (the raw process; service and
- * client), the figure that least depends on what else runs on the machine. The service runs as configured
- * by default (session pool, log level info) but for the backend and port 0 listeners; on loopback it
- * needs no access policy (src/identity/exposure.ts). Every path is warmed up before any is timed.
+ * In order:
+ * - The baseline: pkcs11js async with 8 sessions (the service's default session pool), one call in flight
+ *   on each, for RS256 (RSA-2048) and ES256 (P-256) sign, AES-256-GCM encrypt of 1 KiB, HMAC-SHA-256.
+ * - The transport floors, a call that does no key work: gRPC GetCapabilities (the whole request pipeline
+ *   and a capability list), REST GET /health/live (a bare fastify route).
+ * - Each operation over gRPC and REST, single (16 calls in flight) and in batches of 16 and 64
+ *   (BATCH_IN_FLIGHT calls in flight: enough to keep the 8 sessions busy; more only queues). A batch row
+ *   counts items: its ops/s and CPU are per item, so its ratio to the baseline is per operation; its
+ *   latency is the whole batch's.
+ * - FSPIOP validation of requests signed by the Mojaloop reference JwsSigner: the reference JwsValidator
+ *   in this process, and the service over gRPC and REST, single and in batches (fspiopValidate.ts).
+ * - Open loop: P-256 and RSA-2048 gRPC Sign at a fixed rate of 25%, 50% and 75% of the closed-loop figure
+ *   just measured, p50/p99/p99.9 from each call's scheduled start (measure.ts measureOpenLoop): a closed
+ *   loop slows down with the service and so never shows the queue a steady arrival rate builds.
+ * - The long run: BENCH_SIGNS P-256 signs as gRPC SignBatch of 64, with the service's resident memory and
+ *   event-loop delay from its /metrics before and after (longRun.ts).
+ * - The targets of the issue, each PASS or MISS with its figure. A missed target never fails the process.
  *
- * Sample signatures of every signing case, the baseline's included, are verified with node:crypto
- * before the figures count; a failure anywhere makes the process exit non-zero.
+ * Each row also gives the CPU time per operation of the processes doing the work (the raw process; service
+ * and client), the figure that least depends on what else runs on the machine. The service runs as
+ * configured by default (session pool 8, log level info) but for the backend and port 0 listeners; on
+ * loopback it needs no access policy (src/identity/exposure.ts). Every path is warmed up before any is timed.
+ *
+ * Results are checked against a second implementation before the figures count, and the last call of every
+ * timed case again: signatures with node:crypto; MACs against the raw process's MAC of the same message
+ * with the same key object; AES-GCM by the raw process decrypting the service's ciphertexts and the service
+ * decrypting the raw process's, then the envelope's shape and a round trip through the service. A wrong
+ * result, or a batch item that failed, makes the process exit non-zero.
  */
 import { spawn } from 'node:child_process';
-import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
-import { Agent, request } from 'node:http';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { findProtoRoot } from '../src/transports/grpc/protos.js';
 import { nodeVerifies } from '../test/helpers/nodeVerify.js';
-import { createSoftHsmToken, type SoftHsmToken } from '../test/helpers/softhsm.js';
-import { Report, SECONDS, measureLatency, ownCpuMs, warmUp } from './measure.js';
-import type { RawSignResult, RawSignTask } from './rawPkcs11Sign.js';
 import { startServiceProcess, type ServiceProcess } from '../test/helpers/serviceProcess.js';
+import { createSoftHsmToken, type SoftHsmToken } from '../test/helpers/softhsm.js';
+import { grpcClient, restClient, type RestClient } from './clients.js';
+import { validateCases } from './fspiopValidate.js';
+import { keyCall, keyCallName, keyOperations, message, messages, plaintext, plaintexts, type KeyCall, type KeyOperation } from './keyOperations.js';
+import { measureLongRun, type LongRun } from './longRun.js';
+import { Report, SECONDS, measureLatency, measureOpenLoop, ownCpuMs, warmUp, type OpenLoopTiming } from './measure.js';
+import type { RawKind, RawResult, RawTask } from './rawPkcs11.js';
 
 const IN_FLIGHT = 16;
-const CALL_TIMEOUT_MS = 10_000;
-/** Signatures checked with node:crypto before each signing case is timed (the last timed one is checked too). */
+const SESSIONS = 8;
+/** Batch calls in flight: with 16 or 64 items each, 4 keep the 8 sessions busy; more only lengthen the service's queue. */
+const BATCH_IN_FLIGHT = 4;
+const BATCHES = [16, 64];
+/** Calls whose outputs are all checked before each case is timed. */
 const SAMPLES = 4;
-const RAW = fileURLToPath(new URL('./rawPkcs11Sign.js', import.meta.url));
+const LONG_RUN_OPS = Number(process.env.BENCH_SIGNS ?? (SECONDS >= 3 ? 1_000_000 : Math.round(SECONDS * 100_000)));
+const LONG_RUN_BATCH = 64;
+const OPEN_LOOP_LOADS = [0.25, 0.5, 0.75];
+const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
+const RAW = fileURLToPath(new URL('./rawPkcs11.js', import.meta.url));
+const CPU_PROFILE = fileURLToPath(new URL('./cpuProfile.js', import.meta.url));
 
 const report = new Report('raw pkcs11js');
-const messages = Array.from({ length: 64 }, () => randomBytes(256));
-const message = (i: number) => messages[i % messages.length]!;
-
-const cases = [
-  { algorithm: 'RS256', type: 'RSA_2048', key: 'bench-rs256' },
-  { algorithm: 'ES256', type: 'EC_P256', key: 'bench-es256' },
-] as const;
-
-const rawRow = (algorithm: string) => `${algorithm}: raw pkcs11js async, own process`;
+const rawRow = (op: KeyOperation) => `${op.label}: raw pkcs11js async, ${SESSIONS} sessions`;
 const FLOOR_GRPC = 'floor: gRPC KeyService/GetCapabilities';
 const FLOOR_REST = 'floor: REST GET /health/live';
+const op = (kind: RawKind) => keyOperations.find((o) => o.kind === kind)!;
 
-function checkSignature(what: string, algorithm: 'RS256' | 'ES256', key: KeyObject, i: number, signature: Buffer): void {
-  if (!nodeVerifies(algorithm, key, message(i), signature)) throw new Error(`${what}: the signature of message ${i % messages.length} does not verify with node:crypto`);
-}
+/** Checks one output of input i; `roundTrip` also decrypts an AES-GCM ciphertext through the service. */
+type Check = (i: number, output: Buffer, roundTrip?: boolean) => Promise<void>;
 
 async function main(): Promise<void> {
   // The load average says whether something else shared the cores: the figures are worth little then.
-  console.log(`keys bench: node ${process.version}, ${availableParallelism()} cores (load average ${loadavg()[0]!.toFixed(1)}), ${SECONDS}s per case, ${IN_FLIGHT} in flight; service, client and raw pkcs11js in separate processes\n`);
+  console.log(`keys bench: node ${process.version}, ${availableParallelism()} cores (load average ${loadavg()[0]!.toFixed(1)}), ${SECONDS}s per case, ${IN_FLIGHT} single calls or ${BATCH_IN_FLIGHT} batches in flight, ${LONG_RUN_OPS} operations in the long run; service, client and raw pkcs11js in separate processes\n`);
   const token = await createSoftHsmToken();
   let service: ServiceProcess | undefined;
   try {
+    if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
     service = await startServiceProcess({ env: {
       HSMB_BACKEND__TYPE: 'pkcs11',
       HSMB_BACKEND__PKCS11__LIBRARY: token.library,
@@ -68,11 +91,13 @@ async function main(): Promise<void> {
       HSMB_REST__PORT: '0',
       HSMB_GRPC__PORT: '0',
       HSMB_OPS__PORT: '0',
+      ...(PROFILE_DIR ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${CPU_PROFILE}`, BENCH_PROFILE_DIR: PROFILE_DIR } : {}),
     } });
     await bench(token, service);
   } finally {
     try {
       await service?.stop();
+      if (PROFILE_DIR) console.log(`\nthe service's CPU profile is in ${PROFILE_DIR}`);
     } finally {
       await token.cleanup();
     }
@@ -80,85 +105,151 @@ async function main(): Promise<void> {
 }
 
 async function bench(token: SoftHsmToken, service: ServiceProcess): Promise<void> {
-  const rest = restClient(service.restUrl);
-  const grpc = grpcClient(service.grpcPort!);
+  const rest = restClient(service.restUrl, IN_FLIGHT);
+  const keys = grpcClient(service.grpcPort!, 'key_service.proto', 'KeyService');
+  const fspiop = grpcClient(service.grpcPort!, 'fspiop_service.proto', 'FspiopService');
   try {
     const publicKeys = new Map<string, KeyObject>();
-    for (const c of cases) {
-      const created = await rest.call('POST', '/v1/keys', { name: c.key, type: c.type });
-      if (created.status !== 201) throw new Error(`POST /v1/keys ${c.key}: ${created.status} ${JSON.stringify(created.body)}`);
-      publicKeys.set(c.key, createPublicKey(created.body.versions[0].publicKeyPem));
+    for (const o of keyOperations) {
+      const created = await rest.expect(201, 'POST', '/v1/keys', o.key);
+      if (o.key.purpose === 'sign') publicKeys.set(o.key.name, createPublicKey(created.versions[0].publicKeyPem));
     }
-
-    const raw = await runRaw({
-      library: token.library,
-      tokenLabel: token.tokenLabel,
-      pinEnv: token.pinEnv,
-      inFlight: IN_FLIGHT,
-      keys: cases.map((c) => ({ label: c.key, algorithm: c.algorithm })),
-      messages: messages.map((m) => m.toString('base64')),
-    });
-    for (const c of cases) {
-      const result = raw.results.find((r) => r.label === c.key);
-      if (!result) throw new Error(`raw pkcs11js: no result for ${c.key}`);
-      for (const s of result.samples) checkSignature(rawRow(c.algorithm), c.algorithm, publicKeys.get(c.key)!, s.message, Buffer.from(s.signature, 'base64'));
-      report.print({ name: rawRow(c.algorithm), opsPerSec: result.opsPerSec, p50Ms: result.p50Ms, p99Ms: result.p99Ms, cpuMsPerOp: result.cpuMsPerOp });
-    }
+    const checks = await baseline(token, rest, publicKeys);
 
     const floors = [
-      { name: FLOOR_GRPC, call: () => grpc.call('GetCapabilities', {}) },
-      {
-        name: FLOOR_REST,
-        call: async () => {
-          const live = await rest.call('GET', '/health/live');
-          if (live.status !== 200) throw new Error(`GET /health/live: ${live.status}`);
-        },
-      },
+      { name: FLOOR_GRPC, call: () => keys.call('GetCapabilities', {}) },
+      { name: FLOOR_REST, call: () => rest.expect(200, 'GET', '/health/live') },
     ];
-    const signs = cases.flatMap((c) => [
-      {
-        ...c,
-        name: `${c.algorithm}: hsm-bridge gRPC KeyService/Sign`,
-        floor: { row: FLOOR_GRPC, label: 'the gRPC floor' },
-        sign: async (i: number) => (await grpc.call<{ signature: Buffer }>('Sign', { name: c.key, algorithm: c.algorithm, message: message(i) })).signature,
-      },
-      {
-        ...c,
-        name: `${c.algorithm}: hsm-bridge REST POST /v1/keys/{name}/sign`,
-        floor: { row: FLOOR_REST, label: 'the REST floor' },
-        sign: async (i: number) => {
-          const answer = await rest.call('POST', `/v1/keys/${c.key}/sign`, { algorithm: c.algorithm, message: message(i).toString('base64') });
-          if (answer.status !== 200) throw new Error(`POST /v1/keys/${c.key}/sign: ${answer.status} ${JSON.stringify(answer.body)}`);
-          return Buffer.from(answer.body.signature as string, 'base64');
-        },
-      },
-    ]);
+    const calls = keyOperations.flatMap((o) => (['gRPC', 'REST'] as const).flatMap((t) => [1, ...BATCHES].map((n) => ({ op: o, ...keyCall(o, t, n, { grpc: keys, rest }) }))));
+    const inFlight = (c: KeyCall) => (c.batch === 1 ? IN_FLIGHT : BATCH_IN_FLIGHT);
+    const checkCall = async (c: KeyCall & { op: KeyOperation }, i: number, outputs: Buffer[]) => {
+      for (const [j, output] of outputs.entries()) await checks[c.op.kind](i * c.batch + j, output, j === 0);
+    };
 
     // Every path through the service (and the client) once before any is timed: the first case measured would otherwise pay for the JIT.
     for (const f of floors) await warmUp(f.call, IN_FLIGHT);
-    for (const s of signs) {
-      for (let i = 0; i < SAMPLES; i++) checkSignature(s.name, s.algorithm, publicKeys.get(s.key)!, i, await s.sign(i));
-      await warmUp(s.sign, IN_FLIGHT);
+    for (const c of calls) {
+      for (let i = 0; i < SAMPLES; i++) await checkCall(c, i, await c.call(i));
+      await warmUp(c.call, inFlight(c));
     }
 
     const cpuMs = { service: () => service.cpuMs(), client: ownCpuMs };
     for (const f of floors) report.print({ name: f.name, ...(await measureLatency(f.call, IN_FLIGHT, cpuMs)) });
-    for (const s of signs) {
-      let last: { i: number; signature: Buffer } | undefined;
+    for (const c of calls) {
+      if (c.transport === 'gRPC' && c.batch === 1) console.log('');
+      let last: { i: number; outputs: Buffer[] } | undefined;
       const timing = await measureLatency(async (i) => {
-        last = { i, signature: await s.sign(i) };
-      }, IN_FLIGHT, cpuMs);
-      checkSignature(s.name, s.algorithm, publicKeys.get(s.key)!, last!.i, last!.signature);
-      report.print({ name: s.name, ...timing, baseline: rawRow(s.algorithm), also: [s.floor] });
+        last = { i, outputs: await c.call(i) };
+      }, inFlight(c), cpuMs, c.batch);
+      await checkCall(c, last!.i, last!.outputs);
+      const floor = c.transport === 'gRPC' ? { row: FLOOR_GRPC, label: 'the gRPC floor' } : { row: FLOOR_REST, label: 'the REST floor' };
+      report.print({ name: c.name, ...timing, baseline: rawRow(c.op), also: c.batch === 1 ? [floor] : [] });
     }
+
+    for (const alg of ['RS256', 'ES256'] as const) {
+      console.log('');
+      const cases = await validateCases(alg, 64, { rest, grpc: fspiop });
+      report.print({ name: cases.reference.name, ...(await measureLatency(cases.reference.call, 1, { client: ownCpuMs })) });
+      const reference = [{ row: cases.reference.name, label: 'the reference' }];
+      for (const s of cases.service) report.print({ name: s.name, ...(await measureLatency(s.call, s.batch === 1 ? IN_FLIGHT : BATCH_IN_FLIGHT, cpuMs, s.batch)), also: reference });
+    }
+
+    console.log('\nopen loop: calls started at a fixed rate, latency from each call\'s scheduled start');
+    const openLoop = new Map<string, OpenLoopTiming>();
+    for (const kind of ['ES256', 'RS256'] as const) {
+      const unary = calls.find((c) => c.op.kind === kind && c.transport === 'gRPC' && c.batch === 1)!;
+      const max = report.find(unary.name)!.opsPerSec;
+      for (const load of OPEN_LOOP_LOADS) {
+        const timing = await measureOpenLoop(async (i) => {
+          const outputs = await unary.call(i);
+          if (i % 256 === 0) await checkCall(unary, i, outputs);
+        }, max * load, SECONDS);
+        openLoop.set(`${kind} ${load}`, timing);
+        printOpenLoop(`${unary.name} at ${load * 100}% of max`, timing);
+      }
+    }
+
+    const longBatch = calls.find((c) => c.op.kind === 'ES256' && c.transport === 'gRPC' && c.batch === LONG_RUN_BATCH)!;
+    const longRun = await measureLongRun(service.opsUrl!, LONG_RUN_OPS, LONG_RUN_BATCH, BATCH_IN_FLIGHT, async (i) => {
+      const outputs = await longBatch.call(i);
+      await checks.ES256(i * LONG_RUN_BATCH, outputs[0]!);
+    });
+    printLongRun(longRun);
+    printTargets(openLoop, longRun);
   } finally {
-    grpc.close();
+    keys.close();
+    fspiop.close();
     rest.close();
   }
 }
 
-/** Runs rawPkcs11Sign.js with `task`, within a bound that grows with BENCH_SECONDS. */
-function runRaw(task: RawSignTask): Promise<RawSignResult> {
+/**
+ * Runs and prints the raw pkcs11js baseline, after the checks that need it as the second implementation;
+ * answers the check of each operation's outputs.
+ */
+async function baseline(token: SoftHsmToken, rest: RestClient, publicKeys: ReadonlyMap<string, KeyObject>): Promise<Record<RawKind, Check>> {
+  const aes = op('AES_GCM').key.name;
+  const serviceCiphertexts: Buffer[] = [];
+  for (let i = 0; i < SAMPLES; i++) serviceCiphertexts.push(Buffer.from((await rest.expect(200, 'POST', `/v1/keys/${aes}/encrypt`, { plaintext: plaintext(i).toString('base64') })).ciphertext, 'base64'));
+  const raw = await runRaw({
+    library: token.library,
+    tokenLabel: token.tokenLabel,
+    pinEnv: token.pinEnv,
+    sessions: SESSIONS,
+    keys: keyOperations.map((o) => ({ label: o.key.name, kind: o.kind, ...(o.kind === 'AES_GCM' ? { decrypt: serviceCiphertexts.map((c) => envelopeBody(c).toString('base64')) } : {}) })),
+    messages: messages.map((m) => m.toString('base64')),
+    plaintexts: plaintexts.map((p) => p.toString('base64')),
+  });
+  const result = (o: KeyOperation) => {
+    const r = raw.results.find((x) => x.label === o.key.name);
+    if (!r) throw new Error(`raw pkcs11js: no result for ${o.key.name}`);
+    return { ...r, samples: r.samples.map((s) => Buffer.from(s, 'base64')) };
+  };
+  const rawMacs = result(op('HMAC_SHA256')).samples;
+
+  const sign = (o: KeyOperation): Check => async (i, signature) => {
+    if (!nodeVerifies(o.kind as 'RS256' | 'ES256', publicKeys.get(o.key.name)!, message(i), signature)) throw new Error(`${o.label}: the signature of message ${i % messages.length} does not verify with node:crypto`);
+  };
+  const checks: Record<RawKind, Check> = {
+    RS256: sign(op('RS256')),
+    ES256: sign(op('ES256')),
+    HMAC_SHA256: async (i, mac) => {
+      if (!mac.equals(rawMacs[i % messages.length]!)) throw new Error(`HMAC-SHA-256: the service's MAC of message ${i % messages.length} differs from raw pkcs11js's with the same key`);
+    },
+    AES_GCM: async (i, ciphertext, roundTrip) => {
+      if (ciphertext.length !== 8 + 12 + plaintext(i).length + 16 || !ciphertext.subarray(0, 8).equals(Buffer.from('4842010100000001', 'hex'))) {
+        throw new Error(`AES-256-GCM: not an hsm-bridge AES_GCM ciphertext of key version 1 with a 12-byte IV and 16-byte tag (${ciphertext.length} bytes)`);
+      }
+      if (roundTrip) await expectPlaintext('the service', aes, rest, ciphertext, i, {});
+    },
+  };
+
+  // The second implementation's part of the checks: the raw process decrypted the service's ciphertexts, the service decrypts the raw process's.
+  const rawAes = result(op('AES_GCM'));
+  for (const [i, p] of (rawAes.decrypted ?? []).entries()) {
+    if (!Buffer.from(p, 'base64').equals(plaintext(i))) throw new Error(`AES-256-GCM: raw pkcs11js decrypts the service's ciphertext of plaintext ${i} to something else`);
+  }
+  for (const [i, c] of rawAes.samples.entries()) await expectPlaintext('raw pkcs11js', aes, rest, c, i, { keyVersion: 1, algorithm: 'AES_GCM' });
+
+  for (const o of keyOperations) {
+    const r = result(o);
+    if (o.kind !== 'AES_GCM') for (const [i, s] of r.samples.entries()) await checks[o.kind](i, s);
+    report.print({ name: rawRow(o), opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, ...(r.cpuMsPerOp ? { cpuMsPerOp: r.cpuMsPerOp } : {}) });
+  }
+  console.log('');
+  return checks;
+}
+
+/** An hsm-bridge ciphertext's body: for AES_GCM, IV || ciphertext || tag. */
+const envelopeBody = (ciphertext: Buffer) => ciphertext.subarray(8);
+
+async function expectPlaintext(whose: string, key: string, rest: RestClient, ciphertext: Buffer, i: number, raw: { keyVersion?: number; algorithm?: string }): Promise<void> {
+  const answer = await rest.expect(200, 'POST', `/v1/keys/${key}/decrypt`, { ciphertext: ciphertext.toString('base64'), ...raw });
+  if (!Buffer.from(answer.plaintext, 'base64').equals(plaintext(i))) throw new Error(`AES-256-GCM: the service decrypts ${whose}'s ciphertext of plaintext ${i % plaintexts.length} to something else`);
+}
+
+/** Runs rawPkcs11.js with `task`, within a bound that grows with BENCH_SECONDS. */
+function runRaw(task: RawTask): Promise<RawResult> {
   const timeoutMs = 30_000 + task.keys.length * (SECONDS + 1) * 2000;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [RAW], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -172,63 +263,44 @@ function runRaw(task: RawSignTask): Promise<RawSignResult> {
     child.once('close', (code, signal) => {
       clearTimeout(timer);
       if (code !== 0) reject(new Error(`raw pkcs11js process: ${signal === 'SIGKILL' ? `killed after ${timeoutMs} ms` : `exited with ${code ?? signal}`}`));
-      else resolve(JSON.parse(out) as RawSignResult);
+      else resolve(JSON.parse(out) as RawResult);
     });
     child.stdin.end(JSON.stringify(task));
   });
 }
 
-interface HttpAnswer {
-  status: number;
-  body: any;
+function printOpenLoop(name: string, t: OpenLoopTiming): void {
+  const ms = (v: number) => `${v.toFixed(1)} ms`.padStart(9);
+  const failed = t.failed ? `  FAILED ${t.failed} of ${t.calls} (${String(t.firstError)})` : '';
+  console.log(`${name.padEnd(60)} ${t.targetPerSec.toFixed(0).padStart(6)}/s (started ${t.startedPerSec.toFixed(0)}/s)  p50 ${ms(t.p50Ms)}  p99 ${ms(t.p99Ms)}  p99.9 ${ms(t.p999Ms)}${failed}`);
 }
 
-/** JSON over keep-alive connections, IN_FLIGHT at most, each call bounded by CALL_TIMEOUT_MS. */
-function restClient(baseUrl: string) {
-  const base = new URL(baseUrl);
-  const agent = new Agent({ keepAlive: true, maxSockets: IN_FLIGHT });
-  return {
-    call(method: string, path: string, body?: unknown): Promise<HttpAnswer> {
-      const payload = body === undefined ? undefined : JSON.stringify(body);
-      return new Promise((resolve, reject) => {
-        const req = request(
-          { agent, host: base.hostname, port: base.port, method, path, headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('error', reject);
-            res.on('end', () => {
-              const text = Buffer.concat(chunks).toString('utf8');
-              try {
-                resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
-              } catch (e) {
-                reject(e);
-              }
-            });
-          },
-        );
-        req.setTimeout(CALL_TIMEOUT_MS, () => req.destroy(new Error(`${method} ${path}: no answer within ${CALL_TIMEOUT_MS} ms`)));
-        req.on('error', reject);
-        req.end(payload);
-      });
-    },
-    close: () => agent.destroy(),
-  };
+function printLongRun(r: LongRun): void {
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  console.log(`\nlong run: ${r.operations} ES256 signs as gRPC SignBatch of ${LONG_RUN_BATCH}, ${BATCH_IN_FLIGHT} in flight, ${r.opsPerSec.toFixed(0)} ops/s`);
+  console.log(`  service RSS ${mib(r.before.rssBytes)} before, ${mib(r.after.rssBytes)} after (${(r.rssGrowth * 100).toFixed(1)}%); event-loop delay over the run p99 ${r.after.eventLoopP99Ms.toFixed(1)} ms, max ${r.after.eventLoopMaxMs.toFixed(1)} ms`);
 }
 
-/** hsmbridge.v1.KeyService over one plaintext channel, each call with a CALL_TIMEOUT_MS deadline. */
-function grpcClient(port: number) {
-  const definition = loadSync('hsmbridge/v1/key_service.proto', { includeDirs: [findProtoRoot()], keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true });
-  const KeyService = (loadPackageDefinition(definition) as any).hsmbridge.v1.KeyService;
-  const client = new KeyService(`127.0.0.1:${port}`, credentials.createInsecure()) as Client & Record<string, any>;
-  return {
-    call<T = unknown>(method: string, body: object): Promise<T> {
-      return new Promise((resolve, reject) => {
-        client[method](body, { deadline: Date.now() + CALL_TIMEOUT_MS }, (e: ServiceError | null, r: T) => (e ? reject(e) : resolve(r)));
-      });
-    },
-    close: () => client.close(),
-  };
+/** The issue's targets, each PASS or MISS with its figure. */
+function printTargets(openLoop: ReadonlyMap<string, OpenLoopTiming>, longRun: LongRun): void {
+  const lines: string[] = [];
+  const target = (met: boolean, text: string) => lines.push(`  ${met ? 'PASS' : 'MISS'}  ${text}`);
+  const row = (name: string) => report.find(name)!.opsPerSec;
+  const grpc = (kind: RawKind, batch: number) => row(keyCallName(op(kind), 'gRPC', batch));
+  for (const [kind, min] of [['RS256', 0.85], ['ES256', 0.5]] as const) {
+    const ratio = grpc(kind, 64) / row(rawRow(op(kind)));
+    target(ratio >= min, `gRPC SignBatch of 64, ${op(kind).label}: ${ratio.toFixed(2)}x raw pkcs11js (target >= ${min}x)`);
+  }
+  for (const kind of ['RS256', 'ES256'] as const) {
+    const bound = 1 / (1 / row(rawRow(op(kind))) + 1 / row(FLOOR_GRPC));
+    const ratio = grpc(kind, 1) / bound;
+    target(ratio >= 0.95, `unary gRPC Sign, ${op(kind).label}: ${ratio.toFixed(2)}x the bound 1/(1/raw + 1/floor) = ${bound.toFixed(0)} ops/s (target >= 0.95x)`);
+  }
+  const half = openLoop.get('ES256 0.5')!;
+  target(half.failed === 0 && half.p99Ms < 5, `P-256 unary gRPC at 50% of max load: p99 ${half.p99Ms.toFixed(1)} ms${half.failed ? `, ${half.failed} calls failed` : ''} (target < 5 ms)`);
+  target(longRun.rssGrowth < 0.1, `over ${longRun.operations} signs: service RSS growth ${(longRun.rssGrowth * 100).toFixed(1)}% (target < 10%)`);
+  target(longRun.after.eventLoopP99Ms < 20, `over ${longRun.operations} signs: event-loop delay p99 ${longRun.after.eventLoopP99Ms.toFixed(1)} ms (target < 20 ms)`);
+  console.log(`\ntargets\n${lines.join('\n')}`);
 }
 
 main().catch((e: unknown) => {

@@ -36,27 +36,80 @@ export async function measure(op: (i: number) => unknown, inFlight = 1, seconds 
 }
 
 export interface Timing {
+  /** Operations (a batch's items, each) per second. */
   readonly opsPerSec: number;
+  /** Latency of a call (a whole batch). */
   readonly p50Ms: number;
   readonly p99Ms: number;
-  /** CPU time per call of each process `cpu` names, when given. */
+  /** CPU time per operation of each process `cpu` names, when given. */
   readonly cpuMsPerOp?: Readonly<Record<string, number>>;
 }
+
+/** The q-quantile of ascending `sorted` (nearest rank). */
+const rank = (sorted: readonly number[], q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? NaN;
 
 /**
  * As measure(), with the latency percentiles of the timed calls; `op` gets its in-flight slot too.
  * `cpu`, when given, names the processes doing the work, each with a reader of the CPU time (ms) it has
  * used so far: the growth over the timed calls, per call, is less at the mercy of a busy machine than ops/s.
+ * A call that carries `items` operations (a batch) counts as that many in ops/s and CPU per op.
  */
-export async function measureLatency(op: (i: number, slot: number) => unknown, inFlight: number, cpu?: Readonly<Record<string, () => number>>): Promise<Timing> {
+export async function measureLatency(op: (i: number, slot: number) => unknown, inFlight: number, cpu?: Readonly<Record<string, () => number>>, items = 1): Promise<Timing> {
   await timedRun(op, inFlight, warmUpMs());
   const latencies: number[] = [];
   const cpuBefore = cpu && Object.entries(cpu).map(([name, read]) => ({ name, read, before: read() }));
   const { count, opsPerSec } = await timedRun(op, inFlight, SECONDS * 1000, latencies);
-  const cpuMsPerOp = cpuBefore && Object.fromEntries(cpuBefore.map((p) => [p.name, (p.read() - p.before) / count]));
+  const cpuMsPerOp = cpuBefore && Object.fromEntries(cpuBefore.map((p) => [p.name, (p.read() - p.before) / (count * items)]));
   latencies.sort((a, b) => a - b);
-  const rank = (q: number) => latencies[Math.max(0, Math.ceil(q * latencies.length) - 1)] ?? NaN;
-  return { opsPerSec, p50Ms: rank(0.5), p99Ms: rank(0.99), ...(cpuMsPerOp ? { cpuMsPerOp } : {}) };
+  return { opsPerSec: opsPerSec * items, p50Ms: rank(latencies, 0.5), p99Ms: rank(latencies, 0.99), ...(cpuMsPerOp ? { cpuMsPerOp } : {}) };
+}
+
+export interface OpenLoopTiming {
+  /** The calls started per second, as scheduled and as they were. */
+  readonly targetPerSec: number;
+  readonly startedPerSec: number;
+  /** Latency from each call's scheduled start to its answer, over the calls that succeeded. */
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly p999Ms: number;
+  readonly calls: number;
+  /** Calls that failed (a refusal under load, a deadline): their errors are rethrown by no one. */
+  readonly failed: number;
+  readonly firstError?: unknown;
+}
+
+/**
+ * Open loop: starts call i at start + i / perSec for `seconds`, whether or not earlier calls have answered
+ * (a closed loop waits, and so hides the queue a steady arrival rate builds). Latency is measured from the
+ * scheduled start, not the actual one, so a client that falls behind its schedule counts its own delay too
+ * rather than omitting it. Starts the calls due on each timer tick (about 1 ms apart).
+ */
+export async function measureOpenLoop(op: (i: number) => Promise<unknown>, perSec: number, seconds: number): Promise<OpenLoopTiming> {
+  const latencies: number[] = [];
+  const pending: Promise<void>[] = [];
+  let failed = 0;
+  let firstError: unknown;
+  const total = Math.max(1, Math.round(perSec * seconds));
+  const start = performance.now();
+  let next = 0;
+  while (next < total) {
+    const now = performance.now();
+    for (; next < total && start + (next * 1000) / perSec <= now; next++) {
+      const scheduled = start + (next * 1000) / perSec;
+      pending.push(op(next).then(
+        () => void latencies.push(performance.now() - scheduled),
+        (e: unknown) => {
+          failed++;
+          firstError ??= e;
+        },
+      ));
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  const startedPerSec = (total * 1000) / (performance.now() - start);
+  await Promise.all(pending);
+  latencies.sort((a, b) => a - b);
+  return { targetPerSec: perSec, startedPerSec, p50Ms: rank(latencies, 0.5), p99Ms: rank(latencies, 0.99), p999Ms: rank(latencies, 0.999), calls: total, failed, ...(failed ? { firstError } : {}) };
 }
 
 /** CPU time (user + system, ms) this process has used, all its threads included. */

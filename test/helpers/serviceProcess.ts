@@ -34,6 +34,8 @@ export interface ServiceProcess {
   readonly restUrl: string;
   /** Undefined when the configuration turned gRPC off. */
   readonly grpcPort: number | undefined;
+  /** The ops listener (/metrics), e.g. http://127.0.0.1:41235; undefined when the configuration turned it off. */
+  readonly opsUrl: string | undefined;
   /** What the service logged so far (JSON lines), for failure messages. */
   output(): string;
   /** CPU time (user + system, ms) the service has used so far, from /proc (Linux, as SoftHSM here). */
@@ -86,6 +88,8 @@ export async function startServiceProcess(options: ServiceProcessOptions = {}): 
   const deadline = Date.now() + START_TIMEOUT_MS;
   let restUrl: string | undefined;
   let grpcPort: number | undefined;
+  // The ops listener starts before the API listeners: once REST is listening, it is logged if it is on.
+  let opsUrl: string | undefined;
   // gRPC starts after REST; wait for it too unless the configuration turned it off.
   const grpcOff = options.env?.HSMB_GRPC__ENABLED === 'false' || (options.config?.grpc as { enabled?: boolean } | undefined)?.enabled === false;
   while (restUrl === undefined || (grpcPort === undefined && !grpcOff)) {
@@ -96,6 +100,7 @@ export async function startServiceProcess(options: ServiceProcessOptions = {}): 
     for (const line of lines) {
       if (!line.startsWith('{')) continue;
       const entry = JSON.parse(line) as { msg?: string; url?: string; port?: number };
+      if (entry.msg === 'ops listening (metrics, health)') opsUrl = entry.url;
       if (entry.msg === 'REST listening') restUrl = entry.url;
       if (entry.msg === 'gRPC listening') grpcPort = entry.port;
     }
@@ -114,6 +119,7 @@ export async function startServiceProcess(options: ServiceProcessOptions = {}): 
   return {
     restUrl,
     grpcPort,
+    opsUrl,
     output: log,
     cpuMs() {
       // "pid (comm) state ...": utime and stime are the 12th and 13th fields after the comm's last ')'.

@@ -9,19 +9,16 @@
  * be meaningless. The reference validator gets the body already parsed (as its HTTP framework hands it
  * over), so its JSON.parse is not counted; ours gets the raw bytes.
  *
- * Transport legs (validate over gRPC, a real connection on 127.0.0.1) are in `transportCases` below.
+ * Validation over gRPC and REST, the service in a process of its own, is measured against the same
+ * reference in keys.bench.ts.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { credentials, loadPackageDefinition, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import { pino } from 'pino';
 import type { Backend } from '../src/backend/port.js';
 import { FspiopService } from '../src/fspiop/fspiopService.js';
 import { ParticipantRegistry } from '../src/fspiop/participants.js';
 import { KeyService } from '../src/operations/keyService.js';
-import { findProtoRoot } from '../src/transports/grpc/protos.js';
-import { startGrpcServer } from '../src/transports/grpc/server.js';
 import { openBenchBackends } from './backends.js';
 import { CONCURRENCY, Report, SECONDS, measure, type Row } from './measure.js';
 
@@ -73,15 +70,8 @@ async function main(): Promise<void> {
   const validator = new jws.validator({ validationKeys: { 'dfsp-rs': pem.RS256.pub, 'dfsp-es': pem.ES256.pub }, logger: refLogger });
   const inProcessKeys = keyService(backends[0]!.backend);
   const fspiop = new FspiopService({ keyService: inProcessKeys, registry });
-  const transports: Array<{ name: string; validate: OpenedTransport['validate'] }> = [];
-  const closers: Array<() => Promise<void>> = [];
 
   try {
-    for (const c of transportCases) {
-      const opened = await c.open({ keyService: inProcessKeys, fspiop, participants: registry });
-      closers.push(opened.close);
-      transports.push({ name: c.name, validate: opened.validate });
-    }
     for (const alg of ['RS256', 'ES256'] as const) {
       const source = alg === 'RS256' ? 'dfsp-rs' : 'dfsp-es';
       const signer = new jws.signer({ signingKey: pem[alg].priv, logger: refLogger });
@@ -99,7 +89,6 @@ async function main(): Promise<void> {
       const ref = `validate ${alg}: reference JwsValidator`;
       print({ name: ref, opsPerSec: await measure((i) => { const m = messages[i % MESSAGES]!; validator.validate({ headers: m.headers, body: m.parsed }); }) });
       print({ name: `validate ${alg}: hsm-bridge in process`, baseline: ref, opsPerSec: await measure((i) => { const m = messages[i % MESSAGES]!; return fspiop.validate({ headers: m.headers, body: m.bytes }); }) });
-      for (const c of transports) print({ name: `validate ${alg}: ${c.name}, ${CONCURRENCY} in flight`, baseline: ref, opsPerSec: await measure((i) => c.validate(messages[i % MESSAGES]!), CONCURRENCY) });
     }
     console.log('');
 
@@ -123,7 +112,6 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    for (const close of closers.reverse()) await close();
     await registry.close();
     for (const b of backends) await b.close();
   }
@@ -136,44 +124,6 @@ async function main(): Promise<void> {
   });
   console.log(`\naim: in-process validation at least 1.5x the reference validator: ${verdict.join(', ')}`);
 }
-
-/** Transport legs of validation, measured against the same messages through the same service and registry. */
-interface OpenedTransport {
-  /** Validates one message over the transport; a refusal throws (the messages are all valid). */
-  validate(message: { headers: Record<string, string>; bytes: Buffer }): Promise<unknown>;
-  close(): Promise<void>;
-}
-interface TransportCase {
-  readonly name: string;
-  open(services: { keyService: KeyService; fspiop: FspiopService; participants: ParticipantRegistry }): Promise<OpenedTransport>;
-}
-
-/** hsmbridge.v1.FspiopService/Validate over a plaintext gRPC connection on 127.0.0.1, with a grpc-js client. */
-const grpcValidate: TransportCase = {
-  name: 'hsm-bridge over gRPC',
-  async open({ keyService: service, fspiop: fspiopService, participants }) {
-    const server = await startGrpcServer({ service, fspiop: { service: fspiopService, participants }, logger, host: '127.0.0.1', port: 0, maxMessageBytes: 1024 * 1024 });
-    const definition = loadSync('hsmbridge/v1/fspiop_service.proto', { includeDirs: [findProtoRoot()], keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true });
-    const Fspiop = (loadPackageDefinition(definition) as any).hsmbridge.v1.FspiopService;
-    const client = new Fspiop(`127.0.0.1:${server.port}`, credentials.createInsecure()) as Client & Record<string, any>;
-    return {
-      validate: (m) =>
-        new Promise((resolve, reject) => {
-          client.Validate({ headers: m.headers, body: m.bytes }, (e: ServiceError | null, r: { valid: boolean; reason: string }) => {
-            if (e) reject(e);
-            else if (!r.valid) reject(new Error(`bench message refused over gRPC: ${r.reason}`));
-            else resolve(r);
-          });
-        }),
-      async close() {
-        client.close();
-        await server.close();
-      },
-    };
-  },
-};
-
-const transportCases: TransportCase[] = [grpcValidate];
 
 main().catch((e: unknown) => {
   console.error(e);

@@ -72,7 +72,7 @@ const RAW = fileURLToPath(new URL('./rawPkcs11.js', import.meta.url));
 const CPU_PROFILE = fileURLToPath(new URL('./cpuProfile.js', import.meta.url));
 
 const report = new Report('raw pkcs11js');
-const rawRow = (op: KeyOperation) => `${op.label}: raw pkcs11js async, ${SESSIONS} sessions`;
+const rawRow = (o: KeyOperation) => `${o.label}: raw pkcs11js async, ${SESSIONS} sessions`;
 const FLOOR_GRPC = 'floor: gRPC KeyService/GetCapabilities';
 const FLOOR_REST = 'floor: REST GET /health/live';
 const op = (kind: RawKind) => keyOperations.find((o) => o.kind === kind)!;

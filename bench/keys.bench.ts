@@ -23,7 +23,7 @@
  *   just measured, p50/p99/p99.9 from each call's scheduled start (measure.ts measureOpenLoop): a closed
  *   loop slows down with the service and so never shows the queue a steady arrival rate builds.
  * - The long run: BENCH_SIGNS P-256 signs as gRPC SignBatch of 64, with the service's resident memory and
- *   event-loop delay from its /metrics before and after (longRun.ts).
+ *   event-loop delay from its /metrics before and after each tenth of the run (longRun.ts).
  * - The targets of the issue, each PASS or MISS with its figure. A missed target never fails the process.
  *
  * Each row also gives the CPU time per operation of the processes doing the work (the raw process; service
@@ -280,9 +280,11 @@ function printOpenLoop(name: string, t: OpenLoopTiming): void {
 }
 
 function printLongRun(r: LongRun): void {
-  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const mib = (b: number) => (b / 2 ** 20).toFixed(0);
   console.log(`\nlong run: ${r.operations} ES256 signs as gRPC SignBatch of ${LONG_RUN_BATCH}, ${BATCH_IN_FLIGHT} in flight, ${r.opsPerSec.toFixed(0)} ops/s`);
-  console.log(`  service RSS ${mib(r.before.rssBytes)} before, ${mib(r.after.rssBytes)} after (${(r.rssGrowth * 100).toFixed(1)}%); event-loop delay over the run p99 ${r.after.eventLoopP99Ms.toFixed(1)} ms, max ${r.after.eventLoopMaxMs.toFixed(1)} ms`);
+  console.log(`  service RSS ${mib(r.before.rssBytes)} MiB before, after each tenth ${r.tenths.map((t) => mib(t.rssBytes)).join(' ')} MiB (${(r.rssGrowth * 100).toFixed(1)}%)`);
+  console.log(`  JS heap used ${mib(r.before.heapUsedBytes)} MiB before, after each tenth ${r.tenths.map((t) => mib(t.heapUsedBytes)).join(' ')} MiB`);
+  console.log(`  event-loop delay, worst tenth: p99 ${r.eventLoopP99Ms.toFixed(1)} ms, max ${r.eventLoopMaxMs.toFixed(1)} ms`);
 }
 
 /** The issue's targets, each PASS or MISS with its figure. */
@@ -303,7 +305,7 @@ function printTargets(openLoop: ReadonlyMap<string, OpenLoopTiming>, longRun: Lo
   const half = openLoop.get('ES256 0.5')!;
   target(half.failed === 0 && half.p99Ms < 5, `P-256 unary gRPC at 50% of max load: p99 ${half.p99Ms.toFixed(1)} ms${half.failed ? `, ${half.failed} calls failed` : ''} (target < 5 ms)`);
   target(longRun.rssGrowth < 0.1, `over ${longRun.operations} signs: service RSS growth ${(longRun.rssGrowth * 100).toFixed(1)}% (target < 10%)`);
-  target(longRun.after.eventLoopP99Ms < 20, `over ${longRun.operations} signs: event-loop delay p99 ${longRun.after.eventLoopP99Ms.toFixed(1)} ms (target < 20 ms)`);
+  target(longRun.eventLoopP99Ms < 20, `over ${longRun.operations} signs: event-loop delay p99 ${longRun.eventLoopP99Ms.toFixed(1)} ms, the worst tenth's (target < 20 ms)`);
   console.log(`\ntargets\n${lines.join('\n')}`);
 }
 

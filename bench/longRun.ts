@@ -1,13 +1,15 @@
 /**
  * The service's resident memory and event-loop delay across a long run of operations, read from its own
- * Prometheus series on the ops listener (prom-client default metrics, prefix hsmb_): the run starts with
- * a scrape, which also resets the event-loop delay histogram (monitorEventLoopDelay), and ends with one,
- * which then covers exactly the run.
+ * Prometheus series on the ops listener (prom-client default metrics, prefix hsmb_). Every scrape resets the
+ * event-loop delay histogram (monitorEventLoopDelay): the run starts with one, then scrapes after each tenth
+ * of it, so that the memory's course shows (a leak climbs to the end, a heap finding its size levels off)
+ * and each figure of delay covers one tenth.
  */
 import { CALL_TIMEOUT_MS } from './clients.js';
 
 export interface ServiceFigures {
   readonly rssBytes: number;
+  readonly heapUsedBytes: number;
   /** Event-loop delay since the previous scrape. */
   readonly eventLoopP99Ms: number;
   readonly eventLoopMaxMs: number;
@@ -24,6 +26,7 @@ export async function scrapeServiceFigures(opsUrl: string): Promise<ServiceFigur
   };
   return {
     rssBytes: value('hsmb_process_resident_memory_bytes'),
+    heapUsedBytes: value('hsmb_nodejs_heap_size_used_bytes'),
     eventLoopP99Ms: value('hsmb_nodejs_eventloop_lag_p99_seconds') * 1000,
     eventLoopMaxMs: value('hsmb_nodejs_eventloop_lag_max_seconds') * 1000,
   };
@@ -33,26 +36,42 @@ export interface LongRun {
   readonly operations: number;
   readonly opsPerSec: number;
   readonly before: ServiceFigures;
-  readonly after: ServiceFigures;
-  /** RSS after / before - 1. */
+  /** After each tenth of the run. */
+  readonly tenths: readonly ServiceFigures[];
+  /** RSS at the end / before - 1. */
   readonly rssGrowth: number;
+  /** The highest p99 and max of event-loop delay over the tenths. */
+  readonly eventLoopP99Ms: number;
+  readonly eventLoopMaxMs: number;
 }
 
 /**
  * Runs `operations` operations as calls of `batch` items (call(i) for i = 0, 1, ...), `inFlight` at a
- * time, between two scrapes of the service's figures. The service should be warm: the first scrape is
- * the baseline.
+ * time, between scrapes of the service's figures. The service should be warm: the first scrape is the
+ * baseline.
  */
 export async function measureLongRun(opsUrl: string, operations: number, batch: number, inFlight: number, call: (i: number) => Promise<unknown>): Promise<LongRun> {
   const calls = Math.ceil(operations / batch);
   const before = await scrapeServiceFigures(opsUrl);
+  const tenths: ServiceFigures[] = [];
   const start = performance.now();
   let next = 0;
-  const worker = async () => {
-    while (next < calls) await call(next++);
-  };
-  await Promise.all(Array.from({ length: inFlight }, worker));
+  for (let tenth = 1; tenth <= 10; tenth++) {
+    const end = Math.round((calls * tenth) / 10);
+    const worker = async () => {
+      while (next < end) await call(next++);
+    };
+    await Promise.all(Array.from({ length: inFlight }, worker));
+    tenths.push(await scrapeServiceFigures(opsUrl));
+  }
   const opsPerSec = (calls * batch * 1000) / (performance.now() - start);
-  const after = await scrapeServiceFigures(opsUrl);
-  return { operations: calls * batch, opsPerSec, before, after, rssGrowth: after.rssBytes / before.rssBytes - 1 };
+  return {
+    operations: calls * batch,
+    opsPerSec,
+    before,
+    tenths,
+    rssGrowth: tenths.at(-1)!.rssBytes / before.rssBytes - 1,
+    eventLoopP99Ms: Math.max(...tenths.map((t) => t.eventLoopP99Ms)),
+    eventLoopMaxMs: Math.max(...tenths.map((t) => t.eventLoopMaxMs)),
+  };
 }

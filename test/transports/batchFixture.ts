@@ -67,7 +67,8 @@ export interface Wire {
  */
 export type FspiopItem = Record<string, unknown> & { body: string };
 
-const toRest = (item: Item): Item => Object.fromEntries(Object.entries(item).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString('base64') : v]));
+/** An item as REST takes it: Buffers as base64, everything else as it is. */
+export const toRest = (item: Item): Item => Object.fromEntries(Object.entries(item).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString('base64') : v]));
 const toGrpcFspiop = (item: FspiopItem): Item => ({ ...item, body: Buffer.from(item.body, 'utf8') });
 
 export function restWire(app: FastifyInstance, headers: Record<string, string> = {}): Wire {

@@ -1,0 +1,130 @@
+/**
+ * Batch operations (issue #13), apart from any one transport: each batch is declared with its route and
+ * rpc, the single operation's permission, tag and audit; and its secrets are zeroed as the single
+ * operation's are: an encrypt batch's plaintexts once used, a decrypt batch's plaintexts once the answer
+ * is encoded (REST) or serialized (gRPC). Secrets are watched at the backend on the software adapter: the
+ * single operations show what the watch sees, and the batches must match them.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { permissionOf } from '../../src/api/declaration.js';
+import { operations } from '../../src/api/index.js';
+import { isAudited } from '../../src/audit/stage.js';
+import type { Backend } from '../../src/backend/port.js';
+import { resultsOf, serve, type KeyOp, type Served } from '../transports/batchFixture.js';
+import { restTargets } from '../transports/rest/restFixture.js';
+
+const batches = {
+  'keys.signBatch': { single: 'keys.sign', rest: '/v1/keys/:name/sign/batch', grpc: ['KeyService', 'SignBatch'] },
+  'keys.verifyBatch': { single: 'keys.verify', rest: '/v1/keys/:name/verify/batch', grpc: ['KeyService', 'VerifyBatch'] },
+  'keys.encryptBatch': { single: 'keys.encrypt', rest: '/v1/keys/:name/encrypt/batch', grpc: ['KeyService', 'EncryptBatch'] },
+  'keys.decryptBatch': { single: 'keys.decrypt', rest: '/v1/keys/:name/decrypt/batch', grpc: ['KeyService', 'DecryptBatch'] },
+  'keys.macBatch': { single: 'keys.mac', rest: '/v1/keys/:name/mac/batch', grpc: ['KeyService', 'GenerateMacBatch'] },
+  'keys.verifyMacBatch': { single: 'keys.verifyMac', rest: '/v1/keys/:name/mac/verify/batch', grpc: ['KeyService', 'VerifyMacBatch'] },
+  'fspiop.signBatch': { single: 'fspiop.sign', rest: '/v1/fspiop/sign/batch', grpc: ['FspiopService', 'SignBatch'] },
+  'fspiop.validateBatch': { single: 'fspiop.validate', rest: '/v1/fspiop/validate/batch', grpc: ['FspiopService', 'ValidateBatch'] },
+} as const;
+
+describe('batch declarations', () => {
+  const byName = new Map(operations.map((op) => [op.name, op]));
+
+  it.each(Object.entries(batches))('%s: its POST route and rpc; the single operation\'s permission, tag and audit', (name, expected) => {
+    const op = byName.get(name);
+    expect(op, name).toBeDefined();
+    const single = byName.get(expected.single)!;
+    expect({ method: op!.rest.method, path: op!.rest.path }).toEqual({ method: 'POST', path: expected.rest });
+    expect([op!.grpc.service, op!.grpc.method]).toEqual(expected.grpc);
+    expect(permissionOf(op!)).toBe(permissionOf(single));
+    expect(op!.tag).toBe(single.tag);
+    expect(op!.access).toBe(single.access);
+    expect(isAudited(op!)).toBe(true);
+    expect(op!.needs).toBe(single.needs);
+  });
+
+  it('a batch names its key as the single operation does, and each FSPIOP item\'s key and participants', () => {
+    expect(byName.get('keys.signBatch')!.keys!({ name: 'k1', items: [{}, {}] })).toEqual(['k1']);
+    const names = byName.get('fspiop.signBatch')!.keys!({ items: [{ key: 'k1', source: 'a' }, { key: 'k2', source: 'b', destination: 'c' }, { key: 'k1', source: 'a' }] });
+    expect([...new Set(names)].sort()).toEqual(['k1', 'k2']);
+    const participants = byName.get('fspiop.signBatch')!.participants!({ items: [{ key: 'k1', source: 'a' }, { key: 'k2', source: 'b', destination: 'c' }] });
+    expect([...new Set(participants.filter((p) => p !== undefined))].sort()).toEqual(['a', 'b', 'c']);
+  });
+});
+
+/** The software backend, recording every plaintext buffer it is given to encrypt and every one it returns from decrypt. */
+function watching(backend: Backend): { backend: Backend; seen: Buffer[] } {
+  const seen: Buffer[] = [];
+  const wrapped = new Proxy(backend, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      if (property === 'encrypt') {
+        return (key: unknown, algorithm: unknown, plaintext: Buffer, aad?: Buffer) => {
+          seen.push(plaintext);
+          return target.encrypt(key as never, algorithm as never, plaintext, aad);
+        };
+      }
+      if (property === 'decrypt') {
+        return async (...args: Parameters<Backend['decrypt']>) => {
+          const plaintext = await target.decrypt(...args);
+          seen.push(plaintext);
+          return plaintext;
+        };
+      }
+      return (value as (...a: unknown[]) => unknown).bind(target);
+    },
+  });
+  return { backend: wrapped, seen };
+}
+
+describe('secrets of batches are zeroed as the single operation\'s are (software backend)', () => {
+  let opened: Awaited<ReturnType<(typeof restTargets)[number]['open']>>;
+  let watch: ReturnType<typeof watching>;
+  let served: Served;
+  const key = 'batch-secrets-aes';
+
+  beforeAll(async () => {
+    opened = await restTargets.find((t) => t.label === 'software')!.open();
+    watch = watching(opened.backend);
+    served = await serve(watch.backend, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, maxRequestBytes: 64 * 1024 });
+    await served.service.createKey({ name: key, type: 'AES_256' });
+  });
+  afterAll(async () => {
+    await served?.close();
+    await opened?.backend.close();
+    await opened?.cleanup();
+  });
+
+  const zeroed = (b: Buffer) => b.length > 0 && b.every((x) => x === 0);
+  const plaintexts = [0, 1, 2].map((i) => Buffer.from(`zero me ${i}`));
+
+  for (const which of [0, 1] as const) {
+    it(`${which === 0 ? 'REST' : 'gRPC'}: the encrypt batch's plaintexts, and the decrypt batch's, once answered; the answers hold them`, async () => {
+      const wire = served.wires[which];
+      /** What the backend saw during `call`. */
+      const during = async <T>(call: () => Promise<T>): Promise<{ value: T; seen: Buffer[] }> => {
+        const from = watch.seen.length;
+        const value = await call();
+        return { value, seen: watch.seen.slice(from) };
+      };
+      const expectZeroed = (seen: Buffer[], count: number, what: string) => {
+        expect(seen, what).toHaveLength(count);
+        for (const [i, b] of seen.entries()) expect(zeroed(b), `${what}: buffer ${i}`).toBe(true);
+      };
+      const run = (op: KeyOp, items: Array<Record<string, unknown>>) => wire.batch(op, key, items);
+
+      // The single operations first: what the watch sees of them.
+      const single = await during(() => wire.single('encrypt', key, { plaintext: Buffer.from(plaintexts[0]!) }));
+      expectZeroed(single.seen, 1, 'single encrypt');
+      const singleCiphertext = wire.bytes((single.value as { answer: any }).answer.ciphertext);
+      const singleDecrypt = await during(() => wire.single('decrypt', key, { ciphertext: singleCiphertext }));
+      expectZeroed(singleDecrypt.seen, 1, 'single decrypt');
+
+      const encrypted = await during(() => run('encrypt', plaintexts.map((p) => ({ plaintext: Buffer.from(p) }))));
+      expectZeroed(encrypted.seen, 3, 'encrypt batch');
+      const ciphertexts = resultsOf(wire, encrypted.value).map((r) => wire.bytes((r as { ok: any }).ok.ciphertext));
+      const decrypted = await during(() => run('decrypt', ciphertexts.map((ciphertext) => ({ ciphertext }))));
+      expectZeroed(decrypted.seen, 3, 'decrypt batch');
+      // Zeroed after the answer took its copy.
+      expect(resultsOf(wire, decrypted.value).map((r) => wire.bytes((r as { ok: any }).ok.plaintext))).toEqual(plaintexts);
+    });
+  }
+});

@@ -59,6 +59,8 @@ export interface RestBinding<In, Out> {
   readonly path: string;
   readonly params?: JsonSchema;
   readonly body?: JsonSchema;
+  /** The body as the OpenAPI document shows it, when the route checks part of it later (a batch's items, one by one). */
+  readonly documentedBody?: JsonSchema;
   /** The success answer's schema; absent for an answer without a body (204). */
   readonly response?: JsonSchema;
   /** Success status; default 200. */
@@ -125,8 +127,9 @@ export interface Operation<In = any, Out = any> {
   /** It changes a key or a participant: its audit record is on disk before the answer leaves. */
   readonly changesState?: true;
   /**
-   * Buffer fields that hold secrets, by name: `input` ones are zeroed once the operation has run,
-   * `output` ones once the answer is encoded (gRPC: serialized). Secrets are never logged in any case.
+   * Buffer fields that hold secrets, by path (./secretFields.ts): `input` ones, in the request and the
+   * decoded input, are zeroed once the operation has run; `output` ones, in its result and the gRPC answer
+   * alike, once the answer is encoded (gRPC: serialized). Secrets are never logged in any case.
    */
   readonly secrets?: { readonly input?: readonly string[]; readonly output?: readonly string[] };
   /**

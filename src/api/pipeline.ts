@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { checkJsonDepth } from '../json/depth.js';
 import type { KeyUse, Operation, ServicesFor } from './declaration.js';
 import { jsonFieldPaths, valueAt } from './jsonFields.js';
+import { zeroFields } from './secretFields.js';
 import { ANONYMOUS, openStages, type Caller, type Credentials, type Outcome, type PipelineStages, type Transport } from './stages.js';
 
 /** What the pipeline learns about one request, for the stages after it (the log line). */
@@ -91,14 +92,6 @@ function jsonFieldsOf(op: Operation): readonly string[] {
   return paths;
 }
 
-function zero(value: unknown, fields: readonly string[] | undefined): void {
-  if (value === null || typeof value !== 'object') return;
-  for (const field of fields ?? []) {
-    const buffer = (value as Record<string, unknown>)[field];
-    if (Buffer.isBuffer(buffer)) buffer.fill(0);
-  }
-}
-
 /** The pipeline of one service instance: the core services, and the deployment's stages around them. */
 export class Pipeline {
   constructor(
@@ -145,14 +138,14 @@ export class Pipeline {
         answer = encode(out, input);
         encoded = true;
       } finally {
-        if (!encoded || context.transport === 'rest') zero(out, op.secrets?.output);
+        if (!encoded || context.transport === 'rest') zeroFields(out, op.secrets?.output);
       }
     } catch (e) {
       if (input !== undefined && context.details === undefined) context.details = op.auditDetails?.(input, undefined);
       throw this.failed(context, e);
     } finally {
-      zero(request, op.secrets?.input);
-      zero(input, op.secrets?.input);
+      zeroFields(request, op.secrets?.input);
+      zeroFields(input, op.secrets?.input);
     }
     try {
       await this.settle(context);

@@ -37,6 +37,8 @@ export interface ServiceConfig {
     /** Largest decoded message, plaintext, ciphertext or MAC input, in bytes. */
     maxDataBytes: number;
     maxRandomBytes: number;
+    /** Most items in one batch request (sign/batch, ...). */
+    maxBatchItems: number;
   };
   keys: {
     /** How long key metadata is cached in each replica; 0 turns the cache off. */
@@ -124,6 +126,7 @@ export const serviceConfigSchema = {
         maxRequestBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024, default: 1024 * 1024 },
         maxDataBytes: { type: 'integer', minimum: 1, maximum: 48 * 1024 * 1024, default: 512 * 1024 },
         maxRandomBytes: { type: 'integer', minimum: 1, maximum: 65536, default: 1024 },
+        maxBatchItems: { type: 'integer', minimum: 1, maximum: 10_000, default: 256 },
       },
     },
     keys: {

@@ -48,6 +48,8 @@ export interface KeyServiceLimits {
   readonly maxDataBytes: number;
   /** Largest random byte count per call. */
   readonly maxRandomBytes: number;
+  /** Most items in one batch request; default 256. */
+  readonly maxBatchItems?: number;
 }
 
 export interface KeyServiceOptions {
@@ -63,6 +65,9 @@ export interface KeyServiceOptions {
 export const DEFAULT_WRAPPING_KEY: WrappingKeyConfig = { name: 'hsm-bridge-import', type: 'RSA_3072' };
 
 export type * from './requests.js';
+
+/** The operations on a key, as far as checks on the key alone tell them apart (checkKeyFor). */
+export type KeyOperation = 'sign' | 'cipher' | 'mac' | 'verifyMac';
 
 const curveOfKeyType: Partial<Record<KeyType, string>> = Object.fromEntries(Object.entries(keyTypes).flatMap(([type, info]) => ('nodeCurve' in info ? [[type, info.nodeCurve]] : [])));
 
@@ -91,6 +96,34 @@ export class KeyService {
 
   get limits(): KeyServiceLimits {
     return this.options.limits;
+  }
+
+  /**
+   * How many operations to keep in flight for one batch: twice the backend's sessions or connections, so
+   * that none idles while the next item is handed over; the software backend works on libuv's 4 threads.
+   */
+  get parallelism(): number {
+    return 2 * (this.backend.gauges().sessionPool?.size ?? 4);
+  }
+
+  /**
+   * The checks an operation makes on the key alone: it exists, is enabled, and its purpose and mode of use
+   * allow the operation. A batch makes them once, before any item runs, so that what would fail every
+   * item fails the request.
+   */
+  async checkKeyFor(name: unknown, operation: KeyOperation): Promise<void> {
+    switch (operation) {
+      case 'sign':
+        await this.keys.usableKey(name, 'sign');
+        return;
+      case 'cipher':
+        await this.keys.usableKey(name, cipherPurposes);
+        return;
+      case 'mac':
+      case 'verifyMac':
+        checkModeOfUse(await this.keys.usableKey(name, 'mac'), operation === 'mac' ? 'generate' : 'verify');
+        return;
+    }
   }
 
   capabilities(): Capabilities {

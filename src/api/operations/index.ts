@@ -1,5 +1,6 @@
 /** Every API operation, in the order the OpenAPI document lists them. */
 import type { Operation } from '../declaration.js';
+import { fspiopBatchOperations, keyBatchOperations } from './batches.js';
 import { fspiopOperations } from './fspiop.js';
 import { joseOperations } from './jose.js';
 import { ceremonyOperations } from './ceremonies.js';
@@ -8,4 +9,14 @@ import { keyOperations } from './keys.js';
 import { paymentOperations } from './payment.js';
 import { systemOperations } from './system.js';
 
-export const operations: readonly Operation[] = [...keyOperations, ...keyImportOperations, ...ceremonyOperations, ...systemOperations, ...joseOperations, ...fspiopOperations, ...paymentOperations];
+export const operations: readonly Operation[] = [
+  ...keyOperations,
+  ...keyBatchOperations,
+  ...keyImportOperations,
+  ...ceremonyOperations,
+  ...systemOperations,
+  ...joseOperations,
+  ...fspiopOperations,
+  ...fspiopBatchOperations,
+  ...paymentOperations,
+];

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { MethodDefinition, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { load, type Options } from '@grpc/proto-loader';
 import { grpcServices, type GrpcServiceName } from '../../api/index.js';
+import { zeroFields } from '../../api/secretFields.js';
 
 const KEY_SERVICE_PROTO = 'hsmbridge/v1/key_service.proto';
 const JOSE_SERVICE_PROTO = 'hsmbridge/v1/jose_service.proto';
@@ -43,7 +44,7 @@ export function isMalformed(request: unknown): request is MalformedRequest {
   return typeof request === 'object' && request !== null && MALFORMED in request;
 }
 
-/** Per method name, the response fields (Buffers) to zero once the response has been encoded. */
+/** Per method name, the response fields (Buffers, by path: ../../api/secretFields.ts) to zero once the response has been encoded. */
 export type SecretResponseFields = Readonly<Record<string, readonly string[]>>;
 
 type AnyMethod = MethodDefinition<unknown, unknown>;
@@ -60,10 +61,7 @@ function hardenMethod(method: AnyMethod, secretFields: readonly string[]): AnyMe
     },
     responseSerialize: (value: unknown) => {
       const encoded = method.responseSerialize(value);
-      for (const field of secretFields) {
-        const buffer = (value as Record<string, unknown>)[field];
-        if (Buffer.isBuffer(buffer)) buffer.fill(0);
-      }
+      zeroFields(value, secretFields);
       return encoded;
     },
   };

@@ -52,6 +52,7 @@ export function operationRoute(app: FastifyInstance, op: Operation, pipeline: Pi
         errors: op.changesState ? [...op.errors, 'AUDIT_UNAVAILABLE'] : op.errors,
         ...(op.access === undefined ? {} : { access: op.access }),
         ...(status === 204 ? { emptyResponses: { 204: 'Done' } } : {}),
+        ...(rest.documentedBody ? { body: rest.documentedBody } : {}),
       },
     },
     // The caller is established first, before the body is read or checked.

@@ -33,6 +33,10 @@ const contract: Array<[string, string]> = [
   // Issue 12: bringing keys in.
   ['get', '/v1/wrapping-key'], ['post', '/v1/wrapping-key/rotate'], ['post', '/v1/keys/import'], ['post', '/v1/keys/{name}/import'],
   ['post', '/v1/ceremonies'], ['post', '/v1/ceremonies/{id}/components'], ['get', '/v1/ceremonies/{id}'], ['delete', '/v1/ceremonies/{id}'],
+  // Issue 13: batches.
+  ['post', '/v1/keys/{name}/sign/batch'], ['post', '/v1/keys/{name}/verify/batch'], ['post', '/v1/keys/{name}/encrypt/batch'],
+  ['post', '/v1/keys/{name}/decrypt/batch'], ['post', '/v1/keys/{name}/mac/batch'], ['post', '/v1/keys/{name}/mac/verify/batch'],
+  ['post', '/v1/fspiop/sign/batch'], ['post', '/v1/fspiop/validate/batch'],
 ];
 
 /** The operationIds clients generate code from, pinned: a rename breaks them. */
@@ -51,6 +55,9 @@ const operationIds: Record<string, string> = {
   'get /v1/wrapping-key': 'getWrappingKey', 'post /v1/wrapping-key/rotate': 'rotateWrappingKey', 'post /v1/keys/import': 'importKey',
   'post /v1/keys/{name}/import': 'importKeyVersion', 'post /v1/ceremonies': 'startCeremony', 'post /v1/ceremonies/{id}/components': 'enterComponent',
   'get /v1/ceremonies/{id}': 'getCeremony', 'delete /v1/ceremonies/{id}': 'cancelCeremony',
+  'post /v1/keys/{name}/sign/batch': 'signBatch', 'post /v1/keys/{name}/verify/batch': 'verifyBatch', 'post /v1/keys/{name}/encrypt/batch': 'encryptBatch',
+  'post /v1/keys/{name}/decrypt/batch': 'decryptBatch', 'post /v1/keys/{name}/mac/batch': 'generateMacBatch', 'post /v1/keys/{name}/mac/verify/batch': 'verifyMacBatch',
+  'post /v1/fspiop/sign/batch': 'fspiopSignBatch', 'post /v1/fspiop/validate/batch': 'fspiopValidateBatch',
 };
 
 type Json = Record<string, any>;

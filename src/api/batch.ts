@@ -1,0 +1,243 @@
+/**
+ * Batch forms of operations, derived from the single operation's declaration: the same permission, the
+ * same item (the single request without the key name) and the same answer per item, the same core call.
+ * A batch carries many items in one request (REST `{items}`, gRPC `items`) and answers one result per
+ * item, in order: the single answer, or `{error: {code, message}}`.
+ *
+ * What concerns one item is that item's result: bad base64, a wrong algorithm, a failed verification.
+ * What concerns the whole request fails it, as the single operation would fail: identity and policy
+ * (checked once, on every key and participant the items name), more items than limits.maxBatchItems,
+ * the key named (unknown, disabled, of another purpose: checked once before any item runs), and an item
+ * that meets an unavailable backend or a bug, since then the rest would fail alike. Items run
+ * concurrently, as many at a time as the backend has sessions (KeyService.parallelism). The audit
+ * record is one per batch: counts by outcome and the code of each failed item.
+ */
+import { Ajv, type ValidateFunction } from 'ajv';
+import { forCaller, HsmBridgeError, invalid, type AuditDetails, type ErrorCode } from '../errors.js';
+import type { KeyOperation } from '../operations/keyService.js';
+import { checkJsonDepth } from '../json/depth.js';
+import { isStrictBase64 } from './base64.js';
+import { permissionOf, type JsonSchema, type KeyUse, type Operation } from './declaration.js';
+import { jsonFieldPaths, valueAt } from './jsonFields.js';
+import { describeSchemaIssue, type SchemaIssue } from './schemaIssues.js';
+import { errorEnvelopeSchema } from './schemas.js';
+
+export const DEFAULT_MAX_BATCH_ITEMS = 256;
+
+/** One item as decoded: the single operation's input, or why it could not be read. */
+type Item<In> = { readonly input: In } | { readonly failed: HsmBridgeError };
+
+export interface BatchInput<In> {
+  /** The key of a batch on one key (/v1/keys/{name}/.../batch); absent where each item names its own. */
+  readonly name?: string;
+  readonly items: readonly Item<In>[];
+}
+
+/** One result per item, in the items' order. */
+export interface BatchOutput<Out> {
+  readonly results: ReadonlyArray<{ readonly ok: Out } | { readonly failed: HsmBridgeError }>;
+}
+
+export interface BatchOptions<Out> {
+  /** `<group>.<action>Batch`; the permission is the single operation's. */
+  readonly name: string;
+  readonly grpcMethod: string;
+  readonly operationId?: string;
+  readonly summary: string;
+  /** Which checks on the key alone the items share (KeyService.checkKeyFor). */
+  readonly keyCheck: KeyOperation;
+  /** For a verification: whether an answer says valid, for the audit record's counts. */
+  readonly valid?: (out: Out) => boolean;
+}
+
+/** Codes that no item answers alone: the backend went away or a bug struck, and the other items would meet it too. */
+const failsTheRequest: ReadonlySet<ErrorCode> = new Set(['BACKEND_UNAVAILABLE', 'INTERNAL']);
+
+/** The batch form of `single`. Its REST route is the single one's with /batch added. */
+export function batchOf<In, Out>(single: Operation<In, Out>, options: BatchOptions<Out>): Operation<BatchInput<In>, BatchOutput<Out>> {
+  const keyed = single.rest.path.includes('/:name');
+  const itemBody = single.rest.body!;
+  const checkItem = itemValidator(itemBody);
+  const jsonPaths = jsonFieldPaths(itemBody);
+  const decodeItem = (decode: () => In): Item<In> => {
+    try {
+      const input = decode();
+      for (const path of jsonPaths) checkJsonDepth(path, valueAt(input, path));
+      return { input };
+    } catch (e) {
+      return { failed: forCaller(e) };
+    }
+  };
+  const inputs = (batch: BatchInput<In>): In[] => batch.items.flatMap((item) => ('input' in item ? [item.input] : []));
+  const gathered = (of: (input: In) => readonly unknown[]) => (batch: BatchInput<In>) => [...new Set(inputs(batch).flatMap(of))];
+  const secret = single.secrets ?? {};
+  const answerSchema = resultSchema(single.rest.response!);
+
+  return {
+    name: options.name,
+    permission: permissionOf(single),
+    ...(options.operationId ? { operationId: options.operationId } : {}),
+    tag: single.tag,
+    summary: options.summary,
+    description: `Items are bodies of ${single.rest.method} ${single.rest.path.replace(':name', '{name}')}${keyed ? ' (the key is the path\'s)' : ''}, at most limits.maxBatchItems (default ${DEFAULT_MAX_BATCH_ITEMS}); results come in the same order, each that operation's answer or {error: {code, message}}. ${single.description}`,
+    errors: [...new Set<ErrorCode>([...single.errors, 'PAYLOAD_TOO_LARGE'])],
+    ...(single.needs ? { needs: single.needs } : {}),
+    keys: keyed ? (batch) => [batch.name] : gathered((input) => single.keys?.(input) ?? []),
+    ...(single.participants ? { participants: gathered(single.participants) } : {}),
+    keysUsed: (out, batch) => uniqueUses(out.results.flatMap((r, i) => ('ok' in r ? (single.keysUsed?.(r.ok, inputOf(batch, i)) ?? []) : []))),
+    auditDetails: (batch, out) => batchDetails(batch, out, options.valid),
+    secrets: {
+      // The request as it came (gRPC: items hold Buffers) and as decoded; each answer of the result.
+      input: (secret.input ?? []).flatMap((field) => [`items.${field}`, `items.input.${field}`]),
+      output: (secret.output ?? []).map((field) => `results.ok.${field}`),
+    },
+    run: async (services, batch, caller) => {
+      const max = services.keys.limits.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
+      if (batch.items.length > max) throw new HsmBridgeError('PAYLOAD_TOO_LARGE', `a batch holds at most ${max} items; this one has ${batch.items.length}`);
+      const keyNames = keyed ? [batch.name] : gathered((input) => single.keys?.(input) ?? [])(batch).filter((n) => typeof n === 'string');
+      for (const name of keyNames) await services.keys.checkKeyFor(name, options.keyCheck);
+      return { results: await runItems(batch, services.keys.parallelism, (input) => single.run(services, input, caller), (out) => zeroAnswer(out, secret.output)) };
+    },
+    rest: {
+      method: 'POST',
+      path: `${single.rest.path}/batch`,
+      ...(single.rest.params ? { params: single.rest.params } : {}),
+      // Items are checked one by one (a bad item is its own result), so the route takes any objects...
+      body: batchBody({ type: 'object' }),
+      // ...and the document shows what each must be.
+      documentedBody: batchBody(itemBody),
+      response: { type: 'object', additionalProperties: false, required: ['results'], properties: { results: { type: 'array', items: answerSchema } } },
+      decode: ({ params, body }) => ({
+        ...(keyed ? { name: params.name } : {}),
+        items: (body.items as unknown[]).map((item) => decodeItem(() => single.rest.decode({ params: params ?? {}, body: checkItem(item) }))),
+      }),
+      encode: (out, batch) => ({ results: out.results.map((r, i) => ('ok' in r ? single.rest.encode(r.ok, inputOf(batch, i)) : errorOf(r.failed))) }),
+    },
+    grpc: {
+      service: single.grpc.service,
+      method: options.grpcMethod,
+      decode: (message: { name?: string; items: Array<Record<string, unknown>> }) => {
+        if (message.items.length === 0) throw invalid('items: give at least one item');
+        const name = message.name;
+        const own = (item: Record<string, unknown>) => {
+          if (item.name !== '' && item.name !== name) throw invalid('an item names another key than its batch: leave its name empty');
+          return { ...item, name };
+        };
+        return {
+          ...(keyed ? { name } : {}),
+          items: message.items.map((item) => decodeItem(() => single.grpc.decode(keyed ? own(item) : item))),
+        };
+      },
+      encode: (out, batch) => ({ results: out.results.map((r, i) => ('ok' in r ? { ok: single.grpc.encode(r.ok, inputOf(batch, i)) } : errorOf(r.failed))) }),
+    },
+  };
+}
+
+const batchBody = (items: JsonSchema): JsonSchema => ({
+  type: 'object',
+  additionalProperties: false,
+  required: ['items'],
+  properties: { items: { type: 'array', minItems: 1, items } },
+});
+
+/** Each result: the single answer's fields, or `error` alone. One object rather than oneOf, which fastify would serialise slowly. */
+function resultSchema(answer: JsonSchema): JsonSchema {
+  const properties = answer.properties as Record<string, JsonSchema> | undefined;
+  if (answer.type !== 'object' || !properties) throw new Error('a batch answer is built from an object schema');
+  const error = (errorEnvelopeSchema.properties as Record<string, JsonSchema>).error!;
+  return { type: 'object', additionalProperties: false, properties: { ...properties, error }, description: "The item's answer, or {error} when it failed." };
+}
+
+const inputOf = <In>(batch: BatchInput<In>, i: number): In => (batch.items[i] as { input: In }).input;
+
+const errorOf = (e: HsmBridgeError) => ({ error: { code: e.code, message: e.message } });
+
+function zeroAnswer(out: unknown, fields: readonly string[] | undefined): void {
+  for (const field of fields ?? []) {
+    const value = (out as Record<string, unknown>)[field];
+    if (Buffer.isBuffer(value)) value.fill(0);
+  }
+}
+
+/**
+ * Runs every decoded item, `parallelism` at a time, results in item order. The first failure that
+ * concerns the whole request stops it: no further item starts, the ones running finish, the secrets of
+ * those done are zeroed, and the failure is thrown.
+ */
+async function runItems<In, Out>(batch: BatchInput<In>, parallelism: number, run: (input: In) => Promise<Out>, zero: (out: Out) => void): Promise<BatchOutput<Out>['results']> {
+  const results: Array<{ ok: Out } | { failed: HsmBridgeError }> = new Array(batch.items.length);
+  let next = 0;
+  let stop: HsmBridgeError | undefined;
+  const worker = async () => {
+    while (stop === undefined && next < batch.items.length) {
+      const i = next++;
+      const item = batch.items[i]!;
+      if ('failed' in item) {
+        results[i] = item;
+        continue;
+      }
+      try {
+        results[i] = { ok: await run(item.input) };
+      } catch (e) {
+        const failed = forCaller(e);
+        if (failsTheRequest.has(failed.code)) stop ??= failed;
+        results[i] = { failed };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallelism, batch.items.length) }, worker));
+  if (stop) {
+    for (const r of results) if (r && 'ok' in r) zero(r.ok);
+    throw stop;
+  }
+  return results;
+}
+
+function uniqueUses(uses: readonly KeyUse[]): KeyUse[] {
+  const seen = new Map<string, KeyUse>();
+  for (const use of uses) seen.set(`${use.name}\u0000${use.version ?? ''}`, use);
+  return [...seen.values()];
+}
+
+/** The audit record's facts: how many items, how each ended, and which failed with what (indexes from 0). */
+function batchDetails<In, Out>(batch: BatchInput<In>, out: BatchOutput<Out> | undefined, valid: ((out: Out) => boolean) | undefined): AuditDetails {
+  if (!out) return { items: batch.items.length };
+  const codes = new Map<string, number>();
+  const failedItems: string[] = [];
+  let validCount = 0;
+  out.results.forEach((r, i) => {
+    if ('ok' in r) {
+      if (valid?.(r.ok)) validCount++;
+      return;
+    }
+    codes.set(r.failed.code, (codes.get(r.failed.code) ?? 0) + 1);
+    failedItems.push(`${i}:${r.failed.code}`);
+  });
+  const succeeded = out.results.length - failedItems.length;
+  return {
+    items: out.results.length,
+    succeeded,
+    failed: failedItems.length,
+    ...(valid ? { valid: validCount, invalid: succeeded - validCount } : {}),
+    ...(failedItems.length > 0 ? { errorCodes: [...codes].map(([code, n]) => `${code}:${n}`).join(','), failedItems: failedItems.join(',') } : {}),
+  };
+}
+
+/**
+ * Checks one REST item against the single operation's body schema, with the options the REST transport
+ * gives fastify (nothing coerced, added or removed; strict base64): the item back, or INVALID_ARGUMENT.
+ */
+function itemValidator(schema: JsonSchema): (item: unknown) => unknown {
+  let validate: ValidateFunction | undefined;
+  return (item) => {
+    validate ??= itemAjv().compile(schema);
+    if (validate(item)) return item;
+    throw invalid(describeSchemaIssue('body', (validate.errors ?? []) as SchemaIssue[]));
+  };
+}
+
+let ajv: Ajv | undefined;
+function itemAjv(): Ajv {
+  ajv ??= new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, formats: { byte: isStrictBase64 } });
+  return ajv;
+}

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { permissionOf } from '../../src/api/declaration.js';
 import { operations } from '../../src/api/index.js';
 import { isAudited } from '../../src/audit/stage.js';
+import { HsmBridgeError } from '../../src/errors.js';
 import type { Backend } from '../../src/backend/port.js';
 import { resultsOf, serve, type KeyOp, type Served } from '../transports/batchFixture.js';
 import { restTargets } from '../transports/rest/restFixture.js';
@@ -40,12 +41,16 @@ describe('batch declarations', () => {
     expect(op!.needs).toBe(single.needs);
   });
 
-  it('a batch names its key as the single operation does, and each FSPIOP item\'s key and participants', () => {
-    expect(byName.get('keys.signBatch')!.keys!({ name: 'k1', items: [{}, {}] })).toEqual(['k1']);
-    const names = byName.get('fspiop.signBatch')!.keys!({ items: [{ key: 'k1', source: 'a' }, { key: 'k2', source: 'b', destination: 'c' }, { key: 'k1', source: 'a' }] });
-    expect([...new Set(names)].sort()).toEqual(['k1', 'k2']);
-    const participants = byName.get('fspiop.signBatch')!.participants!({ items: [{ key: 'k1', source: 'a' }, { key: 'k2', source: 'b', destination: 'c' }] });
-    expect([...new Set(participants.filter((p) => p !== undefined))].sort()).toEqual(['a', 'b', 'c']);
+  it('a batch names its key as the single operation does, and each FSPIOP item\'s key and participants (of the items that decoded)', () => {
+    // Decoded items are {input} (the single operation's input) or {failed} (the item's error).
+    const failed = { failed: new HsmBridgeError('INVALID_ARGUMENT', 'bad item') };
+    expect(byName.get('keys.signBatch')!.keys!({ name: 'k1', items: [{ input: { name: 'k1' } }, failed] })).toEqual(['k1']);
+    const items = [{ input: { key: 'k1', source: 'a' } }, failed, { input: { key: 'k2', source: 'b', destination: 'c' } }, { input: { key: 'k1', source: 'a' } }];
+    expect([...byName.get('fspiop.signBatch')!.keys!({ items })].sort()).toEqual(['k1', 'k2']);
+    expect([...byName.get('fspiop.signBatch')!.participants!({ items })].filter((p) => p !== undefined).sort()).toEqual(['a', 'b', 'c']);
+    const validations = [{ input: { headers: { 'fspiop-source': 'a' } } }, { input: { headers: { 'FSPIOP-Source': 'b' }, decryptWith: 'k3' } }, failed];
+    expect([...byName.get('fspiop.validateBatch')!.participants!({ items: validations })].sort()).toEqual(['a', 'b']);
+    expect([...byName.get('fspiop.validateBatch')!.keys!({ items: validations })].filter((k) => k !== undefined)).toEqual(['k3']);
   });
 });
 

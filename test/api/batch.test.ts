@@ -3,9 +3,20 @@
  * rpc, the single operation's permission, tag and audit; and its secrets are zeroed as the single
  * operation's are: an encrypt batch's plaintexts once used, a decrypt batch's plaintexts once the answer
  * is encoded (REST) or serialized (gRPC). Secrets are watched at the backend on the software adapter: the
- * single operations show what the watch sees, and the batches must match them.
+ * single operations show what the watch sees, and the batches must match them; a batch that an HSM
+ * failure stops part-way zeroes what it had decrypted. Then: one metrics sample per batch, under its
+ * name; and startApp's wiring of limits.maxBatchItems.
  */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp } from '../../src/app.js';
+import { loadServiceConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/log.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
+import { openStages } from '../../src/api/stages.js';
+import { createSoftwareBackendConfig } from '../helpers/software.js';
+import { connect, expectGrpcError } from '../transports/grpc/grpcClient.js';
 import { permissionOf } from '../../src/api/declaration.js';
 import { operations } from '../../src/api/index.js';
 import { isAudited } from '../../src/audit/stage.js';
@@ -132,4 +143,94 @@ describe('secrets of batches are zeroed as the single operation\'s are (software
       expect(resultsOf(wire, decrypted.value).map((r) => wire.bytes((r as { ok: any }).ok.plaintext))).toEqual(plaintexts);
     });
   }
+});
+
+describe('a batch stopped by an HSM that goes away mid-way (software backend)', () => {
+  it('fails as a whole with BACKEND_UNAVAILABLE, and the plaintexts already decrypted are zeroed', async () => {
+    const opened = await restTargets.find((t) => t.label === 'software')!.open();
+    const watch = watching(opened.backend);
+    // The first two decrypts succeed; every later one meets an HSM that is gone.
+    let decrypts = 0;
+    const failing = new Proxy(watch.backend, {
+      get(target, property) {
+        const value: unknown = Reflect.get(target, property, target);
+        if (property !== 'decrypt') return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        return (...args: Parameters<Backend['decrypt']>) =>
+          ++decrypts <= 2 ? target.decrypt(...args) : Promise.reject(new HsmBridgeError('BACKEND_UNAVAILABLE', 'the HSM is gone (test)'));
+      },
+    });
+    const served = await serve(failing, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, maxRequestBytes: 64 * 1024 });
+    try {
+      await served.service.createKey({ name: 'midway-aes', type: 'AES_256' });
+      for (const wire of served.wires) {
+        decrypts = 0;
+        const plaintexts = Array.from({ length: 12 }, (_, i) => Buffer.from(`mid-way ${i}`));
+        const ciphertexts = resultsOf(wire, await wire.batch('encrypt', 'midway-aes', plaintexts.map((plaintext) => ({ plaintext })))).map((r) => wire.bytes((r as { ok: any }).ok.ciphertext));
+        const from = watch.seen.length;
+        const r = await wire.batch('decrypt', 'midway-aes', ciphertexts.map((ciphertext) => ({ ciphertext })));
+        expect(r.ok ? 'answered' : r.code, wire.name).toBe('BACKEND_UNAVAILABLE');
+        expect((r as { answer?: unknown }).answer, wire.name).toBeUndefined();
+        const decrypted = watch.seen.slice(from);
+        expect(decrypted, `${wire.name}: the two decrypts that ran`).toHaveLength(2);
+        for (const b of decrypted) expect(b.every((x) => x === 0), `${wire.name}: zeroed`).toBe(true);
+      }
+    } finally {
+      await served.close();
+      await opened.backend.close();
+      await opened.cleanup();
+    }
+  });
+});
+
+describe('metrics of batches (software backend)', () => {
+  it('one operation sample per batch request, under the batch\'s name, never one per item', async () => {
+    const metrics = createMetrics({ keyLabels: false });
+    const opened = await restTargets.find((t) => t.label === 'software')!.open();
+    const served = await serve(opened.backend, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, maxRequestBytes: 64 * 1024, stages: { ...openStages, observe: metrics.observe } });
+    try {
+      await served.service.createKey({ name: 'metrics-ec', type: 'EC_P256' });
+      await served.service.createKey({ name: 'metrics-hmac', type: 'HMAC_256' });
+      const [rest, grpc] = served.wires;
+      const signItems = [{ message: Buffer.from('a') }, { algorithm: 'XS999', message: Buffer.from('b') }, { message: Buffer.from('c') }];
+      expect(resultsOf(rest, await rest.batch('sign', 'metrics-ec', signItems))).toHaveLength(3);
+      expect((await rest.batch('sign', 'metrics-missing', signItems)).ok).toBe(false);
+      expect(resultsOf(grpc, await grpc.batch('mac', 'metrics-hmac', [{ data: Buffer.from('d') }, { data: Buffer.from('e') }]))).toHaveLength(2);
+      const text = (await metrics.exposition()).text;
+      expect(text).toContain('hsmb_operation_duration_seconds_count{operation="keys.signBatch",transport="rest",code="OK"} 1');
+      expect(text).toContain('hsmb_operation_duration_seconds_count{operation="keys.signBatch",transport="rest",code="KEY_NOT_FOUND"} 1');
+      expect(text).toContain('hsmb_operation_duration_seconds_count{operation="keys.macBatch",transport="grpc",code="OK"} 1');
+      expect(text).not.toMatch(/operation="keys\.(sign|mac)"/);
+    } finally {
+      await served.close();
+      await opened.backend.close();
+      await opened.cleanup();
+    }
+  });
+});
+
+describe('startApp takes limits.maxBatchItems from the configuration', () => {
+  it('default 256; HSMB_LIMITS__MAX_BATCH_ITEMS=3 lets 3 items through and refuses 4 with 413, on REST and gRPC', async () => {
+    expect(loadServiceConfig({ env: {} }).limits.maxBatchItems).toBe(256);
+    const soft = await createSoftwareBackendConfig();
+    const file = join(soft.dir, 'config.json');
+    await writeFile(file, JSON.stringify({ rest: { port: 0 }, grpc: { port: 0 }, ops: { enabled: false }, log: { level: 'silent' }, backend: { type: 'software', software: soft.config } }));
+    const app = await startApp(loadServiceConfig({ file, env: { HSMB_LIMITS__MAX_BATCH_ITEMS: '3' } }), createLogger('silent'));
+    const client = connect(app.grpcPort!);
+    try {
+      await app.service.createKey({ name: 'app-hmac', type: 'HMAC_256' });
+      const items = (n: number) => Array.from({ length: n }, (_, i) => ({ data: Buffer.from(`d${i}`) }));
+      const rest = async (n: number) => {
+        const r = await fetch(`${app.restUrl}/v1/keys/app-hmac/mac/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ items: items(n).map((i) => ({ data: i.data.toString('base64') })) }) });
+        return { status: r.status, body: (await r.json()) as any };
+      };
+      expect((await rest(3)).body.results).toHaveLength(3);
+      expect(await rest(4)).toMatchObject({ status: 413, body: { error: { code: 'PAYLOAD_TOO_LARGE' } } });
+      expect((await client.call('GenerateMacBatch', { name: 'app-hmac', items: items(3) })).results).toHaveLength(3);
+      await expectGrpcError(client.call('GenerateMacBatch', { name: 'app-hmac', items: items(4) }), 8, 'PAYLOAD_TOO_LARGE');
+    } finally {
+      client.close();
+      await app.close();
+      await soft.cleanup();
+    }
+  });
 });

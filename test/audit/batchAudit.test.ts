@@ -259,6 +259,11 @@ for (const wire of ['rest', 'grpc'] as const) {
       expect({ status: refused.answer.status, code: refused.answer.code, results: refused.answer.results }).toEqual({ status: denied, code: 'PERMISSION_DENIED', results: undefined });
       expect(refused.answer.message).toContain('"zzfsp"');
       expect(refused.record).toMatchObject({ operation: 'fspiop.signBatch', outcome: 'PERMISSION_DENIED' });
+      // So is one key outside the caller's rules.
+      const otherKey = await fspiopBatch('sign', [item('b-ec', 'bfsp-es', 7), item('zz-ec', 'bfsp-es', 8)], tokens.fsp);
+      expect({ status: otherKey.answer.status, code: otherKey.answer.code, results: otherKey.answer.results }).toEqual({ status: denied, code: 'PERMISSION_DENIED', results: undefined });
+      expect(otherKey.answer.message).toContain('"zz-ec"');
+      expect(namesOf(otherKey.record)).toEqual(['b-ec', 'zz-ec']);
 
       // Validate: the signed answers as received, one of them tampered.
       const received = signed.answer.results!.slice(0, 3).map((r, i) => {

@@ -360,6 +360,14 @@ for (const target of restTargets) {
             }
           });
 
+          it('sign batch: an RS256 item (deterministic) answers exactly as the single sign', async () => {
+            const w = wire();
+            const item = signItem('rsa', 30, { destination: 'payeefsp', date: 'Tue, 24 Nov 2026 21:30:00 GMT' });
+            const [result] = resultsOf(w, await w.fspiopBatch('sign', [item]));
+            const single = await w.fspiopSingle('sign', item);
+            expect(ok(result!)).toEqual((single as { answer: unknown }).answer);
+          });
+
           it('validate batch: valid and tampered items, each as the single validate answers', async () => {
             const w = wire();
             const items = [signItem('rsa', 10), signItem('ec', 11, { destination: 'payeefsp' })];

@@ -225,6 +225,8 @@ for (const target of restTargets) {
           for (const [i, r] of results.entries()) {
             if ('ok' in r) expect(w.bytes(r.ok.plaintext), `item ${i}`).toEqual(plaintexts[i]);
           }
+          // Neither plaintext form reaches the log.
+          for (const p of plaintexts) for (const form of [p.toString(), p.toString('base64')]) expect(main.logText().includes(form), form).toBe(false);
         });
 
         it('mac: equal to the single MAC of each item; mac verify: a wrong MAC is {valid: false} in its place', async () => {

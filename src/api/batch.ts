@@ -9,7 +9,7 @@
  * (checked once, on every key and participant the items name), more items than limits.maxBatchItems,
  * the key named (unknown, disabled, of another purpose: checked once before any item runs), and an item
  * that meets an unavailable backend or a bug, since then the rest would fail alike. Items run
- * concurrently, as many at a time as the backend has sessions (KeyService.parallelism). The audit
+ * concurrently, within what the backend's sessions can take (KeyService.batchItems). The audit
  * record is one per batch: counts by outcome and the code of each failed item.
  */
 import { Ajv, type ValidateFunction } from 'ajv';
@@ -96,7 +96,8 @@ export function batchOf<In, Out>(single: Operation<In, Out>, options: BatchOptio
       if (batch.items.length > max) throw new HsmBridgeError('PAYLOAD_TOO_LARGE', `a batch holds at most ${max} items; this one has ${batch.items.length}`);
       const keyNames = keyed ? [batch.name] : gathered((input) => single.keys?.(input) ?? [])(batch).filter((n) => typeof n === 'string');
       for (const name of keyNames) await services.keys.checkKeyFor(name, options.keyCheck);
-      return { results: await runItems(batch, services.keys.parallelism, (input) => single.run(services, input, caller), (out) => zeroAnswer(out, secret.output)) };
+      const { batchItems } = services.keys;
+      return { results: await runItems(batch, batchItems.limit, (input) => batchItems.run(() => single.run(services, input, caller)), (out) => zeroAnswer(out, secret.output)) };
     },
     rest: {
       method: 'POST',
@@ -160,7 +161,7 @@ function zeroAnswer(out: unknown, fields: readonly string[] | undefined): void {
 }
 
 /**
- * Runs every decoded item, `parallelism` at a time, results in item order. The first failure that
+ * Runs every decoded item, at most `parallelism` at a time, results in item order. The first failure that
  * concerns the whole request stops it: no further item starts, the ones running finish, the secrets of
  * those done are zeroed, and the failure is thrown.
  */

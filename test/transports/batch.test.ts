@@ -3,8 +3,9 @@
  * token, one service per backend serving both wires (batchFixture.ts): results come back one per item,
  * in order, each checked with node:crypto (ES256 as raw r||s) or the Mojaloop reference JwsValidator;
  * each batch result equals the single operation's answer for the same item; one item's failure is that
- * item's error and never fails the batch; what concerns the whole request (the key, the item count, the
- * body size, the HSM) fails it as the single operation would, without results. Policy and audit are in
+ * item's error and never fails the batch; an item the backend refuses for load (BACKEND_BUSY) is tried
+ * again; what concerns the whole request (the key, the item count, the body size, the HSM) fails it as
+ * the single operation would, without results. Policy and audit are in
  * test/audit/batchAudit.test.ts, declarations and secret zeroing in test/api/batch.test.ts.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
@@ -38,7 +39,7 @@ for (const target of restTargets) {
     let hsm: ReturnType<typeof switchableBackend>;
     let main: Served;
     let small: Served;
-    const keys = { ec: '', rsa: '', aes: '', hmac: '', ecOff: '', aesOff: '', hmacOff: '' };
+    const keys = { ec: '', rsa: '', aes: '', hmac: '', ecOff: '', aesOff: '', hmacOff: '', ec384: '', ed25519: '' };
     const publicKeys: Record<string, KeyObject> = {};
     const pems: Record<string, string> = {};
     /** FSPIOP participant ids our two signing keys are registered under. */
@@ -62,6 +63,10 @@ for (const target of restTargets) {
       await make('ecOff', 'EC_P256', true);
       await make('aesOff', 'AES_256', true);
       await make('hmacOff', 'HMAC_256', true);
+      // Signing keys FSPIOP cannot sign with, where the backend has them.
+      const { keyTypes } = main.service.capabilities();
+      if (keyTypes.includes('EC_P384')) await make('ec384', 'EC_P384');
+      if (keyTypes.includes('ED25519')) await make('ed25519', 'ED25519');
       for (const slot of ['ec', 'rsa'] as const) {
         pems[slot] = await publicPemOf(main.service, keys[slot]);
         publicKeys[slot] = createPublicKey(pems[slot]);
@@ -243,6 +248,22 @@ for (const target of restTargets) {
           expect(verified.map((r) => ok(r).valid)).toEqual(data.map((_, i) => i !== 6));
         });
 
+        it('an item refused for load (BACKEND_BUSY) waits and is tried again: every item is answered, each signature verifying', async () => {
+          const w = wire();
+          const messages = Array.from({ length: 12 }, (_, i) => m(`busy ${i} of ${w.name}`));
+          const refusedBefore = hsm.busyRefusals();
+          hsm.refuseSigns(5);
+          let results: ReturnType<typeof resultsOf>;
+          try {
+            results = await run(w, 'sign', keys.ec, messages.map((message) => ({ message })));
+          } finally {
+            hsm.refuseSigns(0);
+          }
+          expect(hsm.busyRefusals() - refusedBefore, 'the backend did refuse').toBe(5);
+          expect(errorCodes(results)).toEqual(messages.map(() => 'ok'));
+          for (const [i, r] of results.entries()) expect(nodeVerifies('ES256', publicKeys.ec!, messages[i]!, w.bytes(ok(r).signature)), `item ${i}`).toBe(true);
+        });
+
         describe('whole-request failures: answered as the single operation would fail, without results', () => {
           const itemFor: Record<KeyOp, Item> = {
             sign: { message: m('x') },
@@ -293,6 +314,19 @@ for (const target of restTargets) {
             expect(failure(await smallWire.batch('mac', keys.hmac, items(6)))).toEqual({ status: w.status('PAYLOAD_TOO_LARGE'), code: 'PAYLOAD_TOO_LARGE' });
           });
 
+          it('limit + 1 items that are all invalid are PAYLOAD_TOO_LARGE as a whole: the count is checked before any item is read', async () => {
+            const smallWire = small.wires[which];
+            // REST: bad base64; gRPC: an item naming another key than its batch's.
+            const bad = (i: number): Item => (smallWire.name === 'REST' ? { data: `!!not base64 ${i}!!` } : { name: keys.ec, data: m(`d${i}`) });
+            const items = (n: number) => Array.from({ length: n }, (_, i) => bad(i));
+            expect(errorCodes(resultsOf(smallWire, await smallWire.batch('mac', keys.hmac, items(SMALL.maxBatchItems))))).toEqual(items(SMALL.maxBatchItems).map(() => 'INVALID_ARGUMENT'));
+            const over = await smallWire.batch('mac', keys.hmac, items(SMALL.maxBatchItems + 1));
+            expect(failure(over)).toEqual({ status: smallWire.status('PAYLOAD_TOO_LARGE'), code: 'PAYLOAD_TOO_LARGE' });
+            // An FSPIOP batch (items naming their own keys) likewise: bodies that are not JSON.
+            const fspiopItems = Array.from({ length: SMALL.maxBatchItems + 1 }, (_, i) => ({ key: keys.ec, method: 'put', uri: `/transfers/${i}`, source: source.ec, body: '{oops' }));
+            expect(failure(await smallWire.fspiopBatch('sign', fspiopItems))).toEqual({ status: smallWire.status('PAYLOAD_TOO_LARGE'), code: 'PAYLOAD_TOO_LARGE' });
+          });
+
           it('a body over the request size limit is refused (413 over REST, RESOURCE_EXHAUSTED over gRPC)', async () => {
             const smallWire = small.wires[which];
             // Five items (within the item limit) of 3.5 KiB each (within the data limit): 17.5 KiB of data, 24 KiB as base64.
@@ -316,6 +350,19 @@ for (const target of restTargets) {
             }
             expect(resultsOf(w, await w.batch('sign', keys.ec, [itemFor.sign]))).toHaveLength(1);
           });
+
+          // One case only: it waits out the batch's retries (5 s) before the 503.
+          it.runIf(which === 0 && target.label === 'software')('a backend that stays busy (BACKEND_BUSY) fails the whole request with BACKEND_UNAVAILABLE once the retries run out', async () => {
+            const w = wire();
+            hsm.refuseSigns(Infinity);
+            try {
+              const batch = await w.batch('sign', keys.ec, [itemFor.sign, itemFor.sign]);
+              expect(failure(batch)).toEqual({ status: w.status('BACKEND_UNAVAILABLE'), code: 'BACKEND_UNAVAILABLE' });
+            } finally {
+              hsm.refuseSigns(0);
+            }
+            expect(resultsOf(w, await w.batch('sign', keys.ec, [itemFor.sign]))).toHaveLength(1);
+          }, 20_000);
         });
 
         describe('FSPIOP', () => {
@@ -402,6 +449,45 @@ for (const target of restTargets) {
             }
             expect(failure(await w.fspiopBatch('sign', []))).toEqual({ status: w.status('INVALID_ARGUMENT'), code: 'INVALID_ARGUMENT' });
             expect(failure(await w.fspiopBatch('validate', []))).toEqual({ status: w.status('INVALID_ARGUMENT'), code: 'INVALID_ARGUMENT' });
+          });
+
+          it('a sign item whose key FSPIOP cannot sign with (EC P-384, Ed25519: purpose sign) fails the whole request with INCOMPATIBLE_KEY, as the single sign does', async () => {
+            const w = wire();
+            const unfit = [keys.ec384, keys.ed25519].filter((key) => key !== '');
+            expect(unfit.length, 'the backend has at least one such key type').toBeGreaterThan(0);
+            for (const key of unfit) {
+              const items = [signItem('ec', 50), { ...signItem('ec', 51), key }, signItem('rsa', 52)];
+              const batch = await w.fspiopBatch('sign', items);
+              expect(failure(batch), key).toEqual({ status: w.status('INCOMPATIBLE_KEY'), code: 'INCOMPATIBLE_KEY' });
+              expect(failure(batch), `${key}: as the single sign`).toEqual(failure(await w.fspiopSingle('sign', items[1]!)));
+            }
+          });
+
+          it('a validate item whose decryptWith is not an RSA key of purpose encrypt (AES; RSA of purpose sign) fails the whole request with INCOMPATIBLE_KEY', async () => {
+            const w = wire();
+            const item = signItem('rsa', 60);
+            const [signed] = resultsOf(w, await w.fspiopBatch('sign', [item]));
+            const req = request(w, item, ok(signed!));
+            for (const decryptWith of [keys.aes, keys.rsa]) {
+              const checks: FspiopItem[] = [{ headers: req.headers, body: req.body }, { headers: req.headers, body: req.body, decryptWith }];
+              expect(failure(await w.fspiopBatch('validate', checks)), decryptWith).toEqual({ status: w.status('INCOMPATIBLE_KEY'), code: 'INCOMPATIBLE_KEY' });
+            }
+          });
+
+          it('a malformed key name in one item (sign: key; validate: decryptWith) is that item\'s INVALID_ARGUMENT; the other items are answered', async () => {
+            const w = wire();
+            const items = [signItem('ec', 70), { ...signItem('ec', 71), key: 'bad name!' }, signItem('rsa', 72)];
+            const results = resultsOf(w, await w.fspiopBatch('sign', items));
+            expect(errorCodes(results)).toEqual(['ok', 'INVALID_ARGUMENT', 'ok']);
+            const signed = [0, 2].map((i) => request(w, items[i]!, ok(results[i]!)));
+            for (const req of signed) expect(referenceAccepts(referenceKeys(), { headers: req.headers, body: JSON.parse(req.body) })).toBe(true);
+            const checks: FspiopItem[] = [
+              { headers: signed[0]!.headers, body: signed[0]!.body },
+              { headers: signed[0]!.headers, body: signed[0]!.body, decryptWith: '../x' },
+              { headers: signed[1]!.headers, body: signed[1]!.body },
+            ];
+            const validated = resultsOf(w, await w.fspiopBatch('validate', checks));
+            expect(validated.map((r) => ('error' in r ? r.error.code : r.ok.valid))).toEqual([true, 'INVALID_ARGUMENT', true]);
           });
         });
       });

@@ -113,19 +113,33 @@ export function resultsOf(wire: Wire, outcome: Outcome): Result[] {
   return (outcome.answer.results as unknown[]).map((r) => wire.result(r));
 }
 
-/** A backend whose every key call fails BACKEND_UNAVAILABLE while `down` is set, as an HSM that went away. */
-export function switchableBackend(backend: Backend): { backend: Backend; setDown(down: boolean): void } {
+/**
+ * A backend whose every key call fails BACKEND_UNAVAILABLE while `down` is set, as an HSM that went away;
+ * and whose next `busySigns` sign calls are refused for load (BACKEND_BUSY, as the PKCS#11 pool does when
+ * its queue is full), as an HSM that single requests keep busy.
+ */
+export function switchableBackend(backend: Backend): { backend: Backend; setDown(down: boolean): void; refuseSigns(calls: number): void; busyRefusals(): number } {
   let down = false;
+  let busySigns = 0;
+  let refused = 0;
   const alive = new Set(['kind', 'capabilities', 'health', 'gauges', 'close']);
   const wrapped = new Proxy(backend, {
     get(target, property) {
       const value: unknown = Reflect.get(target, property, target);
       if (typeof value !== 'function') return value;
       if (alive.has(String(property))) return value.bind(target);
-      return (...args: unknown[]) => (down ? Promise.reject(new HsmBridgeError('BACKEND_UNAVAILABLE', 'the HSM is gone (test)')) : (value as (...a: unknown[]) => unknown).apply(target, args));
+      return (...args: unknown[]) => {
+        if (down) return Promise.reject(new HsmBridgeError('BACKEND_UNAVAILABLE', 'the HSM is gone (test)'));
+        if (property === 'sign' && busySigns > 0) {
+          busySigns--;
+          refused++;
+          return Promise.reject(new HsmBridgeError('BACKEND_UNAVAILABLE', 'HSM busy (test)', { reason: 'BACKEND_BUSY' }));
+        }
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
     },
   });
-  return { backend: wrapped, setDown: (d) => (down = d) };
+  return { backend: wrapped, setDown: (d) => (down = d), refuseSigns: (calls) => (busySigns = calls), busyRefusals: () => refused };
 }
 
 export interface Served {

@@ -68,10 +68,13 @@ const table = {
 export type ErrorCode = keyof typeof table;
 
 /**
- * A finer cause than the code, for the pipeline's stages only (metrics, rate limits), never sent to the
- * caller: an undecodable PIN block is an INVALID_ARGUMENT like any other to the caller.
+ * A finer cause than the code, for the service itself only (metrics, rate limits, batches), never sent to
+ * the caller: an undecodable PIN block is an INVALID_ARGUMENT like any other to the caller.
+ * PIN_BLOCK_NOT_DECODED counts towards the PIN-failure limit. BACKEND_BUSY: the backend refused a call
+ * for load (every session busy and its queue full), not because it is gone: a batch item waits and
+ * tries again.
  */
-export type ErrorReason = 'PIN_BLOCK_NOT_DECODED';
+export type ErrorReason = 'PIN_BLOCK_NOT_DECODED' | 'BACKEND_BUSY';
 
 /** Facts about a request worth an audit record (a ceremony's component number, whether a KCV matched): names and numbers, never an input value. */
 export type AuditDetails = Readonly<Record<string, string | number | boolean>>;

@@ -103,7 +103,7 @@ class Permits {
       return Promise.resolve();
     }
     if (this.waiters.length >= this.maxWaiters) {
-      return Promise.reject(new HsmBridgeError('BACKEND_UNAVAILABLE', 'KMIP server busy: too many requests waiting for a connection'));
+      return Promise.reject(new HsmBridgeError('BACKEND_UNAVAILABLE', 'KMIP server busy: too many requests waiting for a connection', { reason: 'BACKEND_BUSY' }));
     }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {

@@ -95,6 +95,11 @@ export function unavailable(detail: string, cause?: unknown): HsmBridgeError {
   return new HsmBridgeError('BACKEND_UNAVAILABLE', `HSM unavailable: ${detail}`, cause === undefined ? undefined : { cause });
 }
 
+/** Every session busy and the queue full: load, not an absent HSM (ErrorReason BACKEND_BUSY). */
+export function busy(detail: string): HsmBridgeError {
+  return new HsmBridgeError('BACKEND_UNAVAILABLE', `HSM busy: ${detail}`, { reason: 'BACKEND_BUSY' });
+}
+
 /**
  * Any error from a PKCS#11 call, as an HsmBridgeError. Errors we already made pass through; a CKR the
  * caller could not have caused becomes INTERNAL (its name goes to the log through `cause`).

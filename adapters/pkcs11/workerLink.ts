@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { HsmBridgeError } from '../../src/errors.js';
 import { unavailable } from './errors.js';
-import { fromWire, revive, wipe, type Request, type Response, type WireError } from './worker/protocol.js';
+import { fromWire, revive, unpooled, wipe, type Request, type Response, type WireError } from './worker/protocol.js';
 import type { WorkerSetup } from './worker/tokenWorker.js';
 
 /** A failed call: the error for the caller, and what the worker said about the device. */
@@ -106,7 +106,10 @@ export class WorkerLink {
         reject(new WorkerCallError(unavailable(`the HSM did not answer ${method} within ${timeoutMs} ms`), undefined));
       }, timeoutMs);
       this.pending.set(id, entry);
-      this.worker.postMessage({ id, method, args } satisfies Request);
+      const copies: Uint8Array[] = [];
+      this.worker.postMessage({ id, method, args: unpooled(args, copies) } satisfies Request);
+      // The worker has its own copy now; ours may hold a plaintext or a key component.
+      for (const copy of copies) copy.fill(0);
     });
   }
 

@@ -7,7 +7,7 @@
  * worker is set aside, callers fail at once instead of waiting.
  * Generic over the worker type so that its logic is unit-tested without threads or a token.
  */
-import { unavailable } from './errors.js';
+import { busy, unavailable } from './errors.js';
 
 export interface WorkerPoolOptions {
   readonly acquireTimeoutMs: number;
@@ -70,7 +70,7 @@ export class WorkerPool<W> {
       return Promise.resolve(worker);
     }
     if (this.waiters.size >= this.options.maxQueued) {
-      return Promise.reject(unavailable(`all ${this.size} HSM sessions are busy and ${this.waiters.size} requests are waiting`));
+      return Promise.reject(busy(`all ${this.size} HSM sessions are busy and ${this.waiters.size} requests are waiting`));
     }
     return new Promise<W>((resolve, reject) => {
       const waiter: Waiter<W> = {

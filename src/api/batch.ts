@@ -9,15 +9,16 @@
  * (checked once, on every key and participant the items name), more items than limits.maxBatchItems,
  * the key named (unknown, disabled, of another purpose: checked once before any item runs), and an item
  * that meets an unavailable backend or a bug, since then the rest would fail alike. Items run
- * concurrently, as many at a time as the backend has sessions (KeyService.parallelism). The audit
+ * concurrently, within what the backend's sessions can take (KeyService.batchItems). The audit
  * record is one per batch: counts by outcome and the code of each failed item.
  */
 import { Ajv, type ValidateFunction } from 'ajv';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { forCaller, HsmBridgeError, invalid, type AuditDetails, type ErrorCode } from '../errors.js';
-import type { KeyOperation } from '../operations/keyService.js';
+import { isKeyName } from '../keys/names.js';
 import { checkJsonDepth } from '../json/depth.js';
 import { isStrictBase64 } from './base64.js';
-import { permissionOf, type JsonSchema, type KeyUse, type Operation } from './declaration.js';
+import { permissionOf, type JsonSchema, type KeyUse, type Operation, type ServicesFor } from './declaration.js';
 import { jsonFieldPaths, valueAt } from './jsonFields.js';
 import { describeSchemaIssue, type SchemaIssue } from './schemaIssues.js';
 import { errorEnvelopeSchema } from './schemas.js';
@@ -44,14 +45,17 @@ export interface BatchOptions<Out> {
   readonly grpcMethod: string;
   readonly operationId?: string;
   readonly summary: string;
-  /** Which checks on the key alone the items share (KeyService.checkKeyFor). */
-  readonly keyCheck: KeyOperation;
+  /** The checks the single operation makes on a key alone (exists, enabled, fits): once per key, before any item runs. */
+  readonly checkKey: (services: ServicesFor, name: string) => Promise<void>;
   /** For a verification: whether an answer says valid, for the audit record's counts. */
   readonly valid?: (out: Out) => boolean;
 }
 
 /** Codes that no item answers alone: the backend went away or a bug struck, and the other items would meet it too. */
 const failsTheRequest: ReadonlySet<ErrorCode> = new Set(['BACKEND_UNAVAILABLE', 'INTERNAL']);
+
+/** How long an item refused for load (BACKEND_BUSY: single requests filled the backend's queue) keeps trying before the batch gives up with 503. */
+const BUSY_RETRY_MS = 5000;
 
 /** The batch form of `single`. Its REST route is the single one's with /batch added. */
 export function batchOf<In, Out>(single: Operation<In, Out>, options: BatchOptions<Out>): Operation<BatchInput<In>, BatchOutput<Out>> {
@@ -92,11 +96,11 @@ export function batchOf<In, Out>(single: Operation<In, Out>, options: BatchOptio
       output: (secret.output ?? []).map((field) => `results.ok.${field}`),
     },
     run: async (services, batch, caller) => {
-      const max = services.keys.limits.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
-      if (batch.items.length > max) throw new HsmBridgeError('PAYLOAD_TOO_LARGE', `a batch holds at most ${max} items; this one has ${batch.items.length}`);
-      const keyNames = keyed ? [batch.name] : gathered((input) => single.keys?.(input) ?? [])(batch).filter((n) => typeof n === 'string');
-      for (const name of keyNames) await services.keys.checkKeyFor(name, options.keyCheck);
-      return { results: await runItems(batch, services.keys.parallelism, (input) => single.run(services, input, caller), (out) => zeroAnswer(out, secret.output)) };
+      // A malformed name is its item's error; a well-formed one that fails its checks fails the request.
+      const keyNames = (keyed ? [batch.name] : gathered((input) => single.keys?.(input) ?? [])(batch)).filter(isKeyName);
+      for (const name of keyNames) await options.checkKey(services, name);
+      const { batchItems } = services.keys;
+      return { results: await runItems(batch, batchItems.limit, (input) => batchItems.run(() => single.run(services, input, caller)), (out) => zeroAnswer(out, secret.output)) };
     },
     rest: {
       method: 'POST',
@@ -107,17 +111,18 @@ export function batchOf<In, Out>(single: Operation<In, Out>, options: BatchOptio
       // ...and the document shows what each must be.
       documentedBody: batchBody(itemBody),
       response: { type: 'object', additionalProperties: false, required: ['results'], properties: { results: { type: 'array', items: answerSchema } } },
-      decode: ({ params, body }) => ({
+      decode: ({ params, body }, services) => ({
         ...(keyed ? { name: params.name } : {}),
-        items: (body.items as unknown[]).map((item) => decodeItem(() => single.rest.decode({ params: params ?? {}, body: checkItem(item) }))),
+        items: countChecked(body.items as unknown[], services).map((item) => decodeItem(() => single.rest.decode({ params: params ?? {}, body: checkItem(item) }, services))),
       }),
       encode: (out, batch) => ({ results: out.results.map((r, i) => ('ok' in r ? single.rest.encode(r.ok, inputOf(batch, i)) : errorOf(r.failed))) }),
     },
     grpc: {
       service: single.grpc.service,
       method: options.grpcMethod,
-      decode: (message: { name?: string; items: Array<Record<string, unknown>> }) => {
+      decode: (message: { name?: string; items: Array<Record<string, unknown>> }, services) => {
         if (message.items.length === 0) throw invalid('items: give at least one item');
+        countChecked(message.items, services);
         const name = message.name;
         const own = (item: Record<string, unknown>) => {
           if (item.name !== '' && item.name !== name) throw invalid('an item names another key than its batch: leave its name empty');
@@ -125,12 +130,19 @@ export function batchOf<In, Out>(single: Operation<In, Out>, options: BatchOptio
         };
         return {
           ...(keyed ? { name } : {}),
-          items: message.items.map((item) => decodeItem(() => single.grpc.decode(keyed ? own(item) : item))),
+          items: message.items.map((item) => decodeItem(() => single.grpc.decode(keyed ? own(item) : item, services))),
         };
       },
       encode: (out, batch) => ({ results: out.results.map((r, i) => ('ok' in r ? { ok: single.grpc.encode(r.ok, inputOf(batch, i)) } : errorOf(r.failed))) }),
     },
   };
+}
+
+/** The items, once their count is within limits.maxBatchItems: checked before any is read. */
+function countChecked<T>(items: T[], services: ServicesFor): T[] {
+  const max = services.keys.limits.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
+  if (items.length > max) throw new HsmBridgeError('PAYLOAD_TOO_LARGE', `a batch holds at most ${max} items; this one has ${items.length}`);
+  return items;
 }
 
 const batchBody = (items: JsonSchema): JsonSchema => ({
@@ -160,7 +172,7 @@ function zeroAnswer(out: unknown, fields: readonly string[] | undefined): void {
 }
 
 /**
- * Runs every decoded item, `parallelism` at a time, results in item order. The first failure that
+ * Runs every decoded item, at most `parallelism` at a time, results in item order. The first failure that
  * concerns the whole request stops it: no further item starts, the ones running finish, the secrets of
  * those done are zeroed, and the failure is thrown.
  */
@@ -168,6 +180,7 @@ async function runItems<In, Out>(batch: BatchInput<In>, parallelism: number, run
   const results: Array<{ ok: Out } | { failed: HsmBridgeError }> = new Array(batch.items.length);
   let next = 0;
   let stop: HsmBridgeError | undefined;
+  const busyUntil = performance.now() + BUSY_RETRY_MS;
   const worker = async () => {
     while (stop === undefined && next < batch.items.length) {
       const i = next++;
@@ -176,12 +189,21 @@ async function runItems<In, Out>(batch: BatchInput<In>, parallelism: number, run
         results[i] = item;
         continue;
       }
+      results[i] = await runOne(item.input);
+    }
+  };
+  const runOne = async (input: In): Promise<{ ok: Out } | { failed: HsmBridgeError }> => {
+    for (let attempt = 0; ; attempt++) {
       try {
-        results[i] = { ok: await run(item.input) };
+        return { ok: await run(input) };
       } catch (e) {
         const failed = forCaller(e);
+        if (failed.reason === 'BACKEND_BUSY' && performance.now() < busyUntil) {
+          await sleep(Math.min(50, 2 ** attempt));
+          continue;
+        }
         if (failsTheRequest.has(failed.code)) stop ??= failed;
-        results[i] = { failed };
+        return { failed };
       }
     }
   };

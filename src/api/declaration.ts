@@ -65,7 +65,8 @@ export interface RestBinding<In, Out> {
   readonly response?: JsonSchema;
   /** Success status; default 200. */
   readonly status?: 200 | 201 | 204;
-  decode(request: RestRequest): In;
+  /** `services` for limits that concern the request as a whole (a batch's item count), checked before the rest is read. */
+  decode(request: RestRequest, services: ServicesFor): In;
   /** The JSON answer; ignored for 204. */
   encode(out: Out, input: In): unknown;
 }
@@ -83,7 +84,7 @@ export interface GrpcBinding<In, Out> {
   readonly service: GrpcServiceName;
   readonly method: string;
   /** The request message as @grpc/proto-loader decodes it (camelCase, bytes as Buffer, defaults filled in). */
-  decode(message: any): In;
+  decode(message: any, services: ServicesFor): In;
   encode(out: Out, input: In): unknown;
 }
 

@@ -12,7 +12,7 @@
  */
 import { forCaller, type AuditDetails, type ErrorCode, type ErrorReason, type HsmBridgeError } from '../errors.js';
 import { isParticipantId } from '../fspiop/participants.js';
-import { parseKeyName } from '../keys/names.js';
+import { isKeyName } from '../keys/names.js';
 import { randomUUID } from 'node:crypto';
 import { checkJsonDepth } from '../json/depth.js';
 import type { KeyUse, Operation, ServicesFor } from './declaration.js';
@@ -76,14 +76,6 @@ export class RequestContext {
   }
 }
 
-const wellFormedKeyName = (value: unknown): string[] => {
-  try {
-    return [parseKeyName(value)];
-  } catch {
-    return [];
-  }
-};
-
 /** The JSON-valued fields of each operation's request, from its REST body schema; computed once. */
 const jsonFields = new WeakMap<Operation, readonly string[]>();
 function jsonFieldsOf(op: Operation): readonly string[] {
@@ -117,14 +109,14 @@ export class Pipeline {
    * buffers are zeroed here once REST has its base64 copies, or when encoding fails; gRPC zeroes them
    * itself once serialized (src/transports/grpc/protos.ts), since its answer message still holds them.
    */
-  async run<Req, In, Out>(op: Operation<In, Out>, context: RequestContext, request: Req, decode: (request: Req) => In, encode: (out: Out, input: In) => unknown): Promise<unknown> {
+  async run<Req, In, Out>(op: Operation<In, Out>, context: RequestContext, request: Req, decode: (request: Req, services: ServicesFor) => In, encode: (out: Out, input: In) => unknown): Promise<unknown> {
     let input: In | undefined;
     let answer: unknown;
     try {
-      input = decode(request);
+      input = decode(request, this.services);
       const given = op.keys?.(input) ?? [];
       const named = op.resolveKeys ? [...given, ...(await op.resolveKeys(this.services, input))] : given;
-      context.keyNames = named.flatMap(wellFormedKeyName);
+      context.keyNames = named.filter(isKeyName);
       context.participants = (op.participants?.(input) ?? []).filter(isParticipantId);
       for (const path of jsonFieldsOf(op)) checkJsonDepth(path, valueAt(input, path));
       if (op.access === undefined) this.stages.authorize(context.caller, op, context.keyNames, context.participants);

@@ -22,7 +22,7 @@ import { publicKeyRecipient } from '../jose/joseService.js';
 import { decryptJweWith, encryptJweWith, parseJwe, type FlattenedJwe, type JweDecryptionKey } from '../jose/jwe.js';
 import { jweContentEncryptions, jweKeyManagements, type JweAlg, type JweEnc } from '../jose/registry.js';
 import type { KeyVersion } from '../keys/names.js';
-import { keyTypes } from '../keys/types.js';
+import { keyTypes, type KeyMetadata } from '../keys/types.js';
 import type { KeyService } from '../operations/keyService.js';
 import { canonicalJson } from './canonicalJson.js';
 
@@ -109,6 +109,15 @@ export function parseEncryptionHeader(header: string): EncryptedFieldEntry[] {
   });
 }
 
+/** Our key that decrypts FSPIOP fields: an enabled RSA key of purpose encrypt, from the metadata cache (a switch decrypts on every validation and must not ask the HSM each time). */
+export async function fieldDecryptionKey(keyService: KeyService, keyName: string): Promise<KeyMetadata> {
+  const { meta } = await keyService.usableKeyVersion(keyName, 'encrypt');
+  if (!meta.type.startsWith('RSA_')) {
+    throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} must be an RSA key with purpose encrypt to decrypt FSPIOP fields`);
+  }
+  return meta;
+}
+
 /**
  * Decrypts the listed fields of a parsed body in place. The content keys are unwrapped inside the
  * backend with our RSA key (`keyName`, purpose encrypt): its primary version, then the one before it,
@@ -117,11 +126,7 @@ export function parseEncryptionHeader(header: string): EncryptedFieldEntry[] {
  */
 export async function decryptFields(body: Record<string, unknown>, header: string, keyService: KeyService, keyName: string): Promise<Record<string, unknown>> {
   const entries = parseEncryptionHeader(header);
-  // From the metadata cache: a switch decrypts on every validation and must not ask the HSM each time.
-  const { meta } = await keyService.usableKeyVersion(keyName, 'encrypt');
-  if (!meta.type.startsWith('RSA_')) {
-    throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${meta.name} must be an RSA key with purpose encrypt to decrypt FSPIOP fields`);
-  }
+  const meta = await fieldDecryptionKey(keyService, keyName);
   const primary = meta.versions.findIndex((v) => v.version === meta.primaryVersion);
   const versions = [meta.primaryVersion, ...(primary > 0 ? [meta.versions[primary - 1]!.version] : [])];
   const modulusBytes = keyTypes[meta.type].bits / 8;

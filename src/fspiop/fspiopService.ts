@@ -17,7 +17,7 @@ import type { KeyService } from '../operations/keyService.js';
 import { encode } from '../jose/base64url.js';
 import { canonicalJson, JsonTooDeepError } from './canonicalJson.js';
 import { fspiopAlgorithms, type FspiopAlgorithm } from './config.js';
-import { decryptFields, encryptFields, FieldDecryptionError } from './fieldEncryption.js';
+import { decryptFields, encryptFields, FieldDecryptionError, fieldDecryptionKey } from './fieldEncryption.js';
 import { parseJsonBody, type JsonBody } from './jsonText.js';
 import { isParticipantId, parseParticipantId, type ParticipantKey, type ParticipantRegistry } from './participants.js';
 import { buildProtectedHeader, checkSignatureHeaders, pickHeaders, type HeaderInput } from './protectedHeader.js';
@@ -195,6 +195,17 @@ export class FspiopService {
       if (e instanceof FieldDecryptionError) return refused(e.message);
       throw e;
     }
+  }
+
+  /** What sign() checks on its key alone (enabled, purpose sign, RSA or EC P-256): for a batch, once before its items. */
+  async checkSigningKey(name: string): Promise<void> {
+    await this.keyService.checkKeyFor(name, 'sign');
+    await this.algorithmOf(name);
+  }
+
+  /** What validate() checks on the key it decrypts fields with, should the body be encrypted: for a batch, once before its items. */
+  async checkDecryptionKey(name: string): Promise<void> {
+    await fieldDecryptionKey(this.keyService, name);
   }
 
   private async algorithmOf(name: string): Promise<FspiopAlgorithm> {

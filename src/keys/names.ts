@@ -10,8 +10,10 @@ export type KeyVersion = number & { readonly [keyVersionBrand]: true };
 
 const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+export const isKeyName = (value: unknown): value is KeyName => typeof value === 'string' && KEY_NAME.test(value);
+
 export function parseKeyName(value: unknown): KeyName {
-  if (typeof value !== 'string' || !KEY_NAME.test(value)) {
+  if (!isKeyName(value)) {
     throw invalid('key name must be 1-64 characters of A-Z a-z 0-9 . _ - and start with a letter or digit');
   }
   return value as KeyName;

@@ -39,6 +39,7 @@ import { WrappedImport, type WrappingKeyConfig } from './wrappedImport.js';
 import { CeremonyService } from '../ceremonies/ceremonyService.js';
 import { openEnvelope, sealEnvelope, splitRaw } from './ciphertext.js';
 import { AlgorithmChoice } from './algorithmChoice.js';
+import { ConcurrencyLimit } from './concurrencyLimit.js';
 import { KeyResolver, checkEnabled, refTo } from './keyResolver.js';
 import type { CreateKeyInput, DecryptRequest, DecryptResult, EncryptRequest, EncryptResult, MacRequest, MacResult, SharedSecretRequest } from './requests.js';
 import type { SharedSecretResult, SignRequest, SignResult, VerifyMacRequest, VerifyMacResult, VerifyRequest, VerifyResult } from './requests.js';
@@ -81,6 +82,11 @@ export class KeyService {
   readonly wrappedImport: WrappedImport;
   /** Key ceremonies: keys formed from components under dual control. */
   readonly ceremonies: CeremonyService;
+  /**
+   * The items of all batches in flight at once: twice the backend's sessions or connections, so that none
+   * idles while the next item is handed over (the software backend works on libuv's 4 threads).
+   */
+  readonly batchItems: ConcurrencyLimit;
 
   constructor(
     private readonly backend: Backend,
@@ -92,18 +98,11 @@ export class KeyService {
     this.paymentKeys = new PaymentKeys(backend, this.keys);
     this.wrappedImport = new WrappedImport(backend, this.keys, this.paymentKeys, options.wrappingKey ?? DEFAULT_WRAPPING_KEY, (type, purpose) => this.checkUsable(type, purpose));
     this.ceremonies = new CeremonyService(backend, this.paymentKeys, { ttlMs: options.ceremonyTtlMs ?? 3_600_000 });
+    this.batchItems = new ConcurrencyLimit(2 * (backend.gauges().sessionPool?.size ?? 4));
   }
 
   get limits(): KeyServiceLimits {
     return this.options.limits;
-  }
-
-  /**
-   * How many operations to keep in flight for one batch: twice the backend's sessions or connections, so
-   * that none idles while the next item is handed over; the software backend works on libuv's 4 threads.
-   */
-  get parallelism(): number {
-    return 2 * (this.backend.gauges().sessionPool?.size ?? 4);
   }
 
   /**

@@ -133,6 +133,31 @@ function requests(jws: string, jwe: string): Record<string, Cell> {
     },
     'ceremonies.get': { bound: false, rest: { method: 'GET', url: `/v1/ceremonies/${'0'.repeat(32)}` }, grpc: k('GetCeremony', { id: '0'.repeat(32) }) },
     'ceremonies.cancel': { bound: false, rest: { method: 'DELETE', url: `/v1/ceremonies/${'0'.repeat(32)}` }, grpc: k('CancelCeremony', { id: '0'.repeat(32) }) },
+    // Issue 13: batches, each governed by its single operation's permission.
+    'keys.signBatch': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/sign/batch', body: { items: [{ message: b64('m') }] } }, grpc: k('SignBatch', { ...named, items: [{ message: Buffer.from('m') }] }) },
+    'keys.verifyBatch': {
+      bound: true,
+      rest: { method: 'POST', url: '/v1/keys/mx-key/verify/batch', body: { items: [{ message: b64('m'), signature: b64('s') }] } },
+      grpc: k('VerifyBatch', { ...named, items: [{ message: Buffer.from('m'), signature: Buffer.from('s') }] }),
+    },
+    'keys.encryptBatch': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/encrypt/batch', body: { items: [{ plaintext: b64('p') }] } }, grpc: k('EncryptBatch', { ...named, items: [{ plaintext: Buffer.from('p') }] }) },
+    'keys.decryptBatch': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/decrypt/batch', body: { items: [{ ciphertext: b64('c') }] } }, grpc: k('DecryptBatch', { ...named, items: [{ ciphertext: Buffer.from('c') }] }) },
+    'keys.macBatch': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/mac/batch', body: { items: [{ data: b64('d') }] } }, grpc: k('GenerateMacBatch', { ...named, items: [{ data: Buffer.from('d') }] }) },
+    'keys.verifyMacBatch': {
+      bound: true,
+      rest: { method: 'POST', url: '/v1/keys/mx-key/mac/verify/batch', body: { items: [{ data: b64('d'), mac: b64('m') }] } },
+      grpc: k('VerifyMacBatch', { ...named, items: [{ data: Buffer.from('d'), mac: Buffer.from('m') }] }),
+    },
+    'fspiop.signBatch': {
+      bound: true,
+      rest: { method: 'POST', url: '/v1/fspiop/sign/batch', body: { items: [{ key: 'mx-key', method: 'POST', uri: '/quotes', source: 'mxfsp1', destination: 'mxfsp2', body: '{}' }] } },
+      grpc: f('SignBatch', { items: [{ key: 'mx-key', method: 'POST', uri: '/quotes', source: 'mxfsp1', destination: 'mxfsp2', body: Buffer.from('{}') }] }),
+    },
+    'fspiop.validateBatch': {
+      bound: true,
+      rest: { method: 'POST', url: '/v1/fspiop/validate/batch', body: { items: [{ headers: { 'fspiop-source': 'mxfsp1' }, body: '{}', decryptWith: 'mx-key' }] } },
+      grpc: f('ValidateBatch', { items: [{ headers: { 'fspiop-source': 'mxfsp1' }, body: Buffer.from('{}'), decryptWith: 'mx-key' }] }),
+    },
     'keys.exportTr31': {
       bound: true,
       rest: { method: 'POST', url: '/v1/keys/mx-key/export/tr31', body: { kbpk: { keyName: 'mx-kbpk' } } },

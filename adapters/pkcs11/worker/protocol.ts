@@ -54,22 +54,24 @@ export function revive<T>(value: T): T {
 }
 
 /**
- * A secret result as it may be posted: structured clone copies a view's whole ArrayBuffer, and a Buffer
- * made by Buffer.concat or a small Buffer.from is a view on Node's shared 8 KB pool slab, whose other
- * bytes may be other secrets. Such views are copied into Buffers of their own (Buffer.alloc); the caller
- * wipes both the original and what it sent.
+ * A value as it may be posted cheaply and safely: structured clone copies a view's whole ArrayBuffer. A
+ * Buffer decoded from a request is a view on the request's bytes (gRPC: kilobytes for a 256-byte message)
+ * or on Node's shared 8 KB pool slab (REST's base64, Buffer.concat), whose other bytes may be other
+ * secrets. Such views are copied into Buffers of their own (Buffer.alloc), each also pushed to `copies`
+ * when given, for the caller to wipe once posted.
  */
-export function unpooled<T>(value: T): T {
+export function unpooled<T>(value: T, copies?: Uint8Array[]): T {
   if (value instanceof Uint8Array) {
     if (value.byteLength === value.buffer.byteLength) return value;
     const own = Buffer.alloc(value.byteLength);
     own.set(value);
+    copies?.push(own);
     return own as T;
   }
-  if (Array.isArray(value)) return value.map(unpooled) as T;
+  if (Array.isArray(value)) return value.map((v) => unpooled(v, copies)) as T;
   if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = unpooled(v);
+    for (const [k, v] of Object.entries(value)) out[k] = unpooled(v, copies);
     return out as T;
   }
   return value;

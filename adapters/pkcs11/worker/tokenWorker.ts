@@ -40,7 +40,7 @@ export interface WorkerSetup {
   readonly sharing: TokenSharing;
 }
 
-/** Results that are secret: sent in buffers of their own (unpooled), the worker's copies zeroed once sent. */
+/** Results that are secret: the worker's copies zeroed once sent (every result goes in buffers of its own: unpooled). */
 const SECRET_RESULTS = new Set(['decrypt', 'ecb', 'exportKey', 'randomBytes', 'deriveSharedSecret', 'stagedComponents']);
 
 /** This worker could not get a working session: the connection reconnects (as for a device gone). */
@@ -376,7 +376,7 @@ async function handle(request: Request): Promise<void> {
     if (!run) throw toBridgeError(new Error(`no such token worker call: ${request.method}`));
     const value = await run(...args);
     const secret = SECRET_RESULTS.has(request.method);
-    const sent = secret ? unpooled(value) : value;
+    const sent = unpooled(value);
     send({ kind: 'result', id: request.id, value: sent });
     if (secret) {
       wipe(value);

@@ -17,15 +17,15 @@ const keys = (name: string) => single(keyOperations, name);
 const isValid = (out: { valid: boolean }) => out.valid;
 
 export const keyBatchOperations: Operation[] = [
-  batchOf(keys('keys.sign'), { name: 'keys.signBatch', grpcMethod: 'SignBatch', summary: 'Sign many messages or digests with the primary version, in one request', keyCheck: 'sign' }),
-  batchOf(keys('keys.verify'), { name: 'keys.verifyBatch', grpcMethod: 'VerifyBatch', summary: 'Verify many signatures, in one request', keyCheck: 'sign', valid: isValid }),
-  batchOf(keys('keys.encrypt'), { name: 'keys.encryptBatch', grpcMethod: 'EncryptBatch', summary: 'Encrypt many plaintexts with the primary version, in one request', keyCheck: 'cipher' }),
-  batchOf(keys('keys.decrypt'), { name: 'keys.decryptBatch', grpcMethod: 'DecryptBatch', summary: 'Decrypt many ciphertexts, in one request', keyCheck: 'cipher' }),
-  batchOf(keys('keys.mac'), { name: 'keys.macBatch', grpcMethod: 'GenerateMacBatch', summary: 'Compute many MACs with the primary version, in one request', keyCheck: 'mac' }),
-  batchOf(keys('keys.verifyMac'), { name: 'keys.verifyMacBatch', grpcMethod: 'VerifyMacBatch', summary: 'Check many MACs in constant time, in one request', keyCheck: 'verifyMac', valid: isValid }),
+  batchOf(keys('keys.sign'), { name: 'keys.signBatch', grpcMethod: 'SignBatch', summary: 'Sign many messages or digests with the primary version, in one request', checkKey: (s, name) => s.keys.checkKeyFor(name, 'sign') }),
+  batchOf(keys('keys.verify'), { name: 'keys.verifyBatch', grpcMethod: 'VerifyBatch', summary: 'Verify many signatures, in one request', checkKey: (s, name) => s.keys.checkKeyFor(name, 'sign'), valid: isValid }),
+  batchOf(keys('keys.encrypt'), { name: 'keys.encryptBatch', grpcMethod: 'EncryptBatch', summary: 'Encrypt many plaintexts with the primary version, in one request', checkKey: (s, name) => s.keys.checkKeyFor(name, 'cipher') }),
+  batchOf(keys('keys.decrypt'), { name: 'keys.decryptBatch', grpcMethod: 'DecryptBatch', summary: 'Decrypt many ciphertexts, in one request', checkKey: (s, name) => s.keys.checkKeyFor(name, 'cipher') }),
+  batchOf(keys('keys.mac'), { name: 'keys.macBatch', grpcMethod: 'GenerateMacBatch', summary: 'Compute many MACs with the primary version, in one request', checkKey: (s, name) => s.keys.checkKeyFor(name, 'mac') }),
+  batchOf(keys('keys.verifyMac'), { name: 'keys.verifyMacBatch', grpcMethod: 'VerifyMacBatch', summary: 'Check many MACs in constant time, in one request', checkKey: (s, name) => s.keys.checkKeyFor(name, 'verifyMac'), valid: isValid }),
 ];
 
 export const fspiopBatchOperations: Operation[] = [
-  batchOf(single(fspiopOperations, 'fspiop.sign'), { name: 'fspiop.signBatch', operationId: 'fspiopSignBatch', grpcMethod: 'SignBatch', summary: 'Sign many FSPIOP requests, in one request', keyCheck: 'sign' }),
-  batchOf(single(fspiopOperations, 'fspiop.validate'), { name: 'fspiop.validateBatch', operationId: 'fspiopValidateBatch', grpcMethod: 'ValidateBatch', summary: "Validate many requests' FSPIOP-Signature, in one request", keyCheck: 'cipher', valid: isValid }),
+  batchOf(single(fspiopOperations, 'fspiop.sign'), { name: 'fspiop.signBatch', operationId: 'fspiopSignBatch', grpcMethod: 'SignBatch', summary: 'Sign many FSPIOP requests, in one request', checkKey: (s, name) => s.fspiop.service.checkSigningKey(name) }),
+  batchOf(single(fspiopOperations, 'fspiop.validate'), { name: 'fspiop.validateBatch', operationId: 'fspiopValidateBatch', grpcMethod: 'ValidateBatch', summary: "Validate many requests' FSPIOP-Signature, in one request", checkKey: (s, name) => s.fspiop.service.checkDecryptionKey(name), valid: isValid }),
 ];

@@ -7,7 +7,7 @@
  */
 import { Metadata, status, type handleUnaryCall } from '@grpc/grpc-js';
 import type { Level, Logger } from 'pino';
-import { grpcServices, logLevelOf, RequestContext, type Credentials, type Operation, type Pipeline } from '../../api/index.js';
+import { grpcServices, logLevelOf, RequestContext, type Credentials, type Operation, type Pipeline, type ServicesFor } from '../../api/index.js';
 import { invalid } from '../../errors.js';
 import { toGrpcFailure } from './errors.js';
 import { isMalformed, type MalformedRequest } from './protos.js';
@@ -67,9 +67,9 @@ function credentialsOf(call: Call): Credentials {
 
 export function operationCall(op: Operation, pipeline: Pipeline, logger: Logger): handleUnaryCall<unknown, unknown> {
   const method = `${grpcServices[op.grpc.service]}/${op.grpc.method}`;
-  const decode = (request: unknown) => {
+  const decode = (request: unknown, services: ServicesFor) => {
     if (isMalformed(request)) throw notDecoded(op.grpc.method);
-    return op.grpc.decode(request);
+    return op.grpc.decode(request, services);
   };
   return (call, callback) => {
     const context = new RequestContext(op, 'grpc', requestIdOf(call));

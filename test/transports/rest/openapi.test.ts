@@ -116,6 +116,19 @@ describe('OpenAPI document', () => {
     expect(op('post', '/v1/keys/{name}/sign').parameters).toEqual([expect.objectContaining({ name: 'name', in: 'path', required: true })]);
   });
 
+  it('documents a batch route with the single body as its item, and each result as the single answer or {error}', () => {
+    const batch = op('post', '/v1/keys/{name}/sign/batch');
+    expect(batch.requestBody.content['application/json'].schema).toEqual({ type: 'object', additionalProperties: false, required: ['items'], properties: { items: { type: 'array', minItems: 1, items: signBody } } });
+    expect(op('post', '/v1/fspiop/validate/batch').requestBody.content['application/json'].schema.properties.items.items).toEqual(fspiopValidateBody);
+    const single = op('post', '/v1/keys/{name}/sign').responses['200'].content['application/json'].schema;
+    const result = batch.responses['200'].content['application/json'].schema.properties.results.items;
+    expect(Object.keys(result.properties).sort()).toEqual([...Object.keys(single.properties), 'error'].sort());
+    expect(result.required).toBeUndefined();
+    expect(codesAt(batch, 413)).toEqual(['PAYLOAD_TOO_LARGE']);
+    expect(codesAt(batch, 404)).toEqual(['KEY_NOT_FOUND']);
+    expect(codesAt(batch, 409)).toEqual(['KEY_DISABLED']);
+  });
+
   it('lists each route\'s error codes under their HTTP status, in the error envelope', () => {
     for (const [method, path] of contract) {
       const o = op(method, path);

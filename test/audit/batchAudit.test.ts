@@ -280,6 +280,11 @@ for (const wire of ['rest', 'grpc'] as const) {
       const denyValidate = await fspiopBatch('validate', [received[0]!, { ...received[2]!, headers: { ...received[2]!.headers, 'fspiop-source': 'zzfsp' } }], tokens.fsp);
       expect({ status: denyValidate.answer.status, code: denyValidate.answer.code }).toEqual({ status: denied, code: 'PERMISSION_DENIED' });
       expect(denyValidate.record).toMatchObject({ operation: 'fspiop.validateBatch', outcome: 'PERMISSION_DENIED' });
+      // An empty FSPIOP-Source ahead of another casing of it: validation reads the one that is not empty, and so does the policy.
+      const { 'fspiop-source': _source, ...others } = received[2]!.headers as Record<string, string>;
+      const hidden = await fspiopBatch('validate', [{ ...received[2]!, headers: { 'FSPIOP-Source': '', ...others, 'fspiop-source': 'zzfsp' } }], tokens.fsp);
+      expect({ status: hidden.answer.status, code: hidden.answer.code }).toEqual({ status: denied, code: 'PERMISSION_DENIED' });
+      expect(hidden.record.participants).toEqual(['zzfsp']);
     });
 
     it('no input value reaches the audit trail', async () => {

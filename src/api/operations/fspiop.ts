@@ -8,6 +8,7 @@
 import { HsmBridgeError, quote, type ErrorCode } from '../../errors.js';
 import { parseParticipantId, type FspiopSignInput, type FspiopValidateInput, type ParticipantKeyView } from '../../fspiop/index.js';
 import { parseKeyName } from '../../keys/names.js';
+import { pickHeaders, type HeaderInput } from '../../fspiop/protectedHeader.js';
 import { keyUse, operation, type Operation } from '../declaration.js';
 import type * as msg from '../grpcMessages.js';
 import * as schemas from '../schemas.js';
@@ -15,9 +16,16 @@ import { given } from '../wire.js';
 
 const grpcFspiop = (method: string) => ({ service: 'FspiopService' as const, method });
 
-/** The FSPIOP-Source header, whatever its letter case; the pipeline keeps it only when it is a well-formed id. */
-const fspiopSource = (headers: unknown): unknown =>
-  headers !== null && typeof headers === 'object' ? Object.entries(headers).find(([name]) => name.toLowerCase() === 'fspiop-source')?.[1] : undefined;
+/**
+ * The FSPIOP-Source header as validation reads it (pickHeaders: any letter case, an empty one absent), so
+ * that the policy and the audit record name the participant whose keys are used; the pipeline keeps it
+ * only when it is a well-formed id. Headers validation refuses (a repeated one) name no participant.
+ */
+function fspiopSource(headers: unknown): unknown {
+  if (headers === null || typeof headers !== 'object') return undefined;
+  const picked = pickHeaders(headers as HeaderInput);
+  return typeof picked === 'string' ? undefined : picked.source;
+}
 const participantKey = (key: ParticipantKeyView): msg.ParticipantKeyMessage => ({ ...key });
 
 export const fspiopOperations: Operation[] = [

@@ -107,9 +107,12 @@ export class WorkerLink {
       }, timeoutMs);
       this.pending.set(id, entry);
       const copies: Uint8Array[] = [];
-      this.worker.postMessage({ id, method, args: unpooled(args, copies) } satisfies Request);
-      // The worker has its own copy now; ours may hold a plaintext or a key component.
-      for (const copy of copies) copy.fill(0);
+      try {
+        this.worker.postMessage({ id, method, args: unpooled(args, copies) } satisfies Request);
+      } finally {
+        // The worker has its own copy now (or none); ours may hold a plaintext or a key component.
+        for (const copy of copies) copy.fill(0);
+      }
     });
   }
 

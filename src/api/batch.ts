@@ -13,9 +13,9 @@
  * record is one per batch: counts by outcome and the code of each failed item.
  */
 import { Ajv, type ValidateFunction } from 'ajv';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import { forCaller, HsmBridgeError, invalid, type AuditDetails, type ErrorCode } from '../errors.js';
-import { isKeyName } from '../keys/names.js';
+import { isKeyName, parseKeyName } from '../keys/names.js';
 import { checkJsonDepth } from '../json/depth.js';
 import { isStrictBase64 } from './base64.js';
 import { permissionOf, type JsonSchema, type KeyUse, type Operation, type ServicesFor } from './declaration.js';
@@ -36,7 +36,7 @@ export interface BatchInput<In> {
 
 /** One result per item, in the items' order. */
 export interface BatchOutput<Out> {
-  readonly results: ReadonlyArray<{ readonly ok: Out } | { readonly failed: HsmBridgeError }>;
+  readonly results: ReadonlyArray<ItemResult<Out>>;
 }
 
 export interface BatchOptions<Out> {
@@ -56,6 +56,14 @@ const failsTheRequest: ReadonlySet<ErrorCode> = new Set(['BACKEND_UNAVAILABLE', 
 
 /** How long an item refused for load (BACKEND_BUSY: single requests filled the backend's queue) keeps trying before the batch gives up with 503. */
 const BUSY_RETRY_MS = 5000;
+
+/** How long a batch may keep the event loop before it lets other requests have a turn. */
+const TURN_EVERY_MS = 2;
+
+/** The failed items an audit record lists one by one; beyond, it gives their number. */
+const LISTED_FAILURES = 64;
+
+type ItemResult<Out> = { readonly ok: Out } | { readonly failed: HsmBridgeError };
 
 /** The batch form of `single`. Its REST route is the single one's with /batch added. */
 export function batchOf<In, Out>(single: Operation<In, Out>, options: BatchOptions<Out>): Operation<BatchInput<In>, BatchOutput<Out>> {
@@ -89,18 +97,25 @@ export function batchOf<In, Out>(single: Operation<In, Out>, options: BatchOptio
     keys: keyed ? (batch) => [batch.name] : gathered((input) => single.keys?.(input) ?? []),
     ...(single.participants ? { participants: gathered(single.participants) } : {}),
     keysUsed: (out, batch) => uniqueUses(out.results.flatMap((r, i) => ('ok' in r ? (single.keysUsed?.(r.ok, inputOf(batch, i)) ?? []) : []))),
-    auditDetails: (batch, out) => batchDetails(batch, out, options.valid),
+    auditDetails: (batch, out) => (out ? batchDetails(batch, out.results, options.valid) : { items: batch.items.length }),
     secrets: {
       // The request as it came (gRPC: items hold Buffers) and as decoded; each answer of the result.
       input: (secret.input ?? []).flatMap((field) => [`items.${field}`, `items.input.${field}`]),
       output: (secret.output ?? []).map((field) => `results.ok.${field}`),
     },
     run: async (services, batch, caller) => {
-      // A malformed name is its item's error; a well-formed one that fails its checks fails the request.
-      const keyNames = (keyed ? [batch.name] : gathered((input) => single.keys?.(input) ?? [])(batch)).filter(isKeyName);
+      // The batch's key must be well-formed; an FSPIOP item's malformed key is that item's error. A
+      // well-formed key that fails its checks fails the request.
+      const keyNames = keyed ? [parseKeyName(batch.name)] : gathered((input) => single.keys?.(input) ?? [])(batch).filter(isKeyName);
       for (const name of keyNames) await options.checkKey(services, name);
       const { batchItems } = services.keys;
-      return { results: await runItems(batch, batchItems.limit, (input) => batchItems.run(() => single.run(services, input, caller)), (out) => zeroAnswer(out, secret.output)) };
+      const { results, stop } = await runItems(batch, batchItems.limit, (input) => batchItems.run(() => single.run(services, input, caller)));
+      if (stop) {
+        for (const r of results) if (r && 'ok' in r) zeroAnswer(r.ok, secret.output);
+        throw new HsmBridgeError(stop.code, stop.message, { cause: stop, details: batchDetails(batch, results, options.valid) });
+      }
+      // Without a stop, every item ran.
+      return { results: results as ItemResult<Out>[] };
     },
     rest: {
       method: 'POST',
@@ -172,27 +187,18 @@ function zeroAnswer(out: unknown, fields: readonly string[] | undefined): void {
 }
 
 /**
- * Runs every decoded item, at most `parallelism` at a time, results in item order. The first failure that
- * concerns the whole request stops it: no further item starts, the ones running finish, the secrets of
- * those done are zeroed, and the failure is thrown.
+ * Runs every decoded item, at most `parallelism` at a time, results in item order, giving the event loop a
+ * turn every few milliseconds (an FSPIOP validation verifies in process, without a pause of its own). The
+ * first failure that concerns the whole request stops it: no further item starts, the ones running
+ * finish, and it comes back as `stop` with the results so far (holes where no item ran).
  */
-async function runItems<In, Out>(batch: BatchInput<In>, parallelism: number, run: (input: In) => Promise<Out>, zero: (out: Out) => void): Promise<BatchOutput<Out>['results']> {
-  const results: Array<{ ok: Out } | { failed: HsmBridgeError }> = new Array(batch.items.length);
+async function runItems<In, Out>(batch: BatchInput<In>, parallelism: number, run: (input: In) => Promise<Out>): Promise<{ results: Array<ItemResult<Out> | undefined>; stop?: HsmBridgeError }> {
+  const results: Array<ItemResult<Out> | undefined> = new Array(batch.items.length);
   let next = 0;
   let stop: HsmBridgeError | undefined;
-  const busyUntil = performance.now() + BUSY_RETRY_MS;
-  const worker = async () => {
-    while (stop === undefined && next < batch.items.length) {
-      const i = next++;
-      const item = batch.items[i]!;
-      if ('failed' in item) {
-        results[i] = item;
-        continue;
-      }
-      results[i] = await runOne(item.input);
-    }
-  };
-  const runOne = async (input: In): Promise<{ ok: Out } | { failed: HsmBridgeError }> => {
+  let lastTurn = performance.now();
+  const runOne = async (input: In): Promise<ItemResult<Out>> => {
+    const busyUntil = performance.now() + BUSY_RETRY_MS;
     for (let attempt = 0; ; attempt++) {
       try {
         return { ok: await run(input) };
@@ -207,12 +213,19 @@ async function runItems<In, Out>(batch: BatchInput<In>, parallelism: number, run
       }
     }
   };
+  const worker = async () => {
+    while (stop === undefined && next < batch.items.length) {
+      const i = next++;
+      const item = batch.items[i]!;
+      results[i] = 'failed' in item ? item : await runOne(item.input);
+      if (performance.now() - lastTurn > TURN_EVERY_MS) {
+        await setImmediate();
+        lastTurn = performance.now();
+      }
+    }
+  };
   await Promise.all(Array.from({ length: Math.min(parallelism, batch.items.length) }, worker));
-  if (stop) {
-    for (const r of results) if (r && 'ok' in r) zero(r.ok);
-    throw stop;
-  }
-  return results;
+  return stop ? { results, stop } : { results };
 }
 
 function uniqueUses(uses: readonly KeyUse[]): KeyUse[] {
@@ -221,27 +234,36 @@ function uniqueUses(uses: readonly KeyUse[]): KeyUse[] {
   return [...seen.values()];
 }
 
-/** The audit record's facts: how many items, how each ended, and which failed with what (indexes from 0). */
-function batchDetails<In, Out>(batch: BatchInput<In>, out: BatchOutput<Out> | undefined, valid: ((out: Out) => boolean) | undefined): AuditDetails {
-  if (!out) return { items: batch.items.length };
+/**
+ * The audit record's facts: how many items, how each ended, and which failed with what (indexes from 0,
+ * the first LISTED_FAILURES of them). A batch stopped part-way also says how many items never ran.
+ */
+function batchDetails<In, Out>(batch: BatchInput<In>, results: ReadonlyArray<ItemResult<Out> | undefined>, valid: ((out: Out) => boolean) | undefined): AuditDetails {
   const codes = new Map<string, number>();
   const failedItems: string[] = [];
+  let succeeded = 0;
+  let failed = 0;
   let validCount = 0;
-  out.results.forEach((r, i) => {
+  for (let i = 0; i < batch.items.length; i++) {
+    const r = results[i];
+    if (r === undefined) continue;
     if ('ok' in r) {
+      succeeded++;
       if (valid?.(r.ok)) validCount++;
-      return;
+      continue;
     }
+    failed++;
     codes.set(r.failed.code, (codes.get(r.failed.code) ?? 0) + 1);
-    failedItems.push(`${i}:${r.failed.code}`);
-  });
-  const succeeded = out.results.length - failedItems.length;
+    if (failedItems.length < LISTED_FAILURES) failedItems.push(`${i}:${r.failed.code}`);
+  }
+  const notRun = batch.items.length - succeeded - failed;
   return {
-    items: out.results.length,
+    items: batch.items.length,
     succeeded,
-    failed: failedItems.length,
+    failed,
+    ...(notRun > 0 ? { notRun } : {}),
     ...(valid ? { valid: validCount, invalid: succeeded - validCount } : {}),
-    ...(failedItems.length > 0 ? { errorCodes: [...codes].map(([code, n]) => `${code}:${n}`).join(','), failedItems: failedItems.join(',') } : {}),
+    ...(failed > 0 ? { errorCodes: [...codes].map(([code, n]) => `${code}:${n}`).join(','), failedItems: failedItems.join(',') + (failed > failedItems.length ? `,+${failed - failedItems.length}` : '') } : {}),
   };
 }
 

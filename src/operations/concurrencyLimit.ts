@@ -7,7 +7,12 @@ export class ConcurrencyLimit {
   private running = 0;
   private readonly waiting: Array<() => void> = [];
 
-  constructor(readonly limit: number) {}
+  /** `limit` is read at each use (the backend's sessions may change); at least 1. */
+  constructor(private readonly limitNow: () => number) {}
+
+  get limit(): number {
+    return Math.max(1, this.limitNow());
+  }
 
   async run<T>(work: () => Promise<T>): Promise<T> {
     if (this.running < this.limit) this.running++;

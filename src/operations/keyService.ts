@@ -83,8 +83,8 @@ export class KeyService {
   /** Key ceremonies: keys formed from components under dual control. */
   readonly ceremonies: CeremonyService;
   /**
-   * The items of all batches in flight at once: twice the backend's sessions or connections, so that none
-   * idles while the next item is handed over (the software backend works on libuv's 4 threads).
+   * The items of all batches in flight at once: twice the backend's sessions or connections now serving,
+   * so that none idles while the next item is handed over (the software backend works on libuv's 4 threads).
    */
   readonly batchItems: ConcurrencyLimit;
 
@@ -98,7 +98,7 @@ export class KeyService {
     this.paymentKeys = new PaymentKeys(backend, this.keys);
     this.wrappedImport = new WrappedImport(backend, this.keys, this.paymentKeys, options.wrappingKey ?? DEFAULT_WRAPPING_KEY, (type, purpose) => this.checkUsable(type, purpose));
     this.ceremonies = new CeremonyService(backend, this.paymentKeys, { ttlMs: options.ceremonyTtlMs ?? 3_600_000 });
-    this.batchItems = new ConcurrencyLimit(2 * (backend.gauges().sessionPool?.size ?? 4));
+    this.batchItems = new ConcurrencyLimit(() => 2 * (backend.gauges().sessionPool?.size ?? 4));
   }
 
   get limits(): KeyServiceLimits {

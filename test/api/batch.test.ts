@@ -14,7 +14,7 @@ import { startApp } from '../../src/app.js';
 import { loadServiceConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
-import { openStages } from '../../src/api/stages.js';
+import { openStages, type Outcome } from '../../src/api/stages.js';
 import { createSoftwareBackendConfig } from '../helpers/software.js';
 import { connect, expectGrpcError } from '../transports/grpc/grpcClient.js';
 import { permissionOf } from '../../src/api/declaration.js';
@@ -159,7 +159,8 @@ describe('a batch stopped by an HSM that goes away mid-way (software backend)', 
           ++decrypts <= 2 ? target.decrypt(...args) : Promise.reject(new HsmBridgeError('BACKEND_UNAVAILABLE', 'the HSM is gone (test)'));
       },
     });
-    const served = await serve(failing, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, maxRequestBytes: 64 * 1024 });
+    const outcomes: Outcome[] = [];
+    const served = await serve(failing, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, maxRequestBytes: 64 * 1024, stages: { ...openStages, audit: async (o) => void outcomes.push(o) } });
     try {
       await served.service.createKey({ name: 'midway-aes', type: 'AES_256' });
       for (const wire of served.wires) {
@@ -173,6 +174,41 @@ describe('a batch stopped by an HSM that goes away mid-way (software backend)', 
         const decrypted = watch.seen.slice(from);
         expect(decrypted, `${wire.name}: the two decrypts that ran`).toHaveLength(2);
         for (const b of decrypted) expect(b.every((x) => x === 0), `${wire.name}: zeroed`).toBe(true);
+        // Its audit record says how far it got: two decrypted, the ones that met the HSM gone, the rest never run.
+        const details = outcomes.at(-1)!.details as Record<string, number | string>;
+        expect(outcomes.at(-1)).toMatchObject({ code: 'BACKEND_UNAVAILABLE', operation: { name: 'keys.decryptBatch' } });
+        expect(details).toMatchObject({ items: 12, succeeded: 2 });
+        expect(details.failed).toBeGreaterThan(0);
+        expect(details.notRun).toBeGreaterThan(0);
+        expect((details.succeeded as number) + (details.failed as number) + (details.notRun as number)).toBe(12);
+        expect(details.errorCodes).toBe(`BACKEND_UNAVAILABLE:${details.failed}`);
+      }
+    } finally {
+      await served.close();
+      await opened.backend.close();
+      await opened.cleanup();
+    }
+  });
+});
+
+describe('whole-request refusals and audit details (software backend)', () => {
+  it('a batch on a malformed key name is INVALID_ARGUMENT as a whole; an audit record lists 64 failed items, then how many more', async () => {
+    const outcomes: Outcome[] = [];
+    const opened = await restTargets.find((t) => t.label === 'software')!.open();
+    const served = await serve(opened.backend, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, maxRequestBytes: 64 * 1024, stages: { ...openStages, audit: async (o) => void outcomes.push(o) } });
+    try {
+      await served.service.createKey({ name: 'details-ec', type: 'EC_P256' });
+      for (const wire of served.wires) {
+        const malformed = await wire.batch('sign', 'bad name!', [{ message: Buffer.from('a') }]);
+        expect(malformed.ok ? 'answered' : malformed.code, wire.name).toBe('INVALID_ARGUMENT');
+        const items = Array.from({ length: 70 }, (_, i) => ({ message: Buffer.from(`m${i}`), algorithm: 'XS999' }));
+        expect(resultsOf(wire, await wire.batch('sign', 'details-ec', items))).toHaveLength(70);
+        const details = outcomes.at(-1)!.details as Record<string, number | string>;
+        expect(details).toMatchObject({ items: 70, succeeded: 0, failed: 70, errorCodes: 'UNSUPPORTED_ALGORITHM:70' });
+        const listed = String(details.failedItems).split(',');
+        expect(listed).toHaveLength(65);
+        expect(listed.slice(0, 2)).toEqual(['0:UNSUPPORTED_ALGORITHM', '1:UNSUPPORTED_ALGORITHM']);
+        expect(listed.at(-1)).toBe('+6');
       }
     } finally {
       await served.close();

@@ -11,6 +11,13 @@ import type { MetricsConfig } from './config.js';
 
 /** Seconds; from a fast software signature (~100 µs) to an HSM at its timeout. */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/**
+ * How often the event loop's delay is sampled (monitorEventLoopDelay). Each sample is the whole time
+ * between two of its timer's turns, so the hsmb_nodejs_eventloop_lag_* series read this much on an idle
+ * loop: the delay is what they show beyond it.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 10;
+
 /** How long a scrape waits for the backend's health before it reports the backend down. */
 const HEALTH_TIMEOUT_MS = 2000;
 
@@ -39,7 +46,7 @@ export function createMetrics(config: MetricsConfig): Metrics {
   const registry = new Registry();
   // The process's own figures (resident memory, heap, event-loop delay since the last scrape, CPU): what a
   // leak or a blocked event loop shows up in first.
-  collectDefaultMetrics({ register: registry, prefix: 'hsmb_' });
+  collectDefaultMetrics({ register: registry, prefix: 'hsmb_', eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   const keyLabel = config.keyLabels ? (['key'] as const) : ([] as const);
   const operationDuration = new Histogram({
     name: 'hsmb_operation_duration_seconds',

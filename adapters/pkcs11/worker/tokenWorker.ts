@@ -11,8 +11,6 @@
  *
  * Requests are handled one at a time, in order, whatever the handlers await.
  */
-import { readlinkSync } from 'node:fs';
-import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Capabilities, WrappingScheme } from '../../../src/backend/port.js';
 import { keyTypes } from '../../../src/keys/types.js';
@@ -42,27 +40,8 @@ export interface WorkerSetup {
   readonly sharing: TokenSharing;
 }
 
-const WORKER_NICENESS = 5;
-
 /** Results that are secret: the worker's copies zeroed once sent (every result goes in buffers of its own: unpooled). */
 const SECRET_RESULTS = new Set(['decrypt', 'ecb', 'exportKey', 'randomBytes', 'deriveSharedSecret', 'stagedComponents']);
-
-/**
- * A session worker runs below the main thread's CPU priority (nice +5, Linux threads): where the token
- * computes in process (SoftHSM) its workers may fill every core, and the event loop, which reads the
- * requests and writes the answers, then waits behind them. Measured on 2 cores, P-256 signs at a fixed
- * 2,000/s: p99 33 ms instead of 55, and 1% of the calls refused for a full queue instead of 6%. Elsewhere,
- * or without /proc, nothing changes.
- */
-function yieldToEventLoop(): void {
-  if (setup.role !== 'session') return;
-  try {
-    const thread = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    setPriority(thread, Math.max(getPriority(thread), WORKER_NICENESS));
-  } catch {
-    // Not Linux, or not allowed: the worker runs at the process's priority.
-  }
-}
 
 /** This worker could not get a working session: the connection reconnects (as for a device gone). */
 class SessionLost extends HsmBridgeError {}
@@ -70,7 +49,6 @@ class SessionLost extends HsmBridgeError {}
 const port = parentPort!;
 const setup = workerData as WorkerSetup;
 installTokenSharing(setup.sharing);
-yieldToEventLoop();
 const send = (message: Response) => port.postMessage(message);
 const log: TokenLog = {
   info: (fields, message) => send({ kind: 'log', level: 'info', fields, message }),

@@ -76,6 +76,10 @@ describe('two members: p11-kit to the token, and the token directly', () => {
       const results = await Promise.all(Array.from({ length: 8 }, () => signsAndVerifies(service, name)));
       expect(results.every(Boolean)).toBe(true);
     }
+    // A member whose health probe is late on a loaded machine is passed over meanwhile: more rounds then.
+    for (let round = 0; round < 20 && (calls(backend, 'a').calls === 0 || calls(backend, 'b').calls === 0); round++) {
+      expect((await Promise.all(Array.from({ length: 8 }, () => signsAndVerifies(service, 'member-key-0')))).every(Boolean)).toBe(true);
+    }
     expect(calls(backend, 'a').calls).toBeGreaterThan(0);
     expect(calls(backend, 'b').calls).toBeGreaterThan(0);
     expect(await backend.health()).toEqual({ ready: true });

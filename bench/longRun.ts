@@ -67,7 +67,7 @@ export interface LongRun {
   readonly before: ServiceFigures;
   /** After each tenth of the run. */
   readonly tenths: readonly ServiceFigures[];
-  /** RSS at the end / before - 1. */
+  /** RSS after the last tenth / after the first - 1: from a heap already sized for the work (the scrape before still holds the warm-up's garbage). */
   readonly rssGrowth: number;
   /** The highest p99 and max of event-loop delay over the tenths. */
   readonly eventLoopP99Ms: number;
@@ -99,7 +99,7 @@ export async function measureLongRun(opsUrl: string, operations: number, batch: 
     opsPerSec,
     before,
     tenths,
-    rssGrowth: tenths.at(-1)!.rssBytes / before.rssBytes - 1,
+    rssGrowth: tenths.at(-1)!.rssBytes / tenths[0]!.rssBytes - 1,
     eventLoopP99Ms: Math.max(...tenths.map((t) => t.eventLoopP99Ms)),
     eventLoopMaxMs: Math.max(...tenths.map((t) => t.eventLoopMaxMs)),
   };

@@ -21,6 +21,7 @@ import { isStrictBase64 } from './base64.js';
 import { permissionOf, type JsonSchema, type KeyUse, type Operation, type ServicesFor } from './declaration.js';
 import { jsonFieldPaths, valueAt } from './jsonFields.js';
 import { describeSchemaIssue, type SchemaIssue } from './schemaIssues.js';
+import { zeroFields } from './secretFields.js';
 import { errorEnvelopeSchema } from './schemas.js';
 
 export const DEFAULT_MAX_BATCH_ITEMS = 256;
@@ -111,7 +112,7 @@ export function batchOf<In, Out>(single: Operation<In, Out>, options: BatchOptio
       const { batchItems } = services.keys;
       const { results, stop } = await runItems(batch, batchItems.limit, (input) => batchItems.run(() => single.run(services, input, caller)));
       if (stop) {
-        for (const r of results) if (r && 'ok' in r) zeroAnswer(r.ok, secret.output);
+        for (const r of results) if (r && 'ok' in r) zeroFields(r.ok, secret.output);
         throw new HsmBridgeError(stop.code, stop.message, { cause: stop, details: batchDetails(batch, results, options.valid) });
       }
       // Without a stop, every item ran.
@@ -179,20 +180,14 @@ const inputOf = <In>(batch: BatchInput<In>, i: number): In => (batch.items[i] as
 
 const errorOf = (e: HsmBridgeError) => ({ error: { code: e.code, message: e.message } });
 
-function zeroAnswer(out: unknown, fields: readonly string[] | undefined): void {
-  for (const field of fields ?? []) {
-    const value = (out as Record<string, unknown>)[field];
-    if (Buffer.isBuffer(value)) value.fill(0);
-  }
-}
-
 /**
- * Runs every decoded item, at most `parallelism` at a time, results in item order, giving the event loop a
+ * Runs every decoded item on `workers` loops of its own (the service-wide limit is KeyService.batchItems,
+ * which `run` goes through), results in item order, giving the event loop a
  * turn every few milliseconds (an FSPIOP validation verifies in process, without a pause of its own). The
  * first failure that concerns the whole request stops it: no further item starts, the ones running
  * finish, and it comes back as `stop` with the results so far (holes where no item ran).
  */
-async function runItems<In, Out>(batch: BatchInput<In>, parallelism: number, run: (input: In) => Promise<Out>): Promise<{ results: Array<ItemResult<Out> | undefined>; stop?: HsmBridgeError }> {
+async function runItems<In, Out>(batch: BatchInput<In>, workers: number, run: (input: In) => Promise<Out>): Promise<{ results: Array<ItemResult<Out> | undefined>; stop?: HsmBridgeError }> {
   const results: Array<ItemResult<Out> | undefined> = new Array(batch.items.length);
   let next = 0;
   let stop: HsmBridgeError | undefined;
@@ -224,7 +219,7 @@ async function runItems<In, Out>(batch: BatchInput<In>, parallelism: number, run
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(parallelism, batch.items.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(workers, batch.items.length) }, worker));
   return stop ? { results, stop } : { results };
 }
 

@@ -4,7 +4,15 @@
  * that leads nowhere (a field left out, an item that failed) zeroes nothing.
  */
 export function zeroFields(value: unknown, paths: readonly string[] | undefined): void {
-  for (const path of paths ?? []) zeroAt(value, path.split('.'), 0);
+  for (const path of paths ?? []) zeroAt(value, segmentsOf(path), 0);
+}
+
+/** Each path split once: the paths are the operations' declared ones, a fixed few. */
+const segments = new Map<string, readonly string[]>();
+function segmentsOf(path: string): readonly string[] {
+  let split = segments.get(path);
+  if (!split) segments.set(path, (split = path.split('.')));
+  return split;
 }
 
 function zeroAt(value: unknown, path: readonly string[], depth: number): void {

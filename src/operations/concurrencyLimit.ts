@@ -7,11 +7,19 @@ export class ConcurrencyLimit {
   private running = 0;
   private readonly waiting: Array<() => void> = [];
 
-  /** `limit` is read at each use (the backend's sessions may change); at least 1. */
+  private current = 1;
+  private readAt = -Infinity;
+
+  /** `limitNow` is read again at most once a second (the backend's sessions may change); the limit is at least 1. */
   constructor(private readonly limitNow: () => number) {}
 
   get limit(): number {
-    return Math.max(1, this.limitNow());
+    const now = performance.now();
+    if (now - this.readAt >= 1000) {
+      this.current = Math.max(1, this.limitNow());
+      this.readAt = now;
+    }
+    return this.current;
   }
 
   async run<T>(work: () => Promise<T>): Promise<T> {

@@ -68,11 +68,22 @@ export function unpooled<T>(value: T, copies?: Uint8Array[]): T {
     copies?.push(own);
     return own as T;
   }
-  if (Array.isArray(value)) return value.map((v) => unpooled(v, copies)) as T;
+  // Arrays and plain objects are copied only when something in them was (every call passes here).
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    value.forEach((v, i) => {
+      const own = unpooled(v, copies);
+      if (own !== v) (out ??= [...value])[i] = own;
+    });
+    return (out ?? value) as T;
+  }
   if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = unpooled(v, copies);
-    return out as T;
+    let out: Record<string, unknown> | undefined;
+    for (const [k, v] of Object.entries(value)) {
+      const own = unpooled(v, copies);
+      if (own !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = own;
+    }
+    return (out ?? value) as T;
   }
   return value;
 }

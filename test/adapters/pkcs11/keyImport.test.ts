@@ -402,6 +402,19 @@ describe('wrapped import: the start-up probe, and secret results crossing thread
     expect(out.b).toBe(own);
     expect(out.n).toBe(1);
   });
+
+  it('unpooled: lists the copies it made (for the caller to wipe once posted), and leaves a value with nothing to copy as it is', () => {
+    const view = Buffer.from(Buffer.alloc(64, 9).buffer, 8, 16);
+    const copies: Uint8Array[] = [];
+    const args = [{ name: 'k', version: 1 }, 'ES256', { kind: 'message', data: view }];
+    const out = unpooled(args, copies);
+    expect(copies).toHaveLength(1);
+    expect((out[2] as { data: Buffer }).data).toBe(copies[0]);
+    expect(out[0]).toBe(args[0]);
+    const whole = [{ name: 'k' }, 'ES256', { kind: 'message', data: Buffer.alloc(16) }];
+    expect(unpooled(whole, copies)).toBe(whole);
+    expect(copies).toHaveLength(1);
+  });
 });
 
 /** A TDES key whose first and last 8-byte parts are the same DES key (`parity`: one with odd parity, the other with even). */

@@ -13,7 +13,7 @@
  * reference in keys.bench.ts.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { jws, refLogger, transfer, type Req } from './mojaloopReference.js';
 import { pino } from 'pino';
 import type { Backend } from '../src/backend/port.js';
 import { FspiopService } from '../src/fspiop/fspiopService.js';
@@ -22,34 +22,12 @@ import { KeyService } from '../src/operations/keyService.js';
 import { openBenchBackends } from './backends.js';
 import { CONCURRENCY, Report, SECONDS, measure, type Row } from './measure.js';
 
-const require = createRequire(import.meta.url);
-interface Req { method?: string; uri?: string; headers: Record<string, string>; body: unknown }
-const jws = require('@mojaloop/sdk-standard-components/src/lib/jws') as {
-  signer: new (c: { signingKey: string; logger: unknown }) => { sign(r: Req): void };
-  validator: new (c: { validationKeys: Record<string, string>; logger: unknown }) => { validate(r: Req): true };
-};
-const quiet = { debug() {}, info() {}, warn() {}, error() {}, isDebugEnabled: false };
-const refLogger = { child: () => quiet };
 const logger = pino({ level: 'silent' });
 
 const MESSAGES = 64;
 const report = new Report('the reference');
 const print = (row: Row) => report.print(row);
 const rows = report.rows;
-
-function transfer(i: number) {
-  return {
-    transferId: `0a3c5d2e-7f3b-4a4e-9b8e-${String(i).padStart(12, '0')}`,
-    payerFsp: 'payerfsp',
-    payeeFsp: 'payeefsp',
-    amount: { currency: 'USD', amount: `${100 + i}.45` },
-    ilpPacket: 'AYIBgQAAAAAAAASwNGxldmVsb25lLmRmc3AxLm1lci45OGZmYmU'.repeat(8),
-    condition: 'f5sqb7tBTWPd5Y8BDFdMm9BJR_MNI4isf8p8n4D5pHA',
-    expiration: '2026-12-31T23:59:59.999Z',
-    extensionList: { extension: [{ key: 'note', value: `message ${i}` }] },
-  };
-}
-
 
 async function main(): Promise<void> {
   console.log(`FSPIOP bench: node ${process.version}, ${SECONDS}s per case, our sign with ${CONCURRENCY} in flight\n`);

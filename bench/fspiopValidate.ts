@@ -7,33 +7,12 @@
  * over; the service gets the bytes.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { jws, refLogger, transfer, type Req } from './mojaloopReference.js';
 import type { GrpcClient, RestClient } from './clients.js';
 import { batchOutputs, grpcItemError, restItemError } from './keyOperations.js';
 
-const require = createRequire(import.meta.url);
-interface Req { method?: string; uri?: string; headers: Record<string, string>; body: unknown }
-const jws = require('@mojaloop/sdk-standard-components/src/lib/jws') as {
-  signer: new (c: { signingKey: string; logger: unknown }) => { sign(r: Req): void };
-  validator: new (c: { validationKeys: Record<string, string>; logger: unknown }) => { validate(r: Req): true };
-};
-const quiet = { debug() {}, info() {}, warn() {}, error() {}, isDebugEnabled: false };
-const refLogger = { child: () => quiet };
 
 const MESSAGES = 64;
-
-function transfer(i: number) {
-  return {
-    transferId: `0a3c5d2e-7f3b-4a4e-9b8e-${String(i).padStart(12, '0')}`,
-    payerFsp: 'payerfsp',
-    payeeFsp: 'payeefsp',
-    amount: { currency: 'USD', amount: `${100 + i}.45` },
-    ilpPacket: 'AYIBgQAAAAAAAASwNGxldmVsb25lLmRmc3AxLm1lci45OGZmYmU'.repeat(8),
-    condition: 'f5sqb7tBTWPd5Y8BDFdMm9BJR_MNI4isf8p8n4D5pHA',
-    expiration: '2026-12-31T23:59:59.999Z',
-    extensionList: { extension: [{ key: 'note', value: `message ${i}` }] },
-  };
-}
 
 export interface ValidateCall {
   readonly name: string;

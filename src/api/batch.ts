@@ -20,7 +20,7 @@ import { checkJsonDepth } from '../json/depth.js';
 import { isStrictBase64 } from './base64.js';
 import { permissionOf, type JsonSchema, type KeyUse, type Operation, type ServicesFor } from './declaration.js';
 import { jsonFieldPaths, valueAt } from './jsonFields.js';
-import { describeSchemaIssue, type SchemaIssue } from './schemaIssues.js';
+import { describeSchemaIssue, REQUEST_AJV_OPTIONS, type SchemaIssue } from './schemaIssues.js';
 import { zeroFields } from './secretFields.js';
 import { errorEnvelopeSchema } from './schemas.js';
 
@@ -277,6 +277,6 @@ function itemValidator(schema: JsonSchema): (item: unknown) => unknown {
 
 let ajv: Ajv | undefined;
 function itemAjv(): Ajv {
-  ajv ??= new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, formats: { byte: isStrictBase64 } });
+  ajv ??= new Ajv({ ...REQUEST_AJV_OPTIONS, formats: { byte: isStrictBase64 } });
   return ajv;
 }

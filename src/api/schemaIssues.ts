@@ -6,6 +6,9 @@
 import { excerpt } from '../errors.js';
 import { patternMeanings } from './schemas.js';
 
+/** How requests are checked against their schemas, by fastify and for a batch's items alike: nothing coerced, added or removed; the first issue only. */
+export const REQUEST_AJV_OPTIONS = { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } as const;
+
 export interface SchemaIssue {
   keyword: string;
   instancePath: string;

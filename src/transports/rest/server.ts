@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { parseKeyName } from '../../keys/names.js';
 import { Pipeline, servedOperations, type PipelineStages, type Services } from '../../api/index.js';
 import { isStrictBase64 } from '../../api/base64.js';
+import { REQUEST_AJV_OPTIONS } from '../../api/schemaIssues.js';
 import type { KeyService } from '../../operations/keyService.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { OpenApiCollector } from './openapi.js';
@@ -78,7 +79,7 @@ export async function buildRestServer(opts: RestServerOptions): Promise<FastifyI
     // Its answer passes no route hooks (onSend below): the request id is set here.
     frameworkErrors: (error, request, reply) => void errorHandler(error, request, reply.header(REQUEST_ID_HEADER, request.id)),
     ajv: {
-      customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
+      customOptions: { ...REQUEST_AJV_OPTIONS },
       // After ajv-formats, whose own 'byte' requires padding and accepts non-canonical text.
       onCreate: (ajv) => {
         ajv.addFormat('byte', { type: 'string', validate: isStrictBase64 });

@@ -2,6 +2,7 @@
  * The service's REST and gRPC transports on one software backend, with the audit stage on a real
  * trail file and a test identity stage that names the caller by transport; the log lines of both.
  */
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { softwareBackendFactory } from '../../adapters/software/index.js';
 import type { PipelineStages } from '../../src/api/stages.js';
 import { openStages } from '../../src/api/stages.js';
 import type { AuditConfig } from '../../src/audit/config.js';
+import type { OperationRecord } from '../../src/audit/record.js';
 import { openAudit } from '../../src/audit/index.js';
 import { hashLine } from '../../src/audit/record.js';
 import { runHsmb } from '../../src/cli/commands.js';
@@ -189,4 +191,14 @@ export function rewriteAfterEdit(lines: readonly string[], at: number): string[]
     newHash.set(record.seq, hashLine(rewritten[i]!));
   }
   return rewritten;
+}
+
+/** The operation records in an audit file, once the trail writing it has flushed. */
+export async function operationRecordsIn(trail: { flush(): Promise<void> }, file: string): Promise<OperationRecord[]> {
+  await trail.flush();
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as { type: string })
+    .filter((record): record is OperationRecord => record.type === 'operation');
 }

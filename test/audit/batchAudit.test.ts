@@ -12,7 +12,7 @@ import type { OperationRecord } from '../../src/audit/record.js';
 import { publicPemOf } from '../fspiop/support.js';
 import { capturedLogger, grpcCaller, startAccessServers, tempDir, tokenIssuer, writeJson, AUDIENCE, ISSUER, type AccessServers, type BackendName, type GrpcCaller, type TokenIssuer } from '../identity/accessSupport.js';
 import { toRest, type Item } from '../transports/batchFixture.js';
-import { trailOptions } from './auditFixture.js';
+import { operationRecordsIn, trailOptions } from './auditFixture.js';
 
 const policyText = `
 principals:
@@ -89,14 +89,7 @@ afterAll(async () => {
   files.remove();
 });
 
-async function operationRecords(target: Target): Promise<OperationRecord[]> {
-  await target.servers.audit!.trail.flush();
-  return readFileSync(target.auditFile, 'utf8')
-    .split('\n')
-    .filter((line) => line !== '')
-    .map((line) => JSON.parse(line) as { type: string })
-    .filter((record): record is OperationRecord => record.type === 'operation');
-}
+const operationRecords = (target: Target) => operationRecordsIn(target.servers.audit!.trail, target.auditFile);
 
 for (const wire of ['rest', 'grpc'] as const) {
   describe.each(['software', 'SoftHSM'] as const)(`batches over ${wire === 'rest' ? 'REST' : 'gRPC'} on %s, with a policy and an audit trail`, (backend) => {

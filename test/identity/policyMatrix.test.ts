@@ -9,14 +9,13 @@
  * key or participant, or changes state), and none otherwise. Then: the policy can't be bypassed through kids, whoami,
  * reloads.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { CompactEncrypt, CompactSign, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { permissionOf } from '../../src/api/declaration.js';
 import { operations } from '../../src/api/operations/index.js';
 import { isAudited } from '../../src/audit/stage.js';
-import type { OperationRecord } from '../../src/audit/record.js';
-import { trailOptions } from '../audit/auditFixture.js';
+import { operationRecordsIn, trailOptions } from '../audit/auditFixture.js';
 import { capturedLogger, grpcCaller, startAccessServers, tempDir, tokenIssuer, writeJson, AUDIENCE, ISSUER, type AccessServers, type BackendName, type GrpcCaller, type GrpcServiceName, type TokenIssuer } from './accessSupport.js';
 
 const policyText = `
@@ -211,14 +210,7 @@ const transports = [
 ] as const;
 
 /** The operation records of a target's audit trail, once every queued record is written. */
-async function operationRecords(target: Target): Promise<OperationRecord[]> {
-  await target.servers.audit!.trail.flush();
-  return readFileSync(target.auditFile, 'utf8')
-    .split('\n')
-    .filter((line) => line !== '')
-    .map((line) => JSON.parse(line) as { type: string })
-    .filter((record): record is OperationRecord => record.type === 'operation');
-}
+const operationRecords = (target: Target) => operationRecordsIn(target.servers.audit!.trail, target.auditFile);
 
 /** What one call of the matrix must have left in the trail. */
 interface Expected {

@@ -212,6 +212,7 @@ async function runItems<In, Out>(batch: BatchInput<In>, workers: number, run: (i
     while (stop === undefined && next < batch.items.length) {
       const i = next++;
       const item = batch.items[i]!;
+      if ('failed' in item && failsTheRequest.has(item.failed.code)) stop ??= item.failed; // a bug in reading it
       results[i] = 'failed' in item ? item : await runOne(item.input);
       if (performance.now() - lastTurn > TURN_EVERY_MS) {
         await setImmediate();

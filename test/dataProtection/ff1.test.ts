@@ -1,0 +1,85 @@
+/**
+ * FF1 against the NIST SP 800-38G samples (AES-128, -192, -256; radix 10 and 36), with AES-ECB from
+ * node:crypto standing in for the backend, and the properties a caller relies on: decryption inverts,
+ * the format is kept, values of different lengths go together in one call, FF1's limits are refused.
+ */
+import { createCipheriv, randomBytes, randomInt } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ff1, minLength, type Ecb } from '../../src/dataProtection/ff1.js';
+
+const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
+const numerals = (text: string) => [...text].map((c) => ALPHABET.indexOf(c));
+const text = (values: readonly number[]) => values.map((n) => ALPHABET[n]).join('');
+
+/** AES-ECB with `keyHex`, counting its calls. */
+function aesEcb(keyHex: string): Ecb & { calls: number } {
+  const key = Buffer.from(keyHex, 'hex');
+  const ecb = Object.assign(
+    async (blocks: Buffer) => {
+      ecb.calls++;
+      const cipher = createCipheriv(`aes-${key.length * 8}-ecb`, key, null).setAutoPadding(false);
+      return Buffer.concat([cipher.update(blocks), cipher.final()]);
+    },
+    { calls: 0 },
+  );
+  return ecb;
+}
+
+const K128 = '2B7E151628AED2A6ABF7158809CF4F3C';
+const K192 = '2B7E151628AED2A6ABF7158809CF4F3CEF4359D8D580AA4F';
+const K256 = '2B7E151628AED2A6ABF7158809CF4F3CEF4359D8D580AA4F7F036D6F04FC6A94';
+
+const samples = [
+  { sample: 1, key: K128, radix: 10, plaintext: '0123456789', tweak: '', ciphertext: '2433477484' },
+  { sample: 2, key: K128, radix: 10, plaintext: '0123456789', tweak: '39383736353433323130', ciphertext: '6124200773' },
+  { sample: 3, key: K128, radix: 36, plaintext: '0123456789abcdefghi', tweak: '3737373770717273373737', ciphertext: 'a9tv40mll9kdu509eum' },
+  { sample: 4, key: K192, radix: 10, plaintext: '0123456789', tweak: '', ciphertext: '2830668132' },
+  { sample: 5, key: K192, radix: 10, plaintext: '0123456789', tweak: '39383736353433323130', ciphertext: '2496655549' },
+  { sample: 6, key: K192, radix: 36, plaintext: '0123456789abcdefghi', tweak: '3737373770717273373737', ciphertext: 'xbj3kv35jrawxv32ysr' },
+  { sample: 7, key: K256, radix: 10, plaintext: '0123456789', tweak: '', ciphertext: '6657667009' },
+  { sample: 8, key: K256, radix: 10, plaintext: '0123456789', tweak: '39383736353433323130', ciphertext: '1001623463' },
+  { sample: 9, key: K256, radix: 36, plaintext: '0123456789abcdefghi', tweak: '3737373770717273373737', ciphertext: 'xs8a0azh2avyalyzuwd' },
+];
+
+describe('FF1 (SP 800-38G)', () => {
+  it.each(samples)('NIST sample $sample: encrypts to the published ciphertext and decrypts back', async ({ key, radix, plaintext, tweak, ciphertext }) => {
+    const ecb = aesEcb(key);
+    const t = Buffer.from(tweak, 'hex');
+    const [encrypted] = await ff1('encrypt', ecb, radix, t, [numerals(plaintext)]);
+    expect(text(encrypted!)).toBe(ciphertext);
+    const [decrypted] = await ff1('decrypt', ecb, radix, t, [numerals(ciphertext)]);
+    expect(text(decrypted!)).toBe(plaintext);
+  });
+
+  it('values of different lengths in one call: each as if alone, in one AES call per step of a round', async () => {
+    const ecb = aesEcb(K128);
+    const tweak = Buffer.from('39383736353433323130', 'hex');
+    const msisdns = Array.from({ length: 50 }, () => Array.from({ length: randomInt(10, 16) }, () => randomInt(10)));
+    const together = await ff1('encrypt', ecb, 10, tweak, msisdns);
+    const calls = ecb.calls;
+    for (const [i, msisdn] of msisdns.entries()) expect((await ff1('encrypt', ecb, 10, tweak, [msisdn]))[0]).toEqual(together[i]);
+    // P || Q is two blocks for these lengths and S one: two AES calls a round, for all 50 values.
+    expect(calls).toBe(20);
+    expect(together.map((v) => v.length)).toEqual(msisdns.map((v) => v.length));
+    expect(await ff1('decrypt', ecb, 10, tweak, together)).toEqual(msisdns);
+  });
+
+  it('round trips random values of radix 36 with a long tweak (S over more than one block)', async () => {
+    const ecb = aesEcb(randomBytes(32).toString('hex'));
+    const tweak = randomBytes(40);
+    const values = Array.from({ length: 10 }, () => Array.from({ length: randomInt(30, 80) }, () => randomInt(36)));
+    const encrypted = await ff1('encrypt', ecb, 36, tweak, values);
+    expect(encrypted).not.toEqual(values);
+    expect(await ff1('decrypt', ecb, 36, tweak, encrypted)).toEqual(values);
+  });
+
+  it('refuses what FF1 does not take, naming it: a domain under one million, a numeral outside the radix, a bad radix', async () => {
+    const ecb = aesEcb(K128);
+    expect(minLength(10)).toBe(6);
+    expect(minLength(36)).toBe(4);
+    await expect(ff1('encrypt', ecb, 10, Buffer.alloc(0), [numerals('12345')])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('at least 6 characters') });
+    await expect(ff1('encrypt', ecb, 10, Buffer.alloc(0), [numerals('12345a')])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('outside radix 10') });
+    await expect(ff1('encrypt', ecb, 1, Buffer.alloc(0), [[0, 0, 0, 0, 0, 0]])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(ecb.calls).toBe(0);
+  });
+});

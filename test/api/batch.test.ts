@@ -14,7 +14,7 @@ import { startApp } from '../../src/app.js';
 import { loadServiceConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
-import { openStages, type Outcome } from '../../src/api/stages.js';
+import { openStages, type Outcome, type PipelineStages } from '../../src/api/stages.js';
 import { createSoftwareBackendConfig } from '../helpers/software.js';
 import { connect, expectGrpcError } from '../transports/grpc/grpcClient.js';
 import { permissionOf } from '../../src/api/declaration.js';
@@ -145,23 +145,37 @@ describe('secrets of batches are zeroed as the single operation\'s are (software
   }
 });
 
+/** REST and gRPC on a fresh software backend (seen through `wrap`, if given) with `stages`, for `use`; all closed after. */
+async function onSoftware(stages: Partial<PipelineStages>, use: (served: Served) => Promise<void>, wrap: (backend: Backend) => Backend = (b) => b): Promise<void> {
+  const opened = await restTargets.find((t) => t.label === 'software')!.open();
+  const served = await serve(wrap(opened.backend), { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, maxRequestBytes: 64 * 1024, stages: { ...openStages, ...stages } });
+  try {
+    await use(served);
+  } finally {
+    await served.close();
+    await opened.backend.close();
+    await opened.cleanup();
+  }
+}
+
 describe('a batch stopped by an HSM that goes away mid-way (software backend)', () => {
   it('fails as a whole with BACKEND_UNAVAILABLE, and the plaintexts already decrypted are zeroed', async () => {
-    const opened = await restTargets.find((t) => t.label === 'software')!.open();
-    const watch = watching(opened.backend);
+    let watch!: ReturnType<typeof watching>;
     // The first two decrypts succeed; every later one meets an HSM that is gone.
     let decrypts = 0;
-    const failing = new Proxy(watch.backend, {
-      get(target, property) {
-        const value: unknown = Reflect.get(target, property, target);
-        if (property !== 'decrypt') return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-        return (...args: Parameters<Backend['decrypt']>) =>
-          ++decrypts <= 2 ? target.decrypt(...args) : Promise.reject(new HsmBridgeError('BACKEND_UNAVAILABLE', 'the HSM is gone (test)'));
-      },
-    });
+    const failing = (backend: Backend) => {
+      watch = watching(backend);
+      return new Proxy(watch.backend, {
+        get(target, property) {
+          const value: unknown = Reflect.get(target, property, target);
+          if (property !== 'decrypt') return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+          return (...args: Parameters<Backend['decrypt']>) =>
+            ++decrypts <= 2 ? target.decrypt(...args) : Promise.reject(new HsmBridgeError('BACKEND_UNAVAILABLE', 'the HSM is gone (test)'));
+        },
+      });
+    };
     const outcomes: Outcome[] = [];
-    const served = await serve(failing, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, maxRequestBytes: 64 * 1024, stages: { ...openStages, audit: async (o) => void outcomes.push(o) } });
-    try {
+    await onSoftware({ audit: async (o) => void outcomes.push(o) }, async (served) => {
       await served.service.createKey({ name: 'midway-aes', type: 'AES_256' });
       for (const wire of served.wires) {
         decrypts = 0;
@@ -183,20 +197,14 @@ describe('a batch stopped by an HSM that goes away mid-way (software backend)', 
         expect((details.succeeded as number) + (details.failed as number) + (details.notRun as number)).toBe(12);
         expect(details.errorCodes).toBe(`BACKEND_UNAVAILABLE:${details.failed}`);
       }
-    } finally {
-      await served.close();
-      await opened.backend.close();
-      await opened.cleanup();
-    }
+    }, failing);
   });
 });
 
 describe('whole-request refusals and audit details (software backend)', () => {
   it('a batch on a malformed key name is INVALID_ARGUMENT as a whole; an audit record lists 64 failed items, then how many more', async () => {
     const outcomes: Outcome[] = [];
-    const opened = await restTargets.find((t) => t.label === 'software')!.open();
-    const served = await serve(opened.backend, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, maxRequestBytes: 64 * 1024, stages: { ...openStages, audit: async (o) => void outcomes.push(o) } });
-    try {
+    await onSoftware({ audit: async (o) => void outcomes.push(o) }, async (served) => {
       await served.service.createKey({ name: 'details-ec', type: 'EC_P256' });
       for (const wire of served.wires) {
         const malformed = await wire.batch('sign', 'bad name!', [{ message: Buffer.from('a') }]);
@@ -210,20 +218,14 @@ describe('whole-request refusals and audit details (software backend)', () => {
         expect(listed.slice(0, 2)).toEqual(['0:UNSUPPORTED_ALGORITHM', '1:UNSUPPORTED_ALGORITHM']);
         expect(listed.at(-1)).toBe('+6');
       }
-    } finally {
-      await served.close();
-      await opened.backend.close();
-      await opened.cleanup();
-    }
+    });
   });
 });
 
 describe('metrics of batches (software backend)', () => {
   it('one operation sample per batch request, under the batch\'s name, never one per item', async () => {
     const metrics = createMetrics({ keyLabels: false });
-    const opened = await restTargets.find((t) => t.label === 'software')!.open();
-    const served = await serve(opened.backend, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, maxRequestBytes: 64 * 1024, stages: { ...openStages, observe: metrics.observe } });
-    try {
+    await onSoftware({ observe: metrics.observe }, async (served) => {
       await served.service.createKey({ name: 'metrics-ec', type: 'EC_P256' });
       await served.service.createKey({ name: 'metrics-hmac', type: 'HMAC_256' });
       const [rest, grpc] = served.wires;
@@ -236,11 +238,7 @@ describe('metrics of batches (software backend)', () => {
       expect(text).toContain('hsmb_operation_duration_seconds_count{operation="keys.signBatch",transport="rest",code="KEY_NOT_FOUND"} 1');
       expect(text).toContain('hsmb_operation_duration_seconds_count{operation="keys.macBatch",transport="grpc",code="OK"} 1');
       expect(text).not.toMatch(/operation="keys\.(sign|mac)"/);
-    } finally {
-      await served.close();
-      await opened.backend.close();
-      await opened.cleanup();
-    }
+    });
   });
 });
 

@@ -47,8 +47,13 @@ beforeAll(async () => {
     access: { allowUnauthenticated: true },
     backend: { type: 'pkcs11', pkcs11: { library: token.library, tokenLabel: token.tokenLabel, pinEnv: token.pinEnv, sessionPoolSize: 8, maxQueuedRequests: 256 } },
   };
-  const started = await Promise.all([0, 1].map(() => startServiceProcess({ config, hardDeadlineMs: 5 * 60_000 })));
-  replicas.push(...started.map((service) => ({ service, url: service.restUrl })));
+  // One after the other: SoftHSM's file store reads the token directory at C_Initialize, and a process that
+  // reads it while another rewrites the token's files can miss the token altogether (seen in CI: "no token
+  // labelled ... is present"). A hardware HSM has no such window; the replicas' concurrency is in the test.
+  for (let i = 0; i < 2; i++) {
+    const service = await startServiceProcess({ config, hardDeadlineMs: 5 * 60_000 });
+    replicas.push({ service, url: service.restUrl });
+  }
 }, 2 * START_TIMEOUT_MS);
 
 afterAll(async () => {

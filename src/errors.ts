@@ -39,6 +39,8 @@ const table = {
   PERMISSION_DENIED: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED },
   KEY_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND },
   KEY_VERSION_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND },
+  /** The version is below the key's minDecryptionVersion: it exists but is retired from use. */
+  KEY_VERSION_RETIRED: { http: 409, grpc: GrpcStatus.FAILED_PRECONDITION },
   /** No such route (REST only). */
   NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND },
   KEY_ALREADY_EXISTS: { http: 409, grpc: GrpcStatus.ALREADY_EXISTS },

@@ -133,6 +133,9 @@ export function algorithmsFor(type: KeyType, purpose: KeyPurpose): string[] {
     pin: {},
     bdk: {},
     kbpk: {},
+    // Tokens are HMAC-SHA-256 and nothing else; FF1 is AES through the backend's single-block encryption.
+    tokenize: { HMAC_SHA256: macAlgorithms.HMAC_SHA256 },
+    fpe: { FF1: { family: 'aes' } },
   };
   const table = tables[purpose];
   return Object.entries(table).filter(([, info]) => fits(info)).map(([name]) => name);

@@ -135,6 +135,8 @@ export interface Capabilities {
   readonly keyAgreement: readonly KeyType[];
   readonly payment: PaymentCapabilities;
   readonly keyImport: KeyImportCapabilities;
+  /** encryptBlocks works on AES keys of purpose fpe (FF1's AES, src/dataProtection/ff1.ts), and such keys can be made. */
+  readonly fpe: boolean;
 }
 
 export interface BackendHealth {
@@ -173,6 +175,18 @@ export interface Backend {
   destroyKey(name: KeyName): Promise<void>;
   describeKey(name: KeyName): Promise<KeyMetadata>;
   listKeys(): Promise<KeyMetadata[]>;
+  /**
+   * Stores the key's minDecryptionVersion (see KeyMetadata): versions below it are retired, not destroyed.
+   * The core has checked that the version exists and is at most the primary one. It survives rotation,
+   * disabling and reopening, and other replicas read it with the key.
+   */
+  setMinDecryptionVersion(name: KeyName, version: KeyVersion): Promise<KeyMetadata>;
+  /**
+   * Destroys, for good, every version below the key's stored minDecryptionVersion (read atomically with the
+   * destroy, so that a lowering by another replica is never overtaken) and answers what is left. Nothing
+   * to destroy is not an error.
+   */
+  trimKey(name: KeyName): Promise<KeyMetadata>;
 
   // Operations. The key is resolved and checked by the core; see the file comment.
   sign(key: KeyRef, algorithm: SignAlgorithm, input: SignInput): Promise<Buffer>;
@@ -199,7 +213,10 @@ export interface Backend {
   // (ISO 9564 PIN blocks, key check values, X9.24 DUKPT, TR-31) and never offers them as API operations:
   // an ECB oracle on a PIN key would undo what the key is for. A backend that serves no payment keys
   // refuses to create them and answers these with UNSUPPORTED_BY_BACKEND.
-  /** ECB encryption of whole blocks (8 bytes for TDES, 16 for AES; the core checks). */
+  /**
+   * ECB encryption of whole blocks (8 bytes for TDES, 16 for AES; the core checks). Also on AES keys of
+   * purpose fpe when capabilities().fpe: FF1 (src/dataProtection/ff1.ts) is built on it, many blocks a call.
+   */
   encryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer>;
   /** ECB decryption of whole blocks. The result may be secret (a clear PIN block): the caller zeroes it. */
   decryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer>;

@@ -20,13 +20,15 @@ export const keyTypes = {
   EC_P256: { family: 'ec', curve: 'P-256', nodeCurve: 'prime256v1', curveOid: '06082a8648ce3d030107', bits: 256, purposes: ['sign', 'agree'] },
   EC_P384: { family: 'ec', curve: 'P-384', nodeCurve: 'secp384r1', curveOid: '06052b81040022', bits: 384, purposes: ['sign', 'agree'] },
   ED25519: { family: 'okp', curve: 'Ed25519', curveOid: '06032b6570', bits: 256, purposes: ['sign'] },
-  AES_128: { family: 'aes', bits: 128, purposes: ['encrypt', 'wrap', ...paymentPurposes] },
-  AES_256: { family: 'aes', bits: 256, purposes: ['encrypt', 'wrap', ...paymentPurposes] },
+  AES_128: { family: 'aes', bits: 128, purposes: ['encrypt', 'wrap', ...paymentPurposes, 'fpe'] },
+  /** For FF1 only (SP 800-38G allows every AES key length). */
+  AES_192: { family: 'aes', bits: 192, purposes: ['fpe'] },
+  AES_256: { family: 'aes', bits: 256, purposes: ['encrypt', 'wrap', ...paymentPurposes, 'fpe'] },
   /** Double-length TDES (K1, K2, K1): the payment world's usual key. TDES keys are payment keys only. */
   TDES_2KEY: { family: 'tdes', bits: 128, purposes: paymentPurposes },
   TDES_3KEY: { family: 'tdes', bits: 192, purposes: paymentPurposes },
-  /** A 256-bit generic secret for HMAC. */
-  HMAC_256: { family: 'hmac', bits: 256, purposes: ['mac'] },
+  /** A 256-bit generic secret for HMAC: MACs, or pseudonymisation tokens. */
+  HMAC_256: { family: 'hmac', bits: 256, purposes: ['mac', 'tokenize'] },
 } as const satisfies Record<string, KeyTypeInfo>;
 
 export type KeyType = keyof typeof keyTypes;
@@ -40,13 +42,16 @@ export type KeyFamily = 'rsa' | 'ec' | 'okp' | 'aes' | 'tdes' | 'hmac';
  *   an RSA key of purpose wrap is the service's import wrapping key, which only unwraps imported keys (BYOK);
  * pin = a PIN encryption key (TPK, ZPK): enciphers ISO 9564 PIN blocks, nothing else;
  * bdk = a DUKPT base derivation key: derives the terminals' transaction keys (X9.24), nothing else;
- * kbpk = a key block protection key: wraps and unwraps TR-31 / X9.143 key blocks, nothing else.
+ * kbpk = a key block protection key: wraps and unwraps TR-31 / X9.143 key blocks, nothing else;
+ * tokenize = an HMAC key that makes pseudonymisation tokens (src/dataProtection/tokens.ts), nothing else;
+ * fpe = an AES key for FF1 format-preserving encryption (src/dataProtection/ff1.ts): the backend encrypts
+ *   single blocks with it (AES-ECB, encryptBlocks), which FF1 needs in both directions, and nothing else.
  * A TDES or AES key of purpose mac computes ISO 9797-1 MACs and CMACs.
  * A data key never wraps and a wrapping key never encrypts data: a key that did both would let whoever
  * can wrap a key of their choosing then decrypt with it (on tokens that allow that) or vice versa.
  */
-export type KeyPurpose = 'sign' | 'encrypt' | 'mac' | 'agree' | 'wrap' | 'pin' | 'bdk' | 'kbpk';
-export const keyPurposes: readonly KeyPurpose[] = ['sign', 'encrypt', 'mac', 'agree', 'wrap', 'pin', 'bdk', 'kbpk'];
+export type KeyPurpose = 'sign' | 'encrypt' | 'mac' | 'agree' | 'wrap' | 'pin' | 'bdk' | 'kbpk' | 'tokenize' | 'fpe';
+export const keyPurposes: readonly KeyPurpose[] = ['sign', 'encrypt', 'mac', 'agree', 'wrap', 'pin', 'bdk', 'kbpk', 'tokenize', 'fpe'];
 
 /** Purposes whose keys exist for payment schemes; their keys carry a key check value (KCV). */
 export function isPaymentPurpose(purpose: KeyPurpose): boolean {
@@ -247,6 +252,11 @@ export interface KeyMetadata {
   readonly keyUsage?: KeyUsage;
   /** The version that signs, encrypts and MACs: the newest. Older versions still verify and decrypt. */
   readonly primaryVersion: KeyVersion;
+  /**
+   * Versions below it are retired: they exist but do nothing (KEY_VERSION_RETIRED), until it is lowered
+   * again or they are trimmed (destroyed). Absent means none is retired. At most primaryVersion.
+   */
+  readonly minDecryptionVersion?: KeyVersion;
   /** Every version that exists, oldest first. */
   readonly versions: readonly KeyVersionInfo[];
 }

@@ -168,7 +168,7 @@ export class KeyService {
     if (purpose === 'wrap' && keyTypes[type].family === 'rsa') {
       throw new HsmBridgeError('INCOMPATIBLE_KEY', 'an RSA key of purpose wrap is the service\'s own import wrapping key (GET /v1/wrapping-key): it is not created through the API');
     }
-    const offered: readonly string[] = [...this.caps.sign, ...this.caps.encrypt, ...this.caps.mac, ...(this.caps.keyAgreement.includes(type) ? ['ECDH'] : [])];
+    const offered: readonly string[] = [...this.caps.sign, ...this.caps.encrypt, ...this.caps.mac, ...(this.caps.keyAgreement.includes(type) ? ['ECDH'] : []), ...(this.caps.fpe ? ['FF1'] : [])];
     if (!algorithmsFor(type, purpose).some((a) => offered.includes(a))) {
       throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend offers no algorithm a ${type} key of purpose ${purpose} could use`);
     }

@@ -27,7 +27,7 @@ import { notNull, type Handle, type Pkcs11Api } from '../module.js';
 import { OaepDecryption } from '../oaepDecryption.js';
 import { macInToken } from '../paymentMacs.js';
 import { readPublicKeySpki } from '../publicKey.js';
-import { commitRevision, commitWithObjects, destroyQuietly, destroySessionObject, removeKeyObjects, removeMetadata, requireMetadata, requireSettled, settledCurrent } from '../revisions.js';
+import { commitRevision, commitWithObjects, destroyQuietly, destroySessionObject, isAbandoned, removeKeyObjects, removeMetadata, requireMetadata, requireSettled, settledCurrent } from '../revisions.js';
 import type { DerivedKey } from '../sessionObjects.js';
 import { makeVersionObjects, type TokenTraits } from '../versionObjects.js';
 import type { ConflictResult, TokenLog } from './protocol.js';
@@ -192,14 +192,18 @@ export class KeyOperations {
     const base = requireSettled(api, session, name);
     if (base === CONFLICT) return conflict();
     const min = base.record.minDecryptionVersion ?? 1;
-    const kept = Object.entries(base.record.versions).filter(([v]) => Number(v) >= min);
-    if (kept.length < Object.keys(base.record.versions).length) {
-      const committed = await commitRevision(api, session, name, base, { ...base.record, versions: Object.fromEntries(kept) });
+    const entries = Object.entries(base.record.versions);
+    const doomed = new Set(entries.filter(([v]) => Number(v) < min).map(([, listed]) => listed.id));
+    if (doomed.size > 0) {
+      const committed = await commitRevision(api, session, name, base, { ...base.record, versions: Object.fromEntries(entries.filter(([v]) => Number(v) >= min)) });
       if (!committed) return conflict();
     }
-    // Every object numbered below the minimum goes, listed or not: also what an interrupted trim left behind
-    // (the base revision, kept until the next change, still lists them; its readers find the versions gone).
-    for (const o of findKeyObjects(api, session, name)) if (o.parsed.version < min) destroyQuietly(api, session, o.handle);
+    // The base revision, kept until the next change, still lists them: its readers find the versions gone.
+    // Older objects below the minimum that nothing lists are what an interrupted trim left behind; young
+    // ones may be a create's on another replica (the key destroyed and made again meanwhile), and stay.
+    for (const o of findKeyObjects(api, session, name)) {
+      if (o.parsed.version < min && (doomed.has(o.id) || isAbandoned(o, doomed))) destroyQuietly(api, session, o.handle);
+    }
     this.handles.forget(name);
     return this.describe(name);
   }

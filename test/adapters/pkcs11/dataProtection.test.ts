@@ -14,7 +14,8 @@ import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeAllowedMechanisms } from '../../../adapters/pkcs11/allowedMechanisms.js';
 import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
-import { parseObjectId } from '../../../adapters/pkcs11/keyObjects.js';
+import { newKeyObjectId, parseObjectId } from '../../../adapters/pkcs11/keyObjects.js';
+import { ORPHAN_GRACE_MS } from '../../../adapters/pkcs11/revisions.js';
 import type { Backend, KeyRef } from '../../../src/backend/port.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../../src/keys/names.js';
 import type { KeyMetadata, KeyPurpose, KeyType } from '../../../src/keys/types.js';
@@ -211,6 +212,24 @@ describe('retired versions and trimming in the token', () => {
     // The kept version still has its companion: a DUKPT derivation needs it.
     const derived = await one.deriveDukptKey(ref(meta, 3), { scheme: 'tdes', ksn: Buffer.from('FFFF9876543210E00001', 'hex') });
     await one.releaseTransientKey(derived);
+  });
+
+  it('a trim also removes old unlisted objects below the minimum (an interrupted trim\'s), not young ones (a create elsewhere may own them)', async () => {
+    let meta = await one.createKey({ name: fresh('leftovers'), type: 'HMAC_256', purpose: 'mac' });
+    for (let i = 0; i < 2; i++) meta = await one.rotateKey(meta.name);
+    await one.setMinDecryptionVersion(meta.name, 3 as KeyVersion);
+    await one.trimKey(meta.name);
+    const orphan = (version: number, at: number) =>
+      inspector.withSession((api, session) =>
+        api.C_CreateObject(session, [
+          { type: A.CKA_CLASS, value: A.CKO_SECRET_KEY }, { type: A.CKA_KEY_TYPE, value: A.CKK_GENERIC_SECRET },
+          { type: A.CKA_TOKEN, value: true }, { type: A.CKA_PRIVATE, value: true }, { type: A.CKA_LABEL, value: meta.name },
+          { type: A.CKA_ID, value: newKeyObjectId(version as KeyVersion, at) }, { type: A.CKA_VALUE, value: randomBytes(32) },
+        ]));
+    orphan(1, Date.now() - ORPHAN_GRACE_MS - 60_000);
+    orphan(2, Date.now());
+    expect(versionsOf(await one.trimKey(meta.name))).toEqual([3]);
+    expect(keyObjectsOf(meta.name)).toEqual([{ version: 2, kind: 'secret' }, { version: 3, kind: 'secret' }]);
   });
 
   it('a replica sees minDecryptionVersion and the trim, and trims from it; a key pair\'s both halves go', async () => {

@@ -169,6 +169,35 @@ export class KmipBackend implements Backend {
     });
   }
 
+  setMinDecryptionVersion(name: KeyName, version: KeyVersion): Promise<KeyMetadata> {
+    return this.lifecycle(name, async () => {
+      const head = await this.keyHeads.requireHead(name);
+      if ((head.record.minDecryptionVersion ?? 1) === version) return this.remember(head);
+      const { minDecryptionVersion: _, ...rest } = head.record;
+      return this.commit(head, version > 1 ? { ...rest, minDecryptionVersion: version } : rest, []);
+    });
+  }
+
+  /**
+   * Commits a head without the retired versions, then destroys their objects. The commit's revoke is the
+   * compare-and-swap: a minDecryptionVersion lowered by another replica since we read the head makes it
+   * fail, and we start again from that head. A trim that stops after its commit leaves the objects as
+   * leftovers (README: "Not done"); no head lists them, so they are never used again.
+   */
+  trimKey(name: KeyName): Promise<KeyMetadata> {
+    return this.lifecycle(name, async () => {
+      const head = await this.keyHeads.requireHead(name);
+      const min = head.record.minDecryptionVersion ?? 1;
+      const retired = listedVersions(head.record).filter((v) => v < min);
+      if (retired.length === 0) return this.remember(head);
+      const kept = Object.fromEntries(Object.entries(head.record.versions).filter(([v]) => Number(v) >= min));
+      const next = await this.keyHeads.commit(head, { ...head.record, versions: kept }, []);
+      if (next === CONFLICT) return CONFLICT;
+      for (const v of retired) await this.versions.discardVersion(head.record.versions[v]!);
+      return this.remember(next);
+    });
+  }
+
   async describeKey(name: KeyName): Promise<KeyMetadata> {
     return this.call(async () => this.remember(await this.keyHeads.requireHead(name)));
   }
@@ -277,8 +306,9 @@ export class KmipBackend implements Backend {
 
   // --- payment primitives: none (createKey refuses payment keys, capabilities list no payment support) ---
 
+  /** Nor FF1's AES (capability fpe): PyKMIP encrypts ECB only with padding, and createKey refuses fpe keys. */
   encryptBlocks(): Promise<Buffer> {
-    return Promise.reject(unsupported('has no payment operations (encryptBlocks)'));
+    return Promise.reject(unsupported('cannot encrypt raw blocks (AES-ECB without padding): no payment or fpe keys'));
   }
 
   decryptBlocks(): Promise<Buffer> {
@@ -367,6 +397,7 @@ export class KmipBackend implements Backend {
     return {
       name: record.name, type: record.type, purpose: record.purpose, state: record.state, createdAt: record.createdAt,
       primaryVersion: primary.version, versions,
+      ...(record.minDecryptionVersion === undefined ? {} : { minDecryptionVersion: record.minDecryptionVersion as KeyVersion }),
     };
   }
 

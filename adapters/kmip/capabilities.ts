@@ -37,5 +37,7 @@ export function offeredCapabilities(has: (ops: readonly number[]) => boolean, cl
     payment: { dukpt: [], importKeys: false, exportKeys: false },
     // Not yet: PyKMIP has no key unwrapping, so an import would be a Register of clear material.
     keyImport: { wrappings: [], unwrapsInside: [], ceremonies: false },
+    // FF1 needs AES-ECB of whole blocks without padding; PyKMIP refuses Padding Method None (and an absent one).
+    fpe: false,
   };
 }

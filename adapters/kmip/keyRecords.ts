@@ -40,6 +40,11 @@ export interface HeadRecord {
   readonly state: KeyState;
   readonly createdAt: string;
   readonly versions: Readonly<Record<string, VersionRecord>>;
+  /**
+   * Versions below it are retired (KeyMetadata.minDecryptionVersion). Written only when above 1: a head
+   * without it (every head written before it existed) retires nothing.
+   */
+  readonly minDecryptionVersion?: number;
   /** The head this one replaced; absent on a key's first head. */
   readonly basedOn?: string;
   /** When this head was registered, on the writer's clock: orders heads; ages come from the server's Initial Date. */
@@ -68,12 +73,13 @@ export function decodeRecord(value: Buffer): HeadRecord | undefined {
     return undefined;
   }
   if (typeof v !== 'object' || v === null || v.format !== FORMAT) return undefined;
-  const { name, type, purpose, state, createdAt, versions, basedOn, writtenAt, destroyed } = v;
+  const { name, type, purpose, state, createdAt, versions, minDecryptionVersion, basedOn, writtenAt, destroyed } = v;
   if (!isText(name, 64) || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) return undefined;
   if (typeof type !== 'string' || !Object.hasOwn(keyTypes, type)) return undefined;
   if (typeof purpose !== 'string' || !(keyTypes[type as KeyType].purposes as readonly string[]).includes(purpose)) return undefined;
   if (state !== 'enabled' && state !== 'disabled') return undefined;
   if (!isText(createdAt) || !isText(writtenAt) || typeof versions !== 'object' || versions === null) return undefined;
+  if (minDecryptionVersion !== undefined && !(typeof minDecryptionVersion === 'number' && isVersionKey(String(minDecryptionVersion)))) return undefined;
   if (basedOn !== undefined && !isText(basedOn)) return undefined;
   if (destroyed !== undefined && (destroyed !== true || basedOn === undefined)) return undefined;
   if (Object.keys(versions).length > MAX_VERSIONS) return undefined;
@@ -87,6 +93,7 @@ export function decodeRecord(value: Buffer): HeadRecord | undefined {
   return {
     name: name as KeyName, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt,
     versions: decoded,
+    ...(minDecryptionVersion === undefined || minDecryptionVersion === 1 ? {} : { minDecryptionVersion }),
     ...(basedOn === undefined ? {} : { basedOn }),
     writtenAt,
     ...(destroyed ? { destroyed } : {}),

@@ -42,7 +42,7 @@ export class VersionObjects {
       await this.activateVersion(v);
       return v;
     }
-    const mask = record.purpose === 'mac' ? Mask.MACGenerate | Mask.MACVerify
+    const mask = record.purpose === 'mac' || record.purpose === 'tokenize' ? Mask.MACGenerate | Mask.MACVerify
       : record.purpose === 'wrap' ? Mask.WrapKey | Mask.UnwrapKey
       : Mask.Encrypt | Mask.Decrypt;
     const attributes: Attribute[] = [{ name: 'Cryptographic Usage Mask', value: mask }, name];

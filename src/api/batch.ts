@@ -23,8 +23,8 @@ import { jsonFieldPaths, valueAt } from './jsonFields.js';
 import { describeSchemaIssue, REQUEST_AJV_OPTIONS, type SchemaIssue } from './schemaIssues.js';
 import { zeroFields } from './secretFields.js';
 import { errorEnvelopeSchema } from './schemas.js';
+import { DEFAULT_MAX_BATCH_ITEMS } from '../operations/keyService.js';
 
-export const DEFAULT_MAX_BATCH_ITEMS = 256;
 
 /** One item as decoded: the single operation's input, or why it could not be read. */
 type Item<In> = { readonly input: In } | { readonly failed: HsmBridgeError };
@@ -156,7 +156,7 @@ export function batchOf<In, Out>(single: Operation<In, Out>, options: BatchOptio
 
 /** The items, once their count is within limits.maxBatchItems: checked before any is read. */
 function countChecked<T>(items: T[], services: ServicesFor): T[] {
-  const max = services.keys.limits.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
+  const max = services.keys.maxBatchItems;
   if (items.length > max) throw new HsmBridgeError('PAYLOAD_TOO_LARGE', `a batch holds at most ${max} items; this one has ${items.length}`);
   return items;
 }

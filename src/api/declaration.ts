@@ -54,7 +54,7 @@ export interface RestRequest {
 }
 
 export interface RestBinding<In, Out> {
-  readonly method: 'GET' | 'POST' | 'DELETE';
+  readonly method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** fastify syntax: /v1/keys/:name/sign */
   readonly path: string;
   readonly params?: JsonSchema;

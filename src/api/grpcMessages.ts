@@ -28,12 +28,14 @@ export interface KeyMessage {
   exportable: boolean;
   modeOfUse?: string;
   keyUsage?: string;
+  minDecryptionVersion?: number;
 }
 
 export interface CreateKeyRequest { name: string; type: string; purpose: string; exportable: boolean; keyUsage: string }
 export interface ListKeysResponse { keys: KeyMessage[] }
 export interface KeyNameRequest { name: string }
 export type DestroyKeyResponse = Record<string, never>;
+export interface UpdateKeyRequest { name: string; minDecryptionVersion?: number }
 
 export interface SignRequest { name: string; algorithm: string; message?: Buffer; digest?: Buffer }
 export interface SignResponse { keyName: string; keyVersion: number; algorithm: string; signature: Buffer }
@@ -63,7 +65,20 @@ export interface CapabilitiesMessage {
   keyAgreement: string[];
   payment: { dukpt: string[]; importKeys: boolean; exportKeys: boolean };
   keyImport: { wrappings: string[]; unwrapsInside: string[]; ceremonies: boolean };
+  fpe: boolean;
 }
+
+// --- personal-data protection (data_protection.proto) -----------------------------------------------------
+
+interface ValueError { code: string; message: string }
+export interface GenerateDataKeyRequest { name: string; bits: number; plaintext?: boolean }
+export interface GenerateDataKeyResponse { keyName: string; keyVersion: number; algorithm: string; plaintext?: Buffer; wrapped: Buffer }
+export interface RewrapRequest { name: string; ciphertext: Buffer; aad?: Buffer }
+export interface RewrapResponse { keyName: string; keyVersion: number; algorithm: string; ciphertext: Buffer }
+export interface TokenizeRequest { name: string; values: string[]; context: string; keyVersion?: number }
+export interface TokenizeResponse { keyName: string; keyVersion: number; tokens: Array<{ token: string } | { error: ValueError }> }
+export interface FpeRequest { name: string; values: string[]; radix: number; alphabet: string; tweak: string; keyVersion?: number }
+export interface FpeResponse { keyName: string; keyVersion: number; values: Array<{ value: string } | { error: ValueError }> }
 
 
 // --- hsmbridge.v1.JoseService (jose_service.proto) ------------------------------------------------------------

@@ -30,6 +30,8 @@ export interface KeyView {
   /** The X9.143 key usage (P0, B0, K0, K1, M0, M1, M3, M6), when the key has one. */
   keyUsage?: string;
   primaryVersion: number;
+  /** Versions below it are retired; absent when none is. */
+  minDecryptionVersion?: number;
   versions: KeyVersionView[];
 }
 
@@ -61,6 +63,7 @@ export async function keyView(service: KeyService, meta: KeyMetadata): Promise<K
     ...(meta.modeOfUse === undefined ? {} : { modeOfUse: meta.modeOfUse }),
     ...(meta.keyUsage === undefined ? {} : { keyUsage: meta.keyUsage }),
     primaryVersion: meta.primaryVersion,
+    ...((meta.minDecryptionVersion ?? 1) > 1 ? { minDecryptionVersion: meta.minDecryptionVersion } : {}),
     versions,
   };
 }

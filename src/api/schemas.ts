@@ -5,6 +5,7 @@
  * strings on purpose: the core refuses an unknown one with its own stable error code.
  */
 export * from './schemas/common.js';
+export * from './schemas/dataProtection.js';
 export * from './schemas/fspiop.js';
 export * from './schemas/jose.js';
 export * from './schemas/keys.js';

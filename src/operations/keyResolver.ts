@@ -50,12 +50,12 @@ export class KeyResolver {
     const wanted = requested === undefined ? meta.primaryVersion : parseKeyVersion(requested);
     const find = (m: KeyMetadata) => m.versions.find((v) => v.version === wanted);
     const known = find(meta);
-    if (known) return { meta, version: known };
+    if (known) return { meta, version: checkNotRetired(meta, known) };
     const current = await this.cache.refresh(meta.name);
     checkEnabled(current);
     const found = find(current);
     if (!found) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${meta.name} has no version ${wanted}`);
-    return { meta: current, version: found };
+    return { meta: current, version: checkNotRetired(current, found) };
   }
 
   /** Runs a backend operation; a key the backend no longer has (destroyed by another replica) leaves the cache. */
@@ -71,6 +71,18 @@ export class KeyResolver {
 
 export function checkEnabled(meta: KeyMetadata): void {
   if (meta.state !== 'enabled') throw new HsmBridgeError('KEY_DISABLED', `key ${meta.name} is disabled`);
+}
+
+/**
+ * A version below the key's minDecryptionVersion does nothing: no decryption, verification or MAC check,
+ * and no signing or encryption either. The primary version is never retired (the core keeps the minimum at
+ * or below it).
+ */
+function checkNotRetired(meta: KeyMetadata, version: KeyVersionInfo): KeyVersionInfo {
+  if (meta.minDecryptionVersion !== undefined && version.version < meta.minDecryptionVersion) {
+    throw new HsmBridgeError('KEY_VERSION_RETIRED', `version ${version.version} of key ${meta.name} is retired (minDecryptionVersion ${meta.minDecryptionVersion})`);
+  }
+  return version;
 }
 
 export function refTo(meta: KeyMetadata, version: KeyVersion): KeyRef {

@@ -40,8 +40,9 @@ import { CeremonyService } from '../ceremonies/ceremonyService.js';
 import { openEnvelope, sealEnvelope, splitRaw } from './ciphertext.js';
 import { AlgorithmChoice } from './algorithmChoice.js';
 import { ConcurrencyLimit } from './concurrencyLimit.js';
+import { DataProtection, checkDataKeyWrapper } from '../dataProtection/dataProtection.js';
 import { KeyResolver, checkEnabled, refTo } from './keyResolver.js';
-import type { CreateKeyInput, DecryptRequest, DecryptResult, EncryptRequest, EncryptResult, MacRequest, MacResult, SharedSecretRequest } from './requests.js';
+import type { CreateKeyInput, UpdateKeyInput, DecryptRequest, DecryptResult, EncryptRequest, EncryptResult, MacRequest, MacResult, SharedSecretRequest } from './requests.js';
 import type { SharedSecretResult, SignRequest, SignResult, VerifyMacRequest, VerifyMacResult, VerifyRequest, VerifyResult } from './requests.js';
 
 export interface KeyServiceLimits {
@@ -63,12 +64,15 @@ export interface KeyServiceOptions {
   readonly ceremonyTtlMs?: number;
 }
 
+/** Most items in one batch request, and most values in one tokenize or FPE request, unless limits.maxBatchItems says otherwise. */
+export const DEFAULT_MAX_BATCH_ITEMS = 256;
+
 export const DEFAULT_WRAPPING_KEY: WrappingKeyConfig = { name: 'hsm-bridge-import', type: 'RSA_3072' };
 
 export type * from './requests.js';
 
 /** The operations on a key, as far as checks on the key alone tell them apart (checkKeyFor). */
-export type KeyOperation = 'sign' | 'cipher' | 'mac' | 'verifyMac';
+export type KeyOperation = 'sign' | 'cipher' | 'mac' | 'verifyMac' | 'dataKey';
 
 const curveOfKeyType: Partial<Record<KeyType, string>> = Object.fromEntries(Object.entries(keyTypes).flatMap(([type, info]) => ('nodeCurve' in info ? [[type, info.nodeCurve]] : [])));
 
@@ -87,6 +91,8 @@ export class KeyService {
    * so that none idles while the next item is handed over (the software backend works on libuv's 4 threads).
    */
   readonly batchItems: ConcurrencyLimit;
+  /** Data keys, rewrapping, pseudonymisation tokens and format-preserving encryption. */
+  readonly dataProtection: DataProtection;
 
   constructor(
     private readonly backend: Backend,
@@ -99,10 +105,15 @@ export class KeyService {
     this.wrappedImport = new WrappedImport(backend, this.keys, this.paymentKeys, options.wrappingKey ?? DEFAULT_WRAPPING_KEY, (type, purpose) => this.checkUsable(type, purpose));
     this.ceremonies = new CeremonyService(backend, this.paymentKeys, { ttlMs: options.ceremonyTtlMs ?? 3_600_000 });
     this.batchItems = new ConcurrencyLimit(() => 2 * (backend.gauges().sessionPool?.size ?? 4));
+    this.dataProtection = new DataProtection(backend, this.caps, this.keys, this, this.batchItems, () => this.maxBatchItems);
   }
 
   get limits(): KeyServiceLimits {
     return this.options.limits;
+  }
+
+  get maxBatchItems(): number {
+    return this.options.limits.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS;
   }
 
   /**
@@ -121,6 +132,9 @@ export class KeyService {
       case 'mac':
       case 'verifyMac':
         checkModeOfUse(await this.keys.usableKey(name, 'mac'), operation === 'mac' ? 'generate' : 'verify');
+        return;
+      case 'dataKey':
+        checkDataKeyWrapper(await this.keys.usableKey(name, 'encrypt'));
         return;
     }
   }
@@ -168,7 +182,13 @@ export class KeyService {
     if (purpose === 'wrap' && keyTypes[type].family === 'rsa') {
       throw new HsmBridgeError('INCOMPATIBLE_KEY', 'an RSA key of purpose wrap is the service\'s own import wrapping key (GET /v1/wrapping-key): it is not created through the API');
     }
-    const offered: readonly string[] = [...this.caps.sign, ...this.caps.encrypt, ...this.caps.mac, ...(this.caps.keyAgreement.includes(type) ? ['ECDH'] : []), ...(this.caps.fpe ? ['FF1'] : [])];
+    const offered: readonly string[] = [
+      ...this.caps.sign,
+      ...this.caps.encrypt,
+      ...this.caps.mac,
+      ...(this.caps.keyAgreement.includes(type) ? ['ECDH'] : []),
+      ...(this.caps.fpe ? ['FF1'] : []),
+    ];
     if (!algorithmsFor(type, purpose).some((a) => offered.includes(a))) {
       throw new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the ${this.backend.kind} backend offers no algorithm a ${type} key of purpose ${purpose} could use`);
     }
@@ -206,6 +226,34 @@ export class KeyService {
     } finally {
       this.keys.cache.forget(keyName);
     }
+  }
+
+  /**
+   * Retires the versions below `minDecryptionVersion` (KEY_VERSION_RETIRED on every use), or brings them
+   * back when it is lowered. It names an existing version, at most the primary one.
+   */
+  async updateKey(input: UpdateKeyInput): Promise<KeyMetadata> {
+    const keyName = parseKeyName(input.name);
+    if (input.minDecryptionVersion === undefined) throw invalid('give minDecryptionVersion, the only setting that can change');
+    const wanted = parseKeyVersion(input.minDecryptionVersion);
+    return this.lifecycle(
+      keyName,
+      async (n) => {
+        const meta = await this.backend.describeKey(n);
+        if (wanted > meta.primaryVersion) throw invalid(`minDecryptionVersion ${wanted} is above the primary version ${meta.primaryVersion}: the primary version cannot be retired`);
+        if (!meta.versions.some((v) => v.version === wanted)) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${n} has no version ${wanted}`);
+        return this.backend.setMinDecryptionVersion(n, wanted);
+      },
+      false,
+    );
+  }
+
+  /** Destroys, for good, the versions below the key's minDecryptionVersion; answers the key before and after. */
+  async trimKey(name: unknown): Promise<{ before: KeyMetadata; after: KeyMetadata }> {
+    const keyName = parseKeyName(name);
+    const before = await this.backend.describeKey(keyName);
+    const after = await this.lifecycle(keyName, (n) => this.backend.trimKey(n), false);
+    return { before, after };
   }
 
   private async lifecycle(

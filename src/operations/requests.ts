@@ -8,6 +8,8 @@ import type { KeyVersion } from '../keys/names.js';
  * X9.143 usage of a payment key (P0; B0; K0 or K1; M0, M1, M3 or M6), absent for the purpose's general kind.
  */
 export interface CreateKeyInput { name: unknown; type: unknown; purpose?: unknown; exportable?: unknown; keyUsage?: unknown }
+/** minDecryptionVersion: versions below it are retired (an existing version, at most the primary one). */
+export interface UpdateKeyInput { name: unknown; minDecryptionVersion?: unknown }
 /** keyVersion: sign with this (existing) version rather than the primary, e.g. a JWS that named its kid first. */
 export interface SignRequest { name: unknown; algorithm?: unknown; message?: Buffer; digest?: Buffer; keyVersion?: unknown }
 export interface VerifyRequest extends SignRequest { signature: Buffer }

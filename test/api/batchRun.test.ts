@@ -40,7 +40,7 @@ const single = operation({
 });
 
 const batch = batchOf(single, { name: 'keys.echoBatch', grpcMethod: 'EchoBatch', summary: 'echo many', checkKey: async () => undefined });
-const services = { keys: { limits: { maxBatchItems: 10 }, batchItems: new ConcurrencyLimit(() => 2) } } as unknown as ServicesFor;
+const services = { keys: { maxBatchItems: 10, batchItems: new ConcurrencyLimit(() => 2) } } as unknown as ServicesFor;
 const run = (items: unknown[]) => batch.run(services, batch.rest.decode({ params: { name: 'k1' }, body: { items } }, services), ANONYMOUS);
 
 describe('a batch sorts its items\' failures', () => {

@@ -1,17 +1,25 @@
 import { pino } from 'pino';
+import { afterAll } from 'vitest';
 import { kmipBackendFactory } from '../../adapters/kmip/index.js';
-import { startPyKmip } from '../helpers/pykmip.js';
+import { kmipConfigFor } from '../helpers/kmipBackend.js';
+import { startPyKmip, type PyKmipServer } from '../helpers/pykmip.js';
 import { describeBackendConformance } from './backendConformance.js';
+import { describeDataProtectionConformance } from './dataProtectionConformance.js';
 
-describeBackendConformance('kmip (PyKMIP)', async () => {
-  const server = await startPyKmip();
-  const config = {
-    host: server.host, port: server.port, serverName: '127.0.0.1',
-    caFile: server.caPath, certFile: server.clientCertPath, keyFile: server.clientKeyPath,
-    connectTimeoutMs: 5000, requestTimeoutMs: 20_000, poolSize: 4,
-  };
-  return {
-    open: () => kmipBackendFactory.create(config, { logger: pino({ level: 'silent' }) }),
-    cleanup: () => server.stop(),
-  };
+// One PyKMIP server for both suites (it takes seconds to start); keys have fresh names, so they do not
+// collide. It stops after the last suite, not in a suite's cleanup.
+let server: Promise<PyKmipServer> | undefined;
+afterAll(async () => {
+  if (server) await (await server).stop();
 });
+
+const target = async () => {
+  const running = await (server ??= startPyKmip());
+  return {
+    open: () => kmipBackendFactory.create(kmipConfigFor(running), { logger: pino({ level: 'silent' }) }),
+    cleanup: async () => undefined,
+  };
+};
+
+describeBackendConformance('kmip (PyKMIP)', target);
+describeDataProtectionConformance('kmip (PyKMIP)', target);

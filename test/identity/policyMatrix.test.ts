@@ -40,7 +40,7 @@ const pinSide = (keyName: string) => ({ keyName, format: 'ISO_FORMAT_0', pan: '4
 interface Cell {
   /** Names a key or participant (the other-keys caller is refused), or names none (it is allowed). */
   readonly bound: boolean;
-  readonly rest: { method: 'GET' | 'POST' | 'DELETE'; url: string; body?: unknown };
+  readonly rest: { method: 'GET' | 'POST' | 'PATCH' | 'DELETE'; url: string; body?: unknown };
   readonly grpc: { service: GrpcServiceName; method: string; request: Record<string, unknown> };
 }
 
@@ -157,6 +157,15 @@ function requests(jws: string, jwe: string): Record<string, Cell> {
       rest: { method: 'POST', url: '/v1/fspiop/validate/batch', body: { items: [{ headers: { 'fspiop-source': 'mxfsp1' }, body: '{}', decryptWith: 'mx-key' }] } },
       grpc: f('ValidateBatch', { items: [{ headers: { 'fspiop-source': 'mxfsp1' }, body: Buffer.from('{}'), decryptWith: 'mx-key' }] }),
     },
+    'keys.update': { bound: true, rest: { method: 'PATCH', url: '/v1/keys/mx-key', body: { minDecryptionVersion: 1 } }, grpc: k('UpdateKey', { ...named, minDecryptionVersion: 1 }) },
+    'keys.trim': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/trim' }, grpc: k('TrimKey', named) },
+    'keys.datakey': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/datakey', body: { bits: 256 } }, grpc: k('GenerateDataKey', { ...named, bits: 256 }) },
+    'keys.rewrap': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/rewrap', body: { ciphertext: b64('c') } }, grpc: k('Rewrap', { ...named, ciphertext: Buffer.from('c') }) },
+    'keys.datakeyBatch': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/datakey/batch', body: { items: [{ bits: 256 }] } }, grpc: k('GenerateDataKeyBatch', { ...named, items: [{ bits: 256 }] }) },
+    'keys.rewrapBatch': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/rewrap/batch', body: { items: [{ ciphertext: b64('c') }] } }, grpc: k('RewrapBatch', { ...named, items: [{ ciphertext: Buffer.from('c') }] }) },
+    'keys.tokenize': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/tokenize', body: { values: ['v'], context: 'c' } }, grpc: k('Tokenize', { ...named, values: ['v'], context: 'c' }) },
+    'keys.fpeEncrypt': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/fpe/encrypt', body: { values: ['0123456789'], radix: 10 } }, grpc: k('FpeEncrypt', { ...named, values: ['0123456789'], radix: 10 }) },
+    'keys.fpeDecrypt': { bound: true, rest: { method: 'POST', url: '/v1/keys/mx-key/fpe/decrypt', body: { values: ['0123456789'], radix: 10 } }, grpc: k('FpeDecrypt', { ...named, values: ['0123456789'], radix: 10 }) },
     'keys.exportTr31': {
       bound: true,
       rest: { method: 'POST', url: '/v1/keys/mx-key/export/tr31', body: { kbpk: { keyName: 'mx-kbpk' } } },

@@ -20,6 +20,7 @@ const caps: Capabilities = {
   keyAgreement: ['EC_P256'],
   payment: { dukpt: [], importKeys: false, exportKeys: false },
   keyImport: { wrappings: [], unwrapsInside: [], ceremonies: false },
+  fpe: false,
 };
 
 function recordingBackend(keys: KeyMetadata[]) {
@@ -45,6 +46,8 @@ function recordingBackend(keys: KeyMetadata[]) {
     },
     rotateKey: async (n) => (calls.push('rotateKey'), find(n)),
     setKeyState: async (n) => (calls.push('setKeyState'), find(n)),
+    setMinDecryptionVersion: async (n) => (calls.push('setMinDecryptionVersion'), find(n)),
+    trimKey: async (n) => (calls.push('trimKey'), find(n)),
     destroyKey: async () => void calls.push('destroyKey'),
     describeKey: async (n) => {
       calls.push('describeKey');

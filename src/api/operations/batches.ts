@@ -5,6 +5,7 @@
 import { batchOf } from '../batch.js';
 import type { Operation } from '../declaration.js';
 import { fspiopOperations } from './fspiop.js';
+import { dataProtectionOperations } from './dataProtection.js';
 import { keyOperations } from './keys.js';
 
 function single(ops: readonly Operation[], name: string): Operation {
@@ -28,4 +29,11 @@ export const keyBatchOperations: Operation[] = [
 export const fspiopBatchOperations: Operation[] = [
   batchOf(single(fspiopOperations, 'fspiop.sign'), { name: 'fspiop.signBatch', operationId: 'fspiopSignBatch', grpcMethod: 'SignBatch', summary: 'Sign many FSPIOP requests, in one request', checkKey: (s, name) => s.fspiop.service.checkSigningKey(name) }),
   batchOf(single(fspiopOperations, 'fspiop.validate'), { name: 'fspiop.validateBatch', operationId: 'fspiopValidateBatch', grpcMethod: 'ValidateBatch', summary: "Validate many requests' FSPIOP-Signature, in one request", checkKey: (s, name) => s.fspiop.service.checkDecryptionKey(name), valid: isValid }),
+];
+
+const dataProtection = (name: string) => single(dataProtectionOperations, name);
+
+export const dataProtectionBatchOperations: Operation[] = [
+  batchOf(dataProtection('keys.datakey'), { name: 'keys.datakeyBatch', grpcMethod: 'GenerateDataKeyBatch', summary: 'Many fresh data keys, wrapped by this AES key, in one request', checkKey: (s, name) => s.keys.checkKeyFor(name, 'dataKey') }),
+  batchOf(dataProtection('keys.rewrap'), { name: 'keys.rewrapBatch', grpcMethod: 'RewrapBatch', summary: "Re-encrypt many ciphertexts under the key's primary version, in one request", checkKey: (s, name) => s.keys.checkKeyFor(name, 'cipher') }),
 ];

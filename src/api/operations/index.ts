@@ -1,6 +1,7 @@
 /** Every API operation, in the order the OpenAPI document lists them. */
 import type { Operation } from '../declaration.js';
-import { fspiopBatchOperations, keyBatchOperations } from './batches.js';
+import { dataProtectionBatchOperations, fspiopBatchOperations, keyBatchOperations } from './batches.js';
+import { dataProtectionOperations } from './dataProtection.js';
 import { fspiopOperations } from './fspiop.js';
 import { joseOperations } from './jose.js';
 import { ceremonyOperations } from './ceremonies.js';
@@ -12,6 +13,8 @@ import { systemOperations } from './system.js';
 export const operations: readonly Operation[] = [
   ...keyOperations,
   ...keyBatchOperations,
+  ...dataProtectionOperations,
+  ...dataProtectionBatchOperations,
   ...keyImportOperations,
   ...ceremonyOperations,
   ...systemOperations,

@@ -3,7 +3,8 @@
  * verify, encrypt, decrypt, MAC). Every check on the key, the algorithm and the sizes is KeyService's;
  * these only carry values between the wire forms and its inputs. Payment keys show each version's KCV.
  */
-import type { ErrorCode } from '../../errors.js';
+import type { AuditDetails, ErrorCode } from '../../errors.js';
+import type { KeyMetadata } from '../../keys/types.js';
 import { invalid } from '../../errors.js';
 import { decodeBase64, decodeOptionalBase64, encodeBase64 } from '../base64.js';
 import { keyUse, operation, type Operation } from '../declaration.js';
@@ -15,7 +16,7 @@ import { given } from '../wire.js';
 
 /** Errors every operation on an existing key can return. */
 export const keyErrors: ErrorCode[] = ['UNSUPPORTED_ALGORITHM', 'UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'];
-const withVersion: ErrorCode[] = [...keyErrors, 'KEY_VERSION_NOT_FOUND'];
+const withVersion: ErrorCode[] = [...keyErrors, 'KEY_VERSION_NOT_FOUND', 'KEY_VERSION_RETIRED'];
 
 const named = <I extends { name: unknown }>(i: I) => [i.name];
 /** The key a lifecycle operation answers with, at its primary version. */
@@ -109,6 +110,42 @@ export const keyOperations: Operation[] = [
     run: (s, i: { name: string }) => s.keys.destroyKey(i.name),
     rest: { method: 'DELETE', path: '/v1/keys/:name', params: schemas.keyNameParams, status: 204, decode: (r) => ({ name: r.params.name }), encode: () => undefined },
     grpc: { ...grpcKeyService('DestroyKey'), decode: (m: msg.KeyNameRequest) => ({ name: m.name }), encode: (): msg.DestroyKeyResponse => ({}) },
+  }),
+  operation({
+    name: 'keys.update',
+    tag: 'keys',
+    summary: "Retire a key's old versions, or bring them back (minDecryptionVersion)",
+    description:
+      'Versions below minDecryptionVersion are retired without being destroyed: decrypt, verify, MAC verification and every other use of them answer 409 KEY_VERSION_RETIRED. It can be lowered again, until POST /v1/keys/{name}/trim destroys them. Other replicas see the change within keys.metadataCacheTtlMs.',
+    errors: ['KEY_NOT_FOUND', 'KEY_VERSION_NOT_FOUND', 'BACKEND_UNAVAILABLE'],
+    keys: named,
+    keysUsed: primaryOf,
+    changesState: true,
+    auditDetails: (i): AuditDetails => (typeof i.minDecryptionVersion === 'number' ? { minDecryptionVersion: i.minDecryptionVersion } : {}),
+    run: async (s, i: { name: string; minDecryptionVersion?: number }) => keyView(s.keys, await s.keys.updateKey(i)),
+    rest: { method: 'PATCH', path: '/v1/keys/:name', params: schemas.keyNameParams, body: schemas.updateKeyBody, response: schemas.keySchema, decode: (r) => ({ name: r.params.name, minDecryptionVersion: r.body.minDecryptionVersion }), encode: (v) => v },
+    grpc: {
+      ...grpcKeyService('UpdateKey'),
+      decode: (m: msg.UpdateKeyRequest) => ({ name: m.name, minDecryptionVersion: m.minDecryptionVersion }),
+      encode: (v): msg.KeyMessage => keyMessage(v),
+    },
+  }),
+  operation({
+    name: 'keys.trim',
+    tag: 'keys',
+    summary: 'Destroy the versions below minDecryptionVersion (irreversible)',
+    description: 'Every version below the key\'s minDecryptionVersion is destroyed in the backend, for good: what they encrypted can no longer be decrypted. Nothing below it: nothing happens.',
+    errors: ['KEY_NOT_FOUND', 'BACKEND_UNAVAILABLE'],
+    keys: named,
+    keysUsed: (v) => keyUse(v.after.name, v.after.primaryVersion),
+    changesState: true,
+    auditDetails: (_i, v): AuditDetails => (v ? { destroyedVersions: destroyedVersions(v.before, v.after).join(',') || 'none' } : {}),
+    run: async (s, i: { name: string }): Promise<{ before: KeyMetadata; after: KeyView }> => {
+      const { before, after } = await s.keys.trimKey(i.name);
+      return { before, after: await keyView(s.keys, after) };
+    },
+    rest: { method: 'POST', path: '/v1/keys/:name/trim', ...byName, decode: (r) => ({ name: r.params.name }), encode: (v) => v.after },
+    grpc: { ...grpcKeyService('TrimKey'), decode: (m: msg.KeyNameRequest) => ({ name: m.name }), encode: (v): msg.KeyMessage => keyMessage(v.after) },
   }),
 
   operation({
@@ -292,6 +329,12 @@ export const keyOperations: Operation[] = [
     },
   }),
 ];
+
+/** The versions a trim destroyed: those before it and not after. */
+function destroyedVersions(before: KeyMetadata, after: KeyView): number[] {
+  const kept = new Set(after.versions.map((v) => v.version));
+  return before.versions.map((v) => v.version).filter((v) => !kept.has(v));
+}
 
 /** A payment MAC key's KCV, when the core gave one. */
 const kcvOf = (r: { keyCheckValue?: string }) => (r.keyCheckValue === undefined ? {} : { keyCheckValue: r.keyCheckValue });

@@ -53,6 +53,7 @@ export const systemOperations: Operation[] = [
         keyAgreement: [...caps.keyAgreement],
         payment: { dukpt: [...caps.payment.dukpt], importKeys: caps.payment.importKeys, exportKeys: caps.payment.exportKeys },
         keyImport: { wrappings: [...caps.keyImport.wrappings], unwrapsInside: [...caps.keyImport.unwrapsInside], ceremonies: caps.keyImport.ceremonies },
+        fpe: caps.fpe,
       }),
     },
   }),

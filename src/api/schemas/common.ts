@@ -51,6 +51,7 @@ export const keySchema = object(
     modeOfUse: { type: 'string', enum: [...modesOfUse], description: 'The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows.' },
     keyUsage: { type: 'string', enum: [...keyUsages], description: 'Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose\'s general kind.' },
     primaryVersion: { type: 'integer' },
+    minDecryptionVersion: { type: 'integer', description: 'Versions below it are retired (KEY_VERSION_RETIRED); absent: none is.' },
     versions: {
       type: 'array',
       items: object(

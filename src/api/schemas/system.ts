@@ -35,6 +35,7 @@ export const capabilitiesSchema = object(
       },
       ['wrappings', 'unwrapsInside', 'ceremonies'],
     ),
+    fpe: { type: 'boolean', description: 'FF1 format-preserving encryption works (AES-ECB with a key of purpose fpe in the backend).' },
   },
   ['keyTypes', 'sign', 'encrypt', 'mac', 'signDigest', 'random'],
 );

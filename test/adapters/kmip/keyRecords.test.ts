@@ -18,6 +18,14 @@ describe('kmip head records', () => {
     expect(decodeRecord(encodeRecord(tombstone))).toEqual(tombstone);
   });
 
+  it('minDecryptionVersion: round-trips; absent (a head written before it existed) or 1 retires nothing; malformed is refused', () => {
+    const retired: HeadRecord = { ...record, minDecryptionVersion: 2 };
+    expect(decodeRecord(encodeRecord(retired))).toEqual(retired);
+    expect(decodeRecord(json({ format: 1, ...record }))).not.toHaveProperty('minDecryptionVersion');
+    expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: 1 }))).toEqual(record);
+    for (const bad of [0, -1, 2.5, '2', null]) expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: bad }))).toBeUndefined();
+  });
+
   it('refuses a value over the size bound without parsing it', () => {
     const big = Buffer.alloc(MAX_RECORD_BYTES + 1, 0x20);
     json({ format: 1, ...record }).copy(big);

@@ -37,6 +37,10 @@ const contract: Array<[string, string]> = [
   ['post', '/v1/keys/{name}/sign/batch'], ['post', '/v1/keys/{name}/verify/batch'], ['post', '/v1/keys/{name}/encrypt/batch'],
   ['post', '/v1/keys/{name}/decrypt/batch'], ['post', '/v1/keys/{name}/mac/batch'], ['post', '/v1/keys/{name}/mac/verify/batch'],
   ['post', '/v1/fspiop/sign/batch'], ['post', '/v1/fspiop/validate/batch'],
+  // Issue 14: personal-data protection.
+  ['patch', '/v1/keys/{name}'], ['post', '/v1/keys/{name}/trim'], ['post', '/v1/keys/{name}/datakey'], ['post', '/v1/keys/{name}/rewrap'],
+  ['post', '/v1/keys/{name}/datakey/batch'], ['post', '/v1/keys/{name}/rewrap/batch'], ['post', '/v1/keys/{name}/tokenize'],
+  ['post', '/v1/keys/{name}/fpe/encrypt'], ['post', '/v1/keys/{name}/fpe/decrypt'],
 ];
 
 /** The operationIds clients generate code from, pinned: a rename breaks them. */
@@ -58,6 +62,9 @@ const operationIds: Record<string, string> = {
   'post /v1/keys/{name}/sign/batch': 'signBatch', 'post /v1/keys/{name}/verify/batch': 'verifyBatch', 'post /v1/keys/{name}/encrypt/batch': 'encryptBatch',
   'post /v1/keys/{name}/decrypt/batch': 'decryptBatch', 'post /v1/keys/{name}/mac/batch': 'generateMacBatch', 'post /v1/keys/{name}/mac/verify/batch': 'verifyMacBatch',
   'post /v1/fspiop/sign/batch': 'fspiopSignBatch', 'post /v1/fspiop/validate/batch': 'fspiopValidateBatch',
+  'patch /v1/keys/{name}': 'updateKey', 'post /v1/keys/{name}/trim': 'trimKey', 'post /v1/keys/{name}/datakey': 'generateDataKey',
+  'post /v1/keys/{name}/rewrap': 'rewrap', 'post /v1/keys/{name}/datakey/batch': 'generateDataKeyBatch', 'post /v1/keys/{name}/rewrap/batch': 'rewrapBatch',
+  'post /v1/keys/{name}/tokenize': 'tokenize', 'post /v1/keys/{name}/fpe/encrypt': 'fpeEncrypt', 'post /v1/keys/{name}/fpe/decrypt': 'fpeDecrypt',
 };
 
 type Json = Record<string, any>;

@@ -312,13 +312,13 @@ export class KmipBackend implements Backend {
   // --- payment primitives: none (createKey refuses payment keys, capabilities list no payment support) ---
 
   /**
-   * FF1's AES (capability fpe), on keys of purpose fpe only. KMIP's raw ECB would be Padding Method None,
-   * which PyKMIP refuses (as it refuses no padding method at all); PKCS5 is what a server that does ECB
-   * serves, and it appends to our whole blocks one whole block of padding (16 x 0x10), whose ciphertext
-   * is dropped: the blocks before it are the ECB of ours. One block more per call, and no per-server
-   * choice of padding to probe or keep. The dropped block cannot be checked without the key, its length
-   * can: an answer of any other length (a server that pads whole blocks otherwise, or not at all) is
-   * refused as INTERNAL rather than guessed at.
+   * FF1's AES (capability fpe), on keys of purpose fpe only. Raw ECB would be Padding Method None, which
+   * PyKMIP refuses (and no padding method at all); PKCS5 is the padding KMIP servers commonly serve for
+   * ECB, and on whole blocks it appends one whole block (16 x 0x10) whose ciphertext is dropped: the blocks
+   * before it are the ECB of ours. So PKCS5 always, not a start-up probe for None: one extra block per
+   * call buys one request shape, the one tested, and no per-server state. The dropped block cannot be
+   * checked without the key, but its length can: any other answer (a server that pads whole blocks
+   * otherwise, or not at all) is refused as INTERNAL rather than guessed at.
    */
   encryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer> {
     if (isTransient(key)) return Promise.reject(unsupported('has no payment operations (transient keys)'));

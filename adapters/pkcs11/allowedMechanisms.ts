@@ -35,6 +35,7 @@ export function allowedMechanisms(type: KeyType, purpose: KeyPurpose, options: A
     case 'tdes':
       return purpose === 'mac' ? tdesMacMechanisms(options.keyUsage) : tdesMechanisms[purpose];
     case 'hmac':
+      // A MAC key and a token key (tokenize) alike: HMAC-SHA-256 only.
       return [M.SHA256_HMAC];
   }
 }
@@ -43,7 +44,7 @@ export function allowedMechanisms(type: KeyType, purpose: KeyPurpose, options: A
  * AES keys by purpose. A data key or a key-encryption key, never both (see templates.ts). A payment key
  * allows exactly what the core asks of it (src/backend/port.ts): AES_CMAC of zeros is every AES payment
  * key's check value; a PIN key enciphers PIN blocks (ECB); a BDK derives DUKPT keys; a KBPK derives
- * TR-31 keys (CMAC); a MAC key computes CMACs.
+ * TR-31 keys (CMAC); a MAC key computes CMACs. An FF1 key (fpe) encrypts single blocks (ECB), nothing else.
  */
 const aesMechanisms: Record<KeyPurpose, number[]> = {
   encrypt: [M.AES_GCM],
@@ -52,8 +53,10 @@ const aesMechanisms: Record<KeyPurpose, number[]> = {
   mac: [M.AES_CMAC],
   bdk: [M.AES_CBC_ENCRYPT_DATA, M.AES_CMAC],
   kbpk: [M.AES_CMAC],
+  fpe: [M.AES_ECB],
   sign: [],
   agree: [],
+  tokenize: [],
 };
 
 /**
@@ -69,6 +72,8 @@ const tdesMechanisms: Record<Exclude<KeyPurpose, 'mac'>, number[]> = {
   wrap: [],
   sign: [],
   agree: [],
+  tokenize: [],
+  fpe: [],
 };
 
 /**

@@ -10,7 +10,7 @@ import { encryptAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignA
 import { CONFLICT, KeyChanges } from '../../src/backend/keyChanges.js';
 import type { Backend, BackendGauges, BackendHealth, BlockKey, Capabilities, DukptDerivation, ImportTarget, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey, WrappedKey } from '../../src/backend/port.js';
 import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../src/ceremonies/record.js';
-import type { KeyName } from '../../src/keys/names.js';
+import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { keyTypes, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
 import { hasGcmShape, newGcmIv } from './aesGcm.js';
 import type { ResolvedPkcs11Config } from './config.js';
@@ -79,6 +79,14 @@ export class Pkcs11Backend implements Backend {
 
   setKeyState(name: KeyName, state: KeyState): Promise<KeyMetadata> {
     return this.lifecycle(name, () => this.change<KeyMetadata | ConflictResult>(name, 'setState', [name, state], this.config.operationTimeoutMs));
+  }
+
+  setMinDecryptionVersion(name: KeyName, version: KeyVersion): Promise<KeyMetadata> {
+    return this.lifecycle(name, () => this.change<KeyMetadata | ConflictResult>(name, 'setMinDecryptionVersion', [name, version], this.config.operationTimeoutMs));
+  }
+
+  trimKey(name: KeyName): Promise<KeyMetadata> {
+    return this.lifecycle(name, () => this.change<KeyMetadata | ConflictResult>(name, 'trim', [name], this.config.operationTimeoutMs));
   }
 
   destroyKey(name: KeyName): Promise<void> {

@@ -7,8 +7,8 @@
  *   one writer, distinguishable from anything another replica generates for the same name and version;
  *   the time tells how old an unlisted object is.
  * - Each key has a metadata object: CKO_DATA, CKA_APPLICATION "hsm-bridge", CKA_LABEL = key name,
- *   CKA_VALUE = JSON {format, revision, type, purpose, state, createdAt, versions: {version: {createdAt,
- *   id}}, basedOn, writtenAt, nonce}. It is the commit point: a key exists when its metadata object
+ *   CKA_VALUE = JSON {format, revision, type, purpose, state, createdAt, minDecryptionVersion?, versions:
+ *   {version: {createdAt, id}}, basedOn, writtenAt, nonce}. It is the commit point: a key exists when its metadata object
  *   does, and a version exists when the metadata lists it (with its CKA_ID) and that key object is present.
  * - SoftHSM (and others) make a data object's CKA_VALUE read-only, so a change writes a new object with
  *   the next revision (basedOn = SHA-256 of the value it changed) and then destroys the older ones but
@@ -104,6 +104,8 @@ export interface MetadataRecord {
   readonly modeOfUse?: ModeOfUse;
   /** The X9.143 key usage of a payment key; absent: the purpose's general kind. */
   readonly keyUsage?: KeyUsage;
+  /** Versions below it are retired (KeyMetadata.minDecryptionVersion); absent (older records too): none. Kept only above 1. */
+  readonly minDecryptionVersion?: KeyVersion;
   /** Version -> creation time and CKA_ID, for every committed version. */
   readonly versions: Readonly<Record<string, VersionRecord>>;
   /** Digest of the revision this one changed; absent for revision 0. */
@@ -130,7 +132,7 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
     return undefined;
   }
   if (typeof v !== 'object' || v === null || v.format !== METADATA_FORMAT) return undefined;
-  const { revision, type, purpose, state, createdAt, versions, exportable, modeOfUse, keyUsage } = v;
+  const { revision, type, purpose, state, createdAt, versions, exportable, modeOfUse, keyUsage, minDecryptionVersion } = v;
   if (typeof revision !== 'number' || !Number.isInteger(revision) || revision < 0) return undefined;
   if (typeof type !== 'string' || !Object.hasOwn(keyTypes, type)) return undefined;
   if (typeof purpose !== 'string' || !(keyTypes[type as KeyType].purposes as readonly string[]).includes(purpose)) return undefined;
@@ -139,9 +141,11 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
   if (exportable !== undefined && typeof exportable !== 'boolean') return undefined;
   if (modeOfUse !== undefined && !(modesOfUse as readonly unknown[]).includes(modeOfUse)) return undefined;
   if (keyUsage !== undefined && !(keyUsagesFor(type as KeyType, purpose as KeyPurpose) as readonly unknown[]).includes(keyUsage)) return undefined;
+  if (minDecryptionVersion !== undefined && !(typeof minDecryptionVersion === 'number' && isVersionKey(String(minDecryptionVersion)))) return undefined;
   const common = {
     revision, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt,
     ...paymentAttributesOf({ exportable: exportable === true, modeOfUse: modeOfUse as ModeOfUse | undefined, keyUsage: keyUsage as KeyUsage | undefined }),
+    ...(typeof minDecryptionVersion === 'number' && minDecryptionVersion > 1 ? { minDecryptionVersion: minDecryptionVersion as KeyVersion } : {}),
   } as const;
   const decoded: Record<string, VersionRecord> = {};
   for (const [version, entry] of Object.entries(versions)) {

@@ -210,7 +210,7 @@ function secretInside(api: Pkcs11Api, session: Handle, type: KeyType, template: 
 }
 
 /**
- * Whether a secret the token holds is `bytes` long (16 or 32: AES-128, AES-256, HMAC-256), told without
+ * Whether a secret the token holds is `bytes` long (16, 24 or 32: AES-128, AES-192, AES-256, HMAC-256), told without
  * its value leaving the token. SoftHSM reports CKA_VALUE_LEN 0 for unwrapped secrets and takes any length,
  * so: CKA_VALUE_LEN of `object` where reported; the RFC 5649 length, ceil(len/8)*8 + 8, which is
  * `kwpLength` when given, else that of an extractable copy wrapped under an ephemeral AES-256 key

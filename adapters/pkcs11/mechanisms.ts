@@ -120,7 +120,8 @@ export class TokenMechanisms {
       case 'okp':
         return this.has(CKM.EC_EDWARDS_KEY_PAIR_GEN) && this.has(CKM.EDDSA);
       case 'aes':
-        return this.has(CKM.AES_KEY_GEN);
+        // AES-192 serves FF1 only (purpose fpe), which needs AES-ECB.
+        return this.has(CKM.AES_KEY_GEN) && (info.bits !== 192 || this.has(CKM.AES_ECB));
       case 'tdes':
         return this.has(info.bits === 128 ? CKM.DES2_KEY_GEN : CKM.DES3_KEY_GEN);
       case 'hmac':
@@ -179,6 +180,8 @@ export class TokenMechanisms {
       // The control worker fills in wrappings and unwrapsInside from its probes (keyUnwrap.ts); staged
       // ceremony components are wrapped out with AES key wrap with padding (ceremonies.ts).
       keyImport: { wrappings: [], unwrapsInside: [], ceremonies: this.has(CKM.AES_KEY_WRAP_PAD) },
+      // FF1 keys encrypt single blocks in the token (CKM_AES_ECB, CKA_ENCRYPT only).
+      fpe: family('aes') && this.has(CKM.AES_ECB),
     };
   }
 

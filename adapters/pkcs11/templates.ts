@@ -53,17 +53,21 @@ export interface TemplateOptions extends AllowedMechanismOptions {
  * never decrypts, so no transport key it unwrapped can be read back through C_Decrypt.
  */
 const noPayment = { pin: [], bdk: [], kbpk: [] };
-const publicUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_VERIFY], encrypt: [A.CKA_ENCRYPT], agree: [], mac: [], wrap: [A.CKA_WRAP], ...noPayment };
-const privateUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_SIGN], encrypt: [A.CKA_DECRYPT], agree: [A.CKA_DERIVE], mac: [], wrap: [A.CKA_UNWRAP], ...noPayment };
+const noSecretOnly = { ...noPayment, tokenize: [], fpe: [] };
+const publicUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_VERIFY], encrypt: [A.CKA_ENCRYPT], agree: [], mac: [], wrap: [A.CKA_WRAP], ...noSecretOnly };
+const privateUsage: Record<KeyPurpose, number[]> = { sign: [A.CKA_SIGN], encrypt: [A.CKA_DECRYPT], agree: [A.CKA_DERIVE], mac: [], wrap: [A.CKA_UNWRAP], ...noSecretOnly };
 /**
  * Usage of a secret key by purpose. A wrapping key (AES_KW: C_WrapKey / C_UnwrapKey, see joseMechanisms.ts)
  * neither encrypts nor decrypts data, and a data key never wraps: one key doing both is the wrap-then-decrypt
- * attack on tokens that let C_Decrypt use a key-wrap mechanism.
+ * attack on tokens that let C_Decrypt use a key-wrap mechanism. An FF1 key only encrypts: FF1 uses the AES
+ * forward direction to decrypt as well, so CKA_DECRYPT would only add an ECB decryption oracle.
  */
 const secretUsage: Record<KeyPurpose, number[]> = {
   encrypt: [A.CKA_ENCRYPT, A.CKA_DECRYPT],
   wrap: [A.CKA_WRAP, A.CKA_UNWRAP],
   mac: [A.CKA_SIGN, A.CKA_VERIFY],
+  tokenize: [A.CKA_SIGN, A.CKA_VERIFY],
+  fpe: [A.CKA_ENCRYPT],
   sign: [],
   agree: [],
   ...noPayment,

@@ -37,7 +37,7 @@ import type {
 import { wrappingSchemes } from '../../src/backend/port.js';
 import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../src/ceremonies/record.js';
 import { HsmBridgeError, invalid } from '../../src/errors.js';
-import type { KeyName } from '../../src/keys/names.js';
+import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { allKeyTypes, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType } from '../../src/keys/types.js';
 import { writeFileAtomic } from '../../src/files/writeFileAtomic.js';
 import { blockLength, ecb, type BlockFamily, type Direction } from '../../src/payment/crypto/blockCiphers.js';
@@ -48,6 +48,7 @@ import { generateKeys, importClearKey, importKeyMaterial, type VersionKeys } fro
 import {
   mayBeExportable,
   readKeystore,
+  resealVersion,
   sealVersion,
   serializeKeystore,
   toMetadata,
@@ -85,6 +86,7 @@ const capabilities: Capabilities = {
   payment: { dukpt: ['tdes', 'aes'], importKeys: true, exportKeys: true },
   // Everything happens in this process: a wrapped key is unwrapped here, and exists in clear for the call.
   keyImport: { wrappings: wrappingSchemes, unwrapsInside: [], ceremonies: true },
+  fpe: true,
 };
 
 type KeyPair = Extract<VersionKeys, { kind: 'pair' }>;
@@ -243,6 +245,32 @@ class SoftwareBackend implements Backend, KeystoreState {
     });
   }
 
+  /** Every version is sealed again, since its seal binds minDecryptionVersion (sealing.ts); 1 is stored as absent. */
+  setMinDecryptionVersion(name: KeyName, version: KeyVersion): Promise<KeyMetadata> {
+    return this.change(({ entries }) => {
+      const current = this.entryIn(entries, name);
+      const newest = current.stored.versions[current.stored.versions.length - 1]!.version;
+      // The core checks this too; a value above the newest version would make the file unreadable.
+      if (version < 1 || version > newest) throw invalid(`minDecryptionVersion must be from 1 to ${newest}`);
+      const attributes = { ...current.stored, minDecryptionVersion: version > 1 ? version : undefined };
+      const versions = current.stored.versions.map((v) => resealVersion(this.masterKey, attributes, v, current.keys.get(v.version)!));
+      const updated: StoredKey = { ...attributes, versions };
+      entries.set(name, { stored: updated, keys: current.keys });
+      return toMetadata(updated);
+    });
+  }
+
+  /** The trimmed versions' sealed material leaves the file with the write, and their live keys are dropped. */
+  trimKey(name: KeyName): Promise<KeyMetadata> {
+    return this.change(({ entries }) => {
+      const current = this.entryIn(entries, name);
+      const min = current.stored.minDecryptionVersion ?? 1;
+      const updated: StoredKey = { ...current.stored, versions: current.stored.versions.filter((v) => v.version >= min) };
+      entries.set(name, { stored: updated, keys: new Map([...current.keys].filter(([version]) => version >= min)) });
+      return toMetadata(updated);
+    });
+  }
+
   async describeKey(name: KeyName): Promise<KeyMetadata> {
     return toMetadata(this.entry(name).stored);
   }
@@ -263,6 +291,7 @@ class SoftwareBackend implements Backend, KeystoreState {
   }
 
   async encrypt(key: KeyRef, algorithm: EncryptAlgorithm, plaintext: Buffer, aad?: Buffer): Promise<RawCiphertext> {
+    this.checkCipherUse(key);
     switch (algorithm) {
       case 'AES_GCM':
         return aesGcmEncrypt(this.secret(key), plaintext, aad);
@@ -275,6 +304,7 @@ class SoftwareBackend implements Backend, KeystoreState {
   }
 
   async decrypt(key: KeyRef, algorithm: EncryptAlgorithm, ciphertext: RawCiphertext, aad?: Buffer): Promise<Buffer> {
+    this.checkCipherUse(key);
     switch (algorithm) {
       case 'AES_GCM':
         return aesGcmDecrypt(this.secret(key), ciphertext, aad);
@@ -428,6 +458,14 @@ class SoftwareBackend implements Backend, KeystoreState {
   }
 
   // --- internals -----------------------------------------------------------------------------------
+
+  /** Only keys of purpose encrypt or wrap encrypt and decrypt: an fpe key must not become a data key. */
+  private checkCipherUse(ref: KeyRef): void {
+    const { stored } = this.entry(ref.name);
+    if (stored.purpose !== 'encrypt' && stored.purpose !== 'wrap') {
+      throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${ref.name} (${stored.type}, purpose ${stored.purpose}) cannot encrypt or decrypt`);
+    }
+  }
 
   private checkOpen(): void {
     if (this.closed) throw new HsmBridgeError('BACKEND_UNAVAILABLE', 'the software backend is closed');

@@ -7,7 +7,7 @@
  *   "format": "hsm-bridge-software-keystore", "formatVersion": 1,
  *   "masterKeyCheck": { "iv": b64, "data": b64 },
  *   "keys": [ { "name", "type", "purpose", "state", "createdAt", "exportable"?: true, "modeOfUse"?: "E", "keyUsage"?: "M3",
- *               "versions": [ { "version", "createdAt", "publicKeySpki"?: b64 DER, "material": { "iv", "data" } } ] } ],
+ *               "minDecryptionVersion"?: 3, "versions": [ { "version", "createdAt", "publicKeySpki"?: b64 DER, "material": { "iv", "data" } } ] } ],
  *   "ceremonies"?: [ { "plan": CeremonyPlan, "planSeal": { "iv", "data" },
  *                      "components": [ { "entry": ComponentEntry, "material": { "iv", "data" } } ] } ]
  * }
@@ -61,6 +61,12 @@ export interface StoredKey {
   readonly modeOfUse?: ModeOfUse;
   /** The X9.143 key usage; absent (older keystores, and keys created without one) means the purpose's general kind. */
   readonly keyUsage?: KeyUsage;
+  /**
+   * Versions below it are retired; absent (older keystores, and keys with none retired) means 1. Every
+   * version's seal binds it, so an edit of it in the file fails authentication.
+   */
+  readonly minDecryptionVersion?: number;
+  /** Oldest first; trimmed versions are gone, so the first may be above 1. */
   readonly versions: readonly StoredVersion[];
 }
 
@@ -102,6 +108,7 @@ const documentSchema = {
           exportable: { type: 'boolean' },
           modeOfUse: { enum: modesOfUse },
           keyUsage: { enum: keyUsages },
+          minDecryptionVersion: { type: 'integer', minimum: 2, maximum: 0x7fffffff },
           versions: {
             type: 'array',
             minItems: 1,
@@ -169,6 +176,9 @@ export function unsealKeystore(path: string, doc: KeystoreDocument, masterKey: K
     if (stored.keyUsage !== undefined && !keyUsagesFor(stored.type, stored.purpose).includes(stored.keyUsage)) {
       throw new KeystoreError(path, `${where} has a key usage its type and purpose cannot have`);
     }
+    if ((stored.minDecryptionVersion ?? 1) > stored.versions[stored.versions.length - 1]!.version) {
+      throw new KeystoreError(path, `${where} has a minDecryptionVersion above its newest version`);
+    }
     const keys = new Map<number, VersionKeys>();
     let previous = 0;
     for (const v of stored.versions) {
@@ -222,7 +232,7 @@ export function mayBeExportable(key: Pick<StoredKey, 'type' | 'purpose'>): boole
   return (family === 'tdes' || family === 'aes') && isPaymentPurpose(key.purpose);
 }
 
-type KeyAttributes = Pick<StoredKey, 'name' | 'type' | 'purpose' | 'exportable' | 'modeOfUse' | 'keyUsage'>;
+type KeyAttributes = Pick<StoredKey, 'name' | 'type' | 'purpose' | 'exportable' | 'modeOfUse' | 'keyUsage' | 'minDecryptionVersion'>;
 
 /** What a sealed record is bound to, besides its version. */
 function bindingOf(key: KeyAttributes): Omit<RecordBinding, 'version'> {
@@ -231,19 +241,30 @@ function bindingOf(key: KeyAttributes): Omit<RecordBinding, 'version'> {
     type: key.type,
     purpose: key.purpose,
     ...paymentAttributesOf(key),
+    ...(key.minDecryptionVersion !== undefined ? { minDecryptionVersion: key.minDecryptionVersion } : {}),
   };
 }
 
-/** Seals a new version's material into its stored form; the exported secret bytes are zeroed. */
-export function sealVersion(masterKey: KeyObject, key: KeyAttributes, version: number, keys: VersionKeys): StoredVersion {
+/** Seals a version's material for the key's attributes; the exported secret bytes are zeroed. */
+function sealMaterial(masterKey: KeyObject, key: KeyAttributes, version: number, keys: VersionKeys): Sealed {
   const material = exportSecretMaterial(keys);
   try {
-    const sealed = sealRecord(masterKey, { ...bindingOf(key), version }, material);
-    const spki = publicKeySpki(keys);
-    return { version, createdAt: new Date().toISOString(), ...(spki ? { publicKeySpki: spki.toString('base64') } : {}), material: sealed };
+    return sealRecord(masterKey, { ...bindingOf(key), version }, material);
   } finally {
     material.fill(0);
   }
+}
+
+/** Seals a new version's material into its stored form. */
+export function sealVersion(masterKey: KeyObject, key: KeyAttributes, version: number, keys: VersionKeys): StoredVersion {
+  const spki = publicKeySpki(keys);
+  const material = sealMaterial(masterKey, key, version, keys);
+  return { version, createdAt: new Date().toISOString(), ...(spki ? { publicKeySpki: spki.toString('base64') } : {}), material };
+}
+
+/** A stored version sealed again, for the key's changed attributes (`key`). */
+export function resealVersion(masterKey: KeyObject, key: KeyAttributes, stored: StoredVersion, keys: VersionKeys): StoredVersion {
+  return { ...stored, material: sealMaterial(masterKey, key, stored.version, keys) };
 }
 
 export function serializeKeystore(masterKeyCheck: Sealed, entries: Iterable<KeyEntry>, ceremonies: Iterable<StoredCeremony>): Buffer {
@@ -272,6 +293,7 @@ export function toMetadata(stored: StoredKey): KeyMetadata {
     createdAt: stored.createdAt,
     ...paymentAttributesOf(stored),
     primaryVersion: versions[versions.length - 1]!.version,
+    ...(stored.minDecryptionVersion !== undefined ? { minDecryptionVersion: stored.minDecryptionVersion as KeyVersion } : {}),
     versions,
   };
 }

@@ -29,17 +29,21 @@ export function blockFamilyOf(key: KeyKind): BlockFamily {
 /**
  * ECB on stored keys: both ways on PIN keys (PIN blocks); encryption on every TDES payment key as well,
  * because its key check value is the encryption of a zero block. AES keys' check values are CMACs.
+ * Encryption only on AES keys of purpose fpe: FF1 uses AES forwards in both of its directions.
  */
 export function checkBlockUse(key: KeyKind, direction: Direction): BlockFamily {
   const family = blockFamilyOf(key);
-  const allowed = key.purpose === 'pin' || (direction === 'encrypt' && family === 'tdes' && isPaymentPurpose(key.purpose));
+  const allowed =
+    key.purpose === 'pin' ||
+    (direction === 'encrypt' && ((family === 'tdes' && isPaymentPurpose(key.purpose)) || (family === 'aes' && key.purpose === 'fpe')));
   if (!allowed) throw refuse(key, `${direction} raw blocks`);
   return family;
 }
 
 /**
  * MACs: a MAC key computes and verifies the algorithms of its family its X9.143 usage allows (an M3 key
- * only the retail MAC, which no other key computes); besides, any AES payment key
+ * only the retail MAC, which no other key computes); a token key (purpose tokenize) HMAC-SHA-256 and
+ * nothing else; besides, any AES payment key
  * computes AES_CMAC (its check value, and a KBPK's TR-31 key derivation) and a TDES KBPK computes
  * TDES_CMAC (its TR-31 key derivation).
  */
@@ -51,6 +55,7 @@ export function checkMacUse(key: KeyKind, algorithm: MacAlgorithm, verify: boole
     if (!macAlgorithmAllowed(key.keyUsage, algorithm)) throw refuse(key, `${verify ? 'verify' : 'compute'} ${algorithm} (key usage ${key.keyUsage ?? 'none'})`);
     return;
   }
+  if (key.purpose === 'tokenize' && algorithm === 'HMAC_SHA256') return;
   const derivation =
     !verify && isPaymentPurpose(key.purpose) && (algorithm === 'AES_CMAC' || (algorithm === 'TDES_CMAC' && key.purpose === 'kbpk'));
   if (!derivation) throw refuse(key, `${verify ? 'verify' : 'compute'} ${algorithm}`);

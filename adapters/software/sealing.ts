@@ -1,11 +1,11 @@
 /**
  * Sealing key material under the master key: AES-256-GCM, a fresh 12-byte IV per record, and AAD that
  * binds the record to its key name, version, type, purpose and (when set) its payment attributes (exportable,
- * mode of use, key usage), so that
+ * mode of use, key usage) and its minDecryptionVersion, so that
  * a sealed record copied into another key (or another version) fails authentication instead of silently
- * becoming that key, and an edit that makes a key exportable, lifts its mode of use or changes its key
- * usage (an M1 MAC key into an M3 one) does too. A key ceremony's plan and its components' entries are
- * bound the same way (planAad, componentAad).
+ * becoming that key, and an edit that makes a key exportable, lifts its mode of use, changes its key
+ * usage (an M1 MAC key into an M3 one) or brings retired versions back into use does too. A key
+ * ceremony's plan and its components' entries are bound the same way (planAad, componentAad).
  */
 import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto';
 import type { CeremonyPlan, ComponentEntry } from '../../src/ceremonies/record.js';
@@ -36,17 +36,21 @@ export interface RecordBinding {
   readonly exportable?: boolean;
   readonly modeOfUse?: ModeOfUse;
   readonly keyUsage?: KeyUsage;
+  /** Above 1, or absent: a key with none retired keeps the older forms. */
+  readonly minDecryptionVersion?: number;
 }
 
 /**
  * JSON of a fixed-order array: unambiguous, since no field can smuggle a separator into another. A key
- * without the newer attributes keeps the older form (v1: no payment attributes; v2: no key usage), so
- * keystores written before they existed still open.
+ * without the newer attributes keeps the older form (v1: no payment attributes; v2: no key usage; v3: no
+ * retired versions), so keystores written before they existed still open.
  */
 function recordAad(b: RecordBinding): Buffer {
   const payment = [b.exportable === true, b.modeOfUse ?? null];
   const fields: unknown[] =
-    b.keyUsage !== undefined
+    b.minDecryptionVersion !== undefined
+      ? ['hsm-bridge software keystore record v4', b.name, b.version, b.type, b.purpose, ...payment, b.keyUsage ?? null, b.minDecryptionVersion]
+      : b.keyUsage !== undefined
       ? ['hsm-bridge software keystore record v3', b.name, b.version, b.type, b.purpose, ...payment, b.keyUsage]
       : b.exportable === true || b.modeOfUse !== undefined
         ? ['hsm-bridge software keystore record v2', b.name, b.version, b.type, b.purpose, ...payment]

@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import { pkcs11BackendFactory } from '../../adapters/pkcs11/index.js';
 import { createSoftHsmToken } from '../helpers/softhsm.js';
 import { describeBackendConformance, type ConformanceTarget } from './backendConformance.js';
+import { describeDataProtectionConformance } from './dataProtectionConformance.js';
 import { describeKeyImportConformance } from './keyImportConformance.js';
 
 const softHsm = async (): Promise<ConformanceTarget> => {
@@ -14,3 +15,4 @@ const softHsm = async (): Promise<ConformanceTarget> => {
 
 describeBackendConformance('pkcs11 (SoftHSM)', softHsm);
 describeKeyImportConformance('pkcs11 (SoftHSM)', softHsm);
+describeDataProtectionConformance('pkcs11 (SoftHSM)', softHsm);

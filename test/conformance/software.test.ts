@@ -10,6 +10,7 @@ import { parseKeyName } from '../../src/keys/names.js';
 import { setOddParity } from '../../src/payment/crypto/parity.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../helpers/software.js';
 import { describeBackendConformance } from './backendConformance.js';
+import { describeDataProtectionConformance } from './dataProtectionConformance.js';
 import { describeKeyImportConformance } from './keyImportConformance.js';
 
 const target = async () => {
@@ -22,6 +23,7 @@ const target = async () => {
 
 describeBackendConformance('software', target);
 describeKeyImportConformance('software', target);
+describeDataProtectionConformance('software', target);
 
 type Writable<T> = { -readonly [K in keyof T]: T[K] };
 interface KeystoreWithCeremonies {

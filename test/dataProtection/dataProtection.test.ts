@@ -6,7 +6,7 @@
  * node:crypto's HMAC of the documented input with a known key. Every value-level failure is that value's
  * result; what concerns the request fails it.
  */
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomInt } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomInt, type CipherGCMTypes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServiceError } from '@grpc/grpc-js';
 import type { KeyServiceLimits } from '../../src/operations/keyService.js';
@@ -58,7 +58,7 @@ function wiresOf(served: Served): Wire[] {
     name: 'gRPC',
     rest: rest.rest,
     rpc: (method, message) =>
-      served.client.call(method, message).then(
+      served.client.call(method, message as Record<string, unknown>).then(
         (body) => ({ ok: true, body }),
         (e: ServiceError) => ({ ok: false, status: e.code, code: e.metadata?.get('hsmbridge-error-code')[0] as string | undefined, message: e.details }),
       ),
@@ -135,13 +135,13 @@ function ops(wire: Wire) {
 }
 
 const aesGcmOpen = (key: Buffer, blob: { iv: Buffer; data: Buffer; tag: Buffer }) => {
-  const d = createDecipheriv(`aes-${key.length * 8}-gcm`, key, blob.iv);
+  const d = createDecipheriv(`aes-${key.length * 8}-gcm` as CipherGCMTypes, key, blob.iv);
   d.setAuthTag(blob.tag);
   return Buffer.concat([d.update(blob.data), d.final()]);
 };
 const aesGcmSeal = (key: Buffer, plaintext: Buffer) => {
   const iv = randomBytes(12);
-  const c = createCipheriv(`aes-${key.length * 8}-gcm`, key, iv);
+  const c = createCipheriv(`aes-${key.length * 8}-gcm` as CipherGCMTypes, key, iv);
   const data = Buffer.concat([c.update(plaintext), c.final()]);
   return { iv, data, tag: c.getAuthTag() };
 };

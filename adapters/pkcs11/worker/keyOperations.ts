@@ -20,14 +20,14 @@ import { HandleCache, type CachedVersion } from '../handleCache.js';
 import { aesKeyUnwrap, aesKeyWrap, ecdhSharedSecret } from '../joseMechanisms.js';
 import { exportKeyValue } from '../keyExport.js';
 import * as ceremonies from '../ceremonies.js';
-import { listedVersions, listKeyNames, newKeyObjectId, readMetadata, type CompanionRole, type MetadataRecord, type VersionHandles } from '../keyObjects.js';
+import { findKeyObjects, listedVersions, listKeyNames, newKeyObjectId, readMetadata, type CompanionRole, type MetadataRecord, type VersionHandles } from '../keyObjects.js';
 import { unwrapTransportKey, unwrapVersionObjects } from '../keyUnwrap.js';
 import { signatureLength, TokenMechanisms } from '../mechanisms.js';
 import { notNull, type Handle, type Pkcs11Api } from '../module.js';
 import { OaepDecryption } from '../oaepDecryption.js';
 import { macInToken } from '../paymentMacs.js';
 import { readPublicKeySpki } from '../publicKey.js';
-import { commitRevision, commitWithObjects, destroySessionObject, removeKeyObjects, removeMetadata, requireMetadata, requireSettled, settledCurrent } from '../revisions.js';
+import { commitRevision, commitWithObjects, destroyQuietly, destroySessionObject, isAbandoned, removeKeyObjects, removeMetadata, requireMetadata, requireSettled, settledCurrent } from '../revisions.js';
 import type { DerivedKey } from '../sessionObjects.js';
 import { makeVersionObjects, type TokenTraits } from '../versionObjects.js';
 import type { ConflictResult, TokenLog } from './protocol.js';
@@ -169,6 +169,45 @@ export class KeyOperations {
     return asAttempt(await this.commitWith([], () => commitRevision(this.api, session, name, base, { ...base.record, state }), name));
   }
 
+  /** Stores the version below which versions are retired; 1 is stored as nothing (records before the field read so too). */
+  async setMinDecryptionVersion(name: KeyName, version: KeyVersion): Promise<Attempt<KeyMetadata>> {
+    const session = this.session();
+    const base = requireSettled(this.api, session, name);
+    if (base === CONFLICT) return conflict();
+    if ((base.record.minDecryptionVersion ?? 1) === version) return this.describe(name);
+    const { minDecryptionVersion: _, ...rest } = base.record;
+    const change = version > 1 ? { ...rest, minDecryptionVersion: version } : rest;
+    return asAttempt(await this.commitWith([], () => commitRevision(this.api, session, name, base, change), name));
+  }
+
+  /**
+   * One attempt at trimming: a revision without the versions below the minDecryptionVersion of the
+   * revision it builds on (a concurrent change of that value makes it lose and start again from the new
+   * one), then, once it stands, the objects of those versions destroyed. Version numbers are never reused:
+   * the primary version, the highest, is never below the minimum, so rotate still numbers after it.
+   */
+  async trim(name: KeyName): Promise<Attempt<KeyMetadata>> {
+    const { api } = this;
+    const session = this.session();
+    const base = requireSettled(api, session, name);
+    if (base === CONFLICT) return conflict();
+    const min = base.record.minDecryptionVersion ?? 1;
+    const entries = Object.entries(base.record.versions);
+    const doomed = new Set(entries.filter(([v]) => Number(v) < min).map(([, listed]) => listed.id));
+    if (doomed.size > 0) {
+      const committed = await commitRevision(api, session, name, base, { ...base.record, versions: Object.fromEntries(entries.filter(([v]) => Number(v) >= min)) });
+      if (!committed) return conflict();
+    }
+    // The base revision, kept until the next change, still lists them: its readers find the versions gone.
+    // Older objects below the minimum that nothing lists are what an interrupted trim left behind; young
+    // ones may be a create's on another replica (the key destroyed and made again meanwhile), and stay.
+    for (const o of findKeyObjects(api, session, name)) {
+      if (o.parsed.version < min && (doomed.has(o.id) || isAbandoned(o, doomed))) destroyQuietly(api, session, o.handle);
+    }
+    this.handles.forget(name);
+    return this.describe(name);
+  }
+
   /**
    * One attempt at destroying a key. `removed` lists the CKA_IDs whose metadata earlier attempts of the
    * same destroy already removed; a conflict answers the grown list for the next attempt.
@@ -290,7 +329,7 @@ export class KeyOperations {
     return this.withKey(key, (session, h) => this.publicSpki(session, key.type, h));
   }
 
-  /** ECB over whole blocks (the core checked the length) with a stored key version or a derived session key. */
+  /** ECB over whole blocks (the core checked the length) with a stored key version (payment, FF1) or a derived session key. */
   async ecb(key: WorkerBlockKey, direction: 'encrypt' | 'decrypt', data: Buffer): Promise<Buffer> {
     if ('transientHandle' in key) {
       try {
@@ -308,7 +347,7 @@ export class KeyOperations {
         return ecbInToken(this.api, session, h.key, family, direction, data);
       } catch (e) {
         // The token has the mechanism (capabilities); the key's CKA_ALLOWED_MECHANISMS or usage refuse it:
-        // not a payment key that does ECB (an encrypt key is no ECB oracle).
+        // not a payment key or FF1 key that does ECB (an encrypt key is no ECB oracle; an FF1 key only encrypts).
         const code = ckrOf(e);
         if (code === CKR.MECHANISM_INVALID || code === CKR.KEY_FUNCTION_NOT_PERMITTED) {
           throw new HsmBridgeError('INCOMPATIBLE_KEY', `key ${key.name} does not allow block operations`, { cause: e });
@@ -439,7 +478,9 @@ export class KeyOperations {
     return {
       name, type: record.type, purpose: record.purpose, state: record.state, createdAt: record.createdAt,
       ...paymentAttributesOf(record),
-      primaryVersion: primary.version, versions,
+      primaryVersion: primary.version,
+      ...(record.minDecryptionVersion ? { minDecryptionVersion: record.minDecryptionVersion } : {}),
+      versions,
     };
   }
 }

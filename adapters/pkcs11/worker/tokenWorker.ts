@@ -327,7 +327,7 @@ function ops(): KeyOperations {
 
 /** The KeyOperations methods the main thread may call directly (deriveDukpt and ecb go through sessionCalls). */
 const OPERATIONS = [
-  'create', 'rotate', 'setState', 'destroy', 'describeKey', 'listKeys', 'sign', 'verify', 'encrypt', 'decrypt',
+  'create', 'rotate', 'setState', 'setMinDecryptionVersion', 'trim', 'destroy', 'describeKey', 'listKeys', 'sign', 'verify', 'encrypt', 'decrypt',
   'mac', 'verifyMac', 'randomBytes', 'publicKeySpki', 'exportKey', 'deriveSharedSecret', 'importWrapped',
   'startCeremony', 'describeCeremony', 'listCeremonies', 'stageComponent', 'stagedComponents', 'endCeremony',
 ] as const satisfies readonly (keyof KeyOperations)[];

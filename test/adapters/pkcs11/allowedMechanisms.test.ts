@@ -82,6 +82,10 @@ describe('CKA_ALLOWED_MECHANISMS', () => {
     ['AES_256', 'bdk', A.CKO_SECRET_KEY, [0x1105, 0x108a]],
     ['AES_256', 'kbpk', A.CKO_SECRET_KEY, [0x108a]],
     ['HMAC_256', 'mac', A.CKO_SECRET_KEY, [0x251]],
+    ['HMAC_256', 'tokenize', A.CKO_SECRET_KEY, [0x251]],
+    ['AES_128', 'fpe', A.CKO_SECRET_KEY, [0x1081]],
+    ['AES_192', 'fpe', A.CKO_SECRET_KEY, [0x1081]],
+    ['AES_256', 'fpe', A.CKO_SECRET_KEY, [0x1081]],
   ];
   for (const [type, purpose, cls, expected] of cases) {
     it(`${type} for ${purpose}: ${expected.map((m) => `0x${m.toString(16)}`).join(', ')}`, async () => {

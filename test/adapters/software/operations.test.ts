@@ -60,9 +60,10 @@ const cases: Array<[SignAlgorithm, KeyType]> = [
 ];
 
 describe('capabilities', () => {
-  it('offers every key type and algorithm, the payment primitives, and digest signing only for the RSA schemes', () => {
+  it('offers every key type and algorithm, the payment primitives, FF1\'s AES, and digest signing only for the RSA schemes', () => {
     const c = backend.capabilities();
-    expect(c.keyTypes).toHaveLength(11);
+    expect(c.keyTypes).toHaveLength(12);
+    expect(c.keyTypes).toContain('AES_192');
     expect(c.sign).toEqual(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA']);
     expect(c.signDigest).toEqual(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
     expect(c.encrypt).toEqual(['AES_GCM', 'RSA_OAEP_SHA256', 'RSA_OAEP_SHA1', 'AES_KW']);
@@ -70,6 +71,7 @@ describe('capabilities', () => {
     expect(c.random).toBe(true);
     expect(c.keyAgreement).toEqual(['EC_P256', 'EC_P384']);
     expect(c.payment).toEqual({ dukpt: ['tdes', 'aes'], importKeys: true, exportKeys: true });
+    expect(c.fpe).toBe(true);
   });
 });
 

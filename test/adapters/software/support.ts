@@ -45,7 +45,7 @@ export async function publicKeyOf(backend: Backend, ref: KeyRef): Promise<KeyObj
 }
 
 interface FileVersion { version: number; material: { iv: string; data: string }; publicKeySpki?: string }
-interface FileKey { name: string; type: KeyType; purpose: KeyPurpose; exportable?: boolean; modeOfUse?: string; keyUsage?: string; versions: FileVersion[] }
+interface FileKey { name: string; type: KeyType; purpose: KeyPurpose; exportable?: boolean; modeOfUse?: string; keyUsage?: string; minDecryptionVersion?: number; versions: FileVersion[] }
 export interface KeystoreJson { format: string; formatVersion: number; masterKeyCheck: { iv: string; data: string }; keys: FileKey[] }
 
 export const readKeystoreJson = (path: string): KeystoreJson => JSON.parse(readFileSync(path, 'utf8')) as KeystoreJson;
@@ -53,7 +53,8 @@ export const readKeystoreJson = (path: string): KeystoreJson => JSON.parse(readF
 /**
  * The documented record format, decrypted with node:crypto: AES-256-GCM, AAD = JSON [label v1, name, version,
  * type, purpose], or [label v2, name, version, type, purpose, exportable, modeOfUse or null] when either is set,
- * or [label v3, ..., modeOfUse or null, keyUsage] when the key has a key usage.
+ * or [label v3, ..., modeOfUse or null, keyUsage] when the key has a key usage, or [label v4, ..., modeOfUse or null,
+ * keyUsage or null, minDecryptionVersion] when the key has retired versions.
  */
 export function unsealWithNode(path: string, masterKeyBase64: string, name: string, version: number): Buffer {
   const key = readKeystoreJson(path).keys.find((k) => k.name === name);
@@ -62,7 +63,9 @@ export function unsealWithNode(path: string, masterKeyBase64: string, name: stri
   const data = Buffer.from(v.material.data, 'base64');
   const decipher = createDecipheriv('aes-256-gcm', Buffer.from(masterKeyBase64, 'base64'), Buffer.from(v.material.iv, 'base64'));
   const aad =
-    key.keyUsage !== undefined
+    key.minDecryptionVersion !== undefined
+      ? ['hsm-bridge software keystore record v4', name, version, key.type, key.purpose, key.exportable === true, key.modeOfUse ?? null, key.keyUsage ?? null, key.minDecryptionVersion]
+      : key.keyUsage !== undefined
       ? ['hsm-bridge software keystore record v3', name, version, key.type, key.purpose, key.exportable === true, key.modeOfUse ?? null, key.keyUsage]
       : key.exportable === true || key.modeOfUse !== undefined
         ? ['hsm-bridge software keystore record v2', name, version, key.type, key.purpose, key.exportable === true, key.modeOfUse ?? null]

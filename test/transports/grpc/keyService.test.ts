@@ -519,6 +519,7 @@ describe.each(targets)('gRPC transport end to end: $label', (target) => {
           exportKeys: caps.payment?.exportKeys ?? false,
         },
         keyImport: { wrappings: [...caps.keyImport.wrappings], unwrapsInside: [...caps.keyImport.unwrapsInside], ceremonies: caps.keyImport.ceremonies },
+        fpe: caps.fpe,
       });
       expect(got.keyTypes).toContain(signer.type);
     });

@@ -3,7 +3,8 @@
  * replica (a second backend on the same server) sees it and the trim; trimmed versions' objects are gone
  * from the server; a trim and another replica's lowering of minDecryptionVersion are serialised by the
  * head's Revoke; token keys carry a MAC usage mask; fpe keys are Encrypt-only and their blocks are AES-ECB
- * (PKCS5-padded ECB on the server, the padding block dropped), so FF1 through them equals FF1 on node:crypto.
+ * (PKCS5-padded ECB on the server, the padding block dropped), so FF1 through them, and the service's FF1,
+ * equal FF1 on node:crypto under the key's bytes (read with Get).
  */
 import { createCipheriv, randomBytes, randomInt } from 'node:crypto';
 import { pino } from 'pino';
@@ -16,6 +17,7 @@ import { Enum } from '../../../adapters/kmip/tags.js';
 import type { Backend, KeyRef } from '../../../src/backend/port.js';
 import { ff1, minLength, type Ecb } from '../../../src/dataProtection/ff1.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../../src/keys/names.js';
+import { KeyService } from '../../../src/operations/keyService.js';
 import type { KeyMetadata, KeyType } from '../../../src/keys/types.js';
 import { kmipConfigFor } from '../../helpers/kmipBackend.js';
 import { startPyKmip, type PyKmipServer } from '../../helpers/pykmip.js';
@@ -175,6 +177,20 @@ describe('kmip data protection (PyKMIP)', () => {
       }
     }
   }, 60_000);
+
+  it("the service's FF1 on KMIP: MSISDNs encrypt to digits as FF1 on node:crypto does under the key's bytes, and decrypt back", async () => {
+    const service = new KeyService(await backend(), { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, metadataCacheTtlMs: 0 });
+    const meta = await service.createKey({ name: fresh('msisdn'), type: 'AES_256', purpose: 'fpe' });
+    const [uid] = await objectsOf(meta.name, 1);
+    const local = nodeEcb((await raw.get(uid!)).material);
+    const msisdns = Array.from({ length: 50 }, () => `255${Array.from({ length: randomInt(7, 13) }, () => randomInt(10)).join('')}`);
+    const tweak = Buffer.from('als.msisdn');
+    const encrypted = await service.dataProtection.fpe('encrypt', { name: meta.name, values: msisdns, radix: 10, tweak: tweak.toString('hex') });
+    const expected = await ff1('encrypt', local, 10, tweak, msisdns.map((m) => Array.from(m, Number)));
+    expect(encrypted.values).toEqual(expected.map((n) => ({ ok: n.join('') })));
+    const decrypted = await service.dataProtection.fpe('decrypt', { name: meta.name, values: encrypted.values.map((v) => ('ok' in v ? v.ok : '')), radix: 10, tweak: tweak.toString('hex') });
+    expect(decrypted.values).toEqual(msisdns.map((ok) => ({ ok })));
+  });
 
   // What encryptBlocks relies on, pinned against the server: no raw ECB, and PKCS5 appends exactly one
   // block, the encryption of sixteen 0x10 bytes, after the ECB of the blocks sent.

@@ -31,7 +31,7 @@ import { createSoftwareBackendConfig } from '../test/helpers/software.js';
 import { FLOOR_GRPC, FLOOR_REST, grpcClient, restClient, transportFloors, type GrpcClient, type RestClient } from './clients.js';
 import { batchOutputs, restItemError, type ItemError, type Transport } from './keyOperations.js';
 import { Report, SECONDS, measureLatency, ownCpuMs, type Row } from './measure.js';
-import { runRaw, softHsmServiceEnv } from './processes.js';
+import { anyPortsEnv, runRaw, softHsmServiceEnv } from './processes.js';
 
 const SIZES = [1, 16, 256];
 const SESSIONS = 8;
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     const hsm = await startServiceProcess({ env: softHsmServiceEnv(token) });
     services.push(hsm);
     await benchService('SoftHSM', hsm, ['gRPC', 'REST'], true, () => rawBaselines(token));
-    const soft = await startServiceProcess({ env: { HSMB_REST__PORT: '0', HSMB_GRPC__PORT: '0', HSMB_OPS__PORT: '0' }, config: { backend: { type: 'software', software: software.config } } });
+    const soft = await startServiceProcess({ env: { ...anyPortsEnv }, config: { backend: { type: 'software', software: software.config } } });
     services.push(soft);
     await benchService('software', soft, ['gRPC'], false, async () => ({}));
   } finally {

@@ -7,6 +7,9 @@ import type { RawResult, RawTask } from './rawPkcs11.js';
 
 const RAW = fileURLToPath(new URL('./rawPkcs11.js', import.meta.url));
 
+/** The service's environment for every listener on a port the system picks. */
+export const anyPortsEnv: Readonly<Record<string, string>> = { HSMB_REST__PORT: '0', HSMB_GRPC__PORT: '0', HSMB_OPS__PORT: '0' };
+
 /** The service's environment for the pkcs11 backend on `token`, every listener on a port the system picks. */
 export function softHsmServiceEnv(token: SoftHsmToken): Record<string, string> {
   return {
@@ -14,9 +17,7 @@ export function softHsmServiceEnv(token: SoftHsmToken): Record<string, string> {
     HSMB_BACKEND__PKCS11__LIBRARY: token.library,
     HSMB_BACKEND__PKCS11__TOKEN_LABEL: token.tokenLabel,
     HSMB_BACKEND__PKCS11__PIN_ENV: token.pinEnv,
-    HSMB_REST__PORT: '0',
-    HSMB_GRPC__PORT: '0',
-    HSMB_OPS__PORT: '0',
+    ...anyPortsEnv,
   };
 }
 

@@ -6,7 +6,7 @@
 import { createPublicKey, randomBytes as nodeRandomBytes, timingSafeEqual, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { algorithmsFor, encryptAlgorithms, signAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
-import type { Backend, BackendGauges, BackendHealth, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
+import type { Backend, BackendGauges, BackendHealth, BlockKey, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { isPaymentPurpose, keyTypes, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
@@ -23,6 +23,7 @@ import { hasRsaSignatureLength } from '../../src/algorithms/signatureLength.js';
 import { CONFLICT, KeyChanges, type Conflict } from '../../src/backend/keyChanges.js';
 
 const R = Enum.ResultReason;
+const AES_BLOCK_BYTES = 16;
 const { ivLength: GCM_IV_BYTES, tagLength: GCM_TAG_BYTES } = encryptAlgorithms.AES_GCM;
 /** How long an operation trusts the head it read last; the core's own metadata cache sits in front. */
 const HEAD_CACHE_MS = 2000;
@@ -32,6 +33,7 @@ const hashOf = { sha256: Enum.HashingAlgorithm.SHA_256, sha384: Enum.HashingAlgo
 const unsupported = (what: string) => new HsmBridgeError('UNSUPPORTED_BY_BACKEND', `the kmip backend ${what}`);
 const decryptionFailed = (cause?: unknown) => new HsmBridgeError('DECRYPTION_FAILED', 'decryption failed', cause === undefined ? undefined : { cause });
 const notFound = (name: KeyName) => new HsmBridgeError('KEY_NOT_FOUND', `key ${name} not found`);
+const incompatible = (name: KeyName, purpose: KeyPurpose, what: string) => new HsmBridgeError('INCOMPATIBLE_KEY', `key ${name} (purpose ${purpose}) cannot ${what}`);
 
 export class KmipBackend implements Backend {
   readonly kind = 'kmip';
@@ -254,7 +256,9 @@ export class KmipBackend implements Backend {
     if (algorithm !== 'AES_GCM') return Promise.reject(unsupported(`does not support ${algorithm}`));
     // A random 96-bit IV of our own: left to itself PyKMIP would pick a 128-bit one.
     const iv = nodeRandomBytes(GCM_IV_BYTES);
-    return this.withVersion(key, async (v) => {
+    return this.withVersion(key, async (v, record) => {
+      // An fpe key's mask allows Encrypt, so the server would do GCM with it: the purpose is checked here.
+      if (record.purpose !== 'encrypt') throw incompatible(key.name, record.purpose, 'encrypt with AES_GCM');
       const out = await this.ops.encrypt(v.uid, gcm, plaintext, iv, aad);
       if (out.tag?.length !== GCM_TAG_BYTES || out.data.length !== plaintext.length) throw new HsmBridgeError('INTERNAL', 'the KMIP server returned a malformed GCM ciphertext');
       return { iv, data: Buffer.concat([out.data, out.tag]) };
@@ -267,7 +271,8 @@ export class KmipBackend implements Backend {
     if (!iv || iv.length !== GCM_IV_BYTES || data.length < GCM_TAG_BYTES) return Promise.reject(decryptionFailed());
     const body = data.subarray(0, data.length - GCM_TAG_BYTES);
     const tag = data.subarray(data.length - GCM_TAG_BYTES);
-    return this.withVersion(key, async (v) => {
+    return this.withVersion(key, async (v, record) => {
+      if (record.purpose !== 'encrypt') throw incompatible(key.name, record.purpose, 'decrypt with AES_GCM');
       try {
         return await this.ops.decrypt(v.uid, gcm, body, iv, aad, tag);
       } catch (e) {
@@ -306,9 +311,26 @@ export class KmipBackend implements Backend {
 
   // --- payment primitives: none (createKey refuses payment keys, capabilities list no payment support) ---
 
-  /** Nor FF1's AES (capability fpe): PyKMIP encrypts ECB only with padding, and createKey refuses fpe keys. */
-  encryptBlocks(): Promise<Buffer> {
-    return Promise.reject(unsupported('cannot encrypt raw blocks (AES-ECB without padding): no payment or fpe keys'));
+  /**
+   * FF1's AES (capability fpe), on keys of purpose fpe only. Raw ECB would be Padding Method None, which
+   * PyKMIP refuses (and no padding method at all); PKCS5 is the padding KMIP servers commonly serve for
+   * ECB, and on whole blocks it appends one whole block (16 x 0x10) whose ciphertext is dropped: the blocks
+   * before it are the ECB of ours. So PKCS5 always, not a start-up probe for None: one extra block per
+   * call buys one request shape, the one tested, and no per-server state. The dropped block cannot be
+   * checked without the key, but its length can: any other answer (a server that pads whole blocks
+   * otherwise, or not at all) is refused as INTERNAL rather than guessed at.
+   */
+  encryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer> {
+    if (isTransient(key)) return Promise.reject(unsupported('has no payment operations (transient keys)'));
+    if (!this.caps.fpe) return Promise.reject(unsupported('cannot encrypt raw blocks on this KMIP server'));
+    return this.withVersion(key, async (v, record) => {
+      if (record.purpose !== 'fpe') throw incompatible(key.name, record.purpose, 'encrypt raw blocks (only fpe keys do)');
+      const out = await this.ops.encrypt(v.uid, ecbPkcs5, data, undefined);
+      if (out.tag || out.data.length !== data.length + AES_BLOCK_BYTES) {
+        throw this.client.unexpectedAnswer(Enum.Operation.Encrypt, `ECB with PKCS5 padding of ${data.length} bytes answered ${out.data.length} bytes${out.tag ? ' and a tag' : ''}, not one padding block more`);
+      }
+      return out.data.subarray(0, data.length);
+    });
   }
 
   decryptBlocks(): Promise<Buffer> {
@@ -369,7 +391,11 @@ export class KmipBackend implements Backend {
 
   /** Whether an offered algorithm can use keys of this type and purpose. */
   private serves(type: KeyType, purpose: KeyPurpose): boolean {
-    const offered: readonly string[] = [...this.caps.sign, ...this.caps.encrypt, ...this.caps.mac, ...(this.caps.keyAgreement.includes(type) ? ['ECDH'] : [])];
+    const offered: readonly string[] = [
+      ...this.caps.sign, ...this.caps.encrypt, ...this.caps.mac,
+      ...(this.caps.keyAgreement.includes(type) ? ['ECDH'] : []),
+      ...(this.caps.fpe ? ['FF1'] : []),
+    ];
     return algorithmsFor(type, purpose).some((a) => offered.includes(a));
   }
 
@@ -436,7 +462,7 @@ export class KmipBackend implements Backend {
    * Runs an operation with the objects of a key version, from the head read last if it is fresh. An
    * object the server no longer has (destroyed by another replica) sends us back to the head once.
    */
-  private withVersion<T>(key: KeyRef, operation: (v: VersionRecord) => Promise<T>): Promise<T> {
+  private withVersion<T>(key: KeyRef, operation: (v: VersionRecord, record: HeadRecord) => Promise<T>): Promise<T> {
     return this.call(async () => {
       for (let attempt = 0; ; attempt++) {
         const cached = this.heads.get(key.name);
@@ -447,7 +473,7 @@ export class KmipBackend implements Backend {
         const v = head.record.versions[key.version];
         if (!v) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${key.name} has no version ${key.version}`);
         try {
-          return await operation(v);
+          return await operation(v, head.record);
         } catch (e) {
           if (!isReason(e, R.ItemNotFound)) throw e;
           this.heads.delete(key.name);
@@ -479,6 +505,9 @@ export class KmipBackend implements Backend {
 }
 
 const gcm: CryptoParameters = { blockCipherMode: Enum.BlockCipherMode.GCM, cryptographicAlgorithm: Enum.CryptographicAlgorithm.AES, tagLength: GCM_TAG_BYTES };
+const ecbPkcs5: CryptoParameters = { blockCipherMode: Enum.BlockCipherMode.ECB, paddingMethod: Enum.PaddingMethod.PKCS5, cryptographicAlgorithm: Enum.CryptographicAlgorithm.AES };
+
+const isTransient = (key: BlockKey): key is TransientKey => 'transient' in key;
 
 /** Most per-key reads of listKeys in flight at once: the client's pool queues the rest anyway. */
 const LIST_CONCURRENCY = 8;

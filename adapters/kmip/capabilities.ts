@@ -12,6 +12,8 @@ export const needs = {
   hmac: [Op.Register],
   sign: [Op.Sign],
   gcm: [Op.Encrypt, Op.Decrypt],
+  // FF1's AES: Encrypt in ECB mode with PKCS5 padding, the padding block dropped (backend.ts, encryptBlocks).
+  fpe: [Op.Encrypt],
   mac: [Op.MAC],
   lifecycle: [Op.Register, Op.Locate, Op.Get, Op.GetAttributes, Op.Activate, Op.Revoke, Op.Destroy],
 } as const;
@@ -19,8 +21,10 @@ export const needs = {
 /** What this adapter offers, given the operations the server serves and the protocol version spoken. */
 export function offeredCapabilities(has: (ops: readonly number[]) => boolean, client: KmipClient): Capabilities {
   const keyTypes: KeyType[] = [];
+  const fpe = has(needs.aes) && has(needs.fpe);
   if (has(needs.rsa)) keyTypes.push('RSA_2048', 'RSA_3072', 'RSA_4096');
-  if (has(needs.aes)) keyTypes.push('AES_128', 'AES_256');
+  // AES_192 has one purpose, fpe (src/keys/types.ts).
+  if (has(needs.aes)) keyTypes.push('AES_128', ...(fpe ? ['AES_192' as const] : []), 'AES_256');
   if (has(needs.hmac)) keyTypes.push('HMAC_256');
   return {
     keyTypes,
@@ -37,7 +41,6 @@ export function offeredCapabilities(has: (ops: readonly number[]) => boolean, cl
     payment: { dukpt: [], importKeys: false, exportKeys: false },
     // Not yet: PyKMIP has no key unwrapping, so an import would be a Register of clear material.
     keyImport: { wrappings: [], unwrapsInside: [], ceremonies: false },
-    // FF1 needs AES-ECB of whole blocks without padding; PyKMIP refuses Padding Method None (and an absent one).
-    fpe: false,
+    fpe,
   };
 }

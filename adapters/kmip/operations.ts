@@ -239,14 +239,18 @@ export class KmipOperations {
     return textOf(r, Tag.UniqueIdentifier);
   }
 
-  /** Encrypts under our IV: a server that used another one (its own) is refused, its ciphertext would not decrypt. */
-  async encrypt(id: string, p: CryptoParameters, data: Buffer, iv: Buffer, aad?: Buffer): Promise<{ data: Buffer; tag?: Buffer }> {
-    const items = [parameters(p), bytes(Tag.Data, data), bytes(Tag.IVCounterNonce, iv)];
+  /**
+   * Encrypts under our IV, or none (ECB): a server that used another one (its own) is refused, its
+   * ciphertext would not decrypt (or would not be ECB).
+   */
+  async encrypt(id: string, p: CryptoParameters, data: Buffer, iv: Buffer | undefined, aad?: Buffer): Promise<{ data: Buffer; tag?: Buffer }> {
+    const items = [parameters(p), bytes(Tag.Data, data)];
+    if (iv) items.push(bytes(Tag.IVCounterNonce, iv));
     if (aad && aad.length > 0) items.push(bytes(Tag.AuthenticatedEncryptionAdditionalData, aad));
     const r = await this.onObject(Op.Encrypt, id, items, { retry: true });
     const answeredIv = child(r, Tag.IVCounterNonce);
-    if (answeredIv && !(answeredIv.type === 'ByteString' && answeredIv.value.equals(iv))) {
-      throw this.client.unexpectedAnswer(Op.Encrypt, 'the server encrypted under an IV other than the one sent');
+    if (answeredIv && !(iv && answeredIv.type === 'ByteString' && answeredIv.value.equals(iv))) {
+      throw this.client.unexpectedAnswer(Op.Encrypt, iv ? 'the server encrypted under an IV other than the one sent' : 'the server answered an IV to an encryption without one');
     }
     const tag = child(r, Tag.AuthenticatedEncryptionTag);
     return { data: bytesOf(r, Tag.Data), ...(tag ? { tag: bytesOf(r, Tag.AuthenticatedEncryptionTag) } : {}) };

@@ -44,6 +44,8 @@ export class VersionObjects {
     }
     const mask = record.purpose === 'mac' || record.purpose === 'tokenize' ? Mask.MACGenerate | Mask.MACVerify
       : record.purpose === 'wrap' ? Mask.WrapKey | Mask.UnwrapKey
+      // FF1 only ever encrypts blocks: the server itself refuses to decrypt with an fpe key.
+      : record.purpose === 'fpe' ? Mask.Encrypt
       : Mask.Encrypt | Mask.Decrypt;
     const attributes: Attribute[] = [{ name: 'Cryptographic Usage Mask', value: mask }, name];
     const uid = info.family === 'hmac' ? await this.createHmacKey(info.bits, attributes)

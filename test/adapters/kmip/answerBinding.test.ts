@@ -155,9 +155,11 @@ describe('answers are bound to their requests', () => {
   const rsa = fresh('rsa');
   const aes = fresh('aes');
   const hmac = fresh('hmac');
+  const fpe = fresh('fpe');
 
   beforeAll(async () => {
     ({ backend } = await openBackend());
+    await backend.createKey({ name: fpe, type: 'AES_256', purpose: 'fpe' });
     await backend.createKey({ name: rsa, type: 'RSA_2048', purpose: 'sign' });
     await backend.createKey({ name: aes, type: 'AES_256', purpose: 'encrypt' });
     await backend.createKey({ name: hmac, type: 'HMAC_256', purpose: 'mac' });
@@ -170,6 +172,7 @@ describe('answers are bound to their requests', () => {
     const cases: Array<[number, () => Promise<unknown>]> = [
       [Op.Sign, () => backend.sign(ref(rsa, 'RSA_2048'), 'RS256', { kind: 'message', data: message })],
       [Op.Encrypt, () => backend.encrypt(ref(aes, 'AES_256'), 'AES_GCM', message)],
+      [Op.Encrypt, () => backend.encryptBlocks(ref(fpe, 'AES_256'), Buffer.alloc(32))],
       [Op.Decrypt, () => backend.decrypt(ref(aes, 'AES_256'), 'AES_GCM', sealed)],
       [Op.MAC, () => backend.mac(ref(hmac, 'HMAC_256'), 'HMAC_SHA256', message)],
       // A fresh backend reads the key's head with Get.
@@ -200,6 +203,34 @@ describe('answers are bound to their requests', () => {
     const sealed = await backend.encrypt(ref(aes, 'AES_256'), 'AES_GCM', message);
     proxy.tamper = undefined;
     expect(await backend.decrypt(ref(aes, 'AES_256'), 'AES_GCM', sealed)).toEqual(message);
+  });
+
+  it('fpe blocks: ECB with PKCS5 and no IV is asked; an answer other than one padding block longer, or with an IV, is refused (INTERNAL, logged)', async () => {
+    const blocks = Buffer.alloc(48, 3);
+    const from = proxy.seen.length;
+    const good = await backend.encryptBlocks(ref(fpe, 'AES_256'), blocks);
+    expect(good).toHaveLength(48);
+    const asked = proxy.seen.slice(from).find((s) => s.operation === Op.Encrypt)!.payload;
+    const params = child(asked, Tag.CryptographicParameters)!;
+    expect(enumOf(params, Tag.BlockCipherMode)).toBe(Enum.BlockCipherMode.ECB);
+    expect(enumOf(params, Tag.PaddingMethod)).toBe(Enum.PaddingMethod.PKCS5);
+    expect(child(asked, Tag.IVCounterNonce)).toBeUndefined();
+    const rewrites: Array<[string, (data: Buffer) => Ttlv[]]> = [
+      ['no padding block (whole blocks left unpadded)', (d) => [bytes(Tag.Data, d.subarray(0, 48))]],
+      ['two padding blocks', (d) => [bytes(Tag.Data, Buffer.concat([d, d.subarray(0, 16)]))]],
+      ['an IV', (d) => [bytes(Tag.Data, d), bytes(Tag.IVCounterNonce, Buffer.alloc(16))]],
+    ];
+    for (const [what, rewrite] of rewrites) {
+      proxy.tamper = (request, response) =>
+        request.operation === Op.Encrypt && response.type === 'Structure'
+          ? { ...response, value: response.value.flatMap((c) => (c.tag === Tag.Data ? rewrite((c as { value: Buffer }).value) : [c])) }
+          : undefined;
+      const before = logLines.length;
+      expect(await codeOf(backend.encryptBlocks(ref(fpe, 'AES_256'), blocks)), what).toBe('INTERNAL');
+      expect(logLines.slice(before).some((l) => l.msg === 'KMIP server answered something other than what was asked'), what).toBe(true);
+    }
+    proxy.tamper = undefined;
+    expect(await backend.encryptBlocks(ref(fpe, 'AES_256'), blocks)).toEqual(good);
   });
 
   it('a signature that does not verify under the version public key is refused; a good one verifies with node:crypto', async () => {
@@ -233,12 +264,16 @@ describe('answers are bound to their requests', () => {
 });
 
 describe('capabilities and key creation', () => {
-  it('offers AES_GCM only from KMIP 1.4 (its tag and AAD fields): a client limited to 1.3 offers none and makes no AES data key', async () => {
+  it('offers AES_GCM only from KMIP 1.4 (its tag and AAD fields): a client limited to 1.3 offers none and makes no AES data key, but does fpe', async () => {
     const { backend, client } = await openBackend({ versions: [{ major: 1, minor: 3 }] });
     expect(client.version).toEqual({ major: 1, minor: 3 });
     expect(backend.capabilities().encrypt).toEqual([]);
     expect(backend.capabilities().keyTypes).toContain('AES_256');
     expect(await codeOf(backend.createKey({ name: fresh('aes13'), type: 'AES_256', purpose: 'encrypt' }))).toBe('UNSUPPORTED_BY_BACKEND');
+    // ECB needs no 1.4 field: fpe keys are made and used on 1.3.
+    expect(backend.capabilities().fpe).toBe(true);
+    const fpe = await backend.createKey({ name: fresh('fpe13'), type: 'AES_192', purpose: 'fpe' });
+    expect(await backend.encryptBlocks(ref(fpe.name, 'AES_192'), Buffer.alloc(16))).toHaveLength(16);
     const { backend: b14 } = await openBackend();
     expect(b14.capabilities().encrypt).toEqual(['AES_GCM']);
   });

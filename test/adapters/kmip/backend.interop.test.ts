@@ -96,9 +96,10 @@ describe('kmip backend against PyKMIP', () => {
     await server?.stop();
   });
 
-  it('offers only what PyKMIP serves: RSA PKCS#1 signatures, AES-GCM, HMAC-SHA256; no EC, PSS, OAEP, key wrap, random', () => {
+  it('offers only what PyKMIP serves: RSA PKCS#1 signatures, AES-GCM, HMAC-SHA256, FF1 (fpe); no EC, PSS, OAEP, key wrap, random', () => {
     const caps = backend.capabilities();
-    expect([...caps.keyTypes].sort()).toEqual(['AES_128', 'AES_256', 'HMAC_256', 'RSA_2048', 'RSA_3072', 'RSA_4096']);
+    expect([...caps.keyTypes].sort()).toEqual(['AES_128', 'AES_192', 'AES_256', 'HMAC_256', 'RSA_2048', 'RSA_3072', 'RSA_4096']);
+    expect(caps.fpe).toBe(true);
     expect(caps.sign).toEqual(['RS256', 'RS384', 'RS512']);
     expect(caps.encrypt).toEqual(['AES_GCM']);
     expect(caps.mac).toEqual(['HMAC_SHA256']);

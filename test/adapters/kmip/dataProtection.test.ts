@@ -2,9 +2,11 @@
  * Issue 14 on KMIP, against a real PyKMIP server: minDecryptionVersion lives in the key's head, so a
  * replica (a second backend on the same server) sees it and the trim; trimmed versions' objects are gone
  * from the server; a trim and another replica's lowering of minDecryptionVersion are serialised by the
- * head's Revoke; token keys carry a MAC usage mask; fpe is not offered, because PyKMIP's ECB pads.
+ * head's Revoke; token keys carry a MAC usage mask; fpe keys are Encrypt-only and their blocks are AES-ECB
+ * (PKCS5-padded ECB on the server, the padding block dropped), so FF1 through them, and the service's FF1,
+ * equal FF1 on node:crypto under the key's bytes (read with Get).
  */
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes, randomInt } from 'node:crypto';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KmipBackend } from '../../../adapters/kmip/backend.js';
@@ -13,13 +15,21 @@ import { resolveConfig } from '../../../adapters/kmip/config.js';
 import { isReason, KmipOperations } from '../../../adapters/kmip/operations.js';
 import { Enum } from '../../../adapters/kmip/tags.js';
 import type { Backend, KeyRef } from '../../../src/backend/port.js';
+import { ff1, minLength, type Ecb } from '../../../src/dataProtection/ff1.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../../src/keys/names.js';
-import type { KeyMetadata } from '../../../src/keys/types.js';
+import { KeyService } from '../../../src/operations/keyService.js';
+import type { KeyMetadata, KeyType } from '../../../src/keys/types.js';
 import { kmipConfigFor } from '../../helpers/kmipBackend.js';
 import { startPyKmip, type PyKmipServer } from '../../helpers/pykmip.js';
 
 const log = pino({ level: 'silent' });
 const R = Enum.ResultReason;
+const ecbParams = { blockCipherMode: Enum.BlockCipherMode.ECB, cryptographicAlgorithm: Enum.CryptographicAlgorithm.AES };
+/** node:crypto's AES-ECB under known key bytes: the reference for the server's blocks. */
+const nodeEcb = (key: Buffer): Ecb => async (blocks) => {
+  const c = createCipheriv(`aes-${key.length * 8}-ecb`, key, null).setAutoPadding(false);
+  return Buffer.concat([c.update(blocks), c.final()]);
+};
 const deferred = () => {
   let resolve!: () => void;
   const promise = new Promise<void>((r) => (resolve = r));
@@ -131,37 +141,76 @@ describe('kmip data protection (PyKMIP)', () => {
     expect(await A.mac(ref(meta, 1), 'HMAC_SHA256', Buffer.from('+255700000001'))).toHaveLength(32);
   });
 
-  it('fpe is not offered: no capability, no AES_192, fpe keys refused and nothing left on the server', async () => {
+  it('fpe is offered: capability, AES_192; fpe keys are Encrypt-only on the server, other keys and decryptBlocks refuse', async () => {
     const A = await backend();
-    expect(A.capabilities().fpe).toBe(false);
-    expect(A.capabilities().keyTypes).not.toContain('AES_192');
-    for (const type of ['AES_128', 'AES_256'] as const) {
-      const name = fresh('fpe');
-      await expect(A.createKey({ name, type, purpose: 'fpe' })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
-      expect(await raw.locate([{ name: 'Name', value: `hsmb/${name}` }])).toEqual([]);
-      expect(await objectsOf(name, 1)).toEqual([]);
-    }
+    expect(A.capabilities().fpe).toBe(true);
+    expect(A.capabilities().keyTypes).toContain('AES_192');
+    const meta = await A.createKey({ name: fresh('fpe'), type: 'AES_192', purpose: 'fpe' });
+    const [uid] = await objectsOf(meta.name, 1);
+    const gcm = { blockCipherMode: Enum.BlockCipherMode.GCM, cryptographicAlgorithm: Enum.CryptographicAlgorithm.AES, tagLength: 16 };
+    await expect(raw.decrypt(uid!, gcm, randomBytes(16), randomBytes(12), undefined, randomBytes(16))).rejects.toSatisfy((e) => isReason(e, R.PermissionDenied));
+    await expect(A.decryptBlocks(ref(meta, 1), randomBytes(16))).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+    await expect(A.encrypt(ref(meta, 1), 'AES_GCM', Buffer.from('x'))).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
+    const aes = await A.createKey({ name: fresh('gcm'), type: 'AES_256', purpose: 'encrypt' });
+    const tokens = await A.createKey({ name: fresh('tokens'), type: 'HMAC_256', purpose: 'tokenize' });
+    for (const other of [aes, tokens]) await expect(A.encryptBlocks(ref(other, 1), randomBytes(16))).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
   });
 
-  // Why fpe is off, pinned against the server: if this starts failing, PyKMIP does raw ECB and fpe can be offered.
-  it("PyKMIP's ECB: Padding Method None (or none given) is refused; PKCS5 pads a whole extra block", async () => {
-    const uid = await raw.create(Enum.ObjectType.SymmetricKey, [
-      { name: 'Cryptographic Algorithm', value: Enum.CryptographicAlgorithm.AES },
-      { name: 'Cryptographic Length', value: 192 },
-      { name: 'Cryptographic Usage Mask', value: Enum.CryptographicUsageMask.Encrypt },
-    ]);
-    await raw.activate(uid);
-    const ecb = { blockCipherMode: Enum.BlockCipherMode.ECB, cryptographicAlgorithm: Enum.CryptographicAlgorithm.AES };
-    const blocks = randomBytes(48);
-    for (const p of [{ ...ecb, paddingMethod: Enum.PaddingMethod.None }, ecb]) {
-      await expect(raw.encrypt(uid, p, blocks, Buffer.alloc(0))).rejects.toSatisfy((e) => isReason(e, R.InvalidField));
+  it("fpe keys of each AES size: encryptBlocks is node's aes-*-ecb under the key's bytes, and FF1 through it is FF1 on node:crypto", async () => {
+    const A = await backend();
+    for (const type of ['AES_128', 'AES_192', 'AES_256'] as KeyType[]) {
+      const meta = await A.createKey({ name: fresh(`fpe-${type.toLowerCase()}`), type, purpose: 'fpe' });
+      const [uid] = await objectsOf(meta.name, 1);
+      const local = nodeEcb((await raw.get(uid!)).material);
+      const kmip: Ecb = (blocks) => A.encryptBlocks(ref(meta, 1), blocks);
+      for (const count of [1, 2, 7]) {
+        const blocks = randomBytes(16 * count);
+        expect(await kmip(blocks), `${type}, ${count} blocks`).toEqual(await local(blocks));
+      }
+      for (const radix of [10, 36]) {
+        const values = Array.from({ length: 6 }, () => Array.from({ length: randomInt(minLength(radix), 40) }, () => randomInt(radix)));
+        const tweak = randomBytes(randomInt(0, 20));
+        const expected = await ff1('encrypt', local, radix, tweak, values);
+        const encrypted = await ff1('encrypt', kmip, radix, tweak, values);
+        expect(encrypted, `${type}, radix ${radix}`).toEqual(expected);
+        expect(await ff1('decrypt', kmip, radix, tweak, encrypted)).toEqual(values);
+      }
     }
-    const padded = (await raw.encrypt(uid, { ...ecb, paddingMethod: Enum.PaddingMethod.PKCS5 }, blocks, Buffer.alloc(0))).data;
-    const key = (await raw.get(uid)).material;
-    const c = createCipheriv('aes-192-ecb', key, null).setAutoPadding(false);
-    expect(padded).toHaveLength(64);
-    expect(padded.subarray(0, 48)).toEqual(Buffer.concat([c.update(blocks), c.final()]));
-    await raw.revoke(uid, Enum.RevocationReasonCode.CessationOfOperation);
-    await raw.destroy(uid);
+  }, 60_000);
+
+  it("the service's FF1 on KMIP: MSISDNs encrypt to digits as FF1 on node:crypto does under the key's bytes, and decrypt back", async () => {
+    const service = new KeyService(await backend(), { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, metadataCacheTtlMs: 0 });
+    const meta = await service.createKey({ name: fresh('msisdn'), type: 'AES_256', purpose: 'fpe' });
+    const [uid] = await objectsOf(meta.name, 1);
+    const local = nodeEcb((await raw.get(uid!)).material);
+    const msisdns = Array.from({ length: 50 }, () => `255${Array.from({ length: randomInt(7, 13) }, () => randomInt(10)).join('')}`);
+    const tweak = Buffer.from('als.msisdn');
+    const encrypted = await service.dataProtection.fpe('encrypt', { name: meta.name, values: msisdns, radix: 10, tweak: tweak.toString('hex') });
+    const expected = await ff1('encrypt', local, 10, tweak, msisdns.map((m) => Array.from(m, Number)));
+    expect(encrypted.values).toEqual(expected.map((n) => ({ ok: n.join('') })));
+    const decrypted = await service.dataProtection.fpe('decrypt', { name: meta.name, values: encrypted.values.map((v) => ('ok' in v ? v.ok : '')), radix: 10, tweak: tweak.toString('hex') });
+    expect(decrypted.values).toEqual(msisdns.map((ok) => ({ ok })));
+  });
+
+  // What encryptBlocks relies on, pinned against the server: no raw ECB, and PKCS5 appends exactly one
+  // block, the encryption of sixteen 0x10 bytes, after the ECB of the blocks sent.
+  it("PyKMIP's ECB: Padding Method None (or none given) is refused; PKCS5 appends one whole padding block", async () => {
+    for (const bits of [128, 192, 256]) {
+      const uid = await raw.create(Enum.ObjectType.SymmetricKey, [
+        { name: 'Cryptographic Algorithm', value: Enum.CryptographicAlgorithm.AES },
+        { name: 'Cryptographic Length', value: bits },
+        { name: 'Cryptographic Usage Mask', value: Enum.CryptographicUsageMask.Encrypt },
+      ]);
+      await raw.activate(uid);
+      const blocks = randomBytes(48);
+      for (const p of [{ ...ecbParams, paddingMethod: Enum.PaddingMethod.None }, ecbParams]) {
+        await expect(raw.encrypt(uid, p, blocks, undefined)).rejects.toSatisfy((e) => isReason(e, R.InvalidField));
+      }
+      const padded = (await raw.encrypt(uid, { ...ecbParams, paddingMethod: Enum.PaddingMethod.PKCS5 }, blocks, undefined)).data;
+      const local = nodeEcb((await raw.get(uid)).material);
+      expect(padded).toEqual(await local(Buffer.concat([blocks, Buffer.alloc(16, 0x10)])));
+      await raw.revoke(uid, Enum.RevocationReasonCode.CessationOfOperation);
+      await raw.destroy(uid);
+    }
   });
 });

@@ -80,3 +80,14 @@ export function grpcClient(port: number, file: string, service: string): GrpcCli
     close: () => client.close(),
   };
 }
+
+export const FLOOR_GRPC = 'floor: gRPC KeyService/GetCapabilities';
+export const FLOOR_REST = 'floor: REST GET /health/live';
+
+/** The transport floors, a call over each transport that does no key work: the whole gRPC request pipeline and a capability list; a bare fastify route. */
+export function transportFloors(keys: GrpcClient, rest: RestClient): { name: string; call: () => Promise<unknown> }[] {
+  return [
+    { name: FLOOR_GRPC, call: () => keys.call('GetCapabilities', {}) },
+    { name: FLOOR_REST, call: () => rest.expect(200, 'GET', '/health/live') },
+  ];
+}

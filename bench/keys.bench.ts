@@ -37,7 +37,6 @@
  * decrypting the raw process's, then the envelope's shape and a round trip through the service. A wrong
  * result, or a batch item that failed, makes the process exit non-zero.
  */
-import { spawn } from 'node:child_process';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
@@ -46,12 +45,13 @@ import { fileURLToPath } from 'node:url';
 import { nodeVerifies } from '../test/helpers/nodeVerify.js';
 import { startServiceProcess, type ServiceProcess } from '../test/helpers/serviceProcess.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../test/helpers/softhsm.js';
-import { grpcClient, restClient, type RestClient } from './clients.js';
+import { FLOOR_GRPC, FLOOR_REST, grpcClient, restClient, transportFloors, type RestClient } from './clients.js';
 import { validateCases } from './fspiopValidate.js';
 import { keyCall, keyCallName, keyOperations, message, messages, plaintext, plaintexts, type KeyCall, type KeyOperation } from './keyOperations.js';
 import { durationBound, measureLongRun, scrapeOperationDurations, type LongRun } from './longRun.js';
 import { Report, SECONDS, measureLatency, measureOpenLoop, ownCpuMs, warmUp, type OpenLoopTiming } from './measure.js';
-import type { RawKind, RawResult, RawTask } from './rawPkcs11.js';
+import { runRaw, softHsmServiceEnv } from './processes.js';
+import type { RawKind } from './rawPkcs11.js';
 
 const IN_FLIGHT = 16;
 const SESSIONS = 8;
@@ -67,13 +67,10 @@ const LONG_RUN_OPS = Number(process.env.BENCH_SIGNS ?? (SECONDS >= 3 ? 1_000_000
 const LONG_RUN_BATCH = 64;
 const OPEN_LOOP_LOADS = [0.25, 0.5, 0.75];
 const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
-const RAW = fileURLToPath(new URL('./rawPkcs11.js', import.meta.url));
 const CPU_PROFILE = fileURLToPath(new URL('./cpuProfile.js', import.meta.url));
 
 const report = new Report('raw pkcs11js');
 const rawRow = (o: KeyOperation) => `${o.label}: raw pkcs11js async, ${SESSIONS} sessions`;
-const FLOOR_GRPC = 'floor: gRPC KeyService/GetCapabilities';
-const FLOOR_REST = 'floor: REST GET /health/live';
 const op = (kind: RawKind) => keyOperations.find((o) => o.kind === kind)!;
 
 /** Checks one output of input i; `roundTrip` also decrypts an AES-GCM ciphertext through the service. */
@@ -87,13 +84,7 @@ async function main(): Promise<void> {
   try {
     if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
     service = await startServiceProcess({ env: {
-      HSMB_BACKEND__TYPE: 'pkcs11',
-      HSMB_BACKEND__PKCS11__LIBRARY: token.library,
-      HSMB_BACKEND__PKCS11__TOKEN_LABEL: token.tokenLabel,
-      HSMB_BACKEND__PKCS11__PIN_ENV: token.pinEnv,
-      HSMB_REST__PORT: '0',
-      HSMB_GRPC__PORT: '0',
-      HSMB_OPS__PORT: '0',
+      ...softHsmServiceEnv(token),
       ...(PROFILE_DIR ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${CPU_PROFILE}`, BENCH_PROFILE_DIR: PROFILE_DIR } : {}),
     } });
     await bench(token, service);
@@ -119,10 +110,7 @@ async function bench(token: SoftHsmToken, service: ServiceProcess): Promise<void
     }
     const checks = await baseline(token, rest, publicKeys);
 
-    const floors = [
-      { name: FLOOR_GRPC, call: () => keys.call('GetCapabilities', {}) },
-      { name: FLOOR_REST, call: () => rest.expect(200, 'GET', '/health/live') },
-    ];
+    const floors = transportFloors(keys, rest);
     const calls = keyOperations.flatMap((o) => (['gRPC', 'REST'] as const).flatMap((t) => [1, ...BATCHES].map((n) => ({ op: o, ...keyCall(o, t, n, { grpc: keys, rest }) }))));
     const inFlight = (c: KeyCall) => (c.batch === 1 ? IN_FLIGHT : BATCH_IN_FLIGHT);
     const checkCall = async (c: KeyCall & { op: KeyOperation }, i: number, outputs: Buffer[]) => {
@@ -251,27 +239,6 @@ const envelopeBody = (ciphertext: Buffer) => ciphertext.subarray(8);
 async function expectPlaintext(whose: string, key: string, rest: RestClient, ciphertext: Buffer, i: number, raw: { keyVersion?: number; algorithm?: string }): Promise<void> {
   const answer = await rest.expect(200, 'POST', `/v1/keys/${key}/decrypt`, { ciphertext: ciphertext.toString('base64'), ...raw });
   if (!Buffer.from(answer.plaintext, 'base64').equals(plaintext(i))) throw new Error(`AES-256-GCM: the service decrypts ${whose}'s ciphertext of plaintext ${i % plaintexts.length} to something else`);
-}
-
-/** Runs rawPkcs11.js with `task`, within a bound that grows with BENCH_SECONDS. */
-function runRaw(task: RawTask): Promise<RawResult> {
-  const timeoutMs = 30_000 + task.keys.length * (SECONDS + 1) * 2000;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [RAW], { stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code !== 0) reject(new Error(`raw pkcs11js process: ${signal === 'SIGKILL' ? `killed after ${timeoutMs} ms` : `exited with ${code ?? signal}`}`));
-      else resolve(JSON.parse(out) as RawResult);
-    });
-    child.stdin.end(JSON.stringify(task));
-  });
 }
 
 /** An open-loop row: the client's latency, and the service's own p99 (request to answer) as its histogram bounds it. */

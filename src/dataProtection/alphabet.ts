@@ -6,6 +6,7 @@
  */
 import { invalid } from '../errors.js';
 import { MAX_NUMERALS, minLength } from './ff1.js';
+import { isWellFormed } from './text.js';
 
 const DEFAULT_SYMBOLS = '0123456789abcdefghijklmnopqrstuvwxyz';
 /** Most characters an alphabet of the caller's may have. */
@@ -28,7 +29,7 @@ export function alphabetOf(radix: unknown, alphabet: unknown): Alphabet {
     }
     symbols = Array.from(DEFAULT_SYMBOLS.slice(0, radix));
   } else {
-    if (typeof alphabet !== 'string') throw invalid('alphabet must be a string of distinct characters');
+    if (typeof alphabet !== 'string' || !isWellFormed(alphabet)) throw invalid('alphabet must be a string of distinct characters (well-formed Unicode)');
     symbols = Array.from(alphabet);
     if (symbols.length < 2 || symbols.length > MAX_ALPHABET || new Set(symbols).size !== symbols.length) {
       throw invalid(`alphabet must have 2 to ${MAX_ALPHABET} distinct characters`);
@@ -41,7 +42,10 @@ export function alphabetOf(radix: unknown, alphabet: unknown): Alphabet {
 /** A value as numerals; INVALID_ARGUMENT (that value's) naming what is wrong, never the value itself. */
 export function numeralsOf(alphabet: Alphabet, value: unknown): number[] {
   if (typeof value !== 'string') throw invalid('a value must be a string');
+  // Each numeral is one or two UTF-16 units: a value longer than twice the limit is refused unread.
+  if (value.length > 2 * MAX_NUMERALS) throw invalid(`a value is longer than ${MAX_NUMERALS} characters`);
   const numerals: number[] = [];
+  if (!isWellFormed(value)) throw invalid('a value must be well-formed Unicode (no lone surrogate)');
   for (const c of value) {
     const n = alphabet.numeralOf.get(c);
     if (n === undefined) throw invalid(`a value has a character outside the radix-${alphabet.radix} alphabet`);

@@ -29,6 +29,7 @@ export interface DataKeyRequest { name: unknown; bits: unknown; plaintext?: unkn
 /** plaintext is absent when the caller asked for the wrapped key only; it is secret (zeroed once encoded). */
 export interface DataKeyResult { keyVersion: KeyVersion; algorithm: string; wrapped: Buffer; plaintext?: Buffer }
 export interface RewrapRequest { name: unknown; ciphertext: Buffer; aad?: Buffer }
+export interface RewrapResult extends EncryptResult { fromVersion: KeyVersion }
 export interface TokenizeRequest { name: unknown; values: readonly unknown[]; context: unknown; keyVersion?: unknown }
 export interface TokenizeResult { keyVersion: KeyVersion; tokens: ValueResult<string>[] }
 /** radix 2-36 with the default alphabet (0-9a-z), or an alphabet of the caller's; tweak in hex. Decryption needs the version that encrypted (default: primary). */
@@ -64,19 +65,26 @@ export class DataProtection {
     const bytes = req.bits / 8;
     const dataKey = this.caps.random ? await this.backend.randomBytes(bytes) : nodeRandomBytes(bytes);
     const keep = req.plaintext !== false;
+    let answered = false;
     try {
       const sealed = await this.ciphers.encrypt({ name: req.name, plaintext: dataKey });
+      answered = keep;
       return { keyVersion: sealed.keyVersion, algorithm: sealed.algorithm, wrapped: sealed.ciphertext, ...(keep ? { plaintext: dataKey } : {}) };
     } finally {
-      if (!keep) dataKey.fill(0);
+      // An answered data key is zeroed once encoded (the operation's secret output); any other, now.
+      if (!answered) dataKey.fill(0);
     }
   }
 
-  /** The ciphertext's plaintext under the key's primary version, with the same algorithm and aad; the plaintext never leaves. */
-  async rewrap(req: RewrapRequest): Promise<EncryptResult> {
+  /**
+   * The ciphertext's plaintext under the key's primary version, with the same algorithm and aad; the
+   * plaintext never leaves. fromVersion: the version that decrypted, for the audit record.
+   */
+  async rewrap(req: RewrapRequest): Promise<RewrapResult> {
     const opened = await this.ciphers.decrypt({ name: req.name, ciphertext: req.ciphertext, ...(req.aad ? { aad: req.aad } : {}) });
     try {
-      return await this.ciphers.encrypt({ name: req.name, algorithm: opened.algorithm, plaintext: opened.plaintext, ...(req.aad ? { aad: req.aad } : {}) });
+      const sealed = await this.ciphers.encrypt({ name: req.name, algorithm: opened.algorithm, plaintext: opened.plaintext, ...(req.aad ? { aad: req.aad } : {}) });
+      return { ...sealed, fromVersion: opened.keyVersion };
     } finally {
       opened.plaintext.fill(0);
     }

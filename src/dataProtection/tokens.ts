@@ -10,6 +10,7 @@
  */
 import { invalid } from '../errors.js';
 import type { KeyVersion } from '../keys/names.js';
+import { isWellFormed } from './text.js';
 
 const DOMAIN = Buffer.from('hsm-bridge token v1\u0000', 'utf8');
 /** Longest context, in UTF-8 bytes: a column or purpose name, not data. */
@@ -19,7 +20,7 @@ export const MAX_VALUE_BYTES = 1024;
 
 /** The context as UTF-8: a non-empty string of at most MAX_CONTEXT_BYTES, or INVALID_ARGUMENT. */
 export function checkContext(context: unknown): Buffer {
-  if (typeof context !== 'string' || context === '') throw invalid('context must be a non-empty string (what the tokens are for: a column, a purpose)');
+  if (typeof context !== 'string' || context === '' || !isWellFormed(context)) throw invalid('context must be a non-empty, well-formed string (what the tokens are for: a column, a purpose)');
   const bytes = Buffer.from(context, 'utf8');
   if (bytes.length > MAX_CONTEXT_BYTES) throw invalid(`context is longer than ${MAX_CONTEXT_BYTES} bytes`);
   return bytes;
@@ -27,7 +28,7 @@ export function checkContext(context: unknown): Buffer {
 
 /** The HMAC input for one value: INVALID_ARGUMENT (that value's) when it is empty or too long. */
 export function tokenInput(context: Buffer, value: unknown): Buffer {
-  if (typeof value !== 'string' || value === '') throw invalid('a value must be a non-empty string');
+  if (typeof value !== 'string' || value === '' || !isWellFormed(value)) throw invalid('a value must be a non-empty, well-formed string');
   const bytes = Buffer.from(value, 'utf8');
   if (bytes.length > MAX_VALUE_BYTES) throw invalid(`a value is longer than ${MAX_VALUE_BYTES} bytes`);
   const length = Buffer.alloc(4);

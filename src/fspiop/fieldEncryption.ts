@@ -22,7 +22,7 @@ import { publicKeyRecipient } from '../jose/joseService.js';
 import { decryptJweWith, encryptJweWith, parseJwe, type FlattenedJwe, type JweDecryptionKey } from '../jose/jwe.js';
 import { jweContentEncryptions, jweKeyManagements, type JweAlg, type JweEnc } from '../jose/registry.js';
 import type { KeyVersion } from '../keys/names.js';
-import { keyTypes, type KeyMetadata } from '../keys/types.js';
+import { isRetired, keyTypes, type KeyMetadata } from '../keys/types.js';
 import type { KeyService } from '../operations/keyService.js';
 import { canonicalJson } from './canonicalJson.js';
 
@@ -120,15 +120,16 @@ export async function fieldDecryptionKey(keyService: KeyService, keyName: string
 
 /**
  * Decrypts the listed fields of a parsed body in place. The content keys are unwrapped inside the
- * backend with our RSA key (`keyName`, purpose encrypt): its primary version, then the one before it,
- * since a sender may still use the public key it had before our last rotation. Fails as a whole if any
+ * backend with our RSA key (`keyName`, purpose encrypt): its primary version, then the one before it
+ * unless retired, since a sender may still use the public key it had before our last rotation. Fails as a whole if any
  * field fails.
  */
 export async function decryptFields(body: Record<string, unknown>, header: string, keyService: KeyService, keyName: string): Promise<Record<string, unknown>> {
   const entries = parseEncryptionHeader(header);
   const meta = await fieldDecryptionKey(keyService, keyName);
   const primary = meta.versions.findIndex((v) => v.version === meta.primaryVersion);
-  const versions = [meta.primaryVersion, ...(primary > 0 ? [meta.versions[primary - 1]!.version] : [])];
+  const previous = primary > 0 ? meta.versions[primary - 1]!.version : undefined;
+  const versions = [meta.primaryVersion, ...(previous !== undefined && !isRetired(meta, previous) ? [previous] : [])];
   const modulusBytes = keyTypes[meta.type].bits / 8;
   const failed: string[] = [];
   for (const entry of entries) {

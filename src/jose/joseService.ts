@@ -11,7 +11,7 @@ import { defaultAlgorithm, MIN_RSA_BITS } from '../algorithms/registry.js';
 import { HsmBridgeError, invalid, quote } from '../errors.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../keys/names.js';
 import { keyId } from '../keys/publicKey.js';
-import { keyTypes, type KeyMetadata, type KeyPurpose, type KeyVersionInfo } from '../keys/types.js';
+import { isRetired, keyTypes, type KeyMetadata, type KeyPurpose, type KeyVersionInfo } from '../keys/types.js';
 import type { KeyService } from '../operations/keyService.js';
 import { encode } from './base64url.js';
 import { MAX_JWS_SIGNATURES, MAX_VERSIONS_TRIED, refuseRepeats } from './limits.js';
@@ -289,7 +289,7 @@ export class JoseService {
 
   // --- JWKS ------------------------------------------------------------------------------------------------
 
-  /** Every version of every asymmetric key not destroyed (disabled ones too), as a JWK Set (GET /.well-known/jwks.json). */
+  /** Every version of every asymmetric key neither destroyed nor retired (disabled ones too), as a JWK Set (GET /.well-known/jwks.json). */
   async jwks(): Promise<JsonWebKeySet> {
     return jwksOf(await this.keys.listKeys());
   }
@@ -302,10 +302,11 @@ export class JoseService {
     if (data.length > max) throw new HsmBridgeError('PAYLOAD_TOO_LARGE', `${field} is larger than ${max} bytes`);
   }
 
-  /** The key a kid or `key` names, and the versions to try: the one named, or the newest few. */
+  /** The key a kid or `key` names, and the versions to try: the one named, or the newest few not retired. */
   private async versionsToTry(target: KeyTarget, purpose: KeyPurpose): Promise<{ meta: KeyMetadata; versions: KeyVersionInfo[] }> {
     const { meta, version } = await this.keys.usableKeyVersion(target.name, purpose, target.version);
-    return { meta, versions: target.version === undefined ? meta.versions.slice(-MAX_VERSIONS_TRIED).reverse() : [version] };
+    if (target.version !== undefined) return { meta, versions: [version] };
+    return { meta, versions: meta.versions.filter((v) => !isRetired(meta, v.version)).slice(-MAX_VERSIONS_TRIED).reverse() };
   }
 
   private signersOf(req: SignJwsRequest): JwsSigner[] {

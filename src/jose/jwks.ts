@@ -2,14 +2,15 @@
  * The JWK Set (RFC 7517 §5) of this service's public keys, for GET /.well-known/jwks.json: every version
  * of every asymmetric key that has not been destroyed, disabled ones included, so that verifiers keep
  * working across rotations and a key disabled for a while does not break the checking of what it signed.
- * Disabling stops this service from using a key; only destroying it removes its public key from here.
+ * Disabling stops this service from using a key; destroying it, or retiring the version (below the key's
+ * minDecryptionVersion: this service no longer verifies with it), removes its public key from here.
  * Each JWK has "kid" (name:version), "use" ("sig" for signing keys, "enc" for encryption and key
  * agreement) and "alg" where exactly one fits. The import wrapping key is left out.
  */
 import type { JsonWebKey } from 'node:crypto';
 import { algorithmsFor } from '../algorithms/registry.js';
 import { publicKeyForms } from '../keys/publicKey.js';
-import { isAsymmetric, type KeyMetadata } from '../keys/types.js';
+import { isAsymmetric, isRetired, type KeyMetadata } from '../keys/types.js';
 
 export interface JsonWebKeySet {
   keys: JsonWebKey[];
@@ -22,6 +23,7 @@ export function jwksOf(keys: readonly KeyMetadata[]): JsonWebKeySet {
     if (!isAsymmetric(meta.type) || meta.purpose === 'wrap') continue;
     const signing = meta.purpose === 'sign' ? algorithmsFor(meta.type, 'sign') : [];
     for (const version of meta.versions) {
+      if (isRetired(meta, version.version)) continue;
       const jwk = publicKeyForms(meta, version)?.jwk;
       if (!jwk) continue;
       out.push(signing.length === 1 ? { ...jwk, alg: signing[0] } : jwk);

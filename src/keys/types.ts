@@ -227,6 +227,11 @@ export function paymentAttributesOf(from: PaymentAttributes): PaymentAttributes 
   };
 }
 
+/** Whether a version of the key is below its minDecryptionVersion: it exists, but nothing may use it. */
+export function isRetired(meta: Pick<KeyMetadata, 'minDecryptionVersion'>, version: number): boolean {
+  return meta.minDecryptionVersion !== undefined && version < meta.minDecryptionVersion;
+}
+
 /** What a backend knows about a key. The backend stores it, so replicas sharing an HSM agree. */
 export interface KeyMetadata {
   readonly name: KeyName;

@@ -6,7 +6,7 @@
 import type { Backend, KeyRef } from '../backend/port.js';
 import { HsmBridgeError } from '../errors.js';
 import { parseKeyName, parseKeyVersion, type KeyVersion } from '../keys/names.js';
-import type { KeyMetadata, KeyPurpose, KeyVersionInfo } from '../keys/types.js';
+import { isRetired, type KeyMetadata, type KeyPurpose, type KeyVersionInfo } from '../keys/types.js';
 import { MetadataCache } from './metadataCache.js';
 
 export class KeyResolver {
@@ -79,7 +79,7 @@ export function checkEnabled(meta: KeyMetadata): void {
  * or below it).
  */
 function checkNotRetired(meta: KeyMetadata, version: KeyVersionInfo): KeyVersionInfo {
-  if (meta.minDecryptionVersion !== undefined && version.version < meta.minDecryptionVersion) {
+  if (isRetired(meta, version.version)) {
     throw new HsmBridgeError('KEY_VERSION_RETIRED', `version ${version.version} of key ${meta.name} is retired (minDecryptionVersion ${meta.minDecryptionVersion})`);
   }
   return version;

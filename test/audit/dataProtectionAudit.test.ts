@@ -71,6 +71,9 @@ describe.each(['software', 'SoftHSM'] as const)('data protection on %s, with a p
   it('retiring needs keys.update and trimming keys.trim; each record says what changed', async () => {
     const sealed = await call('POST', '/v1/keys/d-aes/encrypt', { plaintext: Buffer.from(NAME).toString('base64') }, tokens.steward);
     await call('POST', '/v1/keys/d-aes/rotate', undefined, tokens.steward);
+    // A rewrap used two versions: the one that decrypted and the primary that encrypted.
+    const rewrapped = await call('POST', '/v1/keys/d-aes/rewrap', { ciphertext: sealed.body.ciphertext }, tokens.steward);
+    expect(rewrapped.record).toMatchObject({ operation: 'keys.rewrap', outcome: 'ok', keys: [{ name: 'd-aes', version: 1 }, { name: 'd-aes', version: 2 }] });
 
     const refused = await call('PATCH', '/v1/keys/d-aes', { minDecryptionVersion: 2 }, tokens.app);
     expect(refused.status).toBe(403);

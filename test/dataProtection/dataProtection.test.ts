@@ -6,7 +6,8 @@
  * node:crypto's HMAC of the documented input with a known key. Every value-level failure is that value's
  * result; what concerns the request fails it.
  */
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomInt, type CipherGCMTypes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createPublicKey, randomBytes, randomInt, type CipherGCMTypes } from 'node:crypto';
+import { CompactEncrypt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KeyServiceLimits } from '../../src/operations/keyService.js';
 import { wrapForImport } from '../helpers/byokWrap.js';
@@ -325,6 +326,46 @@ for (const target of restTargets) {
       expect(grpc.results[0].ok.keyVersion).toBe(2);
       expect(grpc.results[1].error.code).toBe('INVALID_ARGUMENT');
       expect((await served.service.decrypt({ name, ciphertext: grpc.results[0].ok.ciphertext })).plaintext.toString()).toBe('row');
+    });
+
+    it('a retired version verifies no JWS, is gone from the JWKS, and a tampered JWE still fails as DECRYPTION_FAILED', async () => {
+      const rest = wires[0]!;
+      const signer = freshName('retired-jws');
+      await served.service.createKey({ name: signer, type: 'EC_P256' });
+      const payload = b64(Buffer.from('quote 7'));
+      // A kid that names no version: verification tries the newest versions that are not retired.
+      const jws = okBody(await rest.rest('POST', '/v1/jws/sign', { key: signer, payload, protectedHeader: { kid: 'partner-kid' } })).jws as string;
+      await served.service.rotateKey(signer);
+      expect(okBody(await rest.rest('POST', '/v1/jws/verify', { jws, key: signer }))).toMatchObject({ valid: true, keyVersion: 1 });
+      const kids = async () => (okBody(await rest.rest('GET', '/.well-known/jwks.json')).keys as { kid: string }[]).map((k) => k.kid).filter((k) => k.startsWith(`${signer}:`));
+      expect(await kids()).toEqual([`${signer}:1`, `${signer}:2`]);
+      await served.service.updateKey({ name: signer, minDecryptionVersion: 2 });
+      expect(okBody(await rest.rest('POST', '/v1/jws/verify', { jws, key: signer })).valid).toBe(false);
+      expect(await kids()).toEqual([`${signer}:2`]);
+
+      const recipient = freshName('retired-jwe');
+      await served.service.createKey({ name: recipient, type: 'RSA_2048', purpose: 'encrypt' });
+      await served.service.rotateKey(recipient);
+      await served.service.updateKey({ name: recipient, minDecryptionVersion: 2 });
+      const pem = okBody(await rest.rest('GET', `/v1/keys/${recipient}`)).versions[1].publicKeyPem as string;
+      // A JWE made elsewhere, without a kid: decryption tries the versions not retired.
+      const jwe = await new CompactEncrypt(Buffer.from('otp 123456')).setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A256GCM' }).encrypt(createPublicKey(pem));
+      expect(Buffer.from(okBody(await rest.rest('POST', '/v1/jwe/decrypt', { jwe, key: recipient })).plaintext, 'base64').toString()).toBe('otp 123456');
+      const parts = jwe.split('.');
+      parts[4] = Buffer.from(Buffer.from(parts[4]!, 'base64url').map((b, i) => (i === 0 ? b ^ 1 : b))).toString('base64url');
+      expect(failed(await rest.rest('POST', '/v1/jwe/decrypt', { jwe: parts.join('.'), key: recipient }))).toMatchObject({ code: 'DECRYPTION_FAILED' });
+    });
+
+    it('strings with a lone surrogate are refused: an alphabet, an FF1 value, a token value or context', async () => {
+      const on = ops(wires[0]!);
+      expect(failed(await on.fpe('encrypt', nist.AES_128!, { values: ['0123456789'], alphabet: '\ud83d0123456789\ude00' }))).toMatchObject({ code: 'INVALID_ARGUMENT' });
+      const fpe = okBody(await on.fpe('encrypt', nist.AES_128!, { values: ['01234\ud80056789', '0123456789'], radix: 10 }));
+      expect(fpe.values[0].error.code).toBe('INVALID_ARGUMENT');
+      expect(fpe.values[1]).toBe('2433477484');
+      const t = okBody(await on.tokenize(knownTokens, { values: ['\ud800', '\ufffd'], context: 'c' }));
+      expect(t.tokens[0].error.code).toBe('INVALID_ARGUMENT');
+      expect(t.tokens[1]).toMatch(/^v1:/);
+      expect(failed(await on.tokenize(knownTokens, { values: ['a'], context: 'c\udc00' }))).toMatchObject({ code: 'INVALID_ARGUMENT' });
     });
 
     it('no value, token input or data key appears in the service log', () => {

@@ -206,6 +206,16 @@ for (const target of backendsUnderTest) {
       expect(await decryptFields(header.body, header.header, keyService, 'fspiop-enc-rot')).toEqual(partyBody());
     });
 
+    it('a field for a retired version fails as a field, like a tampered one, not as a key-state error', async () => {
+      await keyService.createKey({ name: 'fspiop-enc-ret', type: 'RSA_2048', purpose: 'encrypt' });
+      const v1 = await publicPemOf(keyService, 'fspiop-enc-ret');
+      const sealed = await encryptFields(partyBody(), ['ilpPacket'], publicKeyOfPem(v1));
+      await keyService.rotateKey('fspiop-enc-ret');
+      expect(await decryptFields(structuredClone(sealed.body), sealed.header, keyService, 'fspiop-enc-ret')).toEqual(partyBody());
+      await keyService.updateKey({ name: 'fspiop-enc-ret', minDecryptionVersion: 2 });
+      await expect(decryptFields(sealed.body, sealed.header, keyService, 'fspiop-enc-ret')).rejects.toMatchObject({ name: 'FieldDecryptionError', fields: ['ilpPacket'] });
+    });
+
     it('unwraps with the primary version and the one before it, no older, with key metadata from the cache', async () => {
       // A counting view of the same backend: which calls decryption makes, not what they return.
       const calls = { describeKey: 0, decrypt: [] as number[] };

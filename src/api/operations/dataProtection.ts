@@ -107,7 +107,8 @@ export const dataProtectionOperations: Operation[] = [
     description: 'Decrypts and encrypts again inside the service, with the same algorithm and aad: how stored data follows a rotation. The plaintext never leaves the service.',
     errors: [...withVersion, 'DECRYPTION_FAILED', 'PAYLOAD_TOO_LARGE'],
     keys: named,
-    keysUsed: (r, i) => keyUse(i.name, r.keyVersion),
+    // Both versions: the one that decrypted (soon to be retired, perhaps) and the primary that encrypted.
+    keysUsed: (r, i) => (r.fromVersion === r.keyVersion ? keyUse(i.name, r.keyVersion) : [...keyUse(i.name, r.fromVersion), ...keyUse(i.name, r.keyVersion)]),
     run: (s, i: { name: string; ciphertext: Buffer; aad?: Buffer }) => s.keys.dataProtection.rewrap(i),
     rest: {
       method: 'POST',
@@ -121,7 +122,7 @@ export const dataProtectionOperations: Operation[] = [
     grpc: {
       ...grpcKeyService('Rewrap'),
       decode: (m: msg.RewrapRequest) => ({ name: m.name, ciphertext: m.ciphertext, aad: m.aad }),
-      encode: (r, i): msg.RewrapResponse => ({ keyName: i.name, ...r }),
+      encode: (r, i): msg.RewrapResponse => ({ keyName: i.name, keyVersion: r.keyVersion, algorithm: r.algorithm, ciphertext: r.ciphertext }),
     },
   }),
   operation<TokenizeInput, TokenizeResult>({

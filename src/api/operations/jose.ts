@@ -202,7 +202,7 @@ export const joseOperations: Operation[] = [
     name: 'jose.jwks',
     tag: 'jose',
     needs: 'jose',
-    summary: 'The JWK Set of the public keys of this service: every version of every asymmetric key not destroyed, disabled ones included',
+    summary: 'The JWK Set of the public keys of this service: every version of every asymmetric key neither destroyed nor retired, disabled ones included',
     description: 'Each JWK has "kid" "<name>:<version>", "use" and, where one fits, "alg". Served without authentication, like any JWKS.',
     errors: ['BACKEND_UNAVAILABLE'],
     access: 'open',

@@ -7,7 +7,7 @@ import { createPublicKey, randomBytes as nodeRandomBytes, timingSafeEqual, verif
 import type { Logger } from 'pino';
 import { algorithmsFor, encryptAlgorithms, signAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import type { Backend, BackendGauges, BackendHealth, BlockKey, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
-import { HsmBridgeError } from '../../src/errors.js';
+import { HsmBridgeError, invalid } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { isPaymentPurpose, keyTypes, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
 import type { CeremonyState } from '../../src/ceremonies/record.js';
@@ -171,9 +171,18 @@ export class KmipBackend implements Backend {
     });
   }
 
+  /**
+   * Checked against the head the commit revokes, not against what the core read earlier: the key may have
+   * been destroyed and made again since, and a value above the newest version would let a trim destroy
+   * every version.
+   */
   setMinDecryptionVersion(name: KeyName, version: KeyVersion): Promise<KeyMetadata> {
     return this.lifecycle(name, async () => {
       const head = await this.keyHeads.requireHead(name);
+      const listed = listedVersions(head.record);
+      const primary = Math.max(0, ...listed);
+      if (version > primary) throw invalid(`minDecryptionVersion ${version} is above the primary version ${primary}: the primary version cannot be retired`);
+      if (!listed.includes(version)) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${name} has no version ${version}`);
       if ((head.record.minDecryptionVersion ?? 1) === version) return this.remember(head);
       const { minDecryptionVersion: _, ...rest } = head.record;
       return this.commit(head, version > 1 ? { ...rest, minDecryptionVersion: version } : rest, []);
@@ -184,13 +193,15 @@ export class KmipBackend implements Backend {
    * Commits a head without the retired versions, then destroys their objects. The commit's revoke is the
    * compare-and-swap: a minDecryptionVersion lowered by another replica since we read the head makes it
    * fail, and we start again from that head. A trim that stops after its commit leaves the objects as
-   * leftovers (README: "Not done"); no head lists them, so they are never used again.
+   * leftovers (README: "Not done"); no head lists them, so they are never used again. The primary version,
+   * the newest, is never trimmed, whatever the head says.
    */
   trimKey(name: KeyName): Promise<KeyMetadata> {
     return this.lifecycle(name, async () => {
       const head = await this.keyHeads.requireHead(name);
-      const min = head.record.minDecryptionVersion ?? 1;
-      const retired = listedVersions(head.record).filter((v) => v < min);
+      const listed = listedVersions(head.record);
+      const min = Math.min(head.record.minDecryptionVersion ?? 1, Math.max(1, ...listed));
+      const retired = listed.filter((v) => v < min);
       if (retired.length === 0) return this.remember(head);
       const kept = Object.fromEntries(Object.entries(head.record.versions).filter(([v]) => Number(v) >= min));
       const next = await this.keyHeads.commit(head, { ...head.record, versions: kept }, []);

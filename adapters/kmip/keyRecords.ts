@@ -90,10 +90,15 @@ export function decodeRecord(value: Buffer): HeadRecord | undefined {
     if (!isText(at) || !isText(uid) || (publicUid !== undefined && !isText(publicUid))) return undefined;
     decoded[version] = { createdAt: at, uid, ...(publicUid === undefined ? {} : { publicUid }) };
   }
+  // One above the newest version (earlier releases stored what they were given) reads as the newest: the
+  // primary version cannot be retired. The head is still the key; refusing it would hide the key.
+  const stored = (minDecryptionVersion as number | undefined) ?? 1;
+  const listed = Object.keys(decoded).map(Number);
+  const min = listed.length > 0 ? Math.min(stored, Math.max(...listed)) : stored;
   return {
     name: name as KeyName, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt,
     versions: decoded,
-    ...(minDecryptionVersion === undefined || minDecryptionVersion === 1 ? {} : { minDecryptionVersion }),
+    ...(min === 1 ? {} : { minDecryptionVersion: min }),
     ...(basedOn === undefined ? {} : { basedOn }),
     writtenAt,
     ...(destroyed ? { destroyed } : {}),

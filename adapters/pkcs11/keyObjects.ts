@@ -145,7 +145,6 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
   const common = {
     revision, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt,
     ...paymentAttributesOf({ exportable: exportable === true, modeOfUse: modeOfUse as ModeOfUse | undefined, keyUsage: keyUsage as KeyUsage | undefined }),
-    ...(typeof minDecryptionVersion === 'number' && minDecryptionVersion > 1 ? { minDecryptionVersion: minDecryptionVersion as KeyVersion } : {}),
   } as const;
   const decoded: Record<string, VersionRecord> = {};
   for (const [version, entry] of Object.entries(versions)) {
@@ -161,7 +160,19 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
   }
   const { basedOn, writtenAt, nonce } = v;
   if ((basedOn !== undefined && !isHex(basedOn)) || typeof writtenAt !== 'string' || typeof nonce !== 'string') return undefined;
-  return { ...common, versions: decoded, ...(basedOn === undefined ? {} : { basedOn }), writtenAt, nonce };
+  const retired = retiredBelow(minDecryptionVersion as number | undefined, Object.keys(decoded).map(Number));
+  return { ...common, ...retired, versions: decoded, ...(basedOn === undefined ? {} : { basedOn }), writtenAt, nonce };
+}
+
+/**
+ * A stored minDecryptionVersion, kept only above 1. One above the newest version (earlier releases
+ * stored what they were given) reads as the newest: the primary version cannot be retired. The record is
+ * hsm-bridge's all the same; refusing it would hide the key, and a create under its name would then
+ * destroy its objects as leftovers.
+ */
+function retiredBelow(stored: number | undefined, listed: readonly number[]): { minDecryptionVersion?: KeyVersion } {
+  const min = listed.length > 0 ? Math.min(stored ?? 1, Math.max(...listed)) : (stored ?? 1);
+  return min > 1 ? { minDecryptionVersion: min as KeyVersion } : {};
 }
 
 /** Versions a record lists, oldest first. */

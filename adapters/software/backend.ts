@@ -250,8 +250,10 @@ class SoftwareBackend implements Backend, KeystoreState {
     return this.change(({ entries }) => {
       const current = this.entryIn(entries, name);
       const newest = current.stored.versions[current.stored.versions.length - 1]!.version;
-      // The core checks this too; a value above the newest version would make the file unreadable.
-      if (version < 1 || version > newest) throw invalid(`minDecryptionVersion must be from 1 to ${newest}`);
+      // The core checks this too, on what it read before: here it holds for the key being changed. A value
+      // above the newest version would make the file unreadable, and a trim would take every version.
+      if (version > newest) throw invalid(`minDecryptionVersion ${version} is above the primary version ${newest}: the primary version cannot be retired`);
+      if (!current.stored.versions.some((v) => v.version === version)) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${name} has no version ${version}`);
       const attributes = { ...current.stored, minDecryptionVersion: version > 1 ? version : undefined };
       const versions = current.stored.versions.map((v) => resealVersion(this.masterKey, attributes, v, current.keys.get(v.version)!));
       const updated: StoredKey = { ...attributes, versions };
@@ -264,7 +266,8 @@ class SoftwareBackend implements Backend, KeystoreState {
   trimKey(name: KeyName): Promise<KeyMetadata> {
     return this.change(({ entries }) => {
       const current = this.entryIn(entries, name);
-      const min = current.stored.minDecryptionVersion ?? 1;
+      // Never the newest version: it is the primary one (the file refuses a minimum above it anyway).
+      const min = Math.min(current.stored.minDecryptionVersion ?? 1, current.stored.versions[current.stored.versions.length - 1]!.version);
       const updated: StoredKey = { ...current.stored, versions: current.stored.versions.filter((v) => v.version >= min) };
       entries.set(name, { stored: updated, keys: new Map([...current.keys].filter(([version]) => version >= min)) });
       return toMetadata(updated);

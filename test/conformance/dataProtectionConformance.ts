@@ -130,6 +130,44 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
         expect(versionsOf(await backend.describeKey(meta.name))).toEqual([2]);
       });
 
+      it('setMinDecryptionVersion refuses, by itself, a version above the primary or one the key does not have, and changes nothing; trim never removes the primary', async () => {
+        // The core checks the same before it calls, but on what it read earlier: the key may have been
+        // destroyed and made again since, with fewer versions. Only the backend's own check holds then.
+        const [type, purpose]: [KeyType, KeyPurpose] = has('AES_256') && caps().encrypt.includes('AES_GCM') ? ['AES_256', 'encrypt'] : ['HMAC_256', 'mac'];
+        if (!has(type)) return;
+        const works = async (meta: KeyMetadata, version: number) => {
+          if (type === 'AES_256') {
+            const sealed = await backend.encrypt(refTo(meta, version), 'AES_GCM', Buffer.from('kept'));
+            expect((await backend.decrypt(refTo(meta, version), 'AES_GCM', sealed)).toString()).toBe('kept');
+          } else {
+            expect(await backend.mac(refTo(meta, version), 'HMAC_SHA256', Buffer.from('kept'))).toHaveLength(32);
+          }
+        };
+        const refused = async (name: KeyMetadata['name'], version: number, code: string) =>
+          expect(backend.setMinDecryptionVersion(name, version as KeyVersion)).rejects.toMatchObject({ code });
+        const meta = await withVersions(type, purpose, 2);
+        for (const above of [3, 9]) await refused(meta.name, above, 'INVALID_ARGUMENT');
+        expect(await backend.describeKey(meta.name)).toMatchObject({ primaryVersion: 2, versions: [{ version: 1 }, { version: 2 }] });
+        expect((await backend.describeKey(meta.name)).minDecryptionVersion ?? 1).toBe(1);
+        // A trim after the refusals destroys nothing.
+        expect(versionsOf(await backend.trimKey(meta.name))).toEqual([1, 2]);
+
+        // The primary itself may be the minimum; a trim then keeps it, and it keeps working.
+        await backend.setMinDecryptionVersion(meta.name, 2 as KeyVersion);
+        const trimmed = await backend.trimKey(meta.name);
+        expect(trimmed).toMatchObject({ primaryVersion: 2, minDecryptionVersion: 2, versions: [{ version: 2 }] });
+        await works(meta, 2);
+        expect(versionsOf(await backend.trimKey(meta.name))).toEqual([2]);
+
+        // Trimmed versions cannot be named again, nor can a version above the primary.
+        await refused(meta.name, 1, 'KEY_VERSION_NOT_FOUND');
+        await refused(meta.name, 3, 'INVALID_ARGUMENT');
+        await reopen();
+        expect(await backend.describeKey(meta.name)).toMatchObject({ primaryVersion: 2, minDecryptionVersion: 2, versions: [{ version: 2 }] });
+        expect(versionsOf(await backend.trimKey(meta.name))).toEqual([2]);
+        await works(meta, 2);
+      });
+
       it('setMinDecryptionVersion and trimKey on a key that does not exist: KEY_NOT_FOUND', async () => {
         await expect(backend.setMinDecryptionVersion(fresh('none'), 1 as KeyVersion)).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
         await expect(backend.trimKey(fresh('none'))).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });

@@ -9,7 +9,7 @@ import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../../../src
 import { CONFLICT, type Conflict } from '../../../src/backend/keyChanges.js';
 import type { DukptDerivation, ImportTarget, KeyRef, NewKey, RawCiphertext, SignInput, WrappedKey } from '../../../src/backend/port.js';
 import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../../src/ceremonies/record.js';
-import { HsmBridgeError } from '../../../src/errors.js';
+import { HsmBridgeError, invalid } from '../../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../../src/keys/names.js';
 import { isAsymmetric, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyState, type KeyType, type KeyVersionInfo } from '../../../src/keys/types.js';
 import { gcmDecrypt, gcmEncrypt } from '../aesGcm.js';
@@ -169,11 +169,17 @@ export class KeyOperations {
     return asAttempt(await this.commitWith([], () => commitRevision(this.api, session, name, base, { ...base.record, state }), name));
   }
 
-  /** Stores the version below which versions are retired; 1 is stored as nothing (records before the field read so too). */
+  /**
+   * Stores the version below which versions are retired; 1 is stored as nothing (records before the field
+   * read so too). The version is checked against the revision the change builds on, not against what the
+   * core read earlier: the key may have been destroyed and made again since, and a value above the newest
+   * version would let a trim destroy every version.
+   */
   async setMinDecryptionVersion(name: KeyName, version: KeyVersion): Promise<Attempt<KeyMetadata>> {
     const session = this.session();
     const base = requireSettled(this.api, session, name);
     if (base === CONFLICT) return conflict();
+    checkMinDecryptionVersion(name, listedVersions(base.record), version);
     if ((base.record.minDecryptionVersion ?? 1) === version) return this.describe(name);
     const { minDecryptionVersion: _, ...rest } = base.record;
     const change = version > 1 ? { ...rest, minDecryptionVersion: version } : rest;
@@ -183,15 +189,15 @@ export class KeyOperations {
   /**
    * One attempt at trimming: a revision without the versions below the minDecryptionVersion of the
    * revision it builds on (a concurrent change of that value makes it lose and start again from the new
-   * one), then, once it stands, the objects of those versions destroyed. Version numbers are never reused:
-   * the primary version, the highest, is never below the minimum, so rotate still numbers after it.
+   * one), then, once it stands, the objects of those versions destroyed. The primary version, the highest,
+   * is never trimmed, whatever the record says, so rotate still numbers after it (numbers are never reused).
    */
   async trim(name: KeyName): Promise<Attempt<KeyMetadata>> {
     const { api } = this;
     const session = this.session();
     const base = requireSettled(api, session, name);
     if (base === CONFLICT) return conflict();
-    const min = base.record.minDecryptionVersion ?? 1;
+    const min = Math.min(base.record.minDecryptionVersion ?? 1, Math.max(1, ...listedVersions(base.record)));
     const entries = Object.entries(base.record.versions);
     const doomed = new Set(entries.filter(([v]) => Number(v) < min).map(([, listed]) => listed.id));
     if (doomed.size > 0) {
@@ -483,6 +489,13 @@ export class KeyOperations {
       versions,
     };
   }
+}
+
+/** The core's rule (KeyService.updateKey), checked again where the change is made: at most the primary version, and a listed one. */
+function checkMinDecryptionVersion(name: KeyName, listed: readonly KeyVersion[], version: KeyVersion): void {
+  const primary = Math.max(0, ...listed);
+  if (version > primary) throw invalid(`minDecryptionVersion ${version} is above the primary version ${primary}: the primary version cannot be retired`);
+  if (!listed.includes(version)) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${name} has no version ${version}`);
 }
 
 function publicHandle(h: VersionHandles): Handle {

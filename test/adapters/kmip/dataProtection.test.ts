@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KmipBackend } from '../../../adapters/kmip/backend.js';
 import { KmipClient } from '../../../adapters/kmip/client.js';
+import type { KeyHeads } from '../../../adapters/kmip/keyHeads.js';
 import { resolveConfig } from '../../../adapters/kmip/config.js';
 import { isReason, KmipOperations } from '../../../adapters/kmip/operations.js';
 import { Enum } from '../../../adapters/kmip/tags.js';
@@ -36,8 +37,8 @@ const deferred = () => {
   return { promise, resolve };
 };
 
-/** The backend's typed operations, for hooks (a test reaches into the instance on purpose). */
-type Hooked = Backend & { ops: KmipOperations };
+/** The backend's typed operations and heads, for hooks (a test reaches into the instance on purpose). */
+type Hooked = Backend & { ops: KmipOperations; keyHeads: KeyHeads };
 
 describe('kmip data protection (PyKMIP)', () => {
   let server: PyKmipServer;
@@ -129,6 +130,56 @@ describe('kmip data protection (PyKMIP)', () => {
     // Exactly one head is left, the Active one.
     const heads = await raw.locate([{ name: 'Name', value: `hsmb/${meta.name}` }]);
     expect(heads).toHaveLength(1);
+  });
+
+  it('the core read a key with more versions, and a replica destroyed and made it again: the backend refuses the minimum, and a trim keeps the new key', async () => {
+    const A = await backend();
+    const B = await backend();
+    const meta = await withVersions(A, 3);
+    // Right after the core reads the key (3 versions), a replica destroys it and makes it again with 1.
+    let remade = false;
+    const racing = new Proxy(A, {
+      get(target, property) {
+        if (property === 'describeKey') {
+          return async (n: KeyName) => {
+            const read = await target.describeKey(n);
+            if (!remade) {
+              remade = true;
+              await B.setKeyState(n, 'disabled');
+              await B.destroyKey(n);
+              await B.createKey({ name: n, type: 'AES_256', purpose: 'encrypt' });
+            }
+            return read;
+          };
+        }
+        const value = Reflect.get(target, property) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const service = new KeyService(racing, { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, metadataCacheTtlMs: 0 });
+    await expect(service.updateKey({ name: meta.name, minDecryptionVersion: 3 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(remade).toBe(true);
+    const after = await A.trimKey(meta.name);
+    expect(after).toMatchObject({ primaryVersion: 1, versions: [{ version: 1 }] });
+    expect(after.minDecryptionVersion).toBeUndefined();
+    expect(await objectsOf(meta.name, 1)).toHaveLength(1);
+    const sealed = await A.encrypt(ref(after, 1), 'AES_GCM', Buffer.from('kept'));
+    expect((await B.decrypt(ref(after, 1), 'AES_GCM', sealed)).toString()).toBe('kept');
+  });
+
+  it('a head that holds a minimum above the newest version (an earlier release stored what it was given) reads as the newest, and a trim keeps it', async () => {
+    const A = await backend();
+    const B = await backend();
+    const meta = await withVersions(A, 2);
+    const head = await A.keyHeads.requireHead(meta.name);
+    await A.keyHeads.commit(head, { ...head.record, minDecryptionVersion: 9 }, []);
+    expect(await B.describeKey(meta.name)).toMatchObject({ primaryVersion: 2, minDecryptionVersion: 2 });
+    const v1 = await objectsOf(meta.name, 1);
+    expect(versionsOf(await B.trimKey(meta.name))).toEqual([2]);
+    for (const uid of v1) expect(await gone(uid)).toBe(true);
+    expect(await objectsOf(meta.name, 2)).toHaveLength(1);
+    const sealed = await A.encrypt(ref(meta, 2), 'AES_GCM', Buffer.from('kept'));
+    expect((await A.decrypt(ref(meta, 2), 'AES_GCM', sealed)).toString()).toBe('kept');
   });
 
   it('token keys: HMAC keys with a MAC usage mask, so the server itself refuses to encrypt with them', async () => {

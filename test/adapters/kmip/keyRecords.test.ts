@@ -26,6 +26,13 @@ describe('kmip head records', () => {
     for (const bad of [0, -1, 2.5, '2', null]) expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: bad }))).toBeUndefined();
   });
 
+  it('minDecryptionVersion above the newest version (an earlier release stored what it was given) reads as the newest', () => {
+    expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: 9 }))).toEqual({ ...record, minDecryptionVersion: 2 });
+    expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: 3 }))).toEqual({ ...record, minDecryptionVersion: 2 });
+    const one = { ...record, versions: { 1: record.versions[1]! } };
+    expect(decodeRecord(json({ format: 1, ...one, minDecryptionVersion: 9 }))).toEqual(one);
+  });
+
   it('refuses a value over the size bound without parsing it', () => {
     const big = Buffer.alloc(MAX_RECORD_BYTES + 1, 0x20);
     json({ format: 1, ...record }).copy(big);

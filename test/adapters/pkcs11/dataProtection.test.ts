@@ -17,6 +17,7 @@ import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
 import { newKeyObjectId, parseObjectId } from '../../../adapters/pkcs11/keyObjects.js';
 import { ORPHAN_GRACE_MS } from '../../../adapters/pkcs11/revisions.js';
 import type { Backend, KeyRef } from '../../../src/backend/port.js';
+import { KeyService } from '../../../src/operations/keyService.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../../src/keys/names.js';
 import type { KeyMetadata, KeyPurpose, KeyType } from '../../../src/keys/types.js';
 import { wrapForImport } from '../../helpers/byokWrap.js';
@@ -248,10 +249,58 @@ describe('retired versions and trimming in the token', () => {
       expect(versionsOf(await backend.describeKey(meta.name))).toEqual([3, 4]);
       await expect(backend.sign(ref(meta, 2), 'ES256', { kind: 'message', data: Buffer.from('m') })).rejects.toMatchObject({ code: 'KEY_VERSION_NOT_FOUND' });
     }
-    // The replica lowers it again; the first backend reads that, and rotating goes on after the newest version.
-    expect((await two.setMinDecryptionVersion(meta.name, 1 as KeyVersion)).minDecryptionVersion).toBeUndefined();
-    expect((await one.describeKey(meta.name)).minDecryptionVersion).toBeUndefined();
-    expect(versionsOf(await one.trimKey(meta.name))).toEqual([3, 4]);
+    // A trimmed version cannot be named again. The replica raises it; the first backend reads that and
+    // trims from it, and rotating goes on after the newest version.
+    await expect(two.setMinDecryptionVersion(meta.name, 1 as KeyVersion)).rejects.toMatchObject({ code: 'KEY_VERSION_NOT_FOUND' });
+    expect((await two.setMinDecryptionVersion(meta.name, 4 as KeyVersion)).minDecryptionVersion).toBe(4);
+    expect((await one.describeKey(meta.name)).minDecryptionVersion).toBe(4);
+    expect(versionsOf(await one.trimKey(meta.name))).toEqual([4]);
     expect((await two.rotateKey(meta.name)).primaryVersion).toBe(5);
   }, 120_000);
+
+  it('the core read a key with more versions, and a replica destroyed and made it again: the backend refuses the minimum, and a trim keeps the new key', async () => {
+    const name = fresh('remade');
+    await one.createKey({ name, type: 'HMAC_256', purpose: 'mac' });
+    await one.rotateKey(name);
+    await one.rotateKey(name);
+    // Right after the core reads the key (3 versions), a replica destroys it and makes it again with 1.
+    let remade = false;
+    const racing = new Proxy(one, {
+      get(target, property) {
+        if (property === 'describeKey') {
+          return async (n: KeyName) => {
+            const read = await target.describeKey(n);
+            if (!remade) {
+              remade = true;
+              await two.setKeyState(n, 'disabled');
+              await two.destroyKey(n);
+              await two.createKey({ name: n, type: 'HMAC_256', purpose: 'mac' });
+            }
+            return read;
+          };
+        }
+        const value = Reflect.get(target, property) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const service = new KeyService(racing, { limits: { maxDataBytes: 4096, maxRandomBytes: 64 }, metadataCacheTtlMs: 0 });
+    await expect(service.updateKey({ name, minDecryptionVersion: 3 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(remade).toBe(true);
+    const after = await one.trimKey(name);
+    expect(after).toMatchObject({ primaryVersion: 1, versions: [{ version: 1 }] });
+    expect(after.minDecryptionVersion).toBeUndefined();
+    expect(keyObjectsOf(name)).toEqual([{ version: 1, kind: 'secret' }]);
+    expect(await one.mac(ref(after, 1), 'HMAC_SHA256', Buffer.from('m'))).toHaveLength(32);
+  });
+
+  it('a record that holds a minimum above the newest version (an earlier release stored what it was given) reads as the newest, and a trim keeps it', async () => {
+    let meta = await one.createKey({ name: fresh('over'), type: 'HMAC_256', purpose: 'mac' });
+    meta = await one.rotateKey(meta.name);
+    inspector.rewriteMetadata(meta.name, (record) => ({ ...record, minDecryptionVersion: 9 as KeyVersion }));
+    expect(await two.describeKey(meta.name)).toMatchObject({ primaryVersion: 2, minDecryptionVersion: 2 });
+    expect(versionsOf(await two.trimKey(meta.name))).toEqual([2]);
+    expect(keyObjectsOf(meta.name)).toEqual([{ version: 2, kind: 'secret' }]);
+    expect(await one.describeKey(meta.name)).toMatchObject({ primaryVersion: 2, minDecryptionVersion: 2, versions: [{ version: 2 }] });
+    expect(await one.mac(ref(meta, 2), 'HMAC_SHA256', Buffer.from('m'))).toHaveLength(32);
+  });
 });

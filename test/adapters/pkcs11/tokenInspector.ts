@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import { decodeMetadata, encodeMetadata, newKeyObjectId } from '../../../adapters/pkcs11/keyObjects.js';
+import { decodeMetadata, encodeMetadata, newKeyObjectId, type MetadataRecord } from '../../../adapters/pkcs11/keyObjects.js';
 import type { KeyVersion } from '../../../src/keys/names.js';
 import type { KeyPurpose, KeyType } from '../../../src/keys/types.js';
 
@@ -120,6 +120,28 @@ export class TokenInspector {
       const handles = api.C_FindObjects(session, 100);
       api.C_FindObjectsFinal(session);
       return handles.map((h) => decodeMetadata(api.C_GetAttributeValue(session, h, [{ type: pkcs11js.CKA_VALUE }])[0]!.value)!.revision).sort((a, b) => b - a);
+    });
+  }
+
+  /**
+   * Replaces the name's latest metadata object by one whose record `edit` changed, written as a release of
+   * the adapter might have (the record is not checked): for records the adapter itself no longer writes.
+   */
+  rewriteMetadata(name: string, edit: (record: MetadataRecord) => MetadataRecord): void {
+    this.withSession((api, session) => {
+      const template = [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+        { type: pkcs11js.CKA_APPLICATION, value: 'hsm-bridge' },
+        { type: pkcs11js.CKA_LABEL, value: name },
+      ];
+      api.C_FindObjectsInit(session, template);
+      const handles = api.C_FindObjects(session, 100);
+      api.C_FindObjectsFinal(session);
+      const [latest] = handles
+        .map((handle) => ({ handle, record: decodeMetadata(api.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_VALUE }])[0]!.value)! }))
+        .sort((a, b) => b.record.revision - a.record.revision);
+      api.C_CreateObject(session, [...template, { type: pkcs11js.CKA_TOKEN, value: true }, { type: pkcs11js.CKA_PRIVATE, value: true }, { type: pkcs11js.CKA_VALUE, value: encodeMetadata(edit(latest!.record)) }]);
+      api.C_DestroyObject(session, latest!.handle);
     });
   }
 

@@ -90,11 +90,12 @@ export function decodeRecord(value: Buffer): HeadRecord | undefined {
     if (!isText(at) || !isText(uid) || (publicUid !== undefined && !isText(publicUid))) return undefined;
     decoded[version] = { createdAt: at, uid, ...(publicUid === undefined ? {} : { publicUid }) };
   }
-  // One above the newest version (earlier releases stored what they were given) reads as the newest: the
-  // primary version cannot be retired. The head is still the key; refusing it would hide the key.
+  // A minimum above the newest version was never set for this key (setMinDecryptionVersion checks it under
+  // the head's CAS): it reads as none retired, so that nothing is retired, or trimmed, that nobody asked
+  // for. The head is still the key; refusing it would hide the key.
   const stored = (minDecryptionVersion as number | undefined) ?? 1;
   const listed = Object.keys(decoded).map(Number);
-  const min = listed.length > 0 ? Math.min(stored, Math.max(...listed)) : stored;
+  const min = listed.length > 0 && stored > Math.max(...listed) ? 1 : stored;
   return {
     name: name as KeyName, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt,
     versions: decoded,

@@ -165,14 +165,15 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
 }
 
 /**
- * A stored minDecryptionVersion, kept only above 1. One above the newest version (earlier releases
- * stored what they were given) reads as the newest: the primary version cannot be retired. The record is
- * hsm-bridge's all the same; refusing it would hide the key, and a create under its name would then
- * destroy its objects as leftovers.
+ * A stored minDecryptionVersion, kept only above 1. One above the newest version was never set for this
+ * key (setMinDecryptionVersion checks it against the revision it builds on): it reads as none retired, so
+ * that nothing is retired, or trimmed, that nobody asked for. The record is hsm-bridge's all the same;
+ * refusing it would hide the key, and a create under its name would then destroy its objects as leftovers.
  */
 function retiredBelow(stored: number | undefined, listed: readonly number[]): { minDecryptionVersion?: KeyVersion } {
-  const min = listed.length > 0 ? Math.min(stored ?? 1, Math.max(...listed)) : (stored ?? 1);
-  return min > 1 ? { minDecryptionVersion: min as KeyVersion } : {};
+  const min = stored ?? 1;
+  if (min <= 1 || (listed.length > 0 && min > Math.max(...listed))) return {};
+  return { minDecryptionVersion: min as KeyVersion };
 }
 
 /** Versions a record lists, oldest first. */

@@ -154,6 +154,9 @@ export async function decryptFields(body: Record<string, unknown>, header: strin
   return body;
 }
 
+/** A version did not unwrap the content key; one that another replica retired or trimmed since the list was made did not either. */
+const NOT_THIS_VERSION: readonly string[] = ['DECRYPTION_FAILED', 'INVALID_ARGUMENT', 'KEY_VERSION_RETIRED', 'KEY_VERSION_NOT_FOUND'];
+
 /** What a field that does not decrypt raises: malformed or unsupported parts, a wrong key, tampering. Other errors are about our key. */
 const FIELD_FAILURES: readonly string[] = ['DECRYPTION_FAILED', 'INVALID_ARGUMENT', 'UNSUPPORTED_ALGORITHM'];
 
@@ -171,7 +174,7 @@ function ourRsaKey(keyService: KeyService, name: string, versions: readonly KeyV
           if (plaintext.length === keyLength) return plaintext;
           plaintext.fill(0);
         } catch (e) {
-          if (!(e instanceof HsmBridgeError) || (e.code !== 'DECRYPTION_FAILED' && e.code !== 'INVALID_ARGUMENT')) throw e;
+          if (!(e instanceof HsmBridgeError) || !NOT_THIS_VERSION.includes(e.code)) throw e;
         }
       }
       throw new HsmBridgeError('DECRYPTION_FAILED', 'no version of the key unwraps the content key');

@@ -158,6 +158,12 @@ interface KeyTarget {
   readonly version?: KeyVersion;
 }
 
+/** undefined for KEY_VERSION_RETIRED (a kid naming a retired version), else the error again. */
+function notRetired(e: unknown): undefined {
+  if (e instanceof HsmBridgeError && e.code === 'KEY_VERSION_RETIRED') return undefined;
+  throw e;
+}
+
 export class JoseService {
   private readonly publicKeys = new PublicKeyCache();
 
@@ -216,7 +222,10 @@ export class JoseService {
       throw invalid(named ? `no signature is by key ${named} (its kid names another key)` : 'no signature has a kid naming one of this service\'s keys ("name:version"); give key');
     }
     for (const { s, target } of candidates) {
-      const { meta, versions } = await this.versionsToTry(target, 'sign');
+      const tried = await this.versionsToTry(target, 'sign').catch(notRetired);
+      // A signature by a retired version (its kid names it) does not verify; another signature still may.
+      if (!tried) continue;
+      const { meta, versions } = tried;
       for (const version of versions) {
         const key = this.publicKeys.get(meta, version);
         const mismatch = publicKeyMismatch(s.alg, key);
@@ -280,8 +289,11 @@ export class JoseService {
         const plaintext = await decryptJweWith(jwe, r, this.backendDecryption(r.alg, jwe, { meta, version }));
         return { plaintext, protectedHeader: jwe.protectedHeader, alg: r.alg, enc: jwe.enc, keyName: meta.name, keyVersion: version.version };
       } catch (e) {
-        if (!(e instanceof HsmBridgeError && e.code === 'DECRYPTION_FAILED')) throw e;
-        failure = e;
+        if (!(e instanceof HsmBridgeError)) throw e;
+        // A version tried unasked that another replica retired or trimmed meanwhile did not open it either.
+        const goneMeanwhile = target.version === undefined && (e.code === 'KEY_VERSION_RETIRED' || e.code === 'KEY_VERSION_NOT_FOUND');
+        if (e.code !== 'DECRYPTION_FAILED' && !goneMeanwhile) throw e;
+        failure = goneMeanwhile ? new HsmBridgeError('DECRYPTION_FAILED', 'the JWE does not decrypt') : e;
       }
     }
     throw failure!;

@@ -335,6 +335,7 @@ for (const target of restTargets) {
       const payload = b64(Buffer.from('quote 7'));
       // A kid that names no version: verification tries the newest versions that are not retired.
       const jws = okBody(await rest.rest('POST', '/v1/jws/sign', { key: signer, payload, protectedHeader: { kid: 'partner-kid' } })).jws as string;
+      const byDefaultKid = okBody(await rest.rest('POST', '/v1/jws/sign', { key: signer, payload })).jws as string;
       await served.service.rotateKey(signer);
       expect(okBody(await rest.rest('POST', '/v1/jws/verify', { jws, key: signer }))).toMatchObject({ valid: true, keyVersion: 1 });
       const kids = async () => (okBody(await rest.rest('GET', '/.well-known/jwks.json')).keys as { kid: string }[]).map((k) => k.kid).filter((k) => k.startsWith(`${signer}:`));
@@ -342,11 +343,21 @@ for (const target of restTargets) {
       await served.service.updateKey({ name: signer, minDecryptionVersion: 2 });
       expect(okBody(await rest.rest('POST', '/v1/jws/verify', { jws, key: signer })).valid).toBe(false);
       expect(await kids()).toEqual([`${signer}:2`]);
+      // With the default kid "name:1": not valid (not an error); in a general JWS, another signature still verifies.
+      expect(okBody(await rest.rest('POST', '/v1/jws/verify', { jws: byDefaultKid })).valid).toBe(false);
+      const byV2 = okBody(await rest.rest('POST', '/v1/jws/sign', { key: signer, payload })).jws as string;
+      const [h1, p1, s1] = byDefaultKid.split('.');
+      const [h2, , s2] = byV2.split('.');
+      const general = { payload: p1, signatures: [{ protected: h1, signature: s1 }, { protected: h2, signature: s2 }] };
+      expect(okBody(await rest.rest('POST', '/v1/jws/verify', { jws: general }))).toMatchObject({ valid: true, keyVersion: 2 });
 
       const recipient = freshName('retired-jwe');
       await served.service.createKey({ name: recipient, type: 'RSA_2048', purpose: 'encrypt' });
+      const toV1 = okBody(await rest.rest('POST', '/v1/jwe/encrypt', { recipient: { key: recipient }, alg: 'RSA-OAEP-256', enc: 'A256GCM', plaintext: b64(Buffer.from('for v1')) })).jwe as string;
       await served.service.rotateKey(recipient);
       await served.service.updateKey({ name: recipient, minDecryptionVersion: 2 });
+      // A JWE whose kid names the retired version is refused as such.
+      expect(failed(await rest.rest('POST', '/v1/jwe/decrypt', { jwe: toV1 }))).toMatchObject({ code: 'KEY_VERSION_RETIRED', status: 409 });
       const pem = okBody(await rest.rest('GET', `/v1/keys/${recipient}`)).versions[1].publicKeyPem as string;
       // A JWE made elsewhere, without a kid: decryption tries the versions not retired.
       const jwe = await new CompactEncrypt(Buffer.from('otp 123456')).setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A256GCM' }).encrypt(createPublicKey(pem));

@@ -26,9 +26,10 @@ describe('kmip head records', () => {
     for (const bad of [0, -1, 2.5, '2', null]) expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: bad }))).toBeUndefined();
   });
 
-  it('minDecryptionVersion above the newest version (an earlier release stored what it was given) reads as the newest', () => {
-    expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: 9 }))).toEqual({ ...record, minDecryptionVersion: 2 });
-    expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: 3 }))).toEqual({ ...record, minDecryptionVersion: 2 });
+  it('minDecryptionVersion above the newest version (never set for this key) reads as none retired', () => {
+    expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: 9 }))).toEqual(record);
+    expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: 3 }))).toEqual(record);
+    expect(decodeRecord(json({ format: 1, ...record, minDecryptionVersion: 2 }))).toEqual({ ...record, minDecryptionVersion: 2 });
     const one = { ...record, versions: { 1: record.versions[1]! } };
     expect(decodeRecord(json({ format: 1, ...one, minDecryptionVersion: 9 }))).toEqual(one);
   });

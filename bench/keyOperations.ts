@@ -106,8 +106,10 @@ export interface ItemError {
   readonly code: string;
   readonly message: string;
 }
+/** A gRPC per-item oneof, `{<ok>, result: '<ok>'}` or `{error, result: 'error'}`: its error, if any. */
+export const grpcOneofError = (ok: string) => (r: any): ItemError | undefined => (r.result === ok ? undefined : (r.error ?? { code: '?', message: `no result: ${JSON.stringify(r)}` }));
 /** A gRPC batch result is the oneof `{ok, result: 'ok'}` or `{error, result: 'error'}`. */
-export const grpcItemError = (r: any): ItemError | undefined => (r.result === 'ok' ? undefined : (r.error ?? { code: '?', message: `no result: ${JSON.stringify(r)}` }));
+export const grpcItemError = grpcOneofError('ok');
 /** A REST batch result is the single answer or `{error}`. */
 export const restItemError = (r: any): ItemError | undefined => r.error;
 

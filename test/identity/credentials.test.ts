@@ -171,9 +171,9 @@ describe('mTLS identities', () => {
     expect(viaGrpc.answer).toMatchObject({ id: 'payee-workload', certSans: [`URI:${SPIFFE_ID}`, 'DNS:payee.payments.svc'], principals: ['payee'] });
   });
 
-  it('health, the JWKS and the OpenAPI document stay open to any client the TLS layer admits', async () => {
+  it('health, the JWKS, the OpenAPI document and its page stay open to any client the TLS layer admits', async () => {
     const gateway = client('gateway');
-    for (const path of ['/health/live', '/.well-known/jwks.json', '/openapi.json']) expect((await https('GET', path, gateway)).status, path).toBe(200);
+    for (const path of ['/health/live', '/.well-known/jwks.json', '/openapi.json', '/docs', '/docs/swagger-ui-bundle.js']) expect((await https('GET', path, gateway)).status, path).toBe(200);
     expect((await https('GET', '/v1/keys', gateway)).status).toBe(403);
   });
 });

@@ -19,8 +19,8 @@ const assets: Readonly<Record<string, string>> = {
   'favicon-16x16.png': 'image/png',
 };
 
-/** No inline script or style: the settings are this script, served as a file. */
-const initializer = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true });\n`;
+/** No inline script or style: the settings are this script, served as a file. No online validator (swagger.io). */
+const initializer = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true, validatorUrl: null });\n`;
 
 const indexPage = `<!DOCTYPE html>
 <html lang="en">

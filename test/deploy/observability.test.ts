@@ -66,6 +66,19 @@ describe('the PromQL metric-name reader', () => {
   });
 });
 
+describe('the dashboard model', () => {
+  it('chooses its Prometheus data source by a variable, and every panel and query uses it', () => {
+    const model = dashboard as { schemaVersion: number; templating: { list: { name: string; type: string; query: unknown }[] }; panels: { type: string; datasource?: unknown; targets?: { datasource: unknown }[] }[] };
+    expect(model.schemaVersion).toBeGreaterThanOrEqual(39);
+    expect(model.templating.list).toContainEqual(expect.objectContaining({ name: 'datasource', type: 'datasource', query: 'prometheus' }));
+    const variable = { type: 'prometheus', uid: '${datasource}' };
+    for (const panel of model.panels.filter((p) => p.type !== 'row')) {
+      expect(panel.datasource).toEqual(variable);
+      for (const target of panel.targets ?? []) expect(target.datasource).toEqual(variable);
+    }
+  });
+});
+
 describe('dashboard and alert rules against a scrape of the running service', () => {
   let token: SoftHsmToken;
   let service: ServiceProcess;

@@ -5,9 +5,12 @@
  * uses actions, so none can be checked whole against the schemas); every `.Values` path a template reads
  * exists in values.yaml; template blocks are closed; the value fragments inserted verbatim
  * (securityContext, resources, probes) are valid against the API schemas; and the defaults are those of
- * the Kustomize base (docker/k8s/base), which CI renders and checks in full (./k8s.test.ts).
+ * the Kustomize base (docker/k8s/base), which CI renders and checks in full (./k8s.test.ts); and the
+ * chart README's Luna, CloudHSM and KMIP examples, merged into the defaults as Helm merges values, give
+ * configurations the service's loader accepts.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
@@ -15,7 +18,9 @@ import type { IDeployment } from 'kubernetes-models/apps/v1';
 import type { IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import type { IServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
-import { PodSecurityContext, Probe, ResourceRequirements, SecurityContext } from 'kubernetes-models/v1';
+import { EnvVar, PodSecurityContext, Probe, ResourceRequirements, SecurityContext, Volume, VolumeMount } from 'kubernetes-models/v1';
+import { resolveBackend } from '../../src/backends.js';
+import { loadServiceConfig } from '../../src/config/load.js';
 import { parseObjects, repoRoot, validateObject } from './manifests.js';
 
 const chartDir = join(repoRoot, 'docker', 'helm', 'hsm-bridge');
@@ -24,6 +29,19 @@ const read = (...path: string[]) => readFileSync(join(...path), 'utf8');
 const chart = parseYaml(read(chartDir, 'Chart.yaml')) as Record<string, unknown>;
 // values.yaml is free-form: each check below reads the part it needs.
 const values = parseYaml(read(chartDir, 'values.yaml')) as Record<string, any>;
+/** Helm's merge of user values into the chart's: maps merge, anything else replaces, null removes. */
+function mergeValues(into: Record<string, unknown>, from: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...into };
+  for (const [key, value] of Object.entries(from)) {
+    const current = out[key];
+    if (value === null) delete out[key];
+    else if (isMap(value) && isMap(current)) out[key] = mergeValues(current, value);
+    else out[key] = value;
+  }
+  return out;
+}
+const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 const templates = readdirSync(join(chartDir, 'templates')).map((name) => ({ name, text: read(chartDir, 'templates', name) }));
 
 describe('the Helm chart', () => {
@@ -126,5 +144,28 @@ describe('the Helm chart', () => {
       const monitor = overlay('servicemonitor.yaml') as IServiceMonitor;
       expect(values.serviceMonitor.interval).toBe(monitor.spec!.endpoints![0]!.interval);
     });
+  });
+
+  it('takes the Luna, CloudHSM and KMIP examples of its README to configurations the service accepts', async () => {
+    const examples = [...read(chartDir, 'README.md').matchAll(/```yaml\n([\s\S]*?)```/g)].map(([, text]) => parseYaml(text!) as Record<string, any>);
+    expect(examples.map((e) => (e.config?.backend?.pkcs11?.library ?? e.config?.backend?.type) as string)).toEqual([
+      '/opt/safenet/lunaclient/lib/libCryptoki2_64.so',
+      '/opt/cloudhsm/lib/libcloudhsm_pkcs11.so',
+      'kmip',
+    ]);
+    const dir = mkdtempSync(join(tmpdir(), 'hsmb-chart-'));
+    try {
+      for (const example of examples) {
+        const merged = mergeValues(values, example) as Record<string, any>;
+        if (merged.hsmClient.initContainer.enabled !== false) expect(merged.config.backend.pkcs11.library.startsWith(`${merged.hsmClient.mountPath}/`)).toBe(true);
+        writeFileSync(join(dir, 'hsm-bridge.yaml'), JSON.stringify(merged.config));
+        await resolveBackend(loadServiceConfig({ file: join(dir, 'hsm-bridge.yaml'), env: {} }));
+        for (const v of merged.hsmClient.extraVolumes) expect(() => new Volume(v).validate()).not.toThrow();
+        for (const m of merged.hsmClient.extraVolumeMounts) expect(() => new VolumeMount(m).validate()).not.toThrow();
+        for (const e of merged.hsmClient.env) expect(() => new EnvVar(e).validate()).not.toThrow();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -22,7 +22,7 @@ import { loadServiceConfig } from '../../src/config/load.js';
 import type { ServiceConfig } from '../../src/config/schema.js';
 import { METRICS_PATH, startOpsServer } from '../../src/ops/opsServer.js';
 import { Policy } from '../../src/policy/policy.js';
-import { kubectlAvailable, kustomize, only, portNumber, sourceOf, validateObject, type K8sObject } from './manifests.js';
+import { kubectlAvailable, kustomize, only, portNumber, sourceOf, unknownFields, validateObject, type K8sObject } from './manifests.js';
 
 const missing = !kubectlAvailable();
 const skip = missing && !process.env.CI;
@@ -63,6 +63,10 @@ describe.skipIf(skip)(`docker/k8s rendered with kubectl kustomize${skip ? ' (SKI
     }
   });
 
+  it('has no field the API does not define', () => {
+    expect(unknownFields([...base, ...scaled])).toEqual([]);
+  });
+
   it('fails on a broken manifest: the check can fail', () => {
     const broken = structuredClone(deployment) as unknown as K8sObject & IDeployment;
     broken.spec!.template.spec!.containers[0]!.ports![0]!.containerPort = 'https' as unknown as number;
@@ -71,6 +75,12 @@ describe.skipIf(skip)(`docker/k8s rendered with kubectl kustomize${skip ? ' (SKI
     delete (noSelector.spec as Partial<typeof noSelector.spec>)!.selector;
     expect(() => validateObject(noSelector)).toThrow(/selector/);
     expect(() => validateObject({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' } })).toThrow(/no schema for v1 Pod/);
+    const misspelt = structuredClone(deployment) as unknown as K8sObject & IDeployment;
+    const container = misspelt.spec!.template.spec!.containers[0]! as unknown as Record<string, unknown>;
+    container.readinesProbe = container.readinessProbe;
+    delete container.readinessProbe;
+    expect(() => validateObject(misspelt)).not.toThrow(); // what the schemas let through
+    expect(unknownFields([misspelt])).toEqual([expect.stringMatching(/^Deployment hsm-bridge: .*'"readinesProbe"' does not exist in type 'IContainer'/)]);
   });
 
   it('runs 2 replicas with resources, spread over nodes, under a PodDisruptionBudget', () => {

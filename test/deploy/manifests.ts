@@ -1,9 +1,11 @@
 /**
  * Rendering docker/k8s/ with `kubectl kustomize` and checking each object against the Kubernetes API
- * schemas (kubernetes-models, and @kubernetes-models/prometheus-operator for the ServiceMonitor).
+ * schemas (kubernetes-models, and @kubernetes-models/prometheus-operator for the ServiceMonitor), and
+ * for fields the API does not define.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
 import { ConfigMap, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
@@ -45,6 +47,44 @@ export function validateObject(object: K8sObject): void {
   } catch (e) {
     throw new Error(`${id}: ${(e as Error).message}`);
   }
+}
+
+/** The TypeScript type of each kind, for the unknown-field check below: module and interface. */
+const types: Record<string, [string, string]> = {
+  'v1/ServiceAccount': ['kubernetes-models/v1', 'IServiceAccount'],
+  'v1/ConfigMap': ['kubernetes-models/v1', 'IConfigMap'],
+  'v1/Secret': ['kubernetes-models/v1', 'ISecret'],
+  'v1/Service': ['kubernetes-models/v1', 'IService'],
+  'apps/v1/Deployment': ['kubernetes-models/apps/v1', 'IDeployment'],
+  'policy/v1/PodDisruptionBudget': ['kubernetes-models/policy/v1', 'IPodDisruptionBudget'],
+  'networking.k8s.io/v1/NetworkPolicy': ['kubernetes-models/networking.k8s.io/v1', 'INetworkPolicy'],
+  'autoscaling/v2/HorizontalPodAutoscaler': ['kubernetes-models/autoscaling/v2', 'IHorizontalPodAutoscaler'],
+  'monitoring.coreos.com/v1/ServiceMonitor': ['@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1', 'IServiceMonitor'],
+};
+
+/**
+ * The schemas accept fields they do not define, as the API server would not (strict field validation):
+ * a misspelt `readinesProbe` would pass them. So each object is also type-checked, as an object literal,
+ * against its kubernetes-models interface, whose excess-property check names every unknown field. One
+ * message per problem, prefixed with the object's kind and name.
+ */
+export function unknownFields(objects: readonly K8sObject[]): string[] {
+  const file = join(__dirname, '__rendered_manifests__.ts');
+  const lines = objects.map((o, i) => {
+    const type = types[`${o.apiVersion}/${o.kind}`];
+    if (!type) throw new Error(`${o.kind} ${o.metadata.name}: no type for ${o.apiVersion} ${o.kind}`);
+    return `export const o${i}: import(${JSON.stringify(type[0])}).${type[1]} = ${JSON.stringify(o)};`;
+  });
+  const options: ts.CompilerOptions = { strict: true, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, noEmit: true, skipLibCheck: true, types: [] };
+  const host = ts.createCompilerHost(options);
+  const { getSourceFile, fileExists } = host;
+  host.getSourceFile = (name, language, ...rest) => (name === file ? ts.createSourceFile(name, lines.join('\n'), language) : getSourceFile(name, language, ...rest));
+  host.fileExists = (name) => name === file || fileExists(name);
+  return ts.getPreEmitDiagnostics(ts.createProgram([file], options, host)).map((d) => {
+    const line = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line : -1;
+    const o = objects[line];
+    return `${o ? `${o.kind} ${o.metadata.name}` : 'manifests'}: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`;
+  });
 }
 
 export function kubectlAvailable(): boolean {

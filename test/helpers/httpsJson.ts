@@ -3,7 +3,7 @@ import { request as httpsRequest } from 'node:https';
 
 export interface HttpsAnswer {
   status: number;
-  /** Parsed JSON, or undefined for an empty body. */
+  /** Parsed JSON, the text of another content type (a page), or undefined for an empty body. */
   body: any;
 }
 
@@ -39,7 +39,7 @@ export function httpsJson(port: number, method: string, path: string, body: unkn
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : JSON.parse(text) });
+          resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : /json/.test(res.headers['content-type'] ?? '') ? JSON.parse(text) : text });
         });
         res.on('error', reject);
       },

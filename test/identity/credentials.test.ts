@@ -12,6 +12,7 @@ import { credentials as grpcCredentials } from '@grpc/grpc-js';
 import { httpsJson, type HttpsAnswer } from '../helpers/httpsJson.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTlsMaterial } from '../../src/transports/tls.js';
+import { reflectionClient } from '../transports/grpc/reflectionClient.js';
 import { capturedLogger, grpcCaller, startAccessServers, tempDir, tokenIssuer, AUDIENCE, ISSUER, type AccessServers, type GrpcCaller, type TokenIssuer } from './accessSupport.js';
 
 const files = tempDir();
@@ -171,10 +172,17 @@ describe('mTLS identities', () => {
     expect(viaGrpc.answer).toMatchObject({ id: 'payee-workload', certSans: [`URI:${SPIFFE_ID}`, 'DNS:payee.payments.svc'], principals: ['payee'] });
   });
 
-  it('health, the JWKS and the OpenAPI document stay open to any client the TLS layer admits', async () => {
+  it('health, the JWKS, the OpenAPI document, its page and gRPC reflection stay open to any client the TLS layer admits', async () => {
     const gateway = client('gateway');
-    for (const path of ['/health/live', '/.well-known/jwks.json', '/openapi.json']) expect((await https('GET', path, gateway)).status, path).toBe(200);
+    for (const path of ['/health/live', '/.well-known/jwks.json', '/openapi.json', '/docs', '/docs/swagger-ui-bundle.js']) expect((await https('GET', path, gateway)).status, path).toBe(200);
     expect((await https('GET', '/v1/keys', gateway)).status).toBe(403);
+    // gRPC server reflection, the schema as /openapi.json is.
+    const reflection = reflectionClient(servers.grpc.port, 'v1', grpcCredentials.createSsl(pem('ca.pem'), gateway.key, gateway.cert));
+    try {
+      expect((await reflection.ask({ listServices: '*' })).listServicesResponse!.service.map((s) => s.name)).toContain('hsmbridge.v1.KeyService');
+    } finally {
+      reflection.close();
+    }
   });
 });
 

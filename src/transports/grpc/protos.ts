@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MethodDefinition, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { load, type Options } from '@grpc/proto-loader';
+import { load, type Options, type PackageDefinition } from '@grpc/proto-loader';
 import { grpcServices, type GrpcServiceName } from '../../api/index.js';
 import { zeroFields } from '../../api/secretFields.js';
 
@@ -80,12 +80,16 @@ export type LoadedServices = Readonly<Record<GrpcServiceName | 'Health', Service
 /** The secret response fields of each hsmbridge.v1 service (method names repeat across services: Sign). */
 export type ServiceSecrets = Partial<Record<GrpcServiceName, SecretResponseFields>>;
 
-export async function loadServices(secrets: ServiceSecrets, protoRoot: string = findProtoRoot()): Promise<LoadedServices> {
-  const definitions = await load([KEY_SERVICE_PROTO, JOSE_SERVICE_PROTO, FSPIOP_SERVICE_PROTO, PAYMENT_SERVICE_PROTO, HEALTH_PROTO], { ...loaderOptions, includeDirs: [protoRoot] });
+/** The contract's .proto files, parsed once: the services below are built from it, and reflection describes it. */
+export function loadProtos(protoRoot: string = findProtoRoot()): Promise<PackageDefinition> {
+  return load([KEY_SERVICE_PROTO, JOSE_SERVICE_PROTO, FSPIOP_SERVICE_PROTO, PAYMENT_SERVICE_PROTO, HEALTH_PROTO], { ...loaderOptions, includeDirs: [protoRoot] });
+}
+
+export function serviceDefinitions(definitions: PackageDefinition, secrets: ServiceSecrets): LoadedServices {
   const service = (name: string, secretFields: SecretResponseFields = {}): ServiceDefinition => {
     const definition = definitions[name];
     // Message and enum types carry a `format`; services do not.
-    if (!definition || 'format' in definition) throw new Error(`${name} is not a service in ${protoRoot}`);
+    if (!definition || 'format' in definition) throw new Error(`${name} is not a service in the .proto files`);
     return harden(definition as ServiceDefinition, secretFields);
   };
   const hsmbridge = Object.entries(grpcServices).map(([short, full]) => [short, service(full, secrets[short as GrpcServiceName])] as const);

@@ -1,16 +1,18 @@
 /**
  * The gRPC transport: the rpcs of the declared operations (src/api) in hsmbridge.v1.KeyService,
  * JoseService, FspiopService and PaymentService (those whose services are given), and
- * grpc.health.v1.Health, on one grpc-js server.
+ * grpc.health.v1.Health, on one grpc-js server; with server reflection (grpc.reflection.v1 and v1alpha)
+ * describing them, so that grpcurl, Postman or Kreya need no .proto files.
  * Plaintext HTTP/2, or TLS (optionally mutual) when given TLS material (../tls.ts).
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
 import type { Logger } from 'pino';
 import { grpcServices, Pipeline, servedOperations, type GrpcServiceName, type Operation, type PipelineStages, type Services } from '../../api/index.js';
 import type { KeyService } from '../../operations/keyService.js';
 import { operationCall } from './calls.js';
 import { createHealthService } from './health.js';
-import { loadServices, type ServiceSecrets } from './protos.js';
+import { HEALTH_SERVICE_NAME, loadProtos, serviceDefinitions, type ServiceSecrets } from './protos.js';
 import { grpcServerCredentials, type TlsMaterial } from '../tls.js';
 import { grpcReloadingCredentials, ReloadingTls } from '../tlsReload.js';
 
@@ -45,7 +47,9 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const pipeline = new Pipeline(served.services, opts.stages);
   const byService = new Map<GrpcServiceName, Operation[]>();
   for (const op of served.operations) byService.set(op.grpc.service, [...(byService.get(op.grpc.service) ?? []), op]);
-  const definitions = await loadServices(secretResponseFields(served.operations));
+  const protos = await loadProtos();
+  const definitions = serviceDefinitions(protos, secretResponseFields(served.operations));
+  const servedServices = [...byService.keys()].map((name) => grpcServices[name]);
   const server = new Server({
     'grpc.max_receive_message_length': opts.maxMessageBytes,
     'grpc.max_send_message_length': opts.maxMessageBytes,
@@ -53,12 +57,14 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const health = createHealthService(opts.service, logger, {
     pollMs: opts.healthPollMs ?? 5000,
     timeoutMs: HEALTH_TIMEOUT_MS,
-    services: [...byService.keys()].map((name) => grpcServices[name]),
+    services: servedServices,
   });
   for (const [name, ops] of byService) {
     server.addService(definitions[name], Object.fromEntries(ops.map((op) => [op.grpc.method, operationCall(op, pipeline, logger)])));
   }
   server.addService(definitions.Health, health.handlers);
+  // The schema only, as /openapi.json: open to any caller the TLS layer admits, like health.
+  new ReflectionService(protos, { services: [...servedServices, HEALTH_SERVICE_NAME] }).addToServer(server);
 
   const credentials =
     opts.tls instanceof ReloadingTls ? grpcReloadingCredentials(opts.tls) : opts.tls ? grpcServerCredentials(opts.tls) : ServerCredentials.createInsecure();

@@ -10,6 +10,7 @@ import { Pipeline, servedOperations, type PipelineStages, type Services } from '
 import { isStrictBase64 } from '../../api/base64.js';
 import { REQUEST_AJV_OPTIONS } from '../../api/schemaIssues.js';
 import type { KeyService } from '../../operations/keyService.js';
+import { docsPageRoutes } from './docsPage.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { OpenApiCollector } from './openapi.js';
 import { operationRoute, transportRoutes } from './routes.js';
@@ -117,6 +118,7 @@ export async function buildRestServer(opts: RestServerOptions): Promise<FastifyI
   const pipeline = new Pipeline(served.services, opts.stages);
   for (const op of served.operations) operationRoute(app, op, pipeline);
   transportRoutes(app, opts.service, () => openapi.build(API_INFO));
+  docsPageRoutes(app);
 
   await app.ready();
   return app;

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { operations } from '../../../src/api/index.js';
 import { secretResponseFields } from '../../../src/transports/grpc/server.js';
-import { findProtoRoot, isMalformed, loadServices } from '../../../src/transports/grpc/protos.js';
+import { findProtoRoot, isMalformed, loadProtos, serviceDefinitions, type ServiceSecrets } from '../../../src/transports/grpc/protos.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -22,7 +22,9 @@ describe('findProtoRoot', () => {
   });
 });
 
-describe('loadServices codecs', () => {
+const loadServices = async (secrets: ServiceSecrets) => serviceDefinitions(await loadProtos(), secrets);
+
+describe('service definition codecs', () => {
   it('turns bytes that do not decode into a malformed marker, and decodes good ones as before', async () => {
     const { KeyService: keyService } = await loadServices({});
     const getKey = keyService.GetKey!;

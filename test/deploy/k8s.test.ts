@@ -4,7 +4,7 @@
  * service's own loader, files where the configuration says they are, no secret inlined, probes on what
  * the ops listener serves. CI installs kubectl (scripts/ensure-kubectl.sh), so there it fails without it.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -22,7 +22,7 @@ import { loadServiceConfig } from '../../src/config/load.js';
 import type { ServiceConfig } from '../../src/config/schema.js';
 import { METRICS_PATH, startOpsServer } from '../../src/ops/opsServer.js';
 import { Policy } from '../../src/policy/policy.js';
-import { kubectlAvailable, kustomize, only, portNumber, sourceOf, unknownFields, validateObject, type K8sObject } from './manifests.js';
+import { kubectlAvailable, kustomize, only, portNumber, repoRoot, sourceOf, unknownFields, validateObject, type K8sObject } from './manifests.js';
 
 const missing = !kubectlAvailable();
 const skip = missing && !process.env.CI;
@@ -103,6 +103,10 @@ describe.skipIf(skip)(`docker/k8s rendered with kubectl kustomize${skip ? ' (SKI
     expect(pod.automountServiceAccountToken).toBe(false);
     expect(only<IServiceAccount>(base, 'ServiceAccount').automountServiceAccountToken).toBe(false);
     expect(pod.hostNetwork ?? false).toBe(false);
+    // The user the released image runs as (its runtime stage's USER).
+    const runtime = /^FROM \S+ AS runtime$([\s\S]*?)^FROM /m.exec(readFileSync(join(repoRoot, 'docker', 'Dockerfile'), 'utf8'))![1]!;
+    const user = [...runtime.matchAll(/^USER (\S+)$/gm)].at(-1)![1];
+    expect(user).toBe(`${pod.securityContext!.runAsUser}:${pod.securityContext!.runAsGroup}`);
     for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
       const s = c.securityContext!;
       expect(s, c.name).toMatchObject({ runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, seccompProfile: { type: 'RuntimeDefault' } });

@@ -134,6 +134,17 @@ describe('the Helm chart', () => {
       expect(values.hsmClient.initContainer.command).toEqual(container('hsm-client').command);
     });
 
+    it('the KMIP credentials copy (kmip overlay)', () => {
+      const overlay = parseYaml(read(repoRoot, 'docker', 'k8s', 'overlays', 'kmip', 'deployment.yaml')) as IDeployment;
+      const copier = overlay.spec!.template.spec!.initContainers!.find((c) => c.name === 'kmip-credentials')!;
+      const deploymentTemplate = templates.find((t) => t.name === 'deployment.yaml')!.text;
+      const command = /- name: kmip-credentials\n[^\n]*\n\s*command: (\[.*\])\n/.exec(deploymentTemplate)![1]!;
+      expect(JSON.parse(command)).toEqual(copier.command);
+      const readmeKmip = [...read(chartDir, 'README.md').matchAll(/```yaml\n([\s\S]*?)```/g)].map(([, text]) => parseYaml(text!) as Record<string, any>).find((e) => e.kmip)!;
+      const overlayKmip = (parseYaml(read(repoRoot, 'docker', 'k8s', 'overlays', 'kmip', 'hsm-bridge.yaml')) as Record<string, any>).backend.kmip;
+      for (const file of ['caFile', 'certFile', 'keyFile']) expect(readmeKmip.config.backend.kmip[file], file).toBe(overlayKmip[file]);
+    });
+
     it('the NetworkPolicy, the autoscaler and the ServiceMonitor', () => {
       const policy = parseYaml(read(baseDir, 'networkpolicy.yaml')) as INetworkPolicy;
       expect(values.networkPolicy.apiNamespaces).toEqual(policy.spec!.ingress![0]!.from![0]!.namespaceSelector!.matchExpressions![0]!.values);

@@ -30,6 +30,7 @@ const skip = missing && !process.env.CI;
 describe.skipIf(skip)(`docker/k8s rendered with kubectl kustomize${skip ? ' (SKIPPED: no kubectl; run bash scripts/ensure-kubectl.sh)' : ''}`, () => {
   let base: K8sObject[];
   let scaled: K8sObject[];
+  let kmip: K8sObject[];
   let deployment: IDeployment;
   let pod: IPodSpec;
   let service: IContainer;
@@ -37,34 +38,51 @@ describe.skipIf(skip)(`docker/k8s rendered with kubectl kustomize${skip ? ' (SKI
   let env: Record<string, string>;
   const dir = mkdtempSync(join(tmpdir(), 'hsmb-k8s-'));
 
+  /** A rendering's pod, its service container, and the configuration the service would load there. */
+  function deployed(objects: readonly K8sObject[], name: string) {
+    const deployment = only<IDeployment>(objects, 'Deployment');
+    const pod = deployment.spec!.template.spec!;
+    const service = pod.containers.find((c) => c.name === 'hsm-bridge')!;
+    // The container's environment as Kubernetes expands it, with a pod name for $(POD_NAME).
+    const env: Record<string, string> = { POD_NAME: 'hsm-bridge-7d9f-abcde' };
+    for (const e of service.env ?? []) if (e.value !== undefined) env[e.name] = e.value.replace(/\$\((\w+)\)/g, (_, n: string) => env[n] ?? '');
+    const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('hsm-bridge-config')) as IConfigMap;
+    writeFileSync(join(dir, `${name}.yaml`), configMap.data!['hsm-bridge.yaml']!);
+    return { deployment, pod, service, env, config: loadServiceConfig({ file: join(dir, `${name}.yaml`), env }) };
+  }
+
   beforeAll(async () => {
     if (missing) throw new Error('kubectl is not installed: CI installs it with bash scripts/ensure-kubectl.sh');
     base = kustomize('docker/k8s/base');
     scaled = kustomize('docker/k8s/overlays/scaled');
-    deployment = only<IDeployment>(base, 'Deployment');
-    pod = deployment.spec!.template.spec!;
-    service = pod.containers.find((c) => c.name === 'hsm-bridge')!;
-    // The container's environment as Kubernetes expands it, with a pod name for $(POD_NAME).
-    env = { POD_NAME: 'hsm-bridge-7d9f-abcde' };
-    for (const e of service.env ?? []) if (e.value !== undefined) env[e.name] = e.value.replace(/\$\((\w+)\)/g, (_, n: string) => env[n] ?? '');
-    const configMap = base.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('hsm-bridge-config')) as IConfigMap;
-    writeFileSync(join(dir, 'hsm-bridge.yaml'), configMap.data!['hsm-bridge.yaml']!);
-    config = loadServiceConfig({ file: join(dir, 'hsm-bridge.yaml'), env });
+    kmip = kustomize('docker/k8s/overlays/kmip');
+    ({ deployment, pod, service, env, config } = deployed(base, 'base'));
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('renders the base and the scaled overlay, every object valid against the Kubernetes API schemas', () => {
+  it('renders the base and the overlays, every object valid against the Kubernetes API schemas', () => {
     expect(base.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'ConfigMap', 'Deployment', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount']);
     expect(scaled.map((o) => o.kind).sort()).toEqual([...base.map((o) => o.kind), 'HorizontalPodAutoscaler', 'ServiceMonitor'].sort());
-    for (const object of [...base, ...scaled]) {
+    expect(kmip.map((o) => o.kind).sort()).toEqual(base.map((o) => o.kind).sort());
+    for (const object of [...base, ...scaled, ...kmip]) {
       expect(() => validateObject(object)).not.toThrow();
       expect(object.metadata.namespace).toBe('hsm-bridge');
       expect(object.metadata.labels?.['app.kubernetes.io/name']).toBe('hsm-bridge');
     }
   });
 
+  it('names every image with a tag or digest, the service image the same everywhere', () => {
+    for (const objects of [base, scaled, kmip]) {
+      const spec = only<IDeployment>(objects, 'Deployment').spec!.template.spec!;
+      const images = [...spec.containers, ...(spec.initContainers ?? [])].map((c) => c.image!);
+      // Never an implicit :latest.
+      for (const image of images) expect(image).toMatch(/^[^:@\s]+(:[\w.-]+|@sha256:[0-9a-f]{64}|:[\w.-]+@sha256:[0-9a-f]{64})$/);
+      expect(new Set(images.filter((i) => /^([^/]*\/)*hsm-bridge[:@]/.test(i))).size).toBe(1);
+    }
+  });
+
   it('has no field the API does not define', () => {
-    expect(unknownFields([...base, ...scaled])).toEqual([]);
+    expect(unknownFields([...base, ...scaled, ...kmip])).toEqual([]);
   });
 
   it('fails on a broken manifest: the check can fail', () => {
@@ -107,7 +125,8 @@ describe.skipIf(skip)(`docker/k8s rendered with kubectl kustomize${skip ? ' (SKI
     const runtime = /^FROM \S+ AS runtime$([\s\S]*?)^FROM /m.exec(readFileSync(join(repoRoot, 'docker', 'Dockerfile'), 'utf8'))![1]!;
     const user = [...runtime.matchAll(/^USER (\S+)$/gm)].at(-1)![1];
     expect(user).toBe(`${pod.securityContext!.runAsUser}:${pod.securityContext!.runAsGroup}`);
-    for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
+    const pods = [base, kmip].map((objects) => only<IDeployment>(objects, 'Deployment').spec!.template.spec!);
+    for (const c of pods.flatMap((p) => [...p.containers, ...(p.initContainers ?? [])])) {
       const s = c.securityContext!;
       expect(s, c.name).toMatchObject({ runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, seccompProfile: { type: 'RuntimeDefault' } });
       expect(Number.isInteger(s.runAsUser) && s.runAsUser! > 0, c.name).toBe(true);
@@ -227,5 +246,25 @@ describe.skipIf(skip)(`docker/k8s rendered with kubectl kustomize${skip ? ' (SKI
     const svc = only<IService>(scaled, 'Service');
     expect(monitor.spec.selector.matchLabels).toEqual(svc.metadata!.labels);
     expect(monitor.spec.endpoints).toEqual([expect.objectContaining({ port: 'ops', path: METRICS_PATH })]);
+  });
+
+  it('runs on KMIP with the client credentials copied from their Secret, the key at 0600 (kmip overlay)', async () => {
+    const { pod, service, config } = deployed(kmip, 'kmip');
+    await resolveBackend(config);
+    expect(config.backend.type).toBe('kmip');
+    expect(pod.initContainers!.map((c) => c.name)).toEqual(['kmip-credentials']);
+    expect(service.volumeMounts!.some((m) => m.mountPath === '/opt/hsm')).toBe(false);
+    expect(pod.volumes!.some((v) => v.name === 'hsm-client')).toBe(false);
+    const copier = pod.initContainers![0]!;
+    const secretDir = copier.volumeMounts!.find((m) => pod.volumes!.find((v) => v.name === m.name)?.secret?.secretName === 'hsm-bridge-kmip')!.mountPath;
+    const { caFile, certFile, keyFile } = config.backend.kmip as { caFile: string; certFile: string; keyFile: string };
+    for (const [file, mode] of [[caFile, '0644'], [certFile, '0644'], [keyFile, '0600']] as const) {
+      const from = sourceOf(pod, service, file)!;
+      expect(from.volume.emptyDir?.medium, file).toBe('Memory');
+      const into = copier.volumeMounts!.find((m) => m.name === from.volume.name)!.mountPath;
+      const name = file.split('/').at(-1)!;
+      // `install -m MODE <secret dir>/<name> ... <volume>/`: the copy, with that mode.
+      expect(copier.command!.join(' '), file).toMatch(new RegExp(`install -m ${mode} [^&]*${secretDir}/${name}[^&]* ${into}/`));
+    }
   });
 });

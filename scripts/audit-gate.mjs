@@ -2,10 +2,13 @@
 // The npm audit gate over the production dependencies, failing closed. Exit status:
 //   0  the audit ran: no high or critical advisory;
 //   1  a high or critical advisory, or npm audit failed in a way that is not a missing endpoint;
-//   2  the audit DID NOT RUN: the registry answered the advisory request with an HTTP error (some
-//      registries and mirrors have no audit endpoint; npm then says "audit endpoint returned an error").
+//   2  the audit DID NOT RUN: the registry has no audit endpoint (it answered the advisory request with
+//      404, 405 or 501, as some registries and mirrors do). Any other HTTP error (an outage, a refused
+//      credential, a rate limit) is 1: a registry that has the endpoint must answer it.
 // .ci/run reports status 2 in its summary and goes on; npm run release:check fails on it like on 1.
 import { spawnSync } from 'node:child_process';
+
+const NO_ENDPOINT = [404, 405, 501];
 
 const run = spawnSync('npm', ['audit', '--omit=dev', '--json'], { encoding: 'utf8' });
 let report;
@@ -18,11 +21,12 @@ try {
 
 const counts = report?.metadata?.vulnerabilities;
 if (!counts) {
-  if (typeof report?.statusCode === 'number') {
+  if (NO_ENDPOINT.includes(report?.statusCode)) {
     console.error(`npm audit: DID NOT RUN: the registry has no audit endpoint (${report.message ?? `HTTP ${report.statusCode}`}); no advisory was checked`);
     process.exit(2);
   }
-  console.error(`npm audit: no report (exit ${run.status}): ${run.stdout.trim()}`);
+  const status = typeof report?.statusCode === 'number' ? ` (HTTP ${report.statusCode}: the registry has an audit endpoint but did not answer)` : '';
+  console.error(`npm audit: no report (exit ${run.status})${status}: ${run.stdout.trim()}`);
   process.exit(1);
 }
 

@@ -44,6 +44,13 @@ describe('audit-gate', () => {
     expect(out).toContain('npm audit: DID NOT RUN: the registry has no audit endpoint (405 Method Not Allowed');
   });
 
+  it('fails, not skips, when a registry that has the endpoint does not answer it (an outage, here 503)', () => {
+    const { status, out } = gate('unavailable.json');
+    expect(status).toBe(1);
+    expect(out).toContain('HTTP 503');
+    expect(out).not.toContain('DID NOT RUN');
+  });
+
   it('fails when npm answers something that is not a report', () => {
     const { status, out } = gate('../licences/missing/package.json');
     expect(status).toBe(1);

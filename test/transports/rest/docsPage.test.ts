@@ -2,8 +2,8 @@
  * GET /docs in a real browser: Debian's Chromium (headless, driven by playwright-core) loads the page from a
  * service on the software backend, finds every operation of /openapi.json listed, runs "Try it out" of
  * POST /v1/random against the same server and sees 200. The page must load nothing from elsewhere and
- * break none of its content-security-policy. Its screenshot of the page is the README's
- * (docs/docs-page.png; it shows nothing that changes from run to run).
+ * break none of its content-security-policy. It takes a screenshot of the page, the README's
+ * (docs/docs-page.png) when run with UPDATE_SCREENSHOT=1.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -16,10 +16,12 @@ import { createLogger } from '../../../src/log.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../../helpers/software.js';
 import { tempDir } from '../../identity/accessSupport.js';
 
-const screenshots = join(dirname(fileURLToPath(import.meta.url)), '../../../docs');
+/** The README's screenshot is rewritten only on request (UPDATE_SCREENSHOT=1); otherwise it goes to a temporary folder. */
+const readmeScreenshots = join(dirname(fileURLToPath(import.meta.url)), '../../../docs');
 
 describe('GET /docs', () => {
   const dir = tempDir();
+  const screenshotDir = () => (process.env.UPDATE_SCREENSHOT === '1' ? readmeScreenshots : dir.at('screenshots'));
   let harness: SoftwareBackendHarness;
   let app: RunningApp;
   let browser: Browser;
@@ -28,7 +30,7 @@ describe('GET /docs', () => {
     harness = await createSoftwareBackendConfig();
     writeFileSync(dir.at('config.json'), JSON.stringify({ rest: { port: 0 }, grpc: { enabled: false }, ops: { enabled: false }, backend: { type: 'software', software: harness.config } }));
     app = await startApp(loadServiceConfig({ file: dir.at('config.json'), env: {} }), createLogger('silent'));
-    mkdirSync(screenshots, { recursive: true });
+    mkdirSync(screenshotDir(), { recursive: true });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
   });
   afterAll(async () => {
@@ -45,7 +47,10 @@ describe('GET /docs', () => {
     expect(page.headers.get('content-security-policy')).toMatch(/^default-src 'self';/);
     expect(await page.text()).not.toMatch(/https?:\/\//);
     const bundle = await fetch(`${app.restUrl}/docs/swagger-ui-bundle.js`);
-    expect([bundle.status, bundle.headers.get('content-type')]).toEqual([200, 'text/javascript; charset=utf-8']);
+    expect([bundle.status, bundle.headers.get('content-type'), bundle.headers.get('cache-control')]).toEqual([200, 'text/javascript; charset=utf-8', 'public, max-age=86400']);
+    const body = Buffer.from(await bundle.arrayBuffer());
+    // Read once, then served from memory: the same bytes on a second request.
+    expect(Buffer.from(await (await fetch(`${app.restUrl}/docs/swagger-ui-bundle.js`)).arrayBuffer())).toEqual(body);
     for (const path of ['/docs/package.json', '/docs/index.html', '/docs/..%2Fpackage.json', '/docs/swagger-ui-bundle.js.map']) {
       const refused = await fetch(`${app.restUrl}${path}`);
       expect(refused.status, path).toBe(404);
@@ -77,7 +82,7 @@ describe('GET /docs', () => {
       expect(await block.count(), `${op.method} ${op.path}`).toBe(1);
       expect(await block.locator('.opblock-summary-path').getAttribute('data-path')).toBe(op.path);
     }
-    await page.screenshot({ path: join(screenshots, 'docs-page.png') });
+    await page.screenshot({ path: join(screenshotDir(), 'docs-page.png') });
 
     const random = page.locator('#operations-system-generateRandom');
     await random.locator('.opblock-summary-control').click();

@@ -25,14 +25,13 @@ interface Stage {
   readonly instructions: Instruction[];
 }
 
-/** Instructions with continuation lines joined and comments dropped; ARGs before the first FROM kept apart. */
-function parseDockerfile(text: string): { globalArgs: Map<string, string>; stages: Stage[] } {
+/** Instructions with continuation lines joined and comments dropped; ARGs before the first FROM dropped. */
+function parseDockerfile(text: string): { stages: Stage[] } {
   const joined = text
     .split('\n')
     .filter((line) => !line.trim().startsWith('#'))
     .join('\n')
     .replace(/\\\n/g, ' ');
-  const globalArgs = new Map<string, string>();
   const stages: Stage[] = [];
   for (const line of joined.split('\n').map((l) => l.trim()).filter(Boolean)) {
     const [, command = '', args = ''] = /^(\S+)\s*(.*)$/.exec(line) ?? [];
@@ -40,14 +39,11 @@ function parseDockerfile(text: string): { globalArgs: Map<string, string>; stage
     if (upper === 'FROM') {
       const [from = '', , name] = args.split(/\s+/);
       stages.push({ from, name: name?.toLowerCase(), instructions: [] });
-    } else if (stages.length === 0 && upper === 'ARG') {
-      const [key = '', value = ''] = args.split('=');
-      globalArgs.set(key, value);
     } else {
       stages.at(-1)?.instructions.push({ command: upper, args });
     }
   }
-  return { globalArgs, stages };
+  return { stages };
 }
 
 /** .dockerignore's rules (the last matching pattern decides; a pattern that matches a folder covers what is in it). */
@@ -88,10 +84,14 @@ const ignorePatterns = read('.dockerignore')
   .filter((l) => l && !l.startsWith('#'));
 
 describe('docker/Dockerfile', () => {
-  it('pins every base image by digest', () => {
-    const external = dockerfile.stages.map((s) => s.from.replace(/^\$\{(\w+)\}$/, (_, name: string) => dockerfile.globalArgs.get(name) ?? '')).filter((from) => !stageNames.has(from.toLowerCase()));
+  it('pins every base image by tag and digest, written out where Dependabot updates it', () => {
+    // Dependabot does not resolve an ARG in FROM (dependabot-core#2057): the pin would go stale.
+    for (const stage of dockerfile.stages) expect(stage.from).not.toContain('$');
+    const external = dockerfile.stages.map((s) => s.from).filter((from) => !stageNames.has(from.toLowerCase()));
     expect(external.length).toBeGreaterThan(0);
     for (const image of external) expect(image).toMatch(/^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$/);
+    const dependabot = parseYaml(read('.github/dependabot.yml')) as { updates: { 'package-ecosystem': string; directory: string }[] };
+    expect(dependabot.updates).toContainEqual(expect.objectContaining({ 'package-ecosystem': 'docker', directory: '/docker' }));
   });
 
   it('releases a stage with no build tools and no SoftHSM, which installs nothing and runs as a numeric non-root user', () => {
@@ -106,6 +106,23 @@ describe('docker/Dockerfile', () => {
     // The build stage's node_modules are pruned to production dependencies before they are copied.
     const build = dockerfile.stages.find((s) => s.name === 'build')!;
     expect(build.instructions.some((i) => i.command === 'RUN' && /npm prune --omit=dev/.test(i.args))).toBe(true);
+  });
+
+  it('drops the base image\'s package managers, which nothing in the released image runs', () => {
+    const removed = runtime
+      .filter((i) => i.command === 'RUN')
+      .flatMap((i) => [...i.args.matchAll(/\brm -rf ((?:\s*[\w/.*-]+)+)/g)].flatMap((m) => m[1]!.trim().split(/\s+/)));
+    // Where node:24-bookworm-slim puts them: Node's tarball in /usr/local, yarn 1 in /opt.
+    for (const path of [
+      '/usr/local/lib/node_modules/npm', '/usr/local/lib/node_modules/corepack', '/usr/local/bin/npm', '/usr/local/bin/npx',
+      '/usr/local/bin/corepack', '/opt/yarn-v*', '/usr/local/bin/yarn', '/usr/local/bin/yarnpkg',
+    ]) expect(removed, path).toContain(path);
+    for (const command of ['HEALTHCHECK', 'ENTRYPOINT', 'CMD']) {
+      const instruction = runtime.find((i) => i.command === command);
+      expect(instruction?.args, command).toBeDefined();
+      expect(instruction!.args, command).not.toMatch(/\b(npm|npx|corepack|yarn|yarnpkg)\b/);
+    }
+    expect(runtime.find((i) => i.command === 'ENTRYPOINT')?.args).toMatch(/^\["node", /);
   });
 
   it('has a health check that runs the copied script with node, OCI labels and a volume for what it writes', () => {
@@ -166,9 +183,11 @@ describe('docker/compose.yaml', () => {
     }
   });
 
-  it('runs both containers read-only, as a numeric non-root user, sharing the token volume', () => {
+  it('runs both containers read-only, as a numeric non-root user with no capabilities, sharing the token volume', () => {
     for (const s of [service, init]) {
       expect(s.read_only).toBe(true);
+      expect(s.cap_drop).toEqual(['ALL']);
+      expect(s.security_opt).toEqual(['no-new-privileges:true']);
       expect(String(s.user)).toMatch(/^[1-9]\d*:\d+$/);
       expect(mounts(s)).toContainEqual(['hsm-data', '/var/lib/hsm-bridge']);
     }

@@ -43,6 +43,20 @@ function mergeValues(into: Record<string, unknown>, from: Record<string, unknown
 const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const templates = readdirSync(join(chartDir, 'templates')).map((name) => ({ name, text: read(chartDir, 'templates', name) }));
+const deploymentTemplate = templates.find((t) => t.name === 'deployment.yaml')!.text;
+
+/** The template blocks open where `needle` is, outermost first: each its branches so far ("if a; else"). */
+function guardsOf(text: string, needle: string): string[] {
+  const at = text.indexOf(needle);
+  expect(at, needle).toBeGreaterThanOrEqual(0);
+  const open: string[] = [];
+  for (const [, action] of text.slice(0, at).matchAll(/\{\{-?\s*((?:if|with|range|define|else|end)\b[^}]*?)\s*-?\}\}/g)) {
+    if (action!.startsWith('end')) open.pop();
+    else if (action!.startsWith('else')) open.push(`${open.pop()}; ${action}`);
+    else open.push(action!);
+  }
+  return open;
+}
 
 describe('the Helm chart', () => {
   it('has a Chart.yaml for Helm 3 whose appVersion is the package version', () => {
@@ -92,6 +106,22 @@ describe('the Helm chart', () => {
     expect(chartKinds).toEqual(kustomizeKinds);
   });
 
+  it('mounts the HSM PIN Secret only for a PKCS#11 backend: a KMIP pod needs none to start', () => {
+    expect(deploymentTemplate).toContain('{{- $pkcs11 := eq .Values.config.backend.type "pkcs11" }}');
+    expect(guardsOf(deploymentTemplate, '- { name: hsm-pin, mountPath: /run/secrets/hsm-pin')).toEqual(['if $pkcs11']);
+    expect(guardsOf(deploymentTemplate, '- name: hsm-pin\n')).toEqual(['if $pkcs11']);
+    expect(guardsOf(templates.find((t) => t.name === 'NOTES.txt')!.text, '{{ .Values.secrets.hsmPin }}')).toEqual(['if eq .Values.config.backend.type "pkcs11"']);
+  });
+
+  it('fails to render an audit file without the audit volume (the root filesystem is read-only)', () => {
+    const fail = /\{\{- fail "([^"]*)" \}\}/.exec(deploymentTemplate)!;
+    expect(fail[1]).toMatch(/config\.audit\.file .*audit\.enabled/);
+    expect(guardsOf(deploymentTemplate, fail[0])).toEqual(['if .Values.audit.enabled; else if (.Values.config.audit | default dict).file']);
+    // The defaults render: the trail on its volume.
+    expect(values.audit.enabled).toBe(true);
+    expect(values.config.audit.file).toBeTruthy();
+  });
+
   it('inserts value fragments that are valid against the API schemas', () => {
     expect(() => new PodSecurityContext(values.podSecurityContext).validate()).not.toThrow();
     expect(() => new SecurityContext(values.securityContext).validate()).not.toThrow();
@@ -137,7 +167,6 @@ describe('the Helm chart', () => {
     it('the KMIP credentials copy (kmip overlay)', () => {
       const overlay = parseYaml(read(repoRoot, 'docker', 'k8s', 'overlays', 'kmip', 'deployment.yaml')) as IDeployment;
       const copier = overlay.spec!.template.spec!.initContainers!.find((c) => c.name === 'kmip-credentials')!;
-      const deploymentTemplate = templates.find((t) => t.name === 'deployment.yaml')!.text;
       const command = /- name: kmip-credentials\n[^\n]*\n\s*command: (\[.*\])\n/.exec(deploymentTemplate)![1]!;
       expect(JSON.parse(command)).toEqual(copier.command);
       const readmeKmip = [...read(chartDir, 'README.md').matchAll(/```yaml\n([\s\S]*?)```/g)].map(([, text]) => parseYaml(text!) as Record<string, any>).find((e) => e.kmip)!;

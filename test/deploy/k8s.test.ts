@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IDeployment } from 'kubernetes-models/apps/v1';
 import type { IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
@@ -175,8 +176,29 @@ describe.skipIf(skip)(`docker/k8s rendered with kubectl kustomize${skip ? ' (SKI
     expect(stream.command?.at(-1)).toBe('/var/lib/hsm-bridge/audit/$(POD_NAME).jsonl');
   });
 
+  it('mounts only the Secrets its configuration reads (a missing Secret keeps the pod from starting)', () => {
+    for (const [name, objects] of [['base', base], ['scaled', scaled], ['kmip', kmip]] as const) {
+      const { pod, service, config } = deployed(objects, name);
+      const paths: string[] = [];
+      const walk = (v: unknown): void => {
+        if (typeof v === 'string' && v.startsWith('/')) paths.push(v);
+        else if (v !== null && typeof v === 'object') Object.values(v).forEach(walk);
+      };
+      walk(config);
+      const read = new Set(paths.map((p) => sourceOf(pod, service, p)?.volume.name).filter((v) => v !== undefined));
+      // An init container that fills a volume the service reads (the KMIP credentials copy) reads its own.
+      for (const init of pod.initContainers ?? []) {
+        const mounts = (init.volumeMounts ?? []).map((m) => m.name);
+        if (mounts.some((m) => read.has(m))) mounts.forEach((m) => read.add(m));
+      }
+      const secrets = pod.volumes!.filter((v) => v.secret).map((v) => v.name);
+      expect(secrets.filter((v) => !read.has(v)), name).toEqual([]);
+      expect(secrets.includes('hsm-pin'), name).toBe(config.backend.type === 'pkcs11');
+    }
+  });
+
   it('inlines no secret: no Secret object, no secret in the environment, the PIN a file only', () => {
-    for (const object of [...base, ...scaled]) expect(object.kind).not.toBe('Secret');
+    for (const object of [...base, ...scaled, ...kmip]) expect(object.kind).not.toBe('Secret');
     for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
       expect(c.envFrom, c.name).toBeUndefined();
       for (const e of c.env ?? []) {
@@ -246,6 +268,14 @@ describe.skipIf(skip)(`docker/k8s rendered with kubectl kustomize${skip ? ' (SKI
     const svc = only<IService>(scaled, 'Service');
     expect(monitor.spec.selector.matchLabels).toEqual(svc.metadata!.labels);
     expect(monitor.spec.endpoints).toEqual([expect.objectContaining({ port: 'ops', path: METRICS_PATH })]);
+  });
+
+  it('configures KMIP with the base configuration but for the backend (kmip overlay)', () => {
+    const file = (...path: string[]) => parseYaml(readFileSync(join(repoRoot, 'docker', 'k8s', ...path), 'utf8')) as Record<string, unknown>;
+    const { backend: baseBackend, ...baseRest } = file('base', 'files', 'hsm-bridge.yaml');
+    const { backend: kmipBackend, ...kmipRest } = file('overlays', 'kmip', 'hsm-bridge.yaml');
+    expect(kmipRest).toEqual(baseRest);
+    expect(kmipBackend).not.toEqual(baseBackend);
   });
 
   it('runs on KMIP with the client credentials copied from their Secret, the key at 0600 (kmip overlay)', async () => {

@@ -7,14 +7,10 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createPublicKey, verify } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, type RunningApp } from '../../src/app.js';
-import { loadServiceConfig } from '../../src/config/load.js';
-import { createLogger } from '../../src/log.js';
-import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../helpers/software.js';
-import { tempDir } from '../identity/accessSupport.js';
+import { startReadmeService, type ReadmeService } from './readmeService.js';
 
 const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
 
@@ -27,23 +23,18 @@ function shellBlockAfter(heading: string): string {
 }
 
 describe('README: Bringing your own keys', () => {
-  const dir = tempDir();
-  let harness: SoftwareBackendHarness;
-  let app: RunningApp;
+  let service: ReadmeService;
 
   beforeAll(async () => {
-    harness = await createSoftwareBackendConfig();
-    writeFileSync(dir.at('config.json'), JSON.stringify({ rest: { port: 0 }, grpc: { enabled: false }, ops: { enabled: false }, backend: { type: 'software', software: harness.config } }));
-    app = await startApp(loadServiceConfig({ file: dir.at('config.json'), env: {} }), createLogger('silent'));
+    service = await startReadmeService();
   });
   afterAll(async () => {
-    await app?.close();
-    await harness?.cleanup();
-    dir.remove();
+    await service?.close();
   });
 
   it('the openssl wrapping example imports a key that signs as the original', async () => {
-    const script = shellBlockAfter('### Wrapped import (BYOK)').replaceAll('localhost:8080', new URL(app.restUrl!).host);
+    const script = service.pointedHere(shellBlockAfter('### Wrapped import (BYOK)'));
+    const { app, dir } = service;
     execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'signing-key.pem'], { cwd: dir.dir });
     // Asynchronously: the service answering curl runs in this process.
     const { stdout: out } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', script], { cwd: dir.dir, encoding: 'utf8' });

@@ -1,42 +1,33 @@
 /**
  * The README's worked example of "Protecting personal data" (an MSISDN column), run as written with curl
- * (and jq) against a service on the software backend: the keys are made, the MSISDN encrypts to as many
- * digits and decrypts back, in the example and here, and the token is the one the service gives for the same value and context. Only the
- * service's address is replaced.
+ * and jq against a service on the software backend: the keys are made, the MSISDN encrypts to as many
+ * digits and decrypts back, in the example and here, and the token is the one the service gives for the
+ * same value and context. Only the service's address is replaced.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, type RunningApp } from '../../src/app.js';
-import { loadServiceConfig } from '../../src/config/load.js';
-import { createLogger } from '../../src/log.js';
-import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../helpers/software.js';
-import { tempDir } from '../identity/accessSupport.js';
+import { startReadmeService, type ReadmeService } from './readmeService.js';
 
 const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
 
 describe('README: Protecting personal data', () => {
-  const dir = tempDir();
-  let harness: SoftwareBackendHarness;
-  let app: RunningApp;
+  let service: ReadmeService;
 
   beforeAll(async () => {
-    harness = await createSoftwareBackendConfig();
-    writeFileSync(dir.at('config.json'), JSON.stringify({ rest: { port: 0 }, grpc: { enabled: false }, ops: { enabled: false }, backend: { type: 'software', software: harness.config } }));
-    app = await startApp(loadServiceConfig({ file: dir.at('config.json'), env: {} }), createLogger('silent'));
+    service = await startReadmeService();
   });
   afterAll(async () => {
-    await app?.close();
-    await harness?.cleanup();
-    dir.remove();
+    await service?.close();
   });
 
   it('the MSISDN column example: same-format encryption that decrypts back, and a token for look-ups', async () => {
     const start = readme.indexOf('**Worked example: an MSISDN column.**');
     expect(start).toBeGreaterThan(0);
-    const script = /```sh\n([\s\S]*?)```/.exec(readme.slice(start))![1]!.replaceAll('localhost:8080', new URL(app.restUrl!).host);
+    const script = service.pointedHere(/```sh\n([\s\S]*?)```/.exec(readme.slice(start))![1]!);
+    const { app, dir } = service;
     const { stdout } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', script], { cwd: dir.dir, encoding: 'utf8' });
     const [fpeKey, tokenKey, encrypted, readBack, tokens] = stdout.trim().split('\n').map((line) => JSON.parse(line));
     expect(fpeKey).toMatchObject({ name: 'als-msisdn', type: 'AES_256', purpose: 'fpe' });

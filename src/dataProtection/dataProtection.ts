@@ -17,7 +17,7 @@ import type { KeyVersion } from '../keys/names.js';
 import { keyTypes, type KeyMetadata } from '../keys/types.js';
 import type { ConcurrencyLimit } from '../operations/concurrencyLimit.js';
 import { refTo, type KeyResolver } from '../operations/keyResolver.js';
-import type { DecryptResult, EncryptRequest, EncryptResult, DecryptRequest } from '../operations/requests.js';
+import type { DecryptRequest, DecryptResult, EncryptRequest, EncryptResult } from '../operations/requests.js';
 import { alphabetOf, numeralsOf, textOf } from './alphabet.js';
 import { ff1, MAX_TWEAK_BYTES, type Ff1Direction } from './ff1.js';
 import { checkContext, tokenInput, tokenOf } from './tokens.js';
@@ -36,7 +36,7 @@ export interface TokenizeResult { keyVersion: KeyVersion; tokens: ValueResult<st
 export interface FpeRequest { name: unknown; values: readonly unknown[]; radix?: unknown; alphabet?: unknown; tweak?: unknown; keyVersion?: unknown }
 export interface FpeResult { keyVersion: KeyVersion; values: ValueResult<string>[] }
 
-/** What this needs of KeyService: its envelope encryption, and its limits. */
+/** What this needs of KeyService: its envelope encryption. */
 export interface Ciphers {
   encrypt(req: EncryptRequest): Promise<EncryptResult>;
   decrypt(req: DecryptRequest): Promise<DecryptResult>;

@@ -42,6 +42,7 @@ import { mkdirSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EVENT_LOOP_SAMPLE_MS } from '../src/metrics/metrics.js';
 import { nodeVerifies } from '../test/helpers/nodeVerify.js';
 import { startServiceProcess, type ServiceProcess } from '../test/helpers/serviceProcess.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../test/helpers/softhsm.js';
@@ -253,7 +254,7 @@ function printLongRun(r: LongRun): void {
   console.log(`\nlong run: ${r.operations} ES256 signs as gRPC SignBatch of ${LONG_RUN_BATCH}, ${BATCH_IN_FLIGHT} in flight, ${r.opsPerSec.toFixed(0)} ops/s`);
   console.log(`  service RSS ${mib(r.before.rssBytes)} MiB before, after each tenth ${r.tenths.map((t) => mib(t.rssBytes)).join(' ')} MiB (${(r.rssGrowth * 100).toFixed(1)}% from the first tenth to the last)`);
   console.log(`  JS heap used ${mib(r.before.heapUsedBytes)} MiB before, after each tenth ${r.tenths.map((t) => mib(t.heapUsedBytes)).join(' ')} MiB`);
-  console.log(`  event-loop delay beyond its 10 ms sampling, worst tenth: p99 ${r.eventLoopP99Ms.toFixed(1)} ms, max ${r.eventLoopMaxMs.toFixed(1)} ms`);
+  console.log(`  event-loop delay beyond its ${EVENT_LOOP_SAMPLE_MS} ms sampling, worst tenth: p99 ${r.eventLoopP99Ms.toFixed(1)} ms, max ${r.eventLoopMaxMs.toFixed(1)} ms`);
 }
 
 /** The issue's targets, each PASS or MISS with its figure. */

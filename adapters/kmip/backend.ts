@@ -7,9 +7,10 @@ import { createPublicKey, randomBytes as nodeRandomBytes, timingSafeEqual, verif
 import type { Logger } from 'pino';
 import { algorithmsFor, encryptAlgorithms, signAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import type { Backend, BackendGauges, BackendHealth, BlockKey, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
-import { HsmBridgeError, invalid } from '../../src/errors.js';
+import { HsmBridgeError } from '../../src/errors.js';
+import { blockLength } from '../../src/payment/crypto/blockCiphers.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
-import { isPaymentPurpose, keyTypes, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
+import { checkMinDecryptionVersion, isPaymentPurpose, keyTypes, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType, type KeyVersionInfo } from '../../src/keys/types.js';
 import type { CeremonyState } from '../../src/ceremonies/record.js';
 import { KmipOperationError, type KmipClient } from './client.js';
 import { offeredCapabilities, needs } from './capabilities.js';
@@ -23,7 +24,6 @@ import { hasRsaSignatureLength } from '../../src/algorithms/signatureLength.js';
 import { CONFLICT, KeyChanges, type Conflict } from '../../src/backend/keyChanges.js';
 
 const R = Enum.ResultReason;
-const AES_BLOCK_BYTES = 16;
 const { ivLength: GCM_IV_BYTES, tagLength: GCM_TAG_BYTES } = encryptAlgorithms.AES_GCM;
 /** How long an operation trusts the head it read last; the core's own metadata cache sits in front. */
 const HEAD_CACHE_MS = 2000;
@@ -179,10 +179,7 @@ export class KmipBackend implements Backend {
   setMinDecryptionVersion(name: KeyName, version: KeyVersion): Promise<KeyMetadata> {
     return this.lifecycle(name, async () => {
       const head = await this.keyHeads.requireHead(name);
-      const listed = listedVersions(head.record);
-      const primary = Math.max(0, ...listed);
-      if (version > primary) throw invalid(`minDecryptionVersion ${version} is above the primary version ${primary}: the primary version cannot be retired`);
-      if (!listed.includes(version)) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${name} has no version ${version}`);
+      checkMinDecryptionVersion(name, listedVersions(head.record), version);
       if ((head.record.minDecryptionVersion ?? 1) === version) return this.remember(head);
       const { minDecryptionVersion: _, ...rest } = head.record;
       return this.commit(head, version > 1 ? { ...rest, minDecryptionVersion: version } : rest, []);
@@ -337,7 +334,7 @@ export class KmipBackend implements Backend {
     return this.withVersion(key, async (v, record) => {
       if (record.purpose !== 'fpe') throw incompatible(key.name, record.purpose, 'encrypt raw blocks (only fpe keys do)');
       const out = await this.ops.encrypt(v.uid, ecbPkcs5, data, undefined);
-      if (out.tag || out.data.length !== data.length + AES_BLOCK_BYTES) {
+      if (out.tag || out.data.length !== data.length + blockLength('aes')) {
         throw this.client.unexpectedAnswer(Enum.Operation.Encrypt, `ECB with PKCS5 padding of ${data.length} bytes answered ${out.data.length} bytes${out.tag ? ' and a tag' : ''}, not one padding block more`);
       }
       return out.data.subarray(0, data.length);

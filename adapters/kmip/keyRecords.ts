@@ -14,7 +14,7 @@
  */
 import { parseKeyVersion, type KeyName, type KeyVersion } from '../../src/keys/names.js';
 import { HsmBridgeError } from '../../src/errors.js';
-import { keyTypes, type KeyPurpose, type KeyState, type KeyType } from '../../src/keys/types.js';
+import { keyTypes, storedMinDecryptionVersion, type KeyPurpose, type KeyState, type KeyType } from '../../src/keys/types.js';
 
 export const OBJECT_GROUP = 'hsm-bridge';
 const FORMAT = 1;
@@ -90,16 +90,11 @@ export function decodeRecord(value: Buffer): HeadRecord | undefined {
     if (!isText(at) || !isText(uid) || (publicUid !== undefined && !isText(publicUid))) return undefined;
     decoded[version] = { createdAt: at, uid, ...(publicUid === undefined ? {} : { publicUid }) };
   }
-  // A minimum above the newest version was never set for this key (setMinDecryptionVersion checks it under
-  // the head's CAS): it reads as none retired, so that nothing is retired, or trimmed, that nobody asked
-  // for. The head is still the key; refusing it would hide the key.
-  const stored = (minDecryptionVersion as number | undefined) ?? 1;
-  const listed = Object.keys(decoded).map(Number);
-  const min = listed.length > 0 && stored > Math.max(...listed) ? 1 : stored;
   return {
     name: name as KeyName, type: type as KeyType, purpose: purpose as KeyPurpose, state, createdAt,
     versions: decoded,
-    ...(min === 1 ? {} : { minDecryptionVersion: min }),
+    // One above the newest version reads as none retired; the head is still the key (refusing it would hide it).
+    ...storedMinDecryptionVersion(minDecryptionVersion as number | undefined, Object.keys(decoded).map(Number)),
     ...(basedOn === undefined ? {} : { basedOn }),
     writtenAt,
     ...(destroyed ? { destroyed } : {}),

@@ -25,7 +25,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { parseKeyVersion, type KeyName, type KeyVersion } from '../../src/keys/names.js';
 import { HsmBridgeError } from '../../src/errors.js';
-import { keyTypes, keyUsagesFor, modesOfUse, paymentAttributesOf, type KeyPurpose, type KeyState, type KeyType, type KeyUsage, type ModeOfUse } from '../../src/keys/types.js';
+import { keyTypes, keyUsagesFor, modesOfUse, paymentAttributesOf, storedMinDecryptionVersion, type KeyPurpose, type KeyState, type KeyType, type KeyUsage, type ModeOfUse } from '../../src/keys/types.js';
 import { CKR, ckrOf } from './errors.js';
 import { CKM } from './mechanisms.js';
 import type { Handle, Pkcs11Api } from './module.js';
@@ -160,20 +160,10 @@ export function decodeMetadata(value: Buffer): MetadataRecord | undefined {
   }
   const { basedOn, writtenAt, nonce } = v;
   if ((basedOn !== undefined && !isHex(basedOn)) || typeof writtenAt !== 'string' || typeof nonce !== 'string') return undefined;
-  const retired = retiredBelow(minDecryptionVersion as number | undefined, Object.keys(decoded).map(Number));
+  // One above the newest version reads as none retired; the record is hsm-bridge's all the same (refusing
+  // it would hide the key, and a create under its name would then destroy its objects as leftovers).
+  const retired = storedMinDecryptionVersion(minDecryptionVersion as number | undefined, Object.keys(decoded).map(Number));
   return { ...common, ...retired, versions: decoded, ...(basedOn === undefined ? {} : { basedOn }), writtenAt, nonce };
-}
-
-/**
- * A stored minDecryptionVersion, kept only above 1. One above the newest version was never set for this
- * key (setMinDecryptionVersion checks it against the revision it builds on): it reads as none retired, so
- * that nothing is retired, or trimmed, that nobody asked for. The record is hsm-bridge's all the same;
- * refusing it would hide the key, and a create under its name would then destroy its objects as leftovers.
- */
-function retiredBelow(stored: number | undefined, listed: readonly number[]): { minDecryptionVersion?: KeyVersion } {
-  const min = stored ?? 1;
-  if (min <= 1 || (listed.length > 0 && min > Math.max(...listed))) return {};
-  return { minDecryptionVersion: min as KeyVersion };
 }
 
 /** Versions a record lists, oldest first. */

@@ -38,7 +38,7 @@ import { wrappingSchemes } from '../../src/backend/port.js';
 import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../src/ceremonies/record.js';
 import { HsmBridgeError, invalid } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
-import { allKeyTypes, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType } from '../../src/keys/types.js';
+import { allKeyTypes, checkMinDecryptionVersion, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyPurpose, type KeyState, type KeyType } from '../../src/keys/types.js';
 import { writeFileAtomic } from '../../src/files/writeFileAtomic.js';
 import { blockLength, ecb, type BlockFamily, type Direction } from '../../src/payment/crypto/blockCiphers.js';
 import { aesGcmDecrypt, aesGcmEncrypt, aesKeyUnwrap, aesKeyWrap, ecdh, rsaOaepDecrypt, rsaOaepEncrypt, unwrapWrappedKey } from './ciphers.js';
@@ -249,11 +249,9 @@ class SoftwareBackend implements Backend, KeystoreState {
   setMinDecryptionVersion(name: KeyName, version: KeyVersion): Promise<KeyMetadata> {
     return this.change(({ entries }) => {
       const current = this.entryIn(entries, name);
-      const newest = current.stored.versions[current.stored.versions.length - 1]!.version;
       // The core checks this too, on what it read before: here it holds for the key being changed. A value
       // above the newest version would make the file unreadable, and a trim would take every version.
-      if (version > newest) throw invalid(`minDecryptionVersion ${version} is above the primary version ${newest}: the primary version cannot be retired`);
-      if (!current.stored.versions.some((v) => v.version === version)) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${name} has no version ${version}`);
+      checkMinDecryptionVersion(name, current.stored.versions.map((v) => v.version), version);
       const attributes = { ...current.stored, minDecryptionVersion: version > 1 ? version : undefined };
       const versions = current.stored.versions.map((v) => resealVersion(this.masterKey, attributes, v, current.keys.get(v.version)!));
       const updated: StoredKey = { ...attributes, versions };

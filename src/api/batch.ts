@@ -178,7 +178,8 @@ function resultSchema(answer: JsonSchema): JsonSchema {
 
 const inputOf = <In>(batch: BatchInput<In>, i: number): In => (batch.items[i] as { input: In }).input;
 
-const errorOf = (e: HsmBridgeError) => ({ error: { code: e.code, message: e.message } });
+/** A failure as an item's or a value's result on the wire: `{error: {code, message}}`. */
+export const errorOf = (e: HsmBridgeError) => ({ error: { code: e.code, message: e.message } });
 
 /**
  * Runs every decoded item on `workers` loops of its own (the service-wide limit is KeyService.batchItems,

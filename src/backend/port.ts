@@ -177,14 +177,16 @@ export interface Backend {
   listKeys(): Promise<KeyMetadata[]>;
   /**
    * Stores the key's minDecryptionVersion (see KeyMetadata): versions below it are retired, not destroyed.
-   * The core has checked that the version exists and is at most the primary one. It survives rotation,
-   * disabling and reopening, and other replicas read it with the key.
+   * The core checks the version first, but another replica may change the key in between (destroy it and
+   * make it again): the backend checks again, atomically with the write, INVALID_ARGUMENT above the newest
+   * version and KEY_VERSION_NOT_FOUND for one it does not list. It survives rotation, disabling and
+   * reopening, and other replicas read it with the key.
    */
   setMinDecryptionVersion(name: KeyName, version: KeyVersion): Promise<KeyMetadata>;
   /**
-   * Destroys, for good, every version below the key's stored minDecryptionVersion (read atomically with the
-   * destroy, so that a lowering by another replica is never overtaken) and answers what is left. Nothing
-   * to destroy is not an error.
+   * Destroys, for good, every version below the key's stored minDecryptionVersion, never the newest (read
+   * atomically with the destroy, so that a lowering by another replica is never overtaken) and answers
+   * what is left. Nothing to destroy is not an error.
    */
   trimKey(name: KeyName): Promise<KeyMetadata>;
 

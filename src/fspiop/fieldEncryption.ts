@@ -121,8 +121,8 @@ export async function fieldDecryptionKey(keyService: KeyService, keyName: string
 /**
  * Decrypts the listed fields of a parsed body in place. The content keys are unwrapped inside the
  * backend with our RSA key (`keyName`, purpose encrypt): its primary version, then the one before it
- * unless retired, since a sender may still use the public key it had before our last rotation. Fails as a whole if any
- * field fails.
+ * unless retired, since a sender may still use the public key it had before our last rotation. Fails as
+ * a whole if any field fails.
  */
 export async function decryptFields(body: Record<string, unknown>, header: string, keyService: KeyService, keyName: string): Promise<Record<string, unknown>> {
   const entries = parseEncryptionHeader(header);

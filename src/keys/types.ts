@@ -1,5 +1,5 @@
 import type { MacAlgorithm } from '../algorithms/registry.js';
-import { HsmBridgeError } from '../errors.js';
+import { HsmBridgeError, invalid } from '../errors.js';
 import type { KeyName, KeyVersion } from './names.js';
 
 /** The payment key kinds (X9.143 key usages): a PIN encryption key (TPK/ZPK), a MAC key, a DUKPT base derivation key, a key block protection key. */
@@ -230,6 +230,28 @@ export function paymentAttributesOf(from: PaymentAttributes): PaymentAttributes 
 /** Whether a version of the key is below its minDecryptionVersion: it exists, but nothing may use it. */
 export function isRetired(meta: Pick<KeyMetadata, 'minDecryptionVersion'>, version: number): boolean {
   return meta.minDecryptionVersion !== undefined && version < meta.minDecryptionVersion;
+}
+
+/**
+ * Refuses a minDecryptionVersion the key's versions (`listed`) cannot take: above the newest, the primary,
+ * which cannot be retired (INVALID_ARGUMENT), or a version it does not list (KEY_VERSION_NOT_FOUND). The
+ * core checks with what it read; each backend again, atomically with its write (Backend.setMinDecryptionVersion).
+ */
+export function checkMinDecryptionVersion(name: string, listed: readonly number[], version: number): void {
+  const primary = Math.max(0, ...listed);
+  if (version > primary) throw invalid(`minDecryptionVersion ${version} is above the primary version ${primary}: the primary version cannot be retired`);
+  if (!listed.includes(version)) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${name} has no version ${version}`);
+}
+
+/**
+ * A stored minDecryptionVersion as KeyMetadata carries it, for the backends that read it back from a record:
+ * absent for 1. One above the newest listed version was never set for this key (the backends check it when
+ * they store it): it reads as none retired, so that nothing is retired, or trimmed, that nobody asked for.
+ */
+export function storedMinDecryptionVersion(stored: number | undefined, listed: readonly number[]): { minDecryptionVersion?: KeyVersion } {
+  const min = stored ?? 1;
+  if (min <= 1 || (listed.length > 0 && min > Math.max(...listed))) return {};
+  return { minDecryptionVersion: min as KeyVersion };
 }
 
 /** What a backend knows about a key. The backend stores it, so replicas sharing an HSM agree. */

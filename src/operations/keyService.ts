@@ -24,6 +24,7 @@ import { hashes } from '../algorithms/hashes.js';
 import { HsmBridgeError, invalid } from '../errors.js';
 import { parseKeyName, parseKeyVersion, type KeyName, type KeyVersion } from '../keys/names.js';
 import {
+  checkMinDecryptionVersion,
   keyTypes,
   parseKeyPurpose,
   parseKeyType,
@@ -240,8 +241,7 @@ export class KeyService {
       keyName,
       async (n) => {
         const meta = await this.backend.describeKey(n);
-        if (wanted > meta.primaryVersion) throw invalid(`minDecryptionVersion ${wanted} is above the primary version ${meta.primaryVersion}: the primary version cannot be retired`);
-        if (!meta.versions.some((v) => v.version === wanted)) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${n} has no version ${wanted}`);
+        checkMinDecryptionVersion(n, meta.versions.map((v) => v.version), wanted);
         return this.backend.setMinDecryptionVersion(n, wanted);
       },
       false,

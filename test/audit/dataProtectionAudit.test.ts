@@ -6,7 +6,7 @@
  * trail or the log, in clear or base64. (Every new operation's allow/deny cells are in
  * test/identity/policyMatrix.test.ts.)
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OperationRecord } from '../../src/audit/record.js';
 import { capturedLogger, startAccessServers, tempDir, tokenIssuer, writeJson, AUDIENCE, ISSUER, type AccessServers, type TokenIssuer } from '../identity/accessSupport.js';
@@ -120,7 +120,6 @@ describe.each(['software', 'SoftHSM'] as const)('data protection on %s, with a p
 
   it('no value, token, FF1 result or data key is in the audit trail or the log', async () => {
     await servers.audit!.trail.flush();
-    const { readFileSync } = await import('node:fs');
     const trail = readFileSync(auditFile, 'utf8');
     const logText = JSON.stringify(log.lines());
     const secrets = [MSISDN, NAME, Buffer.from(NAME).toString('base64'), ...answered];

@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KeyServiceLimits } from '../../src/operations/keyService.js';
 import { wrapForImport } from '../helpers/byokWrap.js';
 import { serve, type Served } from '../transports/batchFixture.js';
-import { b64, failed, okBody, ops, wiresOf, type Wire } from './wires.js';
-import { freshName, restTargets } from '../transports/rest/restFixture.js';
+import { failed, okBody, ops, wiresOf, type Wire } from './wires.js';
+import { b64, freshName, restTargets } from '../transports/rest/restFixture.js';
 
 const LIMITS: KeyServiceLimits = { maxDataBytes: 4096, maxRandomBytes: 256, maxBatchItems: 300 };
 

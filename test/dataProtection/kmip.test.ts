@@ -1,8 +1,9 @@
 /**
- * Personal-data protection on a KMIP server (PyKMIP), over REST and gRPC: what the server can do works as
- * on the other backends (data keys, rewrap, retiring and trimming, tokens), and what it cannot is refused
- * with UNSUPPORTED_BY_BACKEND as its capabilities say (FF1, when `fpe` is false). KMIP has no wrapped
- * import, so tokens are checked for determinism and separation, not against a known key (dataProtection.test.ts does that).
+ * Personal-data protection on a KMIP server (PyKMIP), over REST and gRPC: data keys, rewrap, retiring and
+ * trimming, tokens and FF1 work as on the other backends (FF1 through ECB with PKCS5, which PyKMIP does;
+ * a server without it refuses fpe keys with UNSUPPORTED_BY_BACKEND, as its capabilities say). KMIP has no
+ * wrapped import, so tokens are checked for determinism and separation, not against a known key
+ * (dataProtection.test.ts does that, and test/adapters/kmip/dataProtection.test.ts checks FF1's blocks).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KeyServiceLimits } from '../../src/operations/keyService.js';

@@ -4,6 +4,7 @@
  */
 import type { ServiceError } from '@grpc/grpc-js';
 import type { Served } from '../transports/batchFixture.js';
+import { b64 } from '../transports/rest/restFixture.js';
 
 export type Answer = { ok: true; body: any } | { ok: false; status: number; code: string | undefined; message: string };
 
@@ -14,7 +15,6 @@ export interface Wire {
   rpc(method: string, message: object): Promise<Answer>;
 }
 
-export const b64 = (b: Buffer) => b.toString('base64');
 export function wiresOf(served: Served): Wire[] {
   const rest: Wire = {
     name: 'REST',

@@ -11,7 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const repo = join(__dirname, '..', '..');
 const bin = mkdtempSync(join(tmpdir(), 'audit-gate-'));
-writeFileSync(join(bin, 'npm'), '#!/bin/sh\ncat "$AUDIT_ANSWER"\nexit 1\n');
+// npm as the gate must call it, production dependencies only: any other arguments fail the test.
+writeFileSync(join(bin, 'npm'), '#!/bin/sh\n[ "$*" = "audit --omit=dev --json" ] || { echo "unexpected npm $*" >&2; exit 3; }\ncat "$AUDIT_ANSWER"\nexit 1\n');
 chmodSync(join(bin, 'npm'), 0o755);
 
 function gate(answer: string) {

@@ -9,9 +9,9 @@ import type { EncryptAlgorithm, MacAlgorithm, SignAlgorithm } from '../../../src
 import { CONFLICT, type Conflict } from '../../../src/backend/keyChanges.js';
 import type { DukptDerivation, ImportTarget, KeyRef, NewKey, RawCiphertext, SignInput, WrappedKey } from '../../../src/backend/port.js';
 import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../../src/ceremonies/record.js';
-import { HsmBridgeError, invalid } from '../../../src/errors.js';
+import { HsmBridgeError } from '../../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../../src/keys/names.js';
-import { isAsymmetric, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyState, type KeyType, type KeyVersionInfo } from '../../../src/keys/types.js';
+import { checkMinDecryptionVersion, isAsymmetric, keyTypes, paymentAttributesOf, type KeyMetadata, type KeyState, type KeyType, type KeyVersionInfo } from '../../../src/keys/types.js';
 import { gcmDecrypt, gcmEncrypt } from '../aesGcm.js';
 import { deriveAesDukpt, deriveTdesDukpt } from '../dukptDerivation.js';
 import { ecbInToken } from '../ecb.js';
@@ -492,12 +492,6 @@ export class KeyOperations {
 }
 
 /** The core's rule (KeyService.updateKey), checked again where the change is made: at most the primary version, and a listed one. */
-function checkMinDecryptionVersion(name: KeyName, listed: readonly KeyVersion[], version: KeyVersion): void {
-  const primary = Math.max(0, ...listed);
-  if (version > primary) throw invalid(`minDecryptionVersion ${version} is above the primary version ${primary}: the primary version cannot be retired`);
-  if (!listed.includes(version)) throw new HsmBridgeError('KEY_VERSION_NOT_FOUND', `key ${name} has no version ${version}`);
-}
-
 function publicHandle(h: VersionHandles): Handle {
   if (!h.publicKey) throw new HsmBridgeError('INTERNAL', 'public key object missing');
   return h.publicKey;

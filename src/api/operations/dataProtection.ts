@@ -3,20 +3,16 @@
  * encryption, pseudonymisation tokens, and FF1 format-preserving encryption. Token and FPE requests carry
  * many values: one result per value, a value that cannot be used failing alone, as a batch's items do.
  */
-import type { ErrorCode } from '../../errors.js';
 import type { HsmBridgeError } from '../../errors.js';
 import type { FpeResult, TokenizeResult, ValueResult } from '../../dataProtection/dataProtection.js';
 import { decodeBase64, decodeOptionalBase64, encodeBase64 } from '../base64.js';
+import { errorOf } from '../batch.js';
 import { keyUse, operation, type Operation } from '../declaration.js';
 import type * as msg from '../grpcMessages.js';
 import * as schemas from '../schemas.js';
 import { given } from '../wire.js';
-import { grpcKeyService, keyErrors } from './keys.js';
+import { grpcKeyService, keyErrors, named, withVersion } from './keys.js';
 
-const named = <I extends { name: unknown }>(i: I) => [i.name];
-const withVersion: ErrorCode[] = [...keyErrors, 'KEY_VERSION_NOT_FOUND', 'KEY_VERSION_RETIRED'];
-
-const errorOf = (e: HsmBridgeError) => ({ error: { code: e.code, message: e.message } });
 /** The audit record counts values and failures, and names the failures' codes; never a value. */
 function valueCounts(results: readonly ValueResult<string>[] | undefined) {
   if (!results) return {};

@@ -16,9 +16,11 @@ import { given } from '../wire.js';
 
 /** Errors every operation on an existing key can return. */
 export const keyErrors: ErrorCode[] = ['UNSUPPORTED_ALGORITHM', 'UNSUPPORTED_BY_BACKEND', 'INCOMPATIBLE_KEY', 'KEY_NOT_FOUND', 'KEY_DISABLED', 'BACKEND_UNAVAILABLE'];
-const withVersion: ErrorCode[] = [...keyErrors, 'KEY_VERSION_NOT_FOUND', 'KEY_VERSION_RETIRED'];
+/** Those, and the errors of an operation that may name a key version. */
+export const withVersion: ErrorCode[] = [...keyErrors, 'KEY_VERSION_NOT_FOUND', 'KEY_VERSION_RETIRED'];
 
-const named = <I extends { name: unknown }>(i: I) => [i.name];
+/** The key an operation names by its `name` field. */
+export const named = <I extends { name: unknown }>(i: I) => [i.name];
 /** The key a lifecycle operation answers with, at its primary version. */
 const primaryOf = (v: KeyView) => keyUse(v.name, v.primaryVersion);
 const byName = { params: schemas.keyNameParams, response: schemas.keySchema };

@@ -6,9 +6,10 @@
  * (PKCS5-padded ECB on the server, the padding block dropped), so FF1 through them, and the service's FF1,
  * equal FF1 on node:crypto under the key's bytes (read with Get).
  */
-import { createCipheriv, randomBytes, randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeEcb } from '../../helpers/nodeBlockCiphers.js';
 import { KmipBackend } from '../../../adapters/kmip/backend.js';
 import { KmipClient } from '../../../adapters/kmip/client.js';
 import type { KeyHeads } from '../../../adapters/kmip/keyHeads.js';
@@ -27,10 +28,7 @@ const log = pino({ level: 'silent' });
 const R = Enum.ResultReason;
 const ecbParams = { blockCipherMode: Enum.BlockCipherMode.ECB, cryptographicAlgorithm: Enum.CryptographicAlgorithm.AES };
 /** node:crypto's AES-ECB under known key bytes: the reference for the server's blocks. */
-const nodeEcb = (key: Buffer): Ecb => async (blocks) => {
-  const c = createCipheriv(`aes-${key.length * 8}-ecb`, key, null).setAutoPadding(false);
-  return Buffer.concat([c.update(blocks), c.final()]);
-};
+const nodeAesEcb = (key: Buffer): Ecb => async (blocks) => nodeEcb('aes', 'encrypt', key, blocks);
 const deferred = () => {
   let resolve!: () => void;
   const promise = new Promise<void>((r) => (resolve = r));
@@ -213,7 +211,7 @@ describe('kmip data protection (PyKMIP)', () => {
     for (const type of ['AES_128', 'AES_192', 'AES_256'] as KeyType[]) {
       const meta = await A.createKey({ name: fresh(`fpe-${type.toLowerCase()}`), type, purpose: 'fpe' });
       const [uid] = await objectsOf(meta.name, 1);
-      const local = nodeEcb((await raw.get(uid!)).material);
+      const local = nodeAesEcb((await raw.get(uid!)).material);
       const kmip: Ecb = (blocks) => A.encryptBlocks(ref(meta, 1), blocks);
       for (const count of [1, 2, 7]) {
         const blocks = randomBytes(16 * count);
@@ -234,7 +232,7 @@ describe('kmip data protection (PyKMIP)', () => {
     const service = new KeyService(await backend(), { limits: { maxDataBytes: 4096, maxRandomBytes: 256 }, metadataCacheTtlMs: 0 });
     const meta = await service.createKey({ name: fresh('msisdn'), type: 'AES_256', purpose: 'fpe' });
     const [uid] = await objectsOf(meta.name, 1);
-    const local = nodeEcb((await raw.get(uid!)).material);
+    const local = nodeAesEcb((await raw.get(uid!)).material);
     const msisdns = Array.from({ length: 50 }, () => `255${Array.from({ length: randomInt(7, 13) }, () => randomInt(10)).join('')}`);
     const tweak = Buffer.from('als.msisdn');
     const encrypted = await service.dataProtection.fpe('encrypt', { name: meta.name, values: msisdns, radix: 10, tweak: tweak.toString('hex') });
@@ -259,7 +257,7 @@ describe('kmip data protection (PyKMIP)', () => {
         await expect(raw.encrypt(uid, p, blocks, undefined)).rejects.toSatisfy((e) => isReason(e, R.InvalidField));
       }
       const padded = (await raw.encrypt(uid, { ...ecbParams, paddingMethod: Enum.PaddingMethod.PKCS5 }, blocks, undefined)).data;
-      const local = nodeEcb((await raw.get(uid)).material);
+      const local = nodeAesEcb((await raw.get(uid)).material);
       expect(padded).toEqual(await local(Buffer.concat([blocks, Buffer.alloc(16, 0x10)])));
       await raw.revoke(uid, Enum.RevocationReasonCode.CessationOfOperation);
       await raw.destroy(uid);

@@ -7,6 +7,7 @@
 import { createCipheriv, createHmac, createPublicKey, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { nodeEcb } from '../../helpers/nodeBlockCiphers.js';
 import type { Backend, KeyRef } from '../../../src/backend/port.js';
 import { parseKeyName, type KeyVersion } from '../../../src/keys/names.js';
 import type { KeyPurpose, KeyType } from '../../../src/keys/types.js';
@@ -195,8 +196,7 @@ describe('keys of purpose fpe and tokenize', () => {
     const material = randomBytes(24);
     const ref = await importKnown('fpe-192', 'AES_192', 'fpe', material);
     const blocks = randomBytes(16 * 3);
-    const cipher = createCipheriv('aes-192-ecb', material, null).setAutoPadding(false);
-    expect(await b.encryptBlocks(ref, blocks)).toEqual(Buffer.concat([cipher.update(blocks), cipher.final()]));
+    expect(await b.encryptBlocks(ref, blocks)).toEqual(nodeEcb('aes', 'encrypt', material, blocks));
     expect(fileKey('fpe-192')).toMatchObject({ type: 'AES_192', purpose: 'fpe' });
     expect(unsealWithNode(path(), masterKey(), 'fpe-192', 1)).toEqual(material);
     for (const length of [16, 32]) {

@@ -86,6 +86,10 @@ export class Connection {
   /** Spawns the workers, logs in and learns the token, or fails with a clear error (never containing the PIN). */
   static async open(config: MemberSettings, logger: Logger, onReset: () => void): Promise<Connection> {
     const module = SharedModule.acquire(config.library);
+    return module.exclusive(() => Connection.openOn(module, config, logger, onReset));
+  }
+
+  private static async openOn(module: SharedModule, config: MemberSettings, logger: Logger, onReset: () => void): Promise<Connection> {
     const spawned: WorkerLink[] = [];
     let connection: Connection | undefined;
     const spawn = async (role: WorkerSetup['role'], label: string) => {
@@ -234,17 +238,19 @@ export class Connection {
     this.unregister();
     if (state.kind === 'recovering') await state.done.catch(() => undefined);
     await this.pool.close(DRAIN_TIMEOUT_MS);
-    const stuck = this.slots.some((s) => s.link.overdue > 0) || this.control.overdue > 0;
-    await Promise.all(this.slots.map(async ({ link }) => {
-      // A worker inside a call may hold the token lock: terminating it would never release it. It ends when
-      // the call returns (it is unref'd, so it does not keep the process alive).
-      if (link.overdue > 0) return;
-      await link.call('detach', [], TERMINATE_WAIT_MS).catch(() => undefined);
-      await bounded(link.terminate());
-    }));
-    // C_Finalize while another thread is inside a call is unsafe: with a call stuck, the process keeps the module.
-    if (this.module.release() && !stuck) await this.control.call('finalize', [], TERMINATE_WAIT_MS).catch(() => undefined);
-    await bounded(this.control.terminate());
+    await this.module.exclusive(async () => {
+      const stuck = this.slots.some((s) => s.link.overdue > 0) || this.control.overdue > 0;
+      await Promise.all(this.slots.map(async ({ link }) => {
+        // A worker inside a call may hold the token lock: terminating it would never release it. It ends when
+        // the call returns (it is unref'd, so it does not keep the process alive).
+        if (link.overdue > 0) return;
+        await link.call('detach', [], TERMINATE_WAIT_MS).catch(() => undefined);
+        await bounded(link.terminate());
+      }));
+      // C_Finalize while another thread is inside a call is unsafe: with a call stuck, the process keeps the module.
+      if (this.module.release() && !stuck) await this.control.call('finalize', [], TERMINATE_WAIT_MS).catch(() => undefined);
+      await bounded(this.control.terminate());
+    });
   }
 
   // --- internals ---------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ export class SharedModule {
   private readonly users = new Set<{ drain(): Promise<void>; stuck(): boolean }>();
   /** Per token: what its workers share (tokenLock.ts): a lock, the revisions being checked, the generation. */
   private readonly sharings = new Map<string, TokenSharing>();
+  /** The tail of the connections' openings and closings on this library, which run one at a time. */
+  private turns: Promise<unknown> = Promise.resolve();
 
   private constructor(readonly library: string) {}
 
@@ -35,6 +37,17 @@ export class SharedModule {
       this.sharings.set(token, sharing);
     }
     return sharing;
+  }
+
+  /**
+   * Runs a connection's opening or closing after the others' on this library: C_Initialize from two
+   * threads at once is not safe (SoftHSM: CKR_SLOT_ID_INVALID at the second connection's first call), and
+   * nor is C_Finalize while another connection's workers are still being torn down (SoftHSM: SIGSEGV).
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const turn = this.turns.then(work, work);
+    this.turns = turn.catch(() => undefined);
+    return turn;
   }
 
   /** Each call must be paired with release(). */

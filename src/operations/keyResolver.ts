@@ -3,6 +3,7 @@
  * the metadata cache, and runs backend calls on them so that a key another replica destroyed leaves the
  * cache. Shared by KeyService and the payment keys (src/payment/paymentKeys.ts), so both check alike.
  */
+import { setTimeout } from 'node:timers/promises';
 import type { Backend, KeyRef } from '../backend/port.js';
 import { HsmBridgeError } from '../errors.js';
 import { parseKeyName, parseKeyVersion, type KeyVersion } from '../keys/names.js';
@@ -58,16 +59,44 @@ export class KeyResolver {
     return { meta: current, version: checkNotRetired(current, found) };
   }
 
+  /**
+   * Runs one backend operation on the requested version (or the primary one) of a key read from the cache.
+   * When the backend does not have that version or key, the cache may hold a change another replica has
+   * since withdrawn (a rotation that lost a race, see adapters/pkcs11/README.md "Replicas") or a key it
+   * destroyed: after a pause for that replica to settle, the key is read again, checked again, and the
+   * operation runs once more on what it names now. A second not-found is the answer.
+   */
+  async onVersion<T>(meta: KeyMetadata, requested: unknown, operation: (key: KeyRef) => Promise<T>): Promise<{ meta: KeyMetadata; key: KeyRef; result: T }> {
+    const key = refTo(meta, await this.version(meta, requested));
+    try {
+      return { meta, key, result: await operation(key) };
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      this.cache.forget(meta.name);
+      await setTimeout(SETTLE_MS + Math.random() * SETTLE_MS);
+      const current = await this.cache.get(meta.name);
+      checkEnabled(current);
+      if (current.purpose !== meta.purpose) throw e;
+      const again = refTo(current, await this.version(current, requested));
+      return { meta: current, key: again, result: await this.run(again, () => operation(again)) };
+    }
+  }
+
   /** Runs a backend operation; a key the backend no longer has (destroyed by another replica) leaves the cache. */
   async run<T>(key: KeyRef, operation: () => Promise<T>): Promise<T> {
     try {
       return await operation();
     } catch (e) {
-      if (e instanceof HsmBridgeError && (e.code === 'KEY_NOT_FOUND' || e.code === 'KEY_VERSION_NOT_FOUND')) this.cache.forget(key.name);
+      if (isNotFound(e)) this.cache.forget(key.name);
       throw e;
     }
   }
 }
+
+/** How long another replica's lifecycle change takes to settle: its writer reads back after 20 ms, then commits or withdraws. */
+const SETTLE_MS = 50;
+
+const isNotFound = (e: unknown) => e instanceof HsmBridgeError && (e.code === 'KEY_NOT_FOUND' || e.code === 'KEY_VERSION_NOT_FOUND');
 
 export function checkEnabled(meta: KeyMetadata): void {
   if (meta.state !== 'enabled') throw new HsmBridgeError('KEY_DISABLED', `key ${meta.name} is disabled`);

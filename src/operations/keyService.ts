@@ -19,7 +19,7 @@ import {
   type EncryptAlgorithmInfo,
   type SignAlgorithm,
 } from '../algorithms/registry.js';
-import type { Backend, Capabilities, RawCiphertext, SignInput } from '../backend/port.js';
+import type { Backend, Capabilities, KeyRef, RawCiphertext, SignInput } from '../backend/port.js';
 import { hashes } from '../algorithms/hashes.js';
 import { HsmBridgeError, invalid } from '../errors.js';
 import { parseKeyName, parseKeyVersion, type KeyName, type KeyVersion } from '../keys/names.js';
@@ -42,7 +42,7 @@ import { openEnvelope, sealEnvelope, splitRaw } from './ciphertext.js';
 import { AlgorithmChoice } from './algorithmChoice.js';
 import { ConcurrencyLimit } from './concurrencyLimit.js';
 import { DataProtection, checkDataKeyWrapper } from '../dataProtection/dataProtection.js';
-import { KeyResolver, checkEnabled, refTo } from './keyResolver.js';
+import { KeyResolver, checkEnabled } from './keyResolver.js';
 import type { CreateKeyInput, UpdateKeyInput, DecryptRequest, DecryptResult, EncryptRequest, EncryptResult, MacRequest, MacResult, SharedSecretRequest } from './requests.js';
 import type { SharedSecretResult, SignRequest, SignResult, VerifyMacRequest, VerifyMacResult, VerifyRequest, VerifyResult } from './requests.js';
 
@@ -288,8 +288,7 @@ export class KeyService {
     const meta = await this.keys.usableKey(req.name, 'sign');
     const algorithm = this.algorithms.pick(meta, 'sign', req.algorithm, parseSignAlgorithm) as SignAlgorithm;
     const input = this.checkSignInput(algorithm, req);
-    const key = refTo(meta, await this.keys.version(meta, req.keyVersion));
-    const signature = await this.keys.run(key, () => this.backend.sign(key, algorithm, input));
+    const { key, result: signature } = await this.keys.onVersion(meta, req.keyVersion, (k) => this.backend.sign(k, algorithm, input));
     return { keyVersion: key.version, algorithm, signature };
   }
 
@@ -298,8 +297,7 @@ export class KeyService {
     const algorithm = this.algorithms.pick(meta, 'sign', req.algorithm, parseSignAlgorithm) as SignAlgorithm;
     const input = this.checkSignInput(algorithm, req);
     this.checkSize('signature', req.signature);
-    const key = refTo(meta, await this.keys.version(meta, req.keyVersion));
-    const valid = await this.keys.run(key, () => this.backend.verify(key, algorithm, input, req.signature));
+    const { key, result: valid } = await this.keys.onVersion(meta, req.keyVersion, (k) => this.backend.verify(k, algorithm, input, req.signature));
     return { keyVersion: key.version, algorithm, valid };
   }
 
@@ -324,8 +322,7 @@ export class KeyService {
     if (info.wrap && (req.plaintext.length < info.wrap.minLength || req.plaintext.length % info.wrap.blockLength !== 0)) {
       throw invalid(`${algorithm} wraps key material: a multiple of ${info.wrap.blockLength} bytes, at least ${info.wrap.minLength}`);
     }
-    const key = refTo(meta, await this.keys.version(meta, req.keyVersion));
-    const raw = await this.keys.run(key, () => this.backend.encrypt(key, algorithm, req.plaintext, req.aad));
+    const { key, result: raw } = await this.keys.onVersion(meta, req.keyVersion, (k) => this.backend.encrypt(k, algorithm, req.plaintext, req.aad));
     return { keyVersion: key.version, algorithm, raw };
   }
 
@@ -352,8 +349,7 @@ export class KeyService {
     if (wrap && (raw.data.length < wrap.minLength + wrap.overhead || raw.data.length % wrap.blockLength !== 0)) {
       throw invalid(`an ${algorithm} ciphertext is a multiple of ${wrap.blockLength} bytes, at least ${wrap.minLength + wrap.overhead}`);
     }
-    const key = refTo(meta, await this.keys.version(meta, version));
-    const plaintext = await this.keys.run(key, () => this.backend.decrypt(key, algorithm, raw, req.aad));
+    const { key, result: plaintext } = await this.keys.onVersion(meta, version, (k) => this.backend.decrypt(k, algorithm, raw, req.aad));
     return { keyVersion: key.version, algorithm, plaintext };
   }
 
@@ -362,9 +358,8 @@ export class KeyService {
     checkModeOfUse(meta, 'generate');
     const algorithm = this.algorithms.pickMac(meta, req.algorithm);
     this.checkSize('data', req.data);
-    const key = refTo(meta, meta.primaryVersion);
-    const mac = await this.keys.run(key, () => this.backend.mac(key, algorithm, req.data));
-    return { keyVersion: key.version, algorithm, mac, ...(await this.kcvOf(meta, key.version)) };
+    const used = await this.keys.onVersion(meta, undefined, (k) => this.backend.mac(k, algorithm, req.data));
+    return { keyVersion: used.key.version, algorithm, mac: used.result, ...(await this.kcvOf(used.meta, used.key.version)) };
   }
 
   /**
@@ -376,20 +371,20 @@ export class KeyService {
     checkModeOfUse(meta, 'verify');
     const algorithm = this.algorithms.pickMac(meta, req.algorithm);
     this.checkSize('data', req.data);
-    const key = refTo(meta, await this.keys.version(meta, req.keyVersion));
     const full = macAlgorithms[algorithm].length;
     const truncatable = macAlgorithms[algorithm].family !== 'hmac';
-    let valid: boolean;
-    if (req.mac.length === full) {
-      valid = await this.keys.run(key, () => this.backend.verifyMac(key, algorithm, req.data, req.mac));
-    } else if (truncatable && req.mac.length >= MIN_TRUNCATED_MAC_BYTES && req.mac.length < full) {
-      const computed = await this.keys.run(key, () => this.backend.mac(key, algorithm, req.data));
-      valid = timingSafeEqual(computed.subarray(0, req.mac.length), req.mac);
-      computed.fill(0);
-    } else {
-      valid = false; // a MAC of another length is simply not valid
-    }
-    return { keyVersion: key.version, algorithm, valid, ...(await this.kcvOf(meta, key.version)) };
+    const check = async (key: KeyRef): Promise<boolean> => {
+      if (req.mac.length === full) return this.backend.verifyMac(key, algorithm, req.data, req.mac);
+      if (!truncatable || req.mac.length < MIN_TRUNCATED_MAC_BYTES || req.mac.length > full) return false; // a MAC of another length is simply not valid
+      const computed = await this.backend.mac(key, algorithm, req.data);
+      try {
+        return timingSafeEqual(computed.subarray(0, req.mac.length), req.mac);
+      } finally {
+        computed.fill(0);
+      }
+    };
+    const used = await this.keys.onVersion(meta, req.keyVersion, check);
+    return { keyVersion: used.key.version, algorithm, valid: used.result, ...(await this.kcvOf(used.meta, used.key.version)) };
   }
 
   private async kcvOf(meta: KeyMetadata, version: KeyVersion): Promise<{ keyCheckValue?: string }> {
@@ -412,8 +407,8 @@ export class KeyService {
       throw new HsmBridgeError('INCOMPATIBLE_KEY', `the peer public key is not on the curve of ${meta.type} key ${meta.name}`);
     }
     const spki = peer.export({ format: 'der', type: 'spki' });
-    const key = refTo(meta, await this.keys.version(meta, req.keyVersion));
-    return { keyVersion: key.version, sharedSecret: await this.keys.run(key, () => this.backend.deriveSharedSecret(key, spki)) };
+    const { key, result: sharedSecret } = await this.keys.onVersion(meta, req.keyVersion, (k) => this.backend.deriveSharedSecret(k, spki));
+    return { keyVersion: key.version, sharedSecret };
   }
 
   async randomBytes(length: unknown): Promise<Buffer> {

@@ -133,7 +133,7 @@ export async function startServiceProcess(options: ServiceProcessOptions = {}): 
       const code = await Promise.race([exited, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), STOP_TIMEOUT_MS)))]);
       clearTimeout(timer);
       if (code === 'timeout') return fail(`still running ${STOP_TIMEOUT_MS} ms after SIGTERM`);
-      if (code !== 0) return fail(`exited with ${code} on SIGTERM`);
+      if (code !== 0) return fail(`exited with ${code ?? child.signalCode} on SIGTERM`);
       cleanup();
     },
   };

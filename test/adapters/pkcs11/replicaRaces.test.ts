@@ -6,7 +6,7 @@
  * token must hold one consistent key (one metadata object, exactly the key objects it lists) and every
  * loser must have a clear error, never INTERNAL.
  */
-import { createCipheriv } from 'node:crypto';
+import { createCipheriv, createPublicKey, verify } from 'node:crypto';
 import { pino } from 'pino';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -122,6 +122,28 @@ describe('enable racing destroy', () => {
         expectConsistent(name, meta, A.CKO_SECRET_KEY);
       }
     }
+  });
+});
+
+describe('the core on a replica whose cached metadata another replica made stale', () => {
+  it('signs with the primary version the key has now, after the other replica destroyed and made the key again', async () => {
+    const service = new KeyService(one, { limits: { maxDataBytes: 1024, maxRandomBytes: 64 }, metadataCacheTtlMs: 60_000 });
+    const name = fresh('remade');
+    await service.createKey({ name, type: 'EC_P256', purpose: 'sign' });
+    await service.rotateKey(name);
+    const message = Buffer.from('before');
+    expect((await service.sign({ name, algorithm: 'ES256', message })).keyVersion).toBe(2);
+    // The other replica replaces the key; this replica's cache still says version 2 is primary.
+    await two.setKeyState(name, 'disabled');
+    await two.destroyKey(name);
+    await two.createKey({ name, type: 'EC_P256', purpose: 'sign' });
+    const after = Buffer.from('after');
+    const signed = await service.sign({ name, algorithm: 'ES256', message: after });
+    expect(signed.keyVersion).toBe(1);
+    const spki = (await two.describeKey(name)).versions[0]!.publicKeySpki!;
+    expect(verify('sha256', after, { key: createPublicKey({ key: spki, format: 'der', type: 'spki' }), dsaEncoding: 'ieee-p1363' }, signed.signature)).toBe(true);
+    // A version the key no longer has, asked for by number, is still not found after the second look.
+    await expect(service.sign({ name, algorithm: 'ES256', message: after, keyVersion: 2 })).rejects.toMatchObject({ code: 'KEY_VERSION_NOT_FOUND' });
   });
 });
 

@@ -12,6 +12,11 @@ export interface Command {
   run(args: string[], io: CliIo): Promise<number>;
 }
 
-/** Exit codes: 0 done (for a check: it passed), 1 the check failed, 2 the command could not run. */
+/**
+ * Exit codes: 0 done (for a check: it passed); 1 the check failed, or the service refused the call or
+ * did not find what it names; 2 bad usage (of the command, or a request the service found malformed);
+ * 3 the service or its HSM was unavailable.
+ */
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
+export const EXIT_UNAVAILABLE = 3;

@@ -79,7 +79,10 @@ export function apiCommand(spec: ApiCommandSpec): Command {
         json = values.json === true;
         if (positionals.length !== spec.positionals) throw new UsageError(`expected ${spec.positionals} argument(s), got ${positionals.length}`);
         client = clientFrom(values, io.env);
-        const print = (answer: unknown, lines: () => string[]) => (json ? io.out(printable(answer)) : lines().forEach((l) => io.out(l)));
+        const print = (answer: unknown, lines: () => string[]): void => {
+          if (json) io.out(printable(answer));
+          else for (const line of lines()) io.out(line);
+        };
         return (await spec.run({ client, values, positionals, io, print })) ?? 0;
       } catch (e) {
         if (e instanceof HsmBridgeClientError) {

@@ -26,7 +26,7 @@ function describe(key: KeyView): string[] {
   return [...lines, ...table(['VERSION', 'CREATED', 'KCV / PUBLIC KEY'], rows)];
 }
 
-const showKey = (ctx: ApiContext, key: KeyView) => ctx.print(key, () => describe(key));
+const showKey = (ctx: ApiContext, key: KeyView): void => ctx.print(key, () => describe(key));
 
 /** A command on one key by name whose answer is the key. */
 const onKey = (summary: string, call: (ctx: ApiContext, name: string) => Promise<KeyView>): Command =>

@@ -7,6 +7,7 @@ import { createPublicKey, randomBytes as nodeRandomBytes, timingSafeEqual, verif
 import type { Logger } from 'pino';
 import { algorithmsFor, encryptAlgorithms, signAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import type { Backend, BackendGauges, BackendHealth, BlockKey, Capabilities, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey } from '../../src/backend/port.js';
+import { isTransientKey } from '../../src/backend/port.js';
 import { HsmBridgeError } from '../../src/errors.js';
 import { blockLength } from '../../src/payment/crypto/blockCiphers.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
@@ -329,7 +330,7 @@ export class KmipBackend implements Backend {
    * otherwise, or not at all) is refused as INTERNAL rather than guessed at.
    */
   encryptBlocks(key: BlockKey, data: Buffer): Promise<Buffer> {
-    if (isTransient(key)) return Promise.reject(unsupported('has no payment operations (transient keys)'));
+    if (isTransientKey(key)) return Promise.reject(unsupported('has no payment operations (transient keys)'));
     if (!this.caps.fpe) return Promise.reject(unsupported('cannot encrypt raw blocks on this KMIP server'));
     return this.withVersion(key, async (v, record) => {
       if (record.purpose !== 'fpe') throw incompatible(key.name, record.purpose, 'encrypt raw blocks (only fpe keys do)');
@@ -515,7 +516,6 @@ export class KmipBackend implements Backend {
 const gcm: CryptoParameters = { blockCipherMode: Enum.BlockCipherMode.GCM, cryptographicAlgorithm: Enum.CryptographicAlgorithm.AES, tagLength: GCM_TAG_BYTES };
 const ecbPkcs5: CryptoParameters = { blockCipherMode: Enum.BlockCipherMode.ECB, paddingMethod: Enum.PaddingMethod.PKCS5, cryptographicAlgorithm: Enum.CryptographicAlgorithm.AES };
 
-const isTransient = (key: BlockKey): key is TransientKey => 'transient' in key;
 
 /** Most per-key reads of listKeys in flight at once: the client's pool queues the rest anyway. */
 const LIST_CONCURRENCY = 8;

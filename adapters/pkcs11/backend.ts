@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { encryptAlgorithms, type EncryptAlgorithm, type MacAlgorithm, type SignAlgorithm } from '../../src/algorithms/registry.js';
 import { CONFLICT, KeyChanges } from '../../src/backend/keyChanges.js';
 import type { Backend, BackendGauges, BackendHealth, BlockKey, Capabilities, DukptDerivation, ImportTarget, KeyRef, NewKey, RawCiphertext, SignInput, TransientKey, WrappedKey } from '../../src/backend/port.js';
+import { isTransientKey } from '../../src/backend/port.js';
 import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../src/ceremonies/record.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
 import { keyTypes, type KeyMetadata, type KeyState } from '../../src/keys/types.js';
@@ -237,7 +238,7 @@ export class Pkcs11Backend implements Backend {
 
   /** ECB with a stored key (any member) or a derived key, which lives in one worker's session: that worker runs it. */
   private blocks(key: BlockKey, direction: 'encrypt' | 'decrypt', data: Buffer): Promise<Buffer> {
-    if (!('transient' in key)) return this.read('ecb', [key, direction, data], key.name);
+    if (!isTransientKey(key)) return this.read('ecb', [key, direction, data], key.name);
     const { derived, owner } = this.transients.entryOf(key);
     return this.members.runOn(owner, 'ecb', [{ transientHandle: derived.handle, epoch: derived.epoch, family: key.family }, direction, data], Date.now() + this.config.operationTimeoutMs);
   }

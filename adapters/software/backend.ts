@@ -34,7 +34,7 @@ import type {
   TransientKey,
   WrappedKey,
 } from '../../src/backend/port.js';
-import { wrappingSchemes } from '../../src/backend/port.js';
+import { isTransientKey, wrappingSchemes } from '../../src/backend/port.js';
 import type { CeremonyId, CeremonyPlan, CeremonyState, ComponentEntry } from '../../src/ceremonies/record.js';
 import { HsmBridgeError, invalid } from '../../src/errors.js';
 import type { KeyName, KeyVersion } from '../../src/keys/names.js';
@@ -94,7 +94,6 @@ type KeyPair = Extract<VersionKeys, { kind: 'pair' }>;
 /** The service's import wrapping key (BYOK): used only by importWrappedKey. */
 const isImportWrappingKey = (key: { type: KeyType; purpose: KeyPurpose }) => keyTypes[key.type].family === 'rsa' && key.purpose === 'wrap';
 
-const isTransient = (key: BlockKey): key is TransientKey => 'transient' in key && key.transient;
 
 export async function openSoftwareBackend(options: SoftwareBackendOptions, logger: Logger): Promise<Backend> {
   await mkdir(dirname(options.keystorePath), { recursive: true, mode: 0o700 });
@@ -436,7 +435,7 @@ class SoftwareBackend implements Backend, KeystoreState {
 
   /** ECB over whole blocks, on a stored key (as its purpose allows) or a transient one. */
   private blocks(key: BlockKey, direction: Direction, data: Buffer): Buffer {
-    if (isTransient(key)) return this.ecbChecked(key.family, direction, this.transientKeys.material(key), data);
+    if (isTransientKey(key)) return this.ecbChecked(key.family, direction, this.transientKeys.material(key), data);
     const family = checkBlockUse(this.entry(key.name).stored, direction);
     return this.withClearKey(key, (clear) => this.ecbChecked(family, direction, clear, data));
   }

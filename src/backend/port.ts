@@ -50,6 +50,8 @@ export interface TransientKey {
 /** A key for the block operations: a stored key version, or a transient key. */
 export type BlockKey = KeyRef | TransientKey;
 
+export const isTransientKey = (key: BlockKey): key is TransientKey => 'transient' in key;
+
 /**
  * Which DUKPT transaction key to derive from a BDK: ANSI X9.24-1:2009 TDES DUKPT (10-byte KSN; the PIN
  * encryption variant of the current future key, double-length), or ANSI X9.24-3:2017 AES DUKPT (12-byte

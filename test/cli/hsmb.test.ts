@@ -108,7 +108,8 @@ function sh(who: Who, line: string, options: { input?: string; env?: Record<stri
   const env = { PATH: `${bin}:${process.env.PATH}`, HOME: files.dir, HSMB_URL: app.restUrl!, HSMB_CA: pki.caPath, ...credentials, ...options.env };
   return new Promise((resolve, reject) => {
     const child = spawn('bash', ['-c', line], { cwd: files.dir, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const [stdout, stderr]: Buffer[][] = [[], []];
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => stdout.push(d));
     child.stderr.on('data', (d: Buffer) => stderr.push(d));
     child.on('error', reject);

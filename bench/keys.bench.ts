@@ -43,7 +43,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/metrics/metrics.js';
-import { nodeVerifies } from '../test/helpers/nodeVerify.js';
+import { nodeVerifies } from '../src/conformance/reference/nodeVerify.js';
 import { startServiceProcess, type ServiceProcess } from '../test/helpers/serviceProcess.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../test/helpers/softhsm.js';
 import { FLOOR_GRPC, FLOOR_REST, grpcClient, restClient, transportFloors, type RestClient } from './clients.js';

@@ -23,7 +23,7 @@ import { decodePinBlock, encodePinBlock } from '../src/payment/pin/pinBlock.js';
 import { findProtoRoot } from '../src/transports/grpc/protos.js';
 import { startGrpcServer } from '../src/transports/grpc/server.js';
 import { createSoftHsmToken } from '../test/helpers/softhsm.js';
-import { nodeEcb } from '../test/helpers/nodeBlockCiphers.js';
+import { nodeEcb } from '../src/conformance/reference/nodeBlockCiphers.js';
 import { createSoftwareBackendConfig } from '../test/helpers/software.js';
 import { CONCURRENCY, Report, SECONDS, measure } from './measure.js';
 

@@ -8,6 +8,7 @@
 import { ConfigError } from '../config/load.js';
 import { auditVerify } from './auditVerify.js';
 import { EXIT_USAGE, type CliIo, type Command } from './command.js';
+import { conformance } from './conformanceCommand.js';
 import { random, sign, verify, whoami } from './cryptoCommands.js';
 import { keyCommands } from './keyCommands.js';
 import { ceremonyCommands, pinCommands, tr31Commands } from './paymentCommands.js';
@@ -22,6 +23,7 @@ export const commands: Record<string, Command | Record<string, Command>> = {
   ceremony: ceremonyCommands,
   whoami,
   audit: { verify: auditVerify },
+  conformance,
 };
 
 const isCommand = (entry: Command | Record<string, Command> | undefined): entry is Command => typeof (entry as Command | undefined)?.run === 'function';

@@ -11,7 +11,7 @@ import type { Backend } from '../../src/backend/port.js';
 import { CeremonyService, identitiesOf } from '../../src/ceremonies/ceremonyService.js';
 import type { CeremonyState } from '../../src/ceremonies/record.js';
 import { KeyService } from '../../src/operations/keyService.js';
-import { nodeKcv } from '../helpers/nodeBlockCiphers.js';
+import { nodeKcv } from '../../src/conformance/reference/nodeBlockCiphers.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../helpers/software.js';
 
 const officer = { authenticatedBy: 'certificate', id: 'officer', certSubject: 'CN=officer', certSans: [] } as const;

@@ -24,7 +24,7 @@ import { cmacWithKey } from '../../src/payment/crypto/cmac.js';
 import { deriveKeyBlockKeys, sealKeyBlock } from '../../src/payment/tr31/keyBlock.js';
 import { findProtoRoot } from '../../src/transports/grpc/protos.js';
 import { httpsJson, type HttpsAnswer } from '../helpers/httpsJson.js';
-import { nodeEcb, nodeKcv } from '../helpers/nodeBlockCiphers.js';
+import { nodeEcb, nodeKcv } from '../../src/conformance/reference/nodeBlockCiphers.js';
 import { createSoftwareBackendConfig } from '../helpers/software.js';
 import { tempDir } from '../identity/accessSupport.js';
 import { BDK, CLEAR_PIN_BLOCK, KSN_PREFIX, initialSequence } from '../payment/dukpt/tdesVectors.js';

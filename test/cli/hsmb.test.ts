@@ -19,7 +19,7 @@ import { createLogger } from '../../src/log.js';
 import { cmacWithKey } from '../../src/payment/crypto/cmac.js';
 import { setOddParity } from '../../src/payment/crypto/parity.js';
 import { deriveKeyBlockKeys, sealKeyBlock } from '../../src/payment/tr31/keyBlock.js';
-import { nodeEcb, nodeKcv } from '../helpers/nodeBlockCiphers.js';
+import { nodeEcb, nodeKcv } from '../../src/conformance/reference/nodeBlockCiphers.js';
 import { createTestPki, type TestPki } from '../helpers/pykmip.js';
 import { createSoftwareBackendConfig } from '../helpers/software.js';
 import { AUDIENCE, ISSUER, tempDir, tokenIssuer } from '../identity/accessSupport.js';

@@ -1,9 +1,10 @@
+import { vitestHost } from '../helpers/vitestHost.js';
 import { pino } from 'pino';
 import { softwareBackendFactory } from '../../adapters/software/index.js';
 import { createSoftwareBackendConfig } from '../helpers/software.js';
-import { describePaymentConformance } from './paymentConformance.js';
+import { describePaymentConformance } from '../../src/conformance/suites/payment.js';
 
-describePaymentConformance('software', async () => {
+describePaymentConformance(vitestHost, 'software', async () => {
   const h = await createSoftwareBackendConfig();
   return {
     open: () => softwareBackendFactory.create(h.config, { logger: pino({ level: 'silent' }) }),

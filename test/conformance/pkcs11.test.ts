@@ -1,9 +1,11 @@
+import { vitestHost } from '../helpers/vitestHost.js';
 import { pino } from 'pino';
 import { pkcs11BackendFactory } from '../../adapters/pkcs11/index.js';
 import { createSoftHsmToken } from '../helpers/softhsm.js';
-import { describeBackendConformance, type ConformanceTarget } from './backendConformance.js';
-import { describeDataProtectionConformance } from './dataProtectionConformance.js';
-import { describeKeyImportConformance } from './keyImportConformance.js';
+import type { ConformanceTarget } from '../../src/conformance/host.js';
+import { describeBackendConformance } from '../../src/conformance/suites/backend.js';
+import { describeDataProtectionConformance } from '../../src/conformance/suites/dataProtection.js';
+import { describeKeyImportConformance } from '../../src/conformance/suites/keyImport.js';
 
 const softHsm = async (): Promise<ConformanceTarget> => {
   const token = await createSoftHsmToken();
@@ -13,6 +15,6 @@ const softHsm = async (): Promise<ConformanceTarget> => {
   };
 };
 
-describeBackendConformance('pkcs11 (SoftHSM)', softHsm);
-describeKeyImportConformance('pkcs11 (SoftHSM)', softHsm);
-describeDataProtectionConformance('pkcs11 (SoftHSM)', softHsm);
+describeBackendConformance(vitestHost, 'pkcs11 (SoftHSM)', softHsm);
+describeKeyImportConformance(vitestHost, 'pkcs11 (SoftHSM)', softHsm);
+describeDataProtectionConformance(vitestHost, 'pkcs11 (SoftHSM)', softHsm);

@@ -1,3 +1,4 @@
+import { vitestHost } from '../helpers/vitestHost.js';
 import { createSecretKey, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
@@ -9,9 +10,9 @@ import { MAX_IDENTITIES, MAX_IDENTITY_LENGTH, newCeremonyId, type CeremonyId, ty
 import { parseKeyName } from '../../src/keys/names.js';
 import { setOddParity } from '../../src/payment/crypto/parity.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../helpers/software.js';
-import { describeBackendConformance } from './backendConformance.js';
-import { describeDataProtectionConformance } from './dataProtectionConformance.js';
-import { describeKeyImportConformance } from './keyImportConformance.js';
+import { describeBackendConformance } from '../../src/conformance/suites/backend.js';
+import { describeDataProtectionConformance } from '../../src/conformance/suites/dataProtection.js';
+import { describeKeyImportConformance } from '../../src/conformance/suites/keyImport.js';
 
 const target = async () => {
   const h = await createSoftwareBackendConfig();
@@ -21,9 +22,9 @@ const target = async () => {
   };
 };
 
-describeBackendConformance('software', target);
-describeKeyImportConformance('software', target);
-describeDataProtectionConformance('software', target);
+describeBackendConformance(vitestHost, 'software', target);
+describeKeyImportConformance(vitestHost, 'software', target);
+describeDataProtectionConformance(vitestHost, 'software', target);
 
 type Writable<T> = { -readonly [K in keyof T]: T[K] };
 interface KeystoreWithCeremonies {

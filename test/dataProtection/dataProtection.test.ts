@@ -10,7 +10,7 @@ import { createCipheriv, createDecipheriv, createHmac, createPublicKey, randomBy
 import { CompactEncrypt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KeyServiceLimits } from '../../src/operations/keyService.js';
-import { wrapForImport } from '../helpers/byokWrap.js';
+import { wrapForImport } from '../../src/conformance/reference/byokWrap.js';
 import { serve, type Served } from '../transports/batchFixture.js';
 import { failed, okBody, ops, wiresOf, type Wire } from './wires.js';
 import { b64, freshName, restTargets } from '../transports/rest/restFixture.js';

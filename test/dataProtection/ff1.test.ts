@@ -5,7 +5,7 @@
  */
 import { createCipheriv, randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { nodeEcb } from '../helpers/nodeBlockCiphers.js';
+import { nodeEcb } from '../../src/conformance/reference/nodeBlockCiphers.js';
 import { ff1, minLength, type Ecb } from '../../src/dataProtection/ff1.js';
 
 const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';

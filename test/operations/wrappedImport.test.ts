@@ -21,7 +21,7 @@ import { startApp, type RunningApp } from '../../src/app.js';
 import { loadServiceConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import type { WrappingScheme } from '../../src/backend/port.js';
-import { wrapForImport } from '../helpers/byokWrap.js';
+import { wrapForImport } from '../../src/conformance/reference/byokWrap.js';
 import { createSoftwareBackendConfig } from '../helpers/software.js';
 import { tempDir } from '../identity/accessSupport.js';
 import { connect, expectGrpcError, type TestClients } from '../transports/grpc/grpcClient.js';

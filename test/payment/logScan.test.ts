@@ -18,7 +18,7 @@ import { sealKeyBlock, deriveKeyBlockKeys } from '../../src/payment/tr31/keyBloc
 import { cmacWithKey } from '../../src/payment/crypto/cmac.js';
 import { findProtoRoot } from '../../src/transports/grpc/protos.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../helpers/software.js';
-import { nodeEcb } from '../helpers/nodeBlockCiphers.js';
+import { nodeEcb } from '../../src/conformance/reference/nodeBlockCiphers.js';
 
 const hex = (s: string) => Buffer.from(s, 'hex');
 const PIN = '739215';

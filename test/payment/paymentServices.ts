@@ -23,7 +23,7 @@ import { deriveKeyBlockKeys, openKeyBlock, sealKeyBlock } from '../../src/paymen
 import { ParticipantRegistry } from '../../src/fspiop/participants.js';
 import { pino } from 'pino';
 import { CLEAR_PIN_BLOCK, KSN_PREFIX, initialSequence, rolloverSequence } from './dukpt/tdesVectors.js';
-import { nodeCmacOfZeros, nodeEcb, nodeKcv } from '../helpers/nodeBlockCiphers.js';
+import { nodeCmacOfZeros, nodeEcb, nodeKcv } from '../../src/conformance/reference/nodeBlockCiphers.js';
 
 export interface PaymentTarget {
   open(): Promise<Backend>;

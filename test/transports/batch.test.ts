@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SignAlgorithm } from '../../src/algorithms/registry.js';
 import type { KeyServiceLimits } from '../../src/operations/keyService.js';
 import { publicPemOf, referenceAccepts, safeStableStringify, transferBody } from '../fspiop/support.js';
-import { nodeVerifies } from '../helpers/nodeVerify.js';
+import { nodeVerifies } from '../../src/conformance/reference/nodeVerify.js';
 import { keyOps, resultsOf, serve, switchableBackend, type FspiopItem, type Item, type KeyOp, type Outcome, type Served, type Wire } from './batchFixture.js';
 import { freshName, restTargets } from './rest/restFixture.js';
 

@@ -10,7 +10,7 @@ import { cmacWithKey } from '../../src/payment/crypto/cmac.js';
 import { deriveKeyBlockKeys, openKeyBlock, sealKeyBlock } from '../../src/payment/tr31/keyBlock.js';
 import type { Tr31Header } from '../../src/payment/tr31/header.js';
 import { freshName, restTargets, type RestTarget } from './rest/restFixture.js';
-import { nodeEcb, nodeKcv } from '../helpers/nodeBlockCiphers.js';
+import { nodeEcb, nodeKcv } from '../../src/conformance/reference/nodeBlockCiphers.js';
 
 /**
  * The backends the payment e2e tests run on: the software backend and SoftHSM through PKCS#11. The

@@ -9,7 +9,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeEcb } from '../../helpers/nodeBlockCiphers.js';
+import { nodeEcb } from '../../../src/conformance/reference/nodeBlockCiphers.js';
 import { KmipBackend } from '../../../adapters/kmip/backend.js';
 import { KmipClient } from '../../../adapters/kmip/client.js';
 import type { KeyHeads } from '../../../adapters/kmip/keyHeads.js';

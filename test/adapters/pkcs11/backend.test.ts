@@ -16,7 +16,7 @@ import { parseKeyName, type KeyVersion } from '../../../src/keys/names.js';
 import { keyTypes, type KeyPurpose, type KeyType } from '../../../src/keys/types.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../../helpers/softhsm.js';
 import { TokenInspector } from './tokenInspector.js';
-import { nodeVerifies } from '../../helpers/nodeVerify.js';
+import { nodeVerifies } from '../../../src/conformance/reference/nodeVerify.js';
 
 const logger = pino({ level: 'silent' });
 const A = pkcs11js;

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeEcb } from '../../helpers/nodeBlockCiphers.js';
+import { nodeEcb } from '../../../src/conformance/reference/nodeBlockCiphers.js';
 import { decodeAllowedMechanisms } from '../../../adapters/pkcs11/allowedMechanisms.js';
 import { pkcs11BackendFactory } from '../../../adapters/pkcs11/index.js';
 import { newKeyObjectId, parseObjectId } from '../../../adapters/pkcs11/keyObjects.js';
@@ -21,7 +21,7 @@ import type { Backend, KeyRef } from '../../../src/backend/port.js';
 import { KeyService } from '../../../src/operations/keyService.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../../src/keys/names.js';
 import type { KeyMetadata, KeyPurpose, KeyType } from '../../../src/keys/types.js';
-import { wrapForImport } from '../../helpers/byokWrap.js';
+import { wrapForImport } from '../../../src/conformance/reference/byokWrap.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../../helpers/softhsm.js';
 import { TokenInspector } from './tokenInspector.js';
 

@@ -24,8 +24,8 @@ import { HsmBridgeError, type ErrorCode } from '../../../src/errors.js';
 import { parseKeyName, type KeyName, type KeyVersion } from '../../../src/keys/names.js';
 import type { KeyPurpose, KeyType } from '../../../src/keys/types.js';
 import { setOddParity } from '../../../src/payment/crypto/parity.js';
-import { nodeCmacOfZeros, nodeEcb } from '../../helpers/nodeBlockCiphers.js';
-import { nodeVerifies } from '../../helpers/nodeVerify.js';
+import { nodeCmacOfZeros, nodeEcb } from '../../../src/conformance/reference/nodeBlockCiphers.js';
+import { nodeVerifies } from '../../../src/conformance/reference/nodeVerify.js';
 import { createSoftHsmToken, type SoftHsmToken } from '../../helpers/softhsm.js';
 import { TokenInspector } from './tokenInspector.js';
 

@@ -7,11 +7,11 @@
 import { createCipheriv, createHmac, createPublicKey, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { nodeEcb } from '../../helpers/nodeBlockCiphers.js';
+import { nodeEcb } from '../../../src/conformance/reference/nodeBlockCiphers.js';
 import type { Backend, KeyRef } from '../../../src/backend/port.js';
 import { parseKeyName, type KeyVersion } from '../../../src/keys/names.js';
 import type { KeyPurpose, KeyType } from '../../../src/keys/types.js';
-import { wrapForImport } from '../../helpers/byokWrap.js';
+import { wrapForImport } from '../../../src/conformance/reference/byokWrap.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../../helpers/software.js';
 import { createKey, openBackend, readKeystoreJson, refOf, unsealWithNode, type KeystoreJson } from './support.js';
 

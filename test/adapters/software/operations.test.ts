@@ -25,7 +25,7 @@ import type { Backend, KeyRef } from '../../../src/backend/port.js';
 import type { KeyType } from '../../../src/keys/types.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../../helpers/software.js';
 import { createKey, openBackend, privateKeyWithNode, publicKeyOf, unsealWithNode } from './support.js';
-import { nodeVerifies } from '../../helpers/nodeVerify.js';
+import { nodeVerifies } from '../../../src/conformance/reference/nodeVerify.js';
 
 let h: SoftwareBackendHarness;
 let backend: Backend;

@@ -15,7 +15,7 @@ import type { KeyPurpose, KeyType, KeyUsage, ModeOfUse } from '../../../src/keys
 import { hasOddParity } from '../../../src/payment/crypto/parity.js';
 import { createSoftwareBackendConfig, type SoftwareBackendHarness } from '../../helpers/software.js';
 import { openBackend, readKeystoreJson, unsealWithNode, type KeystoreJson } from './support.js';
-import { nodeEcb } from '../../helpers/nodeBlockCiphers.js';
+import { nodeEcb } from '../../../src/conformance/reference/nodeBlockCiphers.js';
 
 let h: SoftwareBackendHarness;
 const open: Backend[] = [];

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allEncryptAlgorithms, allSignAlgorithms, signAlgorithms, type SignAlgorithm } from '../../../src/algorithms/registry.js';
 import { allKeyTypes, isAsymmetric, type KeyType } from '../../../src/keys/types.js';
 import { b64, freshName, keyServiceTargets, startRest, unb64, type RestFixture } from './restFixture.js';
-import { nodeVerifies } from '../../helpers/nodeVerify.js';
+import { nodeVerifies } from '../../../src/conformance/reference/nodeVerify.js';
 
 const signKeyType: Record<SignAlgorithm, KeyType> = {
   RS256: 'RSA_2048', RS384: 'RSA_2048', RS512: 'RSA_2048',

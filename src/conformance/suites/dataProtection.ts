@@ -10,13 +10,13 @@
  *   describeDataProtectionConformance('software', async () => ({ open: () => ..., cleanup: () => ... }));
  */
 import { createHmac, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backend, KeyRef, NewKey } from '../../src/backend/port.js';
-import { ff1 } from '../../src/dataProtection/ff1.js';
-import { parseKeyName, type KeyVersion } from '../../src/keys/names.js';
-import type { KeyMetadata, KeyPurpose, KeyType } from '../../src/keys/types.js';
-import { wrapForImport } from '../helpers/byokWrap.js';
-import type { ConformanceTarget } from './backendConformance.js';
+import { expect } from '../expect.js';
+import type { ConformanceTarget, SuiteHost } from '../host.js';
+import type { Backend, KeyRef, NewKey } from '../../backend/port.js';
+import { ff1 } from '../../dataProtection/ff1.js';
+import { parseKeyName, type KeyVersion } from '../../keys/names.js';
+import type { KeyMetadata, KeyPurpose, KeyType } from '../../keys/types.js';
+import { wrapForImport } from '../reference/byokWrap.js';
 
 const numerals = (s: string) => Array.from(s, (c) => parseInt(c, 36));
 const text = (n: number[]) => n.map((d) => d.toString(36)).join('');
@@ -30,8 +30,8 @@ const samples: { type: KeyType; key: string; radix: number; tweak: string; plain
   { type: 'AES_256', key: '2B7E151628AED2A6ABF7158809CF4F3CEF4359D8D580AA4F7F036D6F04FC6A94', radix: 36, tweak: '3737373770717273373737', plaintext: '0123456789abcdefghi', ciphertext: 'xs8a0azh2avyalyzuwd' },
 ];
 
-export function describeDataProtectionConformance(label: string, makeTarget: () => Promise<ConformanceTarget>): void {
-  describe(`data protection conformance: ${label}`, () => {
+export function describeDataProtectionConformance(t: SuiteHost, label: string, makeTarget: () => Promise<ConformanceTarget>): void {
+  t.describe(`data protection conformance: ${label}`, () => {
     let target: ConformanceTarget;
     let backend: Backend;
     let wrapping: { ref: KeyRef; publicKey: KeyObject } | undefined;
@@ -52,13 +52,16 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
     const versionsOf = (meta: KeyMetadata) => meta.versions.map((v) => v.version);
     /** A known secret as version 1 of a new key, when the backend imports wrapped keys; undefined otherwise. */
     const importKnown = async (type: KeyType, purpose: KeyPurpose, material: Buffer): Promise<KeyMetadata | undefined> => {
-      if (!wrapping) return undefined;
+      if (!wrapping) {
+        t.refused('wrapped import');
+        return undefined;
+      }
       const scheme = caps().keyImport.wrappings[0]!;
       const key: NewKey = { name: fresh(`known-${type.toLowerCase()}`), type, purpose };
       return backend.importWrappedKey({ kind: 'create', key }, { wrappingKey: wrapping.ref, scheme, ...wrapForImport(wrapping.publicKey, scheme, material) });
     };
 
-    beforeAll(async () => {
+    t.beforeAll(async () => {
       target = await makeTarget();
       backend = await target.open();
       if (caps().keyImport.wrappings.length > 0) {
@@ -67,15 +70,15 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
         wrapping = { ref: refTo(meta), publicKey: createPublicKey({ key: der, format: 'der', type: 'spki' }) };
       }
     }, 120_000);
-    afterAll(async () => {
+    t.afterAll(async () => {
       await backend?.close();
       await target?.cleanup();
     });
 
-    describe('retired versions and trimming', () => {
-      it('minDecryptionVersion is stored with the key: it survives rotation, disabling and a reopen, and can be lowered again', async () => {
+    t.describe('retired versions and trimming', () => {
+      t.it('minDecryptionVersion is stored with the key: it survives rotation, disabling and a reopen, and can be lowered again', async () => {
         const [type, purpose]: [KeyType, KeyPurpose] = has('AES_256') && caps().encrypt.includes('AES_GCM') ? ['AES_256', 'encrypt'] : ['HMAC_256', 'mac'];
-        if (!has(type)) return;
+        if (!has(type)) return t.refused(`${type} keys`);
         const meta = await withVersions(type, purpose, 3);
         expect(meta.minDecryptionVersion ?? 1).toBe(1);
         expect((await backend.setMinDecryptionVersion(meta.name, 3 as KeyVersion)).minDecryptionVersion).toBe(3);
@@ -93,8 +96,8 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
         expect((await backend.describeKey(meta.name)).minDecryptionVersion ?? 1).toBe(1);
       });
 
-      it('trimKey destroys the versions below minDecryptionVersion, for good, and keeps the rest working', async () => {
-        if (!has('AES_256') || !caps().encrypt.includes('AES_GCM')) return;
+      t.it('trimKey destroys the versions below minDecryptionVersion, for good, and keeps the rest working', async () => {
+        if (!has('AES_256') || !caps().encrypt.includes('AES_GCM')) return t.refused('AES_256 keys and encrypt AES_GCM');
         const meta = await withVersions('AES_256', 'encrypt', 4);
         const sealed = await Promise.all([1, 2, 3, 4].map((v) => backend.encrypt(refTo(meta, v), 'AES_GCM', Buffer.from(`v${v}`))));
         // Nothing below: nothing destroyed.
@@ -116,9 +119,9 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
         expect(versionsOf(await backend.trimKey(meta.name))).toEqual([3, 4, 5]);
       });
 
-      it('trimming a key pair removes both halves of the old versions', async () => {
+      t.it('trimming a key pair removes both halves of the old versions', async () => {
         const type = (['EC_P256', 'RSA_2048'] as KeyType[]).find(has);
-        if (!type) return;
+        if (!type) return t.refused('EC_P256 or RSA_2048 keys');
         const meta = await withVersions(type, 'sign', 2);
         await backend.setMinDecryptionVersion(meta.name, 2 as KeyVersion);
         const trimmed = await backend.trimKey(meta.name);
@@ -130,11 +133,11 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
         expect(versionsOf(await backend.describeKey(meta.name))).toEqual([2]);
       });
 
-      it('setMinDecryptionVersion refuses, by itself, a version above the primary or one the key does not have, and changes nothing; trim never removes the primary', async () => {
+      t.it('setMinDecryptionVersion refuses, by itself, a version above the primary or one the key does not have, and changes nothing; trim never removes the primary', async () => {
         // The core checks the same before it calls, but on what it read earlier: the key may have been
         // destroyed and made again since, with fewer versions. Only the backend's own check holds then.
         const [type, purpose]: [KeyType, KeyPurpose] = has('AES_256') && caps().encrypt.includes('AES_GCM') ? ['AES_256', 'encrypt'] : ['HMAC_256', 'mac'];
-        if (!has(type)) return;
+        if (!has(type)) return t.refused(`${type} keys`);
         const works = async (meta: KeyMetadata, version: number) => {
           if (type === 'AES_256') {
             const sealed = await backend.encrypt(refTo(meta, version), 'AES_GCM', Buffer.from('kept'));
@@ -168,16 +171,16 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
         await works(meta, 2);
       });
 
-      it('setMinDecryptionVersion and trimKey on a key that does not exist: KEY_NOT_FOUND', async () => {
+      t.it('setMinDecryptionVersion and trimKey on a key that does not exist: KEY_NOT_FOUND', async () => {
         await expect(backend.setMinDecryptionVersion(fresh('none'), 1 as KeyVersion)).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
         await expect(backend.trimKey(fresh('none'))).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
       });
     });
 
-    describe('format-preserving encryption keys (purpose fpe)', () => {
+    t.describe('format-preserving encryption keys (purpose fpe)', () => {
       for (const sample of samples) {
-        it(`FF1 with the backend's AES: NIST sample ${sample.type}, radix ${sample.radix}, tweak "${sample.tweak}"`, async () => {
-          if (!caps().fpe || !has(sample.type)) return;
+        t.it(`FF1 with the backend's AES: NIST sample ${sample.type}, radix ${sample.radix}, tweak "${sample.tweak}"`, async () => {
+          if (!caps().fpe || !has(sample.type)) return t.refused(`FF1 (fpe) and ${sample.type} keys`);
           const meta = await importKnown(sample.type, 'fpe', Buffer.from(sample.key, 'hex'));
           if (!meta) return;
           expect(meta).toMatchObject({ type: sample.type, purpose: 'fpe' });
@@ -190,8 +193,8 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
         });
       }
 
-      it('a generated fpe key of each AES size encrypts many blocks per call as AES-ECB does, and survives a reopen', async () => {
-        if (!caps().fpe) return;
+      t.it('a generated fpe key of each AES size encrypts many blocks per call as AES-ECB does, and survives a reopen', async () => {
+        if (!caps().fpe) return t.refused('FF1 (fpe)');
         for (const type of (['AES_128', 'AES_192', 'AES_256'] as KeyType[]).filter(has)) {
           const meta = await backend.createKey({ name: fresh(`fpe-${type.toLowerCase()}`), type, purpose: 'fpe' });
           const blocks = randomBytes(16 * 5);
@@ -206,8 +209,8 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
         }
       });
 
-      it('an fpe key does nothing but encrypt blocks: no decryption of blocks, no AES-GCM, no MAC', async () => {
-        if (!caps().fpe || !has('AES_256')) return;
+      t.it('an fpe key does nothing but encrypt blocks: no decryption of blocks, no AES-GCM, no MAC', async () => {
+        if (!caps().fpe || !has('AES_256')) return t.refused('FF1 (fpe) and AES_256 keys');
         const meta = await backend.createKey({ name: fresh('fpe-only'), type: 'AES_256', purpose: 'fpe' });
         const ref = refTo(meta);
         await expect(backend.decryptBlocks(ref, Buffer.alloc(16))).rejects.toMatchObject({ code: expect.stringMatching(/^(INCOMPATIBLE_KEY|UNSUPPORTED_BY_BACKEND)$/) });
@@ -215,16 +218,16 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
         await expect(backend.mac(ref, 'AES_CMAC', Buffer.alloc(16))).rejects.toMatchObject({ code: expect.stringMatching(/^(INCOMPATIBLE_KEY|UNSUPPORTED_BY_BACKEND)$/) });
       });
 
-      it('an AES key of another purpose does not encrypt blocks for FF1', async () => {
-        if (!has('AES_256') || !caps().encrypt.includes('AES_GCM')) return;
+      t.it('an AES key of another purpose does not encrypt blocks for FF1', async () => {
+        if (!has('AES_256') || !caps().encrypt.includes('AES_GCM')) return t.refused('AES_256 keys and encrypt AES_GCM');
         const meta = await backend.createKey({ name: fresh('gcm-not-fpe'), type: 'AES_256', purpose: 'encrypt' });
         await expect(backend.encryptBlocks(refTo(meta), Buffer.alloc(16))).rejects.toMatchObject({ code: expect.stringMatching(/^(INCOMPATIBLE_KEY|UNSUPPORTED_BY_BACKEND)$/) });
       });
     });
 
-    describe('token keys (purpose tokenize)', () => {
-      it('an HMAC_256 key of purpose tokenize computes HMAC-SHA-256, as node:crypto does with the same key', async () => {
-        if (!has('HMAC_256') || !caps().mac.includes('HMAC_SHA256')) return;
+    t.describe('token keys (purpose tokenize)', () => {
+      t.it('an HMAC_256 key of purpose tokenize computes HMAC-SHA-256, as node:crypto does with the same key', async () => {
+        if (!has('HMAC_256') || !caps().mac.includes('HMAC_SHA256')) return t.refused('HMAC_256 keys and mac HMAC_SHA256');
         const generated = await backend.createKey({ name: fresh('tokens'), type: 'HMAC_256', purpose: 'tokenize' });
         expect(generated).toMatchObject({ type: 'HMAC_256', purpose: 'tokenize', primaryVersion: 1 });
         const data = Buffer.from('context\u0000+255700000001');
@@ -239,8 +242,8 @@ export function describeDataProtectionConformance(label: string, makeTarget: () 
         if (known) expect(await backend.mac(refTo(known), 'HMAC_SHA256', data)).toEqual(createHmac('sha256', secret).update(data).digest());
       });
 
-      it('a token key encrypts no blocks', async () => {
-        if (!has('HMAC_256') || !caps().mac.includes('HMAC_SHA256')) return;
+      t.it('a token key encrypts no blocks', async () => {
+        if (!has('HMAC_256') || !caps().mac.includes('HMAC_SHA256')) return t.refused('HMAC_256 keys and mac HMAC_SHA256');
         const meta = await backend.createKey({ name: fresh('tokens-only'), type: 'HMAC_256', purpose: 'tokenize' });
         await expect(backend.encryptBlocks(refTo(meta), Buffer.alloc(16))).rejects.toMatchObject({ code: expect.stringMatching(/^(INCOMPATIBLE_KEY|UNSUPPORTED_BY_BACKEND)$/) });
       });

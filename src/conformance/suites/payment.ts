@@ -10,20 +10,20 @@
  *   describePaymentConformance('software', async () => ({ open: () => ..., cleanup: () => ... }));
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { macAlgorithms, type MacAlgorithm } from '../../src/algorithms/registry.js';
-import type { Backend, KeyRef, NewKey, TransientKey } from '../../src/backend/port.js';
-import { HsmBridgeError } from '../../src/errors.js';
-import { parseKeyName, type KeyVersion } from '../../src/keys/names.js';
-import { keyTypes, type KeyPurpose, type KeyType, type KeyUsage, type ModeOfUse } from '../../src/keys/types.js';
-import { cmacWithKey } from '../../src/payment/crypto/cmac.js';
-import { paymentMac } from '../../src/payment/crypto/iso9797.js';
-import { setOddParity } from '../../src/payment/crypto/parity.js';
-import { deriveAesDukptPinKey, type AesDukptWorkingKey } from '../../src/payment/dukpt/aesDukpt.js';
-import { deriveTdesDukptPinKey } from '../../src/payment/dukpt/tdesDukpt.js';
-import { decipherFormat4 } from '../../src/payment/pin/pinBlock.js';
-import type { ConformanceTarget } from './backendConformance.js';
-import { nodeEcb } from '../helpers/nodeBlockCiphers.js';
+import { expect } from '../expect.js';
+import type { ConformanceTarget, SuiteHost } from '../host.js';
+import { macAlgorithms, type MacAlgorithm } from '../../algorithms/registry.js';
+import type { Backend, KeyRef, NewKey, TransientKey } from '../../backend/port.js';
+import { HsmBridgeError } from '../../errors.js';
+import { parseKeyName, type KeyVersion } from '../../keys/names.js';
+import { keyTypes, type KeyPurpose, type KeyType, type KeyUsage, type ModeOfUse } from '../../keys/types.js';
+import { cmacWithKey } from '../../payment/crypto/cmac.js';
+import { paymentMac } from '../../payment/crypto/iso9797.js';
+import { setOddParity } from '../../payment/crypto/parity.js';
+import { deriveAesDukptPinKey, type AesDukptWorkingKey } from '../../payment/dukpt/aesDukpt.js';
+import { deriveTdesDukptPinKey } from '../../payment/dukpt/tdesDukpt.js';
+import { decipherFormat4 } from '../../payment/pin/pinBlock.js';
+import { nodeEcb } from '../reference/nodeBlockCiphers.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
 const upperHex = (b: Buffer) => b.toString('hex').toUpperCase();
@@ -85,8 +85,8 @@ const macKeyTypes: Record<Exclude<MacAlgorithm, 'HMAC_SHA256'>, KeyType[]> = {
   ISO9797_ALG3_PAD2: ['TDES_2KEY'],
 };
 
-export function describePaymentConformance(label: string, makeTarget: () => Promise<ConformanceTarget>): void {
-  describe(`payment conformance: ${label}`, () => {
+export function describePaymentConformance(t: SuiteHost, label: string, makeTarget: () => Promise<ConformanceTarget>): void {
+  t.describe(`payment conformance: ${label}`, () => {
     let target: ConformanceTarget;
     let backend: Backend;
     let seq = 0;
@@ -107,6 +107,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
       const key = newKey(type, purpose, extra);
       if (!payment().importKeys || !caps().keyTypes.includes(type)) {
         await expect(backend.importKey(key, asImported(type, material))).rejects.toMatchObject(unsupported);
+        t.refused(payment().importKeys ? `import of ${type} keys` : 'key import');
         return undefined;
       }
       const meta = await backend.importKey(key, asImported(type, material));
@@ -123,17 +124,17 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
     const expectedKcv = (type: KeyType, material: Buffer) =>
       upperHex((keyTypes[type].family === 'tdes' ? ecbFor(type, 'encrypt', material, Buffer.alloc(8)) : cmacWithKey('aes', material, Buffer.alloc(16))).subarray(0, 3));
 
-    beforeAll(async () => {
+    t.beforeAll(async () => {
       target = await makeTarget();
       backend = await target.open();
     });
-    afterAll(async () => {
+    t.afterAll(async () => {
       await backend?.close();
       await target?.cleanup();
     });
 
-    describe('capabilities', () => {
-      it('payment capabilities name only known DUKPT schemes', async () => {
+    t.describe('capabilities', () => {
+      t.it('payment capabilities name only known DUKPT schemes', async () => {
         const p = payment();
         for (const s of p.dukpt) expect(['tdes', 'aes']).toContain(s);
         expect(new Set(p.dukpt).size).toBe(p.dukpt.length);
@@ -142,7 +143,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
       });
     });
 
-    describe('importKey of known keys', () => {
+    t.describe('importKey of known keys', () => {
       const cases = [
         ['TDES BDK vector', known.tdesBdk],
         ['AES BDK vector', known.aesBdk],
@@ -151,7 +152,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         ['TR-31 A.7.4 KBPK', known.tr31KbpkD],
       ] as const;
       for (const [what, k] of cases) {
-        it(`${what} (${k.type}): every payment purpose, with its attributes and KCV, still there after close and reopen`, async () => {
+        t.it(`${what} (${k.type}): every payment purpose, with its attributes and KCV, still there after close and reopen`, async () => {
           const imported: Array<{ ref: KeyRef; purpose: KeyPurpose; exportable: boolean; modeOfUse?: ModeOfUse }> = [];
           for (const [i, purpose] of paymentPurposes.entries()) {
             const modeOfUse = (['B', 'G', 'X', 'D'] as const)[i];
@@ -179,9 +180,9 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
       }
     });
 
-    describe('block operations against node:crypto', () => {
+    t.describe('block operations against node:crypto', () => {
       for (const type of ['TDES_2KEY', 'TDES_3KEY', 'AES_128', 'AES_256'] as const) {
-        it(`${type} PIN key: ECB encryption and decryption of several blocks equal node:crypto's, both ways`, async () => {
+        t.it(`${type} PIN key: ECB encryption and decryption of several blocks equal node:crypto's, both ways`, async () => {
           const material = asImported(type, randomBytes(keyTypes[type].bits / 8));
           const r = await importKnown(type, 'pin', material);
           if (!r) return;
@@ -193,7 +194,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         });
       }
 
-      it('the TDES KCV vector: the X9.24 BDK encrypts 8 zero bytes to 08D7B4...', async () => {
+      t.it('the TDES KCV vector: the X9.24 BDK encrypts 8 zero bytes to 08D7B4...', async () => {
         const r = await importKnown('TDES_2KEY', 'pin', known.tdesBdk.material);
         if (!r) return;
         const block = await backend.encryptBlocks(r.ref, Buffer.alloc(8));
@@ -201,8 +202,8 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         expect(block).toEqual(ecbFor('TDES_2KEY', 'encrypt', known.tdesBdk.material, Buffer.alloc(8)));
       });
 
-      it('an AES key of purpose encrypt is no ECB oracle (INCOMPATIBLE_KEY)', async () => {
-        if (!caps().keyTypes.includes('AES_256')) return;
+      t.it('an AES key of purpose encrypt is no ECB oracle (INCOMPATIBLE_KEY)', async () => {
+        if (!caps().keyTypes.includes('AES_256')) return t.refused('keyTypes AES_256');
         const meta = await backend.createKey(newKey('AES_256', 'encrypt'));
         const ref = refTo(meta.name, 'AES_256');
         await expect(backend.encryptBlocks(ref, Buffer.alloc(16))).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
@@ -210,7 +211,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
       });
     });
 
-    describe('DUKPT', () => {
+    t.describe('DUKPT', () => {
       const tdesPinBlock = hex('041274EDCBA9876F'); // PIN 1234, PAN 4012345678909, format 0
       /** X9.24-1:2009 test vectors: BDK 0123...3210, KSN FFFF9876543210E0000n, the PIN block above encrypted. */
       const tdesVectors = [
@@ -219,13 +220,13 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         ['FFFF9876543210E00003', '18DC07B94797B466'],
       ] as const;
 
-      it('TDES: the published transaction keys decrypt the published PIN blocks; more KSNs match node:crypto under the X9.24-1 key', async () => {
+      t.it('TDES: the published transaction keys decrypt the published PIN blocks; more KSNs match node:crypto under the X9.24-1 key', async () => {
         const r = await importKnown('TDES_2KEY', 'bdk', known.tdesBdk.material);
         if (!r) return;
         const derive = (ksn: Buffer) => backend.deriveDukptKey(r.ref, { scheme: 'tdes', ksn });
         if (!payment().dukpt.includes('tdes')) {
           await expect(derive(hex(tdesVectors[0][0]))).rejects.toMatchObject(unsupported);
-          return;
+          return t.refused('TDES DUKPT');
         }
         for (const [ksn, block] of tdesVectors) {
           const key = await derive(hex(ksn));
@@ -254,14 +255,14 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         }
       });
 
-      it('AES: the published working key deciphers the published format 4 PIN block; every working key type matches X9.24-3', async () => {
+      t.it('AES: the published working key deciphers the published format 4 PIN block; every working key type matches X9.24-3', async () => {
         const r = await importKnown('AES_128', 'bdk', known.aesBdk.material);
         if (!r) return;
         const ksn = hex('1234567890123456 00000001');
         const derive = (workingKey: AesDukptWorkingKey, k = ksn) => backend.deriveDukptKey(r.ref, { scheme: 'aes', ksn: k, workingKey });
         if (!payment().dukpt.includes('aes')) {
           await expect(derive('AES_128')).rejects.toMatchObject(unsupported);
-          return;
+          return t.refused('AES DUKPT');
         }
         const key = await derive('AES_128');
         try {
@@ -296,10 +297,10 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         }
       });
 
-      it('AES-256 BDK: AES-192 and AES-256 working keys match X9.24-3', async () => {
+      t.it('AES-256 BDK: AES-192 and AES-256 working keys match X9.24-3', async () => {
         const bdk = randomBytes(32);
         const r = await importKnown('AES_256', 'bdk', bdk);
-        if (!r || !payment().dukpt.includes('aes')) return;
+        if (!r || !payment().dukpt.includes('aes')) return t.refused('AES DUKPT');
         for (const workingKey of ['AES_192', 'AES_256', 'AES_128'] as const) {
           const ksn = hex('0102030405060708 00000005');
           const expectedKey = deriveAesDukptPinKey('AES_256', bdk, ksn, workingKey);
@@ -314,9 +315,9 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         }
       });
 
-      it('a released transient key is refused with an HsmBridgeError; releasing twice is harmless', async () => {
+      t.it('a released transient key is refused with an HsmBridgeError; releasing twice is harmless', async () => {
         const r = await importKnown('TDES_2KEY', 'bdk', known.tdesBdk.material);
-        if (!r || !payment().dukpt.includes('tdes')) return;
+        if (!r || !payment().dukpt.includes('tdes')) return t.refused('TDES DUKPT');
         const key: TransientKey = await backend.deriveDukptKey(r.ref, { scheme: 'tdes', ksn: hex('FFFF9876543210E00001') });
         await backend.releaseTransientKey(key);
         await expect(backend.decryptBlocks(key, hex('1B9C1845EB993A7A'))).rejects.toBeInstanceOf(HsmBridgeError);
@@ -324,18 +325,18 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         await expect(backend.releaseTransientKey(key)).resolves.toBeUndefined();
       });
 
-      it('only a BDK derives transaction keys', async () => {
+      t.it('only a BDK derives transaction keys', async () => {
         const r = await importKnown('TDES_2KEY', 'pin', known.tdesBdk.material);
-        if (!r || !payment().dukpt.includes('tdes')) return;
+        if (!r || !payment().dukpt.includes('tdes')) return t.refused('TDES DUKPT');
         await expect(backend.deriveDukptKey(r.ref, { scheme: 'tdes', ksn: hex('FFFF9876543210E00001') })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
       });
     });
 
-    describe('payment MACs', () => {
+    t.describe('payment MACs', () => {
       const messages = [Buffer.alloc(0), Buffer.from('12345678'), Buffer.from('0200|4111111111111111'), randomBytes(16), randomBytes(45)];
 
       for (const algorithm of paymentMacs) {
-        it(`${algorithm}: equals the MAC computed here with the known key; verifyMac accepts it and refuses changes`, async () => {
+        t.it(`${algorithm}: equals the MAC computed here with the known key; verifyMac accepts it and refuses changes`, async () => {
           for (const type of macKeyTypes[algorithm as keyof typeof macKeyTypes]) {
             const material = asImported(type, randomBytes(keyTypes[type].bits / 8));
             const r = await importKnown(type, 'mac', material, { keyUsage: usageFor[algorithm] });
@@ -362,7 +363,7 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         });
       }
 
-      it('keyUsage is stored with the key and returned, from createKey and importKey; older keys have none', async () => {
+      t.it('keyUsage is stored with the key and returned, from createKey and importKey; older keys have none', async () => {
         const created = await backend.createKey(newKey('TDES_2KEY', 'mac', { keyUsage: 'M3' }));
         expect(created.keyUsage).toBe('M3');
         expect((await backend.describeKey(created.name)).keyUsage).toBe('M3');
@@ -374,8 +375,8 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         if (r) expect((await backend.describeKey(r.meta.name)).keyUsage).toBe('K0');
       });
 
-      it('the backend itself holds a MAC key to its usage: only an M3 key computes the retail MAC, and it computes no other', async () => {
-        if (!caps().mac.includes('ISO9797_ALG3') || !caps().mac.includes('ISO9797_ALG1')) return;
+      t.it('the backend itself holds a MAC key to its usage: only an M3 key computes the retail MAC, and it computes no other', async () => {
+        if (!caps().mac.includes('ISO9797_ALG3') || !caps().mac.includes('ISO9797_ALG1')) return t.refused('mac ISO9797_ALG3 and mac ISO9797_ALG1');
         const data = Buffer.from('0200|4111111111111111');
         const m3 = await backend.createKey(newKey('TDES_2KEY', 'mac', { keyUsage: 'M3' }));
         const general = await backend.createKey(newKey('TDES_2KEY', 'mac'));
@@ -385,14 +386,14 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         expect(await backend.mac(refTo(general.name, 'TDES_2KEY'), 'ISO9797_ALG1', data)).toHaveLength(8);
       });
 
-      it('AES_CMAC: the NIST SP 800-38B AES-128 examples', async () => {
+      t.it('AES_CMAC: the NIST SP 800-38B AES-128 examples', async () => {
         const r = await importKnown('AES_128', 'mac', hex('2b7e151628aed2a6abf7158809cf4f3c'));
-        if (!r || !caps().mac.includes('AES_CMAC')) return;
+        if (!r || !caps().mac.includes('AES_CMAC')) return t.refused('mac AES_CMAC');
         expect(await backend.mac(r.ref, 'AES_CMAC', Buffer.alloc(0))).toEqual(hex('bb1d6929e95937287fa37d129b756746'));
         expect(await backend.mac(r.ref, 'AES_CMAC', hex('6bc1bee22e409f96e93d7e117393172a'))).toEqual(hex('070a16b46b4d4144f79bdd9dd04a287c'));
       });
 
-      it('AES_CMAC of 16 zero bytes (the AES KCV) on every AES payment key equals CMAC computed here', async () => {
+      t.it('AES_CMAC of 16 zero bytes (the AES KCV) on every AES payment key equals CMAC computed here', async () => {
         for (const purpose of paymentPurposes) {
           const r = await importKnown('AES_128', purpose, known.format4Key.material);
           if (!r) return;
@@ -401,12 +402,12 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
       });
     });
 
-    describe('exportKey', () => {
-      it('an exportable key gives back exactly what was imported; a non-exportable one is refused with INCOMPATIBLE_KEY', async () => {
+    t.describe('exportKey', () => {
+      t.it('an exportable key gives back exactly what was imported; a non-exportable one is refused with INCOMPATIBLE_KEY', async () => {
         if (!payment().exportKeys) {
           const r = await importKnown('AES_256', 'kbpk', known.tr31KbpkD.material);
           if (r) await expect(backend.exportKey(r.ref)).rejects.toMatchObject({ code: expect.stringMatching(/UNSUPPORTED_BY_BACKEND|INCOMPATIBLE_KEY/) });
-          return;
+          return t.refused('key export');
         }
         for (const [type, material] of [['TDES_2KEY', known.tdesBdk.material], ['TDES_3KEY', randomBytes(24)], ['AES_128', known.aesBdk.material], ['AES_256', known.tr31KbpkD.material]] as const) {
           const out = await importKnown(type, 'kbpk', material, { exportable: true });
@@ -417,8 +418,8 @@ export function describePaymentConformance(label: string, makeTarget: () => Prom
         }
       });
 
-      it('a key created exportable exports material whose KCV is the backend\'s KCV', async () => {
-        if (!payment().exportKeys) return;
+      t.it('a key created exportable exports material whose KCV is the backend\'s KCV', async () => {
+        if (!payment().exportKeys) return t.refused('key export');
         for (const type of ['TDES_2KEY', 'TDES_3KEY', 'AES_128', 'AES_256'] as const) {
           if (!caps().keyTypes.includes(type)) continue;
           const meta = await backend.createKey(newKey(type, 'pin', { exportable: true }));

@@ -4,7 +4,7 @@
  * the key wrapped under it with AES key wrap with padding (RFC 5649, whose initial value is A65959A6).
  */
 import { constants, createCipheriv, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
-import type { WrappingScheme } from '../../src/backend/port.js';
+import type { WrappingScheme } from '../../backend/port.js';
 
 export const KWP_IV = Buffer.from('A65959A6', 'hex');
 

@@ -9,7 +9,8 @@
  *   describeBackendConformance('software', async () => ({ open: () => ..., cleanup: () => ... }));
  */
 import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, constants } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect } from '../expect.js';
+import type { ConformanceTarget, SuiteHost } from '../host.js';
 import {
   algorithmsFor,
   allEncryptAlgorithms,
@@ -17,17 +18,11 @@ import {
   allSignAlgorithms,
   signAlgorithms,
   type SignAlgorithm,
-} from '../../src/algorithms/registry.js';
-import type { Backend } from '../../src/backend/port.js';
-import { allKeyTypes, keyTypeInfo, keyTypes, type KeyPurpose, type KeyType } from '../../src/keys/types.js';
-import { KeyService } from '../../src/operations/keyService.js';
-import { nodeVerifies } from '../helpers/nodeVerify.js';
-
-export interface ConformanceTarget {
-  /** Opens a backend on this target's storage. Called again (after close) to prove keys persist in the backend. */
-  open(): Promise<Backend>;
-  cleanup(): Promise<void>;
-}
+} from '../../algorithms/registry.js';
+import type { Backend } from '../../backend/port.js';
+import { allKeyTypes, keyTypeInfo, keyTypes, type KeyPurpose, type KeyType } from '../../keys/types.js';
+import { KeyService } from '../../operations/keyService.js';
+import { nodeVerifies } from '../reference/nodeVerify.js';
 
 const limits = { maxDataBytes: 64 * 1024, maxRandomBytes: 1024 };
 
@@ -47,8 +42,8 @@ function flip(data: Buffer, index: number): Buffer {
 }
 
 
-export function describeBackendConformance(label: string, makeTarget: () => Promise<ConformanceTarget>): void {
-  describe(`backend conformance: ${label}`, () => {
+export function describeBackendConformance(t: SuiteHost, label: string, makeTarget: () => Promise<ConformanceTarget>): void {
+  t.describe(`backend conformance: ${label}`, () => {
     let target: ConformanceTarget;
     let backend: Backend;
     let service: KeyService;
@@ -77,20 +72,21 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       const offered: readonly string[] = [...c.sign, ...c.encrypt, ...c.mac, ...(c.keyAgreement.includes(type) ? ['ECDH'] : [])];
       if (algorithmsFor(type, purpose).some((a) => offered.includes(a))) return create(type, purpose);
       await expect(service.createKey({ name: fresh(type.toLowerCase()), type, purpose })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
+      t.refused(`${type} for ${purpose}: no offered algorithm uses it`);
       return undefined;
     };
 
-    beforeAll(async () => {
+    t.beforeAll(async () => {
       target = await makeTarget();
       await open();
     });
-    afterAll(async () => {
+    t.afterAll(async () => {
       await backend?.close();
       await target?.cleanup();
     });
 
-    describe('capabilities', () => {
-      it('names only known key types and algorithms, each with a key type that can use it', () => {
+    t.describe('capabilities', () => {
+      t.it('names only known key types and algorithms, each with a key type that can use it', () => {
         const c = caps();
         expect(c.keyTypes.length).toBeGreaterThan(0);
         for (const t of c.keyTypes) expect(allKeyTypes).toContain(t);
@@ -108,13 +104,13 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       });
     });
 
-    describe('key creation', () => {
+    t.describe('key creation', () => {
       for (const type of allKeyTypes) {
-        it(`${type}: created with the right shape, or refused as unsupported`, async () => {
+        t.it(`${type}: created with the right shape, or refused as unsupported`, async () => {
           const name = fresh(type.toLowerCase());
           if (!has(type)) {
             await expect(service.createKey({ name, type })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
-            return;
+            return t.refused(`${type} keys`);
           }
           const meta = await service.createKey({ name, type });
           expect(meta).toMatchObject({ name, type, purpose: keyTypes[type].purposes[0], state: 'enabled', primaryVersion: 1 });
@@ -138,13 +134,13 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         });
       }
 
-      it('refuses a name that is taken, and a purpose the key type cannot have', async () => {
+      t.it('refuses a name that is taken, and a purpose the key type cannot have', async () => {
         const name = await create('AES_256');
         await expect(service.createKey({ name, type: 'AES_256' })).rejects.toMatchObject({ code: 'KEY_ALREADY_EXISTS' });
         await expect(service.createKey({ name: fresh('x'), type: 'EC_P256', purpose: 'encrypt' })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
       });
 
-      it('an RSA key made for encryption cannot sign, and one made for signing cannot decrypt', async () => {
+      t.it('an RSA key made for encryption cannot sign, and one made for signing cannot decrypt', async () => {
         const enc = await createUnlessUnusable('RSA_2048', 'encrypt');
         const sig = await create('RSA_2048', 'sign');
         if (enc) await expect(service.sign({ name: enc, message: Buffer.from('x') })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
@@ -152,17 +148,17 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       });
     });
 
-    describe('sign and verify', () => {
+    t.describe('sign and verify', () => {
       const message = Buffer.from('{"transferId":"b51ec534-ee48-4575-b6a9-ead2955b8069","amount":{"amount":"100","currency":"USD"}}');
 
       for (const algorithm of allSignAlgorithms) {
-        it(`${algorithm}: signatures verify with node:crypto, or the algorithm is refused as unsupported`, async () => {
+        t.it(`${algorithm}: signatures verify with node:crypto, or the algorithm is refused as unsupported`, async () => {
           const type = signKeyType[algorithm];
           if (!caps().sign.includes(algorithm)) {
-            if (!has(type)) return; // the key-creation test already asserts the refusal
+            if (!has(type)) return t.refused(`${type} keys`); // the key-creation test already asserts the refusal
             const name = await create(type);
             await expect(service.sign({ name, algorithm, message })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
-            return;
+            return t.refused(`sign ${algorithm}`);
           }
           const name = await create(type);
           const pub = await publicKeyOf(name);
@@ -192,8 +188,8 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         });
       }
 
-      it('refuses an algorithm that does not fit the key, and an unknown one', async () => {
-        if (!has('EC_P256') || !has('RSA_2048')) return;
+      t.it('refuses an algorithm that does not fit the key, and an unknown one', async () => {
+        if (!has('EC_P256') || !has('RSA_2048')) return t.refused('EC_P256 keys and RSA_2048 keys');
         const ec = await create('EC_P256');
         await expect(service.sign({ name: ec, algorithm: 'RS256', message })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
         await expect(service.sign({ name: ec, algorithm: 'ES384', message })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
@@ -201,8 +197,8 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         await expect(service.sign({ name: ec, message, digest: Buffer.alloc(32) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
       });
 
-      it('many concurrent signatures all verify', async () => {
-        if (!caps().sign.includes('ES256')) return;
+      t.it('many concurrent signatures all verify', async () => {
+        if (!caps().sign.includes('ES256')) return t.refused('sign ES256');
         const name = await create('EC_P256');
         const pub = await publicKeyOf(name);
         const messages = Array.from({ length: 64 }, (_, i) => Buffer.from(`message ${i}`));
@@ -211,16 +207,16 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       });
     });
 
-    describe('encrypt and decrypt', () => {
+    t.describe('encrypt and decrypt', () => {
       const plaintext = Buffer.from('4111111111111111|12/29|payment data');
 
       for (const type of ['AES_128', 'AES_256'] as const) {
-        it(`AES_GCM with ${type}: round trip with AAD; wrong AAD, wrong key and tampering are refused alike`, async () => {
-          if (!has(type)) return; // the key-creation test already asserts the refusal
+        t.it(`AES_GCM with ${type}: round trip with AAD; wrong AAD, wrong key and tampering are refused alike`, async () => {
+          if (!has(type)) return t.refused(`${type} keys`); // the key-creation test already asserts the refusal
           const name = await create(type);
           if (!caps().encrypt.includes('AES_GCM')) {
             await expect(service.encrypt({ name, plaintext })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
-            return;
+            return t.refused('encrypt AES_GCM');
           }
           const aad = Buffer.from('transfer:42');
           const a = await service.encrypt({ name, plaintext, aad });
@@ -242,13 +238,13 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         });
       }
 
-      it('RSA_OAEP_SHA256: decrypts what node:crypto encrypts to the public key, and its own ciphertexts', async () => {
-        if (!has('RSA_2048')) return;
+      t.it('RSA_OAEP_SHA256: decrypts what node:crypto encrypts to the public key, and its own ciphertexts', async () => {
+        if (!has('RSA_2048')) return t.refused('RSA_2048 keys');
         const name = await createUnlessUnusable('RSA_2048', 'encrypt');
         if (!name) return;
         if (!caps().encrypt.includes('RSA_OAEP_SHA256')) {
           await expect(service.encrypt({ name, plaintext })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
-          return;
+          return t.refused('encrypt RSA_OAEP_SHA256');
         }
         const pub = await publicKeyOf(name);
         const external = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, plaintext);
@@ -266,23 +262,23 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         await expect(service.encrypt({ name, plaintext: Buffer.alloc(191) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
       });
 
-      it('refuses keys that cannot encrypt', async () => {
-        if (!has('EC_P256')) return;
+      t.it('refuses keys that cannot encrypt', async () => {
+        if (!has('EC_P256')) return t.refused('EC_P256 keys');
         const ec = await create('EC_P256');
         await expect(service.encrypt({ name: ec, plaintext })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
       });
     });
 
-    describe('JOSE primitives: RSA-OAEP with SHA-1, AES key wrap, ECDH, signing with a chosen version', () => {
+    t.describe('JOSE primitives: RSA-OAEP with SHA-1, AES key wrap, ECDH, signing with a chosen version', () => {
       const cek = Buffer.from('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'hex');
 
-      it('RSA_OAEP_SHA1: decrypts what node:crypto encrypts with SHA-1 OAEP, and its own; refuses SHA-256 OAEP', async () => {
-        if (!has('RSA_2048')) return;
+      t.it('RSA_OAEP_SHA1: decrypts what node:crypto encrypts with SHA-1 OAEP, and its own; refuses SHA-256 OAEP', async () => {
+        if (!has('RSA_2048')) return t.refused('RSA_2048 keys');
         const name = await createUnlessUnusable('RSA_2048', 'encrypt');
         if (!name) return;
         if (!caps().encrypt.includes('RSA_OAEP_SHA1')) {
           await expect(service.encrypt({ name, algorithm: 'RSA_OAEP_SHA1', plaintext: cek })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
-          return;
+          return t.refused('encrypt RSA_OAEP_SHA1');
         }
         const pub = await publicKeyOf(name);
         const external = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, cek);
@@ -297,13 +293,13 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       });
 
       for (const type of ['AES_128', 'AES_256'] as const) {
-        it(`AES_KW with ${type}: wraps 16, 24 and 32 bytes deterministically (+8), unwraps, and refuses tampering, another key, bad lengths`, async () => {
-          if (!has(type)) return;
+        t.it(`AES_KW with ${type}: wraps 16, 24 and 32 bytes deterministically (+8), unwraps, and refuses tampering, another key, bad lengths`, async () => {
+          if (!has(type)) return t.refused(`${type} keys`);
           const name = await createUnlessUnusable(type, 'wrap');
           if (!name) return;
           if (!caps().encrypt.includes('AES_KW')) {
             await expect(service.encrypt({ name, algorithm: 'AES_KW', plaintext: cek })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
-            return;
+            return t.refused('encrypt AES_KW');
           }
           for (const length of [16, 24, 32]) {
             const data = cek.subarray(0, length);
@@ -329,8 +325,8 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       }
 
       for (const type of ['AES_128', 'AES_256'] as const) {
-        it(`${type}: a data (encrypt) key never wraps and a wrap key never encrypts data (INCOMPATIBLE_KEY)`, async () => {
-          if (!has(type)) return;
+        t.it(`${type}: a data (encrypt) key never wraps and a wrap key never encrypts data (INCOMPATIBLE_KEY)`, async () => {
+          if (!has(type)) return t.refused(`${type} keys`);
           const dataKey = await create(type, 'encrypt');
           const kek = await createUnlessUnusable(type, 'wrap');
           await expect(service.encrypt({ name: dataKey, algorithm: 'AES_KW', plaintext: cek })).rejects.toMatchObject({ code: 'INCOMPATIBLE_KEY' });
@@ -347,8 +343,8 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       }
 
       for (const [type, curve] of [['EC_P256', 'prime256v1'], ['EC_P384', 'secp384r1']] as const) {
-        it(`ECDH with ${type}: Z equals node:crypto's diffieHellman with an ephemeral key; only agreement keys agree`, async () => {
-          if (!has(type)) return;
+        t.it(`ECDH with ${type}: Z equals node:crypto's diffieHellman with an ephemeral key; only agreement keys agree`, async () => {
+          if (!has(type)) return t.refused(`${type} keys`);
           const name = await create(type, 'agree');
           const meta = await service.getKey(name);
           expect(meta.purpose).toBe('agree');
@@ -356,7 +352,7 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
           const ephemeral = generateKeyPairSync('ec', { namedCurve: curve });
           if (!caps().keyAgreement.includes(type)) {
             await expect(service.deriveSharedSecret({ name, peerPublicKey: ephemeral.publicKey })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
-            return;
+            return t.refused(`key agreement on ${type}`);
           }
           const z = await service.deriveSharedSecret({ name, peerPublicKey: ephemeral.publicKey.export({ format: 'der', type: 'spki' }) });
           expect(z.keyVersion).toBe(1);
@@ -379,7 +375,7 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         });
       }
 
-      it('sign and encrypt with a chosen older version after rotation', async () => {
+      t.it('sign and encrypt with a chosen older version after rotation', async () => {
         const type: KeyType = has('EC_P256') ? 'EC_P256' : 'RSA_2048';
         const name = await create(type);
         await service.rotateKey(name);
@@ -398,13 +394,13 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       });
     });
 
-    describe('MAC', () => {
-      it('HMAC_SHA256: deterministic, verifies, and refuses a changed MAC or message', async () => {
-        if (!has('HMAC_256')) return;
+    t.describe('MAC', () => {
+      t.it('HMAC_SHA256: deterministic, verifies, and refuses a changed MAC or message', async () => {
+        if (!has('HMAC_256')) return t.refused('HMAC_256 keys');
         const name = await create('HMAC_256');
         if (!caps().mac.includes('HMAC_SHA256')) {
           await expect(service.mac({ name, data: Buffer.from('x') })).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
-          return;
+          return t.refused('mac HMAC_SHA256');
         }
         const data = Buffer.from('0200|4111111111111111|000000010000');
         const m1 = await service.mac({ name, data });
@@ -420,11 +416,11 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       });
     });
 
-    describe('random', () => {
-      it('returns the requested number of bytes, different each time, and refuses bad lengths', async () => {
+    t.describe('random', () => {
+      t.it('returns the requested number of bytes, different each time, and refuses bad lengths', async () => {
         if (!caps().random) {
           await expect(service.randomBytes(16)).rejects.toMatchObject({ code: 'UNSUPPORTED_BY_BACKEND' });
-          return;
+          return t.refused('random');
         }
         const a = await service.randomBytes(32);
         const b = await service.randomBytes(32);
@@ -437,8 +433,8 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
       });
     });
 
-    describe('lifecycle', () => {
-      it('rotation: the new version signs; the old one still verifies; old ciphertexts still decrypt', async () => {
+    t.describe('lifecycle', () => {
+      t.it('rotation: the new version signs; the old one still verifies; old ciphertexts still decrypt', async () => {
         const sigType: KeyType = has('EC_P256') ? 'EC_P256' : 'RSA_2048';
         const sig = await create(sigType);
         const message = Buffer.from('rotate me');
@@ -466,7 +462,7 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         }
       });
 
-      it('disable refuses every operation; enable restores them', async () => {
+      t.it('disable refuses every operation; enable restores them', async () => {
         const type: KeyType = has('EC_P256') ? 'EC_P256' : 'RSA_2048';
         const name = await create(type);
         const message = Buffer.from('m');
@@ -480,7 +476,7 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         expect((await service.verify({ name, message, signature })).valid).toBe(true);
       });
 
-      it('a disabled key refuses encrypt, decrypt, MAC and MAC verification too', async () => {
+      t.it('a disabled key refuses encrypt, decrypt, MAC and MAC verification too', async () => {
         const checks: Array<Promise<void>> = [];
         if (has('AES_256') && caps().encrypt.includes('AES_GCM')) {
           const enc = await create('AES_256');
@@ -503,7 +499,7 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         await Promise.all(checks);
       });
 
-      it('destroy needs a disabled key, then removes every version', async () => {
+      t.it('destroy needs a disabled key, then removes every version', async () => {
         const name = await create(has('AES_256') ? 'AES_256' : caps().keyTypes[0]!);
         await service.rotateKey(name);
         await expect(service.destroyKey(name)).rejects.toMatchObject({ code: 'KEY_NOT_DISABLED' });
@@ -516,7 +512,7 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         expect((await service.getKey(name)).primaryVersion).toBe(1);
       });
 
-      it('unknown keys and bad names are refused clearly', async () => {
+      t.it('unknown keys and bad names are refused clearly', async () => {
         await expect(service.getKey('no-such-key')).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
         await expect(service.sign({ name: 'no-such-key', message: Buffer.from('x') })).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
         await expect(service.rotateKey('no-such-key')).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
@@ -526,7 +522,7 @@ export function describeBackendConformance(label: string, makeTarget: () => Prom
         }
       });
 
-      it('keys, versions and state live in the backend: a new instance on the same storage sees them', async () => {
+      t.it('keys, versions and state live in the backend: a new instance on the same storage sees them', async () => {
         const type: KeyType = has('EC_P256') ? 'EC_P256' : caps().keyTypes[0]!;
         const name = await create(type);
         await service.rotateKey(name);

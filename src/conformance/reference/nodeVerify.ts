@@ -1,5 +1,5 @@
 import { constants, createHash, verify as nodeVerify, type KeyObject } from 'node:crypto';
-import { signAlgorithms, type SignAlgorithm } from '../../src/algorithms/registry.js';
+import { signAlgorithms, type SignAlgorithm } from '../../algorithms/registry.js';
 
 /**
  * Verifies a JWS-form signature (ES* as raw r||s, PS* with a salt as long as the hash) with node:crypto:

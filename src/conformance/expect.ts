@@ -40,7 +40,12 @@ function equals(actual: unknown, expected: unknown, subset: boolean): boolean {
   return expectedKeys.every((k) => equals(actual[k], expected[k], subset));
 }
 
-const show = (v: unknown) => inspect(v, { depth: 6, breakLength: 120 });
+/** Errors as their class, code and message: a stack inside a report says nothing about the backend. */
+const show = (v: unknown): string => {
+  if (!(v instanceof Error)) return inspect(v, { depth: 6, breakLength: 120 });
+  const code = (v as { code?: unknown }).code;
+  return `${v.constructor.name}(${typeof code === 'string' ? `${code}, ` : ''}${JSON.stringify(v.message)})`;
+};
 
 export interface Matchers<R> {
   readonly not: Matchers<R>;

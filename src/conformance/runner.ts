@@ -55,7 +55,7 @@ async function timed(hook: Hook): Promise<void> {
 const reason = (e: unknown): string => {
   const error = e as { code?: unknown; message?: unknown } | null;
   const message = typeof error?.message === 'string' ? error.message : String(e);
-  return typeof error?.code === 'string' && !message.includes(error.code) ? `${error.code}: ${message}` : message;
+  return typeof error?.code === 'string' && error.code !== 'ERR_ASSERTION' && !message.includes(error.code) ? `${error.code}: ${message}` : message;
 };
 
 class CollectingHost implements SuiteHost {

@@ -5,8 +5,8 @@
  * What a backend cannot do must be absent from capabilities() and refused with UNSUPPORTED_BY_BACKEND:
  * nothing is skipped silently.
  *
- * Use from a test file:
- *   describeBackendConformance('software', async () => ({ open: () => ..., cleanup: () => ... }));
+ * Run by `hsmb conformance` (src/cli/conformanceCommand.ts), and in this repository's tests:
+ *   describeBackendConformance(vitestHost, 'software', async () => ({ open: () => ..., cleanup: () => ... }));
  */
 import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, constants } from 'node:crypto';
 import { expect } from '../expect.js';

@@ -56,7 +56,7 @@ export const random: Command = apiCommand({
     if (!/^[1-9]\d{0,5}$/.test(n)) throw new UsageError('N: a number of bytes, 1 or more');
     const encoding = (ctx.values.encoding as string | undefined) ?? 'hex';
     if (encoding !== 'hex' && encoding !== 'base64') throw new UsageError('--encoding: hex or base64');
-    const bytes = await ctx.client.random(Number(n));
+    const bytes = (await ctx.client.random({ length: Number(n) })).random;
     try {
       if (ctx.values.out) writeFileSync(ctx.values.out as string, bytes, { mode: 0o600 });
       ctx.print({ random: bytes }, () => [bytes.toString(encoding)]);

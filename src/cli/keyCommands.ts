@@ -1,5 +1,6 @@
 /** `hsmb keys list|get|create|rotate|enable|disable|destroy`: the key lifecycle. */
 import type { KeyView } from '../api/keyView.js';
+import type { CreateKeyInput } from '../client/index.js';
 import { apiCommand, UsageError, type ApiContext } from './apiCommand.js';
 import type { Command } from './command.js';
 
@@ -38,7 +39,7 @@ export const keyCommands: Record<string, Command> = {
     summary: 'list the keys: name, type, purpose, state, primary version',
     positionals: 0,
     async run(ctx) {
-      const keys = await ctx.client.listKeys();
+      const { keys } = await ctx.client.listKeys();
       ctx.print({ keys }, () => table(['NAME', 'TYPE', 'PURPOSE', 'STATE', 'PRIMARY'], keys.map((k) => [k.name, k.type, k.purpose, k.state, String(k.primaryVersion)])));
     },
   }),
@@ -51,7 +52,7 @@ export const keyCommands: Record<string, Command> = {
     async run(ctx) {
       const { type, purpose, exportable, 'key-usage': keyUsage } = ctx.values as { type?: string; purpose?: string; exportable?: boolean; 'key-usage'?: string };
       if (!type) throw new UsageError('--type is required (e.g. EC_P256, RSA_2048, AES_256, HMAC_256)');
-      showKey(ctx, await ctx.client.createKey({ name: ctx.positionals[0]!, type, ...(purpose ? { purpose } : {}), ...(exportable ? { exportable } : {}), ...(keyUsage ? { keyUsage } : {}) }));
+      showKey(ctx, await ctx.client.createKey({ name: ctx.positionals[0]!, type, ...(purpose ? { purpose } : {}), ...(exportable ? { exportable } : {}), ...(keyUsage ? { keyUsage: keyUsage as CreateKeyInput['keyUsage'] } : {}) }));
     },
   }),
   rotate: onKey('add a new primary version', (ctx, name) => ctx.client.rotateKey(name)),

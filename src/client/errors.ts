@@ -17,10 +17,14 @@ export class HsmBridgeClientError extends Error {
     readonly status?: number,
     /** The request id the service logged the call under. */
     readonly requestId?: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; grpcStatus?: number },
   ) {
     super(message, options);
+    if (options?.grpcStatus !== undefined) this.grpcStatus = options.grpcStatus;
   }
+
+  /** The gRPC status, when the call went over gRPC. */
+  readonly grpcStatus?: number;
 
   /** The service was unavailable or never answered: a call that changes nothing may be sent again. */
   get transient(): boolean {

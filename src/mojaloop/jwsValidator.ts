@@ -101,8 +101,8 @@ export class JwsValidator {
       if (typeof signed[member] === 'string' && signed[member] !== '') named[http] = signed[member];
     }
     const answer = await this.client.fspiopValidate({ headers: named, body });
-    if (answer.valid) return answer.keyId;
-    const { reason } = answer;
+    if (answer.valid) return answer.keyId!;
+    const reason = answer.reason ?? '';
     if (serviceRefusals.unknownKey.test(reason)) {
       // Unknown is the signed source; the reference, holding the HTTP source's key, finds the signature invalid.
       if (otherSource) throw new JsonWebTokenError('invalid signature');

@@ -70,7 +70,7 @@ describe('HsmBridgeClient over REST', () => {
     expect(verify('sha256', message, { key: createPublicKey(pem), dsaEncoding: 'ieee-p1363' }, signed.signature)).toBe(true);
     expect((await client.verify('client-signer', { message, signature: signed.signature })).valid).toBe(true);
     expect((await client.verify('client-signer', { message: Buffer.from('other'), signature: signed.signature })).valid).toBe(false);
-    expect((await client.listKeys()).map((k) => k.name)).toContain('client-signer');
+    expect((await client.listKeys()).keys.map((k) => k.name)).toContain('client-signer');
   });
 
   it('encrypts and decrypts, MACs, gives random bytes and batches with per-item errors', async () => {
@@ -82,9 +82,9 @@ describe('HsmBridgeClient over REST', () => {
     const { mac } = await client.mac('client-hmac', { data: plaintext });
     expect(mac).toHaveLength(32);
     expect((await client.verifyMac('client-hmac', { data: plaintext, mac })).valid).toBe(true);
-    const random = await client.random(32);
+    const { random } = await client.random({ length: 32 });
     expect(Buffer.isBuffer(random) && random.length).toBe(32);
-    const results = await client.signBatch('client-signer', [{ message: Buffer.from('one') }, { message: Buffer.from('two'), algorithm: 'RS256' }]);
+    const { results } = await client.signBatch('client-signer', { items: [{ message: Buffer.from('one') }, { message: Buffer.from('two'), algorithm: 'RS256' }] });
     expect(results[0]!.error).toBeUndefined();
     expect(results[1]!.error?.code).toBe('INCOMPATIBLE_KEY');
   });
@@ -116,12 +116,12 @@ describe('HsmBridgeClient over REST', () => {
     const tls = new HsmBridgeClient({ url: mtls.restUrl!, tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } });
     try {
       expect(await tls.whoami()).toMatchObject({ authenticatedBy: 'certificate' });
-      expect((await tls.random(8)).length).toBe(8);
+      expect((await tls.random({ length: 8 })).random.length).toBe(8);
     } finally {
       tls.close();
     }
     const without = new HsmBridgeClient({ url: mtls.restUrl!, tls: { ca: pki.ca }, retries: 0 });
-    await expect(without.random(8)).rejects.toMatchObject({ code: 'NETWORK_ERROR' });
+    await expect(without.random({ length: 8 })).rejects.toMatchObject({ code: 'NETWORK_ERROR' });
     without.close();
   });
 });
@@ -151,12 +151,12 @@ describe('retries', () => {
     const c = new HsmBridgeClient({ url, retries: 2 });
     seen.length = 0;
     failures = 2;
-    expect(await c.random(3)).toEqual(Buffer.from([0, 1, 2]));
+    expect((await c.random({ length: 3 })).random).toEqual(Buffer.from([0, 1, 2]));
     expect(seen).toHaveLength(3);
     expect(new Set(seen.map((s) => s.split(' ')[2])).size).toBe(1);
     seen.length = 0;
     failures = 3;
-    await expect(c.random(3)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE', status: 503 });
+    await expect(c.random({ length: 3 })).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE', status: 503 });
     expect(seen).toHaveLength(3);
     c.close();
   });
@@ -176,6 +176,6 @@ describe('retries', () => {
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
     const port = (closed.address() as AddressInfo).port;
     await new Promise<void>((r) => closed.close(() => r()));
-    await expect(new HsmBridgeClient({ url: `http://127.0.0.1:${port}`, retries: 1 }).random(1)).rejects.toMatchObject({ code: 'NETWORK_ERROR', transient: true });
+    await expect(new HsmBridgeClient({ url: `http://127.0.0.1:${port}`, retries: 1 }).random({ length: 1 })).rejects.toMatchObject({ code: 'NETWORK_ERROR', transient: true });
   });
 });

@@ -63,7 +63,12 @@ export class GrpcChannel implements Channel {
     const loaded = await this.load();
     if (this.closed) throw new HsmBridgeClientError('NETWORK_ERROR', 'the client is closed');
     const method = (loaded.definitions[route.grpc.service] as Record<string, { requestType: { type: MessageDescriptor } }>)[route.grpc.method]!;
-    const lookup = (typeName: string) => (loaded.definitions[typeName] as unknown as { type: MessageDescriptor }).type;
+    // Descriptors name field types relative to the package (SignRequest for hsmbridge.v1.SignRequest).
+    const pkg = route.grpc.service.slice(0, route.grpc.service.lastIndexOf('.'));
+    const lookup = (typeName: string) => {
+      const found = (loaded.definitions[typeName] ?? loaded.definitions[`${pkg}.${typeName}`]) as unknown as { type?: MessageDescriptor } | undefined;
+      return found?.type;
+    };
     const request = toGrpcRequest(route.operation, input, method.requestType.type, lookup);
     const metadata = new Metadata();
     metadata.set(REQUEST_ID_HEADER, attempt.requestId);

@@ -12,13 +12,26 @@ import type { JsonSchema } from '../api/declaration.js';
 export interface MessageDescriptor {
   readonly field: readonly { readonly name: string; readonly type: string; readonly label: string; readonly typeName?: string }[];
 }
-export type TypeLookup = (typeName: string) => MessageDescriptor;
+/** A message type by the name a field gives; undefined for a map's entry type, whose keys are free. */
+export type TypeLookup = (typeName: string) => MessageDescriptor | undefined;
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 
+/**
+ * The one difference the two rules do not cover: pin.toJwe's REST recipient {key, keyVersion} or
+ * {participant, keyId} is gRPC's oneof of a PaymentKeyRef and a ParticipantRecipient.
+ */
+const requestAdapters: Readonly<Record<string, (input: Record<string, unknown>) => Record<string, unknown>>> = {
+  'pin.toJwe': ({ recipient, ...rest }) => {
+    const r = (recipient ?? {}) as { key?: string; keyVersion?: number; participant?: string; keyId?: string };
+    if (r.key !== undefined) return { ...rest, key: { keyName: r.key, keyVersion: r.keyVersion } };
+    return { ...rest, ...(r.participant !== undefined ? { participant: { participant: r.participant, keyId: r.keyId } } : {}) };
+  },
+};
+
 /** The rpc's request message for `input`; a field the rpc has no place for is refused (gRPC would drop it silently). */
 export function toGrpcRequest(operation: string, input: Record<string, unknown>, type: MessageDescriptor, lookup: TypeLookup): Record<string, unknown> {
-  return toMessage(operation, '', input, type, lookup);
+  return toMessage(operation, '', requestAdapters[operation]?.(input) ?? input, type, lookup);
 }
 
 function toMessage(operation: string, at: string, input: Record<string, unknown>, type: MessageDescriptor, lookup: TypeLookup): Record<string, unknown> {
@@ -36,8 +49,10 @@ function toMessage(operation: string, at: string, input: Record<string, unknown>
     if (!field) throw new TypeError(`${operation}: ${at}${k} is not a field of the request`);
     const one = (value: unknown, path: string): unknown => {
       switch (field.type) {
-        case 'TYPE_MESSAGE':
-          return isPlainObject(value) ? toMessage(operation, `${path}.`, value, lookup(field.typeName!), lookup) : value;
+        case 'TYPE_MESSAGE': {
+          const type = isPlainObject(value) ? lookup(field.typeName!) : undefined;
+          return type ? toMessage(operation, `${path}.`, value as Record<string, unknown>, type, lookup) : value;
+        }
         case 'TYPE_BYTES':
           return typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
         case 'TYPE_STRING':
@@ -73,10 +88,23 @@ export function fromGrpcAnswer(value: unknown, schema: JsonSchema | undefined): 
   }
   if (!isPlainObject(value)) return value;
   const properties: Record<string, JsonSchema> = Object.assign({}, ...options.map((s) => (s.properties as Record<string, JsonSchema> | undefined) ?? {}));
+  // proto-loader names the member a oneof holds in a field of the oneof's name; REST has no such field.
+  const members = Object.entries(value).filter(([k, v]) => !(typeof v === 'string' && v !== k && Object.hasOwn(value, v) && !properties[k]));
+  if (members.length === 1 && !properties[members[0]![0]]) {
+    const [, only] = members[0]!;
+    // A oneof member where REST has the bare value (a token, or an error object: REST's alternatives).
+    if (!types.has('object') || !isPlainObject(only)) {
+      // The REST document itself, which gRPC carries as JSON text (GetJwks).
+      if (typeof only === 'string' && types.has('object') && only.startsWith('{')) return fromGrpcAnswer(JSON.parse(only) as unknown, schema);
+      return fromGrpcAnswer(only, schema);
+    }
+  }
   const required = new Set(options.flatMap((s) => (Array.isArray(s.required) ? (s.required as string[]) : [])));
   const additional = options.map((s) => s.additionalProperties).find((s): s is JsonSchema => typeof s === 'object' && s !== null);
+  // An object REST leaves open (a JWK): its members as they are.
+  if (Object.keys(properties).length === 0 && !additional && !options.some((s) => s.additionalProperties === false)) return value;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
+  for (const [k, v] of members) {
     if (v === undefined || v === null) continue;
     const field = properties[k];
     if (field) {
@@ -86,7 +114,10 @@ export function fromGrpcAnswer(value: unknown, schema: JsonSchema | undefined): 
       out[k] = shaped;
     } else if (additional) out[k] = fromGrpcAnswer(v, additional);
     else if (isPlainObject(v)) Object.assign(out, fromGrpcAnswer(v, schema)); // a gRPC oneof member that REST has at the top
-    // else: a oneof's name (proto-loader's `oneofs` option), which REST does not have
+  }
+  for (const k of Object.keys(properties)) {
+    const bytes = out[k.slice(0, -3)];
+    if (k.endsWith('Hex') && out[k] === undefined && Buffer.isBuffer(bytes)) out[k] = bytes.toString('hex').toUpperCase(); // REST's macHex
   }
   return out;
 }

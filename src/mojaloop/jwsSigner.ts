@@ -63,7 +63,7 @@ export class JwsSigner {
   async getSignature(requestOptions: RequestOptions): Promise<string> {
     const { payload, uri } = this.checked(requestOptions);
     const { headers } = requestOptions;
-    this.logger.debug?.(`JWS signing a ${requestOptions.method.toUpperCase()} request with key ${this.keyName}`);
+    if (this.logger.isDebugEnabled) this.logger.debug?.(`JWS signing a ${requestOptions.method.toUpperCase()} request with key ${this.keyName}`);
     const signed = await this.client.fspiopSign({
       key: this.keyName,
       method: requestOptions.method,

@@ -71,15 +71,25 @@ export class JwsValidator {
       if (!payload) throw new Error('Cannot validate JWS without a body');
       const source = headers['fspiop-source'];
       if (!source) throw new Error('FSPIOP-Source HTTP header not in request headers. Unable to verify JWS');
-      if (!headers['fspiop-uri'] || !headers['fspiop-http-method'] || !headers['fspiop-signature']) {
-        throw new Error(`fspiop-uri, fspiop-http-method and fspiop-signature HTTP headers are all required for JWS. Only got ${json(headers)}`);
+      let protectedHeader: unknown;
+      let header: Header;
+      try {
+        if (!headers['fspiop-uri'] || !headers['fspiop-http-method'] || !headers['fspiop-signature']) {
+          throw new Error(`fspiop-uri, fspiop-http-method and fspiop-signature HTTP headers are all required for JWS. Only got ${json(headers)}`);
+        }
+        const parsed = JSON.parse(headers['fspiop-signature']) as { protectedHeader?: unknown; signature?: unknown };
+        protectedHeader = parsed.protectedHeader;
+        header = tokenHeader(`${protectedHeader}.${Buffer.from(json(payload)).toString('base64url')}.${parsed.signature}`);
+      } catch (e) {
+        // The reference looks the source's key up before these checks: a source without one is what it reports.
+        // Only a refused request pays for the lookup.
+        await this.signatureKeys(source);
+        throw e;
       }
-      const { protectedHeader, signature } = JSON.parse(headers['fspiop-signature']) as { protectedHeader?: unknown; signature?: unknown };
-      const header = tokenHeader(`${protectedHeader}.${Buffer.from(json(payload)).toString('base64url')}.${signature}`);
 
       // The reference verifies with the key of the HTTP FSPIOP-Source, the service with the signed one's.
       const sourceKeys = header['FSPIOP-Source'] === source ? undefined : await this.usableKeys(source, header.alg as string);
-      const keyId = await this.verifySignature(source, header.alg as string, headers['fspiop-signature'], String(protectedHeader), json(payload), sourceKeys !== undefined);
+      const keyId = await this.verifySignature(source, header.alg as string, headers['fspiop-signature']!, String(protectedHeader), json(payload), sourceKeys !== undefined);
       if (sourceKeys && !sourceKeys.includes(keyId)) throw new JsonWebTokenError('invalid signature');
       checkProtectedHeader(headers, header);
       return true;
@@ -115,15 +125,32 @@ export class JwsValidator {
   }
 
   /**
-   * The ids of the participant's signature keys that `alg` can use, or the reference's refusal: no key
-   * for the source (naming the participants it has keys for), or a key of another type (jsonwebtoken's
-   * message). Read from the participant list, only when the service's answer does not settle it.
+   * The participant's signature keys, or the reference's refusal for a source without one, naming the
+   * participants that have keys (in the service's order: the reference names its own map's). A caller
+   * the policy does not let read the participant list gets the same refusal, saying so instead.
    */
-  private async usableKeys(source: string, alg: string): Promise<string[]> {
-    const participants = (await this.client.call<{ participants: ParticipantView[] }>('fspiop.participants.list')).participants;
+  private async signatureKeys(source: string): Promise<ParticipantView['keys']> {
+    let participants: ParticipantView[];
+    try {
+      participants = (await this.client.call<{ participants: ParticipantView[] }>('fspiop.participants.list')).participants;
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (code !== 'PERMISSION_DENIED' && code !== 'UNAUTHENTICATED') throw e; // unavailable and the like: not an answer about the key
+      throw new Error(`JWS public key for '${source}' not available. Unable to verify JWS. Only have keys for: (the participant list could not be read: ${code})`);
+    }
     const withKeys = participants.filter((p) => p.keys.some((k) => k.use === 'sig'));
     const keys = withKeys.find((p) => p.id === source)?.keys.filter((k) => k.use === 'sig') ?? [];
     if (keys.length === 0) throw new Error(`JWS public key for '${source}' not available. Unable to verify JWS. Only have keys for: ${json(withKeys.map((p) => p.id))}`);
+    return keys;
+  }
+
+  /**
+   * The ids of the participant's signature keys that `alg` can use, or the reference's refusal: no key
+   * for the source, or a key of another type (jsonwebtoken's message). Read from the participant list,
+   * only when the service's answer does not settle it.
+   */
+  private async usableKeys(source: string, alg: string): Promise<string[]> {
+    const keys = await this.signatureKeys(source);
     const usable = keys.filter((k) => k.kty === (alg === 'ES256' ? 'EC' : 'RSA'));
     if (usable.length === 0) {
       const [type, algs] = keys[0]!.kty === 'EC' ? ['ec', 'ES256, ES384, ES512'] : ['rsa', 'RS256, PS256, RS384, PS384, RS512, PS512'];

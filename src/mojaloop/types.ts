@@ -6,6 +6,8 @@ export type FspiopClient = Pick<HsmBridgeClient, 'fspiopSign' | 'fspiopValidate'
 
 /** What the drop-in logs with: a refusal at error level (as the reference), a signing at debug level. */
 export interface LogMethods {
+  /** As the reference, the signer writes its debug lines only when the logger says debug is on. */
+  readonly isDebugEnabled?: boolean;
   debug?(...args: unknown[]): void;
   error?(...args: unknown[]): void;
 }

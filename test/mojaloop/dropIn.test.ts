@@ -11,7 +11,7 @@ import { createPublicKey, verify } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../../src/app.js';
-import { HsmBridgeClient } from '../../src/client/index.js';
+import { HsmBridgeClient, HsmBridgeClientError } from '../../src/client/index.js';
 import { loadServiceConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import { JsonWebTokenError, JwsSigner, JwsValidator, type RequestOptions } from '../../src/mojaloop/index.js';
@@ -235,6 +235,10 @@ for (const target of targets) {
           ['FSPIOP-URI removed', (h) => { delete h['fspiop-uri']; }],
           ['FSPIOP-Source removed', (h) => { delete h['fspiop-source']; }],
           ['FSPIOP-Source of an unknown participant', (h) => { h['fspiop-source'] = 'strangerfsp'; }],
+          // The reference reports the unknown source before anything else is wrong with the request.
+          ['FSPIOP-Source of an unknown participant, and FSPIOP-URI removed', (h) => { h['fspiop-source'] = 'strangerfsp'; delete h['fspiop-uri']; }],
+          ['FSPIOP-Source of an unknown participant, and FSPIOP-Signature not JSON', (h) => { h['fspiop-source'] = 'strangerfsp'; h['fspiop-signature'] = '{"signature":'; }],
+          ['FSPIOP-Source of an unknown participant, and a protected header that is not JSON', (h) => { h['fspiop-source'] = 'strangerfsp'; h['fspiop-signature'] = JSON.stringify({ ...(JSON.parse(h['fspiop-signature']!) as object), protectedHeader: 'bm90IGpzb24' }); }],
           ['FSPIOP-Signature not JSON', (h) => { h['fspiop-signature'] = '{"signature":'; }],
           ['FSPIOP-Signature without a signature', (h) => { h['fspiop-signature'] = JSON.stringify({ protectedHeader: (JSON.parse(h['fspiop-signature']!) as { protectedHeader: string }).protectedHeader, signature: '' }); }],
           ['FSPIOP-Signature with a dot in the protected header', (h) => { h['fspiop-signature'] = JSON.stringify({ ...(JSON.parse(h['fspiop-signature']!) as object), protectedHeader: 'a.b' }); }],
@@ -324,6 +328,43 @@ for (const target of targets) {
         await client.call('fspiop.participants.delete', { id: 'rotatingfsp', keyId: added.keyId });
         await expect(validator.validate(byNew)).rejects.toBeInstanceOf(JsonWebTokenError);
         expect(await validator.validate(byOld)).toBe(true);
+      });
+
+      it('a caller that may not read the participant list learns that, in the refusal of an unknown source; an unavailable service is no refusal', async () => {
+        // The service's own refusals, as the policy would give them, for the list call alone.
+        const listRefusedWith = (code: string) => new JwsValidator({
+          client: { fspiopSign: client.fspiopSign.bind(client), fspiopValidate: client.fspiopValidate.bind(client), call: (async (op: string, ...rest: unknown[]) => {
+            if (op === 'fspiop.participants.list') throw new HsmBridgeClientError(code as never, 'refused', 403);
+            return client.call(op, ...(rest as []));
+          }) as HsmBridgeClient['call'] },
+          logger: referenceLogger,
+        });
+        const request = signedByPeer(peerOf.RS256, peerOf.RS256);
+        request.headers['fspiop-source'] = 'strangerfsp';
+        await expect(listRefusedWith('PERMISSION_DENIED').validate(request)).rejects.toThrow("JWS public key for 'strangerfsp' not available. Unable to verify JWS. Only have keys for: (the participant list could not be read: PERMISSION_DENIED)");
+        delete request.headers['fspiop-uri'];
+        await expect(listRefusedWith('PERMISSION_DENIED').validate(request)).rejects.toThrow(/^JWS public key for 'strangerfsp' not available/);
+        await expect(listRefusedWith('BACKEND_UNAVAILABLE').validate(request)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+        // A known source needs no list: it validates.
+        expect(await listRefusedWith('PERMISSION_DENIED').validate(signedByPeer(peerOf.RS256, peerOf.RS256))).toBe(true);
+      });
+
+      it('the signer writes nothing without a logger, as the reference; with a logger whose debug is on, a debug line', async () => {
+        const written: string[] = [];
+        const originals = { debug: console.debug, log: console.log, info: console.info };
+        console.debug = console.log = console.info = (...args: unknown[]) => void written.push(args.join(' '));
+        try {
+          await new JwsSigner({ client, keyName: ourKey.ES256 }).sign(requestOptions('dfsp'));
+        } finally {
+          Object.assign(console, originals);
+        }
+        expect(written).toEqual([]);
+        const lines: unknown[][] = [];
+        const debugLogger = { child: () => ({ isDebugEnabled: true, debug: (...args: unknown[]) => lines.push(args) }) };
+        await new JwsSigner({ client, keyName: ourKey.ES256, logger: debugLogger }).sign(requestOptions('dfsp'));
+        expect(lines).toHaveLength(1);
+        await new JwsSigner({ client, keyName: ourKey.ES256, logger: { child: () => ({ isDebugEnabled: false, debug: (...args: unknown[]) => lines.push(args) }) } }).sign(requestOptions('dfsp'));
+        expect(lines).toHaveLength(1);
       });
 
       it('logs each refusal at error level through logger.child(), as the reference does', async () => {

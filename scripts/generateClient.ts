@@ -25,12 +25,14 @@ const comment = (text: unknown, indent: string) => (typeof text === 'string' && 
 const literal = (v: unknown) => JSON.stringify(v);
 
 /** A TypeScript type for a JSON Schema, as the client sees values: `format: byte` strings are Buffers. */
-export function typeOf(schema: JsonSchema | undefined, indent = ''): string {
+export function typeOf(schema: JsonSchema | undefined, indent = '', named: Named = new Map()): string {
   if (!schema) return 'unknown';
+  const name = named.get(schema);
+  if (name) return name;
   const alternatives = (schema.oneOf ?? schema.anyOf) as JsonSchema[] | undefined;
   // Branches that only say which fields are required refine the object; branches with a shape of their own are a union.
   if (alternatives?.some((a) => a.type !== undefined || a.properties !== undefined)) {
-    return alternatives.map((a) => typeOf({ ...stripAlternatives(schema), ...a, properties: { ...(schema.properties as object), ...(a.properties as object) } }, indent)).join(' | ');
+    return alternatives.map((a) => typeOf({ ...stripAlternatives(schema), ...a, properties: { ...(schema.properties as object), ...(a.properties as object) } }, indent, named)).join(' | ');
   }
   if (Array.isArray(schema.enum)) return schema.enum.map(literal).join(' | ');
   switch (schema.type) {
@@ -42,10 +44,10 @@ export function typeOf(schema: JsonSchema | undefined, indent = ''): string {
     case 'boolean':
       return 'boolean';
     case 'array':
-      return `Array<${typeOf(schema.items as JsonSchema | undefined, indent)}>`;
+      return `Array<${typeOf(schema.items as JsonSchema | undefined, indent, named)}>`;
     case 'object':
     case undefined:
-      return schema.properties || schema.additionalProperties !== undefined || schema.type === 'object' ? objectType(schema, indent) : 'unknown';
+      return schema.properties || schema.additionalProperties !== undefined || schema.type === 'object' ? objectType(schema, indent, named) : 'unknown';
     default:
       return 'unknown';
   }
@@ -56,20 +58,29 @@ function stripAlternatives(schema: JsonSchema): JsonSchema {
   return rest;
 }
 
-function objectType(schema: JsonSchema, indent: string): string {
+function objectType(schema: JsonSchema, indent: string, named: Named): string {
   const properties = Object.entries((schema.properties ?? {}) as Record<string, JsonSchema>);
   const required = new Set((schema.required ?? []) as string[]);
   const extra = schema.additionalProperties;
-  if (properties.length === 0) return typeof extra === 'object' && extra !== null ? `Record<string, ${typeOf(extra as JsonSchema, indent)}>` : 'Record<string, unknown>';
+  if (properties.length === 0) return typeof extra === 'object' && extra !== null ? `Record<string, ${typeOf(extra as JsonSchema, indent, named)}>` : 'Record<string, unknown>';
   const inner = `${indent}  `;
-  const lines = properties.map(([name, s]) => `${comment(s.description, inner)}${inner}${/^[A-Za-z_$][\w$]*$/.test(name) ? name : literal(name)}${required.has(name) ? '' : '?'}: ${typeOf(s, inner)};\n`);
+  const lines = properties.map(([name, s]) => `${comment(s.description, inner)}${inner}${/^[A-Za-z_$][\w$]*$/.test(name) ? name : literal(name)}${required.has(name) ? '' : '?'}: ${typeOf(s, inner, named)};\n`);
   if (typeof extra === 'object' && extra !== null) lines.push(`${inner}[field: string]: unknown;\n`);
   return `{\n${lines.join('')}${indent}}`;
 }
 
 const paramsOf = (op: Operation) => [...op.rest.path.matchAll(/:(\w+)/g)].map((m) => m[1]!);
 
-function method(op: Operation): { types: string; method: string } {
+/** Schemas already written as a named type: where one is used again (a key inside a key list), its name stands. */
+type Named = Map<unknown, string>;
+
+function declare(name: string, schema: JsonSchema, doc: string, named: Named): string {
+  const text = typeOf(schema, '', named);
+  if (!named.has(schema)) named.set(schema, name);
+  return `${comment(doc, '')}export type ${name} = ${text};\n`;
+}
+
+function method(op: Operation, named: Named): { types: string; method: string } {
   const id = operationId(op);
   const name = methodNames[id] ?? id;
   const type = pascal(name);
@@ -78,8 +89,8 @@ function method(op: Operation): { types: string; method: string } {
   const bodyRequired = ((body?.required ?? []) as string[]).length > 0;
   const answer = op.rest.status === 204 || !op.rest.response ? 'void' : `${type}Answer`;
   const types = [
-    body ? `${comment(`The body of ${op.name}: ${op.summary}`, '')}export type ${type}Input = ${typeOf(body)};\n` : '',
-    answer !== 'void' ? `${comment(`The answer of ${op.name}.`, '')}export type ${type}Answer = ${typeOf(op.rest.response)};\n` : '',
+    body ? declare(`${type}Input`, body, `The body of ${op.name}: ${op.summary}`, named) : '',
+    answer !== 'void' ? declare(`${type}Answer`, op.rest.response!, `The answer of ${op.name}.`, named) : '',
   ].join('');
   const args = [...params.map((p) => `${p}: string`), ...(body ? [`input${bodyRequired ? '' : '?'}: ${type}Input`] : []), 'options?: CallOptions'];
   const fields = [...params, ...(body ? ['...input'] : [])].join(', ');
@@ -91,7 +102,8 @@ function method(op: Operation): { types: string; method: string } {
 }
 
 export function generateClientOperations(): string {
-  const generated = operations.map(method);
+  const named: Named = new Map();
+  const generated = operations.map((op) => method(op, named));
   return `/**
  * Generated by scripts/generateClient.ts from the operation declarations (src/api/operations): do not
  * edit. A typed method for every operation, its input and answer types from the operation's REST schemas.

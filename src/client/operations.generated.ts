@@ -48,145 +48,20 @@ export type CreateKeyAnswer = {
 
 /** The answer of keys.list. */
 export type ListKeysAnswer = {
-  keys: Array<{
-    name: string;
-    type: "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_P256" | "EC_P384" | "ED25519" | "AES_128" | "AES_192" | "AES_256" | "TDES_2KEY" | "TDES_3KEY" | "HMAC_256";
-    purpose: "sign" | "encrypt" | "mac" | "agree" | "wrap" | "pin" | "bdk" | "kbpk" | "tokenize" | "fpe";
-    state: "enabled" | "disabled";
-    createdAt: string;
-    /** Whether the key may leave the backend in a TR-31 key block (payment keys only). */
-    exportable: boolean;
-    /** The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows. */
-    modeOfUse?: "B" | "E" | "D" | "C" | "G" | "V" | "X";
-    /** Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose's general kind. */
-    keyUsage?: "P0" | "B0" | "K0" | "K1" | "M0" | "M1" | "M3" | "M6";
-    primaryVersion: number;
-    /** Versions below it are retired (KEY_VERSION_RETIRED); absent: none is. */
-    minDecryptionVersion?: number;
-    versions: Array<{
-      version: number;
-      createdAt: string;
-      /** SubjectPublicKeyInfo PEM; asymmetric keys only. */
-      publicKeyPem?: string;
-      /** The public key as a JWK (RFC 7517) with kid "<name>:<version>"; asymmetric keys only. */
-      publicKeyJwk?: Record<string, unknown>;
-      /** Payment keys (purpose pin, mac, bdk, kbpk) only: the key check value of this version. */
-      keyCheckValue?: string;
-    }>;
-  }>;
+  keys: Array<CreateKeyAnswer>;
 };
 
 /** The answer of keys.get. */
-export type GetKeyAnswer = {
-  name: string;
-  type: "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_P256" | "EC_P384" | "ED25519" | "AES_128" | "AES_192" | "AES_256" | "TDES_2KEY" | "TDES_3KEY" | "HMAC_256";
-  purpose: "sign" | "encrypt" | "mac" | "agree" | "wrap" | "pin" | "bdk" | "kbpk" | "tokenize" | "fpe";
-  state: "enabled" | "disabled";
-  createdAt: string;
-  /** Whether the key may leave the backend in a TR-31 key block (payment keys only). */
-  exportable: boolean;
-  /** The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows. */
-  modeOfUse?: "B" | "E" | "D" | "C" | "G" | "V" | "X";
-  /** Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose's general kind. */
-  keyUsage?: "P0" | "B0" | "K0" | "K1" | "M0" | "M1" | "M3" | "M6";
-  primaryVersion: number;
-  /** Versions below it are retired (KEY_VERSION_RETIRED); absent: none is. */
-  minDecryptionVersion?: number;
-  versions: Array<{
-    version: number;
-    createdAt: string;
-    /** SubjectPublicKeyInfo PEM; asymmetric keys only. */
-    publicKeyPem?: string;
-    /** The public key as a JWK (RFC 7517) with kid "<name>:<version>"; asymmetric keys only. */
-    publicKeyJwk?: Record<string, unknown>;
-    /** Payment keys (purpose pin, mac, bdk, kbpk) only: the key check value of this version. */
-    keyCheckValue?: string;
-  }>;
-};
+export type GetKeyAnswer = CreateKeyAnswer;
 
 /** The answer of keys.rotate. */
-export type RotateKeyAnswer = {
-  name: string;
-  type: "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_P256" | "EC_P384" | "ED25519" | "AES_128" | "AES_192" | "AES_256" | "TDES_2KEY" | "TDES_3KEY" | "HMAC_256";
-  purpose: "sign" | "encrypt" | "mac" | "agree" | "wrap" | "pin" | "bdk" | "kbpk" | "tokenize" | "fpe";
-  state: "enabled" | "disabled";
-  createdAt: string;
-  /** Whether the key may leave the backend in a TR-31 key block (payment keys only). */
-  exportable: boolean;
-  /** The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows. */
-  modeOfUse?: "B" | "E" | "D" | "C" | "G" | "V" | "X";
-  /** Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose's general kind. */
-  keyUsage?: "P0" | "B0" | "K0" | "K1" | "M0" | "M1" | "M3" | "M6";
-  primaryVersion: number;
-  /** Versions below it are retired (KEY_VERSION_RETIRED); absent: none is. */
-  minDecryptionVersion?: number;
-  versions: Array<{
-    version: number;
-    createdAt: string;
-    /** SubjectPublicKeyInfo PEM; asymmetric keys only. */
-    publicKeyPem?: string;
-    /** The public key as a JWK (RFC 7517) with kid "<name>:<version>"; asymmetric keys only. */
-    publicKeyJwk?: Record<string, unknown>;
-    /** Payment keys (purpose pin, mac, bdk, kbpk) only: the key check value of this version. */
-    keyCheckValue?: string;
-  }>;
-};
+export type RotateKeyAnswer = CreateKeyAnswer;
 
 /** The answer of keys.enable. */
-export type EnableKeyAnswer = {
-  name: string;
-  type: "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_P256" | "EC_P384" | "ED25519" | "AES_128" | "AES_192" | "AES_256" | "TDES_2KEY" | "TDES_3KEY" | "HMAC_256";
-  purpose: "sign" | "encrypt" | "mac" | "agree" | "wrap" | "pin" | "bdk" | "kbpk" | "tokenize" | "fpe";
-  state: "enabled" | "disabled";
-  createdAt: string;
-  /** Whether the key may leave the backend in a TR-31 key block (payment keys only). */
-  exportable: boolean;
-  /** The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows. */
-  modeOfUse?: "B" | "E" | "D" | "C" | "G" | "V" | "X";
-  /** Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose's general kind. */
-  keyUsage?: "P0" | "B0" | "K0" | "K1" | "M0" | "M1" | "M3" | "M6";
-  primaryVersion: number;
-  /** Versions below it are retired (KEY_VERSION_RETIRED); absent: none is. */
-  minDecryptionVersion?: number;
-  versions: Array<{
-    version: number;
-    createdAt: string;
-    /** SubjectPublicKeyInfo PEM; asymmetric keys only. */
-    publicKeyPem?: string;
-    /** The public key as a JWK (RFC 7517) with kid "<name>:<version>"; asymmetric keys only. */
-    publicKeyJwk?: Record<string, unknown>;
-    /** Payment keys (purpose pin, mac, bdk, kbpk) only: the key check value of this version. */
-    keyCheckValue?: string;
-  }>;
-};
+export type EnableKeyAnswer = CreateKeyAnswer;
 
 /** The answer of keys.disable. */
-export type DisableKeyAnswer = {
-  name: string;
-  type: "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_P256" | "EC_P384" | "ED25519" | "AES_128" | "AES_192" | "AES_256" | "TDES_2KEY" | "TDES_3KEY" | "HMAC_256";
-  purpose: "sign" | "encrypt" | "mac" | "agree" | "wrap" | "pin" | "bdk" | "kbpk" | "tokenize" | "fpe";
-  state: "enabled" | "disabled";
-  createdAt: string;
-  /** Whether the key may leave the backend in a TR-31 key block (payment keys only). */
-  exportable: boolean;
-  /** The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows. */
-  modeOfUse?: "B" | "E" | "D" | "C" | "G" | "V" | "X";
-  /** Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose's general kind. */
-  keyUsage?: "P0" | "B0" | "K0" | "K1" | "M0" | "M1" | "M3" | "M6";
-  primaryVersion: number;
-  /** Versions below it are retired (KEY_VERSION_RETIRED); absent: none is. */
-  minDecryptionVersion?: number;
-  versions: Array<{
-    version: number;
-    createdAt: string;
-    /** SubjectPublicKeyInfo PEM; asymmetric keys only. */
-    publicKeyPem?: string;
-    /** The public key as a JWK (RFC 7517) with kid "<name>:<version>"; asymmetric keys only. */
-    publicKeyJwk?: Record<string, unknown>;
-    /** Payment keys (purpose pin, mac, bdk, kbpk) only: the key check value of this version. */
-    keyCheckValue?: string;
-  }>;
-};
+export type DisableKeyAnswer = CreateKeyAnswer;
 
 /** The body of keys.update: Retire a key's old versions, or bring them back (minDecryptionVersion) */
 export type UpdateKeyInput = {
@@ -194,60 +69,10 @@ export type UpdateKeyInput = {
   minDecryptionVersion: number;
 };
 /** The answer of keys.update. */
-export type UpdateKeyAnswer = {
-  name: string;
-  type: "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_P256" | "EC_P384" | "ED25519" | "AES_128" | "AES_192" | "AES_256" | "TDES_2KEY" | "TDES_3KEY" | "HMAC_256";
-  purpose: "sign" | "encrypt" | "mac" | "agree" | "wrap" | "pin" | "bdk" | "kbpk" | "tokenize" | "fpe";
-  state: "enabled" | "disabled";
-  createdAt: string;
-  /** Whether the key may leave the backend in a TR-31 key block (payment keys only). */
-  exportable: boolean;
-  /** The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows. */
-  modeOfUse?: "B" | "E" | "D" | "C" | "G" | "V" | "X";
-  /** Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose's general kind. */
-  keyUsage?: "P0" | "B0" | "K0" | "K1" | "M0" | "M1" | "M3" | "M6";
-  primaryVersion: number;
-  /** Versions below it are retired (KEY_VERSION_RETIRED); absent: none is. */
-  minDecryptionVersion?: number;
-  versions: Array<{
-    version: number;
-    createdAt: string;
-    /** SubjectPublicKeyInfo PEM; asymmetric keys only. */
-    publicKeyPem?: string;
-    /** The public key as a JWK (RFC 7517) with kid "<name>:<version>"; asymmetric keys only. */
-    publicKeyJwk?: Record<string, unknown>;
-    /** Payment keys (purpose pin, mac, bdk, kbpk) only: the key check value of this version. */
-    keyCheckValue?: string;
-  }>;
-};
+export type UpdateKeyAnswer = CreateKeyAnswer;
 
 /** The answer of keys.trim. */
-export type TrimKeyAnswer = {
-  name: string;
-  type: "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_P256" | "EC_P384" | "ED25519" | "AES_128" | "AES_192" | "AES_256" | "TDES_2KEY" | "TDES_3KEY" | "HMAC_256";
-  purpose: "sign" | "encrypt" | "mac" | "agree" | "wrap" | "pin" | "bdk" | "kbpk" | "tokenize" | "fpe";
-  state: "enabled" | "disabled";
-  createdAt: string;
-  /** Whether the key may leave the backend in a TR-31 key block (payment keys only). */
-  exportable: boolean;
-  /** The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows. */
-  modeOfUse?: "B" | "E" | "D" | "C" | "G" | "V" | "X";
-  /** Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose's general kind. */
-  keyUsage?: "P0" | "B0" | "K0" | "K1" | "M0" | "M1" | "M3" | "M6";
-  primaryVersion: number;
-  /** Versions below it are retired (KEY_VERSION_RETIRED); absent: none is. */
-  minDecryptionVersion?: number;
-  versions: Array<{
-    version: number;
-    createdAt: string;
-    /** SubjectPublicKeyInfo PEM; asymmetric keys only. */
-    publicKeyPem?: string;
-    /** The public key as a JWK (RFC 7517) with kid "<name>:<version>"; asymmetric keys only. */
-    publicKeyJwk?: Record<string, unknown>;
-    /** Payment keys (purpose pin, mac, bdk, kbpk) only: the key check value of this version. */
-    keyCheckValue?: string;
-  }>;
-};
+export type TrimKeyAnswer = CreateKeyAnswer;
 
 /** The body of keys.sign: Sign a message or a digest with the primary version */
 export type SignInput = {
@@ -571,30 +396,9 @@ export type FpeEncryptAnswer = {
 };
 
 /** The body of keys.fpeDecrypt: Decrypt values with FF1, keeping their length and alphabet (NIST SP 800-38G) */
-export type FpeDecryptInput = {
-  /** The values, each written in the alphabet; at least as long as radix^length >= 1,000,000 needs (radix 10: 6 digits). At most limits.maxBatchItems (default 256). */
-  values: Array<string>;
-  /** With the default alphabet 0-9a-z: its first radix characters (10: digits; 36: lower-case alphanumerics). */
-  radix?: number;
-  /** Instead of radix: the characters of the values, 256 at most, each once (e.g. "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"). */
-  alphabet?: string;
-  /** FF1 tweak, hex; default empty. The same tweak must be given to decrypt. */
-  tweak?: string;
-  /** The key version: decryption needs the one that encrypted (answered as keyVersion). Absent: the primary. */
-  keyVersion?: number;
-};
+export type FpeDecryptInput = FpeEncryptInput;
 /** The answer of keys.fpeDecrypt. */
-export type FpeDecryptAnswer = {
-  keyName: string;
-  keyVersion: number;
-  /** The results, each as long as its value and in the same alphabet. In the order of values; a value that could not be used has {error: {code, message}} in its place. */
-  values: Array<string | {
-    error: {
-      code: "INVALID_ARGUMENT" | "UNSUPPORTED_ALGORITHM" | "UNSUPPORTED_BY_BACKEND" | "INCOMPATIBLE_KEY" | "DECRYPTION_FAILED" | "UNSUPPORTED_MEDIA_TYPE" | "PAYLOAD_TOO_LARGE" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "KEY_NOT_FOUND" | "KEY_VERSION_NOT_FOUND" | "KEY_VERSION_RETIRED" | "NOT_FOUND" | "KEY_ALREADY_EXISTS" | "CEREMONY_NOT_FOUND" | "CEREMONY_EXPIRED" | "CEREMONY_CONFLICT" | "DUAL_CONTROL" | "KCV_MISMATCH" | "KEY_DISABLED" | "KEY_NOT_DISABLED" | "RATE_LIMITED" | "BACKEND_UNAVAILABLE" | "AUDIT_UNAVAILABLE" | "INTERNAL";
-      message: string;
-    };
-  }>;
-};
+export type FpeDecryptAnswer = FpeEncryptAnswer;
 
 /** The body of keys.datakeyBatch: Many fresh data keys, wrapped by this AES key, in one request */
 export type GenerateDataKeyBatchInput = {
@@ -651,17 +455,7 @@ export type GetWrappingKeyAnswer = {
 };
 
 /** The answer of wrapping.rotateKey. */
-export type RotateWrappingKeyAnswer = {
-  keyName: string;
-  /** The version to wrap new imports under. */
-  keyVersion: number;
-  /** Its public key, SubjectPublicKeyInfo PEM. */
-  publicKeyPem: string;
-  /** The same public key as a JWK. */
-  publicKeyJwk: Record<string, unknown>;
-  /** The wrappings this backend unwraps. */
-  wrappings: Array<"RSA_OAEP_SHA256_AES_KWP" | "RSA_OAEP_SHA1_AES_KWP">;
-};
+export type RotateWrappingKeyAnswer = GetWrappingKeyAnswer;
 
 /** The body of keys.import: Import a key wrapped under the import wrapping key (BYOK) */
 export type ImportKeyInput = {
@@ -683,32 +477,7 @@ export type ImportKeyInput = {
   wrappingKeyVersion?: number;
 };
 /** The answer of keys.import. */
-export type ImportKeyAnswer = {
-  name: string;
-  type: "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_P256" | "EC_P384" | "ED25519" | "AES_128" | "AES_192" | "AES_256" | "TDES_2KEY" | "TDES_3KEY" | "HMAC_256";
-  purpose: "sign" | "encrypt" | "mac" | "agree" | "wrap" | "pin" | "bdk" | "kbpk" | "tokenize" | "fpe";
-  state: "enabled" | "disabled";
-  createdAt: string;
-  /** Whether the key may leave the backend in a TR-31 key block (payment keys only). */
-  exportable: boolean;
-  /** The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows. */
-  modeOfUse?: "B" | "E" | "D" | "C" | "G" | "V" | "X";
-  /** Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose's general kind. */
-  keyUsage?: "P0" | "B0" | "K0" | "K1" | "M0" | "M1" | "M3" | "M6";
-  primaryVersion: number;
-  /** Versions below it are retired (KEY_VERSION_RETIRED); absent: none is. */
-  minDecryptionVersion?: number;
-  versions: Array<{
-    version: number;
-    createdAt: string;
-    /** SubjectPublicKeyInfo PEM; asymmetric keys only. */
-    publicKeyPem?: string;
-    /** The public key as a JWK (RFC 7517) with kid "<name>:<version>"; asymmetric keys only. */
-    publicKeyJwk?: Record<string, unknown>;
-    /** Payment keys (purpose pin, mac, bdk, kbpk) only: the key check value of this version. */
-    keyCheckValue?: string;
-  }>;
-};
+export type ImportKeyAnswer = CreateKeyAnswer;
 
 /** The body of keys.importVersion: Import the next version of a key, wrapped under the import wrapping key */
 export type ImportKeyVersionInput = {
@@ -720,32 +489,7 @@ export type ImportKeyVersionInput = {
   wrappingKeyVersion?: number;
 };
 /** The answer of keys.importVersion. */
-export type ImportKeyVersionAnswer = {
-  name: string;
-  type: "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_P256" | "EC_P384" | "ED25519" | "AES_128" | "AES_192" | "AES_256" | "TDES_2KEY" | "TDES_3KEY" | "HMAC_256";
-  purpose: "sign" | "encrypt" | "mac" | "agree" | "wrap" | "pin" | "bdk" | "kbpk" | "tokenize" | "fpe";
-  state: "enabled" | "disabled";
-  createdAt: string;
-  /** Whether the key may leave the backend in a TR-31 key block (payment keys only). */
-  exportable: boolean;
-  /** The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows. */
-  modeOfUse?: "B" | "E" | "D" | "C" | "G" | "V" | "X";
-  /** Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose's general kind. */
-  keyUsage?: "P0" | "B0" | "K0" | "K1" | "M0" | "M1" | "M3" | "M6";
-  primaryVersion: number;
-  /** Versions below it are retired (KEY_VERSION_RETIRED); absent: none is. */
-  minDecryptionVersion?: number;
-  versions: Array<{
-    version: number;
-    createdAt: string;
-    /** SubjectPublicKeyInfo PEM; asymmetric keys only. */
-    publicKeyPem?: string;
-    /** The public key as a JWK (RFC 7517) with kid "<name>:<version>"; asymmetric keys only. */
-    publicKeyJwk?: Record<string, unknown>;
-    /** Payment keys (purpose pin, mac, bdk, kbpk) only: the key check value of this version. */
-    keyCheckValue?: string;
-  }>;
-};
+export type ImportKeyVersionAnswer = CreateKeyAnswer;
 
 /** The body of ceremonies.create: Start a key ceremony: a payment key formed from 2 or 3 components */
 export type StartCeremonyInput = {
@@ -829,29 +573,7 @@ export type EnterComponentAnswer = {
 };
 
 /** The answer of ceremonies.get. */
-export type GetCeremonyAnswer = {
-  id: string;
-  name: string;
-  type: string;
-  purpose: string;
-  keyUsage?: string;
-  exportable: boolean;
-  components: number;
-  received: number;
-  /** The KCV the combined key must have. */
-  expectedKcv?: string;
-  startedBy: string;
-  startedAt: string;
-  expiresAt: string;
-  entries: Array<{
-    number: number;
-    /** The custodian: how it authenticated and its id. */
-    enteredBy: string;
-    enteredAt: string;
-    /** The component's KCV. */
-    kcv: string;
-  }>;
-};
+export type GetCeremonyAnswer = StartCeremonyAnswer;
 
 /** The body of system.random: Random bytes from the backend's generator */
 export type RandomInput = {
@@ -1141,18 +863,7 @@ export type AddParticipantKeyAnswer = {
 };
 
 /** The answer of fspiop.participants.get. */
-export type GetParticipantKeyAnswer = {
-  participant: string;
-  /** RFC 7638 JWK thumbprint (SHA-256, base64url). */
-  keyId: string;
-  /** sig: validates the participant's signatures; enc: fields are encrypted to it. */
-  use: "sig" | "enc";
-  kty: "RSA" | "EC";
-  bits: number;
-  /** api: held in memory only (no participantsDir). */
-  source: "config" | "directory" | "api";
-  publicKeyPem: string;
-};
+export type GetParticipantKeyAnswer = AddParticipantKeyAnswer;
 
 /** The body of fspiop.signBatch: Sign many FSPIOP requests, in one request */
 export type FspiopSignBatchInput = {
@@ -1313,32 +1024,7 @@ export type ImportTr31Input = {
 };
 /** The answer of keys.importTr31. */
 export type ImportTr31Answer = {
-  key: {
-    name: string;
-    type: "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_P256" | "EC_P384" | "ED25519" | "AES_128" | "AES_192" | "AES_256" | "TDES_2KEY" | "TDES_3KEY" | "HMAC_256";
-    purpose: "sign" | "encrypt" | "mac" | "agree" | "wrap" | "pin" | "bdk" | "kbpk" | "tokenize" | "fpe";
-    state: "enabled" | "disabled";
-    createdAt: string;
-    /** Whether the key may leave the backend in a TR-31 key block (payment keys only). */
-    exportable: boolean;
-    /** The X9.143 mode of use a TR-31 import gave the key; absent: whatever its purpose allows. */
-    modeOfUse?: "B" | "E" | "D" | "C" | "G" | "V" | "X";
-    /** Payment keys: the X9.143 key usage given at creation or by a TR-31 import; absent: the purpose's general kind. */
-    keyUsage?: "P0" | "B0" | "K0" | "K1" | "M0" | "M1" | "M3" | "M6";
-    primaryVersion: number;
-    /** Versions below it are retired (KEY_VERSION_RETIRED); absent: none is. */
-    minDecryptionVersion?: number;
-    versions: Array<{
-      version: number;
-      createdAt: string;
-      /** SubjectPublicKeyInfo PEM; asymmetric keys only. */
-      publicKeyPem?: string;
-      /** The public key as a JWK (RFC 7517) with kid "<name>:<version>"; asymmetric keys only. */
-      publicKeyJwk?: Record<string, unknown>;
-      /** Payment keys (purpose pin, mac, bdk, kbpk) only: the key check value of this version. */
-      keyCheckValue?: string;
-    }>;
-  };
+  key: CreateKeyAnswer;
   /** The KCV of the imported key, to compare with the sender's. */
   keyCheckValue: string;
   kbpk: {

@@ -61,7 +61,7 @@ export class GrpcChannel implements Channel {
 
   async send(route: Route, input: Record<string, unknown>, attempt: Attempt): Promise<unknown> {
     const loaded = await this.load();
-    if (this.closed) throw new HsmBridgeClientError('NETWORK_ERROR', 'the client is closed');
+    if (this.closed) throw new TypeError('the client is closed');
     const method = (loaded.definitions[route.grpc.service] as Record<string, { requestType: { type: MessageDescriptor } }>)[route.grpc.method]!;
     // Descriptors name field types relative to the package (SignRequest for hsmbridge.v1.SignRequest).
     const pkg = route.grpc.service.slice(0, route.grpc.service.lastIndexOf('.'));

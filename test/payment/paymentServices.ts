@@ -33,7 +33,7 @@ export interface PaymentTarget {
 const hex = (s: string) => Buffer.from(s, 'hex');
 const limits = { maxDataBytes: 64 * 1024, maxRandomBytes: 1024 };
 
-/** Independent ECB with node:crypto (test/helpers/nodeBlockCiphers.ts). */
+/** Independent ECB with node:crypto (src/conformance/reference/nodeBlockCiphers.ts). */
 const ecb = (direction: 'encrypt' | 'decrypt', key: Buffer, data: Buffer, family: 'tdes' | 'aes') => nodeEcb(family, direction, key, data);
 
 const xor = (a: Buffer, b: Buffer) => Buffer.from(a.map((x, i) => x ^ b[i]!));

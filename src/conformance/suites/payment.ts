@@ -52,7 +52,7 @@ const paymentMacs = (Object.keys(macAlgorithms) as MacAlgorithm[]).filter((a) =>
 /** What the core does before importKey: DES ignores parity bits, and backends hold odd-parity keys. */
 const asImported = (type: KeyType, material: Buffer) => (keyTypes[type].family === 'tdes' ? setOddParity(Buffer.from(material)) : Buffer.from(material));
 
-/** ECB with node:crypto (test/helpers/nodeBlockCiphers.ts): the independent reference for every block operation. */
+/** ECB with node:crypto (../reference/nodeBlockCiphers.ts): the independent reference for every block operation. */
 const ecbFor = (type: KeyType | AesDukptWorkingKey, direction: 'encrypt' | 'decrypt', key: Buffer, data: Buffer): Buffer =>
   nodeEcb(type.startsWith('TDES') ? 'tdes' : 'aes', direction, key, data);
 

@@ -20,6 +20,9 @@ const SIGNATURE_ALGORITHMS = ['RS256', 'ES256'];
 /** A JWS in compact form as the jws package (under jsonwebtoken) accepts it. */
 const COMPACT_JWS = /^[a-zA-Z0-9\-_]+?\.[a-zA-Z0-9\-_]+?\.([a-zA-Z0-9\-_]+)?$/;
 
+/** The reference's refusal of a source it has no key for; a plain Error by name and message, as the reference throws it. */
+class NoKeyError extends Error {}
+
 /** The errors jsonwebtoken throws for a token it refuses, with its name and messages. */
 export class JsonWebTokenError extends Error {
   override readonly name = 'JsonWebTokenError';
@@ -82,9 +85,10 @@ export class JwsValidator {
         header = tokenHeader(`${protectedHeader}.${Buffer.from(json(payload)).toString('base64url')}.${parsed.signature}`);
       } catch (e) {
         // The reference looks the source's key up before these checks: a source without one is what it reports.
-        // Only a refused request pays for the lookup.
-        await this.signatureKeys(source);
-        throw e;
+        // Only a refused request pays for the lookup, and only a definite "no key" replaces its fault (not a
+        // list this caller may not read, nor an unavailable service).
+        const noKey = await this.signatureKeys(source).then(() => undefined, (lookup: unknown) => (lookup instanceof NoKeyError ? lookup : undefined));
+        throw noKey ?? e;
       }
 
       // The reference verifies with the key of the HTTP FSPIOP-Source, the service with the signed one's.
@@ -140,7 +144,7 @@ export class JwsValidator {
     }
     const withKeys = participants.filter((p) => p.keys.some((k) => k.use === 'sig'));
     const keys = withKeys.find((p) => p.id === source)?.keys.filter((k) => k.use === 'sig') ?? [];
-    if (keys.length === 0) throw new Error(`JWS public key for '${source}' not available. Unable to verify JWS. Only have keys for: ${json(withKeys.map((p) => p.id))}`);
+    if (keys.length === 0) throw new NoKeyError(`JWS public key for '${source}' not available. Unable to verify JWS. Only have keys for: ${json(withKeys.map((p) => p.id))}`);
     return keys;
   }
 

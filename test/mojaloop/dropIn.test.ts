@@ -330,7 +330,7 @@ for (const target of targets) {
         expect(await validator.validate(byOld)).toBe(true);
       });
 
-      it('a caller that may not read the participant list learns that, in the refusal of an unknown source; an unavailable service is no refusal', async () => {
+      it('a caller that may not read the participant list learns that, in the refusal of an unknown source; a malformed request keeps its own refusal; an unavailable service is no refusal', async () => {
         // The service's own refusals, as the policy would give them, for the list call alone.
         const listRefusedWith = (code: string) => new JwsValidator({
           client: { fspiopSign: client.fspiopSign.bind(client), fspiopValidate: client.fspiopValidate.bind(client), call: (async (op: string, ...rest: unknown[]) => {
@@ -342,9 +342,18 @@ for (const target of targets) {
         const request = signedByPeer(peerOf.RS256, peerOf.RS256);
         request.headers['fspiop-source'] = 'strangerfsp';
         await expect(listRefusedWith('PERMISSION_DENIED').validate(request)).rejects.toThrow("JWS public key for 'strangerfsp' not available. Unable to verify JWS. Only have keys for: (the participant list could not be read: PERMISSION_DENIED)");
+        // A request refused for its own fault keeps that fault when the list cannot be read: nothing is known of the key.
         delete request.headers['fspiop-uri'];
-        await expect(listRefusedWith('PERMISSION_DENIED').validate(request)).rejects.toThrow(/^JWS public key for 'strangerfsp' not available/);
-        await expect(listRefusedWith('BACKEND_UNAVAILABLE').validate(request)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+        for (const code of ['PERMISSION_DENIED', 'BACKEND_UNAVAILABLE']) {
+          await expect(listRefusedWith(code).validate(request)).rejects.toThrow(/^fspiop-uri, fspiop-http-method and fspiop-signature HTTP headers are all required/);
+          const known = signedByPeer(peerOf.RS256, peerOf.RS256);
+          delete known.headers['fspiop-uri'];
+          await expect(listRefusedWith(code).validate(known)).rejects.toThrow(/^fspiop-uri, fspiop-http-method and fspiop-signature HTTP headers are all required/);
+        }
+        // An unavailable service is no answer about the request when only the service can judge it.
+        const unknown = signedByPeer(peerOf.RS256, peerOf.RS256);
+        unknown.headers['fspiop-source'] = 'strangerfsp';
+        await expect(listRefusedWith('BACKEND_UNAVAILABLE').validate(unknown)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
         // A known source needs no list: it validates.
         expect(await listRefusedWith('PERMISSION_DENIED').validate(signedByPeer(peerOf.RS256, peerOf.RS256))).toBe(true);
       });

@@ -73,9 +73,10 @@ export class GrpcChannel implements Channel {
     const metadata = new Metadata();
     metadata.set(REQUEST_ID_HEADER, attempt.requestId);
     if (attempt.token) metadata.set('authorization', `Bearer ${attempt.token}`);
-    const call = (this.client(loaded, route.grpc.service) as unknown as Record<string, Unary>)[route.grpc.method]!;
+    const client = this.client(loaded, route.grpc.service);
+    const call = (client as unknown as Record<string, Unary>)[route.grpc.method]!;
     const answer = await new Promise<unknown>((resolve, reject) => {
-      call.call(this.client(loaded, route.grpc.service), request, metadata, { deadline: new Date(Date.now() + attempt.timeoutMs) }, (error, value) => {
+      call.call(client, request, metadata, { deadline: new Date(Date.now() + attempt.timeoutMs) }, (error, value) => {
         if (!error) return resolve(value);
         const code = error.metadata?.get(ERROR_CODE_METADATA)[0];
         const requestId = error.metadata?.get(REQUEST_ID_HEADER)[0];

@@ -7,6 +7,7 @@
  * JSON values that gRPC carries as strings (a JWK, a header) are stringified and parsed back.
  */
 import type { JsonSchema } from '../api/declaration.js';
+import { branches } from './wire.js';
 
 /** A message type as @grpc/proto-loader describes it (field names camelCase, as the client uses them). */
 export interface MessageDescriptor {
@@ -34,8 +35,16 @@ export function toGrpcRequest(operation: string, input: Record<string, unknown>,
   return toMessage(operation, '', requestAdapters[operation]?.(input) ?? input, type, lookup);
 }
 
+/** A message type's fields by name, built once per type: the client's every call lays its input onto one. */
+const fieldMaps = new WeakMap<MessageDescriptor, ReadonlyMap<string, MessageDescriptor['field'][number]>>();
+function fieldsOf(type: MessageDescriptor): ReadonlyMap<string, MessageDescriptor['field'][number]> {
+  let fields = fieldMaps.get(type);
+  if (!fields) fieldMaps.set(type, (fields = new Map(type.field.map((f) => [f.name, f]))));
+  return fields;
+}
+
 function toMessage(operation: string, at: string, input: Record<string, unknown>, type: MessageDescriptor, lookup: TypeLookup): Record<string, unknown> {
-  const fields = new Map(type.field.map((f) => [f.name, f]));
+  const fields = fieldsOf(type);
   const pending: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(input)) {
     if (v === undefined) continue;
@@ -66,11 +75,6 @@ function toMessage(operation: string, at: string, input: Record<string, unknown>
   return out;
 }
 
-/** The branches a value may match: the schema itself, or its oneOf/anyOf/allOf alternatives. */
-function branches(schema: JsonSchema): JsonSchema[] {
-  const alternatives = [schema.oneOf, schema.anyOf, schema.allOf].flatMap((a) => (Array.isArray(a) ? (a as JsonSchema[]) : []));
-  return alternatives.length > 0 ? [schema, ...alternatives.flatMap(branches)] : [schema];
-}
 const typesOf = (options: JsonSchema[]) => new Set(options.flatMap((s) => (Array.isArray(s.type) ? (s.type as string[]) : s.type ? [s.type as string] : [])));
 
 /** The gRPC answer in the REST answer's shape, as `schema` (the REST response schema) describes it. */

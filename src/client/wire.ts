@@ -17,7 +17,7 @@ export function toWire(value: unknown): unknown {
 const isByte = (schema: JsonSchema | undefined) => schema?.type === 'string' && schema.format === 'byte';
 
 /** The branches a value may match: the schema itself, or its oneOf/anyOf/allOf alternatives. */
-function branches(schema: JsonSchema): JsonSchema[] {
+export function branches(schema: JsonSchema): JsonSchema[] {
   const alternatives = [schema.oneOf, schema.anyOf, schema.allOf].flatMap((a) => (Array.isArray(a) ? (a as JsonSchema[]) : []));
   return alternatives.length > 0 ? [schema, ...alternatives.flatMap(branches)] : [schema];
 }
